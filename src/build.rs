@@ -1,0 +1,465 @@
+//! The build loop: keys, cache lookups, job dispatch, results.
+//!
+//! The loop owns all state; jobs run as tokio tasks and report back through
+//! one [`Message`] channel. A node's key is computed when its inputs are
+//! done, from their output hashes, so a rebuild that yields the same bytes
+//! stops the wave (early cutoff).
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::state::{Materialized, NodeState};
+use crate::cache::{Cache, Manifest, OutputFile};
+use crate::engines::Runs;
+use crate::exec::{self, ExecError, Job, JobInput};
+use crate::graph::key::{InputFact, KeyMaterial};
+use crate::graph::{Node, NodeKind, Pool};
+use crate::progress::Progress;
+use crate::sched::Scheduler;
+use crate::session::Session;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub keep_going: bool,
+    /// Draw progress bars and print per-node lines on stderr.
+    pub verbose: bool,
+}
+
+/// What happened to a node in this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Ran its engine.
+    Built,
+    /// Its key was found in the cache.
+    Cached,
+    /// An input was rebuilt this run, but to the same bytes, so its key did
+    /// not change: the wave stopped here.
+    Cutoff,
+    Failed,
+    /// Not built because an input failed, or the build stopped.
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRecord {
+    pub id: String,
+    pub kind: NodeKind,
+    pub status: Status,
+    /// Seconds the job ran (0 when not run).
+    pub seconds: f64,
+    /// The engine that made it (or would have).
+    pub engine: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Totals {
+    pub built: usize,
+    pub cached: usize,
+    pub cutoff: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub seconds: f64,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub records: Vec<NodeRecord>,
+    pub totals: Totals,
+    pub interrupted: bool,
+    /// Start and end of each job, seconds since the build began (for benchmarks).
+    pub spans: Vec<(usize, f64, f64)>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.totals.failed == 0 && !self.interrupted && self.totals.skipped == 0
+    }
+}
+
+enum Message {
+    Finished { node: usize, result: Result<Finished, String>, started: f64, ended: f64 },
+}
+
+struct Finished {
+    manifest: Manifest,
+    materialized: Vec<(String, Materialized)>,
+}
+
+/// What every job task shares.
+struct Shared {
+    cache: Cache,
+    root: Utf8PathBuf,
+    out: Utf8PathBuf,
+    simulate: Option<crate::project::model::Simulate>,
+    pools: Vec<Pool>,
+    began: Instant,
+}
+
+/// Build `nodes` (a closure, inputs first).
+pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cancel: CancellationToken) -> Report {
+    let began = Instant::now();
+    let simulated = session.simulated();
+    let local: HashMap<usize, usize> = nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
+    let inputs: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|&g| session.graph.nodes[g].inputs.iter().map(|i| local[&i.node]).collect())
+        .collect();
+    let sim_scale = session.project.profile.simulate.as_ref().map(|s| s.time_scale);
+    let cost: Vec<f64> = nodes.iter().map(|&g| expected_seconds(session, g, sim_scale)).collect();
+    let pools: Vec<usize> = nodes.iter().map(|&g| session.graph.nodes[g].pool).collect();
+    let slots: Vec<usize> = session.graph.pools.iter().map(|p| p.slots).collect();
+    let mut sched = Scheduler::new(&inputs, pools, &slots, &cost);
+
+    let shared = Arc::new(Shared {
+        cache: session.cache.clone(),
+        root: session.layout.root.clone(),
+        out: session.layout.out.clone(),
+        simulate: session.project.profile.simulate.clone(),
+        pools: session.graph.pools.clone(),
+        began,
+    });
+    let progress = Progress::new(opts.verbose, &session.graph.pools);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+
+    let mut facts: Vec<Option<InputFact>> = vec![None; nodes.len()];
+    let mut outputs: Vec<Vec<OutputFile>> = vec![Vec::new(); nodes.len()];
+    let mut status: Vec<Option<Status>> = vec![None; nodes.len()];
+    let mut records: Vec<Option<NodeRecord>> = vec![None; nodes.len()];
+    let mut pending: HashMap<usize, (String, KeyMaterial)> = HashMap::new();
+    let mut spans = Vec::new();
+    let mut failed_any = false;
+    let mut interrupted = false;
+
+    loop {
+        // Classify every node whose inputs are done.
+        loop {
+            let ready = sched.take_ready();
+            if ready.is_empty() {
+                break;
+            }
+            for l in ready {
+                let g = nodes[l];
+                let material = KeyMaterial::of(&session.graph, g, simulated, |i| facts[local[&i]].as_ref())
+                    .expect("ready nodes have all inputs");
+                let key = material.key();
+                if let Some(hit) = session.lookup(g, &key) {
+                    let rebuilt_input = inputs[l].iter().any(|&i| status[i] == Some(Status::Built));
+                    let st = if hit.same_as_last && rebuilt_input { Status::Cutoff } else { Status::Cached };
+                    let node = &session.graph.nodes[g];
+                    let materialized = materialize(&shared.cache, &shared.out, node, &hit.outputs, &session.state.out);
+                    for (rel, m) in materialized {
+                        session.state.out.insert(rel, m);
+                    }
+                    session.state.nodes.insert(
+                        node.id.clone(),
+                        NodeState { key, content: hit.fact.hash.clone(), duration: hit.fact.duration, outputs: hit.outputs.clone() },
+                    );
+                    facts[l] = Some(hit.fact);
+                    outputs[l] = hit.outputs;
+                    status[l] = Some(st);
+                    records[l] = Some(record(node, st, 0.0, node.engine().name, None));
+                    progress.cached(st == Status::Cutoff);
+                    sched.finish(l, true);
+                } else {
+                    pending.insert(l, (key, material));
+                    progress.queued(session.graph.nodes[nodes[l]].pool, &session.graph.nodes[nodes[l]].id, cost[l]);
+                    sched.enqueue(l);
+                }
+            }
+        }
+        // Start what the pools have room for.
+        while let Some(l) = sched.next_job() {
+            let g = nodes[l];
+            let node = session.graph.nodes[g].clone();
+            let (key, material) = pending.remove(&l).expect("queued nodes have a key");
+            let job_inputs: Vec<JobInput> = node
+                .inputs
+                .iter()
+                .map(|i| {
+                    let li = local[&i.node];
+                    let fact = facts[li].as_ref().expect("inputs are done");
+                    JobInput {
+                        role: i.role.clone(),
+                        files: outputs[li].iter().map(|o| (o.suffix.clone(), shared.cache.object_path(&o.hash))).collect(),
+                        outputs: outputs[li].clone(),
+                        duration: fact.duration,
+                        hash: fact.hash.clone(),
+                    }
+                })
+                .collect();
+            progress.started(node.pool, &node.id);
+            let tx = tx.clone();
+            let shared = shared.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let started = shared.began.elapsed().as_secs_f64();
+                let result = run_node(&shared, node, job_inputs, key, material, &cancel).await;
+                let ended = shared.began.elapsed().as_secs_f64();
+                let _ = tx.send(Message::Finished { node: l, result, started, ended });
+            });
+        }
+        if sched.is_done() {
+            break;
+        }
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            () = cancel.cancelled(), if !interrupted => {
+                interrupted = true;
+                for l in sched.abandon() {
+                    status[l] = Some(Status::Skipped);
+                }
+                continue;
+            }
+        };
+        let Some(Message::Finished { node: l, result, started, ended }) = msg else { break };
+        let g = nodes[l];
+        let node = &session.graph.nodes[g];
+        match result {
+            Ok(done) => {
+                let m = done.manifest;
+                let seconds = ended - started;
+                let engine_key = if simulated { format!("sim:{}", m.engine) } else { m.engine.clone() };
+                if let Some(spec) = crate::engines::find(&m.engine) {
+                    session.durations.record(&engine_key, spec.expected_seconds(m.duration.unwrap_or(node.media_seconds)), seconds);
+                }
+                for (rel, mat) in done.materialized {
+                    session.state.out.insert(rel, mat);
+                }
+                let fact = InputFact { hash: m.content_hash(), duration: m.duration };
+                session.state.nodes.insert(
+                    node.id.clone(),
+                    NodeState { key: material_key(&m), content: fact.hash.clone(), duration: m.duration, outputs: m.outputs.clone() },
+                );
+                facts[l] = Some(fact);
+                outputs[l] = m.outputs.clone();
+                status[l] = Some(Status::Built);
+                let fallback = (m.engine != node.engine().name).then(|| format!("fell back to {}", m.engine));
+                records[l] = Some(record(node, Status::Built, seconds, &m.engine, fallback));
+                progress.finished(node.pool, &node.id, seconds, &m.engine, None);
+                spans.push((l, started, ended));
+                sched.finish(l, true);
+            }
+            Err(error) => {
+                let cancelled = error == CANCELLED;
+                status[l] = Some(if cancelled { Status::Skipped } else { Status::Failed });
+                records[l] = Some(record(node, status[l].unwrap(), ended - started, node.engine().name, Some(error.clone())));
+                if !cancelled {
+                    progress.finished(node.pool, &node.id, ended - started, node.engine().name, Some(&error));
+                    failed_any = true;
+                }
+                for s in sched.finish(l, false) {
+                    status[s] = Some(Status::Skipped);
+                }
+                if !opts.keep_going && !cancelled {
+                    for s in sched.abandon() {
+                        status[s] = Some(Status::Skipped);
+                    }
+                }
+            }
+        }
+    }
+    progress.clear();
+    let _ = failed_any;
+
+    let mut totals = Totals { seconds: began.elapsed().as_secs_f64(), ..Totals::default() };
+    let records: Vec<NodeRecord> = records
+        .into_iter()
+        .enumerate()
+        .map(|(l, r)| {
+            r.unwrap_or_else(|| {
+                let node = &session.graph.nodes[nodes[l]];
+                record(node, status[l].unwrap_or(Status::Skipped), 0.0, node.engine().name, None)
+            })
+        })
+        .collect();
+    for r in &records {
+        match r.status {
+            Status::Built => totals.built += 1,
+            Status::Cached => totals.cached += 1,
+            Status::Cutoff => totals.cutoff += 1,
+            Status::Failed => totals.failed += 1,
+            Status::Skipped => totals.skipped += 1,
+        }
+    }
+    Report { records, totals, interrupted, spans }
+}
+
+const CANCELLED: &str = "interrupted";
+
+/// The key under which a manifest was recorded.
+fn material_key(m: &Manifest) -> String {
+    m.material.key()
+}
+
+fn record(node: &Node, status: Status, seconds: f64, engine: &str, error: Option<String>) -> NodeRecord {
+    NodeRecord { id: node.id.clone(), kind: node.kind, status, seconds, engine: engine.to_string(), error }
+}
+
+/// Expected seconds of a node if it runs: the engine's estimate times what
+/// earlier builds taught.
+pub fn expected_seconds(session: &Session, g: usize, sim_scale: Option<f64>) -> f64 {
+    let node = &session.graph.nodes[g];
+    let engine = node.engine();
+    let estimate = engine.expected_seconds(node.media_seconds);
+    match sim_scale {
+        Some(scale) => estimate * session.durations.ratio(&format!("sim:{}", engine.name), scale),
+        None => estimate * session.durations.ratio(engine.name, 1.0),
+    }
+}
+
+/// Run a node's engine chain with retries; store the result in the cache.
+async fn run_node(
+    shared: &Shared,
+    node: Node,
+    inputs: Vec<JobInput>,
+    key: String,
+    material: KeyMaterial,
+    cancel: &CancellationToken,
+) -> Result<Finished, String> {
+    let mut errors = Vec::new();
+    for engine in node.engines.clone() {
+        if engine.runs == Runs::Inline {
+            // No work: the output is the input.
+            let input = inputs.first().ok_or("passthrough needs an input")?;
+            let manifest = Manifest {
+                node: node.id.clone(),
+                outputs: input.outputs.clone(),
+                duration: input.duration,
+                engine: engine.name.into(),
+                seconds: 0.0,
+                material: material.clone(),
+            };
+            return store(shared, &node, &key, manifest).await;
+        }
+        for attempt in 0..=node.retries {
+            let scratch = shared.cache.scratch().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+            let scratch_path = Utf8PathBuf::from_path_buf(scratch.path().to_path_buf()).map_err(|_| "non-UTF-8 cache path")?;
+            let job = Job {
+                node: node.clone(),
+                engine,
+                attempt,
+                inputs: inputs.clone(),
+                scratch: scratch_path,
+                root: shared.root.clone(),
+                pool: shared.pools[node.pool].clone(),
+                simulate: shared.simulate.clone(),
+            };
+            let started = Instant::now();
+            match exec::run(&job, cancel).await {
+                Ok(produced) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    let cache = shared.cache.clone();
+                    let files = produced.files;
+                    let outputs = tokio::task::spawn_blocking(move || {
+                        let r = files
+                            .into_iter()
+                            .map(|(suffix, path)| cache.ingest(&path).map(|(hash, size)| OutputFile { suffix, hash, size }))
+                            .collect::<std::io::Result<Vec<_>>>();
+                        drop(scratch);
+                        r
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("storing outputs: {e}"))?;
+                    let manifest = Manifest {
+                        node: node.id.clone(),
+                        outputs,
+                        duration: produced.duration,
+                        engine: engine.name.into(),
+                        seconds,
+                        material: material.clone(),
+                    };
+                    return store(shared, &node, &key, manifest).await;
+                }
+                Err(ExecError::Cancelled) => return Err(CANCELLED.into()),
+                Err(ExecError::Transient(_)) if attempt < node.retries => {
+                    let base = 0.5 * f64::from(1u32 << attempt.min(6));
+                    let scale = shared.simulate.as_ref().map_or(1.0, |s| s.time_scale);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs_f64(base * scale)) => {}
+                        () = cancel.cancelled() => return Err(CANCELLED.into()),
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(format!("{}: {e}", engine.name));
+                    break;
+                }
+            }
+        }
+    }
+    Err(errors.join("\n"))
+}
+
+/// Record the manifest and copy the outputs under `out/`.
+async fn store(
+    shared: &Shared,
+    node: &Node,
+    key: &str,
+    manifest: Manifest,
+) -> Result<Finished, String> {
+    let cache = shared.cache.clone();
+    let out = shared.out.clone();
+    let node = node.clone();
+    let key = key.to_string();
+    tokio::task::spawn_blocking(move || {
+        cache.record(&key, &manifest).map_err(|e| format!("recording {key}: {e}"))?;
+        let materialized = materialize(&cache, &out, &node, &manifest.outputs, &HashMap::new());
+        Ok(Finished { manifest, materialized })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Copy outputs to `out/<stem>.<suffix>` unless already there. Returns what
+/// was written. Failures to materialize are reported but do not fail the
+/// node: the cache holds the truth.
+fn materialize(
+    cache: &Cache,
+    out: &Utf8Path,
+    node: &Node,
+    outputs: &[OutputFile],
+    known: &HashMap<String, Materialized>,
+) -> Vec<(String, Materialized)> {
+    let mut done = Vec::new();
+    for o in outputs {
+        let rel = format!("{}.{}", node.out_stem, o.suffix);
+        let dest = out.join(&rel);
+        if let (Some(k), Ok(meta)) = (known.get(&rel), fs::metadata(&dest)) {
+            if k.hash == o.hash && k.size == meta.len() && k.mtime_ns == mtime_ns(&meta) {
+                continue;
+            }
+        }
+        match copy_atomic(&cache.object_path(&o.hash), &dest) {
+            Ok(meta) => done.push((rel, Materialized { hash: o.hash.clone(), size: meta.len(), mtime_ns: mtime_ns(&meta) })),
+            Err(e) => eprintln!("warning: could not write {dest}: {e}"),
+        }
+    }
+    done
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+/// Copy via a temp file and rename, so `out/` never holds half a file.
+fn copy_atomic(src: &Utf8Path, dest: &Utf8Path) -> std::io::Result<fs::Metadata> {
+    let dir = dest.parent().expect("out path has a parent");
+    fs::create_dir_all(dir)?;
+    let tmp = tempfile::Builder::new().prefix(".studio-").tempfile_in(dir)?;
+    fs::copy(src, tmp.path())?;
+    let path = tmp.into_temp_path();
+    path.persist(dest).map_err(|e| e.error)?;
+    fs::metadata(dest)
+}

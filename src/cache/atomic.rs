@@ -1,0 +1,22 @@
+//! Atomic file writes: temp file in the same directory, fsync, rename, fsync dir.
+
+use std::fs;
+use std::io::{self, Write};
+
+use camino::Utf8Path;
+
+/// Write `bytes` to `path` so that a reader sees the old file or the whole new one.
+pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// fsync a directory so a rename into it survives a crash.
+pub fn sync_dir(dir: &Utf8Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,178 @@
+//! The content-addressed store, the action cache, build state and the lock.
+//!
+//! ```text
+//! cache/objects/ab/abcdef…   file contents, named by blake3
+//! cache/ac/12/1234…json      key → manifest (output hashes, duration, material)
+//! cache/state.json           node id → last key and outputs (fast no-op path)
+//! cache/sources.json         source index: (size, mtime, inode) → hash
+//! cache/durations.json       learned job durations per engine
+//! cache/tmp/                 scratch space for running jobs
+//! cache/lock                 held by the build that owns this cache
+//! ```
+//!
+//! Invariant: an object exists only with its full content (written to
+//! `tmp/`, fsynced, renamed), and an action-cache entry is written only after
+//! all its objects exist. A `kill -9` can leave garbage in `tmp/`, never an
+//! entry that lies.
+
+pub mod atomic;
+pub mod index;
+pub mod learn;
+pub mod lock;
+pub mod state;
+
+use std::fs;
+use std::io;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use crate::graph::key::KeyMaterial;
+use atomic::{sync_dir, write_atomic};
+
+/// One file a node produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// The name's suffix under the node's `out_stem` (`png`, `srt`, `jpg`).
+    pub suffix: String,
+    pub hash: String,
+    pub size: u64,
+}
+
+/// What the action cache says about one key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The node it was first built for (informational).
+    pub node: String,
+    pub outputs: Vec<OutputFile>,
+    /// Media duration in seconds, for audio and video.
+    pub duration: Option<f64>,
+    /// The engine that made it: a fallback when the chosen engine failed.
+    pub engine: String,
+    /// Seconds the job took.
+    pub seconds: f64,
+    pub material: KeyMaterial,
+}
+
+impl Manifest {
+    /// The hash dependents key on: the single output's hash, or a hash over
+    /// all outputs when there are several.
+    pub fn content_hash(&self) -> String {
+        content_hash(&self.outputs)
+    }
+}
+
+pub fn content_hash(outputs: &[OutputFile]) -> String {
+    match outputs {
+        [one] => one.hash.clone(),
+        many => {
+            let mut h = blake3::Hasher::new();
+            for o in many {
+                h.update(o.suffix.as_bytes());
+                h.update(b"\0");
+                h.update(o.hash.as_bytes());
+                h.update(b"\n");
+            }
+            h.finalize().to_hex().to_string()
+        }
+    }
+}
+
+/// The local cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: Utf8PathBuf,
+}
+
+impl Cache {
+    pub fn open(dir: &Utf8Path) -> io::Result<Cache> {
+        for sub in ["objects", "ac", "tmp"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        Ok(Cache { dir: dir.to_owned() })
+    }
+
+    pub fn dir(&self) -> &Utf8Path {
+        &self.dir
+    }
+
+    pub fn object_path(&self, hash: &str) -> Utf8PathBuf {
+        self.dir.join("objects").join(&hash[..2]).join(hash)
+    }
+
+    fn ac_path(&self, key: &str) -> Utf8PathBuf {
+        self.dir.join("ac").join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    /// Whether every output is present with its recorded size.
+    pub fn has_outputs(&self, outputs: &[OutputFile]) -> bool {
+        outputs.iter().all(|o| {
+            fs::metadata(self.object_path(&o.hash)).is_ok_and(|m| m.len() == o.size)
+        })
+    }
+
+    /// Move a finished file into the store under its hash.
+    pub fn ingest(&self, file: &Utf8Path) -> io::Result<(String, u64)> {
+        let hash = index::hash_file(file)?;
+        let size = fs::metadata(file)?.len();
+        let dest = self.object_path(&hash);
+        if fs::metadata(&dest).is_ok_and(|m| m.len() == size) {
+            fs::remove_file(file)?;
+            return Ok((hash, size));
+        }
+        fs::File::open(file)?.sync_all()?;
+        let dir = dest.parent().expect("object has a parent");
+        fs::create_dir_all(dir)?;
+        fs::rename(file, &dest)?;
+        sync_dir(dir)?;
+        Ok((hash, size))
+    }
+
+    /// The manifest for `key`, if present, well-formed and all its objects exist.
+    pub fn lookup(&self, key: &str) -> Option<Manifest> {
+        let bytes = fs::read(self.ac_path(key)).ok()?;
+        let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+        self.has_outputs(&m.outputs).then_some(m)
+    }
+
+    /// Record a manifest; its objects must already be in the store.
+    pub fn record(&self, key: &str, manifest: &Manifest) -> io::Result<()> {
+        debug_assert!(self.has_outputs(&manifest.outputs));
+        write_atomic(&self.ac_path(key), &serde_json::to_vec_pretty(manifest).expect("manifest serializes"))
+    }
+
+    /// A fresh scratch directory for one job, removed when dropped.
+    pub fn scratch(&self) -> io::Result<tempfile::TempDir> {
+        tempfile::Builder::new().prefix("job-").tempdir_in(self.dir.join("tmp"))
+    }
+
+    /// Every action-cache key.
+    pub fn keys(&self) -> Vec<String> {
+        walk(self.dir.join("ac"))
+            .filter_map(|p| p.file_stem().map(str::to_string))
+            .collect()
+    }
+
+    /// Every object file, with its name (hash).
+    pub fn objects(&self) -> impl Iterator<Item = Utf8PathBuf> {
+        walk(self.dir.join("objects"))
+    }
+
+    pub fn remove_entry(&self, key: &str) -> io::Result<()> {
+        fs::remove_file(self.ac_path(key))
+    }
+}
+
+/// Files two levels down (`xx/name`).
+fn walk(dir: Utf8PathBuf) -> impl Iterator<Item = Utf8PathBuf> {
+    let subdirs = dir.read_dir_utf8().into_iter().flatten().filter_map(Result::ok);
+    subdirs.flat_map(|d| {
+        d.path()
+            .read_dir_utf8()
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path().to_owned())
+            .collect::<Vec<_>>()
+    })
+}

@@ -1,0 +1,53 @@
+//! The last build's state: node id → key and outputs, and what `out/` holds.
+//!
+//! This is a cache of the action cache, read in one go so a no-op build
+//! never opens per-node files. Losing it (a `kill -9`) costs only lookups.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+
+use camino::Utf8Path;
+use serde::{Deserialize, Serialize};
+
+use super::OutputFile;
+use super::atomic::write_atomic;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub key: String,
+    pub content: String,
+    pub duration: Option<f64>,
+    pub outputs: Vec<OutputFile>,
+}
+
+/// A file under `out/`: the object it was copied from and its stat then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Materialized {
+    pub hash: String,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub nodes: HashMap<String, NodeState>,
+    /// Path relative to `out/` → what it holds.
+    pub out: HashMap<String, Materialized>,
+    /// Source file → hash at the last build, for `studio why`.
+    #[serde(default)]
+    pub sources: HashMap<String, String>,
+}
+
+impl State {
+    pub fn load(path: &Utf8Path) -> State {
+        fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, path: &Utf8Path) -> io::Result<()> {
+        write_atomic(path, &serde_json::to_vec(self).expect("state serializes"))
+    }
+}

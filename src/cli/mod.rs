@@ -1,0 +1,136 @@
+//! Command-line parsing and dispatch; one file per command.
+//!
+//! Exit codes (also in README.md):
+//! - 0: success
+//! - 1: the build ran and a node failed (or was skipped because of one)
+//! - 2: bad input: the project has mistakes, an unknown target, bad flags
+//! - 3: studio could not use its files (cache, out/) or an internal error
+//! - 130: interrupted (Ctrl-C); finished nodes are kept
+
+mod build;
+mod graph;
+mod housekeeping;
+mod status;
+mod why;
+
+use std::process::ExitCode;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::{Parser, Subcommand};
+
+use crate::project::Diagnostics;
+use crate::session::{OpenError, Session};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_IO: u8 = 3;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Debug, Parser)]
+#[command(name = "studio", version, about = "A build system whose products are anime episodes")]
+pub struct Cli {
+    /// The project folder (default: the nearest folder upwards with a studio.yaml).
+    #[arg(short = 'C', long, global = true, value_name = "DIR")]
+    project: Option<Utf8PathBuf>,
+    /// The profile to build with (default: `profiles.default` in studio.yaml).
+    #[arg(short, long, global = true)]
+    profile: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build targets: `ep01`, `ep01/s02`, `ep01/s02/sh03`, `all`, or a node id.
+    Build(build::Args),
+    /// Say why a node is stale: which input or parameter changed, from what to what.
+    Why(why::Args),
+    /// Print the graph of a target as Graphviz dot, Mermaid or JSON.
+    Graph(graph::Args),
+    /// What is built, stale or missing.
+    Status(status::Args),
+    /// Remove cache objects and entries no current node refers to.
+    Gc,
+    /// Remove `out/` (and with --all, the cache too).
+    Clean(housekeeping::CleanArgs),
+    /// List the engines studio knows.
+    Engines,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = match project_root(cli.project.as_deref()) {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let profile = cli.profile.as_deref();
+    let code = match cli.command {
+        Command::Build(args) => build::run(&root, profile, args),
+        Command::Why(args) => why::run(&root, profile, args),
+        Command::Graph(args) => graph::run(&root, profile, args),
+        Command::Status(args) => status::run(&root, profile, args),
+        Command::Gc => housekeeping::gc(&root),
+        Command::Clean(args) => housekeeping::clean(&root, args),
+        Command::Engines => housekeeping::engines(),
+    };
+    ExitCode::from(code)
+}
+
+fn project_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, String> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_owned());
+    }
+    let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|p| format!("the current directory is not UTF-8: {}", p.display()))?;
+    cwd.ancestors()
+        .find(|d| d.join("studio.yaml").is_file())
+        .map(Utf8Path::to_owned)
+        .ok_or_else(|| format!("no studio.yaml in {cwd} or any folder above it; run inside a project or pass --project DIR"))
+}
+
+/// Print a diagnostic report for a failed open and pick the exit code.
+fn report_open_error(e: OpenError) -> u8 {
+    match e {
+        OpenError::Project(d) => {
+            report(d);
+            EXIT_INVALID
+        }
+        e @ OpenError::Cache { .. } => {
+            eprintln!("{:?}", miette::Report::new(e));
+            EXIT_IO
+        }
+    }
+}
+
+/// Print every mistake; a single one stands alone, several get a summary.
+fn report(mut d: Diagnostics) {
+    if d.errors.len() == 1 {
+        eprintln!("{:?}", miette::Report::new(d.errors.remove(0)));
+    } else {
+        eprintln!("{:?}", miette::Report::new(d));
+    }
+}
+
+/// The number of CPU slots: `-j`, else the cores.
+fn cpu_slots(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+}
+
+fn open(root: &Utf8Path, profile: Option<&str>, jobs: Option<usize>) -> Result<Session, u8> {
+    Session::open(root, profile, cpu_slots(jobs)).map_err(report_open_error)
+}
+
+/// Write to stdout, treating a closed pipe (`| head`) as success.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing to stdout: {e}");
+        }
+    }
+}

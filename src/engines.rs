@@ -1,0 +1,136 @@
+//! The table of engines studio knows: what each makes, where it runs, what it costs.
+//!
+//! Rules name engines; this table is how a name is checked and how the
+//! scheduler learns which pool a job needs before any build has taught it
+//! real durations.
+
+use crate::graph::kind::NodeKind;
+use NodeKind::*;
+
+/// Where an engine's jobs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    /// A local process in the `cpu` pool.
+    Cpu,
+    /// No work at all: the output is the input (refinement switched off).
+    Inline,
+    /// A service; the job takes a slot of an executor of this kind.
+    Service(ServiceKind),
+}
+
+/// Kinds of service executors configured in `studio.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Comfyui,
+    Ollama,
+    Openai,
+    Tts,
+    AceStep,
+    Jellyfin,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 6] = [
+        ServiceKind::Comfyui,
+        ServiceKind::Ollama,
+        ServiceKind::Openai,
+        ServiceKind::Tts,
+        ServiceKind::AceStep,
+        ServiceKind::Jellyfin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Comfyui => "comfyui",
+            ServiceKind::Ollama => "ollama",
+            ServiceKind::Openai => "openai",
+            ServiceKind::Tts => "tts",
+            ServiceKind::AceStep => "ace_step",
+            ServiceKind::Jellyfin => "jellyfin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// How long a job is expected to take before any build has measured it.
+#[derive(Debug, Clone, Copy)]
+pub enum Cost {
+    /// Seconds per job.
+    Fixed(f64),
+    /// Seconds per second of media the job produces.
+    PerMediaSecond(f64),
+}
+
+#[derive(Debug)]
+pub struct EngineSpec {
+    pub name: &'static str,
+    pub kinds: &'static [NodeKind],
+    pub runs: Runs,
+    /// Whether the output depends on a seed (a `take` re-rolls it).
+    pub stochastic: bool,
+    pub cost: Cost,
+    pub about: &'static str,
+}
+
+const fn engine(
+    name: &'static str,
+    kinds: &'static [NodeKind],
+    runs: Runs,
+    stochastic: bool,
+    cost: Cost,
+    about: &'static str,
+) -> EngineSpec {
+    EngineSpec { name, kinds, runs, stochastic, cost, about }
+}
+
+use Cost::{Fixed, PerMediaSecond};
+use Runs::{Cpu, Inline, Service};
+use ServiceKind::*;
+
+/// Every engine, in the order `studio engines` lists them.
+pub static ENGINES: &[EngineSpec] = &[
+    engine("character_card", &[CharacterRefs], Cpu, false, Fixed(0.5), "a character sheet drawn from the design (animatic)"),
+    engine("comfyui_txt2img", &[CharacterRefs], Service(Comfyui), true, Fixed(40.0), "ComfyUI checkpoint txt2img, vision review, approvals"),
+    engine("storyboard", &[ShotImage], Cpu, false, Fixed(0.6), "a storyboard frame: figures, framing, caption"),
+    engine("pool_select", &[ShotImage], Cpu, false, Fixed(0.3), "continuity frame, else the best approved reference"),
+    engine("camera_move", &[RawVideo], Cpu, false, PerMediaSecond(0.8), "pan, tilt or push-in over the frame"),
+    engine("framepack_i2v", &[RawVideo], Service(Comfyui), true, PerMediaSecond(120.0), "FramePack image-to-video (solo shot with a source)"),
+    engine("wan_t2v", &[RawVideo], Service(Comfyui), true, PerMediaSecond(55.0), "Wan text-to-video"),
+    engine("ltx_video", &[RawVideo], Service(Comfyui), true, PerMediaSecond(60.0), "LTX-Video with character LoRA"),
+    engine("framepack_v2v", &[RefinedVideo], Service(Comfyui), true, PerMediaSecond(150.0), "FramePack video-to-video refinement"),
+    engine("passthrough", &[RefinedVideo], Inline, false, Fixed(0.0), "no refinement: the raw video as is"),
+    engine("rife_esrgan", &[ShotVideo], Service(Comfyui), false, PerMediaSecond(25.0), "RIFE interpolation and RealESRGAN upscale, then grade"),
+    engine("ffmpeg", &[ShotVideo, LastFrame, SceneVideo, SceneMix, EpisodeVideo, EpisodeAudio, Episode], Cpu, false, PerMediaSecond(0.4), "local ffmpeg processing"),
+    engine("espeak", &[VoiceLine], Cpu, false, Fixed(0.4), "espeak-ng offline speech"),
+    engine("edge_tts", &[VoiceLine], Service(Tts), false, Fixed(2.0), "edge-tts voice pool"),
+    engine("xtts", &[VoiceLine], Service(Tts), true, Fixed(8.0), "XTTS v2 zero-shot cloning from a reference clip"),
+    engine("gpt_sovits", &[VoiceLine], Service(Tts), true, Fixed(6.0), "GPT-SoVITS with a trained voice"),
+    engine("rvc", &[VoiceLine], Service(Tts), false, Fixed(6.0), "RVC v2 voice conversion with a trained model"),
+    engine("procedural", &[SceneMusic], Cpu, false, PerMediaSecond(0.1), "procedural MIDI by mood, rendered with a GM soundfont"),
+    engine("ace_step", &[SceneMusic], Service(AceStep), true, PerMediaSecond(1.5), "ACE-Step text-to-music, instrumental"),
+    engine("library", &[Publish], Cpu, false, Fixed(0.5), "Jellyfin library layout, .nfo files, rescan"),
+];
+
+/// Look an engine up by name.
+pub fn find(name: &str) -> Option<&'static EngineSpec> {
+    ENGINES.iter().find(|e| e.name == name)
+}
+
+/// The engines that can make `kind`, for help texts.
+pub fn names_for(kind: NodeKind) -> Vec<&'static str> {
+    ENGINES.iter().filter(|e| e.kinds.contains(&kind)).map(|e| e.name).collect()
+}
+
+impl EngineSpec {
+    /// Expected seconds for a job producing `media_seconds` of media.
+    pub fn expected_seconds(&self, media_seconds: f64) -> f64 {
+        match self.cost {
+            Cost::Fixed(s) => s,
+            Cost::PerMediaSecond(s) => s * media_seconds.max(0.5),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Executors: what runs a job. The sim executor and
+//! (per pipeline stage, in `stages/`) the real engines.
+
+pub mod runner;
+pub mod sim;
+
+use camino::Utf8PathBuf;
+use tokio_util::sync::CancellationToken;
+
+use crate::engines::EngineSpec;
+use crate::graph::{Node, Pool};
+use crate::project::model::Simulate;
+
+/// One input file set of a job, in the node's input order.
+#[derive(Debug, Clone)]
+pub struct JobInput {
+    pub role: String,
+    /// `(suffix, path)` of each output of the input node, in the cache.
+    pub files: Vec<(String, Utf8PathBuf)>,
+    pub outputs: Vec<crate::cache::OutputFile>,
+    pub duration: Option<f64>,
+    pub hash: String,
+}
+
+impl JobInput {
+    /// The main file (the first output).
+    pub fn main(&self) -> &Utf8PathBuf {
+        &self.files[0].1
+    }
+}
+
+/// Everything an executor needs to make one node.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub node: Node,
+    pub engine: &'static EngineSpec,
+    /// 0 for the first try of this engine.
+    pub attempt: u32,
+    pub inputs: Vec<JobInput>,
+    /// Empty directory for outputs; removed after the job.
+    pub scratch: Utf8PathBuf,
+    /// The project root, for assets the rules name.
+    pub root: Utf8PathBuf,
+    pub pool: Pool,
+    pub simulate: Option<Simulate>,
+}
+
+/// Files a job made, in its scratch directory.
+#[derive(Debug)]
+pub struct Produced {
+    /// `(suffix, path)`; the first is the main output.
+    pub files: Vec<(String, Utf8PathBuf)>,
+    pub duration: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Worth retrying: HTTP 5xx, a timeout, a refused connection.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help; a fallback engine might.
+    #[error("{0}")]
+    Permanent(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Run `job` with its engine (or simulate it).
+pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    if let Some(sim) = &job.simulate {
+        return sim::run(job, sim, cancel).await;
+    }
+    Err(ExecError::Permanent(format!(
+        "engine `{}` ({}) has no executor in this build of studio yet; build with `--profile sim` to run the graph without media tools",
+        job.engine.name, job.engine.about
+    )))
+}

@@ -1,0 +1,117 @@
+//! The sim executor: sleeps a scaled expected duration and writes bytes
+//! derived from what the real engine would depend on.
+//!
+//! It models the pipeline's timing too: a voice line lasts as long as its
+//! words take to say, a shot stretches to fit its dialogue, a scene is as
+//! long as its shots, an episode as its scenes minus the transitions. So the
+//! whole graph, including duration-only edges, behaves as in a real build.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{ExecError, Job, Produced};
+use crate::graph::NodeKind;
+use crate::graph::build::normalize_text;
+use crate::graph::key::{Backend, KeyInput, KeyMaterial};
+use crate::project::model::Simulate;
+
+/// Seconds of silence a shot keeps around its dialogue.
+const DIALOGUE_PADDING: f64 = 0.6;
+
+pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let duration = simulated_duration(job);
+    let media = duration.unwrap_or(job.node.media_seconds);
+    let seconds = job.engine.expected_seconds(media) * sim.time_scale;
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {}
+        () = cancel.cancelled() => return Err(ExecError::Cancelled),
+    }
+    for f in &sim.failures {
+        let engine_matches = f.engine.as_deref().is_none_or(|e| e == job.engine.name);
+        if job.node.id.starts_with(&f.node) && engine_matches {
+            match f.transient {
+                Some(n) if job.attempt >= n => {}
+                Some(_) => return Err(ExecError::Transient(format!("simulated transient failure of {}", job.engine.name))),
+                None => return Err(ExecError::Permanent(format!("simulated failure of {}", job.engine.name))),
+            }
+        }
+    }
+    let identity = identity(job);
+    let body = format!(
+        "studio-sim {} {}\n{identity}\nduration={}\n",
+        job.node.kind,
+        job.engine.name,
+        duration.map_or("-".into(), |d| format!("{d:.3}"))
+    );
+    let path = job.scratch.join(format!("out.{}", job.node.kind.extension()));
+    std::fs::write(&path, body).map_err(|e| ExecError::Permanent(format!("writing {path}: {e}")))?;
+    Ok(Produced { files: vec![(job.node.kind.extension().to_string(), path)], duration })
+}
+
+/// What the real engine's output depends on. Speech engines read words,
+/// not whitespace, so the text is normalized: re-spacing a line rebuilds its
+/// voice to the same bytes, and the wave stops there (early cutoff).
+fn identity(job: &Job) -> String {
+    let mut params = job.node.params.clone();
+    if job.node.kind == NodeKind::VoiceLine {
+        if let Some(Value::String(t)) = params.get("text") {
+            params.insert("text".into(), Value::String(normalize_text(t)));
+        }
+    }
+    let material = KeyMaterial {
+        schema: 0,
+        kind: job.node.kind,
+        engine: job.engine.name.to_string(),
+        backend: Backend { simulated: true, service: None, model: None },
+        params,
+        inputs: job
+            .inputs
+            .iter()
+            .map(|i| KeyInput { role: i.role.clone(), hash: Some(i.hash.clone()), duration_ms: None })
+            .collect(),
+        seed: job.engine.stochastic.then_some(job.node.seed).flatten(),
+    };
+    material.key()
+}
+
+fn param_f64(job: &Job, name: &str) -> Option<f64> {
+    job.node.params.get(name).and_then(Value::as_f64)
+}
+
+fn sum_roles(job: &Job, prefix: &str) -> f64 {
+    job.inputs
+        .iter()
+        .filter(|i| i.role.starts_with(prefix))
+        .filter_map(|i| i.duration)
+        .sum()
+}
+
+/// The media duration the real engine would produce.
+fn simulated_duration(job: &Job) -> Option<f64> {
+    let round = |d: f64| (d * 1000.0).round() / 1000.0;
+    let d = match job.node.kind {
+        NodeKind::VoiceLine => {
+            let text = job.node.params.get("text").and_then(Value::as_str).unwrap_or("");
+            let words = text.split_whitespace().count() as f64;
+            0.35 + words * 0.38
+        }
+        NodeKind::RawVideo | NodeKind::RefinedVideo => param_f64(job, "duration")?,
+        NodeKind::ShotVideo => {
+            let shot = param_f64(job, "duration")?;
+            let lines = job.inputs.iter().filter(|i| i.role.starts_with("voice:")).count();
+            let speech = sum_roles(job, "voice:");
+            if lines == 0 { shot } else { shot.max(speech + DIALOGUE_PADDING * (lines as f64 + 1.0)) }
+        }
+        NodeKind::SceneMusic | NodeKind::SceneVideo | NodeKind::SceneMix => sum_roles(job, "shot:"),
+        NodeKind::EpisodeVideo | NodeKind::EpisodeAudio => {
+            let scenes = job.inputs.iter().filter(|i| i.role.starts_with("scene:")).count();
+            let overlap = param_f64(job, "transition_seconds").unwrap_or(0.4);
+            sum_roles(job, "scene:") - overlap * scenes.saturating_sub(1) as f64
+        }
+        NodeKind::Episode => job.inputs.iter().find(|i| i.role == "video")?.duration?,
+        NodeKind::CharacterRefs | NodeKind::ShotImage | NodeKind::LastFrame | NodeKind::Publish => return None,
+    };
+    Some(round(d))
+}

@@ -1,0 +1,549 @@
+//! Project → graph: which nodes exist, their inputs, engines and recipes.
+//!
+//! Each node's `params` hold exactly what changes its output: the resolved
+//! rule params plus the slice of the screenplay it renders. Editing one
+//! dialogue line therefore changes the params of one voice line and of the
+//! episode's subtitles, and nothing else.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+
+use super::{Graph, Input, Node, NodeKind, Pool, Uses};
+use crate::engines::{EngineSpec, Runs};
+use crate::project::model::{Character, Episode, Project, Scene, Shot};
+use crate::project::rules::{KindRule, Predicate};
+use crate::project::vocab::ContinuityScope;
+use crate::project::{Diagnostics, ProjectError, Spans};
+
+/// Build the graph of every episode that has a screenplay.
+pub fn build(project: &Project, spans: &Spans, cpu_slots: usize) -> Result<Graph, Diagnostics> {
+    let mut b = Builder::new(project, cpu_slots)?;
+    for (i, c) in project.characters.iter().enumerate() {
+        b.character_refs(i, c)?;
+    }
+    for ep in &project.episodes {
+        if let Some(sp) = &ep.screenplay {
+            b.episode(ep, &sp.scenes)?;
+        }
+    }
+    super::target::check_acyclic(&b.graph, spans)?;
+    Ok(b.graph)
+}
+
+/// Facts about a shot the `when` conditions test.
+struct ShotFacts<'a> {
+    shot: &'a Shot,
+    project: &'a Project,
+    has_source: bool,
+    raw_engine: Option<&'static str>,
+}
+
+impl ShotFacts<'_> {
+    fn holds(&self, p: Predicate) -> bool {
+        let n = self.shot.characters.len();
+        match p {
+            Predicate::Solo => n == 1,
+            Predicate::Multi => n > 1,
+            Predicate::Empty => n == 0,
+            Predicate::HasLora => self
+                .shot
+                .characters
+                .iter()
+                .any(|c| self.project.characters[c.character].lora.is_some()),
+            Predicate::HasSource => self.has_source,
+            Predicate::HasDialogue => !self.shot.dialogue.is_empty(),
+            Predicate::After(engine) => self.raw_engine == Some(engine),
+            Predicate::HasVoiceModel | Predicate::HasReferenceAudio => false,
+        }
+    }
+}
+
+struct Builder<'a> {
+    project: &'a Project,
+    graph: Graph,
+    cpu_pool: usize,
+    inline_pool: usize,
+    /// `character id` → its refs node.
+    refs: HashMap<String, usize>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(project: &'a Project, cpu_slots: usize) -> Result<Self, Diagnostics> {
+        let mut graph = Graph::default();
+        graph.pools.push(Pool {
+            name: "cpu".into(),
+            slots: cpu_slots.max(1),
+            service: None,
+            url: String::new(),
+            model: None,
+        });
+        graph.pools.push(Pool {
+            name: "inline".into(),
+            slots: usize::MAX / 2,
+            service: None,
+            url: String::new(),
+            model: None,
+        });
+        for e in &project.executors {
+            graph.pools.push(Pool {
+                name: e.id.clone(),
+                slots: e.slots,
+                service: Some(e.kind),
+                url: e.url.clone(),
+                model: e.model.clone(),
+            });
+        }
+        Ok(Builder { project, graph, cpu_pool: 0, inline_pool: 1, refs: HashMap::new() })
+    }
+
+    fn rule(&self, kind: NodeKind) -> Result<&'a KindRule, Diagnostics> {
+        self.project.rules.get(kind).ok_or_else(|| {
+            ProjectError::plain(
+                "rules::missing",
+                format!(
+                    "no rule says how to make `{kind}` in profile `{}`",
+                    self.project.profile.rules_profile
+                ),
+            )
+            .help(format!(
+                "add `{kind}: {{profiles: {{{}: {{engine: ...}}}}}}` to a file in rules/; engines: {}",
+                self.project.profile.rules_profile,
+                crate::engines::names_for(kind).join(", ")
+            ))
+            .into()
+        })
+    }
+
+    fn pool_for(&self, engine: &EngineSpec, rule: &KindRule) -> usize {
+        match engine.runs {
+            Runs::Cpu => self.cpu_pool,
+            Runs::Inline => self.inline_pool,
+            Runs::Service(kind) => {
+                let by_id = rule.executor.as_ref().and_then(|id| {
+                    self.graph.pools.iter().position(|p| &p.name == id)
+                });
+                // The loader checked a matching executor exists.
+                by_id
+                    .or_else(|| self.graph.pools.iter().position(|p| p.service == Some(kind)))
+                    .unwrap_or(self.cpu_pool)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        kind: NodeKind,
+        path: String,
+        out_stem: String,
+        engines: Vec<&'static EngineSpec>,
+        rule: &KindRule,
+        mut recipe: BTreeMap<String, Value>,
+        inputs: Vec<Input>,
+        media_seconds: f64,
+    ) -> usize {
+        let mut params = rule.params.clone();
+        params.append(&mut recipe);
+        let primary = engines[0];
+        let seed = primary.stochastic.then(|| seed_for(&path, params.get("take")));
+        let id = format!("{kind}:{path}");
+        let node = Node {
+            id: id.clone(),
+            kind,
+            path,
+            pool: self.pool_for(primary, rule),
+            engines,
+            params,
+            inputs,
+            seed,
+            media_seconds,
+            retries: rule.retries,
+            out_stem,
+        };
+        let index = self.graph.nodes.len();
+        self.graph.nodes.push(node);
+        self.graph.by_id.insert(id, index);
+        index
+    }
+
+    fn character_refs(&mut self, _index: usize, c: &Character) -> Result<(), Diagnostics> {
+        let rule = self.rule(NodeKind::CharacterRefs)?;
+        let p = self.project;
+        let recipe = map([
+            ("character", json!(c.id)),
+            ("name", json!(c.name)),
+            ("design_prompt", json!(c.design_prompt)),
+            ("appearance", json!(c.appearance)),
+            ("color", json!(c.color)),
+            ("lora", json!(c.lora)),
+            ("style", json!(p.style)),
+            ("art_style", json!(p.world.art_style)),
+        ]);
+        let engines = rule.engines_for(|_| false);
+        let n = self.add(
+            NodeKind::CharacterRefs,
+            format!("characters/{}", c.id),
+            format!("characters/{}", c.id),
+            engines,
+            rule,
+            recipe,
+            Vec::new(),
+            0.0,
+        );
+        self.refs.insert(c.id.clone(), n);
+        Ok(())
+    }
+
+    fn episode(&mut self, ep: &Episode, scenes: &[Scene]) -> Result<(), Diagnostics> {
+        let scope = continuity_scope(self.rule(NodeKind::ShotImage)?);
+        // The last frame of the latest shot each character appeared in.
+        let mut last_seen: HashMap<usize, usize> = HashMap::new();
+        // Shot path → its last_frame node, for explicit `continue_from`.
+        let mut last_frames: HashMap<String, usize> = HashMap::new();
+        let mut pending_continue: Vec<(usize, String)> = Vec::new();
+        let mut scene_videos = Vec::new();
+        let mut scene_mixes = Vec::new();
+        let mut all_voices: Vec<(usize, usize, String)> = Vec::new();
+        let mut all_shots: Vec<usize> = Vec::new();
+
+        for scene in scenes {
+            if scope == ContinuityScope::Scene {
+                last_seen.clear();
+            }
+            let mut shot_videos = Vec::new();
+            let mut voices = Vec::new();
+            for shot in &scene.shots {
+                let path = format!("{}/{}/{}", ep.id, scene.id, shot.id);
+                let continuity = if scope == ContinuityScope::Off {
+                    None
+                } else if shot.continue_from.is_some() {
+                    None // wired below, once every shot exists
+                } else {
+                    shot.characters.iter().rev().find_map(|c| last_seen.get(&c.character).copied())
+                };
+                let image = self.shot_image(ep, scene, shot, &path, continuity)?;
+                if let (Some(target), false) = (&shot.continue_from, scope == ContinuityScope::Off) {
+                    pending_continue.push((image, format!("{}/{target}", ep.id)));
+                }
+                let (video, line_nodes) = self.shot_nodes(scene, shot, &path, image)?;
+                let last = self.last_frame(&path, video)?;
+                last_frames.insert(path.clone(), last);
+                for c in &shot.characters {
+                    last_seen.insert(c.character, last);
+                }
+                for (i, l) in line_nodes.iter().enumerate() {
+                    let role = format!("{}/{}", shot.id, i + 1);
+                    voices.push((*l, role.clone()));
+                    all_voices.push((*l, video, format!("{}/{role}", scene.id)));
+                }
+                shot_videos.push((video, shot.id.clone()));
+                all_shots.push(video);
+            }
+            let (sv, mix) = self.scene_nodes(ep, scene, &shot_videos, &voices)?;
+            scene_videos.push(sv);
+            scene_mixes.push(mix);
+        }
+        for (image, target) in pending_continue {
+            let last = last_frames[&target];
+            self.graph.nodes[image].inputs.push(Input {
+                node: last,
+                role: "continuity".into(),
+                uses: Uses::Content,
+            });
+            self.graph.nodes[image].params.insert("continue_from".into(), json!(target));
+        }
+        self.episode_nodes(ep, scenes, &scene_videos, &scene_mixes, &all_voices, &all_shots)
+    }
+
+    fn shot_image(
+        &mut self,
+        ep: &Episode,
+        scene: &Scene,
+        shot: &Shot,
+        path: &str,
+        continuity: Option<usize>,
+    ) -> Result<usize, Diagnostics> {
+        let rule = self.rule(NodeKind::ShotImage)?;
+        let p = self.project;
+        let facts = ShotFacts {
+            shot,
+            project: p,
+            has_source: !shot.characters.is_empty() || continuity.is_some() || shot.continue_from.is_some(),
+            raw_engine: None,
+        };
+        let engines = rule.engines_for(|pr| facts.holds(pr));
+        let mut inputs: Vec<Input> = shot
+            .characters
+            .iter()
+            .map(|c| Input { node: self.refs[&c.id], role: format!("ref:{}", c.id), uses: Uses::Content })
+            .collect();
+        if let Some(last) = continuity {
+            inputs.push(Input { node: last, role: "continuity".into(), uses: Uses::Content });
+        }
+        let characters: Vec<Value> = shot
+            .characters
+            .iter()
+            .map(|c| {
+                let ch = &p.characters[c.character];
+                json!({"id": c.id, "name": ch.name, "position": c.position, "color": ch.color})
+            })
+            .collect();
+        let recipe = map([
+            ("shot_type", json!(shot.shot_type)),
+            ("angle", json!(shot.angle)),
+            ("characters", Value::Array(characters)),
+            ("location", json!(scene.location)),
+            ("time_of_day", json!(scene.time_of_day)),
+            ("action", json!(shot.action)),
+            ("episode", json!(ep.id)),
+            ("take", json!(shot.take)),
+        ]);
+        Ok(self.add(NodeKind::ShotImage, path.to_string(), format!("{path}/image"), engines, rule, recipe, inputs, shot.duration))
+    }
+
+    /// raw → refined → shot video, and the shot's voice lines.
+    fn shot_nodes(
+        &mut self,
+        scene: &Scene,
+        shot: &Shot,
+        path: &str,
+        image: usize,
+    ) -> Result<(usize, Vec<usize>), Diagnostics> {
+        let p = self.project;
+        let has_source = !self.graph.nodes[image].inputs.is_empty() || shot.continue_from.is_some();
+        let mut facts = ShotFacts { shot, project: p, has_source, raw_engine: None };
+
+        let rule = self.rule(NodeKind::RawVideo)?;
+        let raw_engines = rule.engines_for(|pr| facts.holds(pr));
+        facts.raw_engine = Some(raw_engines[0].name);
+        let characters: Vec<Value> = shot
+            .characters
+            .iter()
+            .map(|c| {
+                let ch = &p.characters[c.character];
+                json!({
+                    "id": c.id,
+                    "position": c.position,
+                    "design_prompt": ch.design_prompt,
+                    "lora": ch.lora,
+                    "state": scene.state_of(&c.id),
+                })
+            })
+            .collect();
+        let recipe = map([
+            ("motion", json!(shot.motion)),
+            ("action", json!(shot.action)),
+            ("shot_type", json!(shot.shot_type)),
+            ("angle", json!(shot.angle)),
+            ("duration", json!(shot.duration)),
+            ("characters", Value::Array(characters)),
+            ("location", json!(scene.location)),
+            ("time_of_day", json!(scene.time_of_day)),
+            ("art_style", json!(p.world.art_style)),
+            ("take", json!(shot.take)),
+        ]);
+        let input = vec![Input { node: image, role: "image".into(), uses: Uses::Content }];
+        let raw = self.add(NodeKind::RawVideo, path.into(), format!("{path}/raw"), raw_engines, rule, recipe, input, shot.duration);
+
+        let rule = self.rule(NodeKind::RefinedVideo)?;
+        let engines = rule.engines_for(|pr| facts.holds(pr));
+        let recipe = map([("motion", json!(shot.motion)), ("take", json!(shot.take))]);
+        let input = vec![Input { node: raw, role: "raw".into(), uses: Uses::Content }];
+        let refined = self.add(NodeKind::RefinedVideo, path.into(), format!("{path}/refined"), engines, rule, recipe, input, shot.duration);
+
+        let rule = self.rule(NodeKind::VoiceLine)?;
+        let mut lines = Vec::new();
+        for (i, line) in shot.dialogue.iter().enumerate() {
+            let speaker = &p.characters[line.speaker];
+            let engines = rule.engines_for(|pr| match pr {
+                Predicate::HasVoiceModel => speaker.voice.model.is_some(),
+                Predicate::HasReferenceAudio => speaker.voice.reference_audio.is_some(),
+                _ => false,
+            });
+            let recipe = map([
+                ("text", json!(line.text)),
+                ("speaker", json!(speaker.id)),
+                ("voice", json!(speaker.voice)),
+            ]);
+            let line_path = format!("{path}/{}", i + 1);
+            let stem = format!("{path}/voice-{}", i + 1);
+            lines.push(self.add(NodeKind::VoiceLine, line_path, stem, engines, rule, recipe, Vec::new(), 2.0));
+        }
+
+        let rule = self.rule(NodeKind::ShotVideo)?;
+        let engines = rule.engines_for(|pr| facts.holds(pr));
+        let mut inputs = vec![Input { node: refined, role: "video".into(), uses: Uses::Content }];
+        inputs.extend(lines.iter().enumerate().map(|(i, &l)| Input {
+            node: l,
+            role: format!("voice:{}", i + 1),
+            uses: Uses::Duration,
+        }));
+        let recipe = map([("duration", json!(shot.duration))]);
+        let video = self.add(NodeKind::ShotVideo, path.into(), format!("{path}/shot"), engines, rule, recipe, inputs, shot.duration);
+        Ok((video, lines))
+    }
+
+    fn last_frame(&mut self, path: &str, video: usize) -> Result<usize, Diagnostics> {
+        let rule = self.rule(NodeKind::LastFrame)?;
+        let engines = rule.engines_for(|_| false);
+        let input = vec![Input { node: video, role: "video".into(), uses: Uses::Content }];
+        Ok(self.add(NodeKind::LastFrame, path.into(), format!("{path}/last_frame"), engines, rule, BTreeMap::new(), input, 0.0))
+    }
+
+    fn scene_nodes(
+        &mut self,
+        ep: &Episode,
+        scene: &Scene,
+        shots: &[(usize, String)],
+        voices: &[(usize, String)],
+    ) -> Result<(usize, usize), Diagnostics> {
+        let path = format!("{}/{}", ep.id, scene.id);
+        let length: f64 = scene.shots.iter().map(|s| s.duration).sum();
+        let timing = |uses| -> Vec<Input> {
+            shots
+                .iter()
+                .map(|(n, id)| Input { node: *n, role: format!("shot:{id}"), uses })
+                .collect()
+        };
+
+        let rule = self.rule(NodeKind::SceneMusic)?;
+        let engines = rule.engines_for(|_| false);
+        let recipe = map([
+            ("mood", json!(scene.mood)),
+            ("time_of_day", json!(scene.time_of_day)),
+            ("location", json!(scene.location)),
+            ("scene", json!(path)),
+        ]);
+        let music = self.add(NodeKind::SceneMusic, path.clone(), format!("{path}/music"), engines, rule, recipe, timing(Uses::Duration), length);
+
+        let rule = self.rule(NodeKind::SceneVideo)?;
+        let engines = rule.engines_for(|_| false);
+        let video = self.add(NodeKind::SceneVideo, path.clone(), format!("{path}/video"), engines, rule, BTreeMap::new(), timing(Uses::Content), length);
+
+        let rule = self.rule(NodeKind::SceneMix)?;
+        let engines = rule.engines_for(|_| false);
+        let mut inputs = timing(Uses::Duration);
+        inputs.extend(voices.iter().map(|(n, role)| Input { node: *n, role: format!("voice:{role}"), uses: Uses::Content }));
+        inputs.push(Input { node: music, role: "music".into(), uses: Uses::Content });
+        let mix = self.add(NodeKind::SceneMix, path.clone(), format!("{path}/mix"), engines, rule, BTreeMap::new(), inputs, length);
+        Ok((video, mix))
+    }
+
+    fn episode_nodes(
+        &mut self,
+        ep: &Episode,
+        scenes: &[Scene],
+        videos: &[usize],
+        mixes: &[usize],
+        voices: &[(usize, usize, String)],
+        shots: &[usize],
+    ) -> Result<(), Diagnostics> {
+        let p = self.project;
+        let path = ep.id.clone();
+        let length: f64 = scenes.iter().flat_map(|s| &s.shots).map(|s| s.duration).sum();
+        let transitions: Vec<Value> = scenes
+            .iter()
+            .take(scenes.len().saturating_sub(1))
+            .map(|s| json!(s.transition))
+            .collect();
+        let scene_roles = |nodes: &[usize], uses| -> Vec<Input> {
+            nodes
+                .iter()
+                .zip(scenes)
+                .map(|(n, s)| Input { node: *n, role: format!("scene:{}", s.id), uses })
+                .collect()
+        };
+
+        let rule = self.rule(NodeKind::EpisodeVideo)?;
+        let engines = rule.engines_for(|_| false);
+        let recipe = map([("transitions", Value::Array(transitions.clone()))]);
+        let video = self.add(NodeKind::EpisodeVideo, path.clone(), format!("{path}/video"), engines, rule, recipe, scene_roles(videos, Uses::Content), length);
+
+        let rule = self.rule(NodeKind::EpisodeAudio)?;
+        let engines = rule.engines_for(|_| false);
+        let recipe = map([("transitions", Value::Array(transitions.clone()))]);
+        let audio = self.add(NodeKind::EpisodeAudio, path.clone(), format!("{path}/audio"), engines, rule, recipe, scene_roles(mixes, Uses::Content), length);
+
+        // Subtitles and chapters: the text of every line, timed by the
+        // durations of the voices and shots.
+        let rule = self.rule(NodeKind::Episode)?;
+        let engines = rule.engines_for(|_| false);
+        let mut cues = Vec::new();
+        for scene in scenes {
+            for shot in &scene.shots {
+                for (i, line) in shot.dialogue.iter().enumerate() {
+                    cues.push(json!({
+                        "line": format!("{}/{}/{}", scene.id, shot.id, i + 1),
+                        "speaker": p.characters[line.speaker].name,
+                        "text": normalize_text(&line.text),
+                    }));
+                }
+            }
+        }
+        let chapters: Vec<Value> = scenes.iter().map(|s| json!({"scene": s.id, "title": s.title})).collect();
+        let recipe = map([
+            ("show", json!(p.meta.name)),
+            ("episode", json!(ep.id)),
+            ("number", json!(ep.number)),
+            ("title", json!(ep.title)),
+            ("cues", Value::Array(cues)),
+            ("chapters", Value::Array(chapters)),
+            ("transitions", Value::Array(transitions)),
+        ]);
+        let mut inputs = vec![
+            Input { node: video, role: "video".into(), uses: Uses::Content },
+            Input { node: audio, role: "audio".into(), uses: Uses::Content },
+        ];
+        inputs.extend(scene_roles(mixes, Uses::Duration).into_iter().map(|mut i| {
+            i.role = format!("length:{}", i.role);
+            i
+        }));
+        inputs.extend(shots.iter().map(|&s| Input {
+            node: s,
+            role: format!("timing:{}", self.graph.nodes[s].path),
+            uses: Uses::Duration,
+        }));
+        inputs.extend(voices.iter().map(|(v, _, role)| Input { node: *v, role: format!("voice:{role}"), uses: Uses::Duration }));
+        let episode = self.add(NodeKind::Episode, path.clone(), format!("{path}/{path}"), engines, rule, recipe, inputs, length);
+
+        if let Ok(rule) = self.rule(NodeKind::Publish) {
+            let engines = rule.engines_for(|_| false);
+            let recipe = map([
+                ("show", json!(p.meta.name)),
+                ("season", json!(1)),
+                ("number", json!(ep.number)),
+                ("title", json!(ep.title)),
+                ("synopsis", json!(ep.synopsis)),
+                ("genre", json!(p.meta.genre)),
+            ]);
+            let input = vec![Input { node: episode, role: "episode".into(), uses: Uses::Content }];
+            self.add(NodeKind::Publish, path.clone(), format!("{path}/publish"), engines, rule, recipe, input, 0.0);
+        }
+        Ok(())
+    }
+}
+
+fn continuity_scope(rule: &KindRule) -> ContinuityScope {
+    rule.params
+        .get("continuity")
+        .and_then(Value::as_str)
+        .and_then(ContinuityScope::parse)
+        .unwrap_or(ContinuityScope::Scene)
+}
+
+fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String, Value> {
+    items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The seed of a generated node: derived from its stable path and take.
+fn seed_for(path: &str, take: Option<&Value>) -> u64 {
+    let take = take.and_then(Value::as_u64).unwrap_or(1);
+    let h = blake3::hash(format!("{path}#take{take}").as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// Dialogue text as spoken and subtitled: trimmed, inner whitespace collapsed.
+pub fn normalize_text(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

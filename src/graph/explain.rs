@@ -1,0 +1,156 @@
+//! Why a node is stale: the difference between two key materials.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::key::{KeyInput, KeyMaterial};
+
+/// One difference between the last build's key material and today's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Schema { from: u32, to: u32 },
+    Engine { from: String, to: String },
+    Backend { from: String, to: String },
+    Param { name: String, from: Option<Value>, to: Option<Value> },
+    Input { role: String, from: String, to: String },
+    InputAdded { role: String },
+    InputRemoved { role: String },
+    Seed { from: Option<u64>, to: Option<u64> },
+}
+
+/// Why a node will be (or was) built.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// Nothing to do: the key matches the cache.
+    Fresh,
+    /// No build of this node is on record.
+    NeverBuilt,
+    /// The key changed; the changes say how.
+    Changed(Vec<Change>),
+    /// The key is known but its cache entry or objects are gone.
+    NotInCache,
+    /// Its key depends on inputs that will be rebuilt first.
+    InputsStale(Vec<String>),
+}
+
+pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Change> {
+    let mut out = Vec::new();
+    if old.schema != new.schema {
+        out.push(Change::Schema { from: old.schema, to: new.schema });
+    }
+    if old.engine != new.engine {
+        out.push(Change::Engine { from: old.engine.clone(), to: new.engine.clone() });
+    }
+    if old.backend != new.backend {
+        out.push(Change::Backend { from: format!("{:?}", old.backend), to: format!("{:?}", new.backend) });
+    }
+    let names = old.params.keys().chain(new.params.keys()).collect::<std::collections::BTreeSet<_>>();
+    for name in names {
+        let (a, b) = (old.params.get(name), new.params.get(name));
+        if a != b {
+            out.extend(param_changes(name, a, b));
+        }
+    }
+    for input in &new.inputs {
+        match old.inputs.iter().find(|i| i.role == input.role) {
+            None => out.push(Change::InputAdded { role: input.role.clone() }),
+            Some(o) if o != input => out.push(Change::Input {
+                role: input.role.clone(),
+                from: describe(o),
+                to: describe(input),
+            }),
+            Some(_) => {}
+        }
+    }
+    for input in &old.inputs {
+        if !new.inputs.iter().any(|i| i.role == input.role) {
+            out.push(Change::InputRemoved { role: input.role.clone() });
+        }
+    }
+    if old.seed != new.seed {
+        out.push(Change::Seed { from: old.seed, to: new.seed });
+    }
+    out
+}
+
+/// Descend into objects and arrays so a changed cue says which cue.
+fn param_changes(name: &str, a: Option<&Value>, b: Option<&Value>) -> Vec<Change> {
+    match (a, b) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            let keys = x.keys().chain(y.keys()).collect::<std::collections::BTreeSet<_>>();
+            keys.into_iter()
+                .filter(|k| x.get(*k) != y.get(*k))
+                .flat_map(|k| param_changes(&format!("{name}.{k}"), x.get(k), y.get(k)))
+                .collect()
+        }
+        (Some(Value::Array(x)), Some(Value::Array(y))) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .filter(|(_, (p, q))| p != q)
+            .flat_map(|(i, (p, q))| param_changes(&format!("{name}[{i}]"), Some(p), Some(q)))
+            .collect(),
+        _ => vec![Change::Param { name: name.to_string(), from: a.cloned(), to: b.cloned() }],
+    }
+}
+
+fn describe(i: &KeyInput) -> String {
+    match (&i.hash, i.duration_ms) {
+        (Some(h), _) => format!("output {}", &h[..h.len().min(12)]),
+        (None, Some(ms)) => format!("duration {:.3}s", ms as f64 / 1000.0),
+        (None, None) => "nothing".into(),
+    }
+}
+
+fn show(v: &Option<Value>) -> String {
+    match v {
+        None => "(unset)".into(),
+        Some(v) => {
+            let s = v.to_string();
+            if s.chars().count() > 80 {
+                format!("{}…", s.chars().take(79).collect::<String>())
+            } else {
+                s
+            }
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Schema { from, to } => write!(f, "studio's key schema changed ({from} → {to})"),
+            Change::Engine { from, to } => write!(f, "engine changed from {from} to {to}"),
+            Change::Backend { from, to } => write!(f, "backend changed from {from} to {to}"),
+            Change::Param { name, from, to } => write!(f, "`{name}` changed from {} to {}", show(from), show(to)),
+            Change::Input { role, from, to } => write!(f, "input `{role}` changed: {from} → {to}"),
+            Change::InputAdded { role } => write!(f, "new input `{role}`"),
+            Change::InputRemoved { role } => write!(f, "input `{role}` removed"),
+            Change::Seed { from, to } => write!(f, "seed changed from {from:?} to {to:?} (a new take)"),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Fresh => f.write_str("up to date"),
+            Reason::NeverBuilt => f.write_str("never built"),
+            Reason::NotInCache => f.write_str("its cache entry is missing"),
+            Reason::Changed(changes) => {
+                let parts: Vec<String> = changes.iter().map(ToString::to_string).collect();
+                f.write_str(&parts.join("; "))
+            }
+            Reason::InputsStale(ids) => {
+                let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
+                let more = ids.len().saturating_sub(3);
+                write!(f, "inputs will be rebuilt first: {}", shown.join(", "))?;
+                if more > 0 {
+                    write!(f, " and {more} more")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Cache keys: blake3 over a canonical key struct.
+//!
+//! A key is made of:
+//! - the node kind and the engine that makes it, with a schema number that
+//!   is bumped when an engine's output for the same inputs changes;
+//! - the backend identity: simulated or real, service kind, model;
+//! - every resolved rule parameter and the node's recipe (its slice of the
+//!   screenplay: text, prompts, framing);
+//! - for each input, by role: its output hash, or only its media duration
+//!   when the node uses nothing but the timing;
+//! - the seed, for stochastic engines only.
+//!
+//! Never in a key: absolute paths, mtimes, hostnames, URLs, wall-clock time,
+//! the node id. Moving a project, or renaming a scene, keeps its cache.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Graph, NodeKind, Uses};
+
+/// Bump when any engine's output for the same key material changes.
+pub const KEY_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyMaterial {
+    pub schema: u32,
+    pub kind: NodeKind,
+    pub engine: String,
+    pub backend: Backend,
+    pub params: BTreeMap<String, Value>,
+    pub inputs: Vec<KeyInput>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// Made by the sim executor: never mixed up with real media.
+    pub simulated: bool,
+    pub service: Option<String>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInput {
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// What a finished input contributes: its output hash and media duration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputFact {
+    pub hash: String,
+    pub duration: Option<f64>,
+}
+
+impl KeyMaterial {
+    /// The material of `node`, or `None` while an input is not built yet.
+    pub fn of<'f>(
+        graph: &Graph,
+        node: usize,
+        simulated: bool,
+        fact: impl Fn(usize) -> Option<&'f InputFact>,
+    ) -> Option<KeyMaterial> {
+        let n = &graph.nodes[node];
+        let pool = &graph.pools[n.pool];
+        let mut inputs = Vec::with_capacity(n.inputs.len());
+        for input in &n.inputs {
+            let f = fact(input.node)?;
+            inputs.push(match input.uses {
+                Uses::Content => KeyInput { role: input.role.clone(), hash: Some(f.hash.clone()), duration_ms: None },
+                Uses::Duration => KeyInput {
+                    role: input.role.clone(),
+                    hash: None,
+                    duration_ms: Some(f.duration.map_or(0, |d| (d * 1000.0).round() as u64)),
+                },
+            });
+        }
+        Some(KeyMaterial {
+            schema: KEY_SCHEMA,
+            kind: n.kind,
+            engine: n.engine().name.to_string(),
+            backend: Backend {
+                simulated,
+                service: pool.service.map(|s| s.as_str().to_string()),
+                model: pool.model.clone(),
+            },
+            params: n.params.clone(),
+            inputs,
+            seed: n.seed,
+        })
+    }
+
+    /// The key: blake3 of the canonical JSON (maps are sorted).
+    pub fn key(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("key material serializes");
+        blake3::hash(&bytes).to_hex().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn material() -> KeyMaterial {
+        KeyMaterial {
+            schema: KEY_SCHEMA,
+            kind: NodeKind::VoiceLine,
+            engine: "espeak".into(),
+            backend: Backend { simulated: false, service: None, model: None },
+            params: BTreeMap::from([("text".into(), Value::from("hi")), ("a".into(), Value::from(1))]),
+            inputs: vec![],
+            seed: None,
+        }
+    }
+
+    #[test]
+    fn key_is_stable_and_sensitive() {
+        let a = material();
+        assert_eq!(a.key(), material().key());
+        let cases: Vec<Box<dyn Fn(&mut KeyMaterial)>> = vec![
+            Box::new(|m| m.engine = "edge_tts".into()),
+            Box::new(|m| m.backend.simulated = true),
+            Box::new(|m| m.backend.model = Some("x".into())),
+            Box::new(|m| {
+                m.params.insert("text".into(), Value::from("ho"));
+            }),
+            Box::new(|m| m.seed = Some(1)),
+            Box::new(|m| m.inputs.push(KeyInput { role: "r".into(), hash: Some("h".into()), duration_ms: None })),
+            Box::new(|m| m.kind = NodeKind::SceneMix),
+        ];
+        for change in cases {
+            let mut b = material();
+            change(&mut b);
+            assert_ne!(a.key(), b.key(), "{b:?}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The artifact graph: one node per artifact, edges for data dependencies.
+//!
+//! [`build::build`] turns a resolved project into a [`Graph`]; [`key`] says
+//! what a node's cache key is made of; [`explain`] compares keys to say why
+//! a node is stale. Nothing here touches the disk.
+
+pub mod build;
+pub mod explain;
+pub mod key;
+pub mod kind;
+pub mod render;
+pub mod target;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::engines::{EngineSpec, ServiceKind};
+pub use kind::NodeKind;
+
+/// How a dependent uses an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uses {
+    /// The input's bytes: its output hash enters the key.
+    Content,
+    /// Only its media duration (timing): the duration enters the key, so a
+    /// new take of a shot with the same length does not rebuild the music.
+    Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub node: usize,
+    /// What the input is to this node (`image`, `voice:sh02/1`, `shot:sh01`).
+    pub role: String,
+    pub uses: Uses,
+}
+
+/// One artifact to build.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// `kind:path`, e.g. `voice_line:ep01/s01/sh02/1`.
+    pub id: String,
+    pub kind: NodeKind,
+    /// Stable path of the thing it belongs to, e.g. `ep01/s01/sh02/1`.
+    pub path: String,
+    /// The engine chosen by the rules, then its fallbacks.
+    pub engines: Vec<&'static EngineSpec>,
+    /// Index into [`Graph::pools`].
+    pub pool: usize,
+    /// The resolved rule params and the node's own recipe (text, prompts…).
+    pub params: BTreeMap<String, Value>,
+    pub inputs: Vec<Input>,
+    /// Present only when the chosen engine is stochastic.
+    pub seed: Option<u64>,
+    /// Expected media length, for cost estimates.
+    pub media_seconds: f64,
+    pub retries: u32,
+    /// Output location under `out/`, without extension.
+    pub out_stem: String,
+}
+
+impl Node {
+    pub fn engine(&self) -> &'static EngineSpec {
+        self.engines[0]
+    }
+}
+
+/// A pool of slots jobs run in: `cpu`, one per service executor, `inline`.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub name: String,
+    pub slots: usize,
+    pub service: Option<ServiceKind>,
+    /// Base URL of the service, for executors that call it.
+    pub url: String,
+    /// The model the service runs, part of the backend identity.
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    pub by_id: HashMap<String, usize>,
+    pub pools: Vec<Pool>,
+}
+
+impl Graph {
+    pub fn get(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Every node `roots` need, in a dependency order (inputs first).
+    pub fn closure(&self, roots: &[usize]) -> Vec<usize> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut order = Vec::new();
+        // Iterative post-order DFS: inputs before dependents.
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        for &r in roots {
+            if seen[r] {
+                continue;
+            }
+            seen[r] = true;
+            stack.push((r, 0));
+            while let Some((n, i)) = stack.pop() {
+                if let Some(input) = self.nodes[n].inputs.get(i) {
+                    stack.push((n, i + 1));
+                    let m = input.node;
+                    if !seen[m] {
+                        seen[m] = true;
+                        stack.push((m, 0));
+                    }
+                } else {
+                    order.push(n);
+                }
+            }
+        }
+        order
+    }
+
+    /// For each node, the nodes that use it.
+    pub fn dependents(&self) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            for input in &n.inputs {
+                out[input.node].push(i);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,154 @@
+//! Targets on the command line (`ep01`, `ep01/s02`, `ep01/s02/sh03`, `all`,
+//! a node id) → graph nodes; and the check that the graph has no cycle.
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::DiGraph;
+
+use super::{Graph, NodeKind};
+use crate::project::{Diagnostics, Project, ProjectError, Spans};
+
+/// The nodes a target names.
+pub fn resolve(
+    project: &Project,
+    spans: &Spans,
+    graph: &Graph,
+    target: &str,
+) -> Result<Vec<usize>, Diagnostics> {
+    if target == "all" {
+        let eps: Vec<usize> = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.kind == NodeKind::Episode)
+            .map(|(i, _)| i)
+            .collect();
+        return Ok(eps);
+    }
+    if let Some(i) = graph.get(target) {
+        return Ok(vec![i]);
+    }
+    if target.contains(':') {
+        return Err(ProjectError::plain("target::unknown", format!("no node `{target}` in the graph"))
+            .help("list node ids with `studio graph all --format json`")
+            .into());
+    }
+    let parts: Vec<&str> = target.split('/').collect();
+    if parts[0] == "characters" && parts.len() == 2 {
+        return one(graph, &format!("character_refs:{target}"), target);
+    }
+    let ep_id = parts[0];
+    let Some(ep) = project.episode(ep_id) else {
+        let known: Vec<&str> = project.episodes.iter().map(|e| e.id.as_str()).collect();
+        return Err(ProjectError::plain("target::unknown_episode", format!("unknown episode `{ep_id}`"))
+            .help(format!("episodes in studio.yaml: {}; targets look like ep01, ep01/s02, ep01/s02/sh03 or all", known.join(", ")))
+            .into());
+    };
+    if ep.screenplay.is_none() {
+        let studio = spans.studio.as_ref().expect("studio.yaml was read");
+        let e = ProjectError::at(studio, "episode::missing_screenplay", format!("episode `{ep_id}` has no screenplay: episodes/{ep_id}.yaml does not exist"));
+        let e = match spans.episodes.get(ep_id) {
+            Some(loc) => e.label_loc(studio, loc, "listed here"),
+            None => e,
+        };
+        return Err(e.help(format!("write episodes/{ep_id}.yaml (see episodes/ep01.yaml for the format)")).into());
+    }
+    let wanted: &[NodeKind] = match parts.len() {
+        1 => &[NodeKind::Episode],
+        2 => &[NodeKind::SceneVideo, NodeKind::SceneMix],
+        3 => &[NodeKind::ShotVideo, NodeKind::LastFrame],
+        _ => &[],
+    };
+    let mut out: Vec<usize> = wanted
+        .iter()
+        .filter_map(|k| graph.get(&format!("{k}:{target}")))
+        .collect();
+    if parts.len() == 1 {
+        // Every shot's last frame is part of the episode, used by continuity or not.
+        let prefix = format!("{ep_id}/");
+        out.extend(graph.nodes.iter().enumerate().filter(|(_, n)| {
+            n.kind == NodeKind::LastFrame && n.path.starts_with(&prefix)
+        }).map(|(i, _)| i));
+    }
+    if parts.len() == 3 {
+        // The shot's voice lines are part of the shot.
+        let prefix = format!("{target}/");
+        out.extend(graph.nodes.iter().enumerate().filter(|(_, n)| {
+            n.kind == NodeKind::VoiceLine && n.path.starts_with(&prefix)
+        }).map(|(i, _)| i));
+    }
+    if out.is_empty() {
+        return Err(ProjectError::plain("target::unknown", format!("`{target}` names no scene or shot of {ep_id}"))
+            .help("targets look like ep01, ep01/s02, ep01/s02/sh03, all, or a node id such as voice_line:ep01/s01/sh02/1")
+            .into());
+    }
+    Ok(out)
+}
+
+fn one(graph: &Graph, id: &str, target: &str) -> Result<Vec<usize>, Diagnostics> {
+    graph.get(id).map(|i| vec![i]).ok_or_else(|| {
+        ProjectError::plain("target::unknown", format!("no character `{target}`")).into()
+    })
+}
+
+/// Refuse a graph with a cycle, naming every node on it.
+pub fn check_acyclic(graph: &Graph, spans: &Spans) -> Result<(), Diagnostics> {
+    let mut g = DiGraph::<usize, ()>::with_capacity(graph.nodes.len(), graph.nodes.len() * 2);
+    let ix: Vec<_> = (0..graph.nodes.len()).map(|i| g.add_node(i)).collect();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        for input in &n.inputs {
+            g.add_edge(ix[input.node], ix[i], ());
+        }
+    }
+    let mut errors = Vec::new();
+    for scc in tarjan_scc(&g) {
+        if scc.len() < 2 {
+            continue;
+        }
+        let members: std::collections::HashSet<usize> = scc.iter().map(|n| g[*n]).collect();
+        let cycle = walk_cycle(graph, &members);
+        let names: Vec<&str> = cycle.iter().map(|&i| graph.nodes[i].id.as_str()).collect();
+        let message = format!("dependency cycle: {} → {}", names.join(" → "), names[0]);
+        // Point at the `continue_from` lines that close the loop.
+        let mut e = None;
+        for &i in &cycle {
+            let node = &graph.nodes[i];
+            let (Some(loc), Some(ep)) = (
+                spans.continue_from.get(&node.path).filter(|_| node.kind == NodeKind::ShotImage),
+                node.path.split('/').next(),
+            ) else {
+                continue;
+            };
+            let file = &spans.files[ep];
+            let err = e.take().unwrap_or_else(|| ProjectError::at(file, "graph::cycle", message.clone()));
+            e = Some(err.label_loc(file, loc, format!("{} continues from here", node.path)));
+        }
+        let e = e.unwrap_or_else(|| ProjectError::plain("graph::cycle", message));
+        errors.push(e.help("a shot cannot continue (directly or through the shots between) from a shot that continues from it; remove one `continue_from`"));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Diagnostics { errors }) }
+}
+
+/// One cycle through `members` (a strongly connected set), in dependency order.
+fn walk_cycle(graph: &Graph, members: &std::collections::HashSet<usize>) -> Vec<usize> {
+    let start = *members.iter().min().expect("non-empty");
+    // Follow inputs inside the component until a node repeats.
+    let mut path = vec![start];
+    let mut pos = std::collections::HashMap::from([(start, 0usize)]);
+    let mut at = start;
+    loop {
+        let next = graph.nodes[at]
+            .inputs
+            .iter()
+            .map(|i| i.node)
+            .find(|n| members.contains(n))
+            .expect("a strongly connected node has an input inside its component");
+        if let Some(&p) = pos.get(&next) {
+            let mut cycle = path[p..].to_vec();
+            cycle.reverse(); // inputs first: a → b means b uses a
+            return cycle;
+        }
+        pos.insert(next, path.len());
+        path.push(next);
+        at = next;
+    }
+}

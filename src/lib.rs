@@ -1,0 +1,14 @@
+//! studio: a declarative build system whose products are anime episodes.
+//!
+//! See ARCHITECTURE.md for the code map and the invariants.
+
+pub mod build;
+pub mod cache;
+pub mod cli;
+pub mod engines;
+pub mod exec;
+pub mod graph;
+pub mod progress;
+pub mod project;
+pub mod sched;
+pub mod session;

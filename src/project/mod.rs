@@ -1,0 +1,12 @@
+//! The project model: raw YAML structs → validated, resolved [`model::Project`].
+
+pub mod diag;
+pub mod load;
+pub mod model;
+pub mod raw;
+pub mod rules;
+pub mod vocab;
+
+pub use diag::{Diagnostics, ProjectError};
+pub use load::{Spans, load};
+pub use model::Project;

@@ -1,0 +1,189 @@
+//! The validated, resolved project: what the graph is built from.
+//!
+//! Everything here has been cross-checked: every character a shot names
+//! exists, ids are unique, durations are positive, engines are known. The
+//! graph builder can index without checking.
+
+use std::collections::{BTreeMap, HashMap};
+
+use camino::Utf8PathBuf;
+use serde::Serialize;
+
+use super::raw::RawVoice;
+use super::rules::Rules;
+use super::vocab::{Angle, Mood, Position, ShotType, TimeOfDay, Transition};
+use crate::engines::ServiceKind;
+
+#[derive(Debug)]
+pub struct Project {
+    pub root: Utf8PathBuf,
+    pub meta: Meta,
+    pub storyline: Storyline,
+    pub world: World,
+    pub style: Style,
+    pub characters: Vec<Character>,
+    pub episodes: Vec<Episode>,
+    pub executors: Vec<Executor>,
+    pub profile: Profile,
+    pub rules: Rules,
+    /// Source files read, relative to the root, with their hashes.
+    pub sources: Vec<(Utf8PathBuf, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub name: String,
+    pub premise: String,
+    pub genre: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Storyline {
+    pub summary: String,
+    pub themes: Vec<String>,
+    pub tone: String,
+    pub arcs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct World {
+    pub art_style: String,
+    pub location: String,
+    pub color_palette: Vec<String>,
+    pub cinematography: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Style {
+    pub checkpoint: String,
+    pub cfg: f64,
+    pub steps: u32,
+    pub sampler: String,
+    pub width: u32,
+    pub height: u32,
+    pub negative_prompt: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Character {
+    pub id: String,
+    pub name: String,
+    pub design_prompt: String,
+    pub appearance: BTreeMap<String, String>,
+    pub voice: RawVoice,
+    /// `#rrggbb`.
+    pub color: String,
+    pub lora: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Episode {
+    pub id: String,
+    pub number: usize,
+    pub title: String,
+    pub synopsis: String,
+    pub arc: String,
+    pub tone: String,
+    /// `None` when `episodes/<id>.yaml` does not exist yet.
+    pub screenplay: Option<Screenplay>,
+}
+
+#[derive(Debug)]
+pub struct Screenplay {
+    pub file: Utf8PathBuf,
+    pub scenes: Vec<Scene>,
+}
+
+#[derive(Debug)]
+pub struct Scene {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub location: String,
+    pub time_of_day: TimeOfDay,
+    pub mood: Mood,
+    pub target_duration: Option<f64>,
+    pub transition: Option<Transition>,
+    pub state: Vec<CharacterState>,
+    pub shots: Vec<Shot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CharacterState {
+    pub character: String,
+    pub clothing: String,
+    pub injuries: String,
+    pub emotional_state: String,
+    pub energy: Option<f64>,
+}
+
+#[derive(Debug)]
+pub struct Shot {
+    pub id: String,
+    pub shot_type: ShotType,
+    pub angle: Angle,
+    pub motion: String,
+    pub action: String,
+    pub characters: Vec<Presence>,
+    pub duration: f64,
+    pub take: u32,
+    /// A shot of the same scene whose last frame is this shot's source.
+    pub continue_from: Option<String>,
+    pub dialogue: Vec<Line>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Presence {
+    /// Index into [`Project::characters`].
+    #[serde(skip)]
+    pub character: usize,
+    pub id: String,
+    pub position: Position,
+}
+
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Index into [`Project::characters`].
+    pub speaker: usize,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Executor {
+    pub id: String,
+    pub kind: ServiceKind,
+    pub url: String,
+    pub slots: usize,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    /// The profile whose rules apply (itself unless `rules_from`).
+    pub rules_profile: String,
+    pub simulate: Option<Simulate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Simulate {
+    pub time_scale: f64,
+    pub failures: Vec<super::raw::RawSimFailure>,
+}
+
+impl Project {
+    pub fn character_index(&self) -> HashMap<&str, usize> {
+        self.characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect()
+    }
+
+    pub fn episode(&self, id: &str) -> Option<&Episode> {
+        self.episodes.iter().find(|e| e.id == id)
+    }
+}
+
+impl Scene {
+    /// The character state for `character` in this scene, if the writer gave one.
+    pub fn state_of(&self, character: &str) -> Option<&CharacterState> {
+        self.state.iter().find(|s| s.character == character)
+    }
+}

@@ -1,0 +1,314 @@
+//! `rules/*.yaml`: how each node kind is made, per profile.
+//!
+//! ```yaml
+//! voice_line:
+//!   params: {sample_rate: 48000}        # every profile
+//!   profiles:
+//!     animatic: {engine: espeak}
+//!     full:
+//!       choose:                         # first match wins
+//!         - {when: [has_voice_model], engine: rvc}
+//!         - {engine: edge_tts}
+//!       fallbacks: [espeak]             # tried in order when the choice fails
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+use super::diag::{Collector, ProjectError, SourceFile};
+use crate::engines::{self, EngineSpec};
+use crate::graph::kind::NodeKind;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKindRule {
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, RawProfileRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfileRule {
+    #[serde(default)]
+    pub engine: Option<Spanned<String>>,
+    #[serde(default)]
+    pub choose: Vec<RawChoice>,
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    /// Executor id for service engines; the first of the right kind otherwise.
+    #[serde(default)]
+    pub executor: Option<Spanned<String>>,
+    /// Attempts after a transient failure (HTTP 5xx, timeout, refused).
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChoice {
+    #[serde(default)]
+    pub when: Vec<Spanned<String>>,
+    pub engine: Spanned<String>,
+}
+
+/// A condition in a `when` list, evaluated on the node's shot or line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Predicate {
+    /// Exactly one character in the shot.
+    Solo,
+    /// Two or more characters in the shot.
+    Multi,
+    /// No characters in the shot.
+    Empty,
+    /// A character in the shot has a trained LoRA.
+    HasLora,
+    /// The shot has a source image (a character reference or a continuity frame).
+    HasSource,
+    /// The shot has dialogue.
+    HasDialogue,
+    /// The speaker has a trained voice model.
+    HasVoiceModel,
+    /// The speaker has a reference clip for cloning.
+    HasReferenceAudio,
+    /// `after:ENGINE`: the shot's raw video is made by ENGINE (e.g. refine
+    /// only after `wan_t2v`).
+    After(&'static str),
+}
+
+impl Predicate {
+    const ALL: [(&'static str, Predicate); 8] = [
+        ("solo", Predicate::Solo),
+        ("multi", Predicate::Multi),
+        ("empty", Predicate::Empty),
+        ("has_lora", Predicate::HasLora),
+        ("has_source", Predicate::HasSource),
+        ("has_dialogue", Predicate::HasDialogue),
+        ("has_voice_model", Predicate::HasVoiceModel),
+        ("has_reference_audio", Predicate::HasReferenceAudio),
+    ];
+
+    fn parse(s: &str) -> Option<Self> {
+        if let Some(engine) = s.strip_prefix("after:") {
+            return engines::find(engine)
+                .filter(|e| e.kinds.contains(&NodeKind::RawVideo))
+                .map(|e| Predicate::After(e.name));
+        }
+        Self::ALL.iter().find(|(w, _)| *w == s).map(|(_, p)| *p)
+    }
+
+    /// Whether the predicate means anything for a node of `kind`.
+    fn applies_to(self, kind: NodeKind) -> bool {
+        match self {
+            Predicate::HasVoiceModel | Predicate::HasReferenceAudio => kind == NodeKind::VoiceLine,
+            _ => matches!(
+                kind,
+                NodeKind::ShotImage
+                    | NodeKind::RawVideo
+                    | NodeKind::RefinedVideo
+                    | NodeKind::ShotVideo
+            ),
+        }
+    }
+}
+
+/// One ordered choice: the engine to use when every predicate holds.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub when: Vec<Predicate>,
+    pub engine: &'static EngineSpec,
+}
+
+/// The rule for one node kind in the selected profile.
+#[derive(Debug, Clone)]
+pub struct KindRule {
+    /// Shared params overlaid with the profile's params.
+    pub params: BTreeMap<String, Value>,
+    pub choose: Vec<Choice>,
+    pub fallbacks: Vec<&'static EngineSpec>,
+    pub executor: Option<String>,
+    pub retries: u32,
+}
+
+impl KindRule {
+    /// The engine chain for a node: the first matching choice, then fallbacks.
+    pub fn engines_for(&self, holds: impl Fn(Predicate) -> bool) -> Vec<&'static EngineSpec> {
+        let first = self
+            .choose
+            .iter()
+            .find(|c| c.when.iter().all(|p| holds(*p)))
+            .map(|c| c.engine);
+        let mut chain: Vec<&'static EngineSpec> = first.into_iter().collect();
+        for f in &self.fallbacks {
+            if !chain.iter().any(|e| e.name == f.name) {
+                chain.push(f);
+            }
+        }
+        chain
+    }
+}
+
+/// The rules of the selected profile, one per node kind.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub by_kind: BTreeMap<NodeKind, KindRule>,
+}
+
+impl Rules {
+    pub fn get(&self, kind: NodeKind) -> Option<&KindRule> {
+        self.by_kind.get(&kind)
+    }
+}
+
+/// Parse one rules file and resolve the rules for `profile` into `rules`.
+pub fn load_file(
+    file: &SourceFile,
+    raw: BTreeMap<String, RawKindRule>,
+    profile: &str,
+    known_profiles: &[String],
+    seen: &mut BTreeMap<NodeKind, SourceFile>,
+    rules: &mut Rules,
+    errors: &mut Collector,
+) {
+    for (kind_name, raw_rule) in raw {
+        let kind: NodeKind = match kind_name.parse() {
+            Ok(k) => k,
+            Err(msg) => {
+                errors.push(
+                    ProjectError::at(file, "rules::unknown_kind", format!("{}: {msg}", file.name))
+                        .label(file, file.key_span(&kind_name), "not a node kind")
+                        .help("rename the section to one of the node kinds listed above"),
+                );
+                continue;
+            }
+        };
+        if let Some(first) = seen.get(&kind) {
+            errors.push(
+                ProjectError::at(
+                    file,
+                    "rules::duplicate_kind",
+                    format!("rules for `{kind}` are given twice ({} and {})", first.name, file.name),
+                )
+                .label(file, file.key_span(&kind_name), "second definition")
+                .help("keep one section per node kind across all files in rules/"),
+            );
+            continue;
+        }
+        seen.insert(kind, file.clone());
+        for name in raw_rule.profiles.keys() {
+            if !known_profiles.contains(name) {
+                errors.push(
+                    ProjectError::at(
+                        file,
+                        "rules::unknown_profile",
+                        format!("rules for `{kind}` name profile `{name}`, which studio.yaml does not define"),
+                    )
+                    .help(format!("known profiles: {}", known_profiles.join(", "))),
+                );
+            }
+        }
+        let Some(prof) = raw_rule.profiles.get(profile) else {
+            continue;
+        };
+        if let Some(rule) = resolve_rule(file, kind, &raw_rule.params, prof, errors) {
+            rules.by_kind.insert(kind, rule);
+        }
+    }
+}
+
+fn resolve_rule(
+    file: &SourceFile,
+    kind: NodeKind,
+    shared: &BTreeMap<String, Value>,
+    raw: &RawProfileRule,
+    errors: &mut Collector,
+) -> Option<KindRule> {
+    let mut ok = true;
+    let engine = |name: &Spanned<String>, errors: &mut Collector, ok: &mut bool| -> Option<&'static EngineSpec> {
+        match engines::find(&name.value) {
+            Some(e) if e.kinds.contains(&kind) => Some(e),
+            found => {
+                let why = if found.is_some() { "cannot make" } else { "is not a known engine for" };
+                errors.push(
+                    ProjectError::at(
+                        file,
+                        "rules::unknown_engine",
+                        format!("engine `{}` {why} `{kind}`", name.value),
+                    )
+                    .label_loc(file, &name.referenced, "unknown engine")
+                    .help(format!("engines for `{kind}`: {}", engines::names_for(kind).join(", "))),
+                );
+                *ok = false;
+                None
+            }
+        }
+    };
+    let mut choose = Vec::new();
+    if let Some(name) = &raw.engine {
+        if let Some(e) = engine(name, errors, &mut ok) {
+            choose.push(Choice { when: Vec::new(), engine: e });
+        }
+    }
+    for c in &raw.choose {
+        let mut when = Vec::new();
+        for p in &c.when {
+            match Predicate::parse(&p.value) {
+                Some(pred) if pred.applies_to(kind) => when.push(pred),
+                found => {
+                    let all: Vec<_> = Predicate::ALL.iter().map(|(w, _)| *w).collect();
+                    let msg = if found.is_some() {
+                        format!("condition `{}` means nothing for `{kind}`", p.value)
+                    } else {
+                        format!("unknown condition `{}`", p.value)
+                    };
+                    errors.push(
+                        ProjectError::at(file, "rules::unknown_condition", msg)
+                            .label_loc(file, &p.referenced, "here")
+                            .help(format!("conditions: {}, after:RAW_VIDEO_ENGINE", all.join(", "))),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if let Some(e) = engine(&c.engine, errors, &mut ok) {
+            choose.push(Choice { when, engine: e });
+        }
+    }
+    let fallbacks: Vec<_> = raw.fallbacks.iter().filter_map(|f| engine(f, errors, &mut ok)).collect();
+    if choose.is_empty() && ok {
+        errors.push(
+            ProjectError::at(file, "rules::no_engine", format!("the rule for `{kind}` names no engine"))
+                .label(file, file.key_span(kind.as_str()), "this rule")
+                .help("add `engine: NAME` or a `choose:` list to the profile"),
+        );
+        return None;
+    }
+    if !choose.iter().any(|c| c.when.is_empty()) && fallbacks.is_empty() && ok {
+        errors.push(
+            ProjectError::at(
+                file,
+                "rules::no_default",
+                format!("the `choose` list for `{kind}` has no unconditional entry"),
+            )
+            .label(file, file.key_span(kind.as_str()), "this rule")
+            .help("end the list with an entry without `when:` so every node gets an engine"),
+        );
+        return None;
+    }
+    let mut params = shared.clone();
+    params.extend(raw.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    ok.then(|| KindRule {
+        params,
+        choose,
+        fallbacks,
+        executor: raw.executor.as_ref().map(|e| e.value.clone()),
+        retries: raw.retries.unwrap_or(2),
+    })
+}

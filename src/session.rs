@@ -1,0 +1,180 @@
+//! An opened project: the model, its graph, the cache and the last build's state.
+
+use std::io::IsTerminal;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::cache::index::SourceIndex;
+use crate::cache::learn::Durations;
+use crate::cache::state::State;
+use crate::cache::{Cache, Manifest, content_hash};
+use crate::graph::explain::{Reason, diff};
+use crate::graph::key::{InputFact, KeyMaterial};
+use crate::graph::{self, Graph};
+use crate::project::{self, Diagnostics, Project, Spans};
+
+/// Where a project keeps its files.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: Utf8PathBuf,
+    pub cache: Utf8PathBuf,
+    pub out: Utf8PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Utf8Path) -> Layout {
+        Layout { root: root.to_owned(), cache: root.join("cache"), out: root.join("out") }
+    }
+
+    pub fn state_file(&self) -> Utf8PathBuf {
+        self.cache.join("state.json")
+    }
+}
+
+/// A loaded project, ready to plan or build.
+pub struct Session {
+    pub layout: Layout,
+    pub project: Project,
+    pub spans: Spans,
+    pub graph: Graph,
+    pub cache: Cache,
+    pub state: State,
+    pub durations: Durations,
+    pub index: SourceIndex,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum OpenError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Project(#[from] Diagnostics),
+    #[error("cannot use the cache at {path}: {source}")]
+    #[diagnostic(code(studio::cache), help("check that the project folder is writable"))]
+    Cache { path: Utf8PathBuf, source: std::io::Error },
+}
+
+impl Session {
+    /// Load the project at `root` for `profile` and build its graph.
+    pub fn open(root: &Utf8Path, profile: Option<&str>, cpu_slots: usize) -> Result<Session, OpenError> {
+        let layout = Layout::new(root);
+        let cache = Cache::open(&layout.cache).map_err(|source| OpenError::Cache { path: layout.cache.clone(), source })?;
+        let mut index = SourceIndex::load(&layout.cache.join("sources.json"));
+        let (project, spans) = project::load(root, profile, &mut index)?;
+        let graph = graph::build::build(&project, &spans, cpu_slots)?;
+        let state = State::load(&layout.state_file());
+        let durations = Durations::load(&layout.cache.join("durations.json"));
+        Ok(Session { layout, project, spans, graph, cache, state, durations, index })
+    }
+
+    pub fn simulated(&self) -> bool {
+        self.project.profile.simulate.is_some()
+    }
+
+    /// The nodes targets name, with everything they need, inputs first.
+    pub fn select(&self, targets: &[String]) -> Result<Vec<usize>, Diagnostics> {
+        let mut roots = Vec::new();
+        for t in targets {
+            roots.extend(graph::target::resolve(&self.project, &self.spans, &self.graph, t)?);
+        }
+        Ok(self.graph.closure(&roots))
+    }
+
+    /// A cached result for `node` under `key`: from the last build's state
+    /// when it matches, else from the action cache.
+    pub fn lookup(&self, node: usize, key: &str) -> Option<Hit> {
+        let id = &self.graph.nodes[node].id;
+        if let Some(s) = self.state.nodes.get(id) {
+            if s.key == key && self.cache.has_outputs(&s.outputs) {
+                return Some(Hit {
+                    fact: InputFact { hash: s.content.clone(), duration: s.duration },
+                    outputs: s.outputs.clone(),
+                    same_as_last: true,
+                });
+            }
+        }
+        self.cache.lookup(key).map(|m| Hit {
+            fact: InputFact { hash: m.content_hash(), duration: m.duration },
+            outputs: m.outputs,
+            same_as_last: false,
+        })
+    }
+
+    /// The key material this node was last built with, if known.
+    pub fn last_material(&self, node: usize) -> Option<KeyMaterial> {
+        let s = self.state.nodes.get(&self.graph.nodes[node].id)?;
+        let bytes = std::fs::read(self.layout.cache.join("ac").join(&s.key[..2]).join(format!("{}.json", s.key))).ok()?;
+        serde_json::from_slice::<Manifest>(&bytes).ok().map(|m| m.material)
+    }
+
+    /// Statically classify `nodes` (a closure, inputs first) without building:
+    /// the reason each one is stale, or `Fresh`.
+    pub fn plan(&self, nodes: &[usize]) -> Vec<(usize, Reason)> {
+        let simulated = self.simulated();
+        let mut facts: std::collections::HashMap<usize, InputFact> = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(nodes.len());
+        for &n in nodes {
+            let material = KeyMaterial::of(&self.graph, n, simulated, |i| facts.get(&i));
+            let reason = match material {
+                None => {
+                    let stale: Vec<String> = self.graph.nodes[n]
+                        .inputs
+                        .iter()
+                        .filter(|i| !facts.contains_key(&i.node))
+                        .map(|i| self.graph.nodes[i.node].id.clone())
+                        .collect();
+                    Reason::InputsStale(stale)
+                }
+                Some(material) => {
+                    let key = material.key();
+                    if let Some(hit) = self.lookup(n, &key) {
+                        facts.insert(n, hit.fact);
+                        Reason::Fresh
+                    } else {
+                        match self.last_material(n) {
+                            None if self.state.nodes.contains_key(&self.graph.nodes[n].id) => Reason::NotInCache,
+                            None => Reason::NeverBuilt,
+                            Some(old) => {
+                                let changes = diff(&old, &material);
+                                if changes.is_empty() { Reason::NotInCache } else { Reason::Changed(changes) }
+                            }
+                        }
+                    }
+                }
+            };
+            out.push((n, reason));
+        }
+        out
+    }
+
+    /// The source files that changed since the last build.
+    pub fn changed_sources(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .project
+            .sources
+            .iter()
+            .filter(|(p, h)| self.state.sources.get(p.as_str()).is_some_and(|old| old != h))
+            .map(|(p, _)| p.to_string())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// A cache hit.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub fact: InputFact,
+    pub outputs: Vec<crate::cache::OutputFile>,
+    /// The key equals the one this node had after the last build.
+    pub same_as_last: bool,
+}
+
+/// Whether to draw progress bars.
+pub fn interactive() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// The content hash of a list of outputs (re-exported for the driver).
+pub fn outputs_hash(outputs: &[crate::cache::OutputFile]) -> String {
+    content_hash(outputs)
+}
