@@ -58,6 +58,9 @@ pub struct NodeRecord {
     pub seconds: f64,
     /// The engine that made it (or would have).
     pub engine: String,
+    /// The output hash, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -277,10 +280,12 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         .into_iter()
         .enumerate()
         .map(|(l, r)| {
-            r.unwrap_or_else(|| {
+            let mut r = r.unwrap_or_else(|| {
                 let node = &session.graph.nodes[nodes[l]];
                 record(node, status[l].unwrap_or(Status::Skipped), 0.0, node.engine().name, None)
-            })
+            });
+            r.output = facts[l].as_ref().map(|f| f.hash.clone());
+            r
         })
         .collect();
     for r in &records {
@@ -303,7 +308,7 @@ fn material_key(m: &Manifest) -> String {
 }
 
 fn record(node: &Node, status: Status, seconds: f64, engine: &str, error: Option<String>) -> NodeRecord {
-    NodeRecord { id: node.id.clone(), kind: node.kind, status, seconds, engine: engine.to_string(), error }
+    NodeRecord { id: node.id.clone(), kind: node.kind, status, seconds, engine: engine.to_string(), output: None, error }
 }
 
 /// Expected seconds of a node if it runs: the engine's estimate times what

@@ -116,13 +116,20 @@ impl Session {
             let material = KeyMaterial::of(&self.graph, n, simulated, |i| facts.get(&i));
             let reason = match material {
                 None => {
-                    let stale: Vec<String> = self.graph.nodes[n]
+                    let inputs: Vec<String> = self.graph.nodes[n]
                         .inputs
                         .iter()
                         .filter(|i| !facts.contains_key(&i.node))
                         .map(|i| self.graph.nodes[i.node].id.clone())
                         .collect();
-                    Reason::InputsStale(stale)
+                    let own = match self.last_material(n) {
+                        Some(mut old) => {
+                            old.inputs.clear();
+                            diff(&old, &KeyMaterial::own(&self.graph, n, simulated))
+                        }
+                        None => Vec::new(),
+                    };
+                    Reason::InputsStale { inputs, own }
                 }
                 Some(material) => {
                     let key = material.key();

@@ -130,22 +130,31 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
 fn dry_run(session: &crate::session::Session, nodes: &[usize], as_json: bool) -> u8 {
     let plan = session.plan(nodes);
     let stale: Vec<_> = plan.iter().filter(|(_, r)| *r != Reason::Fresh).collect();
+    let maybe = stale.iter().filter(|(_, r)| matches!(r, Reason::InputsStale { .. })).count();
     let mut text = String::new();
     if as_json {
         for (n, r) in &plan {
             let node = &session.graph.nodes[*n];
-            let status = if *r == Reason::Fresh { "fresh" } else { "stale" };
+            let status = match r {
+                Reason::Fresh => "fresh",
+                Reason::InputsStale { .. } => "may_follow",
+                _ => "stale",
+            };
             text.push_str(&json!({"type": "plan", "id": node.id, "kind": node.kind, "status": status, "reason": r.to_string()}).to_string());
             text.push('\n');
         }
-        text.push_str(&json!({"type": "totals", "stale": stale.len(), "fresh": plan.len() - stale.len()}).to_string());
+        text.push_str(&json!({"type": "totals", "stale": stale.len() - maybe, "may_follow": maybe, "fresh": plan.len() - stale.len()}).to_string());
         text.push('\n');
     } else {
         for (n, r) in &stale {
             let node = &session.graph.nodes[*n];
             text.push_str(&format!("{:<44} {}\n", node.id, r));
         }
-        text.push_str(&format!("{} to build, {} up to date\n", stale.len(), plan.len() - stale.len()));
+        text.push_str(&format!(
+            "{} stale, {maybe} more rebuilt if their inputs change, {} up to date\n",
+            stale.len() - maybe,
+            plan.len() - stale.len()
+        ));
     }
     out(&text);
     EXIT_OK

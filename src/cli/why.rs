@@ -57,8 +57,16 @@ fn explain(
     }
     seen.push(node);
     match reason {
-        Reason::InputsStale(_) => {
-            text.push_str(&format!("{pad}{} is stale because its inputs are:\n", n.id));
+        Reason::InputsStale { own, .. } => {
+            if own.is_empty() {
+                text.push_str(&format!("{pad}{} is stale because its inputs are:\n", n.id));
+            } else {
+                text.push_str(&format!("{pad}{} is stale:\n", n.id));
+                for c in own {
+                    text.push_str(&format!("{pad}  - {c}\n"));
+                }
+                text.push_str(&format!("{pad}  and its inputs are:\n"));
+            }
             for input in &n.inputs {
                 if plan.get(&input.node).is_some_and(|r| *r != Reason::Fresh) {
                     explain(session, plan, input.node, depth + 1, text, seen);

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecError, Job, Produced};
-use crate::graph::NodeKind;
+use crate::graph::{NodeKind, Uses};
 use crate::graph::build::normalize_text;
 use crate::graph::key::{Backend, KeyInput, KeyMaterial};
 use crate::project::model::Simulate;
@@ -66,10 +66,20 @@ fn identity(job: &Job) -> String {
         engine: job.engine.name.to_string(),
         backend: Backend { simulated: true, service: None, model: None },
         params,
+        // A duration-only input contributes its duration, as in the key.
         inputs: job
+            .node
             .inputs
             .iter()
-            .map(|i| KeyInput { role: i.role.clone(), hash: Some(i.hash.clone()), duration_ms: None })
+            .zip(&job.inputs)
+            .map(|(edge, i)| match edge.uses {
+                Uses::Content => KeyInput { role: i.role.clone(), hash: Some(i.hash.clone()), duration_ms: None },
+                Uses::Duration => KeyInput {
+                    role: i.role.clone(),
+                    hash: None,
+                    duration_ms: i.duration.map(|d| (d * 1000.0).round() as u64),
+                },
+            })
             .collect(),
         seed: job.engine.stochastic.then_some(job.node.seed).flatten(),
     };

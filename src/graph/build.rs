@@ -183,7 +183,7 @@ impl<'a> Builder<'a> {
         let engines = rule.engines_for(|_| false);
         let n = self.add(
             NodeKind::CharacterRefs,
-            format!("characters/{}", c.id),
+            c.id.clone(),
             format!("characters/{}", c.id),
             engines,
             rule,

@@ -30,8 +30,9 @@ pub enum Reason {
     Changed(Vec<Change>),
     /// The key is known but its cache entry or objects are gone.
     NotInCache,
-    /// Its key depends on inputs that will be rebuilt first.
-    InputsStale(Vec<String>),
+    /// Its key depends on inputs that will be rebuilt first; its own
+    /// parameters may have changed too.
+    InputsStale { inputs: Vec<String>, own: Vec<Change> },
 }
 
 pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Change> {
@@ -142,12 +143,18 @@ impl fmt::Display for Reason {
                 let parts: Vec<String> = changes.iter().map(ToString::to_string).collect();
                 f.write_str(&parts.join("; "))
             }
-            Reason::InputsStale(ids) => {
+            Reason::InputsStale { inputs: ids, own } => {
+                for c in own {
+                    write!(f, "{c}; ")?;
+                }
                 let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
                 let more = ids.len().saturating_sub(3);
-                write!(f, "inputs will be rebuilt first: {}", shown.join(", "))?;
+                write!(f, "waits on {}", shown.join(", "))?;
                 if more > 0 {
                     write!(f, " and {more} more")?;
+                }
+                if own.is_empty() {
+                    f.write_str("; rebuilt only if they change")?;
                 }
                 Ok(())
             }

@@ -95,6 +95,15 @@ impl KeyMaterial {
         })
     }
 
+    /// The material without inputs, to compare a node's own parameters
+    /// while its inputs are not built yet.
+    pub fn own(graph: &Graph, node: usize, simulated: bool) -> KeyMaterial {
+        let fact = InputFact { hash: String::new(), duration: None };
+        let mut m = KeyMaterial::of(graph, node, simulated, |_| Some(&fact)).expect("every input has a fact");
+        m.inputs.clear();
+        m
+    }
+
     /// The key: blake3 of the canonical JSON (maps are sorted).
     pub fn key(&self) -> String {
         let bytes = serde_json::to_vec(self).expect("key material serializes");

@@ -15,14 +15,11 @@ pub fn resolve(
     target: &str,
 ) -> Result<Vec<usize>, Diagnostics> {
     if target == "all" {
-        let eps: Vec<usize> = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.kind == NodeKind::Episode)
-            .map(|(i, _)| i)
-            .collect();
-        return Ok(eps);
+        let mut all = Vec::new();
+        for ep in project.episodes.iter().filter(|e| e.screenplay.is_some()) {
+            all.extend(resolve(project, spans, graph, &ep.id)?);
+        }
+        return Ok(all);
     }
     if let Some(i) = graph.get(target) {
         return Ok(vec![i]);
@@ -34,7 +31,7 @@ pub fn resolve(
     }
     let parts: Vec<&str> = target.split('/').collect();
     if parts[0] == "characters" && parts.len() == 2 {
-        return one(graph, &format!("character_refs:{target}"), target);
+        return one(graph, &format!("character_refs:{}", parts[1]), target);
     }
     let ep_id = parts[0];
     let Some(ep) = project.episode(ep_id) else {

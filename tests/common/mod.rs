@@ -1,0 +1,219 @@
+//! Test harness: a project copied into a temp dir, driven through the real
+//! `studio` binary.
+#![allow(dead_code, clippy::disallowed_methods)] // tests start the binary under test
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct TestProject {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+/// Copy a directory, following symlinks (the examples link to ../../rules).
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "cache" || name == "out" || name == "target" {
+            continue;
+        }
+        let src = entry.path();
+        let dest = to.join(&name);
+        if fs::metadata(&src).unwrap().is_dir() {
+            copy_tree(&src, &dest);
+        } else {
+            fs::copy(&src, &dest).unwrap();
+        }
+    }
+}
+
+impl TestProject {
+    /// `examples/<name>`, copied.
+    pub fn example(name: &str) -> TestProject {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        copy_tree(&Path::new(REPO).join("examples").join(name), &root);
+        TestProject { _dir: dir, root }.time_scale(0.0)
+    }
+
+    /// The sample project at the repository root, copied.
+    pub fn sample() -> TestProject {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        fs::create_dir_all(&root).unwrap();
+        fs::copy(Path::new(REPO).join("studio.yaml"), root.join("studio.yaml")).unwrap();
+        for sub in ["episodes", "rules"] {
+            copy_tree(&Path::new(REPO).join(sub), &root.join(sub));
+        }
+        TestProject { _dir: dir, root }.time_scale(0.0)
+    }
+
+    /// An empty project folder, for generated projects.
+    pub fn empty() -> TestProject {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        fs::create_dir_all(&root).unwrap();
+        copy_tree(&Path::new(REPO).join("rules"), &root.join("rules"));
+        TestProject { _dir: dir, root }
+    }
+
+    /// Set the sim profile's time scale (0: no sleeping).
+    pub fn time_scale(self, scale: f64) -> TestProject {
+        let text = self.read("studio.yaml");
+        let re: Vec<String> = text
+            .lines()
+            .map(|l| match l.find("time_scale:") {
+                Some(i) => format!("{}time_scale: {scale}", &l[..i]),
+                None => l.to_string(),
+            })
+            .collect();
+        self.write("studio.yaml", &(re.join("\n") + "\n"));
+        self
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    /// Replace exactly one occurrence of `from` in `rel`.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert_eq!(text.matches(from).count(), 1, "`{from}` must occur once in {rel}");
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_studio"));
+        c.current_dir(&self.root).args(args).env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+        c
+    }
+
+    /// Run `studio ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).stdin(Stdio::null()).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    /// `studio build ARGS --json --profile sim`, parsed.
+    pub fn build(&self, args: &[&str]) -> Build {
+        let mut all = vec!["build", "--json", "--profile", "sim"];
+        all.extend_from_slice(args);
+        Build::parse(self.run(&all))
+    }
+
+    /// Every object in the cache hashes to its name.
+    pub fn assert_cache_sound(&self) {
+        let objects = self.path("cache/objects");
+        let mut n = 0;
+        for sub in fs::read_dir(&objects).unwrap() {
+            for obj in fs::read_dir(sub.unwrap().path()).unwrap() {
+                let p = obj.unwrap().path();
+                let bytes = fs::read(&p).unwrap();
+                assert_eq!(blake3::hash(&bytes).to_hex().as_str(), p.file_name().unwrap().to_str().unwrap(), "corrupt object {}", p.display());
+                n += 1;
+            }
+        }
+        assert!(n > 0, "the cache holds objects");
+    }
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn success(&self) -> &Run {
+        assert_eq!(self.code, 0, "studio failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// A parsed `--json` build report.
+#[derive(Debug)]
+pub struct Build {
+    pub run: Run,
+    pub nodes: Vec<Value>,
+    pub totals: Value,
+}
+
+impl Build {
+    fn parse(run: Run) -> Build {
+        let mut nodes = Vec::new();
+        let mut totals = Value::Null;
+        for line in run.stdout.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}\nstderr: {}", run.stderr));
+            match v["type"].as_str() {
+                Some("node") => nodes.push(v),
+                Some("totals") => totals = v,
+                other => panic!("unexpected record type {other:?}"),
+            }
+        }
+        Build { run, nodes, totals }
+    }
+
+    pub fn ok(self) -> Build {
+        self.run.success();
+        self
+    }
+
+    pub fn with(&self, status: &str) -> BTreeSet<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n["status"] == status)
+            .map(|n| n["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn built(&self) -> BTreeSet<String> {
+        self.with("built")
+    }
+
+    pub fn total(&self, what: &str) -> u64 {
+        self.totals[what].as_u64().unwrap()
+    }
+
+    pub fn node(&self, id: &str) -> &Value {
+        self.nodes.iter().find(|n| n["id"] == id).unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// Node id → output hash.
+    pub fn hashes(&self) -> BTreeMap<String, String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| Some((n["id"].as_str()?.to_string(), n["output"].as_str()?.to_string())))
+            .collect()
+    }
+}
+
+pub fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
