@@ -1,0 +1,220 @@
+//! Crashes, interrupts, concurrent builds, failures, retries, fallbacks.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::{TestProject, set};
+
+/// Add injected failures to the sim profile.
+fn with_failures(p: &TestProject, failures: &str) {
+    p.edit("studio.yaml", "    simulate:\n", &format!("    simulate:\n      failures:\n{failures}"));
+}
+
+#[allow(clippy::disallowed_methods)]
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn kill_9_mid_build_loses_nothing_finished_and_trusts_nothing_broken() {
+    let p = TestProject::sample().time_scale(0.0003);
+    let mut cached_after_kill = 0;
+    for delay_ms in [400, 900, 1500] {
+        let mut child = p.spawn(&["build", "ep01", "--profile", "sim", "--json"]);
+        sleep(Duration::from_millis(delay_ms));
+        signal(child.id(), "-9");
+        let _ = child.wait();
+        p.assert_cache_sound();
+        // Every action-cache entry is whole JSON naming objects that exist.
+        for sub in std::fs::read_dir(p.path("cache/ac")).unwrap() {
+            for entry in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                let m: serde_json::Value = serde_json::from_slice(&bytes).expect("no half-written entry");
+                for o in m["outputs"].as_array().unwrap() {
+                    let h = o["hash"].as_str().unwrap();
+                    assert!(p.path(&format!("cache/objects/{}/{h}", &h[..2])).is_file());
+                }
+            }
+        }
+        let resumed = p.build(&["ep01"]);
+        // Interrupted again by the next round's kill? No: this one runs to the end.
+        let resumed = resumed.ok();
+        cached_after_kill += resumed.total("cached");
+        assert_eq!(resumed.total("failed"), 0);
+        // Start the next round from a partly built state again.
+        std::fs::remove_dir_all(p.path("out")).unwrap();
+        std::fs::remove_file(p.path("cache/state.json")).unwrap();
+        for sub in std::fs::read_dir(p.path("cache/ac")).unwrap() {
+            let sub = sub.unwrap().path();
+            for (i, entry) in std::fs::read_dir(&sub).unwrap().enumerate() {
+                if i % 2 == 0 {
+                    std::fs::remove_file(entry.unwrap().path()).unwrap();
+                }
+            }
+        }
+    }
+    assert!(cached_after_kill > 0, "builds after a kill reuse finished nodes");
+
+    // The result equals a clean build's.
+    let final_build = p.build(&["ep01"]).ok();
+    let clean = TestProject::sample();
+    let reference = clean.build(&["ep01"]).ok();
+    assert_eq!(final_build.hashes(), reference.hashes());
+    p.assert_cache_sound();
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_next_build_resumes() {
+    let p = TestProject::sample().time_scale(0.0005);
+    let child = p.spawn(&["build", "ep01", "--profile", "sim"]);
+    sleep(Duration::from_millis(1200));
+    signal(child.id(), "-INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // Nothing half-written under out/.
+    for entry in walk(&p.path("out")) {
+        assert!(!entry.contains(".studio-"), "temp file left: {entry}");
+    }
+    let p = p.time_scale(0.0);
+    let next = p.build(&["ep01"]).ok();
+    assert!(next.total("cached") > 0, "finished nodes were kept");
+    assert!(next.total("built") > 0);
+    p.assert_cache_sound();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_second_build_waits_for_the_first() {
+    let p = TestProject::example("tiny").time_scale(0.003);
+    let first = p.spawn(&["build", "--profile", "sim"]);
+    sleep(Duration::from_millis(300));
+    let second = p.run(&["build", "--profile", "sim", "--json"]);
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success());
+    second.success();
+    assert!(second.stderr.contains("waiting"), "the second build says it waits: {}", second.stderr);
+    assert!(second.stdout.contains(r#""built":0"#), "it found the first build's work: {}", second.stdout);
+    p.assert_cache_sound();
+}
+
+#[test]
+fn a_failing_engine_falls_back_along_its_chain() {
+    let p = TestProject::example("tiny");
+    // s01/sh02 is a solo shot with a source: FramePack I2V, falling back to Wan.
+    with_failures(&p, "        - {node: \"raw_video:ep01/s01/sh02\", engine: framepack_i2v}\n");
+    let b = p.build(&[]).ok();
+    let n = b.node("raw_video:ep01/s01/sh02");
+    assert_eq!(n["status"], "built");
+    assert_eq!(n["engine"], "wan_t2v");
+    assert!(n["error"].as_str().unwrap().contains("fell back to wan_t2v"));
+}
+
+#[test]
+fn transient_failures_are_retried() {
+    let p = TestProject::example("tiny");
+    with_failures(&p, "        - {node: \"voice_line:ep01/s01/sh01/1\", transient: 2}\n");
+    let b = p.build(&[]).ok();
+    assert_eq!(b.node("voice_line:ep01/s01/sh01/1")["status"], "built");
+    assert_eq!(b.node("voice_line:ep01/s01/sh01/1")["engine"], "edge_tts", "retried, not fallen back");
+}
+
+#[test]
+fn keep_going_builds_everything_not_downstream_of_a_failure() {
+    let failing = "        - {node: \"voice_line:ep01/s01/sh01/1\"}\n";
+    let p = TestProject::example("tiny");
+    with_failures(&p, failing);
+    let stop = p.build(&[]);
+    assert_eq!(stop.run.code, 1, "{}", stop.run.stderr);
+    assert_eq!(stop.node("voice_line:ep01/s01/sh01/1")["status"], "failed");
+    assert!(stop.total("skipped") > 0);
+
+    let q = TestProject::example("tiny");
+    with_failures(&q, failing);
+    let kept = q.build(&["--keep-going"]);
+    assert_eq!(kept.run.code, 1);
+    let skipped = kept.with("skipped");
+    // Downstream of the line: its shot (timing), scene audio, and the episode.
+    for id in ["shot_video:ep01/s01/sh01", "scene_mix:ep01/s01", "episode_audio:ep01", "episode:ep01"] {
+        assert!(skipped.contains(id), "{id} skipped: {skipped:?}");
+    }
+    // s01/sh02 continues from s01/sh01's last frame: blocked as well.
+    assert!(skipped.contains("shot_image:ep01/s01/sh02"));
+    // Everything else was built, scene s02 included.
+    let built = kept.built();
+    for id in ["scene_mix:ep01/s02", "scene_video:ep01/s02", "voice_line:ep01/s01/sh02/1", "raw_video:ep01/s01/sh01"] {
+        assert!(built.contains(id), "{id} built: {built:?}");
+    }
+    let error = kept.node("voice_line:ep01/s01/sh01/1")["error"].as_str().unwrap().to_string();
+    assert!(error.contains("edge_tts: simulated failure") && error.contains("espeak: simulated failure"), "{error}");
+
+    // Fix it: only the failed node and what it blocked are built.
+    q.edit("studio.yaml", &format!("      failures:\n{failing}"), "");
+    let fixed = q.build(&[]).ok();
+    let mut expected: BTreeSet<String> = skipped;
+    expected.insert("voice_line:ep01/s01/sh01/1".into());
+    assert_eq!(fixed.built(), expected);
+}
+
+#[test]
+fn gc_removes_what_no_node_uses() {
+    let p = TestProject::example("tiny");
+    p.build(&[]).ok();
+    p.edit("episodes/ep01.yaml", "Okay, you win.", "Fine, you win.");
+    p.build(&[]).ok();
+    let gc = p.run(&["gc"]);
+    gc.success();
+    assert!(gc.stdout.starts_with("removed 4 cache entries and 4 objects"), "{}", gc.stdout);
+    assert_eq!(p.build(&[]).ok().total("built"), 0, "still a no-op after gc");
+    p.assert_cache_sound();
+    // Going back to the old line rebuilds what gc dropped.
+    p.edit("episodes/ep01.yaml", "Fine, you win.", "Okay, you win.");
+    assert_eq!(p.build(&[]).ok().built(), set(&["voice_line:ep01/s02/sh01/1", "scene_mix:ep01/s02", "episode_audio:ep01", "episode:ep01"]));
+}
+
+#[test]
+fn graph_renders_in_three_formats() {
+    let p = TestProject::example("tiny");
+    let dot = p.run(&["graph", "ep01", "--format", "dot", "--profile", "sim"]);
+    assert!(dot.success().stdout.starts_with("digraph studio {"));
+    assert!(dot.stdout.contains("[style=dashed]"), "duration-only edges are dashed");
+    let mermaid = p.run(&["graph", "ep01/s01", "--format", "mermaid", "--profile", "sim"]);
+    assert!(mermaid.success().stdout.starts_with("graph LR"));
+    let json = p.run(&["graph", "ep01", "--format", "json", "--profile", "sim"]);
+    let v: serde_json::Value = serde_json::from_str(&json.success().stdout).unwrap();
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 34);
+    let episode = nodes.iter().find(|n| n["id"] == "episode:ep01").unwrap();
+    assert!(episode["inputs"].as_array().unwrap().iter().any(|i| i["uses"] == "duration"));
+}
+
+#[test]
+fn status_counts_built_stale_and_missing() {
+    let p = TestProject::example("tiny");
+    let before = p.run(&["status", "--profile", "sim"]);
+    assert!(before.success().stdout.contains("total                  0       0       34"), "{}", before.stdout);
+    p.build(&[]).ok();
+    p.edit("episodes/ep01.yaml", "Okay, you win.", "Fine, you win.");
+    let after = p.run(&["status", "--profile", "sim", "-v"]);
+    assert!(after.success().stdout.contains("voice_line             2       1        0"), "{}", after.stdout);
+    assert!(after.stdout.contains("stale voice_line:ep01/s02/sh01/1"), "{}", after.stdout);
+}
