@@ -164,15 +164,62 @@ impl From<ProjectError> for Diagnostics {
 pub fn yaml_error(file: &SourceFile, err: &serde_saphyr::Error) -> ProjectError {
     let text = err.to_string();
     let first = text.lines().next().unwrap_or("invalid YAML").to_string();
-    let e = ProjectError::at(file, "yaml", format!("{}: {first}", file.name));
-    match err.location() {
-        Some(loc) => {
-            let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
-            e.label(file, span, "here")
+    let e = match (err, err.location()) {
+        // serde-saphyr places a missing field at the mapping's last key; the
+        // mistake belongs to the whole mapping, so point at its first key.
+        (serde_saphyr::Error::SerdeMissingField { field, .. }, Some(loc)) => {
+            let span = mapping_start(file, loc.line() as usize, loc.column() as usize);
+            ProjectError::at(file, "yaml", format!("{}: missing field `{field}`", file.name))
+                .label(file, span, format!("this mapping has no `{field}:`"))
         }
-        None => e,
+        (_, Some(loc)) => {
+            let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
+            ProjectError::at(file, "yaml", format!("{}: {first}", file.name)).label(file, span, "here")
+        }
+        (_, None) => ProjectError::at(file, "yaml", format!("{}: {first}", file.name)),
+    };
+    e.help("fix the YAML at the marked place; see README.md for the file format")
+}
+
+/// The first key of the block mapping that has a key at 1-based `line`:`column`.
+fn mapping_start(file: &SourceFile, line: usize, column: usize) -> Option<SourceSpan> {
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(file.text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    // A line's indentation, the 0-based column of its first key (after any
+    // `- `), and whether it is a list item; `None` for blank and comment lines.
+    let shape = |n: usize| -> Option<(usize, usize, bool)> {
+        let l = file.text[*starts.get(n.checked_sub(1)?)?..].lines().next().unwrap_or("");
+        let mut rest = l.trim_start();
+        let indent = l.len() - rest.len();
+        if rest.is_empty() || rest.starts_with('#') {
+            return None;
+        }
+        let item = rest.starts_with("- ");
+        while let Some(r) = rest.strip_prefix("- ") {
+            rest = r.trim_start();
+        }
+        Some((indent, l.len() - rest.len(), item))
+    };
+    let column = column.checked_sub(1)?;
+    let mut first = line;
+    for n in (1..line).rev() {
+        let Some((indent, key, item)) = shape(n) else { continue };
+        if indent > column || (item && indent == column) {
+            continue; // a nested value, or a list at the keys' indentation
+        }
+        if key != column {
+            break; // the parent
+        }
+        first = n;
+        if item {
+            break; // `- key:` opens the mapping
+        }
     }
-    .help("fix the YAML at the marked place; see README.md for the file format")
+    let (_, key, _) = shape(first)?;
+    let at = starts[first - 1] + key;
+    let len = file.text[at..].lines().next().unwrap_or("").trim_end().len();
+    Some(SourceSpan::new(at.into(), len.max(1)))
 }
 
 /// The span of a whole 1-based line.

@@ -205,8 +205,18 @@ fn read_source(
 
 fn parse<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnostics> {
     let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_str_with_options(&file.text, options)
-        .map_err(|e| Diagnostics::from(yaml_error(file, &e)))
+    serde_saphyr::from_str_with_options(&file.text, options).map_err(|e| {
+        // A misindented key ends its mapping early, which surfaces first as a
+        // "missing field" on a line above it; the syntax error, if there is
+        // one, is the real mistake.
+        let syntax = matches!(e, serde_saphyr::Error::SerdeMissingField { .. })
+            .then(|| {
+                let options = serde_saphyr::options! { with_snippet: false };
+                serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(&file.text, options).err()
+            })
+            .flatten();
+        Diagnostics::from(yaml_error(file, syntax.as_ref().unwrap_or(&e)))
+    })
 }
 
 /// `dir/*.yaml` relative to the root, sorted.
