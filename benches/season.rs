@@ -29,28 +29,50 @@ fn write_season(root: &Utf8PathBuf, episodes: usize) {
     }
     let mut studio = String::from("project: {name: Season Bench}\ncharacters:\n");
     for (i, name) in ["aoi", "ren", "sayo"].iter().enumerate() {
-        let _ = writeln!(studio, "  - {{id: {name}, name: {name}, design_prompt: \"{name} design\", color: \"#{:02x}6090\"}}", 60 * i + 30);
+        let _ = writeln!(
+            studio,
+            "  - {{id: {name}, name: {name}, design_prompt: \"{name} design\", color: \"#{:02x}6090\"}}",
+            60 * i + 30
+        );
     }
     studio.push_str("episodes:\n");
     for e in 1..=episodes {
         let _ = writeln!(studio, "  - {{id: ep{e:02}, title: Episode {e}}}");
     }
     studio.push_str("executors:\n  - {id: comfy, kind: comfyui, url: \"http://127.0.0.1:8188\", slots: 1}\n  - {id: tts, kind: tts, url: \"http://127.0.0.1:5002\", slots: 2}\n  - {id: ace, kind: ace_step, url: \"http://127.0.0.1:8440\"}\n");
-    let _ = writeln!(studio, "profiles:\n  default: sim\n  full: {{}}\n  animatic: {{}}\n  sim: {{rules_from: full, simulate: {{time_scale: {TIME_SCALE}}}}}");
+    let _ = writeln!(
+        studio,
+        "profiles:\n  default: sim\n  full: {{}}\n  animatic: {{}}\n  sim: {{rules_from: full, simulate: {{time_scale: {TIME_SCALE}}}}}"
+    );
     std::fs::write(root.join("studio.yaml"), studio).unwrap();
     std::fs::create_dir_all(root.join("episodes")).unwrap();
     let names = ["aoi", "ren", "sayo"];
     for e in 1..=episodes {
         let mut ep = format!("episode: ep{e:02}\nscenes:\n");
         for s in 1..=SCENES {
-            let _ = writeln!(ep, "  - id: s{s:02}\n    title: Scene {s}\n    mood: {}\n    transition: dissolve\n    shots:", ["calm", "tense", "joyful", "eerie"][s % 4]);
+            let _ = writeln!(
+                ep,
+                "  - id: s{s:02}\n    title: Scene {s}\n    mood: {}\n    transition: dissolve\n    shots:",
+                ["calm", "tense", "joyful", "eerie"][s % 4]
+            );
             for h in 1..=SHOTS {
                 let a = names[(e + s + h) % 3];
                 let b = names[(e + s + h + 1) % 3];
-                let chars = if h % 3 == 0 { format!("[{{id: {a}}}, {{id: {b}, position: right}}]") } else { format!("[{{id: {a}}}]") };
-                let _ = writeln!(ep, "      - id: sh{h:02}\n        duration: {}\n        motion: slow pan\n        characters: {chars}", 3 + (h % 3));
+                let chars = if h % 3 == 0 {
+                    format!("[{{id: {a}}}, {{id: {b}, position: right}}]")
+                } else {
+                    format!("[{{id: {a}}}]")
+                };
+                let _ = writeln!(
+                    ep,
+                    "      - id: sh{h:02}\n        duration: {}\n        motion: slow pan\n        characters: {chars}",
+                    3 + (h % 3)
+                );
                 if h % 2 == 1 {
-                    let _ = writeln!(ep, "        dialogue:\n          - {{speaker: {a}, text: \"Line {e}-{s}-{h}, where does the road go?\"}}");
+                    let _ = writeln!(
+                        ep,
+                        "        dialogue:\n          - {{speaker: {a}, text: \"Line {e}-{s}-{h}, where does the road go?\"}}"
+                    );
                 }
             }
         }
@@ -59,16 +81,29 @@ fn write_season(root: &Utf8PathBuf, episodes: usize) {
 }
 
 fn main() {
-    let episodes: usize = std::env::var("SEASON_EPISODES").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let episodes: usize = std::env::var("SEASON_EPISODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     let dir = tempfile::tempdir().unwrap();
-    let root = Utf8PathBuf::from_path_buf(dir.path().join("season")).unwrap();
+    // SEASON_DIR keeps the generated project for profiling.
+    let root = match std::env::var("SEASON_DIR") {
+        Ok(d) => Utf8PathBuf::from(d),
+        Err(_) => Utf8PathBuf::from_path_buf(dir.path().join("season")).unwrap(),
+    };
     write_season(&root, episodes);
 
     // A full sim build, measured in-process.
     let mut session = Session::open(&root, None, 2).expect("season project loads");
     let nodes = session.select(&["all".to_string()]).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let opts = Options { keep_going: false, verbose: false };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let opts = Options {
+        keep_going: false,
+        verbose: false,
+    };
     let report = runtime.block_on(build(&mut session, &nodes, &opts, Default::default()));
     assert!(report.ok(), "season build failed: {:?}", report.totals);
     session.state.save(&session.layout.state_file()).unwrap();
@@ -82,7 +117,11 @@ fn main() {
     let local: std::collections::HashMap<usize, usize> = nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
     let mut finish = vec![0.0f64; nodes.len()];
     for (l, &g) in nodes.iter().enumerate() {
-        let ready = session.graph.nodes[g].inputs.iter().map(|i| finish[local[&i.node]]).fold(0.0, f64::max);
+        let ready = session.graph.nodes[g]
+            .inputs
+            .iter()
+            .map(|i| finish[local[&i.node]])
+            .fold(0.0, f64::max);
         finish[l] = ready + dur[l];
     }
     let critical = finish.iter().copied().fold(0.0, f64::max);
@@ -98,8 +137,14 @@ fn main() {
         .unwrap();
     let bound = critical.max(load);
     let makespan = report.totals.seconds;
-    println!("season: {episodes} episodes × {SCENES} scenes × {SHOTS} shots = {} nodes", nodes.len());
-    println!("sim makespan {makespan:.3}s, lower bound {bound:.3}s (critical path {critical:.3}s, busiest pool `{}` {load:.3}s)", session.graph.pools[busiest].name);
+    println!(
+        "season: {episodes} episodes × {SCENES} scenes × {SHOTS} shots = {} nodes",
+        nodes.len()
+    );
+    println!(
+        "sim makespan {makespan:.3}s, lower bound {bound:.3}s (critical path {critical:.3}s, busiest pool `{}` {load:.3}s)",
+        session.graph.pools[busiest].name
+    );
     println!("makespan / lower bound = {:.3}", makespan / bound);
 
     // No-op builds of the real binary.
@@ -107,13 +152,25 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..11 {
         let t = Instant::now();
-        let out = Command::new(bin).args(["-C", root.as_str(), "build", "--json"]).output().unwrap();
+        let out = Command::new(bin)
+            .args(["-C", root.as_str(), "build", "--json"])
+            .output()
+            .unwrap();
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
         assert!(last.contains(r#""built":0"#), "not a no-op: {last}");
     }
     times.remove(0); // warm-up
     times.sort_by(f64::total_cmp);
-    println!("no-op build: median {:.1} ms, min {:.1} ms ({} nodes)", times[times.len() / 2], times[0], nodes.len());
+    println!(
+        "no-op build: median {:.1} ms, min {:.1} ms ({} nodes)",
+        times[times.len() / 2],
+        times[0],
+        nodes.len()
+    );
 }

@@ -91,7 +91,12 @@ impl Report {
 }
 
 enum Message {
-    Finished { node: usize, result: Result<Finished, String>, started: f64, ended: f64 },
+    Finished {
+        node: usize,
+        result: Result<Finished, String>,
+        started: f64,
+        ended: f64,
+    },
 }
 
 struct Finished {
@@ -153,21 +158,33 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             }
             for l in ready {
                 let g = nodes[l];
-                let material = KeyMaterial::of(&session.graph, g, simulated, |i| facts[local[&i]].as_ref())
+                let key = KeyMaterial::key_of(&session.graph, g, simulated, |i| facts[local[&i]].as_ref())
                     .expect("ready nodes have all inputs");
-                let key = material.key();
                 if let Some(hit) = session.lookup(g, &key) {
                     let rebuilt_input = inputs[l].iter().any(|&i| status[i] == Some(Status::Built));
-                    let st = if hit.same_as_last && rebuilt_input { Status::Cutoff } else { Status::Cached };
+                    let st = if hit.same_as_last && rebuilt_input {
+                        Status::Cutoff
+                    } else {
+                        Status::Cached
+                    };
                     let node = &session.graph.nodes[g];
                     let materialized = materialize(&shared.cache, &shared.out, node, &hit.outputs, &session.state.out);
                     for (rel, m) in materialized {
                         session.state.out.insert(rel, m);
+                        session.state.dirty = true;
                     }
-                    session.state.nodes.insert(
-                        node.id.clone(),
-                        NodeState { key, content: hit.fact.hash.clone(), duration: hit.fact.duration, outputs: hit.outputs.clone() },
-                    );
+                    if !hit.same_as_last {
+                        session.state.nodes.insert(
+                            node.id.clone(),
+                            NodeState {
+                                key,
+                                content: hit.fact.hash.clone(),
+                                duration: hit.fact.duration,
+                                outputs: hit.outputs.clone(),
+                            },
+                        );
+                        session.state.dirty = true;
+                    }
                     facts[l] = Some(hit.fact);
                     outputs[l] = hit.outputs;
                     status[l] = Some(st);
@@ -175,8 +192,14 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                     progress.cached(st == Status::Cutoff);
                     sched.finish(l, true);
                 } else {
+                    let material = KeyMaterial::of(&session.graph, g, simulated, |i| facts[local[&i]].as_ref())
+                        .expect("ready nodes have all inputs");
                     pending.insert(l, (key, material));
-                    progress.queued(session.graph.nodes[nodes[l]].pool, &session.graph.nodes[nodes[l]].id, cost[l]);
+                    progress.queued(
+                        session.graph.nodes[nodes[l]].pool,
+                        &session.graph.nodes[nodes[l]].id,
+                        cost[l],
+                    );
                     sched.enqueue(l);
                 }
             }
@@ -194,7 +217,10 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                     let fact = facts[li].as_ref().expect("inputs are done");
                     JobInput {
                         role: i.role.clone(),
-                        files: outputs[li].iter().map(|o| (o.suffix.clone(), shared.cache.object_path(&o.hash))).collect(),
+                        files: outputs[li]
+                            .iter()
+                            .map(|o| (o.suffix.clone(), shared.cache.object_path(&o.hash)))
+                            .collect(),
                         outputs: outputs[li].clone(),
                         duration: fact.duration,
                         hash: fact.hash.clone(),
@@ -209,7 +235,12 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 let started = shared.began.elapsed().as_secs_f64();
                 let result = run_node(&shared, node, job_inputs, key, material, &cancel).await;
                 let ended = shared.began.elapsed().as_secs_f64();
-                let _ = tx.send(Message::Finished { node: l, result, started, ended });
+                let _ = tx.send(Message::Finished {
+                    node: l,
+                    result,
+                    started,
+                    ended,
+                });
             });
         }
         if sched.is_done() {
@@ -225,24 +256,49 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 continue;
             }
         };
-        let Some(Message::Finished { node: l, result, started, ended }) = msg else { break };
+        let Some(Message::Finished {
+            node: l,
+            result,
+            started,
+            ended,
+        }) = msg
+        else {
+            break;
+        };
         let g = nodes[l];
         let node = &session.graph.nodes[g];
         match result {
             Ok(done) => {
                 let m = done.manifest;
                 let seconds = ended - started;
-                let engine_key = if simulated { format!("sim:{}", m.engine) } else { m.engine.clone() };
+                let engine_key = if simulated {
+                    format!("sim:{}", m.engine)
+                } else {
+                    m.engine.clone()
+                };
                 if let Some(spec) = crate::engines::find(&m.engine) {
-                    session.durations.record(&engine_key, spec.expected_seconds(m.duration.unwrap_or(node.media_seconds)), seconds);
+                    session.durations.record(
+                        &engine_key,
+                        spec.expected_seconds(m.duration.unwrap_or(node.media_seconds)),
+                        seconds,
+                    );
                 }
                 for (rel, mat) in done.materialized {
                     session.state.out.insert(rel, mat);
                 }
-                let fact = InputFact { hash: m.content_hash(), duration: m.duration };
+                session.state.dirty = true;
+                let fact = InputFact {
+                    hash: m.content_hash(),
+                    duration: m.duration,
+                };
                 session.state.nodes.insert(
                     node.id.clone(),
-                    NodeState { key: material_key(&m), content: fact.hash.clone(), duration: m.duration, outputs: m.outputs.clone() },
+                    NodeState {
+                        key: material_key(&m),
+                        content: fact.hash.clone(),
+                        duration: m.duration,
+                        outputs: m.outputs.clone(),
+                    },
                 );
                 facts[l] = Some(fact);
                 outputs[l] = m.outputs.clone();
@@ -256,7 +312,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             Err(error) => {
                 let cancelled = error == CANCELLED;
                 status[l] = Some(if cancelled { Status::Skipped } else { Status::Failed });
-                records[l] = Some(record(node, status[l].unwrap(), ended - started, node.engine().name, Some(error.clone())));
+                records[l] = Some(record(
+                    node,
+                    status[l].unwrap(),
+                    ended - started,
+                    node.engine().name,
+                    Some(error.clone()),
+                ));
                 if !cancelled {
                     progress.finished(node.pool, &node.id, ended - started, node.engine().name, Some(&error));
                     failed_any = true;
@@ -275,14 +337,23 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
     progress.clear();
     let _ = failed_any;
 
-    let mut totals = Totals { seconds: began.elapsed().as_secs_f64(), ..Totals::default() };
+    let mut totals = Totals {
+        seconds: began.elapsed().as_secs_f64(),
+        ..Totals::default()
+    };
     let records: Vec<NodeRecord> = records
         .into_iter()
         .enumerate()
         .map(|(l, r)| {
             let mut r = r.unwrap_or_else(|| {
                 let node = &session.graph.nodes[nodes[l]];
-                record(node, status[l].unwrap_or(Status::Skipped), 0.0, node.engine().name, None)
+                record(
+                    node,
+                    status[l].unwrap_or(Status::Skipped),
+                    0.0,
+                    node.engine().name,
+                    None,
+                )
             });
             r.output = facts[l].as_ref().map(|f| f.hash.clone());
             r
@@ -297,7 +368,12 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             Status::Skipped => totals.skipped += 1,
         }
     }
-    Report { records, totals, interrupted, spans }
+    Report {
+        records,
+        totals,
+        interrupted,
+        spans,
+    }
 }
 
 const CANCELLED: &str = "interrupted";
@@ -308,7 +384,15 @@ fn material_key(m: &Manifest) -> String {
 }
 
 fn record(node: &Node, status: Status, seconds: f64, engine: &str, error: Option<String>) -> NodeRecord {
-    NodeRecord { id: node.id.clone(), kind: node.kind, status, seconds, engine: engine.to_string(), output: None, error }
+    NodeRecord {
+        id: node.id.clone(),
+        kind: node.kind,
+        status,
+        seconds,
+        engine: engine.to_string(),
+        output: None,
+        error,
+    }
 }
 
 /// Expected seconds of a node if it runs: the engine's estimate times what
@@ -348,8 +432,12 @@ async fn run_node(
             return store(shared, &node, &key, manifest).await;
         }
         for attempt in 0..=node.retries {
-            let scratch = shared.cache.scratch().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-            let scratch_path = Utf8PathBuf::from_path_buf(scratch.path().to_path_buf()).map_err(|_| "non-UTF-8 cache path")?;
+            let scratch = shared
+                .cache
+                .scratch()
+                .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+            let scratch_path =
+                Utf8PathBuf::from_path_buf(scratch.path().to_path_buf()).map_err(|_| "non-UTF-8 cache path")?;
             let job = Job {
                 node: node.clone(),
                 engine,
@@ -369,7 +457,11 @@ async fn run_node(
                     let outputs = tokio::task::spawn_blocking(move || {
                         let r = files
                             .into_iter()
-                            .map(|(suffix, path)| cache.ingest(&path).map(|(hash, size)| OutputFile { suffix, hash, size }))
+                            .map(|(suffix, path)| {
+                                cache
+                                    .ingest(&path)
+                                    .map(|(hash, size)| OutputFile { suffix, hash, size })
+                            })
                             .collect::<std::io::Result<Vec<_>>>();
                         drop(scratch);
                         r
@@ -408,18 +500,15 @@ async fn run_node(
 }
 
 /// Record the manifest and copy the outputs under `out/`.
-async fn store(
-    shared: &Shared,
-    node: &Node,
-    key: &str,
-    manifest: Manifest,
-) -> Result<Finished, String> {
+async fn store(shared: &Shared, node: &Node, key: &str, manifest: Manifest) -> Result<Finished, String> {
     let cache = shared.cache.clone();
     let out = shared.out.clone();
     let node = node.clone();
     let key = key.to_string();
     tokio::task::spawn_blocking(move || {
-        cache.record(&key, &manifest).map_err(|e| format!("recording {key}: {e}"))?;
+        cache
+            .record(&key, &manifest)
+            .map_err(|e| format!("recording {key}: {e}"))?;
         let materialized = materialize(&cache, &out, &node, &manifest.outputs, &HashMap::new());
         Ok(Finished { manifest, materialized })
     })
@@ -441,13 +530,22 @@ fn materialize(
     for o in outputs {
         let rel = format!("{}.{}", node.out_stem, o.suffix);
         let dest = out.join(&rel);
-        if let (Some(k), Ok(meta)) = (known.get(&rel), fs::metadata(&dest)) {
-            if k.hash == o.hash && k.size == meta.len() && k.mtime_ns == mtime_ns(&meta) {
-                continue;
-            }
+        if let (Some(k), Ok(meta)) = (known.get(&rel), fs::metadata(&dest))
+            && k.hash == o.hash
+            && k.size == meta.len()
+            && k.mtime_ns == mtime_ns(&meta)
+        {
+            continue;
         }
         match copy_atomic(&cache.object_path(&o.hash), &dest) {
-            Ok(meta) => done.push((rel, Materialized { hash: o.hash.clone(), size: meta.len(), mtime_ns: mtime_ns(&meta) })),
+            Ok(meta) => done.push((
+                rel,
+                Materialized {
+                    hash: o.hash.clone(),
+                    size: meta.len(),
+                    mtime_ns: mtime_ns(&meta),
+                },
+            )),
             Err(e) => eprintln!("warning: could not write {dest}: {e}"),
         }
     }

@@ -84,7 +84,14 @@ const fn engine(
     cost: Cost,
     about: &'static str,
 ) -> EngineSpec {
-    EngineSpec { name, kinds, runs, stochastic, cost, about }
+    EngineSpec {
+        name,
+        kinds,
+        runs,
+        stochastic,
+        cost,
+        about,
+    }
 }
 
 use Cost::{Fixed, PerMediaSecond};
@@ -93,26 +100,174 @@ use ServiceKind::*;
 
 /// Every engine, in the order `studio engines` lists them.
 pub static ENGINES: &[EngineSpec] = &[
-    engine("character_card", &[CharacterRefs], Cpu, false, Fixed(0.5), "a character sheet drawn from the design (animatic)"),
-    engine("comfyui_txt2img", &[CharacterRefs], Service(Comfyui), true, Fixed(40.0), "ComfyUI checkpoint txt2img, vision review, approvals"),
-    engine("storyboard", &[ShotImage], Cpu, false, Fixed(0.6), "a storyboard frame: figures, framing, caption"),
-    engine("pool_select", &[ShotImage], Cpu, false, Fixed(0.3), "continuity frame, else the best approved reference"),
-    engine("camera_move", &[RawVideo], Cpu, false, PerMediaSecond(0.8), "pan, tilt or push-in over the frame"),
-    engine("framepack_i2v", &[RawVideo], Service(Comfyui), true, PerMediaSecond(120.0), "FramePack image-to-video (solo shot with a source)"),
-    engine("wan_t2v", &[RawVideo], Service(Comfyui), true, PerMediaSecond(55.0), "Wan text-to-video"),
-    engine("ltx_video", &[RawVideo], Service(Comfyui), true, PerMediaSecond(60.0), "LTX-Video with character LoRA"),
-    engine("framepack_v2v", &[RefinedVideo], Service(Comfyui), true, PerMediaSecond(150.0), "FramePack video-to-video refinement"),
-    engine("passthrough", &[RefinedVideo], Inline, false, Fixed(0.0), "no refinement: the raw video as is"),
-    engine("rife_esrgan", &[ShotVideo], Service(Comfyui), false, PerMediaSecond(25.0), "RIFE interpolation and RealESRGAN upscale, then grade"),
-    engine("ffmpeg", &[ShotVideo, LastFrame, SceneVideo, SceneMix, EpisodeVideo, EpisodeAudio, Episode], Cpu, false, PerMediaSecond(0.4), "local ffmpeg processing"),
-    engine("espeak", &[VoiceLine], Cpu, false, Fixed(0.4), "espeak-ng offline speech"),
-    engine("edge_tts", &[VoiceLine], Service(Tts), false, Fixed(2.0), "edge-tts voice pool"),
-    engine("xtts", &[VoiceLine], Service(Tts), true, Fixed(8.0), "XTTS v2 zero-shot cloning from a reference clip"),
-    engine("gpt_sovits", &[VoiceLine], Service(Tts), true, Fixed(6.0), "GPT-SoVITS with a trained voice"),
-    engine("rvc", &[VoiceLine], Service(Tts), false, Fixed(6.0), "RVC v2 voice conversion with a trained model"),
-    engine("procedural", &[SceneMusic], Cpu, false, PerMediaSecond(0.1), "procedural MIDI by mood, rendered with a GM soundfont"),
-    engine("ace_step", &[SceneMusic], Service(AceStep), true, PerMediaSecond(1.5), "ACE-Step text-to-music, instrumental"),
-    engine("library", &[Publish], Cpu, false, Fixed(0.5), "Jellyfin library layout, .nfo files, rescan"),
+    engine(
+        "character_card",
+        &[CharacterRefs],
+        Cpu,
+        false,
+        Fixed(0.5),
+        "a character sheet drawn from the design (animatic)",
+    ),
+    engine(
+        "comfyui_txt2img",
+        &[CharacterRefs],
+        Service(Comfyui),
+        true,
+        Fixed(40.0),
+        "ComfyUI checkpoint txt2img, vision review, approvals",
+    ),
+    engine(
+        "storyboard",
+        &[ShotImage],
+        Cpu,
+        false,
+        Fixed(0.6),
+        "a storyboard frame: figures, framing, caption",
+    ),
+    engine(
+        "pool_select",
+        &[ShotImage],
+        Cpu,
+        false,
+        Fixed(0.3),
+        "continuity frame, else the best approved reference",
+    ),
+    engine(
+        "camera_move",
+        &[RawVideo],
+        Cpu,
+        false,
+        PerMediaSecond(0.8),
+        "pan, tilt or push-in over the frame",
+    ),
+    engine(
+        "framepack_i2v",
+        &[RawVideo],
+        Service(Comfyui),
+        true,
+        PerMediaSecond(120.0),
+        "FramePack image-to-video (solo shot with a source)",
+    ),
+    engine(
+        "wan_t2v",
+        &[RawVideo],
+        Service(Comfyui),
+        true,
+        PerMediaSecond(55.0),
+        "Wan text-to-video",
+    ),
+    engine(
+        "ltx_video",
+        &[RawVideo],
+        Service(Comfyui),
+        true,
+        PerMediaSecond(60.0),
+        "LTX-Video with character LoRA",
+    ),
+    engine(
+        "framepack_v2v",
+        &[RefinedVideo],
+        Service(Comfyui),
+        true,
+        PerMediaSecond(150.0),
+        "FramePack video-to-video refinement",
+    ),
+    engine(
+        "passthrough",
+        &[RefinedVideo],
+        Inline,
+        false,
+        Fixed(0.0),
+        "no refinement: the raw video as is",
+    ),
+    engine(
+        "rife_esrgan",
+        &[ShotVideo],
+        Service(Comfyui),
+        false,
+        PerMediaSecond(25.0),
+        "RIFE interpolation and RealESRGAN upscale, then grade",
+    ),
+    engine(
+        "ffmpeg",
+        &[
+            ShotVideo,
+            LastFrame,
+            SceneVideo,
+            SceneMix,
+            EpisodeVideo,
+            EpisodeAudio,
+            Episode,
+        ],
+        Cpu,
+        false,
+        PerMediaSecond(0.4),
+        "local ffmpeg processing",
+    ),
+    engine(
+        "espeak",
+        &[VoiceLine],
+        Cpu,
+        false,
+        Fixed(0.4),
+        "espeak-ng offline speech",
+    ),
+    engine(
+        "edge_tts",
+        &[VoiceLine],
+        Service(Tts),
+        false,
+        Fixed(2.0),
+        "edge-tts voice pool",
+    ),
+    engine(
+        "xtts",
+        &[VoiceLine],
+        Service(Tts),
+        true,
+        Fixed(8.0),
+        "XTTS v2 zero-shot cloning from a reference clip",
+    ),
+    engine(
+        "gpt_sovits",
+        &[VoiceLine],
+        Service(Tts),
+        true,
+        Fixed(6.0),
+        "GPT-SoVITS with a trained voice",
+    ),
+    engine(
+        "rvc",
+        &[VoiceLine],
+        Service(Tts),
+        false,
+        Fixed(6.0),
+        "RVC v2 voice conversion with a trained model",
+    ),
+    engine(
+        "procedural",
+        &[SceneMusic],
+        Cpu,
+        false,
+        PerMediaSecond(0.1),
+        "procedural MIDI by mood, rendered with a GM soundfont",
+    ),
+    engine(
+        "ace_step",
+        &[SceneMusic],
+        Service(AceStep),
+        true,
+        PerMediaSecond(1.5),
+        "ACE-Step text-to-music, instrumental",
+    ),
+    engine(
+        "library",
+        &[Publish],
+        Cpu,
+        false,
+        Fixed(0.5),
+        "Jellyfin library layout, .nfo files, rescan",
+    ),
 ];
 
 /// Look an engine up by name.
@@ -122,7 +277,11 @@ pub fn find(name: &str) -> Option<&'static EngineSpec> {
 
 /// The engines that can make `kind`, for help texts.
 pub fn names_for(kind: NodeKind) -> Vec<&'static str> {
-    ENGINES.iter().filter(|e| e.kinds.contains(&kind)).map(|e| e.name).collect()
+    ENGINES
+        .iter()
+        .filter(|e| e.kinds.contains(&kind))
+        .map(|e| e.name)
+        .collect()
 }
 
 impl EngineSpec {

@@ -34,13 +34,23 @@ impl Progress {
                 cost: HashMap::new(),
             })
         });
-        Progress { verbose, pools: pools.to_vec(), bars, cached: RefCell::new((0, 0)) }
+        Progress {
+            verbose,
+            pools: pools.to_vec(),
+            bars,
+            cached: RefCell::new((0, 0)),
+        }
     }
 
     pub fn queued(&self, pool: usize, id: &str, cost: f64) {
         let Some(b) = &self.bars else { return };
         let mut b = b.borrow_mut();
-        let Bars { multi, bars, remaining, cost: costs } = &mut *b;
+        let Bars {
+            multi,
+            bars,
+            remaining,
+            cost: costs,
+        } = &mut *b;
         costs.insert(id.to_string(), cost);
         let bar = bars.entry(pool).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(0));
@@ -69,7 +79,12 @@ impl Progress {
         match &self.bars {
             Some(b) => {
                 let mut b = b.borrow_mut();
-                let Bars { multi, bars, remaining, cost } = &mut *b;
+                let Bars {
+                    multi,
+                    bars,
+                    remaining,
+                    cost,
+                } = &mut *b;
                 if let Some(bar) = bars.get(&pool) {
                     bar.inc(1);
                     let r = remaining.entry(pool).or_default();

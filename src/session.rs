@@ -23,7 +23,11 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(root: &Utf8Path) -> Layout {
-        Layout { root: root.to_owned(), cache: root.join("cache"), out: root.join("out") }
+        Layout {
+            root: root.to_owned(),
+            cache: root.join("cache"),
+            out: root.join("out"),
+        }
     }
 
     pub fn state_file(&self) -> Utf8PathBuf {
@@ -57,13 +61,25 @@ impl Session {
     /// Load the project at `root` for `profile` and build its graph.
     pub fn open(root: &Utf8Path, profile: Option<&str>, cpu_slots: usize) -> Result<Session, OpenError> {
         let layout = Layout::new(root);
-        let cache = Cache::open(&layout.cache).map_err(|source| OpenError::Cache { path: layout.cache.clone(), source })?;
+        let cache = Cache::open(&layout.cache).map_err(|source| OpenError::Cache {
+            path: layout.cache.clone(),
+            source,
+        })?;
         let mut index = SourceIndex::load(&layout.cache.join("sources.json"));
         let (project, spans) = project::load(root, profile, &mut index)?;
         let graph = graph::build::build(&project, &spans, cpu_slots)?;
         let state = State::load(&layout.state_file());
         let durations = Durations::load(&layout.cache.join("durations.json"));
-        Ok(Session { layout, project, spans, graph, cache, state, durations, index })
+        Ok(Session {
+            layout,
+            project,
+            spans,
+            graph,
+            cache,
+            state,
+            durations,
+            index,
+        })
     }
 
     pub fn simulated(&self) -> bool {
@@ -83,17 +99,24 @@ impl Session {
     /// when it matches, else from the action cache.
     pub fn lookup(&self, node: usize, key: &str) -> Option<Hit> {
         let id = &self.graph.nodes[node].id;
-        if let Some(s) = self.state.nodes.get(id) {
-            if s.key == key && self.cache.has_outputs(&s.outputs) {
-                return Some(Hit {
-                    fact: InputFact { hash: s.content.clone(), duration: s.duration },
-                    outputs: s.outputs.clone(),
-                    same_as_last: true,
-                });
-            }
+        if let Some(s) = self.state.nodes.get(id)
+            && s.key == key
+            && self.cache.has_outputs(&s.outputs)
+        {
+            return Some(Hit {
+                fact: InputFact {
+                    hash: s.content.clone(),
+                    duration: s.duration,
+                },
+                outputs: s.outputs.clone(),
+                same_as_last: true,
+            });
         }
         self.cache.lookup(key).map(|m| Hit {
-            fact: InputFact { hash: m.content_hash(), duration: m.duration },
+            fact: InputFact {
+                hash: m.content_hash(),
+                duration: m.duration,
+            },
             outputs: m.outputs,
             same_as_last: false,
         })
@@ -102,7 +125,14 @@ impl Session {
     /// The key material this node was last built with, if known.
     pub fn last_material(&self, node: usize) -> Option<KeyMaterial> {
         let s = self.state.nodes.get(&self.graph.nodes[node].id)?;
-        let bytes = std::fs::read(self.layout.cache.join("ac").join(&s.key[..2]).join(format!("{}.json", s.key))).ok()?;
+        let bytes = std::fs::read(
+            self.layout
+                .cache
+                .join("ac")
+                .join(&s.key[..2])
+                .join(format!("{}.json", s.key)),
+        )
+        .ok()?;
         serde_json::from_slice::<Manifest>(&bytes).ok().map(|m| m.material)
     }
 
@@ -142,7 +172,11 @@ impl Session {
                             None => Reason::NeverBuilt,
                             Some(old) => {
                                 let changes = diff(&old, &material);
-                                if changes.is_empty() { Reason::NotInCache } else { Reason::Changed(changes) }
+                                if changes.is_empty() {
+                                    Reason::NotInCache
+                                } else {
+                                    Reason::Changed(changes)
+                                }
                             }
                         }
                     }

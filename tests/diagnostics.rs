@@ -90,14 +90,26 @@ fn run_table(cases: &[Case]) {
                     let run = p.run(SIM);
                     let bad = check(&run, Some((c.at.0, line)), c.message, c.help);
                     (!bad.is_empty()).then(|| {
-                        format!("case `{}` (want {}:{line}): {}\nstderr:\n{}", c.name, c.at.0, bad.join("; "), run.stderr)
+                        format!(
+                            "case `{}` (want {}:{line}): {}\nstderr:\n{}",
+                            c.name,
+                            c.at.0,
+                            bad.join("; "),
+                            run.stderr
+                        )
                     })
                 })
             })
             .collect();
         handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
     });
-    assert!(failures.is_empty(), "{} of {} cases failed:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -105,14 +117,22 @@ fn each_mistake_is_located() {
     run_table(&[
         Case {
             name: "unknown character in a shot",
-            edits: &[(EP, "Mio smiles confidently.\n        characters:\n          - id: mio", "Mio smiles confidently.\n        characters:\n          - id: nobody")],
+            edits: &[(
+                EP,
+                "Mio smiles confidently.\n        characters:\n          - id: mio",
+                "Mio smiles confidently.\n        characters:\n          - id: nobody",
+            )],
             at: (EP, "- id: nobody"),
             message: &["unknown character `nobody`"],
             help: &["characters in studio.yaml: kai, mio"],
         },
         Case {
             name: "unknown character in a scene's state",
-            edits: &[(EP, "emotional_state: doubtful", "emotional_state: doubtful\n      - character: ghost")],
+            edits: &[(
+                EP,
+                "emotional_state: doubtful",
+                "emotional_state: doubtful\n      - character: ghost",
+            )],
             at: (EP, "character: ghost"),
             message: &["unknown character `ghost`"],
             help: &["characters in studio.yaml: kai, mio"],
@@ -126,7 +146,11 @@ fn each_mistake_is_located() {
         },
         Case {
             name: "duplicate shot id",
-            edits: &[(EP, "- id: sh02\n        type: close_up", "- id: sh01\n        type: close_up")],
+            edits: &[(
+                EP,
+                "- id: sh02\n        type: close_up",
+                "- id: sh01\n        type: close_up",
+            )],
             at: (EP, "- id: sh01\n        type: close_up"),
             message: &["duplicate shot id `sh01`"],
             help: &["give every shot its own id"],
@@ -200,7 +224,11 @@ fn each_mistake_is_located() {
         },
         Case {
             name: "negative target_duration",
-            edits: &[(EP, "mood: calm\n    target_duration: 5", "mood: calm\n    target_duration: -1")],
+            edits: &[(
+                EP,
+                "mood: calm\n    target_duration: 5",
+                "mood: calm\n    target_duration: -1",
+            )],
             at: (EP, "target_duration: -1"),
             message: &["target_duration must be a positive number of seconds, not -1"],
             help: &["length in seconds"],
@@ -221,14 +249,22 @@ fn each_mistake_is_located() {
         },
         Case {
             name: "unknown position",
-            edits: &[(EP, "- id: kai\n            position: left\n          - id: mio\n            position: right\n        duration: 2", "- id: kai\n            position: leftt\n          - id: mio\n            position: right\n        duration: 2")],
+            edits: &[(
+                EP,
+                "- id: kai\n            position: left\n          - id: mio\n            position: right\n        duration: 2",
+                "- id: kai\n            position: leftt\n          - id: mio\n            position: right\n        duration: 2",
+            )],
             at: (EP, "position: leftt"),
             message: &["unknown position `leftt`"],
             help: &["position is one of:", "left", "center", "right"],
         },
         Case {
             name: "continue_from names no shot",
-            edits: &[(EP, "- id: mio\n        duration: 3", "- id: mio\n        duration: 3\n        continue_from: sh09")],
+            edits: &[(
+                EP,
+                "- id: mio\n        duration: 3",
+                "- id: mio\n        duration: 3\n        continue_from: sh09",
+            )],
             at: (EP, "continue_from: sh09"),
             message: &["`continue_from: sh09` names no other shot of ep01"],
             help: &["SCENE/SHOT"],
@@ -244,7 +280,11 @@ fn each_mistake_is_located() {
             // A key one column short ends its mapping: the mistake is on
             // that line, not a "missing field" at the top of the mapping.
             name: "YAML misindented key",
-            edits: &[(EP, "    title: Headlights\n", "    title: Headlights\n   location: oops\n")],
+            edits: &[(
+                EP,
+                "    title: Headlights\n",
+                "    title: Headlights\n   location: oops\n",
+            )],
             at: (EP, "   location: oops"),
             message: &["episodes/ep01.yaml:", "did not find expected '-' indicator"],
             help: &["fix the YAML"],
@@ -298,7 +338,10 @@ fn each_mistake_is_located() {
 #[test]
 fn missing_screenplay_points_at_its_entry_in_studio_yaml() {
     let p = TestProject::sample();
-    assert!(!p.path("episodes/ep02.yaml").exists(), "the sample has no ep02 screenplay");
+    assert!(
+        !p.path("episodes/ep02.yaml").exists(),
+        "the sample has no ep02 screenplay"
+    );
     let line = line_of(&p, "studio.yaml", "- id: ep02");
     for args in [&["build", "ep02", "--profile", "sim"][..], &["build", "ep02"]] {
         let run = p.run(args);
@@ -316,7 +359,12 @@ fn missing_screenplay_points_at_its_entry_in_studio_yaml() {
 fn unknown_episode_is_named() {
     let p = TestProject::sample();
     let run = p.run(&["build", "ep09", "--profile", "sim"]);
-    let bad = check(&run, None, &["unknown episode `ep09`"], &["episodes in studio.yaml: ep01, ep02"]);
+    let bad = check(
+        &run,
+        None,
+        &["unknown episode `ep09`"],
+        &["episodes in studio.yaml: ep01, ep02"],
+    );
     assert!(bad.is_empty(), "{}\nstderr:\n{}", bad.join("; "), run.stderr);
     assert!(run.stdout.is_empty(), "nothing built: {}", run.stdout);
 }
@@ -324,9 +372,20 @@ fn unknown_episode_is_named() {
 #[test]
 fn dependency_cycle_shows_the_whole_loop() {
     let p = TestProject::example("tiny");
-    p.edit(EP, "        duration: 2\n        dialogue:", "        duration: 2\n        continue_from: sh02\n        dialogue:");
-    p.edit(EP, "- id: mio\n        duration: 3", "- id: mio\n        duration: 3\n        continue_from: sh01");
-    let lines = [line_of(&p, EP, "continue_from: sh02"), line_of(&p, EP, "continue_from: sh01")];
+    p.edit(
+        EP,
+        "        duration: 2\n        dialogue:",
+        "        duration: 2\n        continue_from: sh02\n        dialogue:",
+    );
+    p.edit(
+        EP,
+        "- id: mio\n        duration: 3",
+        "- id: mio\n        duration: 3\n        continue_from: sh01",
+    );
+    let lines = [
+        line_of(&p, EP, "continue_from: sh02"),
+        line_of(&p, EP, "continue_from: sh01"),
+    ];
     let run = p.run(SIM);
     let bad = check(&run, None, &["dependency cycle:"], &["remove one `continue_from`"]);
     assert!(bad.is_empty(), "{}\nstderr:\n{}", bad.join("; "), run.stderr);
@@ -337,8 +396,16 @@ fn dependency_cycle_shows_the_whole_loop() {
         "no location at a continue_from line {lines:?}:\n{}",
         run.stderr
     );
-    assert!(run.stderr.contains("ep01/s01/sh01 continues from here"), "{}", run.stderr);
-    assert!(run.stderr.contains("ep01/s01/sh02 continues from here"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ep01/s01/sh01 continues from here"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("ep01/s01/sh02 continues from here"),
+        "{}",
+        run.stderr
+    );
 
     // The message is the loop `a → b → … → a`, through both shots.
     let start = run.stderr.find("dependency cycle:").unwrap();
@@ -348,32 +415,63 @@ fn dependency_cycle_shows_the_whole_loop() {
     assert!(nodes.len() >= 3, "a loop of at least two nodes: {nodes:?}");
     assert_eq!(nodes.first(), nodes.last(), "the chain ends where it starts: {nodes:?}");
     for shot in ["ep01/s01/sh01", "ep01/s01/sh02"] {
-        assert!(nodes.iter().any(|n| n.ends_with(shot)), "{shot} is on the loop: {nodes:?}");
+        assert!(
+            nodes.iter().any(|n| n.ends_with(shot)),
+            "{shot} is on the loop: {nodes:?}"
+        );
     }
     let inner = &nodes[..nodes.len() - 1];
     let distinct: std::collections::BTreeSet<_> = inner.iter().collect();
-    assert_eq!(distinct.len(), inner.len(), "each node once, then back to the start: {nodes:?}");
+    assert_eq!(
+        distinct.len(),
+        inner.len(),
+        "each node once, then back to the start: {nodes:?}"
+    );
 }
 
 #[test]
 fn several_mistakes_are_reported_in_one_run() {
     let p = TestProject::example("tiny");
-    p.edit(EP, "Mio smiles confidently.\n        characters:\n          - id: mio", "Mio smiles confidently.\n        characters:\n          - id: nobody");
+    p.edit(
+        EP,
+        "Mio smiles confidently.\n        characters:\n          - id: mio",
+        "Mio smiles confidently.\n        characters:\n          - id: nobody",
+    );
     p.edit(EP, "mood: joyful", "mood: happyy");
-    p.edit(EP, "into the rain.\n        duration: 2", "into the rain.\n        duration: -2");
+    p.edit(
+        EP,
+        "into the rain.\n        duration: 2",
+        "into the rain.\n        duration: -2",
+    );
     p.edit("rules/audio.yaml", "engine: ace_step", "engine: bogus_engine");
     p.edit("studio.yaml", "color: \"#3070d0\"", "color: \"blue\"");
     let want = [
         (EP, line_of(&p, EP, "- id: nobody"), "unknown character `nobody`"),
         (EP, line_of(&p, EP, "mood: happyy"), "unknown mood `happyy`"),
-        (EP, line_of(&p, EP, "duration: -2"), "duration must be a positive number of seconds, not -2"),
-        ("rules/audio.yaml", line_of(&p, "rules/audio.yaml", "engine: bogus_engine"), "engine `bogus_engine`"),
-        ("studio.yaml", line_of(&p, "studio.yaml", "color: \"blue\""), "color `blue` is not `#rrggbb`"),
+        (
+            EP,
+            line_of(&p, EP, "duration: -2"),
+            "duration must be a positive number of seconds, not -2",
+        ),
+        (
+            "rules/audio.yaml",
+            line_of(&p, "rules/audio.yaml", "engine: bogus_engine"),
+            "engine `bogus_engine`",
+        ),
+        (
+            "studio.yaml",
+            line_of(&p, "studio.yaml", "color: \"blue\""),
+            "color `blue` is not `#rrggbb`",
+        ),
     ];
     let run = p.run(SIM);
     let mut bad = check(&run, None, &[&format!("the project has {} mistakes", want.len())], &[]);
     for (file, line, message) in want {
-        bad.extend(check(&run, Some((file, line)), &[message], &[]).into_iter().map(|b| format!("{message}: {b}")));
+        bad.extend(
+            check(&run, Some((file, line)), &[message], &[])
+                .into_iter()
+                .map(|b| format!("{message}: {b}")),
+        );
     }
     let helps = run.stderr.matches("help:").count();
     if helps < want.len() {
@@ -416,10 +514,19 @@ fn a_bad_edit_loses_nothing_already_built() {
     let breaks: [(&str, &[(&str, &str)]); 3] = [
         ("unknown mood", &[("mood: joyful", "mood: happyy")]),
         ("YAML syntax", &[("title: Headlights", "title: Headlights: yes: no")]),
-        ("cycle", &[
-            ("        duration: 2\n        dialogue:", "        duration: 2\n        continue_from: sh02\n        dialogue:"),
-            ("- id: mio\n        duration: 3", "- id: mio\n        duration: 3\n        continue_from: sh01"),
-        ]),
+        (
+            "cycle",
+            &[
+                (
+                    "        duration: 2\n        dialogue:",
+                    "        duration: 2\n        continue_from: sh02\n        dialogue:",
+                ),
+                (
+                    "- id: mio\n        duration: 3",
+                    "- id: mio\n        duration: 3\n        continue_from: sh01",
+                ),
+            ],
+        ),
     ];
     for (what, edits) in breaks {
         for (from, to) in edits {
@@ -427,7 +534,11 @@ fn a_bad_edit_loses_nothing_already_built() {
         }
         for args in [SIM, &["build", "--json", "--profile", "sim"]] {
             let run = p.run(args);
-            assert_eq!(run.code, INVALID, "{what}: a broken screenplay is bad input:\n{}", run.stderr);
+            assert_eq!(
+                run.code, INVALID,
+                "{what}: a broken screenplay is bad input:\n{}",
+                run.stderr
+            );
             assert!(run.stderr.contains(EP), "{what}: names the screenplay:\n{}", run.stderr);
             assert_eq!(snapshot(&p.path("out")), out, "{what}: out/ is untouched");
             assert_eq!(snapshot(&p.path("cache")), cache, "{what}: cache/ is untouched");
@@ -436,6 +547,11 @@ fn a_bad_edit_loses_nothing_already_built() {
     }
 
     let again = p.build(&[]).ok();
-    assert_eq!(again.total("built"), 0, "nothing to rebuild after the fix: {:?}", again.built());
+    assert_eq!(
+        again.total("built"),
+        0,
+        "nothing to rebuild after the fix: {:?}",
+        again.built()
+    );
     assert_eq!(snapshot(&p.path("out")), out, "out/ is as the first build left it");
 }

@@ -13,8 +13,25 @@ fn sample_episode_builds_then_noop() {
     assert_eq!(first.total("cached"), 0);
     let built = first.built();
     assert!(built.len() > 90, "every node of ep01 is built: {}", built.len());
-    for kind in ["character_refs", "shot_image", "raw_video", "refined_video", "shot_video", "last_frame", "voice_line", "scene_music", "scene_video", "scene_mix", "episode_video", "episode_audio", "episode"] {
-        assert!(built.iter().any(|id| id.starts_with(&format!("{kind}:"))), "no {kind} built");
+    for kind in [
+        "character_refs",
+        "shot_image",
+        "raw_video",
+        "refined_video",
+        "shot_video",
+        "last_frame",
+        "voice_line",
+        "scene_music",
+        "scene_video",
+        "scene_mix",
+        "episode_video",
+        "episode_audio",
+        "episode",
+    ] {
+        assert!(
+            built.iter().any(|id| id.starts_with(&format!("{kind}:"))),
+            "no {kind} built"
+        );
     }
     assert!(p.path("out/ep01/ep01.mp4").is_file(), "materialized under out/");
 
@@ -38,7 +55,12 @@ fn dialogue_edit_rebuilds_voice_mix_and_episode() {
     let (_, b) = rebuilt_after(|p| p.edit("episodes/ep01.yaml", "Okay, you win.", "Fine, you win."));
     assert_eq!(
         b.built(),
-        set(&["voice_line:ep01/s02/sh01/1", "scene_mix:ep01/s02", "episode_audio:ep01", "episode:ep01"])
+        set(&[
+            "voice_line:ep01/s02/sh01/1",
+            "scene_mix:ep01/s02",
+            "episode_audio:ep01",
+            "episode:ep01"
+        ])
     );
 }
 
@@ -47,14 +69,31 @@ fn longer_dialogue_retimes_its_shot() {
     // Eleven more words cannot be said in a 3 s shot: the shot stretches, so
     // its video, the scene's music and everything timed by it follow.
     let (_, b) = rebuilt_after(|p| {
-        p.edit("episodes/ep01.yaml", "Okay, you win.", "Okay, okay, you win, you always win, every single time, Mio, honestly.")
+        p.edit(
+            "episodes/ep01.yaml",
+            "Okay, you win.",
+            "Okay, okay, you win, you always win, every single time, Mio, honestly.",
+        )
     });
     let built = b.built();
-    for id in ["voice_line:ep01/s02/sh01/1", "shot_video:ep01/s02/sh01", "scene_music:ep01/s02", "scene_mix:ep01/s02", "scene_video:ep01/s02", "episode:ep01"] {
+    for id in [
+        "voice_line:ep01/s02/sh01/1",
+        "shot_video:ep01/s02/sh01",
+        "scene_music:ep01/s02",
+        "scene_mix:ep01/s02",
+        "scene_video:ep01/s02",
+        "episode:ep01",
+    ] {
         assert!(built.contains(id), "{id} rebuilt: {built:?}");
     }
-    assert!(!built.contains("raw_video:ep01/s02/sh01"), "the generated video is not redone");
-    assert!(!built.iter().any(|id| id.contains("/s01")), "scene s01 untouched: {built:?}");
+    assert!(
+        !built.contains("raw_video:ep01/s02/sh01"),
+        "the generated video is not redone"
+    );
+    assert!(
+        !built.iter().any(|id| id.contains("/s01")),
+        "scene s01 untouched: {built:?}"
+    );
 }
 
 #[test]
@@ -62,7 +101,12 @@ fn ducking_change_rebuilds_only_mixes_and_episode() {
     let (_, b) = rebuilt_after(|p| p.edit("rules/audio.yaml", "duck_ratio: 6", "duck_ratio: 8"));
     assert_eq!(
         b.built(),
-        set(&["scene_mix:ep01/s01", "scene_mix:ep01/s02", "episode_audio:ep01", "episode:ep01"])
+        set(&[
+            "scene_mix:ep01/s01",
+            "scene_mix:ep01/s02",
+            "episode_audio:ep01",
+            "episode:ep01"
+        ])
     );
 }
 
@@ -70,10 +114,20 @@ fn ducking_change_rebuilds_only_mixes_and_episode() {
 fn design_prompt_change_rebuilds_that_character_and_their_shots() {
     let (_, b) = rebuilt_after(|p| {
         let text = p.read("studio.yaml");
-        let line = text.lines().find(|l| l.trim_start().starts_with("design_prompt:")).unwrap().to_string();
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("design_prompt:"))
+            .unwrap()
+            .to_string();
         p.edit("studio.yaml", &line, &format!("{line}, red scarf"));
     });
-    let mut expected = set(&["character_refs:kai", "scene_video:ep01/s01", "scene_video:ep01/s02", "episode_video:ep01", "episode:ep01"]);
+    let mut expected = set(&[
+        "character_refs:kai",
+        "scene_video:ep01/s01",
+        "scene_video:ep01/s02",
+        "episode_video:ep01",
+        "episode:ep01",
+    ]);
     // Kai is in s01/sh01 and s02/sh01; s01/sh02 continues from s01/sh01's
     // last frame (Mio is in both), so it is redone too.
     for shot in ["s01/sh01", "s01/sh02", "s02/sh01"] {
@@ -94,19 +148,33 @@ fn respacing_a_line_stops_at_the_voice() {
     let (_, b) = rebuilt_after(|p| p.edit("episodes/ep01.yaml", "Okay, you win.", "Okay,   you win. "));
     assert_eq!(b.built(), set(&["voice_line:ep01/s02/sh01/1"]));
     assert_eq!(b.node("scene_mix:ep01/s02")["status"], "cutoff");
-    assert_eq!(b.node("episode:ep01")["status"], "cutoff", "it times subtitles by the voice");
+    assert_eq!(
+        b.node("episode:ep01")["status"],
+        "cutoff",
+        "it times subtitles by the voice"
+    );
     assert_eq!(b.node("episode_audio:ep01")["status"], "cached");
 }
 
 #[test]
 fn a_new_take_rerolls_only_that_shot() {
     let (_, b) = rebuilt_after(|p| {
-        p.edit("episodes/ep01.yaml", "action: Mio smiles confidently.", "action: Mio smiles confidently.\n        take: 2")
+        p.edit(
+            "episodes/ep01.yaml",
+            "action: Mio smiles confidently.",
+            "action: Mio smiles confidently.\n        take: 2",
+        )
     });
     let built = b.built();
     assert!(built.contains("raw_video:ep01/s01/sh02"), "{built:?}");
-    assert!(!built.iter().any(|id| id.contains("s01/sh01") || id.contains("/s02")), "{built:?}");
-    assert!(!built.contains("voice_line:ep01/s01/sh02/1"), "the voice keeps its take");
+    assert!(
+        !built.iter().any(|id| id.contains("s01/sh01") || id.contains("/s02")),
+        "{built:?}"
+    );
+    assert!(
+        !built.contains("voice_line:ep01/s01/sh02/1"),
+        "the voice keeps its take"
+    );
 }
 
 #[test]
@@ -117,14 +185,32 @@ fn dry_run_and_why_explain_the_change() {
     let plan = p.run(&["build", "-n", "--profile", "sim"]);
     plan.success();
     assert!(plan.stdout.contains("voice_line:ep01/s02/sh01/1"), "{}", plan.stdout);
-    assert!(plan.stdout.contains(r#"`text` changed from "Okay, you win." to "Fine, you win.""#), "{}", plan.stdout);
-    assert!(plan.stdout.contains("1 stale, 8 more rebuilt if their inputs change"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains(r#"`text` changed from "Okay, you win." to "Fine, you win.""#),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("1 stale, 8 more rebuilt if their inputs change"),
+        "{}",
+        plan.stdout
+    );
 
     let why = p.run(&["why", "episode:ep01", "--profile", "sim"]);
     why.success();
-    assert!(why.stdout.contains("changed since the last build: episodes/ep01.yaml"), "{}", why.stdout);
+    assert!(
+        why.stdout.contains("changed since the last build: episodes/ep01.yaml"),
+        "{}",
+        why.stdout
+    );
     assert!(why.stdout.contains("cues[2].text"), "{}", why.stdout);
-    assert!(why.stdout.contains(r#"`text` changed from "Okay, you win." to "Fine, you win.""#), "{}", why.stdout);
+    assert!(
+        why.stdout
+            .contains(r#"`text` changed from "Okay, you win." to "Fine, you win.""#),
+        "{}",
+        why.stdout
+    );
 
     // Nothing was built by either.
     assert_eq!(p.build(&[]).ok().built().len(), 4);
@@ -136,7 +222,10 @@ fn targets_select_parts_of_an_episode() {
     let shot = p.build(&["ep01/s01/sh02"]).ok();
     let built = shot.built();
     assert!(built.contains("shot_video:ep01/s01/sh02") && built.contains("voice_line:ep01/s01/sh02/1"));
-    assert!(!built.iter().any(|id| id.starts_with("scene_") || id.contains("/s02")), "{built:?}");
+    assert!(
+        !built.iter().any(|id| id.starts_with("scene_") || id.contains("/s02")),
+        "{built:?}"
+    );
     let scene = p.build(&["ep01/s01"]).ok();
     assert!(scene.built().contains("scene_mix:ep01/s01"));
     assert_eq!(scene.node("shot_video:ep01/s01/sh02")["status"], "cached");

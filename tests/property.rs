@@ -27,13 +27,21 @@ const WORDS: [&str; 8] = ["rain", "lantern", "train", "bell", "snow", "letter", 
 
 fn initial() -> Project {
     let shot = |chars: Vec<usize>, n: usize| Shot {
-        lines: chars.iter().take(n).map(|&c| (c, format!("{} waits", WORDS[c]))).collect(),
+        lines: chars
+            .iter()
+            .take(n)
+            .map(|&c| (c, format!("{} waits", WORDS[c])))
+            .collect(),
         chars,
         duration: 3,
         take: 1,
     };
     Project {
-        designs: vec!["girl, red coat".into(), "boy, green cap".into(), "old woman, shawl".into()],
+        designs: vec![
+            "girl, red coat".into(),
+            "boy, green cap".into(),
+            "old woman, shawl".into(),
+        ],
         moods: vec!["calm", "tense", "joyful"],
         scenes: vec![
             vec![shot(vec![0], 1), shot(vec![0, 1], 2), shot(vec![], 0)],
@@ -122,7 +130,12 @@ impl Project {
             }
             Edit::AddShot(s, c) => {
                 let n = self.scenes.len();
-                self.scenes[s % n].push(Shot { chars: vec![c % 3], duration: 2, take: 1, lines: vec![(c % 3, "new shot".into())] });
+                self.scenes[s % n].push(Shot {
+                    chars: vec![c % 3],
+                    duration: 2,
+                    take: 1,
+                    lines: vec![(c % 3, "new shot".into())],
+                });
             }
         }
     }
@@ -130,7 +143,10 @@ impl Project {
     fn write(&self, p: &TestProject) {
         let mut studio = String::from("project: {name: Generated}\ncharacters:\n");
         for (i, d) in self.designs.iter().enumerate() {
-            studio.push_str(&format!("  - {{id: c{i}, name: C{i}, design_prompt: \"{d}\", color: \"#{:02x}4080\"}}\n", 40 * i + 20));
+            studio.push_str(&format!(
+                "  - {{id: c{i}, name: C{i}, design_prompt: \"{d}\", color: \"#{:02x}4080\"}}\n",
+                40 * i + 20
+            ));
         }
         studio.push_str("episodes:\n  - {id: ep01, title: One}\n");
         studio.push_str("executors:\n  - {id: comfy, kind: comfyui, url: \"http://127.0.0.1:8188\"}\n  - {id: tts, kind: tts, url: \"http://127.0.0.1:5002\", slots: 2}\n  - {id: ace, kind: ace_step, url: \"http://127.0.0.1:8440\"}\n");
@@ -138,9 +154,15 @@ impl Project {
         p.write("studio.yaml", &studio);
         let mut ep = String::from("episode: ep01\nscenes:\n");
         for (si, shots) in self.scenes.iter().enumerate() {
-            ep.push_str(&format!("  - id: s{si}\n    title: Scene {si}\n    mood: {}\n    shots:\n", self.moods[si]));
+            ep.push_str(&format!(
+                "  - id: s{si}\n    title: Scene {si}\n    mood: {}\n    shots:\n",
+                self.moods[si]
+            ));
             for (hi, shot) in shots.iter().enumerate() {
-                ep.push_str(&format!("      - id: sh{hi}\n        duration: {}\n        take: {}\n        characters: [", shot.duration, shot.take));
+                ep.push_str(&format!(
+                    "      - id: sh{hi}\n        duration: {}\n        take: {}\n        characters: [",
+                    shot.duration, shot.take
+                ));
                 let chars: Vec<String> = shot.chars.iter().map(|c| format!("{{id: c{c}}}")).collect();
                 ep.push_str(&chars.join(", "));
                 ep.push_str("]\n        dialogue:\n");
@@ -156,7 +178,10 @@ impl Project {
         let audio = p.read("rules/audio.yaml");
         let start = audio.find("duck_ratio: ").unwrap() + "duck_ratio: ".len();
         let end = start + audio[start..].find('\n').unwrap();
-        p.write("rules/audio.yaml", &format!("{}{}{}", &audio[..start], self.duck_ratio, &audio[end..]));
+        p.write(
+            "rules/audio.yaml",
+            &format!("{}{}{}", &audio[..start], self.duck_ratio, &audio[end..]),
+        );
     }
 }
 

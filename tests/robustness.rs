@@ -10,12 +10,20 @@ use common::{TestProject, set};
 
 /// Add injected failures to the sim profile.
 fn with_failures(p: &TestProject, failures: &str) {
-    p.edit("studio.yaml", "    simulate:\n", &format!("    simulate:\n      failures:\n{failures}"));
+    p.edit(
+        "studio.yaml",
+        "    simulate:\n",
+        &format!("    simulate:\n      failures:\n{failures}"),
+    );
 }
 
 #[allow(clippy::disallowed_methods)]
 fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "kill {sig} {pid}");
 }
 
@@ -112,8 +120,16 @@ fn a_second_build_waits_for_the_first() {
     let first = first.wait_with_output().unwrap();
     assert!(first.status.success());
     second.success();
-    assert!(second.stderr.contains("waiting"), "the second build says it waits: {}", second.stderr);
-    assert!(second.stdout.contains(r#""built":0"#), "it found the first build's work: {}", second.stdout);
+    assert!(
+        second.stderr.contains("waiting"),
+        "the second build says it waits: {}",
+        second.stderr
+    );
+    assert!(
+        second.stdout.contains(r#""built":0"#),
+        "it found the first build's work: {}",
+        second.stdout
+    );
     p.assert_cache_sound();
 }
 
@@ -121,7 +137,10 @@ fn a_second_build_waits_for_the_first() {
 fn a_failing_engine_falls_back_along_its_chain() {
     let p = TestProject::example("tiny");
     // s01/sh02 is a solo shot with a source: FramePack I2V, falling back to Wan.
-    with_failures(&p, "        - {node: \"raw_video:ep01/s01/sh02\", engine: framepack_i2v}\n");
+    with_failures(
+        &p,
+        "        - {node: \"raw_video:ep01/s01/sh02\", engine: framepack_i2v}\n",
+    );
     let b = p.build(&[]).ok();
     let n = b.node("raw_video:ep01/s01/sh02");
     assert_eq!(n["status"], "built");
@@ -135,7 +154,11 @@ fn transient_failures_are_retried() {
     with_failures(&p, "        - {node: \"voice_line:ep01/s01/sh01/1\", transient: 2}\n");
     let b = p.build(&[]).ok();
     assert_eq!(b.node("voice_line:ep01/s01/sh01/1")["status"], "built");
-    assert_eq!(b.node("voice_line:ep01/s01/sh01/1")["engine"], "edge_tts", "retried, not fallen back");
+    assert_eq!(
+        b.node("voice_line:ep01/s01/sh01/1")["engine"],
+        "edge_tts",
+        "retried, not fallen back"
+    );
 }
 
 #[test]
@@ -154,18 +177,34 @@ fn keep_going_builds_everything_not_downstream_of_a_failure() {
     assert_eq!(kept.run.code, 1);
     let skipped = kept.with("skipped");
     // Downstream of the line: its shot (timing), scene audio, and the episode.
-    for id in ["shot_video:ep01/s01/sh01", "scene_mix:ep01/s01", "episode_audio:ep01", "episode:ep01"] {
+    for id in [
+        "shot_video:ep01/s01/sh01",
+        "scene_mix:ep01/s01",
+        "episode_audio:ep01",
+        "episode:ep01",
+    ] {
         assert!(skipped.contains(id), "{id} skipped: {skipped:?}");
     }
     // s01/sh02 continues from s01/sh01's last frame: blocked as well.
     assert!(skipped.contains("shot_image:ep01/s01/sh02"));
     // Everything else was built, scene s02 included.
     let built = kept.built();
-    for id in ["scene_mix:ep01/s02", "scene_video:ep01/s02", "voice_line:ep01/s01/sh02/1", "raw_video:ep01/s01/sh01"] {
+    for id in [
+        "scene_mix:ep01/s02",
+        "scene_video:ep01/s02",
+        "voice_line:ep01/s01/sh02/1",
+        "raw_video:ep01/s01/sh01",
+    ] {
         assert!(built.contains(id), "{id} built: {built:?}");
     }
-    let error = kept.node("voice_line:ep01/s01/sh01/1")["error"].as_str().unwrap().to_string();
-    assert!(error.contains("edge_tts: simulated failure") && error.contains("espeak: simulated failure"), "{error}");
+    let error = kept.node("voice_line:ep01/s01/sh01/1")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("edge_tts: simulated failure") && error.contains("espeak: simulated failure"),
+        "{error}"
+    );
 
     // Fix it: only the failed node and what it blocked are built.
     q.edit("studio.yaml", &format!("      failures:\n{failing}"), "");
@@ -183,12 +222,24 @@ fn gc_removes_what_no_node_uses() {
     p.build(&[]).ok();
     let gc = p.run(&["gc"]);
     gc.success();
-    assert!(gc.stdout.starts_with("removed 4 cache entries and 4 objects"), "{}", gc.stdout);
+    assert!(
+        gc.stdout.starts_with("removed 4 cache entries and 4 objects"),
+        "{}",
+        gc.stdout
+    );
     assert_eq!(p.build(&[]).ok().total("built"), 0, "still a no-op after gc");
     p.assert_cache_sound();
     // Going back to the old line rebuilds what gc dropped.
     p.edit("episodes/ep01.yaml", "Fine, you win.", "Okay, you win.");
-    assert_eq!(p.build(&[]).ok().built(), set(&["voice_line:ep01/s02/sh01/1", "scene_mix:ep01/s02", "episode_audio:ep01", "episode:ep01"]));
+    assert_eq!(
+        p.build(&[]).ok().built(),
+        set(&[
+            "voice_line:ep01/s02/sh01/1",
+            "scene_mix:ep01/s02",
+            "episode_audio:ep01",
+            "episode:ep01"
+        ])
+    );
 }
 
 #[test]
@@ -204,17 +255,41 @@ fn graph_renders_in_three_formats() {
     let nodes = v["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 34);
     let episode = nodes.iter().find(|n| n["id"] == "episode:ep01").unwrap();
-    assert!(episode["inputs"].as_array().unwrap().iter().any(|i| i["uses"] == "duration"));
+    assert!(
+        episode["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["uses"] == "duration")
+    );
 }
 
 #[test]
 fn status_counts_built_stale_and_missing() {
     let p = TestProject::example("tiny");
     let before = p.run(&["status", "--profile", "sim"]);
-    assert!(before.success().stdout.contains("total                  0       0       34"), "{}", before.stdout);
+    assert!(
+        before
+            .success()
+            .stdout
+            .contains("total                  0       0       34"),
+        "{}",
+        before.stdout
+    );
     p.build(&[]).ok();
     p.edit("episodes/ep01.yaml", "Okay, you win.", "Fine, you win.");
     let after = p.run(&["status", "--profile", "sim", "-v"]);
-    assert!(after.success().stdout.contains("voice_line             2       1        0"), "{}", after.stdout);
-    assert!(after.stdout.contains("stale voice_line:ep01/s02/sh01/1"), "{}", after.stdout);
+    assert!(
+        after
+            .success()
+            .stdout
+            .contains("voice_line             2       1        0"),
+        "{}",
+        after.stdout
+    );
+    assert!(
+        after.stdout.contains("stale voice_line:ep01/s02/sh01/1"),
+        "{}",
+        after.stdout
+    );
 }

@@ -53,14 +53,25 @@ impl SourceIndex {
     pub fn hash(&mut self, root: &Utf8Path, rel: &Utf8Path) -> io::Result<String> {
         let meta = fs::metadata(root.join(rel))?;
         let (size, mtime_ns, inode) = stat_triple(&meta);
-        if let Some(s) = self.entries.get(rel) {
-            if s.size == size && s.mtime_ns == mtime_ns && s.inode == inode && !racy(mtime_ns) {
-                return Ok(s.hash.clone());
-            }
+        if let Some(s) = self.entries.get(rel)
+            && s.size == size
+            && s.mtime_ns == mtime_ns
+            && s.inode == inode
+            && !racy(mtime_ns)
+        {
+            return Ok(s.hash.clone());
         }
         let hash = hash_file(&root.join(rel))?;
         self.hashed += 1;
-        self.entries.insert(rel.to_owned(), Stamp { size, mtime_ns, inode, hash: hash.clone() });
+        self.entries.insert(
+            rel.to_owned(),
+            Stamp {
+                size,
+                mtime_ns,
+                inode,
+                hash: hash.clone(),
+            },
+        );
         self.dirty = true;
         Ok(hash)
     }
@@ -70,7 +81,12 @@ impl SourceIndex {
         let hash = blake3::hash(bytes).to_hex().to_string();
         if let Ok(meta) = fs::metadata(root.join(rel)) {
             let (size, mtime_ns, inode) = stat_triple(&meta);
-            let stamp = Stamp { size, mtime_ns, inode, hash: hash.clone() };
+            let stamp = Stamp {
+                size,
+                mtime_ns,
+                inode,
+                hash: hash.clone(),
+            };
             if self.entries.get(rel) != Some(&stamp) {
                 self.entries.insert(rel.to_owned(), stamp);
                 self.dirty = true;

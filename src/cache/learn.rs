@@ -22,6 +22,8 @@ struct Ratio {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Durations {
     ratios: BTreeMap<String, Ratio>,
+    #[serde(skip)]
+    dirty: bool,
 }
 
 impl Durations {
@@ -32,8 +34,13 @@ impl Durations {
             .unwrap_or_default()
     }
 
-    pub fn save(&self, path: &Utf8Path) -> io::Result<()> {
-        write_atomic(path, &serde_json::to_vec_pretty(self).expect("durations serialize"))
+    /// Write the durations if a job taught something new.
+    pub fn save(&mut self, path: &Utf8Path) -> io::Result<()> {
+        if self.dirty {
+            write_atomic(path, &serde_json::to_vec_pretty(self).expect("durations serialize"))?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 
     /// The learned ratio for `engine` (1.0, or `default` when never measured).
@@ -47,9 +54,13 @@ impl Durations {
             return;
         }
         let sample = actual / estimate;
-        let r = self.ratios.entry(engine.to_string()).or_insert(Ratio { mean: sample, samples: 0 });
+        let r = self.ratios.entry(engine.to_string()).or_insert(Ratio {
+            mean: sample,
+            samples: 0,
+        });
         let weight = 1.0 / f64::from(r.samples.min(9) + 1);
         r.mean += (sample - r.mean) * weight;
         r.samples += 1;
+        self.dirty = true;
     }
 }

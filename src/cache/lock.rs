@@ -16,7 +16,11 @@ impl BuildLock {
     /// studio process holds it.
     pub fn acquire(dir: &Utf8Path, waiting: impl FnOnce()) -> io::Result<BuildLock> {
         std::fs::create_dir_all(dir)?;
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

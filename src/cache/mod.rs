@@ -106,9 +106,9 @@ impl Cache {
 
     /// Whether every output is present with its recorded size.
     pub fn has_outputs(&self, outputs: &[OutputFile]) -> bool {
-        outputs.iter().all(|o| {
-            fs::metadata(self.object_path(&o.hash)).is_ok_and(|m| m.len() == o.size)
-        })
+        outputs
+            .iter()
+            .all(|o| fs::metadata(self.object_path(&o.hash)).is_ok_and(|m| m.len() == o.size))
     }
 
     /// Move a finished file into the store under its hash.
@@ -138,7 +138,10 @@ impl Cache {
     /// Record a manifest; its objects must already be in the store.
     pub fn record(&self, key: &str, manifest: &Manifest) -> io::Result<()> {
         debug_assert!(self.has_outputs(&manifest.outputs));
-        write_atomic(&self.ac_path(key), &serde_json::to_vec_pretty(manifest).expect("manifest serializes"))
+        write_atomic(
+            &self.ac_path(key),
+            &serde_json::to_vec_pretty(manifest).expect("manifest serializes"),
+        )
     }
 
     /// A fresh scratch directory for one job, removed when dropped.

@@ -37,6 +37,9 @@ pub struct State {
     /// Source file → hash at the last build, for `studio why`.
     #[serde(default)]
     pub sources: HashMap<String, String>,
+    /// Whether anything changed since it was loaded.
+    #[serde(skip)]
+    pub dirty: bool,
 }
 
 impl State {
@@ -47,7 +50,12 @@ impl State {
             .unwrap_or_default()
     }
 
-    pub fn save(&self, path: &Utf8Path) -> io::Result<()> {
-        write_atomic(path, &serde_json::to_vec(self).expect("state serializes"))
+    /// Write the state if it changed.
+    pub fn save(&mut self, path: &Utf8Path) -> io::Result<()> {
+        if self.dirty {
+            write_atomic(path, &serde_json::to_vec(self).expect("state serializes"))?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 }

@@ -33,7 +33,10 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         None
     } else {
         match BuildLock::acquire(&root.join("cache"), || {
-            eprintln!("waiting: another studio build of this project holds {}/cache/lock …", root);
+            eprintln!(
+                "waiting: another studio build of this project holds {}/cache/lock …",
+                root
+            );
         }) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -46,7 +49,11 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let targets = if args.targets.is_empty() { vec!["all".to_string()] } else { args.targets.clone() };
+    let targets = if args.targets.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        args.targets.clone()
+    };
     let nodes = match session.select(&targets) {
         Ok(n) => n,
         Err(d) => {
@@ -58,9 +65,15 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         return dry_run(&session, &nodes, args.json);
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let cancel = CancellationToken::new();
-    let opts = Options { keep_going: args.keep_going, verbose: !args.json };
+    let opts = Options {
+        keep_going: args.keep_going,
+        verbose: !args.json,
+    };
     let report = runtime.block_on(async {
         let c = cancel.clone();
         tokio::spawn(async move {
@@ -76,7 +89,16 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
     });
     runtime.shutdown_background();
 
-    session.state.sources = session.project.sources.iter().map(|(p, h)| (p.to_string(), h.clone())).collect();
+    let sources: std::collections::HashMap<String, String> = session
+        .project
+        .sources
+        .iter()
+        .map(|(p, h)| (p.to_string(), h.clone()))
+        .collect();
+    if sources != session.state.sources {
+        session.state.sources = sources;
+        session.state.dirty = true;
+    }
     let saved = session
         .state
         .save(&session.layout.state_file())
@@ -101,11 +123,21 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         out(&text);
     } else {
         for r in report.records.iter().filter(|r| r.status == Status::Failed) {
-            eprintln!("error: {} failed:\n  {}", r.id, r.error.as_deref().unwrap_or("").replace('\n', "\n  "));
+            eprintln!(
+                "error: {} failed:\n  {}",
+                r.id,
+                r.error.as_deref().unwrap_or("").replace('\n', "\n  ")
+            );
         }
         eprintln!(
             "{}: {} built, {} cached, {} cut off, {} failed, {} skipped in {}",
-            if report.interrupted { "interrupted" } else if report.ok() { "done" } else { "failed" },
+            if report.interrupted {
+                "interrupted"
+            } else if report.ok() {
+                "done"
+            } else {
+                "failed"
+            },
             t.built,
             t.cached,
             t.cutoff,
@@ -130,7 +162,10 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
 fn dry_run(session: &crate::session::Session, nodes: &[usize], as_json: bool) -> u8 {
     let plan = session.plan(nodes);
     let stale: Vec<_> = plan.iter().filter(|(_, r)| *r != Reason::Fresh).collect();
-    let maybe = stale.iter().filter(|(_, r)| matches!(r, Reason::InputsStale { .. })).count();
+    let maybe = stale
+        .iter()
+        .filter(|(_, r)| matches!(r, Reason::InputsStale { .. }))
+        .count();
     let mut text = String::new();
     if as_json {
         for (n, r) in &plan {
@@ -140,7 +175,10 @@ fn dry_run(session: &crate::session::Session, nodes: &[usize], as_json: bool) ->
                 Reason::InputsStale { .. } => "may_follow",
                 _ => "stale",
             };
-            text.push_str(&json!({"type": "plan", "id": node.id, "kind": node.kind, "status": status, "reason": r.to_string()}).to_string());
+            text.push_str(
+                &json!({"type": "plan", "id": node.id, "kind": node.kind, "status": status, "reason": r.to_string()})
+                    .to_string(),
+            );
             text.push('\n');
         }
         text.push_str(&json!({"type": "totals", "stale": stale.len() - maybe, "may_follow": maybe, "fresh": plan.len() - stale.len()}).to_string());

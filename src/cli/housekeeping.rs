@@ -18,7 +18,10 @@ pub struct CleanArgs {
 }
 
 fn lock(root: &Utf8Path) -> Result<BuildLock, u8> {
-    BuildLock::acquire(&root.join("cache"), || eprintln!("waiting for the running build to finish …")).map_err(|e| {
+    BuildLock::acquire(&root.join("cache"), || {
+        eprintln!("waiting for the running build to finish …")
+    })
+    .map_err(|e| {
         eprintln!("error: cannot lock {root}/cache/lock: {e}");
         EXIT_IO
     })
@@ -82,17 +85,18 @@ pub fn clean(root: &Utf8Path, args: CleanArgs) -> u8 {
         let path = root.join("cache/state.json");
         let mut state = State::load(&path);
         state.out.clear();
+        state.dirty = true;
         if state.save(&path).is_err() {
             eprintln!("warning: could not update {path}");
         }
     }
     drop(lock);
     for t in targets {
-        if let Err(e) = fs::remove_dir_all(&t) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                eprintln!("error: removing {t}: {e}");
-                return EXIT_IO;
-            }
+        if let Err(e) = fs::remove_dir_all(&t)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("error: removing {t}: {e}");
+            return EXIT_IO;
         }
         eprintln!("removed {t}");
     }
@@ -108,7 +112,13 @@ pub fn engines() -> u8 {
             crate::engines::Runs::Service(s) => s.as_str().to_string(),
         };
         let kinds: Vec<&str> = e.kinds.iter().map(|k| k.as_str()).collect();
-        text.push_str(&format!("{:<16} {:<9} {:<40} {}\n", e.name, runs, kinds.join(","), e.about));
+        text.push_str(&format!(
+            "{:<16} {:<9} {:<40} {}\n",
+            e.name,
+            runs,
+            kinds.join(","),
+            e.about
+        ));
     }
     out(&text);
     EXIT_OK

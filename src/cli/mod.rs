@@ -85,11 +85,14 @@ fn project_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, String> {
         return Ok(dir.to_owned());
     }
     let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
-    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|p| format!("the current directory is not UTF-8: {}", p.display()))?;
+    let cwd =
+        Utf8PathBuf::from_path_buf(cwd).map_err(|p| format!("the current directory is not UTF-8: {}", p.display()))?;
     cwd.ancestors()
         .find(|d| d.join("studio.yaml").is_file())
         .map(Utf8Path::to_owned)
-        .ok_or_else(|| format!("no studio.yaml in {cwd} or any folder above it; run inside a project or pass --project DIR"))
+        .ok_or_else(|| {
+            format!("no studio.yaml in {cwd} or any folder above it; run inside a project or pass --project DIR")
+        })
 }
 
 /// Print a diagnostic report for a failed open and pick the exit code.
@@ -117,7 +120,8 @@ fn report(mut d: Diagnostics) {
 
 /// The number of CPU slots: `-j`, else the cores.
 fn cpu_slots(jobs: Option<usize>) -> usize {
-    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1)
 }
 
 fn open(root: &Utf8Path, profile: Option<&str>, jobs: Option<usize>) -> Result<Session, u8> {
@@ -128,9 +132,9 @@ fn open(root: &Utf8Path, profile: Option<&str>, jobs: Option<usize>) -> Result<S
 fn out(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: writing to stdout: {e}");
-        }
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: writing to stdout: {e}");
     }
 }

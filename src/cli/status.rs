@@ -45,7 +45,10 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
             list.push_str(&format!("{word:>8} {}  ({reason})\n", node.id));
         }
     }
-    let mut text = format!("profile {}\n{:<16} {:>7} {:>7} {:>8}\n", session.project.profile.name, "kind", "built", "stale", "missing");
+    let mut text = format!(
+        "profile {}\n{:<16} {:>7} {:>7} {:>8}\n",
+        session.project.profile.name, "kind", "built", "stale", "missing"
+    );
     let mut total = [0; 3];
     for (kind, c) in &counts {
         text.push_str(&format!("{:<16} {:>7} {:>7} {:>8}\n", kind.as_str(), c[0], c[1], c[2]));
@@ -53,7 +56,10 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
             total[i] += c[i];
         }
     }
-    text.push_str(&format!("{:<16} {:>7} {:>7} {:>8}\n", "total", total[0], total[1], total[2]));
+    text.push_str(&format!(
+        "{:<16} {:>7} {:>7} {:>8}\n",
+        "total", total[0], total[1], total[2]
+    ));
     text.push_str(&list);
     out(&text);
     EXIT_OK

@@ -19,7 +19,10 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new(program: &str) -> Cmd {
-        Cmd { program: program.to_string(), args: Vec::new() }
+        Cmd {
+            program: program.to_string(),
+            args: Vec::new(),
+        }
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Cmd {
@@ -57,9 +60,24 @@ pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Resul
         () = cancel.cancelled() => return Err(ExecError::Cancelled), // dropping the child kills it
     };
     if output.status.success() {
-        return Ok(Output { stdout: output.stdout, stderr: output.stderr });
+        return Ok(Output {
+            stdout: output.stdout,
+            stderr: output.stderr,
+        });
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-    Err(ExecError::Permanent(format!("`{}` failed ({}):\n{}", cmd.program, output.status, tail.join("\n"))))
+    let tail: Vec<&str> = stderr
+        .lines()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(ExecError::Permanent(format!(
+        "`{}` failed ({}):\n{}",
+        cmd.program,
+        output.status,
+        tail.join("\n")
+    )))
 }

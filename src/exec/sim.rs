@@ -12,9 +12,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecError, Job, Produced};
-use crate::graph::{NodeKind, Uses};
 use crate::graph::build::normalize_text;
 use crate::graph::key::{Backend, KeyInput, KeyMaterial};
+use crate::graph::{NodeKind, Uses};
 use crate::project::model::Simulate;
 
 /// Seconds of silence a shot keeps around its dialogue.
@@ -33,8 +33,18 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
         if job.node.id.starts_with(&f.node) && engine_matches {
             match f.transient {
                 Some(n) if job.attempt >= n => {}
-                Some(_) => return Err(ExecError::Transient(format!("simulated transient failure of {}", job.engine.name))),
-                None => return Err(ExecError::Permanent(format!("simulated failure of {}", job.engine.name))),
+                Some(_) => {
+                    return Err(ExecError::Transient(format!(
+                        "simulated transient failure of {}",
+                        job.engine.name
+                    )));
+                }
+                None => {
+                    return Err(ExecError::Permanent(format!(
+                        "simulated failure of {}",
+                        job.engine.name
+                    )));
+                }
             }
         }
     }
@@ -47,7 +57,10 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
     );
     let path = job.scratch.join(format!("out.{}", job.node.kind.extension()));
     std::fs::write(&path, body).map_err(|e| ExecError::Permanent(format!("writing {path}: {e}")))?;
-    Ok(Produced { files: vec![(job.node.kind.extension().to_string(), path)], duration })
+    Ok(Produced {
+        files: vec![(job.node.kind.extension().to_string(), path)],
+        duration,
+    })
 }
 
 /// What the real engine's output depends on. Speech engines read words,
@@ -55,16 +68,20 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
 /// voice to the same bytes, and the wave stops there (early cutoff).
 fn identity(job: &Job) -> String {
     let mut params = job.node.params.clone();
-    if job.node.kind == NodeKind::VoiceLine {
-        if let Some(Value::String(t)) = params.get("text") {
-            params.insert("text".into(), Value::String(normalize_text(t)));
-        }
+    if job.node.kind == NodeKind::VoiceLine
+        && let Some(Value::String(t)) = params.get("text")
+    {
+        params.insert("text".into(), Value::String(normalize_text(t)));
     }
     let material = KeyMaterial {
         schema: 0,
         kind: job.node.kind,
         engine: job.engine.name.to_string(),
-        backend: Backend { simulated: true, service: None, model: None },
+        backend: Backend {
+            simulated: true,
+            service: None,
+            model: None,
+        },
         params,
         // A duration-only input contributes its duration, as in the key.
         inputs: job
@@ -73,7 +90,11 @@ fn identity(job: &Job) -> String {
             .iter()
             .zip(&job.inputs)
             .map(|(edge, i)| match edge.uses {
-                Uses::Content => KeyInput { role: i.role.clone(), hash: Some(i.hash.clone()), duration_ms: None },
+                Uses::Content => KeyInput {
+                    role: i.role.clone(),
+                    hash: Some(i.hash.clone()),
+                    duration_ms: None,
+                },
                 Uses::Duration => KeyInput {
                     role: i.role.clone(),
                     hash: None,
@@ -112,7 +133,11 @@ fn simulated_duration(job: &Job) -> Option<f64> {
             let shot = param_f64(job, "duration")?;
             let lines = job.inputs.iter().filter(|i| i.role.starts_with("voice:")).count();
             let speech = sum_roles(job, "voice:");
-            if lines == 0 { shot } else { shot.max(speech + DIALOGUE_PADDING * (lines as f64 + 1.0)) }
+            if lines == 0 {
+                shot
+            } else {
+                shot.max(speech + DIALOGUE_PADDING * (lines as f64 + 1.0))
+            }
         }
         NodeKind::SceneMusic | NodeKind::SceneVideo | NodeKind::SceneMix => sum_roles(job, "shot:"),
         NodeKind::EpisodeVideo | NodeKind::EpisodeAudio => {

@@ -94,7 +94,13 @@ impl<'a> Builder<'a> {
                 model: e.model.clone(),
             });
         }
-        Ok(Builder { project, graph, cpu_pool: 0, inline_pool: 1, refs: HashMap::new() })
+        Ok(Builder {
+            project,
+            graph,
+            cpu_pool: 0,
+            inline_pool: 1,
+            refs: HashMap::new(),
+        })
     }
 
     fn rule(&self, kind: NodeKind) -> Result<&'a KindRule, Diagnostics> {
@@ -120,9 +126,10 @@ impl<'a> Builder<'a> {
             Runs::Cpu => self.cpu_pool,
             Runs::Inline => self.inline_pool,
             Runs::Service(kind) => {
-                let by_id = rule.executor.as_ref().and_then(|id| {
-                    self.graph.pools.iter().position(|p| &p.name == id)
-                });
+                let by_id = rule
+                    .executor
+                    .as_ref()
+                    .and_then(|id| self.graph.pools.iter().position(|p| &p.name == id));
                 // The loader checked a matching executor exists.
                 by_id
                     .or_else(|| self.graph.pools.iter().position(|p| p.service == Some(kind)))
@@ -215,12 +222,14 @@ impl<'a> Builder<'a> {
             let mut voices = Vec::new();
             for shot in &scene.shots {
                 let path = format!("{}/{}/{}", ep.id, scene.id, shot.id);
-                let continuity = if scope == ContinuityScope::Off {
+                // An explicit `continue_from` is wired below, once every shot exists.
+                let continuity = if scope == ContinuityScope::Off || shot.continue_from.is_some() {
                     None
-                } else if shot.continue_from.is_some() {
-                    None // wired below, once every shot exists
                 } else {
-                    shot.characters.iter().rev().find_map(|c| last_seen.get(&c.character).copied())
+                    shot.characters
+                        .iter()
+                        .rev()
+                        .find_map(|c| last_seen.get(&c.character).copied())
                 };
                 let image = self.shot_image(ep, scene, shot, &path, continuity)?;
                 if let (Some(target), false) = (&shot.continue_from, scope == ContinuityScope::Off) {
@@ -251,7 +260,9 @@ impl<'a> Builder<'a> {
                 role: "continuity".into(),
                 uses: Uses::Content,
             });
-            self.graph.nodes[image].params.insert("continue_from".into(), json!(target));
+            self.graph.nodes[image]
+                .params
+                .insert("continue_from".into(), json!(target));
         }
         self.episode_nodes(ep, scenes, &scene_videos, &scene_mixes, &all_voices, &all_shots)
     }
@@ -276,10 +287,18 @@ impl<'a> Builder<'a> {
         let mut inputs: Vec<Input> = shot
             .characters
             .iter()
-            .map(|c| Input { node: self.refs[&c.id], role: format!("ref:{}", c.id), uses: Uses::Content })
+            .map(|c| Input {
+                node: self.refs[&c.id],
+                role: format!("ref:{}", c.id),
+                uses: Uses::Content,
+            })
             .collect();
         if let Some(last) = continuity {
-            inputs.push(Input { node: last, role: "continuity".into(), uses: Uses::Content });
+            inputs.push(Input {
+                node: last,
+                role: "continuity".into(),
+                uses: Uses::Content,
+            });
         }
         let characters: Vec<Value> = shot
             .characters
@@ -299,7 +318,16 @@ impl<'a> Builder<'a> {
             ("episode", json!(ep.id)),
             ("take", json!(shot.take)),
         ]);
-        Ok(self.add(NodeKind::ShotImage, path.to_string(), format!("{path}/image"), engines, rule, recipe, inputs, shot.duration))
+        Ok(self.add(
+            NodeKind::ShotImage,
+            path.to_string(),
+            format!("{path}/image"),
+            engines,
+            rule,
+            recipe,
+            inputs,
+            shot.duration,
+        ))
     }
 
     /// raw → refined → shot video, and the shot's voice lines.
@@ -312,7 +340,12 @@ impl<'a> Builder<'a> {
     ) -> Result<(usize, Vec<usize>), Diagnostics> {
         let p = self.project;
         let has_source = !self.graph.nodes[image].inputs.is_empty() || shot.continue_from.is_some();
-        let mut facts = ShotFacts { shot, project: p, has_source, raw_engine: None };
+        let mut facts = ShotFacts {
+            shot,
+            project: p,
+            has_source,
+            raw_engine: None,
+        };
 
         let rule = self.rule(NodeKind::RawVideo)?;
         let raw_engines = rule.engines_for(|pr| facts.holds(pr));
@@ -343,14 +376,40 @@ impl<'a> Builder<'a> {
             ("art_style", json!(p.world.art_style)),
             ("take", json!(shot.take)),
         ]);
-        let input = vec![Input { node: image, role: "image".into(), uses: Uses::Content }];
-        let raw = self.add(NodeKind::RawVideo, path.into(), format!("{path}/raw"), raw_engines, rule, recipe, input, shot.duration);
+        let input = vec![Input {
+            node: image,
+            role: "image".into(),
+            uses: Uses::Content,
+        }];
+        let raw = self.add(
+            NodeKind::RawVideo,
+            path.into(),
+            format!("{path}/raw"),
+            raw_engines,
+            rule,
+            recipe,
+            input,
+            shot.duration,
+        );
 
         let rule = self.rule(NodeKind::RefinedVideo)?;
         let engines = rule.engines_for(|pr| facts.holds(pr));
         let recipe = map([("motion", json!(shot.motion)), ("take", json!(shot.take))]);
-        let input = vec![Input { node: raw, role: "raw".into(), uses: Uses::Content }];
-        let refined = self.add(NodeKind::RefinedVideo, path.into(), format!("{path}/refined"), engines, rule, recipe, input, shot.duration);
+        let input = vec![Input {
+            node: raw,
+            role: "raw".into(),
+            uses: Uses::Content,
+        }];
+        let refined = self.add(
+            NodeKind::RefinedVideo,
+            path.into(),
+            format!("{path}/refined"),
+            engines,
+            rule,
+            recipe,
+            input,
+            shot.duration,
+        );
 
         let rule = self.rule(NodeKind::VoiceLine)?;
         let mut lines = Vec::new();
@@ -368,27 +427,62 @@ impl<'a> Builder<'a> {
             ]);
             let line_path = format!("{path}/{}", i + 1);
             let stem = format!("{path}/voice-{}", i + 1);
-            lines.push(self.add(NodeKind::VoiceLine, line_path, stem, engines, rule, recipe, Vec::new(), 2.0));
+            lines.push(self.add(
+                NodeKind::VoiceLine,
+                line_path,
+                stem,
+                engines,
+                rule,
+                recipe,
+                Vec::new(),
+                2.0,
+            ));
         }
 
         let rule = self.rule(NodeKind::ShotVideo)?;
         let engines = rule.engines_for(|pr| facts.holds(pr));
-        let mut inputs = vec![Input { node: refined, role: "video".into(), uses: Uses::Content }];
+        let mut inputs = vec![Input {
+            node: refined,
+            role: "video".into(),
+            uses: Uses::Content,
+        }];
         inputs.extend(lines.iter().enumerate().map(|(i, &l)| Input {
             node: l,
             role: format!("voice:{}", i + 1),
             uses: Uses::Duration,
         }));
         let recipe = map([("duration", json!(shot.duration))]);
-        let video = self.add(NodeKind::ShotVideo, path.into(), format!("{path}/shot"), engines, rule, recipe, inputs, shot.duration);
+        let video = self.add(
+            NodeKind::ShotVideo,
+            path.into(),
+            format!("{path}/shot"),
+            engines,
+            rule,
+            recipe,
+            inputs,
+            shot.duration,
+        );
         Ok((video, lines))
     }
 
     fn last_frame(&mut self, path: &str, video: usize) -> Result<usize, Diagnostics> {
         let rule = self.rule(NodeKind::LastFrame)?;
         let engines = rule.engines_for(|_| false);
-        let input = vec![Input { node: video, role: "video".into(), uses: Uses::Content }];
-        Ok(self.add(NodeKind::LastFrame, path.into(), format!("{path}/last_frame"), engines, rule, BTreeMap::new(), input, 0.0))
+        let input = vec![Input {
+            node: video,
+            role: "video".into(),
+            uses: Uses::Content,
+        }];
+        Ok(self.add(
+            NodeKind::LastFrame,
+            path.into(),
+            format!("{path}/last_frame"),
+            engines,
+            rule,
+            BTreeMap::new(),
+            input,
+            0.0,
+        ))
     }
 
     fn scene_nodes(
@@ -403,7 +497,11 @@ impl<'a> Builder<'a> {
         let timing = |uses| -> Vec<Input> {
             shots
                 .iter()
-                .map(|(n, id)| Input { node: *n, role: format!("shot:{id}"), uses })
+                .map(|(n, id)| Input {
+                    node: *n,
+                    role: format!("shot:{id}"),
+                    uses,
+                })
                 .collect()
         };
 
@@ -415,18 +513,53 @@ impl<'a> Builder<'a> {
             ("location", json!(scene.location)),
             ("scene", json!(path)),
         ]);
-        let music = self.add(NodeKind::SceneMusic, path.clone(), format!("{path}/music"), engines, rule, recipe, timing(Uses::Duration), length);
+        let music = self.add(
+            NodeKind::SceneMusic,
+            path.clone(),
+            format!("{path}/music"),
+            engines,
+            rule,
+            recipe,
+            timing(Uses::Duration),
+            length,
+        );
 
         let rule = self.rule(NodeKind::SceneVideo)?;
         let engines = rule.engines_for(|_| false);
-        let video = self.add(NodeKind::SceneVideo, path.clone(), format!("{path}/video"), engines, rule, BTreeMap::new(), timing(Uses::Content), length);
+        let video = self.add(
+            NodeKind::SceneVideo,
+            path.clone(),
+            format!("{path}/video"),
+            engines,
+            rule,
+            BTreeMap::new(),
+            timing(Uses::Content),
+            length,
+        );
 
         let rule = self.rule(NodeKind::SceneMix)?;
         let engines = rule.engines_for(|_| false);
         let mut inputs = timing(Uses::Duration);
-        inputs.extend(voices.iter().map(|(n, role)| Input { node: *n, role: format!("voice:{role}"), uses: Uses::Content }));
-        inputs.push(Input { node: music, role: "music".into(), uses: Uses::Content });
-        let mix = self.add(NodeKind::SceneMix, path.clone(), format!("{path}/mix"), engines, rule, BTreeMap::new(), inputs, length);
+        inputs.extend(voices.iter().map(|(n, role)| Input {
+            node: *n,
+            role: format!("voice:{role}"),
+            uses: Uses::Content,
+        }));
+        inputs.push(Input {
+            node: music,
+            role: "music".into(),
+            uses: Uses::Content,
+        });
+        let mix = self.add(
+            NodeKind::SceneMix,
+            path.clone(),
+            format!("{path}/mix"),
+            engines,
+            rule,
+            BTreeMap::new(),
+            inputs,
+            length,
+        );
         Ok((video, mix))
     }
 
@@ -451,19 +584,41 @@ impl<'a> Builder<'a> {
             nodes
                 .iter()
                 .zip(scenes)
-                .map(|(n, s)| Input { node: *n, role: format!("scene:{}", s.id), uses })
+                .map(|(n, s)| Input {
+                    node: *n,
+                    role: format!("scene:{}", s.id),
+                    uses,
+                })
                 .collect()
         };
 
         let rule = self.rule(NodeKind::EpisodeVideo)?;
         let engines = rule.engines_for(|_| false);
         let recipe = map([("transitions", Value::Array(transitions.clone()))]);
-        let video = self.add(NodeKind::EpisodeVideo, path.clone(), format!("{path}/video"), engines, rule, recipe, scene_roles(videos, Uses::Content), length);
+        let video = self.add(
+            NodeKind::EpisodeVideo,
+            path.clone(),
+            format!("{path}/video"),
+            engines,
+            rule,
+            recipe,
+            scene_roles(videos, Uses::Content),
+            length,
+        );
 
         let rule = self.rule(NodeKind::EpisodeAudio)?;
         let engines = rule.engines_for(|_| false);
         let recipe = map([("transitions", Value::Array(transitions.clone()))]);
-        let audio = self.add(NodeKind::EpisodeAudio, path.clone(), format!("{path}/audio"), engines, rule, recipe, scene_roles(mixes, Uses::Content), length);
+        let audio = self.add(
+            NodeKind::EpisodeAudio,
+            path.clone(),
+            format!("{path}/audio"),
+            engines,
+            rule,
+            recipe,
+            scene_roles(mixes, Uses::Content),
+            length,
+        );
 
         // Subtitles and chapters: the text of every line, timed by the
         // durations of the voices and shots.
@@ -481,7 +636,10 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        let chapters: Vec<Value> = scenes.iter().map(|s| json!({"scene": s.id, "title": s.title})).collect();
+        let chapters: Vec<Value> = scenes
+            .iter()
+            .map(|s| json!({"scene": s.id, "title": s.title}))
+            .collect();
         let recipe = map([
             ("show", json!(p.meta.name)),
             ("episode", json!(ep.id)),
@@ -492,8 +650,16 @@ impl<'a> Builder<'a> {
             ("transitions", Value::Array(transitions)),
         ]);
         let mut inputs = vec![
-            Input { node: video, role: "video".into(), uses: Uses::Content },
-            Input { node: audio, role: "audio".into(), uses: Uses::Content },
+            Input {
+                node: video,
+                role: "video".into(),
+                uses: Uses::Content,
+            },
+            Input {
+                node: audio,
+                role: "audio".into(),
+                uses: Uses::Content,
+            },
         ];
         inputs.extend(scene_roles(mixes, Uses::Duration).into_iter().map(|mut i| {
             i.role = format!("length:{}", i.role);
@@ -504,8 +670,21 @@ impl<'a> Builder<'a> {
             role: format!("timing:{}", self.graph.nodes[s].path),
             uses: Uses::Duration,
         }));
-        inputs.extend(voices.iter().map(|(v, _, role)| Input { node: *v, role: format!("voice:{role}"), uses: Uses::Duration }));
-        let episode = self.add(NodeKind::Episode, path.clone(), format!("{path}/{path}"), engines, rule, recipe, inputs, length);
+        inputs.extend(voices.iter().map(|(v, _, role)| Input {
+            node: *v,
+            role: format!("voice:{role}"),
+            uses: Uses::Duration,
+        }));
+        let episode = self.add(
+            NodeKind::Episode,
+            path.clone(),
+            format!("{path}/{path}"),
+            engines,
+            rule,
+            recipe,
+            inputs,
+            length,
+        );
 
         if let Ok(rule) = self.rule(NodeKind::Publish) {
             let engines = rule.engines_for(|_| false);
@@ -517,8 +696,21 @@ impl<'a> Builder<'a> {
                 ("synopsis", json!(ep.synopsis)),
                 ("genre", json!(p.meta.genre)),
             ]);
-            let input = vec![Input { node: episode, role: "episode".into(), uses: Uses::Content }];
-            self.add(NodeKind::Publish, path.clone(), format!("{path}/publish"), engines, rule, recipe, input, 0.0);
+            let input = vec![Input {
+                node: episode,
+                role: "episode".into(),
+                uses: Uses::Content,
+            }];
+            self.add(
+                NodeKind::Publish,
+                path.clone(),
+                format!("{path}/publish"),
+                engines,
+                rule,
+                recipe,
+                input,
+                0.0,
+            );
         }
         Ok(())
     }

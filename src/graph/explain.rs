@@ -9,14 +9,38 @@ use super::key::{KeyInput, KeyMaterial};
 /// One difference between the last build's key material and today's.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Schema { from: u32, to: u32 },
-    Engine { from: String, to: String },
-    Backend { from: String, to: String },
-    Param { name: String, from: Option<Value>, to: Option<Value> },
-    Input { role: String, from: String, to: String },
-    InputAdded { role: String },
-    InputRemoved { role: String },
-    Seed { from: Option<u64>, to: Option<u64> },
+    Schema {
+        from: u32,
+        to: u32,
+    },
+    Engine {
+        from: String,
+        to: String,
+    },
+    Backend {
+        from: String,
+        to: String,
+    },
+    Param {
+        name: String,
+        from: Option<Value>,
+        to: Option<Value>,
+    },
+    Input {
+        role: String,
+        from: String,
+        to: String,
+    },
+    InputAdded {
+        role: String,
+    },
+    InputRemoved {
+        role: String,
+    },
+    Seed {
+        from: Option<u64>,
+        to: Option<u64>,
+    },
 }
 
 /// Why a node will be (or was) built.
@@ -38,15 +62,28 @@ pub enum Reason {
 pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Change> {
     let mut out = Vec::new();
     if old.schema != new.schema {
-        out.push(Change::Schema { from: old.schema, to: new.schema });
+        out.push(Change::Schema {
+            from: old.schema,
+            to: new.schema,
+        });
     }
     if old.engine != new.engine {
-        out.push(Change::Engine { from: old.engine.clone(), to: new.engine.clone() });
+        out.push(Change::Engine {
+            from: old.engine.clone(),
+            to: new.engine.clone(),
+        });
     }
     if old.backend != new.backend {
-        out.push(Change::Backend { from: format!("{:?}", old.backend), to: format!("{:?}", new.backend) });
+        out.push(Change::Backend {
+            from: format!("{:?}", old.backend),
+            to: format!("{:?}", new.backend),
+        });
     }
-    let names = old.params.keys().chain(new.params.keys()).collect::<std::collections::BTreeSet<_>>();
+    let names = old
+        .params
+        .keys()
+        .chain(new.params.keys())
+        .collect::<std::collections::BTreeSet<_>>();
     for name in names {
         let (a, b) = (old.params.get(name), new.params.get(name));
         if a != b {
@@ -55,7 +92,9 @@ pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Change> {
     }
     for input in &new.inputs {
         match old.inputs.iter().find(|i| i.role == input.role) {
-            None => out.push(Change::InputAdded { role: input.role.clone() }),
+            None => out.push(Change::InputAdded {
+                role: input.role.clone(),
+            }),
             Some(o) if o != input => out.push(Change::Input {
                 role: input.role.clone(),
                 from: describe(o),
@@ -66,11 +105,16 @@ pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Change> {
     }
     for input in &old.inputs {
         if !new.inputs.iter().any(|i| i.role == input.role) {
-            out.push(Change::InputRemoved { role: input.role.clone() });
+            out.push(Change::InputRemoved {
+                role: input.role.clone(),
+            });
         }
     }
     if old.seed != new.seed {
-        out.push(Change::Seed { from: old.seed, to: new.seed });
+        out.push(Change::Seed {
+            from: old.seed,
+            to: new.seed,
+        });
     }
     out
 }
@@ -92,7 +136,11 @@ fn param_changes(name: &str, a: Option<&Value>, b: Option<&Value>) -> Vec<Change
             .filter(|(_, (p, q))| p != q)
             .flat_map(|(i, (p, q))| param_changes(&format!("{name}[{i}]"), Some(p), Some(q)))
             .collect(),
-        _ => vec![Change::Param { name: name.to_string(), from: a.cloned(), to: b.cloned() }],
+        _ => vec![Change::Param {
+            name: name.to_string(),
+            from: a.cloned(),
+            to: b.cloned(),
+        }],
     }
 }
 

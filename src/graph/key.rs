@@ -51,6 +51,34 @@ pub struct KeyInput {
     pub duration_ms: Option<u64>,
 }
 
+/// Borrowed twin of [`KeyMaterial`]; must serialize to the same JSON.
+#[derive(Serialize)]
+struct View<'a> {
+    schema: u32,
+    kind: NodeKind,
+    engine: &'a str,
+    backend: BackendView<'a>,
+    params: &'a BTreeMap<String, Value>,
+    inputs: Vec<InputView<'a>>,
+    seed: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct BackendView<'a> {
+    simulated: bool,
+    service: Option<&'a str>,
+    model: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct InputView<'a> {
+    role: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+}
+
 /// What a finished input contributes: its output hash and media duration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputFact {
@@ -72,7 +100,11 @@ impl KeyMaterial {
         for input in &n.inputs {
             let f = fact(input.node)?;
             inputs.push(match input.uses {
-                Uses::Content => KeyInput { role: input.role.clone(), hash: Some(f.hash.clone()), duration_ms: None },
+                Uses::Content => KeyInput {
+                    role: input.role.clone(),
+                    hash: Some(f.hash.clone()),
+                    duration_ms: None,
+                },
                 Uses::Duration => KeyInput {
                     role: input.role.clone(),
                     hash: None,
@@ -95,10 +127,58 @@ impl KeyMaterial {
         })
     }
 
+    /// The key of `node` without building an owned [`KeyMaterial`]: the same
+    /// JSON, serialized from borrowed parts straight into the hasher. This is
+    /// the no-op build's hot path.
+    pub fn key_of<'f>(
+        graph: &Graph,
+        node: usize,
+        simulated: bool,
+        fact: impl Fn(usize) -> Option<&'f InputFact>,
+    ) -> Option<String> {
+        let n = &graph.nodes[node];
+        let pool = &graph.pools[n.pool];
+        let mut inputs = Vec::with_capacity(n.inputs.len());
+        for input in &n.inputs {
+            let f = fact(input.node)?;
+            inputs.push(match input.uses {
+                Uses::Content => InputView {
+                    role: &input.role,
+                    hash: Some(&f.hash),
+                    duration_ms: None,
+                },
+                Uses::Duration => InputView {
+                    role: &input.role,
+                    hash: None,
+                    duration_ms: Some(f.duration.map_or(0, |d| (d * 1000.0).round() as u64)),
+                },
+            });
+        }
+        let view = View {
+            schema: KEY_SCHEMA,
+            kind: n.kind,
+            engine: n.engine().name,
+            backend: BackendView {
+                simulated,
+                service: pool.service.map(|s| s.as_str()),
+                model: pool.model.as_deref(),
+            },
+            params: &n.params,
+            inputs,
+            seed: n.seed,
+        };
+        // One contiguous buffer: blake3 is fastest fed in large pieces.
+        let bytes = serde_json::to_vec(&view).expect("key view serializes");
+        Some(blake3::hash(&bytes).to_hex().to_string())
+    }
+
     /// The material without inputs, to compare a node's own parameters
     /// while its inputs are not built yet.
     pub fn own(graph: &Graph, node: usize, simulated: bool) -> KeyMaterial {
-        let fact = InputFact { hash: String::new(), duration: None };
+        let fact = InputFact {
+            hash: String::new(),
+            duration: None,
+        };
         let mut m = KeyMaterial::of(graph, node, simulated, |_| Some(&fact)).expect("every input has a fact");
         m.inputs.clear();
         m
@@ -120,7 +200,11 @@ mod tests {
             schema: KEY_SCHEMA,
             kind: NodeKind::VoiceLine,
             engine: "espeak".into(),
-            backend: Backend { simulated: false, service: None, model: None },
+            backend: Backend {
+                simulated: false,
+                service: None,
+                model: None,
+            },
             params: BTreeMap::from([("text".into(), Value::from("hi")), ("a".into(), Value::from(1))]),
             inputs: vec![],
             seed: None,
@@ -128,10 +212,65 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_key_equals_owned_key() {
+        use crate::graph::{Graph, Input, Node, Pool};
+        let pool = Pool {
+            name: "comfy".into(),
+            slots: 1,
+            service: Some(crate::engines::ServiceKind::Comfyui),
+            url: String::new(),
+            model: Some("m".into()),
+        };
+        let node = |inputs| Node {
+            id: "x".into(),
+            kind: NodeKind::RawVideo,
+            path: "ep/s/sh".into(),
+            engines: vec![crate::engines::find("wan_t2v").unwrap()],
+            pool: 0,
+            params: BTreeMap::from([("motion".into(), Value::from("pan"))]),
+            inputs,
+            seed: Some(7),
+            media_seconds: 1.0,
+            retries: 0,
+            out_stem: String::new(),
+        };
+        let graph = Graph {
+            nodes: vec![
+                node(vec![]),
+                node(vec![
+                    Input {
+                        node: 0,
+                        role: "image".into(),
+                        uses: Uses::Content,
+                    },
+                    Input {
+                        node: 0,
+                        role: "timing".into(),
+                        uses: Uses::Duration,
+                    },
+                ]),
+            ],
+            by_id: Default::default(),
+            pools: vec![pool],
+        };
+        let fact = InputFact {
+            hash: "abc".into(),
+            duration: Some(1.2345),
+        };
+        for n in 0..2 {
+            for sim in [false, true] {
+                let owned = KeyMaterial::of(&graph, n, sim, |_| Some(&fact)).unwrap().key();
+                assert_eq!(KeyMaterial::key_of(&graph, n, sim, |_| Some(&fact)).unwrap(), owned);
+            }
+        }
+    }
+
+    #[test]
     fn key_is_stable_and_sensitive() {
         let a = material();
         assert_eq!(a.key(), material().key());
-        let cases: Vec<Box<dyn Fn(&mut KeyMaterial)>> = vec![
+        type Change = Box<dyn Fn(&mut KeyMaterial)>;
+        let cases: Vec<Change> = vec![
             Box::new(|m| m.engine = "edge_tts".into()),
             Box::new(|m| m.backend.simulated = true),
             Box::new(|m| m.backend.model = Some("x".into())),
@@ -139,7 +278,13 @@ mod tests {
                 m.params.insert("text".into(), Value::from("ho"));
             }),
             Box::new(|m| m.seed = Some(1)),
-            Box::new(|m| m.inputs.push(KeyInput { role: "r".into(), hash: Some("h".into()), duration_ms: None })),
+            Box::new(|m| {
+                m.inputs.push(KeyInput {
+                    role: "r".into(),
+                    hash: Some("h".into()),
+                    duration_ms: None,
+                })
+            }),
             Box::new(|m| m.kind = NodeKind::SceneMix),
         ];
         for change in cases {

@@ -103,12 +103,9 @@ impl FromStr for NodeKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        NodeKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                let all: Vec<_> = NodeKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown node kind `{s}`; known kinds: {}", all.join(", "))
-            })
+        NodeKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let all: Vec<_> = NodeKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown node kind `{s}`; known kinds: {}", all.join(", "))
+        })
     }
 }

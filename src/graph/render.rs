@@ -21,11 +21,19 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
             out.push_str("digraph studio {\n  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n");
             for &i in nodes {
                 let n = &graph.nodes[i];
-                let _ = writeln!(out, "  n{i} [label={}];", dot_quote(&format!("{}\n{}\n[{}]", n.kind, n.path, n.engine().name)));
+                let _ = writeln!(
+                    out,
+                    "  n{i} [label={}];",
+                    dot_quote(&format!("{}\n{}\n[{}]", n.kind, n.path, n.engine().name))
+                );
             }
             for &i in nodes {
                 for input in &graph.nodes[i].inputs {
-                    let style = if input.uses == Uses::Duration { " [style=dashed]" } else { "" };
+                    let style = if input.uses == Uses::Duration {
+                        " [style=dashed]"
+                    } else {
+                        ""
+                    };
                     let _ = writeln!(out, "  n{} -> n{i}{style};", input.node);
                 }
             }

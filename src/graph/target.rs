@@ -8,12 +8,7 @@ use super::{Graph, NodeKind};
 use crate::project::{Diagnostics, Project, ProjectError, Spans};
 
 /// The nodes a target names.
-pub fn resolve(
-    project: &Project,
-    spans: &Spans,
-    graph: &Graph,
-    target: &str,
-) -> Result<Vec<usize>, Diagnostics> {
+pub fn resolve(project: &Project, spans: &Spans, graph: &Graph, target: &str) -> Result<Vec<usize>, Diagnostics> {
     if target == "all" {
         let mut all = Vec::new();
         for ep in project.episodes.iter().filter(|e| e.screenplay.is_some()) {
@@ -25,9 +20,11 @@ pub fn resolve(
         return Ok(vec![i]);
     }
     if target.contains(':') {
-        return Err(ProjectError::plain("target::unknown", format!("no node `{target}` in the graph"))
-            .help("list node ids with `studio graph all --format json`")
-            .into());
+        return Err(
+            ProjectError::plain("target::unknown", format!("no node `{target}` in the graph"))
+                .help("list node ids with `studio graph all --format json`")
+                .into(),
+        );
     }
     let parts: Vec<&str> = target.split('/').collect();
     if parts[0] == "characters" && parts.len() == 2 {
@@ -36,18 +33,31 @@ pub fn resolve(
     let ep_id = parts[0];
     let Some(ep) = project.episode(ep_id) else {
         let known: Vec<&str> = project.episodes.iter().map(|e| e.id.as_str()).collect();
-        return Err(ProjectError::plain("target::unknown_episode", format!("unknown episode `{ep_id}`"))
-            .help(format!("episodes in studio.yaml: {}; targets look like ep01, ep01/s02, ep01/s02/sh03 or all", known.join(", ")))
-            .into());
+        return Err(
+            ProjectError::plain("target::unknown_episode", format!("unknown episode `{ep_id}`"))
+                .help(format!(
+                    "episodes in studio.yaml: {}; targets look like ep01, ep01/s02, ep01/s02/sh03 or all",
+                    known.join(", ")
+                ))
+                .into(),
+        );
     };
     if ep.screenplay.is_none() {
         let studio = spans.studio.as_ref().expect("studio.yaml was read");
-        let e = ProjectError::at(studio, "episode::missing_screenplay", format!("episode `{ep_id}` has no screenplay: episodes/{ep_id}.yaml does not exist"));
+        let e = ProjectError::at(
+            studio,
+            "episode::missing_screenplay",
+            format!("episode `{ep_id}` has no screenplay: episodes/{ep_id}.yaml does not exist"),
+        );
         let e = match spans.episodes.get(ep_id) {
             Some(loc) => e.label_loc(studio, loc, "listed here"),
             None => e,
         };
-        return Err(e.help(format!("write episodes/{ep_id}.yaml (see episodes/ep01.yaml for the format)")).into());
+        return Err(e
+            .help(format!(
+                "write episodes/{ep_id}.yaml (see episodes/ep01.yaml for the format)"
+            ))
+            .into());
     }
     let wanted: &[NodeKind] = match parts.len() {
         1 => &[NodeKind::Episode],
@@ -62,29 +72,43 @@ pub fn resolve(
     if parts.len() == 1 {
         // Every shot's last frame is part of the episode, used by continuity or not.
         let prefix = format!("{ep_id}/");
-        out.extend(graph.nodes.iter().enumerate().filter(|(_, n)| {
-            n.kind == NodeKind::LastFrame && n.path.starts_with(&prefix)
-        }).map(|(i, _)| i));
+        out.extend(
+            graph
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.kind == NodeKind::LastFrame && n.path.starts_with(&prefix))
+                .map(|(i, _)| i),
+        );
     }
     if parts.len() == 3 {
         // The shot's voice lines are part of the shot.
         let prefix = format!("{target}/");
-        out.extend(graph.nodes.iter().enumerate().filter(|(_, n)| {
-            n.kind == NodeKind::VoiceLine && n.path.starts_with(&prefix)
-        }).map(|(i, _)| i));
+        out.extend(
+            graph
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.kind == NodeKind::VoiceLine && n.path.starts_with(&prefix))
+                .map(|(i, _)| i),
+        );
     }
     if out.is_empty() {
-        return Err(ProjectError::plain("target::unknown", format!("`{target}` names no scene or shot of {ep_id}"))
-            .help("targets look like ep01, ep01/s02, ep01/s02/sh03, all, or a node id such as voice_line:ep01/s01/sh02/1")
-            .into());
+        return Err(ProjectError::plain(
+            "target::unknown",
+            format!("`{target}` names no scene or shot of {ep_id}"),
+        )
+        .help("targets look like ep01, ep01/s02, ep01/s02/sh03, all, or a node id such as voice_line:ep01/s01/sh02/1")
+        .into());
     }
     Ok(out)
 }
 
 fn one(graph: &Graph, id: &str, target: &str) -> Result<Vec<usize>, Diagnostics> {
-    graph.get(id).map(|i| vec![i]).ok_or_else(|| {
-        ProjectError::plain("target::unknown", format!("no character `{target}`")).into()
-    })
+    graph
+        .get(id)
+        .map(|i| vec![i])
+        .ok_or_else(|| ProjectError::plain("target::unknown", format!("no character `{target}`")).into())
 }
 
 /// Refuse a graph with a cycle, naming every node on it.
@@ -110,19 +134,28 @@ pub fn check_acyclic(graph: &Graph, spans: &Spans) -> Result<(), Diagnostics> {
         for &i in &cycle {
             let node = &graph.nodes[i];
             let (Some(loc), Some(ep)) = (
-                spans.continue_from.get(&node.path).filter(|_| node.kind == NodeKind::ShotImage),
+                spans
+                    .continue_from
+                    .get(&node.path)
+                    .filter(|_| node.kind == NodeKind::ShotImage),
                 node.path.split('/').next(),
             ) else {
                 continue;
             };
             let file = &spans.files[ep];
-            let err = e.take().unwrap_or_else(|| ProjectError::at(file, "graph::cycle", message.clone()));
+            let err = e
+                .take()
+                .unwrap_or_else(|| ProjectError::at(file, "graph::cycle", message.clone()));
             e = Some(err.label_loc(file, loc, format!("{} continues from here", node.path)));
         }
         let e = e.unwrap_or_else(|| ProjectError::plain("graph::cycle", message));
         errors.push(e.help("a shot cannot continue (directly or through the shots between) from a shot that continues from it; remove one `continue_from`"));
     }
-    if errors.is_empty() { Ok(()) } else { Err(Diagnostics { errors }) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics { errors })
+    }
 }
 
 /// One cycle through `members` (a strongly connected set), in dependency order.

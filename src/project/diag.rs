@@ -169,8 +169,11 @@ pub fn yaml_error(file: &SourceFile, err: &serde_saphyr::Error) -> ProjectError 
         // mistake belongs to the whole mapping, so point at its first key.
         (serde_saphyr::Error::SerdeMissingField { field, .. }, Some(loc)) => {
             let span = mapping_start(file, loc.line() as usize, loc.column() as usize);
-            ProjectError::at(file, "yaml", format!("{}: missing field `{field}`", file.name))
-                .label(file, span, format!("this mapping has no `{field}:`"))
+            ProjectError::at(file, "yaml", format!("{}: missing field `{field}`", file.name)).label(
+                file,
+                span,
+                format!("this mapping has no `{field}:`"),
+            )
         }
         (_, Some(loc)) => {
             let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
@@ -189,7 +192,10 @@ fn mapping_start(file: &SourceFile, line: usize, column: usize) -> Option<Source
     // A line's indentation, the 0-based column of its first key (after any
     // `- `), and whether it is a list item; `None` for blank and comment lines.
     let shape = |n: usize| -> Option<(usize, usize, bool)> {
-        let l = file.text[*starts.get(n.checked_sub(1)?)?..].lines().next().unwrap_or("");
+        let l = file.text[*starts.get(n.checked_sub(1)?)?..]
+            .lines()
+            .next()
+            .unwrap_or("");
         let mut rest = l.trim_start();
         let indent = l.len() - rest.len();
         if rest.is_empty() || rest.starts_with('#') {

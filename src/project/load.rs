@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde_saphyr::{Location, Spanned};
 
@@ -34,11 +35,7 @@ pub struct Spans {
 }
 
 /// Load and validate the project at `root` for `profile` (the default when `None`).
-pub fn load(
-    root: &Utf8Path,
-    profile: Option<&str>,
-    index: &mut SourceIndex,
-) -> Result<(Project, Spans), Diagnostics> {
+pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> Result<(Project, Spans), Diagnostics> {
     let mut errors = Collector::default();
     let mut spans = Spans::default();
     let mut sources = Vec::new();
@@ -53,8 +50,7 @@ pub fn load(
     spans.studio = Some(studio.clone());
 
     let characters = characters(&studio, &raw.characters, &mut errors);
-    let char_ids: HashMap<&str, usize> =
-        characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+    let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
     let profile = select_profile(&studio, &raw.profiles, profile)?;
 
@@ -66,7 +62,7 @@ pub fn load(
         let file = match read_source(root, &rel, index, &mut sources) {
             Ok(f) => f,
             Err(e) => {
-                errors.push(e);
+                errors.push(*e);
                 continue;
             }
         };
@@ -86,6 +82,27 @@ pub fn load(
     check_rule_executors(&seen, &rules, &executors, &mut errors);
 
     // Episodes and their screenplays.
+    // Read every screenplay, then parse them in parallel (the no-op build's
+    // largest cost), then check them in order.
+    let mut parsed: HashMap<String, (SourceFile, Result<RawScreenplay, Diagnostics>)> = {
+        let mut files = Vec::new();
+        for e in &raw.episodes {
+            let rel = Utf8PathBuf::from(format!("episodes/{}.yaml", e.id.value));
+            if valid_id(&e.id.value) && root.join(&rel).is_file() {
+                match read_source(root, &rel, index, &mut sources) {
+                    Ok(file) => files.push((e.id.value.clone(), file)),
+                    Err(err) => errors.push(*err),
+                }
+            }
+        }
+        files
+            .into_par_iter()
+            .map(|(id, file)| {
+                let raw = parse::<RawScreenplay>(&file);
+                (id, (file, raw))
+            })
+            .collect()
+    };
     let mut episodes = Vec::new();
     let mut episode_ids = HashSet::new();
     for (n, e) in raw.episodes.iter().enumerate() {
@@ -97,18 +114,9 @@ pub fn load(
         if !valid_id(&e.id.value) {
             errors.push(bad_id(&studio, "episode", &e.id));
         }
-        let rel = Utf8PathBuf::from(format!("episodes/{}.yaml", e.id.value));
-        let screenplay = if root.join(&rel).is_file() {
-            match read_source(root, &rel, index, &mut sources) {
-                Ok(file) => screenplay(&file, &e.id.value, &char_ids, &mut spans, &mut errors),
-                Err(err) => {
-                    errors.push(err);
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let screenplay = parsed
+            .remove(&e.id.value)
+            .and_then(|(file, raw)| screenplay(&file, raw, &e.id.value, &char_ids, &mut spans, &mut errors));
         episodes.push(Episode {
             id: e.id.value.clone(),
             number: n + 1,
@@ -129,7 +137,9 @@ pub fn load(
                     format!("{rel} is a screenplay for `{id}`, which studio.yaml does not list"),
                 )
                 .label(&studio, studio.key_span("episodes"), "add it to this list")
-                .help(format!("add `- {{id: {id}, title: ...}}` under `episodes:` in studio.yaml")),
+                .help(format!(
+                    "add `- {{id: {id}, title: ...}}` under `episodes:` in studio.yaml"
+                )),
             );
         }
     }
@@ -154,7 +164,12 @@ pub fn load(
             summary: raw.storyline.summary,
             themes: raw.storyline.themes,
             tone: raw.storyline.tone,
-            arcs: raw.storyline.arcs.into_iter().map(|a| (a.name, a.description)).collect(),
+            arcs: raw
+                .storyline
+                .arcs
+                .into_iter()
+                .map(|a| (a.name, a.description))
+                .collect(),
         },
         world: World {
             art_style: raw.world.art_style,
@@ -190,15 +205,16 @@ fn read_source(
     rel: &Utf8Path,
     index: &mut SourceIndex,
     sources: &mut Vec<(Utf8PathBuf, String)>,
-) -> Result<SourceFile, ProjectError> {
-    let bytes = fs::read(root.join(rel)).map_err(|e| {
-        ProjectError::plain("io", format!("cannot read {rel}: {e}"))
-    })?;
+) -> Result<SourceFile, Box<ProjectError>> {
+    let bytes = fs::read(root.join(rel)).map_err(|e| ProjectError::plain("io", format!("cannot read {rel}: {e}")))?;
     let hash = index.hash_bytes(root, rel, &bytes);
     sources.push((rel.to_owned(), hash));
     let text = String::from_utf8(bytes).map_err(|e| {
-        ProjectError::plain("io", format!("{rel} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
-            .help("save the file as UTF-8")
+        ProjectError::plain(
+            "io",
+            format!("{rel} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        )
+        .help("save the file as UTF-8")
     })?;
     Ok(SourceFile::new(rel, text))
 }
@@ -235,15 +251,17 @@ fn yaml_files(root: &Utf8Path, dir: &str) -> Vec<Utf8PathBuf> {
 }
 
 pub(crate) fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn bad_id(file: &SourceFile, what: &str, id: &Spanned<String>) -> ProjectError {
-    ProjectError::at(file, "id::invalid", format!("{what} id `{}` is not a valid id", id.value))
-        .label_loc(file, &id.referenced, "invalid id")
-        .help("ids use ASCII letters, digits, `-` and `_` (they become file names)")
+    ProjectError::at(
+        file,
+        "id::invalid",
+        format!("{what} id `{}` is not a valid id", id.value),
+    )
+    .label_loc(file, &id.referenced, "invalid id")
+    .help("ids use ASCII letters, digits, `-` and `_` (they become file names)")
 }
 
 fn duplicate(file: &SourceFile, what: &str, id: &Spanned<String>) -> ProjectError {
@@ -265,9 +283,13 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -
         }
         if !is_hex_color(&c.color.value) {
             errors.push(
-                ProjectError::at(file, "character::color", format!("color `{}` is not `#rrggbb`", c.color.value))
-                    .label_loc(file, &c.color.referenced, "here")
-                    .help("write the color as six hex digits, e.g. \"#e4572e\" (quoted: # starts a YAML comment)"),
+                ProjectError::at(
+                    file,
+                    "character::color",
+                    format!("color `{}` is not `#rrggbb`", c.color.value),
+                )
+                .label_loc(file, &c.color.referenced, "here")
+                .help("write the color as six hex digits, e.g. \"#e4572e\" (quoted: # starts a YAML comment)"),
             );
         }
         out.push(Character {
@@ -298,17 +320,25 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
         let Some(kind) = ServiceKind::parse(&e.kind.value) else {
             let kinds: Vec<_> = ServiceKind::ALL.iter().map(|k| k.as_str()).collect();
             errors.push(
-                ProjectError::at(file, "executor::kind", format!("unknown executor kind `{}`", e.kind.value))
-                    .label_loc(file, &e.kind.referenced, "here")
-                    .help(format!("executor kinds: {}", kinds.join(", "))),
+                ProjectError::at(
+                    file,
+                    "executor::kind",
+                    format!("unknown executor kind `{}`", e.kind.value),
+                )
+                .label_loc(file, &e.kind.referenced, "here")
+                .help(format!("executor kinds: {}", kinds.join(", "))),
             );
             continue;
         };
         if e.slots == 0 {
             errors.push(
-                ProjectError::at(file, "executor::slots", format!("executor `{}` has 0 slots", e.id.value))
-                    .label_loc(file, &e.id.referenced, "this executor")
-                    .help("give it `slots: 1` or more"),
+                ProjectError::at(
+                    file,
+                    "executor::slots",
+                    format!("executor `{}` has 0 slots", e.id.value),
+                )
+                .label_loc(file, &e.id.referenced, "this executor")
+                .help("give it `slots: 1` or more"),
             );
         }
         out.push(Executor {
@@ -322,27 +352,31 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
     out
 }
 
-fn select_profile(
-    file: &SourceFile,
-    raw: &RawProfiles,
-    wanted: Option<&str>,
-) -> Result<Profile, Diagnostics> {
+fn select_profile(file: &SourceFile, raw: &RawProfiles, wanted: Option<&str>) -> Result<Profile, Diagnostics> {
     let names: Vec<&str> = raw.profiles.keys().map(String::as_str).collect();
     let name = wanted.unwrap_or(&raw.default);
     let Some(p) = raw.profiles.get(name) else {
         let e = match wanted {
             Some(w) => ProjectError::plain("profile::unknown", format!("unknown profile `{w}`")),
-            None => ProjectError::at(file, "profile::unknown", format!("the default profile `{name}` is not defined"))
-                .label(file, file.key_span("profiles"), "in this section"),
+            None => ProjectError::at(
+                file,
+                "profile::unknown",
+                format!("the default profile `{name}` is not defined"),
+            )
+            .label(file, file.key_span("profiles"), "in this section"),
         };
         return Err(e.help(format!("profiles in studio.yaml: {}", names.join(", "))).into());
     };
     let rules_profile = match &p.rules_from {
         Some(from) if !raw.profiles.contains_key(from) => {
-            return Err(ProjectError::at(file, "profile::rules_from", format!("profile `{name}` takes rules from unknown profile `{from}`"))
-                .label(file, file.key_span("profiles"), "in this section")
-                .help(format!("profiles in studio.yaml: {}", names.join(", ")))
-                .into());
+            return Err(ProjectError::at(
+                file,
+                "profile::rules_from",
+                format!("profile `{name}` takes rules from unknown profile `{from}`"),
+            )
+            .label(file, file.key_span("profiles"), "in this section")
+            .help(format!("profiles in studio.yaml: {}", names.join(", ")))
+            .into());
         }
         Some(from) => from.clone(),
         None => name.to_string(),
@@ -365,9 +399,15 @@ fn check_rule_executors(
 ) {
     for (kind, rule) in &rules.by_kind {
         let file = &seen[kind];
-        let engines = rule.choose.iter().map(|c| c.engine).chain(rule.fallbacks.iter().copied());
+        let engines = rule
+            .choose
+            .iter()
+            .map(|c| c.engine)
+            .chain(rule.fallbacks.iter().copied());
         for engine in engines {
-            let crate::engines::Runs::Service(service) = engine.runs else { continue };
+            let crate::engines::Runs::Service(service) = engine.runs else {
+                continue;
+            };
             let found = match &rule.executor {
                 Some(id) => executors.iter().find(|e| &e.id == id),
                 None => executors.iter().find(|e| e.kind == service),
@@ -375,14 +415,39 @@ fn check_rule_executors(
             match found {
                 Some(e) if e.kind == service => {}
                 Some(e) => errors.push(
-                    ProjectError::at(file, "rules::executor", format!("engine `{}` needs a `{}` executor, but `{}` is `{}`", engine.name, service.as_str(), e.id, e.kind.as_str()))
-                        .label(file, file.key_span(kind.as_str()), "this rule")
-                        .help("point `executor:` at an executor of the right kind"),
+                    ProjectError::at(
+                        file,
+                        "rules::executor",
+                        format!(
+                            "engine `{}` needs a `{}` executor, but `{}` is `{}`",
+                            engine.name,
+                            service.as_str(),
+                            e.id,
+                            e.kind.as_str()
+                        ),
+                    )
+                    .label(file, file.key_span(kind.as_str()), "this rule")
+                    .help("point `executor:` at an executor of the right kind"),
                 ),
                 None => errors.push(
-                    ProjectError::at(file, "rules::executor", format!("engine `{}` needs a `{}` executor, and studio.yaml has none{}", engine.name, service.as_str(), rule.executor.as_ref().map(|id| format!(" named `{id}`")).unwrap_or_default()))
-                        .label(file, file.key_span(kind.as_str()), "this rule")
-                        .help(format!("add `- {{id: NAME, kind: {}, url: ...}}` under `executors:` in studio.yaml", service.as_str())),
+                    ProjectError::at(
+                        file,
+                        "rules::executor",
+                        format!(
+                            "engine `{}` needs a `{}` executor, and studio.yaml has none{}",
+                            engine.name,
+                            service.as_str(),
+                            rule.executor
+                                .as_ref()
+                                .map(|id| format!(" named `{id}`"))
+                                .unwrap_or_default()
+                        ),
+                    )
+                    .label(file, file.key_span(kind.as_str()), "this rule")
+                    .help(format!(
+                        "add `- {{id: NAME, kind: {}, url: ...}}` under `executors:` in studio.yaml",
+                        service.as_str()
+                    )),
                 ),
             }
         }
@@ -411,9 +476,13 @@ fn vocab<T>(
 fn positive(file: &SourceFile, what: &str, v: &Spanned<f64>, errors: &mut Collector) -> f64 {
     if !(v.value > 0.0 && v.value.is_finite()) {
         errors.push(
-            ProjectError::at(file, "screenplay::duration", format!("{what} must be a positive number of seconds, not {}", v.value))
-                .label_loc(file, &v.referenced, "here")
-                .help(format!("set {what} to the length in seconds, e.g. 4.5")),
+            ProjectError::at(
+                file,
+                "screenplay::duration",
+                format!("{what} must be a positive number of seconds, not {}", v.value),
+            )
+            .label_loc(file, &v.referenced, "here")
+            .help(format!("set {what} to the length in seconds, e.g. 4.5")),
         );
     }
     v.value
@@ -422,19 +491,28 @@ fn positive(file: &SourceFile, what: &str, v: &Spanned<f64>, errors: &mut Collec
 fn unknown_character(file: &SourceFile, id: &Spanned<String>, chars: &HashMap<&str, usize>) -> ProjectError {
     let mut known: Vec<&str> = chars.keys().copied().collect();
     known.sort();
-    ProjectError::at(file, "screenplay::unknown_character", format!("unknown character `{}`", id.value))
-        .label_loc(file, &id.referenced, "not in studio.yaml")
-        .help(format!("characters in studio.yaml: {} (or add `{}` under `characters:`)", known.join(", "), id.value))
+    ProjectError::at(
+        file,
+        "screenplay::unknown_character",
+        format!("unknown character `{}`", id.value),
+    )
+    .label_loc(file, &id.referenced, "not in studio.yaml")
+    .help(format!(
+        "characters in studio.yaml: {} (or add `{}` under `characters:`)",
+        known.join(", "),
+        id.value
+    ))
 }
 
 fn screenplay(
     file: &SourceFile,
+    raw: Result<RawScreenplay, Diagnostics>,
     episode: &str,
     chars: &HashMap<&str, usize>,
     spans: &mut Spans,
     errors: &mut Collector,
 ) -> Option<Screenplay> {
-    let raw: RawScreenplay = match parse(file) {
+    let raw: RawScreenplay = match raw {
         Ok(r) => r,
         Err(d) => {
             errors.errors.extend(d.errors);
@@ -444,9 +522,13 @@ fn screenplay(
     spans.files.insert(episode.to_string(), file.clone());
     if raw.episode.value != episode {
         errors.push(
-            ProjectError::at(file, "screenplay::episode", format!("{} says `episode: {}`", file.name, raw.episode.value))
-                .label_loc(file, &raw.episode.referenced, "here")
-                .help(format!("the file name says `{episode}`; make them agree")),
+            ProjectError::at(
+                file,
+                "screenplay::episode",
+                format!("{} says `episode: {}`", file.name, raw.episode.value),
+            )
+            .label_loc(file, &raw.episode.referenced, "here")
+            .help(format!("the file name says `{episode}`; make them agree")),
         );
     }
     let mut scene_ids = HashSet::new();
@@ -459,12 +541,23 @@ fn screenplay(
         if !valid_id(&s.id.value) {
             errors.push(bad_id(file, "scene", &s.id));
         }
-        let time_of_day = vocab(file, "time_of_day", &s.time_of_day, TimeOfDay::parse, TimeOfDay::WORDS, errors);
+        let time_of_day = vocab(
+            file,
+            "time_of_day",
+            &s.time_of_day,
+            TimeOfDay::parse,
+            TimeOfDay::WORDS,
+            errors,
+        );
         let mood = vocab(file, "mood", &s.mood, Mood::parse, Mood::WORDS, errors);
-        let transition = s.transition.as_ref().and_then(|t| {
-            vocab(file, "transition", t, Transition::parse, Transition::WORDS, errors)
-        });
-        let target_duration = s.target_duration.as_ref().map(|d| positive(file, "target_duration", d, errors));
+        let transition = s
+            .transition
+            .as_ref()
+            .and_then(|t| vocab(file, "transition", t, Transition::parse, Transition::WORDS, errors));
+        let target_duration = s
+            .target_duration
+            .as_ref()
+            .map(|d| positive(file, "target_duration", d, errors));
         let mut state = Vec::new();
         for st in &s.state {
             if !chars.contains_key(st.character.value.as_str()) {
@@ -493,7 +586,14 @@ fn screenplay(
             if let Some(c) = &sh.continue_from {
                 spans.continue_from.insert(path.clone(), c.referenced);
             }
-            let shot_type = vocab(file, "shot type", &sh.shot_type, ShotType::parse, ShotType::WORDS, errors);
+            let shot_type = vocab(
+                file,
+                "shot type",
+                &sh.shot_type,
+                ShotType::parse,
+                ShotType::WORDS,
+                errors,
+            );
             let angle = vocab(file, "camera angle", &sh.angle, Angle::parse, Angle::WORDS, errors);
             let duration = positive(file, "duration", &sh.duration, errors);
             let mut present = Vec::new();
@@ -524,7 +624,10 @@ fn screenplay(
                                     .help("write the line, or remove the entry"),
                             );
                         }
-                        dialogue.push(Line { speaker: i, text: l.text.value.clone() });
+                        dialogue.push(Line {
+                            speaker: i,
+                            text: l.text.value.clone(),
+                        });
                     }
                 }
             }
@@ -543,9 +646,13 @@ fn screenplay(
         }
         if shots.is_empty() && s.shots.is_empty() {
             errors.push(
-                ProjectError::at(file, "screenplay::no_shots", format!("scene `{}` has no shots", s.id.value))
-                    .label_loc(file, &s.id.referenced, "this scene")
-                    .help("add at least one shot under `shots:`"),
+                ProjectError::at(
+                    file,
+                    "screenplay::no_shots",
+                    format!("scene `{}` has no shots", s.id.value),
+                )
+                .label_loc(file, &s.id.referenced, "this scene")
+                .help("add at least one shot under `shots:`"),
             );
         }
         scenes.push(Scene {
@@ -565,17 +672,27 @@ fn screenplay(
     // scene) or `s02/sh03`.
     for scene in &mut scenes {
         for shot in &mut scene.shots {
-            let Some(target) = shot.continue_from.take() else { continue };
-            let full = if target.contains('/') { target.clone() } else { format!("{}/{}", scene.id, target) };
+            let Some(target) = shot.continue_from.take() else {
+                continue;
+            };
+            let full = if target.contains('/') {
+                target.clone()
+            } else {
+                format!("{}/{}", scene.id, target)
+            };
             let own = format!("{}/{}", scene.id, shot.id);
             if spans.shots.contains_key(&format!("{episode}/{full}")) && full != own {
                 shot.continue_from = Some(full);
             } else {
                 let loc = spans.continue_from[&format!("{episode}/{own}")];
                 errors.push(
-                    ProjectError::at(file, "screenplay::continue_from", format!("`continue_from: {target}` names no other shot of {episode}"))
-                        .label_loc(file, &loc, "here")
-                        .help("name a shot id of this scene (`sh03`) or `SCENE/SHOT` for another scene"),
+                    ProjectError::at(
+                        file,
+                        "screenplay::continue_from",
+                        format!("`continue_from: {target}` names no other shot of {episode}"),
+                    )
+                    .label_loc(file, &loc, "here")
+                    .help("name a shot id of this scene (`sh03`) or `SCENE/SHOT` for another scene"),
                 );
             }
         }
@@ -587,5 +704,8 @@ fn screenplay(
                 .help("add scenes under `scenes:`"),
         );
     }
-    Some(Screenplay { file: file.name.clone(), scenes })
+    Some(Screenplay {
+        file: file.name.clone(),
+        scenes,
+    })
 }

@@ -173,7 +173,11 @@ pub struct Simulate {
 
 impl Project {
     pub fn character_index(&self) -> HashMap<&str, usize> {
-        self.characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect()
+        self.characters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect()
     }
 
     pub fn episode(&self, id: &str) -> Option<&Episode> {

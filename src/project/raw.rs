@@ -183,7 +183,10 @@ pub struct RawProfiles {
 
 impl Default for RawProfiles {
     fn default() -> Self {
-        RawProfiles { default: "animatic".into(), profiles: BTreeMap::new() }
+        RawProfiles {
+            default: "animatic".into(),
+            profiles: BTreeMap::new(),
+        }
     }
 }
 
@@ -270,11 +273,7 @@ fn default_mood() -> Spanned<String> {
 }
 
 pub(crate) fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(
-        value,
-        serde_saphyr::Location::UNKNOWN,
-        serde_saphyr::Location::UNKNOWN,
-    )
+    Spanned::new(value, serde_saphyr::Location::UNKNOWN, serde_saphyr::Location::UNKNOWN)
 }
 
 #[derive(Debug, Deserialize)]

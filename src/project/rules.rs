@@ -110,10 +110,7 @@ impl Predicate {
             Predicate::HasVoiceModel | Predicate::HasReferenceAudio => kind == NodeKind::VoiceLine,
             _ => matches!(
                 kind,
-                NodeKind::ShotImage
-                    | NodeKind::RawVideo
-                    | NodeKind::RefinedVideo
-                    | NodeKind::ShotVideo
+                NodeKind::ShotImage | NodeKind::RawVideo | NodeKind::RefinedVideo | NodeKind::ShotVideo
             ),
         }
     }
@@ -235,7 +232,11 @@ fn resolve_rule(
         match engines::find(&name.value) {
             Some(e) if e.kinds.contains(&kind) => Some(e),
             found => {
-                let why = if found.is_some() { "cannot make" } else { "is not a known engine for" };
+                let why = if found.is_some() {
+                    "cannot make"
+                } else {
+                    "is not a known engine for"
+                };
                 errors.push(
                     ProjectError::at(
                         file,
@@ -251,10 +252,13 @@ fn resolve_rule(
         }
     };
     let mut choose = Vec::new();
-    if let Some(name) = &raw.engine {
-        if let Some(e) = engine(name, errors, &mut ok) {
-            choose.push(Choice { when: Vec::new(), engine: e });
-        }
+    if let Some(name) = &raw.engine
+        && let Some(e) = engine(name, errors, &mut ok)
+    {
+        choose.push(Choice {
+            when: Vec::new(),
+            engine: e,
+        });
     }
     for c in &raw.choose {
         let mut when = Vec::new();
@@ -281,12 +285,20 @@ fn resolve_rule(
             choose.push(Choice { when, engine: e });
         }
     }
-    let fallbacks: Vec<_> = raw.fallbacks.iter().filter_map(|f| engine(f, errors, &mut ok)).collect();
+    let fallbacks: Vec<_> = raw
+        .fallbacks
+        .iter()
+        .filter_map(|f| engine(f, errors, &mut ok))
+        .collect();
     if choose.is_empty() && ok {
         errors.push(
-            ProjectError::at(file, "rules::no_engine", format!("the rule for `{kind}` names no engine"))
-                .label(file, file.key_span(kind.as_str()), "this rule")
-                .help("add `engine: NAME` or a `choose:` list to the profile"),
+            ProjectError::at(
+                file,
+                "rules::no_engine",
+                format!("the rule for `{kind}` names no engine"),
+            )
+            .label(file, file.key_span(kind.as_str()), "this rule")
+            .help("add `engine: NAME` or a `choose:` list to the profile"),
         );
         return None;
     }

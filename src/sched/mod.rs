@@ -97,7 +97,10 @@ impl Scheduler {
     pub fn enqueue(&mut self, node: usize) {
         debug_assert_eq!(self.state[node], State::Ready);
         self.state[node] = State::Queued;
-        self.queues[self.pool[node]].push(Ranked { priority: self.priority[node], node });
+        self.queues[self.pool[node]].push(Ranked {
+            priority: self.priority[node],
+            node,
+        });
     }
 
     /// The next job to start, taking a slot of its pool.
@@ -107,10 +110,10 @@ impl Scheduler {
             if self.free[p] == 0 {
                 continue;
             }
-            if let Some(top) = q.peek() {
-                if best.is_none_or(|(_, pr)| top.priority > pr) {
-                    best = Some((p, top.priority));
-                }
+            if let Some(top) = q.peek()
+                && best.is_none_or(|(_, pr)| top.priority > pr)
+            {
+                best = Some((p, top.priority));
             }
         }
         let (p, _) = best?;

@@ -102,7 +102,10 @@ impl TestProject {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_studio"));
-        c.current_dir(&self.root).args(args).env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+        c.current_dir(&self.root)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE");
         c
     }
 
@@ -117,7 +120,12 @@ impl TestProject {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     /// `studio build ARGS --json --profile sim`, parsed.
@@ -135,7 +143,12 @@ impl TestProject {
             for obj in fs::read_dir(sub.unwrap().path()).unwrap() {
                 let p = obj.unwrap().path();
                 let bytes = fs::read(&p).unwrap();
-                assert_eq!(blake3::hash(&bytes).to_hex().as_str(), p.file_name().unwrap().to_str().unwrap(), "corrupt object {}", p.display());
+                assert_eq!(
+                    blake3::hash(&bytes).to_hex().as_str(),
+                    p.file_name().unwrap().to_str().unwrap(),
+                    "corrupt object {}",
+                    p.display()
+                );
                 n += 1;
             }
         }
@@ -152,7 +165,11 @@ pub struct Run {
 
 impl Run {
     pub fn success(&self) -> &Run {
-        assert_eq!(self.code, 0, "studio failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "studio failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -170,7 +187,8 @@ impl Build {
         let mut nodes = Vec::new();
         let mut totals = Value::Null;
         for line in run.stdout.lines() {
-            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}\nstderr: {}", run.stderr));
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}\nstderr: {}", run.stderr));
             match v["type"].as_str() {
                 Some("node") => nodes.push(v),
                 Some("totals") => totals = v,
@@ -202,7 +220,10 @@ impl Build {
     }
 
     pub fn node(&self, id: &str) -> &Value {
-        self.nodes.iter().find(|n| n["id"] == id).unwrap_or_else(|| panic!("no node {id}"))
+        self.nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
     }
 
     /// Node id → output hash.
