@@ -111,6 +111,7 @@ struct Shared {
     out: Utf8PathBuf,
     simulate: Option<crate::project::model::Simulate>,
     pools: Vec<Pool>,
+    tools: Arc<crate::stages::tools::Toolchain>,
     began: Instant,
 }
 
@@ -135,6 +136,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         out: session.layout.out.clone(),
         simulate: session.project.profile.simulate.clone(),
         pools: session.graph.pools.clone(),
+        tools: session.tools.clone(),
         began,
     });
     let progress = Progress::new(opts.verbose, &session.graph.pools);
@@ -447,6 +449,7 @@ async fn run_node(
                 root: shared.root.clone(),
                 pool: shared.pools[node.pool].clone(),
                 simulate: shared.simulate.clone(),
+                tools: shared.tools.clone(),
             };
             let started = Instant::now();
             match exec::run(&job, cancel).await {

@@ -12,3 +12,4 @@ pub mod progress;
 pub mod project;
 pub mod sched;
 pub mod session;
+pub mod stages;

@@ -1,6 +1,7 @@
 //! An opened project: the model, its graph, the cache and the last build's state.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -12,6 +13,7 @@ use crate::graph::explain::{Reason, diff};
 use crate::graph::key::{InputFact, KeyMaterial};
 use crate::graph::{self, Graph};
 use crate::project::{self, Diagnostics, Project, Spans};
+use crate::stages::tools::Toolchain;
 
 /// Where a project keeps its files.
 #[derive(Debug, Clone)]
@@ -45,6 +47,7 @@ pub struct Session {
     pub state: State,
     pub durations: Durations,
     pub index: SourceIndex,
+    pub tools: Arc<Toolchain>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -67,7 +70,15 @@ impl Session {
         })?;
         let mut index = SourceIndex::load(&layout.cache.join("sources.json"));
         let (project, spans) = project::load(root, profile, &mut index)?;
-        let graph = graph::build::build(&project, &spans, cpu_slots)?;
+        let mut graph = graph::build::build(&project, &spans, cpu_slots)?;
+        // Real CPU jobs key on the tools that run them.
+        let tools = if project.profile.simulate.is_some() {
+            Toolchain::default()
+        } else {
+            let tools = Toolchain::discover(&layout.cache, &mut index);
+            graph.pools[0].model = Some(tools.identity.clone());
+            tools
+        };
         let state = State::load(&layout.state_file());
         let durations = Durations::load(&layout.cache.join("durations.json"));
         Ok(Session {
@@ -79,6 +90,7 @@ impl Session {
             state,
             durations,
             index,
+            tools: Arc::new(tools),
         })
     }
 

@@ -1,4 +1,4 @@
-//! Executors: what runs a job. The sim executor and
+//! Executors: what runs a job. The sim executor, or
 //! (per pipeline stage, in `stages/`) the real engines.
 
 pub mod runner;
@@ -43,6 +43,8 @@ pub struct Job {
     pub root: Utf8PathBuf,
     pub pool: Pool,
     pub simulate: Option<Simulate>,
+    /// Local tools (ffmpeg, espeak-ng, fonts) for real engines.
+    pub tools: std::sync::Arc<crate::stages::tools::Toolchain>,
 }
 
 /// Files a job made, in its scratch directory.
@@ -67,11 +69,8 @@ pub enum ExecError {
 
 /// Run `job` with its engine (or simulate it).
 pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    if let Some(sim) = &job.simulate {
-        return sim::run(job, sim, cancel).await;
+    match &job.simulate {
+        Some(sim) => sim::run(job, sim, cancel).await,
+        None => crate::stages::run(job, cancel).await,
     }
-    Err(ExecError::Permanent(format!(
-        "engine `{}` ({}) has no executor in this build of studio yet; build with `--profile sim` to run the graph without media tools",
-        job.engine.name, job.engine.about
-    )))
 }

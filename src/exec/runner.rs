@@ -81,3 +81,18 @@ pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Resul
         tail.join("\n")
     )))
 }
+
+/// Run a short command to completion and return its stdout (tool version
+/// probes at start-up). `None` when it cannot start or fails.
+#[allow(clippy::disallowed_methods)] // the one place that may spawn
+pub fn run_sync(cmd: &Cmd) -> Option<String> {
+    let out = std::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}

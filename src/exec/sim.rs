@@ -16,9 +16,7 @@ use crate::graph::build::normalize_text;
 use crate::graph::key::{Backend, KeyInput, KeyMaterial};
 use crate::graph::{NodeKind, Uses};
 use crate::project::model::Simulate;
-
-/// Seconds of silence a shot keeps around its dialogue.
-const DIALOGUE_PADDING: f64 = 0.6;
+use crate::stages::timing;
 
 pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let duration = simulated_duration(job);
@@ -130,20 +128,25 @@ fn simulated_duration(job: &Job) -> Option<f64> {
         }
         NodeKind::RawVideo | NodeKind::RefinedVideo => param_f64(job, "duration")?,
         NodeKind::ShotVideo => {
-            let shot = param_f64(job, "duration")?;
-            let lines = job.inputs.iter().filter(|i| i.role.starts_with("voice:")).count();
-            let speech = sum_roles(job, "voice:");
-            if lines == 0 {
-                shot
-            } else {
-                shot.max(speech + DIALOGUE_PADDING * (lines as f64 + 1.0))
-            }
+            let voices: Vec<f64> = job
+                .inputs
+                .iter()
+                .filter(|i| i.role.starts_with("voice:"))
+                .filter_map(|i| i.duration)
+                .collect();
+            timing::seconds(timing::shot_frames(param_f64(job, "duration")?, &voices))
         }
         NodeKind::SceneMusic | NodeKind::SceneVideo | NodeKind::SceneMix => sum_roles(job, "shot:"),
         NodeKind::EpisodeVideo | NodeKind::EpisodeAudio => {
-            let scenes = job.inputs.iter().filter(|i| i.role.starts_with("scene:")).count();
-            let overlap = param_f64(job, "transition_seconds").unwrap_or(0.4);
-            sum_roles(job, "scene:") - overlap * scenes.saturating_sub(1) as f64
+            let lengths: Vec<u64> = job
+                .inputs
+                .iter()
+                .filter(|i| i.role.starts_with("scene:"))
+                .map(|i| timing::frames(i.duration.unwrap_or(0.0)))
+                .collect();
+            let overlap = timing::frames(param_f64(job, "transition_seconds").unwrap_or(0.4));
+            let overlaps = vec![overlap; lengths.len().saturating_sub(1)];
+            timing::seconds(timing::episode_frames(&lengths, &overlaps))
         }
         NodeKind::Episode => job.inputs.iter().find(|i| i.role == "video")?.duration?,
         NodeKind::CharacterRefs | NodeKind::ShotImage | NodeKind::LastFrame | NodeKind::Publish => return None,

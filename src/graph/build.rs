@@ -13,7 +13,7 @@ use super::{Graph, Input, Node, NodeKind, Pool, Uses};
 use crate::engines::{EngineSpec, Runs};
 use crate::project::model::{Character, Episode, Project, Scene, Shot};
 use crate::project::rules::{KindRule, Predicate};
-use crate::project::vocab::ContinuityScope;
+use crate::project::vocab::{ContinuityScope, Transition};
 use crate::project::{Diagnostics, ProjectError, Spans};
 
 /// Build the graph of every episode that has a screenplay.
@@ -316,6 +316,9 @@ impl<'a> Builder<'a> {
             ("time_of_day", json!(scene.time_of_day)),
             ("action", json!(shot.action)),
             ("episode", json!(ep.id)),
+            // The storyboard prints its scene and shot.
+            ("scene", json!(scene.id)),
+            ("shot", json!(shot.id)),
             ("take", json!(shot.take)),
         ]);
         Ok(self.add(
@@ -575,10 +578,24 @@ impl<'a> Builder<'a> {
         let p = self.project;
         let path = ep.id.clone();
         let length: f64 = scenes.iter().flat_map(|s| &s.shots).map(|s| s.duration).sum();
+        // Transitions between scenes, resolved once for the three nodes that
+        // must agree on them (video, audio, subtitles and chapters).
+        let video_rule = self.rule(NodeKind::EpisodeVideo)?;
+        let default = video_rule
+            .params
+            .get("default_transition")
+            .and_then(Value::as_str)
+            .and_then(Transition::parse)
+            .unwrap_or(Transition::Dissolve);
+        let overlap = video_rule
+            .params
+            .get("transition_seconds")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.4);
         let transitions: Vec<Value> = scenes
             .iter()
             .take(scenes.len().saturating_sub(1))
-            .map(|s| json!(s.transition))
+            .map(|s| json!(s.transition.unwrap_or(default)))
             .collect();
         let scene_roles = |nodes: &[usize], uses| -> Vec<Input> {
             nodes
@@ -594,7 +611,10 @@ impl<'a> Builder<'a> {
 
         let rule = self.rule(NodeKind::EpisodeVideo)?;
         let engines = rule.engines_for(|_| false);
-        let recipe = map([("transitions", Value::Array(transitions.clone()))]);
+        let recipe = map([
+            ("transitions", Value::Array(transitions.clone())),
+            ("transition_seconds", json!(overlap)),
+        ]);
         let video = self.add(
             NodeKind::EpisodeVideo,
             path.clone(),
@@ -608,7 +628,10 @@ impl<'a> Builder<'a> {
 
         let rule = self.rule(NodeKind::EpisodeAudio)?;
         let engines = rule.engines_for(|_| false);
-        let recipe = map([("transitions", Value::Array(transitions.clone()))]);
+        let recipe = map([
+            ("transitions", Value::Array(transitions.clone())),
+            ("transition_seconds", json!(overlap)),
+        ]);
         let audio = self.add(
             NodeKind::EpisodeAudio,
             path.clone(),
@@ -648,6 +671,7 @@ impl<'a> Builder<'a> {
             ("cues", Value::Array(cues)),
             ("chapters", Value::Array(chapters)),
             ("transitions", Value::Array(transitions)),
+            ("transition_seconds", json!(overlap)),
         ]);
         let mut inputs = vec![
             Input {

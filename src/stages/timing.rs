@@ -1,0 +1,94 @@
+//! The animatic's clock: frames at 30 fps, samples at 48 kHz, never floats.
+//!
+//! One frame is exactly 1600 samples. A shot lasts its written duration or,
+//! when its dialogue needs longer, a lead-in, the lines with gaps between
+//! them, and a tail. Every stage that places audio or subtitles uses these
+//! functions, so a voice line starts where its subtitle does.
+
+pub const FPS: u64 = 30;
+pub const RATE: u64 = 48_000;
+pub const SAMPLES_PER_FRAME: u64 = RATE / FPS;
+/// Silence before the first line of a shot.
+pub const LEAD_FRAMES: u64 = 15;
+/// Silence after the last line of a shot.
+pub const TAIL_FRAMES: u64 = 15;
+/// Silence between two lines of one shot.
+pub const GAP_FRAMES: u64 = 9;
+
+/// Seconds → whole frames (nearest).
+pub fn frames(seconds: f64) -> u64 {
+    (seconds * FPS as f64).round().max(0.0) as u64
+}
+
+/// Seconds of audio → the frames that hold it (rounded up).
+pub fn frames_to_hold(seconds: f64) -> u64 {
+    (seconds * FPS as f64 - 1e-6).ceil().max(0.0) as u64
+}
+
+pub fn seconds(frames: u64) -> f64 {
+    frames as f64 / FPS as f64
+}
+
+/// Where each line of a shot starts, in frames from the shot's start.
+pub fn line_starts(voices: &[f64]) -> Vec<u64> {
+    let mut at = LEAD_FRAMES;
+    voices
+        .iter()
+        .map(|v| {
+            let start = at;
+            at += frames_to_hold(*v) + GAP_FRAMES;
+            start
+        })
+        .collect()
+}
+
+/// A shot's length in frames: as written, or stretched to fit its lines.
+pub fn shot_frames(written: f64, voices: &[f64]) -> u64 {
+    let written = frames(written).max(1);
+    match voices {
+        [] => written,
+        _ => {
+            let speech: u64 = voices.iter().map(|v| frames_to_hold(*v)).sum();
+            written.max(LEAD_FRAMES + speech + GAP_FRAMES * (voices.len() as u64 - 1) + TAIL_FRAMES)
+        }
+    }
+}
+
+/// Where each scene starts in the episode, in frames, given scene lengths and
+/// the overlap of each transition (`overlaps[i]` joins scene i and i+1).
+pub fn scene_starts(lengths: &[u64], overlaps: &[u64]) -> Vec<u64> {
+    let mut starts = Vec::with_capacity(lengths.len());
+    let mut at = 0u64;
+    for (i, len) in lengths.iter().enumerate() {
+        starts.push(at);
+        at = (at + len).saturating_sub(overlaps.get(i).copied().unwrap_or(0));
+    }
+    starts
+}
+
+/// The episode's length: the scenes minus the transitions' overlaps.
+pub fn episode_frames(lengths: &[u64], overlaps: &[u64]) -> u64 {
+    let total: u64 = lengths.iter().sum();
+    total - overlaps.iter().take(lengths.len().saturating_sub(1)).sum::<u64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shots_stretch_to_fit_dialogue() {
+        assert_eq!(shot_frames(4.0, &[]), 120);
+        assert_eq!(shot_frames(4.0, &[1.0]), 120, "fits: 15 + 30 + 15 < 120");
+        assert_eq!(shot_frames(2.0, &[2.5]), 15 + 75 + 15);
+        assert_eq!(shot_frames(2.0, &[1.0, 1.0]), 15 + 30 + 9 + 30 + 15);
+        assert_eq!(line_starts(&[1.01, 2.0]), vec![15, 15 + 31 + 9]);
+    }
+
+    #[test]
+    fn scenes_overlap_by_their_transitions() {
+        assert_eq!(scene_starts(&[100, 200, 50], &[12, 9]), vec![0, 88, 279]);
+        assert_eq!(episode_frames(&[100, 200, 50], &[12, 9]), 329);
+        assert_eq!(episode_frames(&[100], &[]), 100);
+    }
+}

@@ -1,0 +1,9 @@
+//! (being written)
+
+use tokio_util::sync::CancellationToken;
+
+use crate::exec::{ExecError, Job, Produced};
+
+pub async fn espeak(job: &Job, _cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    Err(ExecError::Permanent(format!("{}: not written yet", job.engine.name)))
+}
