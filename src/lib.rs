@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cli;
 pub mod engines;
 pub mod exec;
+pub mod export;
 pub mod graph;
 pub mod progress;
 pub mod project;

@@ -8,6 +8,7 @@ use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_IO, EXIT_OK, out, 
 use crate::build::{self, Options, Status};
 use crate::cache::lock::BuildLock;
 use crate::graph::explain::Reason;
+use crate::session::Session;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,51 +30,61 @@ pub struct Args {
 }
 
 pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
-    let lock = if args.dry_run {
-        None
-    } else {
-        match BuildLock::acquire(&root.join("cache"), || {
-            eprintln!(
-                "waiting: another studio build of this project holds {}/cache/lock …",
-                root
-            );
-        }) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("error: cannot lock {root}/cache/lock: {e}");
-                return EXIT_IO;
-            }
-        }
-    };
-    let mut session = match super::open(root, profile, args.jobs) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let targets = if args.targets.is_empty() {
-        vec!["all".to_string()]
-    } else {
-        args.targets.clone()
-    };
-    let nodes = match session.select(&targets) {
-        Ok(n) => n,
-        Err(d) => {
-            report(d);
-            return EXIT_INVALID;
-        }
-    };
+    let targets = if args.targets.is_empty() { vec!["all".to_string()] } else { args.targets.clone() };
     if args.dry_run {
-        return dry_run(&session, &nodes, args.json);
+        let session = match super::open(root, profile, args.jobs) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        return match session.select(&targets) {
+            Ok(nodes) => dry_run(&session, &nodes, args.json),
+            Err(d) => {
+                report(d);
+                EXIT_INVALID
+            }
+        };
     }
+    let request = Request { targets, jobs: args.jobs, keep_going: args.keep_going, json: args.json };
+    match build_targets(root, profile, &request) {
+        Ok(built) => built.code,
+        Err(code) => code,
+    }
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+/// What to build, and how to report it.
+pub(super) struct Request {
+    pub targets: Vec<String>,
+    pub jobs: Option<usize>,
+    pub keep_going: bool,
+    /// JSON records on stdout instead of progress on stderr.
+    pub json: bool,
+}
+
+/// A finished build: the session after it and its exit code.
+pub(super) struct Built {
+    pub session: Session,
+    pub code: u8,
+}
+
+/// Lock, open, build `targets`, save state, print the report. `Err` is an
+/// exit code for a build that could not start.
+pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Request) -> Result<Built, u8> {
+    let lock = BuildLock::acquire(&root.join("cache"), || {
+        eprintln!("waiting: another studio build of this project holds {root}/cache/lock …");
+    })
+    .map_err(|e| {
+        eprintln!("error: cannot lock {root}/cache/lock: {e}");
+        EXIT_IO
+    })?;
+    let mut session = super::open(root, profile, req.jobs)?;
+    let nodes = session.select(&req.targets).map_err(|d| {
+        report(d);
+        EXIT_INVALID
+    })?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let cancel = CancellationToken::new();
-    let opts = Options {
-        keep_going: args.keep_going,
-        verbose: !args.json,
-    };
+    let opts = Options { keep_going: req.keep_going, verbose: !req.json };
     let report = runtime.block_on(async {
         let c = cancel.clone();
         tokio::spawn(async move {
@@ -89,12 +100,8 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
     });
     runtime.shutdown_background();
 
-    let sources: std::collections::HashMap<String, String> = session
-        .project
-        .sources
-        .iter()
-        .map(|(p, h)| (p.to_string(), h.clone()))
-        .collect();
+    let sources: std::collections::HashMap<String, String> =
+        session.project.sources.iter().map(|(p, h)| (p.to_string(), h.clone())).collect();
     if sources != session.state.sources {
         session.state.sources = sources;
         session.state.dirty = true;
@@ -105,9 +112,22 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         .and_then(|()| session.durations.save(&session.layout.cache.join("durations.json")))
         .and_then(|()| session.index.save(&session.layout.cache.join("sources.json")));
     drop(lock);
+    print_report(&report, req.json);
+    let code = match saved {
+        Err(e) => {
+            eprintln!("error: saving build state: {e}");
+            EXIT_IO
+        }
+        Ok(()) if report.interrupted => EXIT_INTERRUPTED,
+        Ok(()) if report.ok() => EXIT_OK,
+        Ok(()) => EXIT_FAILED,
+    };
+    Ok(Built { session, code })
+}
 
+fn print_report(report: &build::Report, as_json: bool) {
     let t = &report.totals;
-    if args.json {
+    if as_json {
         let mut text = String::new();
         for r in &report.records {
             let mut v = serde_json::to_value(r).expect("record serializes");
@@ -121,42 +141,27 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         text.push_str(&v.to_string());
         text.push('\n');
         out(&text);
-    } else {
-        for r in report.records.iter().filter(|r| r.status == Status::Failed) {
-            eprintln!(
-                "error: {} failed:\n  {}",
-                r.id,
-                r.error.as_deref().unwrap_or("").replace('\n', "\n  ")
-            );
-        }
-        eprintln!(
-            "{}: {} built, {} cached, {} cut off, {} failed, {} skipped in {}",
-            if report.interrupted {
-                "interrupted"
-            } else if report.ok() {
-                "done"
-            } else {
-                "failed"
-            },
-            t.built,
-            t.cached,
-            t.cutoff,
-            t.failed,
-            t.skipped,
-            crate::progress::human(t.seconds)
-        );
+        return;
     }
-    if let Err(e) = saved {
-        eprintln!("error: saving build state: {e}");
-        return EXIT_IO;
+    for r in report.records.iter().filter(|r| r.status == Status::Failed) {
+        eprintln!("error: {} failed:\n  {}", r.id, r.error.as_deref().unwrap_or("").replace('\n', "\n  "));
     }
-    if report.interrupted {
-        EXIT_INTERRUPTED
+    let word = if report.interrupted {
+        "interrupted"
     } else if report.ok() {
-        EXIT_OK
+        "done"
     } else {
-        EXIT_FAILED
-    }
+        "failed"
+    };
+    eprintln!(
+        "{word}: {} built, {} cached, {} cut off, {} failed, {} skipped in {}",
+        t.built,
+        t.cached,
+        t.cutoff,
+        t.failed,
+        t.skipped,
+        crate::progress::human(t.seconds)
+    );
 }
 
 fn dry_run(session: &crate::session::Session, nodes: &[usize], as_json: bool) -> u8 {

@@ -8,8 +8,10 @@
 //! - 130: interrupted (Ctrl-C); finished nodes are kept
 
 mod build;
+mod export;
 mod graph;
 mod housekeeping;
+mod publish;
 mod status;
 mod why;
 
@@ -56,6 +58,10 @@ enum Command {
     Clean(housekeeping::CleanArgs),
     /// List the engines studio knows.
     Engines,
+    /// Build an episode and lay it out in a Jellyfin library (then ask it to rescan).
+    Publish(publish::Args),
+    /// Write an episode's screenplay in another format (Fountain).
+    Export(export::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -76,6 +82,8 @@ pub fn main() -> ExitCode {
         Command::Gc => housekeeping::gc(&root),
         Command::Clean(args) => housekeeping::clean(&root, args),
         Command::Engines => housekeeping::engines(),
+        Command::Publish(args) => publish::run(&root, profile, args),
+        Command::Export(args) => export::run(&root, profile, args),
     };
     ExitCode::from(code)
 }

@@ -67,10 +67,14 @@ pub enum ExecError {
     Cancelled,
 }
 
+/// Engines that only write text from their params, with no tool or service:
+/// cheap and exact, so even the sim profile runs them for real.
+const RUN_IN_SIM: &[&str] = &["library"];
+
 /// Run `job` with its engine (or simulate it).
 pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     match &job.simulate {
-        Some(sim) => sim::run(job, sim, cancel).await,
-        None => crate::stages::run(job, cancel).await,
+        Some(sim) if !RUN_IN_SIM.contains(&job.engine.name) => sim::run(job, sim, cancel).await,
+        _ => crate::stages::run(job, cancel).await,
     }
 }

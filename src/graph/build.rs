@@ -718,6 +718,7 @@ impl<'a> Builder<'a> {
                 ("number", json!(ep.number)),
                 ("title", json!(ep.title)),
                 ("synopsis", json!(ep.synopsis)),
+                ("premise", json!(p.meta.premise)),
                 ("genre", json!(p.meta.genre)),
             ]);
             let input = vec![Input {

@@ -347,6 +347,7 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
             url: e.url.clone(),
             slots: e.slots.max(1),
             model: e.model.clone(),
+            token_env: e.token_env.clone(),
         });
     }
     out

@@ -155,6 +155,7 @@ pub struct Executor {
     pub url: String,
     pub slots: usize,
     pub model: Option<String>,
+    pub token_env: Option<String>,
 }
 
 #[derive(Debug, Clone)]

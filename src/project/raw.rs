@@ -165,6 +165,9 @@ pub struct RawExecutor {
     pub slots: usize,
     #[serde(default)]
     pub model: Option<String>,
+    /// The environment variable that holds the API key or token.
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 fn one() -> usize {

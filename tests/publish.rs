@@ -1,0 +1,105 @@
+//! `studio publish` (Jellyfin layout and rescan) and `studio export`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+
+use common::TestProject;
+
+/// A fake Jellyfin on loopback: answers one request with `status`, and
+/// reports the request line and its Authorization header.
+fn fake_jellyfin(status: &str) -> (u16, mpsc::Receiver<(String, String)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    let status = status.to_string();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        let mut auth = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("authorization: ").or_else(|| line.strip_prefix("Authorization: ")) {
+                auth = v.trim().to_string();
+            }
+        }
+        let mut stream = stream;
+        write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+        tx.send((request_line.trim().to_string(), auth)).unwrap();
+    });
+    (port, rx)
+}
+
+fn with_jellyfin(p: &TestProject, port: u16) {
+    p.edit(
+        "studio.yaml",
+        "executors:\n",
+        &format!("executors:\n  - {{id: jellyfin, kind: jellyfin, url: \"http://127.0.0.1:{port}\", token_env: STUDIO_TEST_JELLYFIN}}\n"),
+    );
+}
+
+#[test]
+fn publish_lays_out_the_library_and_asks_jellyfin_to_rescan() {
+    let p = TestProject::example("tiny");
+    let (port, requests) = fake_jellyfin("204 No Content");
+    with_jellyfin(&p, port);
+    let library = p.path("library");
+    let out = p
+        .command(&["publish", "ep01", "--to", library.to_str().unwrap(), "--profile", "sim"])
+        .env("STUDIO_TEST_JELLYFIN", "s3cret")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let season = library.join("Tiny/Season 01");
+    for f in ["Tiny S01E01 - Bus Stop.mp4", "Tiny S01E01 - Bus Stop.nfo"] {
+        assert!(season.join(f).is_file(), "{f} in {}", season.display());
+    }
+    let tvshow = std::fs::read_to_string(library.join("Tiny/tvshow.nfo")).unwrap();
+    assert!(tvshow.contains("<title>Tiny</title>"), "{tvshow}");
+    let nfo = std::fs::read_to_string(season.join("Tiny S01E01 - Bus Stop.nfo")).unwrap();
+    assert!(nfo.contains("<title>Bus Stop</title>") && nfo.contains("<episode>1</episode>"), "{nfo}");
+    let (line, auth) = requests.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(line, "POST /Library/Refresh HTTP/1.1");
+    assert_eq!(auth, r#"MediaBrowser Token="s3cret""#);
+    assert!(stderr.contains("asked Jellyfin"), "{stderr}");
+}
+
+#[test]
+fn a_failed_rescan_is_reported_after_the_files_are_placed() {
+    let p = TestProject::example("tiny");
+    let (port, _requests) = fake_jellyfin("500 Internal Server Error");
+    with_jellyfin(&p, port);
+    let library = p.path("library");
+    let out = p
+        .command(&["publish", "ep01", "--to", library.to_str().unwrap(), "--profile", "sim"])
+        .env("STUDIO_TEST_JELLYFIN", "s3cret")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("rescan failed") && stderr.contains("500"), "{stderr}");
+    assert!(library.join("Tiny/Season 01/Tiny S01E01 - Bus Stop.mp4").is_file());
+}
+
+#[test]
+fn export_writes_fountain() {
+    let p = TestProject::example("tiny");
+    let run = p.run(&["export", "ep01", "--format", "fountain"]);
+    let text = &run.success().stdout;
+    assert!(text.starts_with("Title: Bus Stop\n"), "{text}");
+    assert!(text.contains("\n.A BUS STOP - EVENING\n"), "{text}");
+    assert!(text.contains("\nMIO AKI\nHe said: \"100% sure.\"\n"), "{text}");
+    assert!(text.contains("\n> FADE TO:\n"), "{text}");
+    let file = p.path("ep01.fountain");
+    p.run(&["export", "ep01", "-o", file.to_str().unwrap()]).success();
+    assert_eq!(&std::fs::read_to_string(file).unwrap(), text);
+}
