@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# Install the system tools studio's builds and tests use, where missing.
-# Safe to run repeatedly; needs root (or sudo) only when something is missing.
+# Install the system tools studio's animatic profile and its tests use, where
+# missing: ffmpeg, espeak-ng, fluidsynth with a General MIDI soundfont, and a
+# font that renders Japanese. Safe to run repeatedly; needs root (or sudo)
+# only when something is missing.
 set -euo pipefail
 
-# The Debian packages studio uses, and a command each provides.
 packages=()
-need() { command -v "$1" >/dev/null 2>&1 || packages+=("$2"); }
-# (none yet for the sim profile; the animatic profile adds ffmpeg, espeak-ng, …)
+need_cmd() { command -v "$1" >/dev/null 2>&1 || packages+=("$2"); }
+need_file() { [ -e "$1" ] || packages+=("$2"); }
+
+need_cmd ffmpeg ffmpeg
+need_cmd ffprobe ffmpeg
+need_cmd espeak-ng espeak-ng
+need_cmd fluidsynth fluidsynth
+need_file /usr/share/sounds/sf2/FluidR3_GM.sf2 fluid-soundfont-gm
+need_file /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc fonts-noto-cjk
+need_cmd python3 python3   # ../shared/tools/media-report, used by tests when present
 
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0
 fi
+# Deduplicate (ffmpeg provides two commands).
+mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
 echo "installing: ${packages[*]}" >&2
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}"
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

@@ -20,3 +20,14 @@ pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
 pub fn sync_dir(dir: &Utf8Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
+
+/// Read a JSON file written by [`save_json`]; a missing or unreadable file
+/// reads as the default (these files are caches of the cache).
+pub fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Utf8Path) -> T {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Write `value` as JSON, atomically.
+pub fn save_json<T: serde::Serialize>(path: &Utf8Path, value: &T) -> io::Result<()> {
+    write_atomic(path, &serde_json::to_vec(value).map_err(io::Error::other)?)
+}

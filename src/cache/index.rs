@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-use super::atomic::write_atomic;
+use super::atomic::{load_json, save_json};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stamp {
@@ -35,15 +35,12 @@ pub struct SourceIndex {
 
 impl SourceIndex {
     pub fn load(path: &Utf8Path) -> SourceIndex {
-        fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        load_json(path)
     }
 
     pub fn save(&mut self, path: &Utf8Path) -> io::Result<()> {
         if self.dirty {
-            write_atomic(path, &serde_json::to_vec(self).expect("index serializes"))?;
+            save_json(path, self)?;
             self.dirty = false;
         }
         Ok(())

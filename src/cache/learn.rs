@@ -5,13 +5,12 @@
 //! `estimate × ratio`.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 
 use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
-use super::atomic::write_atomic;
+use super::atomic::{load_json, save_json};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Ratio {
@@ -28,16 +27,13 @@ pub struct Durations {
 
 impl Durations {
     pub fn load(path: &Utf8Path) -> Durations {
-        fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        load_json(path)
     }
 
     /// Write the durations if a job taught something new.
     pub fn save(&mut self, path: &Utf8Path) -> io::Result<()> {
         if self.dirty {
-            write_atomic(path, &serde_json::to_vec_pretty(self).expect("durations serialize"))?;
+            save_json(path, self)?;
             self.dirty = false;
         }
         Ok(())

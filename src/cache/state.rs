@@ -4,14 +4,13 @@
 //! never opens per-node files. Losing it (a `kill -9`) costs only lookups.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 
 use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use super::OutputFile;
-use super::atomic::write_atomic;
+use super::atomic::{load_json, save_json};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeState {
@@ -44,16 +43,13 @@ pub struct State {
 
 impl State {
     pub fn load(path: &Utf8Path) -> State {
-        fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        load_json(path)
     }
 
     /// Write the state if it changed.
     pub fn save(&mut self, path: &Utf8Path) -> io::Result<()> {
         if self.dirty {
-            write_atomic(path, &serde_json::to_vec(self).expect("state serializes"))?;
+            save_json(path, self)?;
             self.dirty = false;
         }
         Ok(())

@@ -63,6 +63,44 @@ struct View<'a> {
     seed: Option<u64>,
 }
 
+impl<'a> View<'a> {
+    /// The one place that assembles a node's key material.
+    fn of<'f: 'a>(
+        graph: &'a Graph,
+        node: usize,
+        simulated: bool,
+        fact: impl Fn(usize) -> Option<&'f InputFact>,
+    ) -> Option<View<'a>> {
+        let n = &graph.nodes[node];
+        let pool = &graph.pools[n.pool];
+        let mut inputs = Vec::with_capacity(n.inputs.len());
+        for input in &n.inputs {
+            let f = fact(input.node)?;
+            inputs.push(match input.uses {
+                Uses::Content => InputView { role: &input.role, hash: Some(&f.hash), duration_ms: None },
+                Uses::Duration => InputView {
+                    role: &input.role,
+                    hash: None,
+                    duration_ms: Some(f.duration.map_or(0, |d| (d * 1000.0).round() as u64)),
+                },
+            });
+        }
+        Some(View {
+            schema: KEY_SCHEMA,
+            kind: n.kind,
+            engine: n.engine().name,
+            backend: BackendView {
+                simulated,
+                service: pool.service.map(|s| s.as_str()),
+                model: pool.model.as_deref(),
+            },
+            params: &n.params,
+            inputs,
+            seed: n.seed,
+        })
+    }
+}
+
 #[derive(Serialize)]
 struct BackendView<'a> {
     simulated: bool,
@@ -94,81 +132,20 @@ impl KeyMaterial {
         simulated: bool,
         fact: impl Fn(usize) -> Option<&'f InputFact>,
     ) -> Option<KeyMaterial> {
-        let n = &graph.nodes[node];
-        let pool = &graph.pools[n.pool];
-        let mut inputs = Vec::with_capacity(n.inputs.len());
-        for input in &n.inputs {
-            let f = fact(input.node)?;
-            inputs.push(match input.uses {
-                Uses::Content => KeyInput {
-                    role: input.role.clone(),
-                    hash: Some(f.hash.clone()),
-                    duration_ms: None,
-                },
-                Uses::Duration => KeyInput {
-                    role: input.role.clone(),
-                    hash: None,
-                    duration_ms: Some(f.duration.map_or(0, |d| (d * 1000.0).round() as u64)),
-                },
-            });
-        }
-        Some(KeyMaterial {
-            schema: KEY_SCHEMA,
-            kind: n.kind,
-            engine: n.engine().name.to_string(),
-            backend: Backend {
-                simulated,
-                service: pool.service.map(|s| s.as_str().to_string()),
-                model: pool.model.clone(),
-            },
-            params: n.params.clone(),
-            inputs,
-            seed: n.seed,
-        })
+        let bytes = serde_json::to_vec(&View::of(graph, node, simulated, fact)?).expect("key view serializes");
+        Some(serde_json::from_slice(&bytes).expect("a key view reads back as key material"))
     }
 
     /// The key of `node` without building an owned [`KeyMaterial`]: the same
-    /// JSON, serialized from borrowed parts straight into the hasher. This is
-    /// the no-op build's hot path.
+    /// JSON, serialized from borrowed parts. This is the no-op build's hot path.
     pub fn key_of<'f>(
         graph: &Graph,
         node: usize,
         simulated: bool,
         fact: impl Fn(usize) -> Option<&'f InputFact>,
     ) -> Option<String> {
-        let n = &graph.nodes[node];
-        let pool = &graph.pools[n.pool];
-        let mut inputs = Vec::with_capacity(n.inputs.len());
-        for input in &n.inputs {
-            let f = fact(input.node)?;
-            inputs.push(match input.uses {
-                Uses::Content => InputView {
-                    role: &input.role,
-                    hash: Some(&f.hash),
-                    duration_ms: None,
-                },
-                Uses::Duration => InputView {
-                    role: &input.role,
-                    hash: None,
-                    duration_ms: Some(f.duration.map_or(0, |d| (d * 1000.0).round() as u64)),
-                },
-            });
-        }
-        let view = View {
-            schema: KEY_SCHEMA,
-            kind: n.kind,
-            engine: n.engine().name,
-            backend: BackendView {
-                simulated,
-                service: pool.service.map(|s| s.as_str()),
-                model: pool.model.as_deref(),
-            },
-            params: &n.params,
-            inputs,
-            seed: n.seed,
-        };
         // One contiguous buffer: blake3 is fastest fed in large pieces.
-        let bytes = serde_json::to_vec(&view).expect("key view serializes");
+        let bytes = serde_json::to_vec(&View::of(graph, node, simulated, fact)?).expect("key view serializes");
         Some(blake3::hash(&bytes).to_hex().to_string())
     }
 

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+pub mod media;
+
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 pub struct TestProject {
@@ -183,6 +185,11 @@ pub struct Build {
 }
 
 impl Build {
+    /// Parse the output of a `build --json` run.
+    pub fn parse_run(run: Run) -> Build {
+        Build::parse(run)
+    }
+
     fn parse(run: Run) -> Build {
         let mut nodes = Vec::new();
         let mut totals = Value::Null;
