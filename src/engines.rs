@@ -68,6 +68,10 @@ pub enum Cost {
 #[derive(Debug)]
 pub struct EngineSpec {
     pub name: &'static str,
+    /// Bumped when the engine's output for the same inputs changes (new
+    /// filters, a fixed bug): it is part of every key the engine makes, so
+    /// only that engine's nodes rebuild.
+    pub version: u32,
     pub kinds: &'static [NodeKind],
     pub runs: Runs,
     /// Whether the output depends on a seed (a `take` re-rolls it).
@@ -78,6 +82,7 @@ pub struct EngineSpec {
 
 const fn engine(
     name: &'static str,
+    version: u32,
     kinds: &'static [NodeKind],
     runs: Runs,
     stochastic: bool,
@@ -86,6 +91,7 @@ const fn engine(
 ) -> EngineSpec {
     EngineSpec {
         name,
+        version,
         kinds,
         runs,
         stochastic,
@@ -101,7 +107,7 @@ use ServiceKind::*;
 /// Every engine, in the order `studio engines` lists them.
 pub static ENGINES: &[EngineSpec] = &[
     engine(
-        "character_card",
+        "character_card", 1,
         &[CharacterRefs],
         Cpu,
         false,
@@ -109,7 +115,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "a character sheet drawn from the design (animatic)",
     ),
     engine(
-        "comfyui_txt2img",
+        "comfyui_txt2img", 1,
         &[CharacterRefs],
         Service(Comfyui),
         true,
@@ -117,7 +123,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "ComfyUI checkpoint txt2img, vision review, approvals",
     ),
     engine(
-        "storyboard",
+        "storyboard", 1,
         &[ShotImage],
         Cpu,
         false,
@@ -125,7 +131,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "a storyboard frame: figures, framing, caption",
     ),
     engine(
-        "pool_select",
+        "pool_select", 1,
         &[ShotImage],
         Cpu,
         false,
@@ -133,7 +139,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "continuity frame, else the best approved reference",
     ),
     engine(
-        "camera_move",
+        "camera_move", 1,
         &[RawVideo],
         Cpu,
         false,
@@ -141,7 +147,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "pan, tilt or push-in over the frame",
     ),
     engine(
-        "framepack_i2v",
+        "framepack_i2v", 1,
         &[RawVideo],
         Service(Comfyui),
         true,
@@ -149,7 +155,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "FramePack image-to-video (solo shot with a source)",
     ),
     engine(
-        "wan_t2v",
+        "wan_t2v", 1,
         &[RawVideo],
         Service(Comfyui),
         true,
@@ -157,7 +163,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "Wan text-to-video",
     ),
     engine(
-        "ltx_video",
+        "ltx_video", 1,
         &[RawVideo],
         Service(Comfyui),
         true,
@@ -165,7 +171,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "LTX-Video with character LoRA",
     ),
     engine(
-        "framepack_v2v",
+        "framepack_v2v", 1,
         &[RefinedVideo],
         Service(Comfyui),
         true,
@@ -173,7 +179,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "FramePack video-to-video refinement",
     ),
     engine(
-        "passthrough",
+        "passthrough", 1,
         &[RefinedVideo],
         Inline,
         false,
@@ -181,7 +187,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "no refinement: the raw video as is",
     ),
     engine(
-        "rife_esrgan",
+        "rife_esrgan", 1,
         &[ShotVideo],
         Service(Comfyui),
         false,
@@ -189,7 +195,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "RIFE interpolation and RealESRGAN upscale, then grade",
     ),
     engine(
-        "ffmpeg",
+        "ffmpeg", 1,
         &[
             ShotVideo,
             LastFrame,
@@ -205,7 +211,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "local ffmpeg processing",
     ),
     engine(
-        "espeak",
+        "espeak", 1,
         &[VoiceLine],
         Cpu,
         false,
@@ -213,7 +219,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "espeak-ng offline speech",
     ),
     engine(
-        "edge_tts",
+        "edge_tts", 1,
         &[VoiceLine],
         Service(Tts),
         false,
@@ -221,7 +227,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "edge-tts voice pool",
     ),
     engine(
-        "xtts",
+        "xtts", 1,
         &[VoiceLine],
         Service(Tts),
         true,
@@ -229,7 +235,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "XTTS v2 zero-shot cloning from a reference clip",
     ),
     engine(
-        "gpt_sovits",
+        "gpt_sovits", 1,
         &[VoiceLine],
         Service(Tts),
         true,
@@ -237,7 +243,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "GPT-SoVITS with a trained voice",
     ),
     engine(
-        "rvc",
+        "rvc", 1,
         &[VoiceLine],
         Service(Tts),
         false,
@@ -245,7 +251,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "RVC v2 voice conversion with a trained model",
     ),
     engine(
-        "procedural",
+        "procedural", 1,
         &[SceneMusic],
         Cpu,
         false,
@@ -253,7 +259,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "procedural MIDI by mood, rendered with a GM soundfont",
     ),
     engine(
-        "ace_step",
+        "ace_step", 1,
         &[SceneMusic],
         Service(AceStep),
         true,
@@ -261,7 +267,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "ACE-Step text-to-music, instrumental",
     ),
     engine(
-        "library",
+        "library", 1,
         &[Publish],
         Cpu,
         false,

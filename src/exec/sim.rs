@@ -75,6 +75,7 @@ fn identity(job: &Job) -> String {
         schema: 0,
         kind: job.node.kind,
         engine: job.engine.name.to_string(),
+        engine_version: job.engine.version,
         backend: Backend {
             simulated: true,
             service: None,

@@ -28,6 +28,7 @@ pub struct KeyMaterial {
     pub schema: u32,
     pub kind: NodeKind,
     pub engine: String,
+    pub engine_version: u32,
     pub backend: Backend,
     pub params: BTreeMap<String, Value>,
     pub inputs: Vec<KeyInput>,
@@ -57,6 +58,7 @@ struct View<'a> {
     schema: u32,
     kind: NodeKind,
     engine: &'a str,
+    engine_version: u32,
     backend: BackendView<'a>,
     params: &'a BTreeMap<String, Value>,
     inputs: Vec<InputView<'a>>,
@@ -89,6 +91,7 @@ impl<'a> View<'a> {
             schema: KEY_SCHEMA,
             kind: n.kind,
             engine: n.engine().name,
+            engine_version: n.engine().version,
             backend: BackendView {
                 simulated,
                 service: pool.service.map(|s| s.as_str()),
@@ -177,6 +180,7 @@ mod tests {
             schema: KEY_SCHEMA,
             kind: NodeKind::VoiceLine,
             engine: "espeak".into(),
+            engine_version: 1,
             backend: Backend {
                 simulated: false,
                 service: None,
