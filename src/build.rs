@@ -450,6 +450,7 @@ async fn run_node(
                 pool: shared.pools[node.pool].clone(),
                 simulate: shared.simulate.clone(),
                 tools: shared.tools.clone(),
+                material: material.clone(),
             };
             let started = Instant::now();
             match exec::run(&job, cancel).await {

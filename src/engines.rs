@@ -107,7 +107,8 @@ use ServiceKind::*;
 /// Every engine, in the order `studio engines` lists them.
 pub static ENGINES: &[EngineSpec] = &[
     engine(
-        "character_card", 1,
+        "character_card",
+        1,
         &[CharacterRefs],
         Cpu,
         false,
@@ -115,7 +116,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "a character sheet drawn from the design (animatic)",
     ),
     engine(
-        "comfyui_txt2img", 1,
+        "comfyui_txt2img",
+        1,
         &[CharacterRefs],
         Service(Comfyui),
         true,
@@ -123,7 +125,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "ComfyUI checkpoint txt2img, vision review, approvals",
     ),
     engine(
-        "storyboard", 1,
+        "storyboard",
+        1,
         &[ShotImage],
         Cpu,
         false,
@@ -131,7 +134,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "a storyboard frame: figures, framing, caption",
     ),
     engine(
-        "pool_select", 1,
+        "pool_select",
+        1,
         &[ShotImage],
         Cpu,
         false,
@@ -139,7 +143,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "continuity frame, else the best approved reference",
     ),
     engine(
-        "camera_move", 1,
+        "camera_move",
+        1,
         &[RawVideo],
         Cpu,
         false,
@@ -147,7 +152,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "pan, tilt or push-in over the frame",
     ),
     engine(
-        "framepack_i2v", 1,
+        "framepack_i2v",
+        1,
         &[RawVideo],
         Service(Comfyui),
         true,
@@ -155,7 +161,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "FramePack image-to-video (solo shot with a source)",
     ),
     engine(
-        "wan_t2v", 1,
+        "wan_t2v",
+        1,
         &[RawVideo],
         Service(Comfyui),
         true,
@@ -163,7 +170,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "Wan text-to-video",
     ),
     engine(
-        "ltx_video", 1,
+        "ltx_video",
+        1,
         &[RawVideo],
         Service(Comfyui),
         true,
@@ -171,7 +179,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "LTX-Video with character LoRA",
     ),
     engine(
-        "framepack_v2v", 1,
+        "framepack_v2v",
+        1,
         &[RefinedVideo],
         Service(Comfyui),
         true,
@@ -179,7 +188,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "FramePack video-to-video refinement",
     ),
     engine(
-        "passthrough", 1,
+        "passthrough",
+        1,
         &[RefinedVideo],
         Inline,
         false,
@@ -187,7 +197,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "no refinement: the raw video as is",
     ),
     engine(
-        "rife_esrgan", 1,
+        "rife_esrgan",
+        1,
         &[ShotVideo],
         Service(Comfyui),
         false,
@@ -195,7 +206,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "RIFE interpolation and RealESRGAN upscale, then grade",
     ),
     engine(
-        "ffmpeg", 1,
+        "ffmpeg",
+        1,
         &[
             ShotVideo,
             LastFrame,
@@ -211,7 +223,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "local ffmpeg processing",
     ),
     engine(
-        "espeak", 1,
+        "espeak",
+        1,
         &[VoiceLine],
         Cpu,
         false,
@@ -219,7 +232,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "espeak-ng offline speech",
     ),
     engine(
-        "edge_tts", 1,
+        "edge_tts",
+        1,
         &[VoiceLine],
         Service(Tts),
         false,
@@ -227,7 +241,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "edge-tts voice pool",
     ),
     engine(
-        "xtts", 1,
+        "xtts",
+        1,
         &[VoiceLine],
         Service(Tts),
         true,
@@ -235,7 +250,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "XTTS v2 zero-shot cloning from a reference clip",
     ),
     engine(
-        "gpt_sovits", 1,
+        "gpt_sovits",
+        1,
         &[VoiceLine],
         Service(Tts),
         true,
@@ -243,7 +259,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "GPT-SoVITS with a trained voice",
     ),
     engine(
-        "rvc", 1,
+        "rvc",
+        1,
         &[VoiceLine],
         Service(Tts),
         false,
@@ -251,7 +268,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "RVC v2 voice conversion with a trained model",
     ),
     engine(
-        "procedural", 1,
+        "procedural",
+        1,
         &[SceneMusic],
         Cpu,
         false,
@@ -259,7 +277,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "procedural MIDI by mood, rendered with a GM soundfont",
     ),
     engine(
-        "ace_step", 1,
+        "ace_step",
+        1,
         &[SceneMusic],
         Service(AceStep),
         true,
@@ -267,7 +286,8 @@ pub static ENGINES: &[EngineSpec] = &[
         "ACE-Step text-to-music, instrumental",
     ),
     engine(
-        "library", 1,
+        "library",
+        1,
         &[Publish],
         Cpu,
         false,

@@ -22,9 +22,24 @@ pub fn fountain(project: &Project, episode: &Episode) -> String {
     out.push('\n');
     let Some(sp) = &episode.screenplay else { return out };
     for (i, scene) in sp.scenes.iter().enumerate() {
-        let place = if scene.location.is_empty() { &scene.title } else { &scene.location };
-        let _ = writeln!(out, ".{} - {}\n", one_line(place).to_uppercase(), scene.time_of_day.as_str().to_uppercase());
-        let _ = writeln!(out, "[[{}: {} — mood: {}]]\n", scene.id, one_line(&scene.title), scene.mood.as_str());
+        let place = if scene.location.is_empty() {
+            &scene.title
+        } else {
+            &scene.location
+        };
+        let _ = writeln!(
+            out,
+            ".{} - {}\n",
+            one_line(place).to_uppercase(),
+            scene.time_of_day.as_str().to_uppercase()
+        );
+        let _ = writeln!(
+            out,
+            "[[{}: {} — mood: {}]]\n",
+            scene.id,
+            one_line(&scene.title),
+            scene.mood.as_str()
+        );
         if !scene.description.is_empty() {
             let _ = writeln!(out, "{}\n", action(&scene.description));
         }
@@ -36,14 +51,23 @@ pub fn fountain(project: &Project, episode: &Episode) -> String {
                 shot.shot_type.as_str(),
                 shot.angle.as_str(),
                 shot.duration,
-                if shot.motion.is_empty() { String::new() } else { format!(" — {}", one_line(&shot.motion)) }
+                if shot.motion.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", one_line(&shot.motion))
+                }
             );
             if !shot.action.is_empty() {
                 let _ = writeln!(out, "{}", action(&shot.action));
             }
             out.push('\n');
             for line in &shot.dialogue {
-                let _ = writeln!(out, "{}\n{}\n", cue(&project.characters[line.speaker].name), dialogue(&line.text));
+                let _ = writeln!(
+                    out,
+                    "{}\n{}\n",
+                    cue(&project.characters[line.speaker].name),
+                    dialogue(&line.text)
+                );
             }
         }
         if i + 1 < sp.scenes.len() {
@@ -82,7 +106,11 @@ fn cue(name: &str) -> String {
 
 /// Dialogue text, verbatim, one line (blank lines would end the block).
 fn dialogue(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

@@ -27,12 +27,19 @@ fn fake_jellyfin(status: &str) -> (u16, mpsc::Receiver<(String, String)>) {
             if line == "\r\n" || line.is_empty() {
                 break;
             }
-            if let Some(v) = line.strip_prefix("authorization: ").or_else(|| line.strip_prefix("Authorization: ")) {
+            if let Some(v) = line
+                .strip_prefix("authorization: ")
+                .or_else(|| line.strip_prefix("Authorization: "))
+            {
                 auth = v.trim().to_string();
             }
         }
         let mut stream = stream;
-        write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
         tx.send((request_line.trim().to_string(), auth)).unwrap();
     });
     (port, rx)
@@ -66,7 +73,10 @@ fn publish_lays_out_the_library_and_asks_jellyfin_to_rescan() {
     let tvshow = std::fs::read_to_string(library.join("Tiny/tvshow.nfo")).unwrap();
     assert!(tvshow.contains("<title>Tiny</title>"), "{tvshow}");
     let nfo = std::fs::read_to_string(season.join("Tiny S01E01 - Bus Stop.nfo")).unwrap();
-    assert!(nfo.contains("<title>Bus Stop</title>") && nfo.contains("<episode>1</episode>"), "{nfo}");
+    assert!(
+        nfo.contains("<title>Bus Stop</title>") && nfo.contains("<episode>1</episode>"),
+        "{nfo}"
+    );
     let (line, auth) = requests.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
     assert_eq!(line, "POST /Library/Refresh HTTP/1.1");
     assert_eq!(auth, r#"MediaBrowser Token="s3cret""#);

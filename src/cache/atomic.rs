@@ -24,7 +24,10 @@ pub fn sync_dir(dir: &Utf8Path) -> io::Result<()> {
 /// Read a JSON file written by [`save_json`]; a missing or unreadable file
 /// reads as the default (these files are caches of the cache).
 pub fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Utf8Path) -> T {
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// Write `value` as JSON, atomically.

@@ -30,7 +30,11 @@ pub struct Args {
 }
 
 pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
-    let targets = if args.targets.is_empty() { vec!["all".to_string()] } else { args.targets.clone() };
+    let targets = if args.targets.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        args.targets.clone()
+    };
     if args.dry_run {
         let session = match super::open(root, profile, args.jobs) {
             Ok(s) => s,
@@ -44,7 +48,12 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
             }
         };
     }
-    let request = Request { targets, jobs: args.jobs, keep_going: args.keep_going, json: args.json };
+    let request = Request {
+        targets,
+        jobs: args.jobs,
+        keep_going: args.keep_going,
+        json: args.json,
+    };
     match build_targets(root, profile, &request) {
         Ok(built) => built.code,
         Err(code) => code,
@@ -82,9 +91,15 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         EXIT_INVALID
     })?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let cancel = CancellationToken::new();
-    let opts = Options { keep_going: req.keep_going, verbose: !req.json };
+    let opts = Options {
+        keep_going: req.keep_going,
+        verbose: !req.json,
+    };
     let report = runtime.block_on(async {
         let c = cancel.clone();
         tokio::spawn(async move {
@@ -100,8 +115,12 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
     });
     runtime.shutdown_background();
 
-    let sources: std::collections::HashMap<String, String> =
-        session.project.sources.iter().map(|(p, h)| (p.to_string(), h.clone())).collect();
+    let sources: std::collections::HashMap<String, String> = session
+        .project
+        .sources
+        .iter()
+        .map(|(p, h)| (p.to_string(), h.clone()))
+        .collect();
     if sources != session.state.sources {
         session.state.sources = sources;
         session.state.dirty = true;
@@ -144,7 +163,11 @@ fn print_report(report: &build::Report, as_json: bool) {
         return;
     }
     for r in report.records.iter().filter(|r| r.status == Status::Failed) {
-        eprintln!("error: {} failed:\n  {}", r.id, r.error.as_deref().unwrap_or("").replace('\n', "\n  "));
+        eprintln!(
+            "error: {} failed:\n  {}",
+            r.id,
+            r.error.as_deref().unwrap_or("").replace('\n', "\n  ")
+        );
     }
     let word = if report.interrupted {
         "interrupted"

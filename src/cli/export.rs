@@ -26,8 +26,15 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let Some(episode) = session.project.episode(&args.episode).filter(|e| e.screenplay.is_some()) else {
-        eprintln!("error: no screenplay for `{}` (episodes/{}.yaml)", args.episode, args.episode);
+    let Some(episode) = session
+        .project
+        .episode(&args.episode)
+        .filter(|e| e.screenplay.is_some())
+    else {
+        eprintln!(
+            "error: no screenplay for `{}` (episodes/{}.yaml)",
+            args.episode, args.episode
+        );
         return EXIT_INVALID;
     };
     let text = match args.format {

@@ -91,7 +91,9 @@ pub fn main() -> ExitCode {
 fn project_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, String> {
     if let Some(dir) = explicit {
         // Absolute, so jobs that run in their scratch directory find inputs.
-        let abs = dir.canonicalize_utf8().map_err(|e| format!("cannot use project folder {dir}: {e}"))?;
+        let abs = dir
+            .canonicalize_utf8()
+            .map_err(|e| format!("cannot use project folder {dir}: {e}"))?;
         return Ok(abs);
     }
     let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;

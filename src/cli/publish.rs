@@ -25,7 +25,10 @@ pub struct Args {
 
 pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
     if args.episode.contains('/') || args.episode.contains(':') {
-        eprintln!("error: publish takes an episode id such as ep01, not `{}`", args.episode);
+        eprintln!(
+            "error: publish takes an episode id such as ep01, not `{}`",
+            args.episode
+        );
         return EXIT_INVALID;
     }
     let request = Request {
@@ -76,13 +79,23 @@ fn output<'a>(outputs: &'a [OutputFile], suffix: &str) -> Option<&'a OutputFile>
 }
 
 /// Copy the episode's files into the library; returns the paths written.
-fn place(session: &Session, publish: &[OutputFile], episode: &[OutputFile], to: &Utf8Path) -> std::io::Result<Vec<String>> {
+fn place(
+    session: &Session,
+    publish: &[OutputFile],
+    episode: &[OutputFile],
+    to: &Utf8Path,
+) -> std::io::Result<Vec<String>> {
     let cache = &session.cache;
     let missing = || std::io::Error::other("an output of the publish node is missing");
-    let layout: Layout = serde_json::from_slice(&fs::read(cache.object_path(&output(publish, "json").ok_or_else(missing)?.hash))?)
-        .map_err(std::io::Error::other)?;
+    let layout: Layout = serde_json::from_slice(&fs::read(
+        cache.object_path(&output(publish, "json").ok_or_else(missing)?.hash),
+    )?)
+    .map_err(std::io::Error::other)?;
     let mut files: Vec<(String, &OutputFile)> = vec![
-        (format!("{}/tvshow.nfo", layout.show_dir), output(publish, "tvshow.nfo").ok_or_else(missing)?),
+        (
+            format!("{}/tvshow.nfo", layout.show_dir),
+            output(publish, "tvshow.nfo").ok_or_else(missing)?,
+        ),
         (layout.episode_file(".nfo"), output(publish, "nfo").ok_or_else(missing)?),
     ];
     for (suffix, library_suffix) in [("mp4", ".mp4"), ("srt", ".srt"), ("jpg", "-thumb.jpg")] {
@@ -94,7 +107,9 @@ fn place(session: &Session, publish: &[OutputFile], episode: &[OutputFile], to: 
     for (rel, o) in files {
         let dest = to.join(&rel);
         fs::create_dir_all(dest.parent().expect("library paths have a parent"))?;
-        let tmp = tempfile::Builder::new().prefix(".studio-").tempfile_in(dest.parent().expect("parent"))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".studio-")
+            .tempfile_in(dest.parent().expect("parent"))?;
         fs::copy(cache.object_path(&o.hash), tmp.path())?;
         tmp.persist(&dest).map_err(|e| e.error)?;
         placed.push(rel);
@@ -104,16 +119,27 @@ fn place(session: &Session, publish: &[OutputFile], episode: &[OutputFile], to: 
 
 /// `POST /Library/Refresh` on the configured Jellyfin, if any. Returns its URL.
 fn rescan(session: &Session) -> Result<Option<String>, String> {
-    let Some(jf) = session.project.executors.iter().find(|e| e.kind == ServiceKind::Jellyfin) else {
+    let Some(jf) = session
+        .project
+        .executors
+        .iter()
+        .find(|e| e.kind == ServiceKind::Jellyfin)
+    else {
         return Ok(None);
     };
     let var = jf.token_env.clone().unwrap_or_else(|| "JELLYFIN_TOKEN".into());
     let Ok(token) = std::env::var(&var) else {
-        eprintln!("note: executor `{}` is Jellyfin at {}, but ${var} is not set: no rescan", jf.id, jf.url);
+        eprintln!(
+            "note: executor `{}` is Jellyfin at {}, but ${var} is not set: no rescan",
+            jf.id, jf.url
+        );
         return Ok(None);
     };
     let url = format!("{}/Library/Refresh", jf.url.trim_end_matches('/'));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(15))

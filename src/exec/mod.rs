@@ -43,6 +43,8 @@ pub struct Job {
     pub root: Utf8PathBuf,
     pub pool: Pool,
     pub simulate: Option<Simulate>,
+    /// The node's key material (what its output may depend on).
+    pub material: crate::graph::key::KeyMaterial,
     /// Local tools (ffmpeg, espeak-ng, fonts) for real engines.
     pub tools: std::sync::Arc<crate::stages::tools::Toolchain>,
 }

@@ -12,9 +12,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecError, Job, Produced};
+use crate::graph::NodeKind;
 use crate::graph::build::normalize_text;
-use crate::graph::key::{Backend, KeyInput, KeyMaterial};
-use crate::graph::{NodeKind, Uses};
 use crate::project::model::Simulate;
 use crate::stages::timing;
 
@@ -65,44 +64,16 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
 /// not whitespace, so the text is normalized: re-spacing a line rebuilds its
 /// voice to the same bytes, and the wave stops there (early cutoff).
 fn identity(job: &Job) -> String {
-    let mut params = job.node.params.clone();
+    let mut material = job.material.clone();
     if job.node.kind == NodeKind::VoiceLine
-        && let Some(Value::String(t)) = params.get("text")
+        && let Some(Value::String(t)) = material.params.get("text")
     {
-        params.insert("text".into(), Value::String(normalize_text(t)));
+        let spoken = normalize_text(t);
+        material.params.insert("text".into(), Value::String(spoken));
     }
-    let material = KeyMaterial {
-        schema: 0,
-        kind: job.node.kind,
-        engine: job.engine.name.to_string(),
-        engine_version: job.engine.version,
-        backend: Backend {
-            simulated: true,
-            service: None,
-            model: None,
-        },
-        params,
-        // A duration-only input contributes its duration, as in the key.
-        inputs: job
-            .node
-            .inputs
-            .iter()
-            .zip(&job.inputs)
-            .map(|(edge, i)| match edge.uses {
-                Uses::Content => KeyInput {
-                    role: i.role.clone(),
-                    hash: Some(i.hash.clone()),
-                    duration_ms: None,
-                },
-                Uses::Duration => KeyInput {
-                    role: i.role.clone(),
-                    hash: None,
-                    duration_ms: i.duration.map(|d| (d * 1000.0).round() as u64),
-                },
-            })
-            .collect(),
-        seed: job.engine.stochastic.then_some(job.node.seed).flatten(),
-    };
+    // The engine that actually runs (a fallback differs from the chosen one).
+    material.engine = job.engine.name.to_string();
+    material.engine_version = job.engine.version;
     material.key()
 }
 

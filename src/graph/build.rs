@@ -203,7 +203,7 @@ impl<'a> Builder<'a> {
     }
 
     fn episode(&mut self, ep: &Episode, scenes: &[Scene]) -> Result<(), Diagnostics> {
-        let scope = continuity_scope(self.rule(NodeKind::ShotImage)?);
+        let scope = continuity_scope(self.rule(NodeKind::ShotImage)?)?;
         // The last frame of the latest shot each character appeared in.
         let mut last_seen: HashMap<usize, usize> = HashMap::new();
         // Shot path → its last_frame node, for explicit `continue_from`.
@@ -315,6 +315,8 @@ impl<'a> Builder<'a> {
             ("location", json!(scene.location)),
             ("time_of_day", json!(scene.time_of_day)),
             ("action", json!(shot.action)),
+            // The caption names the camera move.
+            ("motion", json!(shot.motion)),
             ("episode", json!(ep.id)),
             // The storyboard prints its scene and shot.
             ("scene", json!(scene.id)),
@@ -452,7 +454,7 @@ impl<'a> Builder<'a> {
         inputs.extend(lines.iter().enumerate().map(|(i, &l)| Input {
             node: l,
             role: format!("voice:{}", i + 1),
-            uses: Uses::Duration,
+            uses: Uses::Speech,
         }));
         let recipe = map([("duration", json!(shot.duration))]);
         let video = self.add(
@@ -741,12 +743,21 @@ impl<'a> Builder<'a> {
     }
 }
 
-fn continuity_scope(rule: &KindRule) -> ContinuityScope {
-    rule.params
-        .get("continuity")
-        .and_then(Value::as_str)
-        .and_then(ContinuityScope::parse)
-        .unwrap_or(ContinuityScope::Scene)
+/// `continuity: scene|episode|off` (YAML reads a bare `off` as `false`).
+fn continuity_scope(rule: &KindRule) -> Result<ContinuityScope, Diagnostics> {
+    match rule.params.get("continuity") {
+        None => Ok(ContinuityScope::Scene),
+        Some(Value::Bool(false)) => Ok(ContinuityScope::Off),
+        Some(Value::String(s)) if ContinuityScope::parse(s).is_some() => {
+            Ok(ContinuityScope::parse(s).expect("checked"))
+        }
+        Some(other) => Err(ProjectError::plain(
+            "rules::continuity",
+            format!("`continuity: {other}` in the shot_image rule is not a continuity scope"),
+        )
+        .help(format!("use one of: {}", ContinuityScope::WORDS.join(", ")))
+        .into()),
+    }
 }
 
 fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String, Value> {

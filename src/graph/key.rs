@@ -7,7 +7,8 @@
 //! - every resolved rule parameter and the node's recipe (its slice of the
 //!   screenplay: text, prompts, framing);
 //! - for each input, by role: its output hash, or only its media duration
-//!   when the node uses nothing but the timing;
+//!   when the node uses nothing but the timing, or (for a shot timed by its
+//!   dialogue) only the length in frames the lines require;
 //! - the seed, for stochastic engines only.
 //!
 //! Never in a key: absolute paths, mtimes, hostnames, URLs, wall-clock time,
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Graph, NodeKind, Uses};
+use crate::stages::timing;
 
 /// Bump when any engine's output for the same key material changes.
 pub const KEY_SCHEMA: u32 = 1;
@@ -76,15 +78,31 @@ impl<'a> View<'a> {
         let n = &graph.nodes[node];
         let pool = &graph.pools[n.pool];
         let mut inputs = Vec::with_capacity(n.inputs.len());
+        let mut speech = Vec::new();
         for input in &n.inputs {
             let f = fact(input.node)?;
-            inputs.push(match input.uses {
-                Uses::Content => InputView { role: &input.role, hash: Some(&f.hash), duration_ms: None },
-                Uses::Duration => InputView {
+            let ms = |d: Option<f64>| Some(d.map_or(0, |d| (d * 1000.0).round() as u64));
+            match input.uses {
+                Uses::Content => inputs.push(InputView {
+                    role: &input.role,
+                    hash: Some(&f.hash),
+                    duration_ms: None,
+                }),
+                Uses::Duration => inputs.push(InputView {
                     role: &input.role,
                     hash: None,
-                    duration_ms: Some(f.duration.map_or(0, |d| (d * 1000.0).round() as u64)),
-                },
+                    duration_ms: ms(f.duration),
+                }),
+                Uses::Speech => speech.push(f.duration.unwrap_or(0.0)),
+            }
+        }
+        if !speech.is_empty() {
+            let written = n.params.get("duration").and_then(Value::as_f64).unwrap_or(0.0);
+            let frames = timing::shot_frames(written, &speech);
+            inputs.push(InputView {
+                role: "length",
+                hash: None,
+                duration_ms: Some(frames * 1000 / timing::FPS),
             });
         }
         Some(View {

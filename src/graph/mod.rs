@@ -26,6 +26,10 @@ pub enum Uses {
     /// Only its media duration (timing): the duration enters the key, so a
     /// new take of a shot with the same length does not rebuild the music.
     Duration,
+    /// A dialogue line timing its shot: only the shot length the lines
+    /// require enters the key (one `length` entry for all of them), so a
+    /// reworded line that still fits does not rebuild the shot.
+    Speech,
 }
 
 #[derive(Debug, Clone)]

@@ -29,7 +29,7 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
             }
             for &i in nodes {
                 for input in &graph.nodes[i].inputs {
-                    let style = if input.uses == Uses::Duration {
+                    let style = if input.uses != Uses::Content {
                         " [style=dashed]"
                     } else {
                         ""
@@ -48,7 +48,7 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
             }
             for &i in nodes {
                 for input in &graph.nodes[i].inputs {
-                    let arrow = if input.uses == Uses::Duration { "-.->" } else { "-->" };
+                    let arrow = if input.uses == Uses::Content { "-->" } else { "-.->" };
                     let _ = writeln!(out, "  n{} {arrow} n{i}", input.node);
                 }
             }
@@ -67,7 +67,11 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
                         "inputs": n.inputs.iter().map(|i| json!({
                             "node": graph.nodes[i.node].id,
                             "role": i.role,
-                            "uses": if i.uses == Uses::Duration { "duration" } else { "content" },
+                            "uses": match i.uses {
+                                Uses::Content => "content",
+                                Uses::Duration => "duration",
+                                Uses::Speech => "speech",
+                            },
                         })).collect::<Vec<_>>(),
                     })
                 })

@@ -28,7 +28,11 @@ impl Layout {
         let show = file_name(show);
         let season_dir = format!("{show}/Season {season:02}");
         let stem = file_name(&format!("{show} S{season:02}E{number:02} - {title}"));
-        Layout { show_dir: show, season_dir, stem }
+        Layout {
+            show_dir: show,
+            season_dir,
+            stem,
+        }
     }
 
     /// Library path of an episode file with this suffix (`.mp4`, `-thumb.jpg`).
@@ -39,7 +43,11 @@ impl Layout {
 
 /// Text for XML element content and attribute values.
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 fn tvshow_nfo(show: &str, premise: &str, genre: &str) -> String {
@@ -68,15 +76,27 @@ pub async fn library(job: &Job, _cancel: &CancellationToken) -> Result<Produced,
     let title = param_str(job, "title");
     let layout = Layout::new(show, season, number, title);
     let minutes = episode.duration.map_or(0, |d| (d / 60.0).ceil() as u64);
-    let manifest = write(job, "layout.json", &serde_json::to_string_pretty(&layout).expect("layout serializes"))?;
-    let tvshow = write(job, "tvshow.nfo", &tvshow_nfo(show, param_str(job, "premise"), param_str(job, "genre")))?;
+    let manifest = write(
+        job,
+        "layout.json",
+        &serde_json::to_string_pretty(&layout).expect("layout serializes"),
+    )?;
+    let tvshow = write(
+        job,
+        "tvshow.nfo",
+        &tvshow_nfo(show, param_str(job, "premise"), param_str(job, "genre")),
+    )?;
     let nfo = write(
         job,
         "episode.nfo",
         &episode_nfo(show, season, number, title, param_str(job, "synopsis"), minutes),
     )?;
     Ok(Produced {
-        files: vec![("json".into(), manifest), ("tvshow.nfo".into(), tvshow), ("nfo".into(), nfo)],
+        files: vec![
+            ("json".into(), manifest),
+            ("tvshow.nfo".into(), tvshow),
+            ("nfo".into(), nfo),
+        ],
         duration: None,
     })
 }
@@ -89,8 +109,14 @@ mod tests {
     fn layout_follows_jellyfin_naming() {
         let l = Layout::new("Lantern Post", 1, 1, "The Letter: With No Stamp");
         assert_eq!(l.show_dir, "Lantern Post");
-        assert_eq!(l.episode_file(".mp4"), "Lantern Post/Season 01/Lantern Post S01E01 - The Letter_ With No Stamp.mp4");
-        assert_eq!(l.episode_file("-thumb.jpg"), "Lantern Post/Season 01/Lantern Post S01E01 - The Letter_ With No Stamp-thumb.jpg");
+        assert_eq!(
+            l.episode_file(".mp4"),
+            "Lantern Post/Season 01/Lantern Post S01E01 - The Letter_ With No Stamp.mp4"
+        );
+        assert_eq!(
+            l.episode_file("-thumb.jpg"),
+            "Lantern Post/Season 01/Lantern Post S01E01 - The Letter_ With No Stamp-thumb.jpg"
+        );
     }
 
     #[test]

@@ -1,9 +1,198 @@
-//! (being written)
+//! Voice lines with espeak-ng: the line's text from a UTF-8 file, resampled to 48 kHz mono.
+//!
+//! The text never becomes an argument (espeak-ng reads `-Don't` as an option,
+//! exits 0 and writes nothing), so it goes through `-f line.txt`. The length is
+//! the exact sample count, so shots, subtitles and the mix agree on it.
 
+use camino::Utf8Path;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, timing, tools, write};
+use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, Produced};
 
-pub async fn espeak(job: &Job, _cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    Err(ExecError::Permanent(format!("{}: not written yet", job.engine.name)))
+/// espeak-ng's amplitude (0–200); 120 puts a line near −18 LUFS.
+const AMPLITUDE: &str = "120";
+/// espeak-ng's 22.05 kHz → 48 kHz. soxr dithers its own integer output with a
+/// random seed, so it outputs float and the plain conversion makes the s16:
+/// a line's bytes are then the same on every build.
+const RESAMPLE: &str = "aresample=48000:resampler=soxr:osf=flt";
+const DEFAULT_VOICE: &str = "en-us";
+const DEFAULT_PITCH: u64 = 50;
+const DEFAULT_RATE: u64 = 175;
+
+/// How one character sounds to espeak-ng.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Speech {
+    pub voice: String,
+    pub pitch: u64,
+    pub rate: u64,
+}
+
+/// Read `voice: {espeak, pitch, rate}`, filling in espeak-ng's defaults.
+pub(crate) fn speech(voice: Option<&Value>) -> Result<Speech, String> {
+    let field = |name: &str| voice.and_then(|v| v.get(name)).filter(|v| !v.is_null());
+    let name = match field("espeak") {
+        None => DEFAULT_VOICE.to_string(),
+        Some(v) => v.as_str().ok_or("voice.espeak is not a string")?.to_string(),
+    };
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '_' | '/');
+    if name.is_empty() || name.starts_with('-') || !name.chars().all(valid) {
+        return Err(format!(
+            "voice.espeak `{name}` is not an espeak-ng voice name (e.g. en-us+f3)"
+        ));
+    }
+    let number = |what: &str, default: u64, range: std::ops::RangeInclusive<u64>| match field(what) {
+        None => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| format!("voice.{what} is {v}; espeak-ng takes {}–{}", range.start(), range.end())),
+    };
+    Ok(Speech {
+        voice: name,
+        pitch: number("pitch", DEFAULT_PITCH, 0..=99)?,
+        rate: number("rate", DEFAULT_RATE, 80..=500)?,
+    })
+}
+
+/// The espeak-ng argv: voice, pitch, rate, amplitude, text from `text_file`.
+pub(crate) fn espeak_cmd(program: &str, s: &Speech, wav: &Utf8Path, text_file: &Utf8Path) -> Cmd {
+    Cmd::new(program)
+        .args(["-v", &s.voice, "-p", &s.pitch.to_string(), "-s", &s.rate.to_string()])
+        .args(["-a", AMPLITUDE, "-w", wav.as_str(), "-f", text_file.as_str()])
+}
+
+/// Speak the node's `text` with its `voice`; 48 kHz mono s16 WAV.
+pub async fn espeak(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let program = tools::need(&job.tools.espeak, "espeak-ng", "espeak-ng")?;
+    let fail = |what: String| ExecError::Permanent(format!("{}: {what}", job.node.id));
+    check_rate(job)?;
+    let text = param_str(job, "text");
+    if text.trim().is_empty() {
+        return Err(fail("the line has no text to speak".into()));
+    }
+    let speech = speech(param(job, "voice")).map_err(fail)?;
+    let text_file = write(job, "line.txt", text)?;
+    let raw = scratch(job, "voice_raw.wav");
+    exec(job, &espeak_cmd(program.as_str(), &speech, &raw, &text_file), cancel).await?;
+    produced(&raw, "espeak-ng")?;
+
+    let wav = scratch(job, "voice.wav");
+    let resample = ffmpeg(job)?
+        .args(["-i", raw.as_str(), "-af", RESAMPLE, "-ac", "1"])
+        .args(["-c:a", "pcm_s16le", "-fflags", "+bitexact", wav.as_str()]);
+    exec(job, &resample, cancel).await?;
+    produced(&wav, "ffmpeg")?;
+    let samples = probe_samples(job, &wav, cancel).await?;
+    if samples == 0 {
+        return Err(fail(format!("espeak-ng spoke no audio for {text:?}")));
+    }
+    Ok(Produced {
+        files: vec![("wav".into(), wav)],
+        duration: Some(samples as f64 / timing::RATE as f64),
+    })
+}
+
+/// The animatic runs on one clock: a `sample_rate` other than 48 kHz is a rules mistake.
+pub(crate) fn check_rate(job: &Job) -> Result<(), ExecError> {
+    let rate = param_f64(job, "sample_rate", timing::RATE as f64);
+    if rate != timing::RATE as f64 {
+        return Err(ExecError::Permanent(format!(
+            "{}: sample_rate {rate} is not supported; the animatic's audio is {} Hz (rules/audio.yaml)",
+            job.node.id,
+            timing::RATE
+        )));
+    }
+    Ok(())
+}
+
+/// The exact length of a 48 kHz WAV in samples (ffprobe `duration_ts`).
+pub(crate) async fn probe_samples(job: &Job, wav: &Utf8Path, cancel: &CancellationToken) -> Result<u64, ExecError> {
+    let ffprobe = tools::need(&job.tools.ffprobe, "ffprobe", "ffmpeg")?;
+    let cmd = Cmd::new(ffprobe.as_str())
+        .args(["-v", "error", "-select_streams", "a:0"])
+        .args([
+            "-show_entries",
+            "stream=duration_ts,sample_rate",
+            "-of",
+            "json",
+            wav.as_str(),
+        ]);
+    let out = exec(job, &cmd, cancel).await?;
+    parse_samples(&out.stdout).map_err(|e| ExecError::Permanent(format!("{}: {e} in {wav}", job.node.id)))
+}
+
+/// `{"streams":[{"sample_rate":"48000","duration_ts":12345}]}` → 12345.
+pub(crate) fn parse_samples(json: &[u8]) -> Result<u64, String> {
+    let v: Value = serde_json::from_slice(json).map_err(|e| format!("unreadable ffprobe output ({e})"))?;
+    let stream = v.pointer("/streams/0").ok_or("no audio stream")?;
+    let rate = stream.get("sample_rate").and_then(Value::as_str).unwrap_or("?");
+    if rate != timing::RATE.to_string() {
+        return Err(format!("sample rate {rate} instead of {}", timing::RATE));
+    }
+    stream
+        .get("duration_ts")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| "no sample count".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn speech_defaults_and_checks() {
+        let s = speech(Some(
+            &json!({"espeak": "en-us+f3", "pitch": 70, "rate": 175, "edge": null}),
+        ))
+        .unwrap();
+        assert_eq!(
+            s,
+            Speech {
+                voice: "en-us+f3".into(),
+                pitch: 70,
+                rate: 175
+            }
+        );
+        let d = speech(Some(&json!({"espeak": null, "pitch": null}))).unwrap();
+        assert_eq!(
+            d,
+            Speech {
+                voice: "en-us".into(),
+                pitch: 50,
+                rate: 175
+            }
+        );
+        assert_eq!(speech(None).unwrap().voice, "en-us");
+        assert!(speech(Some(&json!({"espeak": "-w"}))).is_err());
+        assert!(speech(Some(&json!({"espeak": "en us"}))).is_err());
+        assert!(speech(Some(&json!({"pitch": 120}))).unwrap_err().contains("0–99"));
+        assert!(speech(Some(&json!({"rate": -3}))).is_err());
+    }
+
+    #[test]
+    fn text_goes_through_a_file() {
+        let s = speech(Some(&json!({"espeak": "ja", "pitch": 40, "rate": 150}))).unwrap();
+        let cmd = espeak_cmd("espeak-ng", &s, Utf8Path::new("raw.wav"), Utf8Path::new("line.txt"));
+        let args: Vec<_> = cmd.args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "-v", "ja", "-p", "40", "-s", "150", "-a", "120", "-w", "raw.wav", "-f", "line.txt"
+            ]
+        );
+    }
+
+    #[test]
+    fn samples_come_from_duration_ts() {
+        let ok = br#"{"streams":[{"sample_rate":"48000","duration_ts":76800,"duration":"1.600000"}]}"#;
+        assert_eq!(parse_samples(ok), Ok(76800));
+        let rate = br#"{"streams":[{"sample_rate":"22050","duration_ts":100}]}"#;
+        assert!(parse_samples(rate).unwrap_err().contains("22050"));
+        assert!(parse_samples(br#"{"streams":[]}"#).is_err());
+        assert!(parse_samples(b"oops").is_err());
+    }
 }

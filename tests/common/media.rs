@@ -8,20 +8,41 @@ use serde_json::Value;
 
 pub fn ffprobe(path: &Path) -> Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_streams", "-show_format", "-show_chapters", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-show_chapters",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "ffprobe {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 pub fn streams<'a>(probe: &'a Value, kind: &str) -> Vec<&'a Value> {
-    probe["streams"].as_array().unwrap().iter().filter(|s| s["codec_type"] == kind).collect()
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == kind)
+        .collect()
 }
 
 fn num(v: &Value) -> f64 {
-    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64()).unwrap_or(f64::NAN)
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_f64())
+        .unwrap_or(f64::NAN)
 }
 
 /// Duration of a file's first stream of `kind`, in seconds.
@@ -35,7 +56,17 @@ pub fn stream_duration(path: &Path, kind: &str) -> f64 {
 /// Decoded video frames.
 pub fn frame_count(path: &Path) -> u64 {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .unwrap();
@@ -43,13 +74,27 @@ pub fn frame_count(path: &Path) -> u64 {
 }
 
 fn ffmpeg_stderr(args: &[&str]) -> String {
-    let out = Command::new("ffmpeg").args(["-hide_banner", "-nostats"]).args(args).output().unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats"])
+        .args(args)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Integrated loudness (LUFS) and true peak (dBTP) of the first audio stream.
 pub fn loudness(path: &Path) -> (f64, f64) {
-    let err = ffmpeg_stderr(&["-i", path.to_str().unwrap(), "-map", "0:a:0", "-af", "ebur128=peak=true", "-f", "null", "-"]);
+    let err = ffmpeg_stderr(&[
+        "-i",
+        path.to_str().unwrap(),
+        "-map",
+        "0:a:0",
+        "-af",
+        "ebur128=peak=true",
+        "-f",
+        "null",
+        "-",
+    ]);
     let summary = &err[err.rfind("Summary:").expect("ebur128 summary")..];
     let grab = |label: &str| -> f64 {
         let at = summary.find(label).unwrap() + label.len();
@@ -61,16 +106,39 @@ pub fn loudness(path: &Path) -> (f64, f64) {
 /// RMS level (dBFS) of `filter_input` between `start` and `end` seconds.
 pub fn rms_db(args_before_af: &[&str], start: f64, end: f64) -> f64 {
     let mut args: Vec<String> = args_before_af.iter().map(|s| s.to_string()).collect();
-    args.extend(["-af".into(), format!("atrim=start={start}:end={end},astats=measure_perchannel=none:measure_overall=RMS_level"), "-f".into(), "null".into(), "-".into()]);
+    args.extend([
+        "-af".into(),
+        format!("atrim=start={start}:end={end},astats=measure_perchannel=none:measure_overall=RMS_level"),
+        "-f".into(),
+        "null".into(),
+        "-".into(),
+    ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let err = ffmpeg_stderr(&refs);
-    let line = err.lines().rev().find(|l| l.contains("RMS level dB:")).unwrap_or_else(|| panic!("no RMS in {err}"));
-    line.rsplit(':').next().unwrap().trim().parse().unwrap_or(f64::NEG_INFINITY)
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.contains("RMS level dB:"))
+        .unwrap_or_else(|| panic!("no RMS in {err}"));
+    line.rsplit(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap_or(f64::NEG_INFINITY)
 }
 
 /// Where sound starts after silence (seconds), by silencedetect.
 pub fn sound_onsets(path: &Path) -> Vec<f64> {
-    let err = ffmpeg_stderr(&["-i", path.to_str().unwrap(), "-af", "silencedetect=noise=-45dB:d=0.12", "-f", "null", "-"]);
+    let err = ffmpeg_stderr(&[
+        "-i",
+        path.to_str().unwrap(),
+        "-af",
+        "silencedetect=noise=-45dB:d=0.12",
+        "-f",
+        "null",
+        "-",
+    ]);
     let mut onsets = vec![];
     // Sound at 0 counts as an onset when the file does not start silent.
     if !err.contains("silence_start: 0") && !err.contains("silence_start: -") {
@@ -87,7 +155,19 @@ pub fn sound_onsets(path: &Path) -> Vec<f64> {
 /// MD5 of a stream's packets (`v` or `a`), to compare streams across files.
 pub fn stream_md5(path: &Path, kind: &str) -> String {
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", path.to_str().unwrap(), "-map", &format!("0:{kind}:0"), "-c", "copy", "-f", "md5", "-"])
+        .args([
+            "-v",
+            "error",
+            "-i",
+            path.to_str().unwrap(),
+            "-map",
+            &format!("0:{kind}:0"),
+            "-c",
+            "copy",
+            "-f",
+            "md5",
+            "-",
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -96,7 +176,17 @@ pub fn stream_md5(path: &Path, kind: &str) -> String {
 /// The first subtitle track of an MP4, as SRT text.
 pub fn subtitle_track(path: &Path) -> String {
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", path.to_str().unwrap(), "-map", "0:s:0", "-f", "srt", "-"])
+        .args([
+            "-v",
+            "error",
+            "-i",
+            path.to_str().unwrap(),
+            "-map",
+            "0:s:0",
+            "-f",
+            "srt",
+            "-",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -121,8 +211,16 @@ pub fn srt_cues(srt: &str) -> Vec<(f64, String)> {
 
 /// Run ffmpeg to completion, panicking with its stderr on failure.
 pub fn run_ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-hide_banner", "-v", "error", "-y"]).args(args).output().unwrap();
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The workspace's delivery check, as JSON.
