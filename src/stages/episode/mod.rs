@@ -1,0 +1,551 @@
+//! Scenes into an episode: xfade video, loudness-normalized audio, and the MP4.
+//!
+//! `episode_video` joins the scene videos with an xfade chain into H.264;
+//! `episode_audio` joins the scene mixes with an acrossfade chain and runs a
+//! two-pass linear loudnorm into AAC; `assemble` checks both streams, writes
+//! subtitles and chapters, muxes the MP4 and takes a thumbnail (media notes §7).
+//!
+//! Every length, offset and cue time comes from [`timing`] (frames at 30 fps,
+//! 1600 samples a frame); seconds are only printed where ffmpeg wants them.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{escape, exec, ffmpeg, inputs_with, param, param_f64, param_str, produced, scratch, timing, tools, write};
+use crate::exec::runner::Cmd;
+use crate::exec::{ExecError, Job, JobInput, Produced};
+
+mod loudness;
+#[cfg(test)]
+mod tests;
+mod timeline;
+
+use loudness::*;
+use timeline::*;
+
+fn permanent(message: impl Into<String>) -> ExecError {
+    ExecError::Permanent(message.into())
+}
+
+// ---------------------------------------------------------------------------
+// Transitions, shared by the three nodes
+// ---------------------------------------------------------------------------
+
+/// Studio's transition word → the xfade transition that draws it. `dissolve`
+/// is the smooth cross-dissolve (xfade `fade`): xfade's own `dissolve` is a
+/// noisy random-pixel dissolve.
+fn xfade_name(word: &str) -> Option<&'static str> {
+    match word {
+        "dissolve" => Some("fade"),
+        "fade" => Some("fadegrays"),
+        "fadeblack" => Some("fadeblack"),
+        "wipeleft" => Some("wipeleft"),
+        _ => None,
+    }
+}
+
+/// How the scenes join: the xfade transition of each boundary and the overlap
+/// of every transition, in frames.
+struct Joins {
+    xfade: Vec<&'static str>,
+    overlap: u64,
+}
+
+impl Joins {
+    fn overlaps(&self) -> Vec<u64> {
+        vec![self.overlap; self.xfade.len()]
+    }
+}
+
+/// Read `transitions` (one word per boundary) and `transition_seconds`.
+fn joins(job: &Job, scenes: usize) -> Result<Joins, ExecError> {
+    let words: Vec<&str> = param(job, "transitions")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let boundaries = scenes.saturating_sub(1);
+    if words.len() != boundaries {
+        return Err(permanent(format!(
+            "{scenes} scenes need {boundaries} transitions, but the node lists {}",
+            words.len()
+        )));
+    }
+    let xfade = words
+        .iter()
+        .map(|w| {
+            xfade_name(w).ok_or_else(|| {
+                permanent(format!(
+                    "unknown transition `{w}` (expected dissolve, fade, fadeblack or wipeleft)"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let overlap = timing::frames(param_f64(job, "transition_seconds", 0.4));
+    Ok(Joins { xfade, overlap })
+}
+
+/// Check every scene is long enough for the transitions that eat into it
+/// (lengths and overlap in the same unit: frames or samples).
+fn check_lengths(names: &[String], lengths: &[u64], overlap: u64, unit: &str) -> Result<(), String> {
+    let n = lengths.len();
+    for (i, (name, &len)) in names.iter().zip(lengths).enumerate() {
+        let sides = u64::from(i > 0) + u64::from(i + 1 < n);
+        let need = (overlap * sides).max(1);
+        if len < need {
+            return Err(format!(
+                "scene {name} is {len} {unit} long, shorter than the {need} {unit} its transitions overlap"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The scene name of a `scene:<id>` or `length:scene:<id>` role.
+fn scene_name(role: &str) -> String {
+    role.rsplit_once("scene:").map_or(role, |(_, id)| id).to_string()
+}
+
+/// The `scene:<id>` inputs, in episode order; at least one.
+fn scene_inputs(job: &Job) -> Result<Vec<&JobInput>, ExecError> {
+    let scenes: Vec<&JobInput> = inputs_with(job, "scene:").collect();
+    if scenes.is_empty() {
+        return Err(permanent("the episode has no scene inputs"));
+    }
+    Ok(scenes)
+}
+
+/// Seconds with six decimals, from frames (xfade `offset`/`duration`).
+fn secs(frames: u64) -> String {
+    format!("{:.6}", timing::seconds(frames))
+}
+
+// ---------------------------------------------------------------------------
+// Probing
+// ---------------------------------------------------------------------------
+
+/// The first stream matching `select` (`v:0`, `a:0`) as ffprobe reports it,
+/// with its packets counted (`nb_read_packets`).
+async fn probe_stream(
+    job: &Job,
+    path: &Utf8Path,
+    select: &str,
+    cancel: &CancellationToken,
+) -> Result<Value, ExecError> {
+    let ffprobe = tools::need(&job.tools.ffprobe, "ffprobe", "ffmpeg")?;
+    let cmd = Cmd::new(ffprobe.as_str())
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            select,
+            "-count_packets",
+            "-show_entries",
+            "stream=codec_name,width,height,sample_rate,channels,duration,duration_ts,nb_read_packets",
+            "-of",
+            "json",
+        ])
+        .arg(path.as_str());
+    let out = exec(job, &cmd, cancel).await?;
+    let name = path.file_name().unwrap_or(path.as_str());
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| permanent(format!("ffprobe gave unreadable output for {name}: {e}")))?;
+    match json.pointer("/streams/0") {
+        Some(stream) => Ok(stream.clone()),
+        None => Err(permanent(format!("{name} has no `{select}` stream"))),
+    }
+}
+
+/// A number in ffprobe JSON, which writes some as strings.
+fn num(stream: &Value, key: &str) -> Option<f64> {
+    match stream.get(key)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn count(stream: &Value, key: &str) -> Option<u64> {
+    num(stream, key).filter(|n| *n >= 0.0).map(|n| n as u64)
+}
+
+// ---------------------------------------------------------------------------
+// episode_video
+// ---------------------------------------------------------------------------
+
+/// The filtergraph joining the scenes: every input re-gridded to 30 fps, then
+/// an xfade chain, each xfade followed by `setpts=N/FRAME_RATE/TB` (ffmpeg
+/// 5.1 leaves a one-frame timestamp gap after each transition otherwise).
+fn video_graph(starts: &[u64], joins: &Joins) -> String {
+    let n = starts.len();
+    let mut g = String::new();
+    for i in 0..n {
+        let _ = write!(g, "[{i}:v]settb=AVTB,fps=30,format=yuv420p,setsar=1[v{i}];");
+    }
+    if n > 1 && joins.overlap == 0 {
+        for i in 0..n {
+            let _ = write!(g, "[v{i}]");
+        }
+        let _ = write!(g, "concat=n={n}:v=1:a=0[vout]");
+        return g;
+    }
+    let mut prev = "v0".to_string();
+    for (i, (start, transition)) in (1..).zip(starts.iter().skip(1).zip(&joins.xfade)) {
+        let _ = write!(
+            g,
+            "[{prev}][v{i}]xfade=transition={transition}:duration={}:offset={},setpts=N/FRAME_RATE/TB[x{i}];",
+            secs(joins.overlap),
+            secs(*start)
+        );
+        prev = format!("x{i}");
+    }
+    let _ = write!(g, "[{prev}]null[vout]");
+    g
+}
+
+/// The frames of a video file's first stream (packets: exact for FFV1 and
+/// H.264 alike) and its codec.
+async fn video_frames(job: &Job, path: &Utf8Path, cancel: &CancellationToken) -> Result<(String, u64), ExecError> {
+    let stream = probe_stream(job, path, "v:0", cancel).await?;
+    let codec = stream["codec_name"].as_str().unwrap_or("unknown").to_string();
+    let frames = count(&stream, "nb_read_packets")
+        .ok_or_else(|| permanent(format!("ffprobe could not count the frames of {path}")))?;
+    Ok((codec, frames))
+}
+
+/// Join the scene videos with their transitions into one H.264 stream of
+/// exactly `timing::episode_frames` frames, in Matroska.
+pub async fn episode_video(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let scenes = scene_inputs(job)?;
+    let joins = joins(job, scenes.len())?;
+    let names: Vec<String> = scenes.iter().map(|s| scene_name(&s.role)).collect();
+    let mut lengths = Vec::with_capacity(scenes.len());
+    for (scene, name) in scenes.iter().zip(&names) {
+        let (_, frames) = video_frames(job, scene.main(), cancel).await?;
+        if frames == 0 {
+            return Err(permanent(format!("the video of scene {name} has no frames")));
+        }
+        lengths.push(frames);
+    }
+    check_lengths(&names, &lengths, joins.overlap, "frames").map_err(permanent)?;
+    let overlaps = joins.overlaps();
+    let starts = timing::scene_starts(&lengths, &overlaps);
+    let total = timing::episode_frames(&lengths, &overlaps);
+
+    let out = scratch(job, "episode_video.mkv");
+    let mut cmd = ffmpeg(job)?;
+    for scene in &scenes {
+        cmd = cmd.arg("-i").arg(scene.main().as_str());
+    }
+    let cmd = cmd
+        .arg("-filter_complex")
+        .arg(video_graph(&starts, &joins))
+        .args([
+            "-map", "[vout]", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
+        ])
+        .args(["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "60", "-threads", "2"])
+        .arg("-frames:v")
+        .arg(total.to_string())
+        .args(["-fflags", "+bitexact"])
+        .arg(out.as_str());
+    exec(job, &cmd, cancel).await?;
+    produced(&out, "ffmpeg")?;
+    let (_, made) = video_frames(job, &out, cancel).await?;
+    if made != total {
+        return Err(permanent(format!(
+            "the episode video came out {made} frames long instead of {total} (scenes {lengths:?}, transitions of {} frames)",
+            joins.overlap
+        )));
+    }
+    Ok(Produced {
+        files: vec![("mkv".into(), out)],
+        duration: Some(timing::seconds(total)),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// episode_audio
+// ---------------------------------------------------------------------------
+
+/// The filtergraph joining the scene mixes: an acrossfade chain of `ns`
+/// samples with triangular (linear) curves.
+fn audio_graph(n: usize, ns: u64) -> String {
+    let mut g = String::new();
+    for i in 0..n {
+        let _ = write!(g, "[{i}:a]aformat=sample_fmts=flt:channel_layouts=stereo[s{i}];");
+    }
+    if n > 1 && ns == 0 {
+        for i in 0..n {
+            let _ = write!(g, "[s{i}]");
+        }
+        let _ = write!(g, "concat=n={n}:v=0:a=1[aout]");
+        return g;
+    }
+    let mut prev = "s0".to_string();
+    for i in 1..n {
+        let _ = write!(g, "[{prev}][s{i}]acrossfade=ns={ns}:c1=tri:c2=tri[a{i}];");
+        prev = format!("a{i}");
+    }
+    let _ = write!(g, "[{prev}]anull[aout]");
+    g
+}
+
+/// The sample count of a 48 kHz audio file (exact for WAV).
+async fn audio_samples(job: &Job, path: &Utf8Path, what: &str, cancel: &CancellationToken) -> Result<u64, ExecError> {
+    let stream = probe_stream(job, path, "a:0", cancel).await?;
+    let rate = count(&stream, "sample_rate").unwrap_or(0);
+    if rate != timing::RATE {
+        return Err(permanent(format!("{what} is {rate} Hz, not {} Hz", timing::RATE)));
+    }
+    count(&stream, "duration_ts").ok_or_else(|| permanent(format!("ffprobe could not count the samples of {what}")))
+}
+
+/// Join the scene mixes with crossfades (exactly Σsamples − Σoverlaps
+/// samples), normalize the loudness linearly and encode AAC.
+pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let scenes = scene_inputs(job)?;
+    let joins = joins(job, scenes.len())?;
+    let ns = joins.overlap * timing::SAMPLES_PER_FRAME;
+    let names: Vec<String> = scenes.iter().map(|s| scene_name(&s.role)).collect();
+    let mut lengths = Vec::with_capacity(scenes.len());
+    for (scene, name) in scenes.iter().zip(&names) {
+        lengths.push(audio_samples(job, scene.main(), &format!("the mix of scene {name}"), cancel).await?);
+    }
+    check_lengths(&names, &lengths, ns, "samples").map_err(permanent)?;
+    let expected = lengths.iter().sum::<u64>() - ns * (lengths.len() as u64 - 1);
+
+    let raw = scratch(job, "episode_raw.wav");
+    let mut cmd = ffmpeg(job)?;
+    for scene in &scenes {
+        cmd = cmd.arg("-i").arg(scene.main().as_str());
+    }
+    let cmd = cmd
+        .arg("-filter_complex")
+        .arg(audio_graph(scenes.len(), ns))
+        .args(["-map", "[aout]", "-c:a", "pcm_f32le"])
+        .arg(raw.as_str());
+    exec(job, &cmd, cancel).await?;
+    produced(&raw, "ffmpeg")?;
+    let made = audio_samples(job, &raw, "the joined episode audio", cancel).await?;
+    if made != expected {
+        return Err(permanent(format!(
+            "the joined episode audio has {made} samples instead of {expected} (scenes {lengths:?}, crossfades of {ns})"
+        )));
+    }
+
+    let out = scratch(job, "episode_audio.m4a");
+    let target = Target {
+        i: param_f64(job, "loudness_lufs", -16.0),
+        tp: param_f64(job, "true_peak_dbtp", -1.5),
+    };
+    normalize(job, &raw, expected, &target, &out, cancel).await?;
+    Ok(Produced {
+        files: vec![("m4a".into(), out)],
+        duration: Some(expected as f64 / timing::RATE as f64),
+    })
+}
+
+/// The timeline from the scene mixes' lengths and the transitions.
+fn timeline(job: &Job) -> Result<Timeline, ExecError> {
+    let mut scenes = Vec::new();
+    let mut lengths = Vec::new();
+    for input in inputs_with(job, "length:scene:") {
+        let name = scene_name(&input.role);
+        let seconds = input
+            .duration
+            .ok_or_else(|| permanent(format!("the mix of scene {name} has no recorded length")))?;
+        lengths.push(timing::frames(seconds));
+        scenes.push(name);
+    }
+    if scenes.is_empty() {
+        return Err(permanent("the episode has no `length:scene:` inputs"));
+    }
+    let joins = joins(job, scenes.len())?;
+    Ok(Timeline::new(scenes, lengths, &joins.overlaps()))
+}
+
+/// Shot and voice lengths from the `timing:` and `voice:` inputs.
+fn media_timings(job: &Job) -> Result<(Vec<ShotTiming>, Vec<VoiceTiming>), ExecError> {
+    let episode = param_str(job, "episode");
+    let mut shots = Vec::new();
+    for input in inputs_with(job, "timing:") {
+        let path = &input.role["timing:".len()..];
+        let within = path
+            .strip_prefix(episode)
+            .and_then(|p| p.strip_prefix('/'))
+            .unwrap_or(path);
+        let (scene, shot) = within
+            .split_once('/')
+            .ok_or_else(|| permanent(format!("timing input `{}` is not <episode>/<scene>/<shot>", input.role)))?;
+        let seconds = input
+            .duration
+            .ok_or_else(|| permanent(format!("shot {path} has no recorded length")))?;
+        shots.push(ShotTiming {
+            scene: scene.into(),
+            shot: shot.into(),
+            frames: timing::frames(seconds),
+        });
+    }
+    let mut voices = Vec::new();
+    for input in inputs_with(job, "voice:") {
+        let path = &input.role["voice:".len()..];
+        let (scene, shot, n) = line_ref(path)
+            .ok_or_else(|| permanent(format!("voice input `{}` is not <scene>/<shot>/<n>", input.role)))?;
+        let seconds = input
+            .duration
+            .ok_or_else(|| permanent(format!("voice line {path} has no recorded length")))?;
+        voices.push(VoiceTiming {
+            scene,
+            shot,
+            n,
+            seconds,
+        });
+    }
+    Ok((shots, voices))
+}
+
+/// The dialogue lines of the `cues` param.
+fn cue_specs(job: &Job) -> Result<Vec<CueSpec>, ExecError> {
+    let Some(cues) = param(job, "cues").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    cues.iter()
+        .map(|c| {
+            let line = c["line"].as_str().unwrap_or("");
+            let (scene, shot, n) =
+                line_ref(line).ok_or_else(|| permanent(format!("cue line `{line}` is not <scene>/<shot>/<n>")))?;
+            Ok(CueSpec {
+                scene,
+                shot,
+                n,
+                text: c["text"].as_str().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Chapter titles by scene, from the `chapters` param.
+fn chapter_titles(job: &Job) -> HashMap<String, String> {
+    param(job, "chapters")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| Some((c["scene"].as_str()?.to_string(), c["title"].as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn flag(job: &Job, name: &str) -> bool {
+    param(job, name).and_then(Value::as_bool).unwrap_or(true)
+}
+
+/// Global tags: title, show, episode id and number.
+fn tags(job: &Job) -> Vec<(&'static str, String)> {
+    let show = param_str(job, "show").to_string();
+    let episode = param_str(job, "episode").to_string();
+    let title = match param_str(job, "title") {
+        "" => format!("{show} {episode}").trim().to_string(),
+        t => t.to_string(),
+    };
+    let mut tags = vec![("title", title), ("show", show), ("episode_id", episode)];
+    if let Some(n) = param(job, "number").and_then(Value::as_u64) {
+        tags.push(("episode_sort", n.to_string()));
+    }
+    tags
+}
+
+/// Stream-copy the video and audio into an MP4 with soft subtitles, chapters
+/// and tags. Matroska keeps millisecond timestamps; a 600 Hz video timescale
+/// (20 units a frame) rounds them back onto the exact 30 fps grid.
+async fn mux(
+    job: &Job,
+    video: &Utf8Path,
+    audio: &Utf8Path,
+    subtitles: Option<&Utf8Path>,
+    metadata: &Utf8Path,
+    out: &Utf8Path,
+    cancel: &CancellationToken,
+) -> Result<(), ExecError> {
+    let mut cmd = ffmpeg(job)?
+        .args(["-i", video.as_str(), "-i", audio.as_str()])
+        .args(subtitles.iter().flat_map(|s| ["-i", s.as_str()]))
+        .args(["-f", "ffmetadata", "-i", metadata.as_str()])
+        .args(["-map", "0:v:0", "-map", "1:a:0"]);
+    let meta = if subtitles.is_some() {
+        cmd = cmd.args(["-map", "2:s:0"]);
+        "3"
+    } else {
+        "2"
+    };
+    let cmd = cmd
+        .args(["-map_metadata", meta, "-map_chapters", meta])
+        .args(["-c:v", "copy", "-c:a", "copy"])
+        .args(subtitles.iter().flat_map(|_| ["-c:s", "mov_text"]))
+        .args(["-video_track_timescale", "600", "-movflags", "+faststart"])
+        .args(["-fflags", "+bitexact"])
+        .arg(out.as_str());
+    exec(job, &cmd, cancel).await?;
+    produced(out, "ffmpeg")
+}
+
+/// A 480-px-wide still from about a second in (inside the first shot, clear
+/// of any opening fade).
+async fn thumbnail(
+    job: &Job,
+    mp4: &Utf8Path,
+    frames: u64,
+    cancel: &CancellationToken,
+) -> Result<Utf8PathBuf, ExecError> {
+    let out = scratch(job, "thumbnail.jpg");
+    let at = secs(frames.saturating_sub(1).min(timing::FPS));
+    let cmd = ffmpeg(job)?
+        .args(["-ss", &at, "-i", mp4.as_str()])
+        .args(["-frames:v", "1", "-vf", "scale=480:-2", "-q:v", "3"])
+        .args(["-fflags", "+bitexact"])
+        .arg(out.as_str());
+    exec(job, &cmd, cancel).await?;
+    produced(&out, "ffmpeg")?;
+    Ok(out)
+}
+
+/// The episode: check the streams, write subtitles and chapters, mux the MP4
+/// and take a thumbnail.
+pub async fn assemble(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let video = super::input(job, "video")?.main().clone();
+    let audio = super::input(job, "audio")?.main().clone();
+    let tl = timeline(job)?;
+    quality_gate(job, &video, &audio, tl.total, cancel).await?;
+
+    let mut files = Vec::new();
+    let mut subtitles = None;
+    if flag(job, "subtitles") {
+        let (shots, voices) = media_timings(job)?;
+        let cues = place_cues(&tl, &shots, &voices, &cue_specs(job)?).map_err(permanent)?;
+        let text = srt(&cues);
+        let path = write(job, "episode.srt", &text)?;
+        if !text.is_empty() {
+            subtitles = Some(path.clone());
+        }
+        files.push(("srt".to_string(), path));
+    }
+    let chapters = if flag(job, "chapters") {
+        chapters(&tl, &chapter_titles(job))
+    } else {
+        Vec::new()
+    };
+    let metadata = write(job, "chapters.ffmeta", &ffmetadata(&tags(job), &chapters))?;
+
+    let mp4 = scratch(job, "episode.mp4");
+    mux(job, &video, &audio, subtitles.as_deref(), &metadata, &mp4, cancel).await?;
+    let thumb = thumbnail(job, &mp4, tl.total, cancel).await?;
+    files.insert(0, ("mp4".to_string(), mp4));
+    files.push(("jpg".to_string(), thumb));
+    Ok(Produced {
+        files,
+        duration: Some(timing::seconds(tl.total)),
+    })
+}

@@ -1,0 +1,532 @@
+//! Tests of the episode stage: pure pieces, then real ffmpeg end to end.
+use super::*;
+
+fn joins(words: &[&'static str], overlap: u64) -> Joins {
+    Joins {
+        xfade: words.to_vec(),
+        overlap,
+    }
+}
+
+#[test]
+fn transitions_map_to_xfade() {
+    assert_eq!(xfade_name("dissolve"), Some("fade"));
+    assert_eq!(xfade_name("fade"), Some("fadegrays"));
+    assert_eq!(xfade_name("fadeblack"), Some("fadeblack"));
+    assert_eq!(xfade_name("wipeleft"), Some("wipeleft"));
+    assert_eq!(xfade_name("swirl"), None);
+}
+
+#[test]
+fn video_graph_chains_xfades_at_scene_starts() {
+    let starts = timing::scene_starts(&[230, 306, 90], &[12, 12]);
+    assert_eq!(starts, vec![0, 218, 512]);
+    let g = video_graph(&starts, &joins(&["fade", "wipeleft"], 12));
+    assert_eq!(
+        g,
+        "[0:v]settb=AVTB,fps=30,format=yuv420p,setsar=1[v0];\
+         [1:v]settb=AVTB,fps=30,format=yuv420p,setsar=1[v1];\
+         [2:v]settb=AVTB,fps=30,format=yuv420p,setsar=1[v2];\
+         [v0][v1]xfade=transition=fade:duration=0.400000:offset=7.266667,setpts=N/FRAME_RATE/TB[x1];\
+         [x1][v2]xfade=transition=wipeleft:duration=0.400000:offset=17.066667,setpts=N/FRAME_RATE/TB[x2];\
+         [x2]null[vout]"
+    );
+}
+
+#[test]
+fn one_scene_needs_no_xfade_and_zero_overlap_concatenates() {
+    let g = video_graph(&[0], &joins(&[], 12));
+    assert!(!g.contains("xfade") && g.ends_with("[v0]null[vout]"));
+    let g = video_graph(&[0, 100], &joins(&["fade"], 0));
+    assert!(g.ends_with("[v0][v1]concat=n=2:v=1:a=0[vout]"));
+}
+
+#[test]
+fn audio_graph_chains_crossfades() {
+    assert_eq!(
+        audio_graph(3, 19200),
+        "[0:a]aformat=sample_fmts=flt:channel_layouts=stereo[s0];\
+         [1:a]aformat=sample_fmts=flt:channel_layouts=stereo[s1];\
+         [2:a]aformat=sample_fmts=flt:channel_layouts=stereo[s2];\
+         [s0][s1]acrossfade=ns=19200:c1=tri:c2=tri[a1];\
+         [a1][s2]acrossfade=ns=19200:c1=tri:c2=tri[a2];\
+         [a2]anull[aout]"
+    );
+    assert!(audio_graph(1, 19200).ends_with("[s0]anull[aout]"));
+    assert!(audio_graph(2, 0).ends_with("[s0][s1]concat=n=2:v=0:a=1[aout]"));
+}
+
+#[test]
+fn scenes_must_outlast_their_transitions() {
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    assert!(check_lengths(&names, &[12, 24, 12], 12, "frames").is_ok());
+    let err = check_lengths(&names, &[12, 23, 12], 12, "frames").unwrap_err();
+    assert!(err.contains("scene b is 23 frames"), "{err}");
+    assert!(check_lengths(&names[..1], &[0], 12, "frames").is_err());
+}
+
+const PASS1: &str = r#"[Parsed_loudnorm_0 @ 0x5581] 
+{
+	"input_i" : "-16.36",
+	"input_tp" : "-0.89",
+	"input_lra" : "4.80",
+	"input_thresh" : "-26.55",
+	"output_i" : "-16.02",
+	"output_tp" : "-1.50",
+	"output_lra" : "4.20",
+	"output_thresh" : "-26.20",
+	"normalization_type" : "dynamic",
+	"target_offset" : "0.02"
+}
+"#;
+
+#[test]
+fn loudnorm_measurements_parse_and_decide_on_a_limiter() {
+    let m = parse_measured(&format!("Input #0, wav\n  Duration: 00:00:17.87\n{PASS1}")).unwrap();
+    assert_eq!(
+        m,
+        Measured {
+            i: -16.36,
+            tp: -0.89,
+            lra: 4.8,
+            thresh: -26.55,
+            offset: 0.02
+        }
+    );
+    let target = Target { i: -16.0, tp: -1.5 };
+    assert!(!target.linear_ok(&m), "-0.89 + 0.36 > -1.5");
+    // limit = -1.5 - 0.36 - 0.5 = -2.36 dB
+    assert_eq!(
+        target.limiter(&m, 0.5),
+        "alimiter=limit=0.7621:attack=5:release=50:level=0:latency=1"
+    );
+    let limited = Measured {
+        i: -16.4,
+        tp: -2.36,
+        ..m
+    };
+    assert!(target.linear_ok(&limited));
+    assert_eq!(
+        target.apply_filter(&limited),
+        "loudnorm=I=-16:TP=-1.5:LRA=11:measured_I=-16.4:measured_TP=-2.36:measured_LRA=4.8:measured_thresh=-26.55:offset=0.02:linear=true:print_format=json"
+    );
+    assert_eq!(lra_target(&Measured { lra: 14.2, ..m }), 16.0);
+    let steady = Measured {
+        lra: 0.0,
+        thresh: -70.0,
+        ..limited
+    };
+    assert!(
+        target
+            .apply_filter(&steady)
+            .contains(":measured_LRA=0.01:measured_thresh=-69.99:")
+    );
+    assert!(check_linear(PASS1).unwrap_err().contains("dynamic"));
+    assert!(check_linear(&PASS1.replace("dynamic", "linear")).is_ok());
+    assert!(parse_measured("no json here").is_err());
+    let silent = parse_measured(&PASS1.replace("\"-16.36\"", "\"-inf\"")).unwrap();
+    assert!(silent.i.is_infinite());
+    let summary = "t: 3.1 M: -16\n[Parsed_ebur128_0 @ 0x1] Summary:\n\n  Integrated loudness:\n    I:  -15.9 LUFS\n\n  True peak:\n    Peak:       -0.7 dBFS\n";
+    assert_eq!(parse_meter(summary), Some(Meter { i: -15.9, peak: -0.7 }));
+    assert_eq!(parse_meter("I: -16 LUFS Peak: 1.0"), None);
+}
+
+fn tl() -> Timeline {
+    // Two scenes (s1: 60 + 90 frames, s2: 120), a 12-frame transition.
+    Timeline::new(vec!["s1".into(), "s2".into()], vec![150, 120], &[12])
+}
+
+fn shot(scene: &str, shot: &str, frames: u64) -> ShotTiming {
+    ShotTiming {
+        scene: scene.into(),
+        shot: shot.into(),
+        frames,
+    }
+}
+
+fn voice(scene: &str, shot: &str, n: usize, seconds: f64) -> VoiceTiming {
+    VoiceTiming {
+        scene: scene.into(),
+        shot: shot.into(),
+        n,
+        seconds,
+    }
+}
+
+fn line(l: &str, text: &str) -> CueSpec {
+    let (scene, shot, n) = line_ref(l).unwrap();
+    CueSpec {
+        scene,
+        shot,
+        n,
+        text: text.into(),
+    }
+}
+
+#[test]
+fn cues_sit_where_the_mix_put_the_voices() {
+    let shots = [shot("s1", "a", 60), shot("s1", "b", 90), shot("s2", "a", 120)];
+    let voices = [
+        voice("s1", "a", 1, 0.5),
+        voice("s1", "b", 1, 1.01),
+        voice("s1", "b", 2, 2.0),
+        voice("s2", "a", 1, 1.5),
+    ];
+    let lines = [
+        line("s1/a/1", "one"),
+        line("s1/b/1", "two"),
+        line("s1/b/2", "three"),
+        line("s2/a/1", "four"),
+    ];
+    let cues = place_cues(&tl(), &shots, &voices, &lines).unwrap();
+    let times: Vec<(u64, u64)> = cues.iter().map(|c| (c.start, c.end)).collect();
+    // s1/a/1: frame 15 → 500 ms, shown 1 s (voice shorter than a second).
+    // s1/b/1: 60 + 15 = 75 → 2500 ms, 1010 ms. s1/b/2: 60 + 15 + 31 + 9 = 115 → 3833 ms.
+    // s2/a/1: scene 2 starts at 150 - 12 = 138; + 15 = 153 → 5100 ms, 1.5 s.
+    assert_eq!(times, vec![(500, 1500), (2500, 3510), (3833, 5100), (5100, 6600)]);
+    assert_eq!(cues[2].end, 5100, "cut at the next cue instead of 5833");
+}
+
+#[test]
+fn cues_never_run_past_the_episode() {
+    let shots = [shot("s1", "a", 150), shot("s2", "a", 120)];
+    let voices = [voice("s2", "a", 1, 9.0)];
+    let cues = place_cues(&tl(), &shots, &voices, &[line("s2/a/1", "long")]).unwrap();
+    assert_eq!((cues[0].start, cues[0].end), (5100, 8600));
+}
+
+#[test]
+fn cue_placement_reports_what_is_missing() {
+    let shots = [shot("s1", "a", 150), shot("s2", "a", 120)];
+    let err = place_cues(&tl(), &shots, &[], &[line("s1/a/1", "x")]).unwrap_err();
+    assert_eq!(err, "line s1/a/1 has no voice input");
+    let err = place_cues(&tl(), &shots, &[], &[line("s1/zz/1", "x")]).unwrap_err();
+    assert!(err.contains("no timing input"), "{err}");
+    let err = place_cues(&tl(), &[shot("s1", "a", 149), shot("s2", "a", 120)], &[], &[]).unwrap_err();
+    assert!(err.contains("add up to 149 frames"), "{err}");
+}
+
+#[test]
+fn srt_is_numbered_timed_and_escaped() {
+    let cues = [
+        Cue {
+            start: 500,
+            end: 1500,
+            text: "He said: <b>\"100%\"</b>".into(),
+        },
+        Cue {
+            start: 3_723_004,
+            end: 3_724_004,
+            text: "  ".into(),
+        },
+        Cue {
+            start: 3_725_000,
+            end: 3_726_000,
+            text: "「夜」 --> {\\an8}".into(),
+        },
+    ];
+    let text = srt(&cues);
+    assert_eq!(
+        text,
+        format!(
+            "1\n00:00:00,500 --> 00:00:01,500\n{}\n\n2\n01:02:05,000 --> 01:02:06,000\n{}\n\n",
+            escape::srt_text("He said: <b>\"100%\"</b>"),
+            escape::srt_text("「夜」 --> {\\an8}")
+        )
+    );
+    assert_eq!(srt(&[]), "");
+}
+
+#[test]
+fn chapters_start_with_their_transitions() {
+    let titles = HashMap::from([("s1".to_string(), "Rain; #1 = \"wet\"\nagain".to_string())]);
+    let ch = chapters(&tl(), &titles);
+    assert_eq!(
+        ch,
+        vec![
+            Chapter {
+                start: 0,
+                end: 4600,
+                title: "Rain; #1 = \"wet\"\nagain".into()
+            },
+            Chapter {
+                start: 4600,
+                end: 8600,
+                title: "Scene s2".into()
+            },
+        ]
+    );
+    let meta = ffmetadata(&[("title", "Ep 1: a=b".into()), ("episode_sort", "1".into())], &ch);
+    assert_eq!(
+        meta,
+        ";FFMETADATA1\ntitle=Ep 1: a\\=b\nepisode_sort=1\n\
+         [CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=4600\ntitle=Rain\\; \\#1 \\= \"wet\" again\n\
+         [CHAPTER]\nTIMEBASE=1/1000\nSTART=4600\nEND=8600\ntitle=Scene s2\n"
+    );
+}
+
+#[test]
+fn quality_gate_names_what_is_broken() {
+    let v = serde_json::json!({"codec_name": "h264", "nb_read_packets": "258"});
+    assert!(video_problems(&v, 258).is_empty());
+    let v = serde_json::json!({"codec_name": "ffv1", "nb_read_packets": "257"});
+    assert_eq!(
+        video_problems(&v, 258),
+        vec!["the video is ffv1, not h264", "the video has 257 frames, expected 258"]
+    );
+    let a = serde_json::json!({"codec_name": "aac", "sample_rate": "48000", "channels": 2, "duration": "8.600000"});
+    assert!(audio_problems(&a, 258).is_empty());
+    let a = serde_json::json!({"codec_name": "aac", "sample_rate": "44100", "channels": 1, "duration": "8.650000"});
+    let p = audio_problems(&a, 258);
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p[2].contains("8.650 s"), "{p:?}");
+}
+
+#[test]
+fn line_refs_and_milliseconds() {
+    assert_eq!(line_ref("s01/sh02/3"), Some(("s01".into(), "sh02".into(), 3)));
+    assert_eq!(line_ref("s01/3"), None);
+    assert_eq!(line_ref("s01/sh02/0"), None);
+    assert_eq!((ms(1), ms(2), ms(30), ms(230)), (33, 67, 1000, 7667));
+    assert_eq!(scene_name("length:scene:s02"), "s02");
+    assert_eq!(scene_name("scene:s01"), "s01");
+}
+
+/// End to end with the real ffmpeg on small synthetic scenes: two FFV1
+/// scene videos (60 and 45 frames, 96×144) and two f32 scene mixes with
+/// hot clicks (so loudnorm needs the limiter), one 0.4-s dissolve. Set
+/// `EPISODE_TEST_OUT=dir` to keep the episode for `media-report`.
+mod media {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::super::*;
+    use crate::cache::index::SourceIndex;
+    use crate::exec::runner;
+    use crate::graph::{Node, NodeKind, Pool};
+    use crate::stages::tools::Toolchain;
+
+    struct Bench {
+        dir: tempfile::TempDir,
+        tools: Arc<Toolchain>,
+    }
+
+    impl Bench {
+        fn path(&self, name: &str) -> Utf8PathBuf {
+            Utf8Path::from_path(self.dir.path()).expect("utf-8 temp dir").join(name)
+        }
+
+        async fn ffmpeg(&self, args: &[&str]) {
+            let ffmpeg = self.tools.ffmpeg.as_ref().expect("ffmpeg");
+            let cmd = Cmd::new(ffmpeg.as_str())
+                .args(["-hide_banner", "-nostdin", "-y", "-v", "error"])
+                .args(args);
+            runner::run(&cmd, &self.path(""), &CancellationToken::new())
+                .await
+                .expect("ffmpeg makes a test input");
+        }
+
+        fn job(&self, kind: NodeKind, name: &str, params: Value, inputs: Vec<JobInput>) -> Job {
+            let scratch = self.path(name);
+            std::fs::create_dir_all(&scratch).expect("scratch dir");
+            let engine = crate::engines::find("ffmpeg").expect("ffmpeg engine");
+            let params: BTreeMap<String, Value> = serde_json::from_value(params).expect("params");
+            let material_params = params.clone();
+            Job {
+                node: Node {
+                    id: format!("{}:ep01", kind.as_str()),
+                    kind,
+                    path: "ep01".into(),
+                    engines: vec![engine],
+                    pool: 0,
+                    params,
+                    inputs: Vec::new(),
+                    seed: None,
+                    media_seconds: 0.0,
+                    retries: 0,
+                    out_stem: "ep01/ep01".into(),
+                },
+                engine,
+                attempt: 0,
+                inputs,
+                scratch,
+                root: self.path(""),
+                pool: Pool {
+                    name: "cpu".into(),
+                    slots: 1,
+                    service: None,
+                    url: String::new(),
+                    model: None,
+                },
+                simulate: None,
+                tools: self.tools.clone(),
+                material: crate::graph::key::KeyMaterial {
+                    schema: 0,
+                    kind,
+                    engine: engine.name.into(),
+                    engine_version: engine.version,
+                    backend: crate::graph::key::Backend {
+                        simulated: false,
+                        service: None,
+                        model: None,
+                    },
+                    params: material_params,
+                    inputs: Vec::new(),
+                    seed: None,
+                },
+            }
+        }
+    }
+
+    fn input(role: &str, suffix: &str, path: Option<Utf8PathBuf>, duration: f64) -> JobInput {
+        JobInput {
+            role: role.into(),
+            files: path.map(|p| vec![(suffix.to_string(), p)]).unwrap_or_default(),
+            outputs: Vec::new(),
+            duration: Some(duration),
+            hash: String::new(),
+        }
+    }
+
+    async fn scene(bench: &Bench, name: &str, frames: u64, hue: u32) -> (Utf8PathBuf, Utf8PathBuf) {
+        let video = bench.path(&format!("{name}.mkv"));
+        let src = format!("testsrc2=s=96x144:r=30,hue=h={hue}");
+        let count = frames.to_string();
+        bench
+            .ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                &src,
+                "-frames:v",
+                &count,
+                "-c:v",
+                "ffv1",
+                "-level",
+                "3",
+                "-g",
+                "1",
+                "-pix_fmt",
+                "yuv420p",
+                video.as_str(),
+            ])
+            .await;
+        let audio = bench.path(&format!("{name}.wav"));
+        let samples = frames * timing::SAMPLES_PER_FRAME;
+        let tone =
+            "aevalsrc=0.05*sin(2*PI*330*t)+if(lt(mod(t\\,0.5)\\,0.002)\\,0.9\\,0)|0.05*sin(2*PI*440*t):s=48000:d=5";
+        let trim = format!("atrim=end_sample={samples}");
+        bench
+            .ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                tone,
+                "-af",
+                &trim,
+                "-c:a",
+                "pcm_f32le",
+                audio.as_str(),
+            ])
+            .await;
+        (video, audio)
+    }
+
+    #[tokio::test]
+    async fn scenes_become_an_episode() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache = Utf8Path::from_path(dir.path()).expect("utf-8").to_owned();
+        let tools = Toolchain::discover(&cache, &mut SourceIndex::load(&cache.join("index.json")));
+        if tools.ffmpeg.is_none() || tools.ffprobe.is_none() {
+            eprintln!("ffmpeg is not installed; skipping");
+            return;
+        }
+        let bench = Bench {
+            dir,
+            tools: Arc::new(tools),
+        };
+        let cancel = CancellationToken::new();
+        let (v1, a1) = scene(&bench, "s1", 60, 0).await;
+        let (v2, a2) = scene(&bench, "s2", 45, 120).await;
+        let joins = json!({"transitions": ["dissolve"], "transition_seconds": 0.4});
+
+        let scenes = |v1: &Utf8PathBuf, v2: &Utf8PathBuf, suffix: &str| {
+            vec![
+                input("scene:s1", suffix, Some(v1.clone()), 2.0),
+                input("scene:s2", suffix, Some(v2.clone()), 1.5),
+            ]
+        };
+        let job = bench.job(NodeKind::EpisodeVideo, "video", joins.clone(), scenes(&v1, &v2, "mkv"));
+        let video = episode_video(&job, &cancel).await.expect("episode video");
+        assert_eq!(video.duration, Some(timing::seconds(93)));
+
+        let mut params = joins.clone();
+        params["loudness_lufs"] = json!(-16);
+        params["true_peak_dbtp"] = json!(-1.5);
+        let job = bench.job(NodeKind::EpisodeAudio, "audio", params, scenes(&a1, &a2, "wav"));
+        let audio = episode_audio(&job, &cancel).await.expect("episode audio");
+        assert_eq!(audio.duration, Some(93.0 * 1600.0 / 48000.0));
+
+        let mut params = joins.clone();
+        params["show"] = json!("Test Show");
+        params["episode"] = json!("ep01");
+        params["number"] = json!(1);
+        params["title"] = json!("Episode 1: \"Sunset\"; #1 = ok");
+        params["cues"] = json!([
+            {"line": "s1/a/1", "speaker": "Kai", "text": "He said: <b>\"100%\"</b> {\\an8} C:\\New"},
+            {"line": "s2/a/1", "speaker": "Mio", "text": "「夜」だね"},
+        ]);
+        params["chapters"] = json!([{"scene": "s1", "title": "Rain; #1"}, {"scene": "s2", "title": "Night = 夜"}]);
+        let inputs = vec![
+            input("video", "mkv", Some(video.files[0].1.clone()), 3.1),
+            input("audio", "m4a", Some(audio.files[0].1.clone()), 3.1),
+            input("length:scene:s1", "wav", None, 2.0),
+            input("length:scene:s2", "wav", None, 1.5),
+            input("timing:ep01/s1/a", "mkv", None, 1.0),
+            input("timing:ep01/s1/b", "mkv", None, 1.0),
+            input("timing:ep01/s2/a", "mkv", None, 1.5),
+            input("voice:s1/a/1", "wav", None, 0.4),
+            input("voice:s2/a/1", "wav", None, 0.6),
+        ];
+        let job = bench.job(NodeKind::Episode, "episode", params, inputs.clone());
+        let episode = assemble(&job, &cancel).await.expect("episode");
+        let suffixes: Vec<&str> = episode.files.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(suffixes, ["mp4", "srt", "jpg"]);
+        let srt = std::fs::read_to_string(&episode.files[1].1).expect("srt");
+        assert!(srt.starts_with("1\n00:00:00,500 --> 00:00:01,500\n"), "{srt}");
+        assert!(srt.contains("2\n00:00:02,100 --> 00:00:03,100\n「夜」だね\n"), "{srt}");
+
+        let mp4 = &episode.files[0].1;
+        let v = probe_stream(&job, mp4, "v:0", &cancel).await.expect("video stream");
+        assert!(video_problems(&v, 93).is_empty(), "{v}");
+        let a = probe_stream(&job, mp4, "a:0", &cancel).await.expect("audio stream");
+        assert!(audio_problems(&a, 93).is_empty(), "{a}");
+        let s = probe_stream(&job, mp4, "s:0", &cancel).await.expect("subtitle stream");
+        assert_eq!(s["codec_name"], "mov_text");
+
+        // The gate refuses an audio track that does not match the video.
+        let mut short = inputs;
+        short[3].duration = Some(1.0);
+        let job = bench.job(
+            NodeKind::Episode,
+            "refused",
+            job.node
+                .params
+                .clone()
+                .into_iter()
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            short,
+        );
+        let err = assemble(&job, &cancel).await.expect_err("gate").to_string();
+        assert!(err.contains("the video has 93 frames, expected 78"), "{err}");
+
+        if let Ok(keep) = std::env::var("EPISODE_TEST_OUT") {
+            for (suffix, path) in &episode.files {
+                let _ = std::fs::copy(path, format!("{keep}/episode.{suffix}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Drawn images for the animatic: character sheets and storyboard frames.
+//!
+//! Both are one ffmpeg run each: a `geq` expression paints the background and
+//! the figures (pure arithmetic, built here), and `drawtext` sets the text
+//! from files (`textfile=` + `expansion=none`), so user text never enters a
+//! filtergraph. Text is wrapped here, since drawtext does not wrap.
+//! See docs/media-notes/animatic.md §1.
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use unicode_width::UnicodeWidthChar;
+
+use super::escape::filter_value;
+use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, tools, write};
+use crate::exec::{ExecError, Job, Produced};
+
+/// The plate is this much larger than the frame, so camera moves have room.
+pub(crate) const PLATE_SCALE: f64 = 1.25;
+
+/// An sRGB colour.
+type Rgb = [u8; 3];
+
+mod layout;
+mod paint;
+#[cfg(test)]
+mod tests;
+mod text;
+
+use layout::*;
+use paint::*;
+use text::*;
+
+/// A character sheet: the figure large in the character's colour, the name
+/// as a title and the design prompt and appearance below it.
+pub async fn character_card(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let font = tools::need(&job.tools.font, "the Noto Sans CJK font", "fonts-noto-cjk")?;
+    let font = filter_value(font.as_str());
+    let color = character_color(param_str(job, "color"), param_str(job, "character"));
+    let name = match clean_line(param_str(job, "name")) {
+        name if name.is_empty() => param_str(job, "character").to_string(),
+        name => name,
+    };
+    let title = write(job, "title.txt", &name)?;
+    let title_size = fit_size(&name, 60.0, CARD_W as f64 - 80.0);
+    let (body_size, body) = card_body(job);
+    let body = write(job, "body.txt", &body)?;
+    let chain = [
+        geq_filter(&card_backdrop(color), &[card_figure(color)], CARD_W as f64),
+        drawtext(
+            &font,
+            &title,
+            title_size,
+            &ink_on(color),
+            "(w-text_w)/2",
+            &format!("({CARD_HEADER}-text_h)/2"),
+        ),
+        drawtext(&font, &body, body_size, "0x2a2a2a", "48", &format!("{CARD_TEXT_TOP}")),
+    ];
+    let out = scratch(job, "card.png");
+    let cmd = ffmpeg(job)?
+        .args(["-f", "lavfi", "-i", &blank(CARD_W, CARD_H), "-filter_complex"])
+        .arg(format!("[0:v]{}[out]", chain.join(",")))
+        .args(["-map", "[out]", "-frames:v", "1", out.as_str()]);
+    exec(job, &cmd, cancel).await?;
+    produced(&out, "ffmpeg")?;
+    Ok(Produced {
+        files: vec![("png".into(), out)],
+        duration: None,
+    })
+}
+
+/// A storyboard frame: the 1.25× plate (no text; the camera move films it)
+/// and the review panel (the plate at frame size, name tags and caption).
+pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let font = tools::need(&job.tools.font, "the Noto Sans CJK font", "fonts-noto-cjk")?;
+    let font = filter_value(font.as_str());
+    let board = Board::from_job(job);
+    let (w, h) = frame_size(job);
+    let (pw, ph) = plate_size(w, h);
+    let (figures, horizon) = layout(&board.shot_type, &board.angle, &board.cast, pw as f64, ph as f64);
+    let backdrop = board_backdrop(&board, &figures, horizon, (pw as f64, ph as f64));
+    let graph = format!(
+        "[0:v]{},split=2[plate][p2];[p2]{}[panel]",
+        geq_filter(&backdrop, &figures, pw as f64),
+        panel_chain(job, &board, &figures, &font, (w, h))?
+    );
+    let (plate, panel) = (scratch(job, "plate.png"), scratch(job, "panel.png"));
+    let cmd = ffmpeg(job)?
+        .args(["-f", "lavfi", "-i", &blank(pw, ph), "-filter_complex", &graph])
+        .args(["-map", "[plate]", "-frames:v", "1", plate.as_str()])
+        .args(["-map", "[panel]", "-frames:v", "1", panel.as_str()]);
+    exec(job, &cmd, cancel).await?;
+    produced(&plate, "ffmpeg")?;
+    produced(&panel, "ffmpeg")?;
+    Ok(Produced {
+        files: vec![("png".into(), plate), ("panel.png".into(), panel)],
+        duration: None,
+    })
+}
+
+/// The panel from the plate: scaled to the frame, a name tag per figure and
+/// the caption, each text in its own file.
+fn panel_chain(
+    job: &Job,
+    board: &Board,
+    figures: &[Figure],
+    font: &str,
+    (w, h): (u32, u32),
+) -> Result<String, ExecError> {
+    let mut chain = vec![format!("scale={w}:{h}:flags=bicubic")];
+    for (i, tag) in name_tags(board, figures, w as f64, h as f64).iter().enumerate() {
+        let file = write(job, &format!("tag-{i}.txt"), &tag.text)?;
+        chain.push(tag_filter(font, &file, tag, w));
+    }
+    let size = (CAPTION_SIZE * w as f64 / 960.0).round();
+    let text = caption(board, size, CAPTION_WIDTH * w as f64 / 960.0);
+    let file = write(job, "caption.txt", &text)?;
+    chain.push(caption_filter(font, &file, size));
+    Ok(chain.join(","))
+}
+
+/// The frame size from the `width`/`height` params (even, at least 64).
+fn frame_size(job: &Job) -> (u32, u32) {
+    let dim = |name, default| (param_f64(job, name, default).round().clamp(64.0, 8192.0) as u32) & !1;
+    (dim("width", 960.0), dim("height", 1440.0))
+}
+
+/// The plate for a frame: [`PLATE_SCALE`] times larger, even.
+pub(crate) fn plate_size(w: u32, h: u32) -> (u32, u32) {
+    let up = |v: u32| ((v as f64 * PLATE_SCALE).round() as u32 + 1) & !1;
+    (up(w), up(h))
+}
+
+/// A black canvas for `geq` to paint over (planar RGB: no chroma rounding).
+fn blank(w: u32, h: u32) -> String {
+    format!("color=c=black:s={w}x{h}:r=1,format=gbrp")
+}
+
+const CARD_W: u32 = 960;
+const CARD_H: u32 = 1440;
+const CARD_HEADER: f64 = 170.0;
+/// Where the text below the figure starts, and the margin under it.
+const CARD_TEXT_TOP: f64 = 960.0;
+const CARD_MARGIN: f64 = 44.0;
+
+fn card_backdrop(color: Rgb) -> Backdrop {
+    Backdrop {
+        top: [246, 243, 236],
+        bottom: [222, 217, 206],
+        horizon: None,
+        band: Some((CARD_HEADER, color)),
+        skyline: Vec::new(),
+        shadows: vec![[CARD_W as f64 / 2.0, card_figure(color).head_y + 7.2 * 84.0, 150.0, 26.0]],
+    }
+}
+
+/// The character standing large in the middle of the sheet.
+fn card_figure(color: Rgb) -> Figure {
+    Figure {
+        cx: CARD_W as f64 / 2.0,
+        head_y: 310.0,
+        r: 84.0,
+        color,
+        back: false,
+        who: 0,
+    }
+}
+
+/// The text under the figure: the design prompt, then the appearance notes
+/// and the LoRA, at the largest size that fits.
+fn card_body(job: &Job) -> (f64, String) {
+    let mut paragraphs = vec![collapse(param_str(job, "design_prompt"))];
+    if let Some(map) = param(job, "appearance").and_then(Value::as_object)
+        && !map.is_empty()
+    {
+        paragraphs.push(String::new());
+        for (key, value) in map {
+            let value = value.as_str().map(collapse).unwrap_or_else(|| value.to_string());
+            paragraphs.push(format!("{key}: {value}"));
+        }
+    }
+    if let Some(lora) = param(job, "lora").and_then(Value::as_str) {
+        paragraphs.push(format!("LoRA: {}", collapse(lora)));
+    }
+    fit_block(
+        &paragraphs.join("\n"),
+        CARD_W as f64 - 2.0 * 48.0,
+        CARD_H as f64 - CARD_TEXT_TOP - CARD_MARGIN,
+    )
+}
+
+/// Wrap `text` at the largest size from 30 down to 20 whose lines fit
+/// `height`; at the smallest, cut it with an ellipsis.
+fn fit_block(text: &str, width: f64, height: f64) -> (f64, String) {
+    let mut size = 30.0;
+    loop {
+        let wrapped = wrap(text, size, width);
+        let max_lines = (height / line_height(size)).floor().max(1.0) as usize;
+        if wrapped.lines().count() <= max_lines || size <= 20.0 {
+            return (size, limit_lines(&wrapped, max_lines, size, width));
+        }
+        size -= 2.0;
+    }
+}
+
+/// The advance of one line of drawtext in Noto Sans CJK: its glyph box is
+/// about 1.2 em tall, plus our line spacing.
+fn line_height(size: f64) -> f64 {
+    1.2 * size + line_spacing(size)
+}
+
+/// The largest font size up to `max` at which `text` fits `width` on one line.
+fn fit_size(text: &str, max: f64, width: f64) -> f64 {
+    let at_one = text_width(text, 1.0);
+    if at_one <= 0.0 {
+        max
+    } else {
+        (width / at_one).min(max).floor().max(12.0)
+    }
+}

@@ -1,0 +1,196 @@
+//! Colours and the `geq` expressions that paint backgrounds and figures.
+
+use super::*;
+
+/// FNV-1a (32 bit) of the UTF-8 bytes: a hash that is stable across builds.
+pub(super) fn fnv1a(s: &str) -> u32 {
+    s.bytes()
+        .fold(0x811c_9dc5, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// `#rrggbb` → colour.
+pub(super) fn hex_color(s: &str) -> Option<Rgb> {
+    let hex = s.trim().strip_prefix('#')?;
+    if hex.len() != 6 || !hex.is_ascii() {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+/// A character's colour, or a stable one derived from its id.
+pub(super) fn character_color(color: &str, id: &str) -> Rgb {
+    hex_color(color).unwrap_or_else(|| hsv((fnv1a(id) % 360) as f64 / 360.0, 0.55, 0.85))
+}
+
+pub(super) fn hsv(h: f64, s: f64, v: f64) -> Rgb {
+    let i = (h * 6.0).floor();
+    let f = h * 6.0 - i;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - f * s), v * (1.0 - (1.0 - f) * s));
+    let (r, g, b) = match i as i64 % 6 {
+        0 => (v, t, p),
+        1 => (q, v, p),
+        2 => (p, v, t),
+        3 => (p, q, v),
+        4 => (t, p, v),
+        _ => (v, p, q),
+    };
+    [r, g, b].map(|c| (c * 255.0) as u8)
+}
+
+/// `a` moved toward `b` by `t` (0 = a, 1 = b).
+pub(super) fn mix(a: Rgb, b: Rgb, t: f64) -> Rgb {
+    [0, 1, 2].map(|k| (a[k] as f64 * (1.0 - t) + b[k] as f64 * t) as u8)
+}
+
+pub(super) fn scale(c: Rgb, f: f64) -> Rgb {
+    c.map(|v| (v as f64 * f).clamp(0.0, 255.0) as u8)
+}
+
+pub(super) fn luminance(c: Rgb) -> f64 {
+    (0.2126 * c[0] as f64 + 0.7152 * c[1] as f64 + 0.0722 * c[2] as f64) / 255.0
+}
+
+/// Text colour readable on `c`.
+pub(super) fn ink_on(c: Rgb) -> String {
+    if luminance(c) > 0.55 { "0x1a1a1a" } else { "0xffffff" }.to_string()
+}
+
+pub(super) fn hex(c: Rgb) -> String {
+    format!("0x{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+/// Sky gradient (top, bottom) for a time of day, tinted 20 % by the location.
+pub(super) fn palette(time_of_day: &str, location: &str) -> (Rgb, Rgb) {
+    let (top, bottom) = match time_of_day {
+        "dawn" => ([120, 140, 200], [250, 180, 160]),
+        "morning" => ([150, 195, 245], [250, 235, 205]),
+        "afternoon" => ([120, 170, 230], [250, 220, 170]),
+        "dusk" => ([40, 50, 110], [245, 150, 90]),
+        "evening" => ([25, 30, 75], [120, 80, 120]),
+        "night" => ([8, 12, 40], [45, 55, 95]),
+        _ => ([100, 165, 240], [205, 230, 250]),
+    };
+    let tint = hsv((fnv1a(location) % 360) as f64 / 360.0, 0.5, 0.9);
+    (mix(top, tint, 0.2), mix(bottom, tint, 0.2))
+}
+
+/// A figure: head circle over a body ellipse, in canvas pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Figure {
+    pub(super) cx: f64,
+    pub(super) head_y: f64,
+    pub(super) r: f64,
+    pub(super) color: Rgb,
+    /// Seen from behind (over-the-shoulder foreground): no eyes.
+    pub(super) back: bool,
+    /// Index into the shot's characters.
+    pub(super) who: usize,
+}
+
+/// What lies behind the figures.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Backdrop {
+    pub(super) top: Rgb,
+    pub(super) bottom: Rgb,
+    /// Ground from this y down (the gradient darkened).
+    pub(super) horizon: Option<f64>,
+    /// A solid band from the top down to this y (the card's header).
+    pub(super) band: Option<(f64, Rgb)>,
+    /// Soft shadows on the ground: (cx, cy, a, b).
+    pub(super) shadows: Vec<[f64; 4]>,
+    /// Building silhouettes standing on the horizon: (x0, x1, top y).
+    pub(super) skyline: Vec<[f64; 3]>,
+}
+
+pub(super) const EYE: u8 = 25;
+
+pub(super) fn ellipse(cx: f64, cy: f64, a: f64, b: f64) -> String {
+    format!("lt(pow((X-{cx:.1})/{a:.1},2)+pow((Y-{cy:.1})/{b:.1},2),1)")
+}
+
+pub(super) fn circle(cx: f64, cy: f64, r: f64) -> String {
+    format!("lt(hypot(X-{cx:.1},Y-{cy:.1}),{r:.1})")
+}
+
+pub(super) fn bbox(x0: f64, x1: f64, y0: f64, y1: f64) -> String {
+    format!("between(X,{x0:.1},{x1:.1})*between(Y,{y0:.1},{y1:.1})")
+}
+
+/// Inside either eye of `f` (none from behind); the eyes look toward the
+/// middle of the frame.
+pub(super) fn eyes(f: &Figure, canvas_w: f64) -> String {
+    if f.back {
+        return "0".into();
+    }
+    let off_centre = f.cx - canvas_w / 2.0;
+    let look = if off_centre.abs() > 1.0 {
+        -0.12 * f.r * off_centre.signum()
+    } else {
+        0.0
+    };
+    let (ex, ey, er) = (f.cx + look, f.head_y - 0.1 * f.r, 0.12 * f.r);
+    format!(
+        "lt(min(hypot(X-{:.1},Y-{ey:.1}),hypot(X-{:.1},Y-{ey:.1})),{er:.1})",
+        ex - 0.35 * f.r,
+        ex + 0.35 * f.r
+    )
+}
+
+/// One statement painting `f` into var 0 for colour channel `k`: a bounding
+/// box test first (cheap, and `if` is lazy), then eye, head, outline, body.
+pub(super) fn figure_stmt(f: &Figure, canvas_w: f64, k: usize) -> String {
+    let r = f.r;
+    let body_y = f.head_y + 4.0 * r;
+    let o = (0.03 * r).max(2.0);
+    // A face is the colour lightened; the back of a head is hair, darker.
+    let light = if f.back {
+        scale(f.color, 0.7)
+    } else {
+        mix(f.color, [255; 3], 0.6)
+    }[k];
+    let dark = scale(f.color, 0.35)[k];
+    let eyes = eyes(f, canvas_w);
+    let test = bbox(
+        f.cx - 1.5 * r - o,
+        f.cx + 1.5 * r + o,
+        f.head_y - r - o,
+        body_y + 3.2 * r + o,
+    );
+    format!(
+        "if({test},if({eyes},st(0,{EYE}),if({},st(0,{light}),if({},st(0,{dark}),if({},st(0,{}),if({},st(0,{dark})))))))",
+        circle(f.cx, f.head_y, r),
+        circle(f.cx, f.head_y, r + o),
+        ellipse(f.cx, body_y, 1.5 * r, 3.2 * r),
+        f.color[k],
+        ellipse(f.cx, body_y, 1.5 * r + o, 3.2 * r + o),
+    )
+}
+
+/// The expression for colour channel `k`: background, then figures back to front.
+pub(super) fn channel_expr(bd: &Backdrop, figures: &[Figure], canvas_w: f64, k: usize) -> String {
+    let (top, bottom) = (bd.top[k] as i32, bd.bottom[k] as i32);
+    let mut stmts = vec![format!("st(0,{top}+{}*Y/H)", bottom - top)];
+    if let Some(y) = bd.horizon {
+        stmts.push(format!("if(gte(Y,{y:.1}),st(0,ld(0)*0.62))"));
+        for &[x0, x1, top] in &bd.skyline {
+            stmts.push(format!("if({},st(0,ld(0)*0.55))", bbox(x0, x1, top, y)));
+        }
+    }
+    if let Some((y, c)) = bd.band {
+        stmts.push(format!("if(lt(Y,{y:.1}),st(0,{}))", c[k]));
+    }
+    for &[cx, cy, a, b] in &bd.shadows {
+        let test = bbox(cx - a, cx + a, cy - b, cy + b);
+        stmts.push(format!("if({test},if({},st(0,ld(0)*0.7)))", ellipse(cx, cy, a, b)));
+    }
+    stmts.extend(figures.iter().map(|f| figure_stmt(f, canvas_w, k)));
+    stmts.push("ld(0)".into());
+    stmts.join(";")
+}
+
+/// `geq=r='…':g='…':b='…'` (quoted: `,` and `;` are literal inside).
+pub(super) fn geq_filter(bd: &Backdrop, figures: &[Figure], canvas_w: f64) -> String {
+    let [r, g, b] = [0, 1, 2].map(|k| channel_expr(bd, figures, canvas_w, k));
+    format!("geq=r='{r}':g='{g}':b='{b}'")
+}
