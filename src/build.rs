@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::state::{Materialized, NodeState};
+use crate::cache::state::{Materialized, NodeState, mtime_ns};
 use crate::cache::{Cache, Manifest, OutputFile};
 use crate::engines::Runs;
 use crate::exec::{self, ExecError, Job, JobInput};
@@ -142,6 +141,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
     let progress = Progress::new(opts.verbose, &session.graph.pools);
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
 
+    // What the last build left, checked on disk once and in parallel (the
+    // no-op build's system time is these stats).
+    let intact: Vec<bool> = {
+        use rayon::prelude::*;
+        let s: &Session = session;
+        nodes.par_iter().map(|&g| s.intact(g)).collect()
+    };
     let mut facts: Vec<Option<InputFact>> = vec![None; nodes.len()];
     let mut outputs: Vec<Vec<OutputFile>> = vec![Vec::new(); nodes.len()];
     let mut status: Vec<Option<Status>> = vec![None; nodes.len()];
@@ -162,7 +168,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 let g = nodes[l];
                 let key = KeyMaterial::key_of(&session.graph, g, simulated, |i| facts[local[&i]].as_ref())
                     .expect("ready nodes have all inputs");
-                if let Some(hit) = session.lookup(g, &key) {
+                if let Some(hit) = session.lookup(g, &key, intact[l]) {
                     let rebuilt_input = inputs[l].iter().any(|&i| status[i] == Some(Status::Built));
                     let st = if hit.same_as_last && rebuilt_input {
                         Status::Cutoff
@@ -170,10 +176,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                         Status::Cached
                     };
                     let node = &session.graph.nodes[g];
-                    let materialized = materialize(&shared.cache, &shared.out, node, &hit.outputs, &session.state.out);
-                    for (rel, m) in materialized {
-                        session.state.out.insert(rel, m);
-                        session.state.dirty = true;
+                    if !(hit.same_as_last && intact[l]) {
+                        let materialized =
+                            materialize(&shared.cache, &shared.out, node, &hit.outputs, &session.state.out);
+                        for (rel, m) in materialized {
+                            session.state.out.insert(rel, m);
+                            session.state.dirty = true;
+                        }
                     }
                     if !hit.same_as_last {
                         session.state.nodes.insert(
@@ -554,10 +563,6 @@ fn materialize(
         }
     }
     done
-}
-
-fn mtime_ns(meta: &fs::Metadata) -> i128 {
-    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
 }
 
 /// Copy via a temp file and rename, so `out/` never holds half a file.

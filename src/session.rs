@@ -109,11 +109,13 @@ impl Session {
 
     /// A cached result for `node` under `key`: from the last build's state
     /// when it matches, else from the action cache.
-    pub fn lookup(&self, node: usize, key: &str) -> Option<Hit> {
+    /// `intact`: [`Session::intact`] already said the last build's outputs
+    /// are all in place, so they need no second look.
+    pub fn lookup(&self, node: usize, key: &str, intact: bool) -> Option<Hit> {
         let id = &self.graph.nodes[node].id;
         if let Some(s) = self.state.nodes.get(id)
             && s.key == key
-            && self.cache.has_outputs(&s.outputs)
+            && (intact || self.cache.has_outputs(&s.outputs))
         {
             return Some(Hit {
                 fact: InputFact {
@@ -132,6 +134,25 @@ impl Session {
             outputs: m.outputs,
             same_as_last: false,
         })
+    }
+
+    /// Whether everything the last build left for `node` is still in place:
+    /// its objects in the cache and its copies under `out/`, unchanged.
+    pub fn intact(&self, node: usize) -> bool {
+        let n = &self.graph.nodes[node];
+        let Some(s) = self.state.nodes.get(&n.id) else {
+            return false;
+        };
+        self.cache.has_outputs(&s.outputs)
+            && s.outputs.iter().all(|o| {
+                let rel = format!("{}.{}", n.out_stem, o.suffix);
+                self.state.out.get(&rel).is_some_and(|m| {
+                    m.hash == o.hash
+                        && std::fs::metadata(self.layout.out.join(&rel)).is_ok_and(|meta| {
+                            meta.len() == m.size && crate::cache::state::mtime_ns(&meta) == m.mtime_ns
+                        })
+                })
+            })
     }
 
     /// The key material this node was last built with, if known.
@@ -175,7 +196,7 @@ impl Session {
                 }
                 Some(material) => {
                     let key = material.key();
-                    if let Some(hit) = self.lookup(n, &key) {
+                    if let Some(hit) = self.lookup(n, &key, false) {
                         facts.insert(n, hit.fact);
                         Reason::Fresh
                     } else {

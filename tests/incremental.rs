@@ -232,3 +232,18 @@ fn targets_select_parts_of_an_episode() {
     let bad = p.run(&["build", "ep01/s09", "--profile", "sim"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+#[test]
+fn out_files_deleted_or_edited_are_restored_without_rebuilding() {
+    let p = TestProject::example("tiny");
+    p.build(&[]).ok();
+    let episode = p.path("out/ep01/ep01.mp4");
+    let voice = p.path("out/ep01/s01/sh01/voice-1.wav");
+    let original = std::fs::read(&voice).unwrap();
+    std::fs::remove_file(&episode).unwrap();
+    std::fs::write(&voice, b"scribbled over").unwrap();
+    let b = p.build(&[]).ok();
+    assert_eq!(b.total("built"), 0);
+    assert!(episode.is_file(), "the episode is copied out again");
+    assert_eq!(std::fs::read(&voice).unwrap(), original, "the edited copy is restored");
+}

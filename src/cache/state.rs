@@ -28,6 +28,12 @@ pub struct Materialized {
     pub mtime_ns: i128,
 }
 
+/// A file's modification time in nanoseconds, as [`Materialized`] records it.
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub nodes: HashMap<String, NodeState>,
