@@ -69,8 +69,9 @@ pub async fn character_card(job: &Job, cancel: &CancellationToken) -> Result<Pro
     })
 }
 
-/// A storyboard frame: the 1.25× plate (no text; the camera move films it)
-/// and the review panel (the plate at frame size, name tags and caption).
+/// A storyboard frame: the 1.25× plate (figures with name tags; the camera
+/// move films it) and the review panel (the plate at frame size and the
+/// caption).
 pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let font = tools::need(&job.tools.font, "the Noto Sans CJK font", "fonts-noto-cjk")?;
     let font = filter_value(font.as_str());
@@ -79,10 +80,20 @@ pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produce
     let (pw, ph) = plate_size(w, h);
     let (figures, horizon) = layout(&board.shot_type, &board.angle, &board.cast, pw as f64, ph as f64);
     let backdrop = board_backdrop(&board, &figures, horizon, (pw as f64, ph as f64));
+    // Name tags go on the plate, so viewers of the animatic can tell who is
+    // who; they move with the camera like the figures they label.
+    let mut plate_chain = vec![geq_filter(&backdrop, &figures, pw as f64)];
+    for (i, tag) in name_tags(&board, &figures, pw as f64, ph as f64, true)
+        .iter()
+        .enumerate()
+    {
+        let file = write(job, &format!("tag-{i}.txt"), &tag.text)?;
+        plate_chain.push(tag_filter(&font, &file, tag, pw));
+    }
     let graph = format!(
         "[0:v]{},split=2[plate][p2];[p2]{}[panel]",
-        geq_filter(&backdrop, &figures, pw as f64),
-        panel_chain(job, &board, &figures, &font, (w, h))?
+        plate_chain.join(","),
+        panel_chain(job, &board, &font, (w, h))?
     );
     let (plate, panel) = (scratch(job, "plate.png"), scratch(job, "panel.png"));
     let cmd = ffmpeg(job)?
@@ -98,20 +109,10 @@ pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produce
     })
 }
 
-/// The panel from the plate: scaled to the frame, a name tag per figure and
-/// the caption, each text in its own file.
-fn panel_chain(
-    job: &Job,
-    board: &Board,
-    figures: &[Figure],
-    font: &str,
-    (w, h): (u32, u32),
-) -> Result<String, ExecError> {
+/// The panel from the (tagged) plate: scaled to the frame, with the caption
+/// from its own file.
+fn panel_chain(job: &Job, board: &Board, font: &str, (w, h): (u32, u32)) -> Result<String, ExecError> {
     let mut chain = vec![format!("scale={w}:{h}:flags=bicubic")];
-    for (i, tag) in name_tags(board, figures, w as f64, h as f64).iter().enumerate() {
-        let file = write(job, &format!("tag-{i}.txt"), &tag.text)?;
-        chain.push(tag_filter(font, &file, tag, w));
-    }
     let size = (CAPTION_SIZE * w as f64 / 960.0).round();
     let text = caption(board, size, CAPTION_WIDTH * w as f64 / 960.0);
     let file = write(job, "caption.txt", &text)?;

@@ -22,8 +22,14 @@ pub(super) struct Tag {
 /// One tag per figure in view: on the chest of a large figure, above the
 /// head of a small one; kept clear of the caption at the bottom, and a row
 /// lower than a neighbour it would overlap.
-pub(super) fn name_tags(board: &Board, figures: &[Figure], w: f64, h: f64) -> Vec<Tag> {
-    let k = w / plate_size(w as u32, h as u32).0 as f64;
+/// Name tags for figures laid out on the plate, on a canvas `w` × `h` that
+/// is the plate itself or the frame-size panel.
+pub(super) fn name_tags(board: &Board, figures: &[Figure], w: f64, h: f64, on_plate: bool) -> Vec<Tag> {
+    let k = if on_plate {
+        1.0
+    } else {
+        w / plate_size(w as u32, h as u32).0 as f64
+    };
     let size = (24.0 * w / 960.0).round();
     let mut tags: Vec<Tag> = figures
         .iter()
