@@ -45,6 +45,28 @@ fn fake_jellyfin(status: &str) -> (u16, mpsc::Receiver<(String, String)>) {
     (port, rx)
 }
 
+/// The tiny example published to `<project>/library` with a fake Jellyfin
+/// answering `status`: the library path, the run, and the request seen.
+fn publish_with_jellyfin(
+    status: &str,
+) -> (
+    TestProject,
+    std::path::PathBuf,
+    std::process::Output,
+    mpsc::Receiver<(String, String)>,
+) {
+    let p = TestProject::example("tiny");
+    let (port, requests) = fake_jellyfin(status);
+    with_jellyfin(&p, port);
+    let library = p.path("library");
+    let out = p
+        .command(&["publish", "ep01", "--to", library.to_str().unwrap(), "--profile", "sim"])
+        .env("STUDIO_TEST_JELLYFIN", "s3cret")
+        .output()
+        .unwrap();
+    (p, library, out, requests)
+}
+
 fn with_jellyfin(p: &TestProject, port: u16) {
     p.edit(
         "studio.yaml",
@@ -55,15 +77,7 @@ fn with_jellyfin(p: &TestProject, port: u16) {
 
 #[test]
 fn publish_lays_out_the_library_and_asks_jellyfin_to_rescan() {
-    let p = TestProject::example("tiny");
-    let (port, requests) = fake_jellyfin("204 No Content");
-    with_jellyfin(&p, port);
-    let library = p.path("library");
-    let out = p
-        .command(&["publish", "ep01", "--to", library.to_str().unwrap(), "--profile", "sim"])
-        .env("STUDIO_TEST_JELLYFIN", "s3cret")
-        .output()
-        .unwrap();
+    let (_p, library, out, requests) = publish_with_jellyfin("204 No Content");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let season = library.join("Tiny/Season 01");
@@ -85,15 +99,7 @@ fn publish_lays_out_the_library_and_asks_jellyfin_to_rescan() {
 
 #[test]
 fn a_failed_rescan_is_reported_after_the_files_are_placed() {
-    let p = TestProject::example("tiny");
-    let (port, _requests) = fake_jellyfin("500 Internal Server Error");
-    with_jellyfin(&p, port);
-    let library = p.path("library");
-    let out = p
-        .command(&["publish", "ep01", "--to", library.to_str().unwrap(), "--profile", "sim"])
-        .env("STUDIO_TEST_JELLYFIN", "s3cret")
-        .output()
-        .unwrap();
+    let (_p, library, out, _requests) = publish_with_jellyfin("500 Internal Server Error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("rescan failed") && stderr.contains("500"), "{stderr}");
