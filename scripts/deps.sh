@@ -16,6 +16,7 @@ need_cmd fluidsynth fluidsynth
 need_file /usr/share/sounds/sf2/FluidR3_GM.sf2 fluid-soundfont-gm
 need_file /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc fonts-noto-cjk
 need_cmd python3 python3   # ../shared/tools/media-report, used by tests when present
+need_cmd pgrep procps      # tests check that no tool outlives an interrupted build
 
 if [ ${#packages[@]} -eq 0 ]; then
     exit 0

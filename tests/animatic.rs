@@ -240,3 +240,46 @@ fn media_report(file: &Path) -> Option<serde_json::Value> {
     let tool = Path::new(common::REPO).join("../shared/tools/media-report");
     tool.is_file().then(|| media::media_report(&tool, file))
 }
+
+/// Ctrl-C during real media work: ffmpeg children are killed with the
+/// build, no scratch directory is left behind, and the next build resumes.
+#[test]
+fn ctrl_c_kills_running_tools_and_leaves_no_scratch() {
+    let p = TestProject::example("tiny");
+    let child = p.spawn(&["build", "ep01"]);
+    let scratch = p.path("cache/tmp");
+    // Wait until a tool is running in a job's scratch directory.
+    let started = std::time::Instant::now();
+    while !running_in(&scratch) {
+        assert!(started.elapsed().as_secs() < 60, "no tool started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    signal(child.id(), "-INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!running_in(&scratch), "a tool outlived the build");
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+    let resumed = animatic_build(&p).ok();
+    assert!(resumed.total("built") > 0);
+}
+
+/// Whether any process has `dir` on its command line.
+#[allow(clippy::disallowed_methods)]
+fn running_in(dir: &Path) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", dir.to_str().unwrap()])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[allow(clippy::disallowed_methods)]
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
