@@ -7,9 +7,16 @@ use camino::Utf8Path;
 
 /// Write `bytes` to `path` so that a reader sees the old file or the whole new one.
 pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_via(path.parent().unwrap_or(Utf8Path::new(".")), path, bytes)
+}
+
+/// [`write_atomic`] with the temporary file in `tmp_dir` (same filesystem),
+/// so a crash leaves nothing but complete files in `path`'s directory.
+pub fn write_atomic_via(tmp_dir: &Utf8Path, path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Utf8Path::new("."));
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    fs::create_dir_all(tmp_dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -28,7 +28,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::graph::key::KeyMaterial;
-use atomic::{sync_dir, write_atomic};
+use atomic::{sync_dir, write_atomic_via};
 
 /// One file a node produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +138,8 @@ impl Cache {
     /// Record a manifest; its objects must already be in the store.
     pub fn record(&self, key: &str, manifest: &Manifest) -> io::Result<()> {
         debug_assert!(self.has_outputs(&manifest.outputs));
-        write_atomic(
+        write_atomic_via(
+            &self.dir.join("tmp"),
             &self.ac_path(key),
             &serde_json::to_vec_pretty(manifest).expect("manifest serializes"),
         )
@@ -152,6 +153,7 @@ impl Cache {
     /// Every action-cache key.
     pub fn keys(&self) -> Vec<String> {
         walk(self.dir.join("ac"))
+            .filter(|p| p.extension() == Some("json"))
             .filter_map(|p| p.file_stem().map(str::to_string))
             .collect()
     }
