@@ -24,11 +24,17 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout of the project at `root`, made absolute: jobs run in their
+    /// scratch directory, so every path they get must be.
     pub fn new(root: &Utf8Path) -> Layout {
+        let root = std::path::absolute(root)
+            .ok()
+            .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+            .unwrap_or_else(|| root.to_owned());
         Layout {
-            root: root.to_owned(),
             cache: root.join("cache"),
             out: root.join("out"),
+            root,
         }
     }
 
@@ -69,7 +75,7 @@ impl Session {
             source,
         })?;
         let mut index = SourceIndex::load(&layout.cache.join("sources.json"));
-        let (project, spans) = project::load(root, profile, &mut index)?;
+        let (project, spans) = project::load(&layout.root, profile, &mut index)?;
         let mut graph = graph::build::build(&project, &spans, cpu_slots)?;
         // Real CPU jobs key on the tools that run them.
         let tools = if project.profile.simulate.is_some() {

@@ -254,7 +254,7 @@ fn ctrl_c_kills_running_tools_and_leaves_no_scratch() {
         assert!(started.elapsed().as_secs() < 60, "no tool started");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    signal(child.id(), "-INT");
+    common::signal(child.id(), "-INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -272,14 +272,4 @@ fn running_in(dir: &Path) -> bool {
         .args(["-f", dir.to_str().unwrap()])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-#[allow(clippy::disallowed_methods)]
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
 }

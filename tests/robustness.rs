@@ -17,16 +17,6 @@ fn with_failures(p: &TestProject, failures: &str) {
     );
 }
 
-#[allow(clippy::disallowed_methods)]
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
 #[test]
 fn kill_9_mid_build_loses_nothing_finished_and_trusts_nothing_broken() {
     let p = TestProject::sample().time_scale(0.0003);
@@ -34,7 +24,7 @@ fn kill_9_mid_build_loses_nothing_finished_and_trusts_nothing_broken() {
     for delay_ms in [400, 900, 1500] {
         let mut child = p.spawn(&["build", "ep01", "--profile", "sim", "--json"]);
         sleep(Duration::from_millis(delay_ms));
-        signal(child.id(), "-9");
+        common::signal(child.id(), "-9");
         let _ = child.wait();
         p.assert_cache_sound();
         // Every action-cache entry is whole JSON naming objects that exist.
@@ -80,7 +70,7 @@ fn ctrl_c_stops_cleanly_and_the_next_build_resumes() {
     let p = TestProject::sample().time_scale(0.0005);
     let child = p.spawn(&["build", "ep01", "--profile", "sim"]);
     sleep(Duration::from_millis(1200));
-    signal(child.id(), "-INT");
+    common::signal(child.id(), "-INT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");

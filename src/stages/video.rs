@@ -41,8 +41,8 @@ const FFV1: [&str; 12] = [
 /// rolled for a dutch angle, at plate size / 1.25, exactly
 /// `timing::frames(duration)` frames.
 pub async fn camera_move(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let plate = absolute(input(job, "image")?.main())?;
-    let (w, h) = png_size(&plate)?;
+    let plate = input(job, "image")?.main();
+    let (w, h) = png_size(plate)?;
     let frames = timing::frames(param_f64(job, "duration", 4.0)).max(1);
     let roll = if param_str(job, "angle") == "dutch" {
         DUTCH_DEGREES
@@ -56,7 +56,7 @@ pub async fn camera_move(job: &Job, cancel: &CancellationToken) -> Result<Produc
     };
     let chain = camera_chain(Move::from_motion(param_str(job, "motion")), &shot);
     let out = scratch(job, "raw.mkv");
-    let cmd = encode(job, &plate, &chain, frames, &out)?;
+    let cmd = encode(job, plate, &chain, frames, &out)?;
     exec(job, &cmd, cancel).await?;
     produced(&out, "ffmpeg")?;
     Ok(video(out, frames))
@@ -71,7 +71,7 @@ pub async fn shot_video(job: &Job, cancel: &CancellationToken) -> Result<Produce
     for voice in inputs_with(job, "voice:") {
         voices.push(match voice.duration {
             Some(d) => d,
-            None => probe_duration(job, &absolute(voice.main())?, cancel).await?,
+            None => probe_duration(job, voice.main(), cancel).await?,
         });
     }
     let frames = timing::shot_frames(param_f64(job, "duration", 4.0), &voices);
@@ -82,7 +82,7 @@ pub async fn shot_video(job: &Job, cancel: &CancellationToken) -> Result<Produce
         saturation: param_f64(job, "saturation", 1.0),
     };
     let out = scratch(job, "shot.mkv");
-    let cmd = encode(job, &absolute(source.main())?, &shot_chain(&grade), frames, &out)?;
+    let cmd = encode(job, source.main(), &shot_chain(&grade), frames, &out)?;
     exec(job, &cmd, cancel).await?;
     produced(&out, "ffmpeg")?;
     Ok(video(out, frames))
@@ -91,7 +91,7 @@ pub async fn shot_video(job: &Job, cancel: &CancellationToken) -> Result<Produce
 /// The exact last frame of a video, as PNG: decode the last half second and
 /// keep overwriting one image, so the last decoded frame remains.
 pub async fn last_frame(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let source = absolute(input(job, "video")?.main())?;
+    let source = input(job, "video")?.main();
     let out = scratch(job, "last_frame.png");
     let cmd = ffmpeg(job)?.args(["-sseof", "-0.5", "-i", source.as_str()]).args([
         "-an",
@@ -140,15 +140,6 @@ fn check_fps(job: &Job) -> Result<(), ExecError> {
         )));
     }
     Ok(())
-}
-
-/// `path` made absolute: cache paths may be relative to studio's working
-/// directory, while tools run in the scratch directory.
-fn absolute(path: &Utf8Path) -> Result<Utf8PathBuf, ExecError> {
-    std::path::absolute(path)
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .ok_or_else(|| ExecError::Permanent(format!("cannot make {path} an absolute path")))
 }
 
 /// Round to the nearest even number of pixels (at least 2): yuv420p needs even sizes.

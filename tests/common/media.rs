@@ -152,45 +152,42 @@ pub fn sound_onsets(path: &Path) -> Vec<f64> {
     onsets
 }
 
-/// MD5 of a stream's packets (`v` or `a`), to compare streams across files.
-pub fn stream_md5(path: &Path, kind: &str) -> String {
+/// Run ffmpeg and return what it wrote to stdout.
+fn ffmpeg_stdout(args: &[&str]) -> String {
     let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-i",
-            path.to_str().unwrap(),
-            "-map",
-            &format!("0:{kind}:0"),
-            "-c",
-            "copy",
-            "-f",
-            "md5",
-            "-",
-        ])
+        .args(["-v", "error"])
+        .args(args)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// MD5 of a stream's packets (`v` or `a`), to compare streams across files.
+pub fn stream_md5(path: &Path, kind: &str) -> String {
+    let map = format!("0:{kind}:0");
+    ffmpeg_stdout(&[
+        "-i",
+        path.to_str().unwrap(),
+        "-map",
+        &map,
+        "-c",
+        "copy",
+        "-f",
+        "md5",
+        "-",
+    ])
+    .trim()
+    .to_string()
 }
 
 /// The first subtitle track of an MP4, as SRT text.
 pub fn subtitle_track(path: &Path) -> String {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-i",
-            path.to_str().unwrap(),
-            "-map",
-            "0:s:0",
-            "-f",
-            "srt",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    ffmpeg_stdout(&["-i", path.to_str().unwrap(), "-map", "0:s:0", "-f", "srt", "-"])
 }
 
 /// SRT cues: (start seconds, text without word joiners).
