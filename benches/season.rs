@@ -103,6 +103,7 @@ fn main() {
     let opts = Options {
         keep_going: false,
         verbose: false,
+        ..Options::default()
     };
     let report = runtime.block_on(build(&mut session, &nodes, &opts, Default::default()));
     assert!(report.ok(), "season build failed: {:?}", report.totals);

@@ -5,17 +5,19 @@
 //! done, from their output hashes, so a rebuild that yields the same bytes
 //! stops the wave (early cutoff).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cache::state::{Materialized, NodeState, mtime_ns};
+use crate::cache::remote::Remote;
 use crate::cache::{Cache, Manifest, OutputFile};
 use crate::engines::Runs;
 use crate::exec::{self, ExecError, Job, JobInput};
@@ -23,13 +25,20 @@ use crate::graph::key::{InputFact, KeyMaterial};
 use crate::graph::{Node, NodeKind, Pool};
 use crate::progress::Progress;
 use crate::sched::Scheduler;
-use crate::session::Session;
+use crate::session::{Hit, Session};
 
-#[derive(Debug, Clone)]
+/// How to build.
+#[derive(Clone, Default)]
 pub struct Options {
     pub keep_going: bool,
     /// Draw progress bars and print per-node lines on stderr.
     pub verbose: bool,
+    /// The shared cache behind the local one.
+    pub remote: Option<Arc<Remote>>,
+    /// Jobs running in this process, shared by successive builds (watch mode).
+    pub inflight: Arc<InFlight>,
+    /// Lets a newer build (watch mode) stop this one.
+    pub supersede: Option<Arc<Supersede>>,
 }
 
 /// What happened to a node in this build.
@@ -40,6 +49,8 @@ pub enum Status {
     Built,
     /// Its key was found in the cache.
     Cached,
+    /// Its key was found in the remote cache and fetched.
+    Fetched,
     /// An input was rebuilt this run, but to the same bytes, so its key did
     /// not change: the wave stopped here.
     Cutoff,
@@ -68,6 +79,7 @@ pub struct NodeRecord {
 pub struct Totals {
     pub built: usize,
     pub cached: usize,
+    pub fetched: usize,
     pub cutoff: usize,
     pub failed: usize,
     pub skipped: usize,
@@ -79,13 +91,79 @@ pub struct Report {
     pub records: Vec<NodeRecord>,
     pub totals: Totals,
     pub interrupted: bool,
+    /// A newer build took over (watch mode): this one stopped early.
+    pub superseded: bool,
     /// Start and end of each job, seconds since the build began (for benchmarks).
     pub spans: Vec<(usize, f64, f64)>,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.totals.failed == 0 && !self.interrupted && self.totals.skipped == 0
+        self.totals.failed == 0 && !self.interrupted && !self.superseded && self.totals.skipped == 0
+    }
+}
+
+/// Jobs running in this process, by key. A later build (watch mode) that
+/// needs a key still in flight waits for that job instead of running it
+/// again, so a save does not restart work it did not change.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashMap<String, watch::Receiver<bool>>>);
+
+impl InFlight {
+    /// Register `key`; it stays in flight until the guard drops.
+    fn start(self: &Arc<Self>, key: &str) -> InFlightGuard {
+        let (tx, rx) = watch::channel(false);
+        self.0.lock().expect("in-flight map").insert(key.to_string(), rx);
+        InFlightGuard {
+            map: self.clone(),
+            key: key.to_string(),
+            tx,
+        }
+    }
+
+    fn waiter(&self, key: &str) -> Option<watch::Receiver<bool>> {
+        self.0.lock().expect("in-flight map").get(key).cloned()
+    }
+
+    /// How many jobs are running.
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("in-flight map").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct InFlightGuard {
+    map: Arc<InFlight>,
+    key: String,
+    tx: watch::Sender<bool>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut map = self.map.0.lock().expect("in-flight map");
+        if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.tx.subscribe())) {
+            map.remove(&self.key);
+        }
+        drop(map);
+        let _ = self.tx.send(true);
+    }
+}
+
+/// A newer build's wanted keys: jobs whose key is not among them are
+/// cancelled, the rest keep running, and this build returns at once.
+#[derive(Default)]
+pub struct Supersede {
+    wanted: Mutex<Option<HashSet<String>>>,
+    notify: Notify,
+}
+
+impl Supersede {
+    pub fn trigger(&self, wanted: HashSet<String>) {
+        *self.wanted.lock().expect("supersede") = Some(wanted);
+        self.notify.notify_one();
     }
 }
 
@@ -95,6 +173,12 @@ enum Message {
         result: Result<Finished, String>,
         started: f64,
         ended: f64,
+    },
+    /// A local miss looked up elsewhere: a job in flight, or the remote.
+    Resolved {
+        node: usize,
+        manifest: Option<Manifest>,
+        remote: bool,
     },
 }
 
@@ -112,6 +196,59 @@ struct Shared {
     pools: Vec<Pool>,
     tools: Arc<crate::stages::tools::Toolchain>,
     began: Instant,
+    remote: Option<Arc<Remote>>,
+    /// Uploads to the remote, awaited before the build returns.
+    uploads: TaskTracker,
+}
+
+/// Per-node results of one build, indexed like `nodes`.
+struct Books {
+    facts: Vec<Option<InputFact>>,
+    outputs: Vec<Vec<OutputFile>>,
+    status: Vec<Option<Status>>,
+    records: Vec<Option<NodeRecord>>,
+}
+
+impl Books {
+    /// `l` (global node `g`) is done from a cache under `key`: record it,
+    /// materialize its outputs and update the state.
+    #[allow(clippy::too_many_arguments)]
+    fn hit(
+        &mut self,
+        session: &mut Session,
+        shared: &Shared,
+        l: usize,
+        g: usize,
+        key: &str,
+        hit: Hit,
+        intact: bool,
+        status: Status,
+    ) {
+        let node = &session.graph.nodes[g];
+        if !(hit.same_as_last && intact) {
+            let materialized = materialize(&shared.cache, &shared.out, node, &hit.outputs, &session.state.out);
+            for (rel, m) in materialized {
+                session.state.out.insert(rel, m);
+                session.state.dirty = true;
+            }
+        }
+        if !hit.same_as_last {
+            session.state.nodes.insert(
+                node.id.clone(),
+                NodeState {
+                    key: key.to_string(),
+                    content: hit.fact.hash.clone(),
+                    duration: hit.fact.duration,
+                    outputs: hit.outputs.clone(),
+                },
+            );
+            session.state.dirty = true;
+        }
+        self.facts[l] = Some(hit.fact);
+        self.outputs[l] = hit.outputs;
+        self.status[l] = Some(status);
+        self.records[l] = Some(record(node, status, 0.0, node.engine().name, None));
+    }
 }
 
 /// Build `nodes` (a closure, inputs first).
@@ -137,6 +274,8 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         pools: session.graph.pools.clone(),
         tools: session.tools.clone(),
         began,
+        remote: opts.remote.clone(),
+        uploads: TaskTracker::new(),
     });
     let progress = Progress::new(opts.verbose, &session.graph.pools);
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
@@ -148,14 +287,20 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         let s: &Session = session;
         nodes.par_iter().map(|&g| s.intact(g)).collect()
     };
-    let mut facts: Vec<Option<InputFact>> = vec![None; nodes.len()];
-    let mut outputs: Vec<Vec<OutputFile>> = vec![Vec::new(); nodes.len()];
-    let mut status: Vec<Option<Status>> = vec![None; nodes.len()];
-    let mut records: Vec<Option<NodeRecord>> = vec![None; nodes.len()];
+    let mut books = Books {
+        facts: vec![None; nodes.len()],
+        outputs: vec![Vec::new(); nodes.len()],
+        status: vec![None; nodes.len()],
+        records: vec![None; nodes.len()],
+    };
     let mut pending: HashMap<usize, (String, KeyMaterial)> = HashMap::new();
+    // Jobs started by this build: their key and their own cancel token.
+    let mut running: HashMap<usize, (String, CancellationToken)> = HashMap::new();
     let mut spans = Vec::new();
-    let mut failed_any = false;
     let mut interrupted = false;
+    let mut superseded = false;
+    let no_supersede = Arc::new(Supersede::default());
+    let supersede = opts.supersede.clone().unwrap_or(no_supersede);
 
     loop {
         // Classify every node whose inputs are done.
@@ -166,53 +311,56 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             }
             for l in ready {
                 let g = nodes[l];
-                let key = KeyMaterial::key_of(&session.graph, g, simulated, |i| facts[local[&i]].as_ref())
+                let key = KeyMaterial::key_of(&session.graph, g, simulated, |i| books.facts[local[&i]].as_ref())
                     .expect("ready nodes have all inputs");
                 if let Some(hit) = session.lookup(g, &key, intact[l]) {
-                    let rebuilt_input = inputs[l].iter().any(|&i| status[i] == Some(Status::Built));
+                    let rebuilt_input = inputs[l].iter().any(|&i| books.status[i] == Some(Status::Built));
                     let st = if hit.same_as_last && rebuilt_input {
                         Status::Cutoff
                     } else {
                         Status::Cached
                     };
-                    let node = &session.graph.nodes[g];
-                    if !(hit.same_as_last && intact[l]) {
-                        let materialized =
-                            materialize(&shared.cache, &shared.out, node, &hit.outputs, &session.state.out);
-                        for (rel, m) in materialized {
-                            session.state.out.insert(rel, m);
-                            session.state.dirty = true;
-                        }
-                    }
-                    if !hit.same_as_last {
-                        session.state.nodes.insert(
-                            node.id.clone(),
-                            NodeState {
-                                key,
-                                content: hit.fact.hash.clone(),
-                                duration: hit.fact.duration,
-                                outputs: hit.outputs.clone(),
-                            },
-                        );
-                        session.state.dirty = true;
-                    }
-                    facts[l] = Some(hit.fact);
-                    outputs[l] = hit.outputs;
-                    status[l] = Some(st);
-                    records[l] = Some(record(node, st, 0.0, node.engine().name, None));
+                    books.hit(session, &shared, l, g, &key, hit, intact[l], st);
                     progress.cached(st == Status::Cutoff);
                     sched.finish(l, true);
-                } else {
-                    let material = KeyMaterial::of(&session.graph, g, simulated, |i| facts[local[&i]].as_ref())
-                        .expect("ready nodes have all inputs");
-                    pending.insert(l, (key, material));
-                    progress.queued(
-                        session.graph.nodes[nodes[l]].pool,
-                        &session.graph.nodes[nodes[l]].id,
-                        cost[l],
-                    );
-                    sched.enqueue(l);
+                    continue;
                 }
+                let material = KeyMaterial::of(&session.graph, g, simulated, |i| books.facts[local[&i]].as_ref())
+                    .expect("ready nodes have all inputs");
+                // Not here: maybe a job of an earlier build is making it, or
+                // the remote has it.
+                let waiter = opts.inflight.waiter(&key);
+                let remote = shared.remote.clone().filter(|r| r.readable());
+                if waiter.is_some() || remote.is_some() {
+                    let (tx, cache, k) = (tx.clone(), shared.cache.clone(), key.clone());
+                    tokio::spawn(async move {
+                        if let Some(mut w) = waiter {
+                            let _ = w.wait_for(|done| *done).await;
+                            if let Some(m) = cache.lookup(&k) {
+                                let _ = tx.send(Message::Resolved {
+                                    node: l,
+                                    manifest: Some(m),
+                                    remote: false,
+                                });
+                                return;
+                            }
+                        }
+                        let manifest = match remote {
+                            Some(r) => r.fetch(&cache, &k).await,
+                            None => None,
+                        };
+                        let _ = tx.send(Message::Resolved {
+                            node: l,
+                            manifest,
+                            remote: true,
+                        });
+                    });
+                    pending.insert(l, (key, material));
+                    continue;
+                }
+                pending.insert(l, (key, material));
+                progress.queued(session.graph.nodes[g].pool, &session.graph.nodes[g].id, cost[l]);
+                sched.enqueue(l);
             }
         }
         // Start what the pools have room for.
@@ -225,14 +373,14 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 .iter()
                 .map(|i| {
                     let li = local[&i.node];
-                    let fact = facts[li].as_ref().expect("inputs are done");
+                    let fact = books.facts[li].as_ref().expect("inputs are done");
                     JobInput {
                         role: i.role.clone(),
-                        files: outputs[li]
+                        files: books.outputs[li]
                             .iter()
                             .map(|o| (o.suffix.clone(), shared.cache.object_path(&o.hash)))
                             .collect(),
-                        outputs: outputs[li].clone(),
+                        outputs: books.outputs[li].clone(),
                         duration: fact.duration,
                         hash: fact.hash.clone(),
                     }
@@ -241,10 +389,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             progress.started(node.pool, &node.id);
             let tx = tx.clone();
             let shared = shared.clone();
-            let cancel = cancel.clone();
+            let token = cancel.child_token();
+            running.insert(l, (key.clone(), token.clone()));
+            let guard = opts.inflight.start(&key);
             tokio::spawn(async move {
                 let started = shared.began.elapsed().as_secs_f64();
-                let result = run_node(&shared, node, job_inputs, key, material, &cancel).await;
+                let result = run_node(&shared, node, job_inputs, key, material, &token).await;
+                drop(guard);
                 let ended = shared.began.elapsed().as_secs_f64();
                 let _ = tx.send(Message::Finished {
                     node: l,
@@ -262,20 +413,65 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             () = cancel.cancelled(), if !interrupted => {
                 interrupted = true;
                 for l in sched.abandon() {
-                    status[l] = Some(Status::Skipped);
+                    books.status[l] = Some(Status::Skipped);
+                }
+                continue;
+            }
+            () = supersede.notify.notified() => {
+                let wanted = supersede.wanted.lock().expect("supersede").take().unwrap_or_default();
+                for (key, token) in running.values() {
+                    if !wanted.contains(key) {
+                        token.cancel();
+                    }
+                }
+                superseded = true;
+                break;
+            }
+        };
+        let Some(msg) = msg else { break };
+        let (l, result, started, ended) = match msg {
+            Message::Finished {
+                node,
+                result,
+                started,
+                ended,
+            } => (node, result, started, ended),
+            Message::Resolved { node: l, manifest, remote } => {
+                if books.status[l].is_some() {
+                    continue; // abandoned meanwhile
+                }
+                let g = nodes[l];
+                match manifest {
+                    Some(m) => {
+                        let (key, _) = pending.remove(&l).expect("resolving nodes have a key");
+                        let same_as_last = session
+                            .state
+                            .nodes
+                            .get(&session.graph.nodes[g].id)
+                            .is_some_and(|s| s.key == key);
+                        let hit = Hit {
+                            fact: InputFact {
+                                hash: m.content_hash(),
+                                duration: m.duration,
+                            },
+                            outputs: m.outputs,
+                            same_as_last,
+                        };
+                        let st = if remote { Status::Fetched } else { Status::Cached };
+                        books.hit(session, &shared, l, g, &key, hit, false, st);
+                        progress.cached(false);
+                        sched.finish(l, true);
+                    }
+                    None => {
+                        let node = &session.graph.nodes[g];
+                        progress.queued(node.pool, &node.id, cost[l]);
+                        sched.enqueue(l);
+                    }
                 }
                 continue;
             }
         };
-        let Some(Message::Finished {
-            node: l,
-            result,
-            started,
-            ended,
-        }) = msg
-        else {
-            break;
-        };
+        running.remove(&l);
         let g = nodes[l];
         let node = &session.graph.nodes[g];
         match result {
@@ -311,62 +507,57 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                         outputs: m.outputs.clone(),
                     },
                 );
-                facts[l] = Some(fact);
-                outputs[l] = m.outputs.clone();
-                status[l] = Some(Status::Built);
+                books.facts[l] = Some(fact);
+                books.outputs[l] = m.outputs.clone();
+                books.status[l] = Some(Status::Built);
                 let fallback = (m.engine != node.engine().name).then(|| format!("fell back to {}", m.engine));
-                records[l] = Some(record(node, Status::Built, seconds, &m.engine, fallback));
+                books.records[l] = Some(record(node, Status::Built, seconds, &m.engine, fallback));
                 progress.finished(node.pool, &node.id, seconds, &m.engine, None);
                 spans.push((l, started, ended));
                 sched.finish(l, true);
             }
             Err(error) => {
                 let cancelled = error == CANCELLED;
-                status[l] = Some(if cancelled { Status::Skipped } else { Status::Failed });
-                records[l] = Some(record(
-                    node,
-                    status[l].unwrap(),
-                    ended - started,
-                    node.engine().name,
-                    Some(error.clone()),
-                ));
+                let st = if cancelled { Status::Skipped } else { Status::Failed };
+                books.status[l] = Some(st);
+                books.records[l] = Some(record(node, st, ended - started, node.engine().name, Some(error.clone())));
                 if !cancelled {
                     progress.finished(node.pool, &node.id, ended - started, node.engine().name, Some(&error));
-                    failed_any = true;
                 }
                 for s in sched.finish(l, false) {
-                    status[s] = Some(Status::Skipped);
+                    books.status[s] = Some(Status::Skipped);
                 }
                 if !opts.keep_going && !cancelled {
                     for s in sched.abandon() {
-                        status[s] = Some(Status::Skipped);
+                        books.status[s] = Some(Status::Skipped);
                     }
                 }
             }
         }
     }
     progress.clear();
-    let _ = failed_any;
+    // Uploads finish before the build returns (a superseded build leaves
+    // them running; an interrupted one drops them).
+    shared.uploads.close();
+    if !interrupted && !superseded {
+        shared.uploads.wait().await;
+    }
 
     let mut totals = Totals {
         seconds: began.elapsed().as_secs_f64(),
         ..Totals::default()
     };
-    let records: Vec<NodeRecord> = records
+    let records: Vec<NodeRecord> = books
+        .records
         .into_iter()
         .enumerate()
         .map(|(l, r)| {
             let mut r = r.unwrap_or_else(|| {
                 let node = &session.graph.nodes[nodes[l]];
-                record(
-                    node,
-                    status[l].unwrap_or(Status::Skipped),
-                    0.0,
-                    node.engine().name,
-                    None,
-                )
+                let error = superseded.then(|| "superseded by a newer build".to_string());
+                record(node, books.status[l].unwrap_or(Status::Skipped), 0.0, node.engine().name, error)
             });
-            r.output = facts[l].as_ref().map(|f| f.hash.clone());
+            r.output = books.facts[l].as_ref().map(|f| f.hash.clone());
             r
         })
         .collect();
@@ -374,6 +565,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         match r.status {
             Status::Built => totals.built += 1,
             Status::Cached => totals.cached += 1,
+            Status::Fetched => totals.fetched += 1,
             Status::Cutoff => totals.cutoff += 1,
             Status::Failed => totals.failed += 1,
             Status::Skipped => totals.skipped += 1,
@@ -383,6 +575,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         records,
         totals,
         interrupted,
+        superseded,
         spans,
     }
 }
@@ -513,20 +706,27 @@ async fn run_node(
 }
 
 /// Record the manifest and copy the outputs under `out/`.
+/// Then, with a writable remote, upload the result in the background.
 async fn store(shared: &Shared, node: &Node, key: &str, manifest: Manifest) -> Result<Finished, String> {
     let cache = shared.cache.clone();
     let out = shared.out.clone();
     let node = node.clone();
-    let key = key.to_string();
-    tokio::task::spawn_blocking(move || {
-        cache
-            .record(&key, &manifest)
-            .map_err(|e| format!("recording {key}: {e}"))?;
+    let k = key.to_string();
+    let finished = tokio::task::spawn_blocking(move || {
+        cache.record(&k, &manifest).map_err(|e| format!("recording {k}: {e}"))?;
         let materialized = materialize(&cache, &out, &node, &manifest.outputs, &HashMap::new());
-        Ok(Finished { manifest, materialized })
+        Ok::<_, String>(Finished { manifest, materialized })
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())??;
+    if let Some(remote) = shared.remote.clone().filter(|r| r.writable()) {
+        let (cache, key, manifest) = (shared.cache.clone(), key.to_string(), finished.manifest.clone());
+        shared.uploads.spawn(async move {
+            // A failure is reported once by the remote and turns it off.
+            let _ = remote.upload(&cache, &key, &manifest).await;
+        });
+    }
+    Ok(finished)
 }
 
 /// Copy outputs to `out/<stem>.<suffix>` unless already there. Returns what

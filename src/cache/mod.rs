@@ -19,6 +19,7 @@ pub mod atomic;
 pub mod index;
 pub mod learn;
 pub mod lock;
+pub mod remote;
 pub mod state;
 
 use std::fs;
@@ -126,6 +127,21 @@ impl Cache {
         fs::rename(file, &dest)?;
         sync_dir(dir)?;
         Ok((hash, size))
+    }
+
+    /// A temp file in `tmp/`, deleted unless adopted.
+    pub fn temp_file(&self, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new().prefix(prefix).tempfile_in(self.dir.join("tmp"))
+    }
+
+    /// Move a complete, synced file whose hash the caller has checked into
+    /// the store under `hash`.
+    pub fn adopt(&self, file: tempfile::TempPath, hash: &str) -> io::Result<()> {
+        let dest = self.object_path(hash);
+        let dir = dest.parent().expect("object has a parent");
+        fs::create_dir_all(dir)?;
+        file.persist(&dest).map_err(|e| e.error)?;
+        sync_dir(dir)
     }
 
     /// The manifest for `key`, if present, well-formed and all its objects exist.

@@ -4,7 +4,7 @@ use camino::Utf8Path;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_IO, EXIT_OK, out, report};
+use super::{RemoteArgs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_IO, EXIT_OK, out, report};
 use crate::build::{self, Options, Status};
 use crate::cache::lock::BuildLock;
 use crate::graph::explain::Reason;
@@ -29,7 +29,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
+pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Args) -> u8 {
     let targets = if args.targets.is_empty() {
         vec!["all".to_string()]
     } else {
@@ -53,6 +53,7 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         jobs: args.jobs,
         keep_going: args.keep_going,
         json: args.json,
+        remote: remote.clone(),
     };
     match build_targets(root, profile, &request) {
         Ok(built) => built.code,
@@ -67,6 +68,7 @@ pub(super) struct Request {
     pub keep_going: bool,
     /// JSON records on stdout instead of progress on stderr.
     pub json: bool,
+    pub remote: RemoteArgs,
 }
 
 /// A finished build: the session after it and its exit code.
@@ -96,9 +98,12 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         .build()
         .expect("tokio runtime");
     let cancel = CancellationToken::new();
+    let remote = req.remote.open(session.project.remote.as_ref())?;
     let opts = Options {
         keep_going: req.keep_going,
         verbose: !req.json,
+        remote: remote.clone(),
+        ..Options::default()
     };
     let report = runtime.block_on(async {
         let c = cancel.clone();
@@ -114,6 +119,11 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         build::build(&mut session, &nodes, &opts, cancel).await
     });
     runtime.shutdown_background();
+    if let Some(r) = &remote
+        && let Err(e) = crate::cache::remote::save_stats(&session.cache, r)
+    {
+        eprintln!("warning: saving remote cache statistics: {e}");
+    }
 
     let sources: std::collections::HashMap<String, String> = session
         .project
@@ -177,9 +187,14 @@ fn print_report(report: &build::Report, as_json: bool) {
         "failed"
     };
     eprintln!(
-        "{word}: {} built, {} cached, {} cut off, {} failed, {} skipped in {}",
+        "{word}: {} built, {} cached, {}{} cut off, {} failed, {} skipped in {}",
         t.built,
         t.cached,
+        if t.fetched > 0 {
+            format!("{} fetched from the remote cache, ", t.fetched)
+        } else {
+            String::new()
+        },
         t.cutoff,
         t.failed,
         t.skipped,

@@ -16,10 +16,12 @@ mod status;
 mod why;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Parser, Subcommand};
 
+use crate::cache::remote::{Mode, Remote, RemoteConfig};
 use crate::project::Diagnostics;
 use crate::session::{OpenError, Session};
 
@@ -38,6 +40,8 @@ pub struct Cli {
     /// The profile to build with (default: `profiles.default` in studio.yaml).
     #[arg(short, long, global = true)]
     profile: Option<String>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +68,41 @@ enum Command {
     Export(export::Args),
 }
 
+/// The remote cache, from the command line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RemoteArgs {
+    /// The remote cache (overrides `cache.remote` in studio.yaml):
+    /// http://host/prefix, s3://bucket/prefix, gs://, az:// or file:///dir.
+    #[arg(long, global = true, value_name = "URL")]
+    remote: Option<String>,
+    /// read-write, read-only or off (overrides `cache.mode`).
+    #[arg(long, global = true, value_name = "MODE")]
+    remote_mode: Option<Mode>,
+}
+
+impl RemoteArgs {
+    /// The remote to use: the command line over studio.yaml.
+    pub fn config(&self, project: Option<&RemoteConfig>) -> Option<RemoteConfig> {
+        let url = self.remote.clone().or_else(|| project.map(|p| p.url.clone()))?;
+        let mode = self.remote_mode.or(project.map(|p| p.mode)).unwrap_or(Mode::ReadWrite);
+        Some(RemoteConfig { url, mode })
+    }
+
+    /// Open the remote, if one is configured and not off.
+    pub fn open(&self, project: Option<&RemoteConfig>) -> Result<Option<Arc<Remote>>, u8> {
+        let Some(config) = self.config(project) else {
+            return Ok(None);
+        };
+        match Remote::open(&config) {
+            Ok(r) => Ok(r.map(Arc::new)),
+            Err(msg) => {
+                eprintln!("error: remote cache: {msg}");
+                Err(EXIT_INVALID)
+            }
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = match project_root(cli.project.as_deref()) {
@@ -75,14 +114,14 @@ pub fn main() -> ExitCode {
     };
     let profile = cli.profile.as_deref();
     let code = match cli.command {
-        Command::Build(args) => build::run(&root, profile, args),
+        Command::Build(args) => build::run(&root, profile, &cli.remote, args),
         Command::Why(args) => why::run(&root, profile, args),
         Command::Graph(args) => graph::run(&root, profile, args),
         Command::Status(args) => status::run(&root, profile, args),
         Command::Gc => housekeeping::gc(&root),
         Command::Clean(args) => housekeeping::clean(&root, args),
         Command::Engines => housekeeping::engines(),
-        Command::Publish(args) => publish::run(&root, profile, args),
+        Command::Publish(args) => publish::run(&root, profile, &cli.remote, args),
         Command::Export(args) => export::run(&root, profile, args),
     };
     ExitCode::from(code)

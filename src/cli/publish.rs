@@ -6,7 +6,7 @@ use std::fs;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::build::{Request, build_targets};
-use super::{EXIT_FAILED, EXIT_INVALID, EXIT_IO, EXIT_OK};
+use super::{EXIT_FAILED, EXIT_INVALID, EXIT_IO, EXIT_OK, RemoteArgs};
 use crate::cache::OutputFile;
 use crate::engines::ServiceKind;
 use crate::session::Session;
@@ -23,7 +23,7 @@ pub struct Args {
     jobs: Option<usize>,
 }
 
-pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
+pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Args) -> u8 {
     if args.episode.contains('/') || args.episode.contains(':') {
         eprintln!(
             "error: publish takes an episode id such as ep01, not `{}`",
@@ -36,6 +36,7 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         jobs: args.jobs,
         keep_going: false,
         json: false,
+        remote: remote.clone(),
     };
     let built = match build_targets(root, profile, &request) {
         Ok(b) if b.code == EXIT_OK => b,

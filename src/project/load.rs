@@ -17,6 +17,7 @@ use super::raw::*;
 use super::rules::{self, Rules};
 use super::vocab::{Angle, Mood, Position, ShotType, TimeOfDay, Transition};
 use crate::cache::index::SourceIndex;
+use crate::cache::remote::{Mode, RemoteConfig};
 use crate::engines::ServiceKind;
 use crate::graph::kind::NodeKind;
 
@@ -52,6 +53,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     let characters = characters(&studio, &raw.characters, &mut errors);
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
+    let remote = remote_cache(&studio, &raw.cache, &mut errors);
     let profile = select_profile(&studio, &raw.profiles, profile)?;
 
     // Rules for the selected profile.
@@ -189,6 +191,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
         characters,
         episodes,
         executors,
+        remote,
         profile,
         rules,
         sources,
@@ -351,6 +354,43 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
         });
     }
     out
+}
+
+/// `cache:`: a URL studio can open, and a known mode.
+fn remote_cache(file: &SourceFile, raw: &RawCacheConfig, errors: &mut Collector) -> Option<RemoteConfig> {
+    let mode = match &raw.mode {
+        None => Mode::ReadWrite,
+        Some(m) => match m.value.parse::<Mode>() {
+            Ok(mode) => mode,
+            Err(msg) => {
+                errors.push(
+                    ProjectError::at(file, "cache::mode", msg)
+                        .label_loc(file, &m.referenced, "here")
+                        .help("`mode:` is read-write (fetch and upload), read-only (fetch only) or off"),
+                );
+                return None;
+            }
+        },
+    };
+    let url = raw.remote.as_ref()?;
+    let supported = ["http", "https", "s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "file"];
+    let problem = match url::Url::parse(&url.value) {
+        Err(e) => Some(format!("`{}` is not a URL: {e}", url.value)),
+        Ok(u) if !supported.contains(&u.scheme()) => Some(format!("`{}` is not a supported remote cache URL", url.value)),
+        Ok(_) => None,
+    };
+    if let Some(msg) = problem {
+        errors.push(
+            ProjectError::at(file, "cache::remote", msg)
+                .label_loc(file, &url.referenced, "here")
+                .help("use http://host/prefix (an HTTP cache such as nginx with WebDAV), s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir"),
+        );
+        return None;
+    }
+    Some(RemoteConfig {
+        url: url.value.clone(),
+        mode,
+    })
 }
 
 fn select_profile(file: &SourceFile, raw: &RawProfiles, wanted: Option<&str>) -> Result<Profile, Diagnostics> {

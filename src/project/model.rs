@@ -24,6 +24,8 @@ pub struct Project {
     pub characters: Vec<Character>,
     pub episodes: Vec<Episode>,
     pub executors: Vec<Executor>,
+    /// `cache.remote` and `cache.mode` in studio.yaml (`--remote` overrides).
+    pub remote: Option<crate::cache::remote::RemoteConfig>,
     pub profile: Profile,
     pub rules: Rules,
     /// Source files read, relative to the root, with their hashes.

@@ -27,6 +27,21 @@ pub struct RawProject {
     pub executors: Vec<RawExecutor>,
     #[serde(default)]
     pub profiles: RawProfiles,
+    #[serde(default)]
+    pub cache: RawCacheConfig,
+}
+
+/// `cache:` — the shared remote cache behind the local one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheConfig {
+    /// `http(s)://host/prefix` (Bazel HTTP cache layout) or an object store
+    /// URL: `s3://bucket/prefix`, `gs://…`, `az://…`, `file:///dir`.
+    #[serde(default)]
+    pub remote: Option<Spanned<String>>,
+    /// `read-write` (default), `read-only` or `off`.
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
