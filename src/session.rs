@@ -226,6 +226,26 @@ impl Session {
         out
     }
 
+    /// The keys `nodes` (a closure, inputs first) would have if built now,
+    /// as far as the cache can tell: a node whose inputs are not all cached
+    /// has no known key yet. A newer build in watch mode keeps the running
+    /// jobs whose keys are among these.
+    pub fn wanted_keys(&self, nodes: &[usize]) -> std::collections::HashSet<String> {
+        let simulated = self.simulated();
+        let mut facts: std::collections::HashMap<usize, InputFact> = std::collections::HashMap::new();
+        let mut wanted = std::collections::HashSet::new();
+        for &n in nodes {
+            let Some(key) = KeyMaterial::key_of(&self.graph, n, simulated, |i| facts.get(&i)) else {
+                continue;
+            };
+            if let Some(hit) = self.lookup(n, &key, false) {
+                facts.insert(n, hit.fact);
+            }
+            wanted.insert(key);
+        }
+        wanted
+    }
+
     /// The source files that changed since the last build.
     pub fn changed_sources(&self) -> Vec<String> {
         let mut out: Vec<String> = self

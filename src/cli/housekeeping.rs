@@ -17,7 +17,7 @@ pub struct CleanArgs {
     all: bool,
 }
 
-fn lock(root: &Utf8Path) -> Result<BuildLock, u8> {
+pub(super) fn lock(root: &Utf8Path) -> Result<BuildLock, u8> {
     BuildLock::acquire(&root.join("cache"), || {
         eprintln!("waiting for the running build to finish …")
     })

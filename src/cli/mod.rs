@@ -8,6 +8,7 @@
 //! - 130: interrupted (Ctrl-C); finished nodes are kept
 
 mod build;
+mod cache;
 mod export;
 mod graph;
 mod housekeeping;
@@ -66,6 +67,11 @@ enum Command {
     Publish(publish::Args),
     /// Write an episode's screenplay in another format (Fountain).
     Export(export::Args),
+    /// The local cache and the shared remote cache: stats, push, pull.
+    Cache {
+        #[command(subcommand)]
+        command: cache::Command,
+    },
 }
 
 /// The remote cache, from the command line.
@@ -123,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Engines => housekeeping::engines(),
         Command::Publish(args) => publish::run(&root, profile, &cli.remote, args),
         Command::Export(args) => export::run(&root, profile, args),
+        Command::Cache { command } => cache::run(&root, profile, &cli.remote, command),
     };
     ExitCode::from(code)
 }
