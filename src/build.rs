@@ -93,6 +93,10 @@ pub struct Report {
     pub interrupted: bool,
     /// A newer build took over (watch mode): this one stopped early.
     pub superseded: bool,
+    /// When superseded: the running jobs cancelled because their key
+    /// changed, and those left running for the newer build.
+    pub cancelled: Vec<String>,
+    pub kept: Vec<String>,
     /// Start and end of each job, seconds since the build began (for benchmarks).
     pub spans: Vec<(usize, f64, f64)>,
 }
@@ -299,6 +303,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
     let mut spans = Vec::new();
     let mut interrupted = false;
     let mut superseded = false;
+    let (mut cancelled, mut kept) = (Vec::new(), Vec::new());
     let no_supersede = Arc::new(Supersede::default());
     let supersede = opts.supersede.clone().unwrap_or(no_supersede);
 
@@ -419,9 +424,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             }
             () = supersede.notify.notified() => {
                 let wanted = supersede.wanted.lock().expect("supersede").take().unwrap_or_default();
-                for (key, token) in running.values() {
-                    if !wanted.contains(key) {
+                for (&l, (key, token)) in &running {
+                    let id = session.graph.nodes[nodes[l]].id.clone();
+                    if wanted.contains(key) {
+                        kept.push(id);
+                    } else {
                         token.cancel();
+                        cancelled.push(id);
                     }
                 }
                 superseded = true;
@@ -576,6 +585,8 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         totals,
         interrupted,
         superseded,
+        cancelled,
+        kept,
         spans,
     }
 }

@@ -125,21 +125,7 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         eprintln!("warning: saving remote cache statistics: {e}");
     }
 
-    let sources: std::collections::HashMap<String, String> = session
-        .project
-        .sources
-        .iter()
-        .map(|(p, h)| (p.to_string(), h.clone()))
-        .collect();
-    if sources != session.state.sources {
-        session.state.sources = sources;
-        session.state.dirty = true;
-    }
-    let saved = session
-        .state
-        .save(&session.layout.state_file())
-        .and_then(|()| session.durations.save(&session.layout.cache.join("durations.json")))
-        .and_then(|()| session.index.save(&session.layout.cache.join("sources.json")));
+    let saved = save_session(&mut session);
     drop(lock);
     print_report(&report, req.json);
     let code = match saved {
@@ -154,7 +140,27 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
     Ok(Built { session, code })
 }
 
-fn print_report(report: &build::Report, as_json: bool) {
+/// Save what a build learned: the sources it saw, the state, the learned
+/// durations and the source index.
+pub(super) fn save_session(session: &mut Session) -> std::io::Result<()> {
+    let sources: std::collections::HashMap<String, String> = session
+        .project
+        .sources
+        .iter()
+        .map(|(p, h)| (p.to_string(), h.clone()))
+        .collect();
+    if sources != session.state.sources {
+        session.state.sources = sources;
+        session.state.dirty = true;
+    }
+    session
+        .state
+        .save(&session.layout.state_file())
+        .and_then(|()| session.durations.save(&session.layout.cache.join("durations.json")))
+        .and_then(|()| session.index.save(&session.layout.cache.join("sources.json")))
+}
+
+pub(super) fn print_report(report: &build::Report, as_json: bool) {
     let t = &report.totals;
     if as_json {
         let mut text = String::new();

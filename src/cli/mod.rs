@@ -13,7 +13,9 @@ mod export;
 mod graph;
 mod housekeeping;
 mod publish;
+mod serve;
 mod status;
+mod watch;
 mod why;
 
 use std::process::ExitCode;
@@ -51,6 +53,8 @@ pub struct Cli {
 enum Command {
     /// Build targets: `ep01`, `ep01/s02`, `ep01/s02/sh03`, `all`, or a node id.
     Build(build::Args),
+    /// Build, then rebuild what each save makes stale (Ctrl-C to stop).
+    Watch(watch::Args),
     /// Say why a node is stale: which input or parameter changed, from what to what.
     Why(why::Args),
     /// Print the graph of a target as Graphviz dot, Mermaid or JSON.
@@ -121,6 +125,7 @@ pub fn main() -> ExitCode {
     let profile = cli.profile.as_deref();
     let code = match cli.command {
         Command::Build(args) => build::run(&root, profile, &cli.remote, args),
+        Command::Watch(args) => watch::run(&root, profile, &cli.remote, args),
         Command::Why(args) => why::run(&root, profile, args),
         Command::Graph(args) => graph::run(&root, profile, args),
         Command::Status(args) => status::run(&root, profile, args),
@@ -168,11 +173,16 @@ fn report_open_error(e: OpenError) -> u8 {
 }
 
 /// Print every mistake; a single one stands alone, several get a summary.
-fn report(mut d: Diagnostics) {
+fn report(d: Diagnostics) {
+    eprintln!("{}", render(d));
+}
+
+/// The text [`report`] prints.
+fn render(mut d: Diagnostics) -> String {
     if d.errors.len() == 1 {
-        eprintln!("{:?}", miette::Report::new(d.errors.remove(0)));
+        format!("{:?}", miette::Report::new(d.errors.remove(0)))
     } else {
-        eprintln!("{:?}", miette::Report::new(d));
+        format!("{:?}", miette::Report::new(d))
     }
 }
 

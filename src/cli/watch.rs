@@ -1,0 +1,476 @@
+//! `studio watch`: build, then rebuild what each save makes stale.
+//!
+//! The project folder is watched (folders, not files: editors save by
+//! writing a temp file and renaming it), bursts of events are debounced, and
+//! a batch counts as a change only if a source file's content changed. A
+//! change during a build supersedes it: running jobs whose key the change
+//! altered are cancelled, the others keep running and the next build waits
+//! for them instead of starting them again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use notify_debouncer_full::notify::event::ModifyKind;
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::build::{print_report, save_session};
+use super::{EXIT_INTERRUPTED, EXIT_IO, RemoteArgs, out};
+use crate::build::{self, InFlight, Options, Status, Supersede};
+use crate::cache::lock::BuildLock;
+use crate::graph::NodeKind;
+use crate::session::{OpenError, Session};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to build (default: every episode with a screenplay).
+    #[arg(value_name = "TARGET")]
+    targets: Vec<String>,
+    /// CPU jobs at once (default: the number of cores).
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// Milliseconds of quiet after a save before rebuilding.
+    #[arg(long, default_value_t = 200)]
+    debounce: u64,
+    /// Serve the latest episode and a status JSON on 127.0.0.1:PORT (0: any free port).
+    #[arg(long, value_name = "PORT")]
+    serve: Option<u16>,
+    /// Print one JSON event per line on stdout instead of progress on stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Folders under the root that are studio's own output, never sources.
+const IGNORED: [&str; 4] = ["cache", "out", "target", ".git"];
+
+pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Args) -> u8 {
+    let Ok(_lock) = BuildLock::acquire(&root.join("cache"), || {
+        eprintln!("waiting: another studio build of this project holds {root}/cache/lock …");
+    }) else {
+        eprintln!("error: cannot lock {root}/cache/lock");
+        return EXIT_IO;
+    };
+    let targets = if args.targets.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        args.targets.clone()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let watch = Watch {
+        root: root.to_owned(),
+        profile: profile.map(str::to_string),
+        targets,
+        args,
+        remote: remote.clone(),
+        status: Arc::new(std::sync::Mutex::new(json!({"state": "starting", "generation": 0}))),
+    };
+    let code = runtime.block_on(watch.run());
+    runtime.shutdown_background();
+    code
+}
+
+struct Watch {
+    root: Utf8PathBuf,
+    profile: Option<String>,
+    targets: Vec<String>,
+    args: Args,
+    remote: RemoteArgs,
+    /// What `--serve` answers at /status.json.
+    status: Arc<std::sync::Mutex<Value>>,
+}
+
+type Sources = Vec<(Utf8PathBuf, String)>;
+
+impl Watch {
+    async fn run(self) -> u8 {
+        let (tx, mut events) = mpsc::unbounded_channel::<DebounceEventResult>();
+        let mut debouncer = match new_debouncer(Duration::from_millis(self.args.debounce), None, move |r| {
+            let _ = tx.send(r);
+        }) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: cannot watch {}: {e}", self.root);
+                return EXIT_IO;
+            }
+        };
+        let mut watched = BTreeSet::new();
+        if let Err(e) = self.watch_folders(&mut debouncer, &mut watched) {
+            eprintln!("error: cannot watch {}: {e}", self.root);
+            return EXIT_IO;
+        }
+        if let Some(port) = self.args.serve {
+            match super::serve::start(port, self.root.join("out"), self.status.clone()).await {
+                Ok(addr) => self.emit(json!({"type": "serving", "url": format!("http://{addr}/")}), || {
+                    format!("serving the latest episode at http://{addr}/")
+                }),
+                Err(e) => {
+                    eprintln!("error: cannot serve on 127.0.0.1:{port}: {e}");
+                    return EXIT_IO;
+                }
+            }
+        }
+        let watched_list: Vec<&Utf8PathBuf> = watched.iter().collect();
+        self.emit(json!({"type": "watching", "paths": watched_list}), || {
+            format!("watching {} (Ctrl-C to stop)", self.root)
+        });
+
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                }
+            }
+        });
+
+        let inflight = Arc::new(InFlight::default());
+        let mut last_good: Option<Sources> = None;
+        let mut generation = 0u64;
+        let mut next = self.open_reporting();
+        loop {
+            let (mut session, nodes) = match next.take() {
+                Some(s) => s,
+                None => match self
+                    .wait_for_change(&mut events, &mut debouncer, &mut watched, &cancel, last_good.as_ref())
+                    .await
+                {
+                    Some(s) => s,
+                    None => return EXIT_INTERRUPTED,
+                },
+            };
+            let sources = session.project.sources.clone();
+            last_good = Some(sources.clone());
+            let remote = self.remote.open(session.project.remote.as_ref()).unwrap_or(None);
+            generation += 1;
+            self.update_status(|v| {
+                v["state"] = json!("building");
+                v["generation"] = json!(generation);
+                v["error"] = Value::Null;
+            });
+            self.emit(json!({"type": "started", "generation": generation}), || {
+                format!("build {generation}: {} nodes", nodes.len())
+            });
+            let supersede = Arc::new(Supersede::default());
+            let opts = Options {
+                keep_going: true,
+                verbose: !self.args.json,
+                remote: remote.clone(),
+                inflight: inflight.clone(),
+                supersede: Some(supersede.clone()),
+            };
+            let (report, changed) = {
+                let fut = build::build(&mut session, &nodes, &opts, cancel.clone());
+                tokio::pin!(fut);
+                loop {
+                    tokio::select! {
+                        report = &mut fut => break (report, false),
+                        Some(batch) = events.recv() => {
+                            if !self.is_change(batch, &mut debouncer, &mut watched, &sources) {
+                                continue;
+                            }
+                            // Validate the new project and plan it, then stop this build.
+                            match self.open() {
+                                Ok((probe, probe_nodes)) => {
+                                    supersede.trigger(probe.wanted_keys(&probe_nodes));
+                                    break ((&mut fut).await, true);
+                                }
+                                Err(text) => self.invalid(&text),
+                            }
+                        }
+                    }
+                }
+            };
+            if let Err(e) = save_session(&mut session) {
+                eprintln!("error: saving build state: {e}");
+            }
+            if let Some(r) = &remote
+                && let Err(e) = crate::cache::remote::save_stats(&session.cache, r)
+            {
+                eprintln!("warning: saving remote cache statistics: {e}");
+            }
+            self.finished(generation, &session, &nodes, &report);
+            if report.interrupted {
+                return EXIT_INTERRUPTED;
+            }
+            drop(session);
+            if changed {
+                // Reopen now that the state is saved.
+                next = self.open_reporting();
+            }
+        }
+    }
+
+    /// Watch the root's own files and every folder below it but studio's
+    /// outputs, each recursively. Called again after each change, to pick up
+    /// new folders.
+    fn watch_folders(
+        &self,
+        debouncer: &mut notify_debouncer_full::Debouncer<
+            notify_debouncer_full::notify::RecommendedWatcher,
+            notify_debouncer_full::RecommendedCache,
+        >,
+        watched: &mut BTreeSet<Utf8PathBuf>,
+    ) -> notify_debouncer_full::notify::Result<()> {
+        if watched.insert(self.root.clone()) {
+            debouncer.watch(&self.root, RecursiveMode::NonRecursive)?;
+        }
+        for entry in self.root.read_dir_utf8()?.flatten() {
+            let name = entry.file_name();
+            if IGNORED.contains(&name) || name.starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
+            let path = entry.path().to_owned();
+            if watched.insert(path.clone()) {
+                debouncer.watch(&path, RecursiveMode::Recursive)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a batch of events changed a source: some path outside
+    /// studio's outputs changed, and the project's source hashes differ from
+    /// `current`'s.
+    fn is_change(
+        &self,
+        batch: DebounceEventResult,
+        debouncer: &mut notify_debouncer_full::Debouncer<
+            notify_debouncer_full::notify::RecommendedWatcher,
+            notify_debouncer_full::RecommendedCache,
+        >,
+        watched: &mut BTreeSet<Utf8PathBuf>,
+        current: &Sources,
+    ) -> bool {
+        let events = match batch {
+            Ok(events) => events,
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("warning: watching {}: {e}", self.root);
+                }
+                return false;
+            }
+        };
+        let mut paths = BTreeSet::new();
+        // Reads (ours included: loading the project opens every source) and
+        // metadata-only changes are not saves.
+        let saves = events.iter().filter(|e| {
+            !e.kind.is_access() && !matches!(e.kind, EventKind::Modify(ModifyKind::Metadata(_)))
+        });
+        for event in saves {
+            for p in &event.paths {
+                let Some(rel) = p.strip_prefix(&self.root).ok().and_then(|r| Utf8Path::from_path(r)) else {
+                    continue;
+                };
+                let first = rel.components().next().map_or("", |c| c.as_str());
+                if !IGNORED.contains(&first) && !rel.as_str().is_empty() {
+                    paths.insert(rel.to_owned());
+                }
+            }
+        }
+        if paths.is_empty() {
+            return false;
+        }
+        let _ = self.watch_folders(debouncer, watched);
+        let sources = self.current_sources();
+        if sources.as_ref() == Some(current) {
+            let list: Vec<&Utf8PathBuf> = paths.iter().collect();
+            self.emit(json!({"type": "unchanged", "paths": list}), || {
+                "saved, but no source changed".to_string()
+            });
+            return false;
+        }
+        let changed: Vec<String> = match &sources {
+            Some(new) => changed_paths(current, new),
+            None => paths.iter().map(ToString::to_string).collect(),
+        };
+        self.emit(json!({"type": "change", "paths": changed}), || {
+            format!("changed: {}", changed.join(", "))
+        });
+        true
+    }
+
+    /// Wait, between builds, for a save that yields a valid, changed project.
+    async fn wait_for_change(
+        &self,
+        events: &mut mpsc::UnboundedReceiver<DebounceEventResult>,
+        debouncer: &mut notify_debouncer_full::Debouncer<
+            notify_debouncer_full::notify::RecommendedWatcher,
+            notify_debouncer_full::RecommendedCache,
+        >,
+        watched: &mut BTreeSet<Utf8PathBuf>,
+        cancel: &CancellationToken,
+        last_good: Option<&Sources>,
+    ) -> Option<(Session, Vec<usize>)> {
+        let none = Sources::new();
+        let current = last_good.unwrap_or(&none);
+        loop {
+            let batch = tokio::select! {
+                b = events.recv() => b?,
+                () = cancel.cancelled() => return None,
+            };
+            if !self.is_change(batch, debouncer, watched, current) {
+                continue;
+            }
+            match self.open() {
+                Ok(s) => return Some(s),
+                Err(text) => self.invalid(&text),
+            }
+        }
+    }
+
+    /// The project's source files and hashes as they are now, if it loads.
+    fn current_sources(&self) -> Option<Sources> {
+        let mut index = crate::cache::index::SourceIndex::load(&self.root.join("cache/sources.json"));
+        crate::project::load(&self.root, self.profile.as_deref(), &mut index)
+            .ok()
+            .map(|(p, _)| p.sources)
+    }
+
+    /// Open the project and select the targets, or the diagnostic text.
+    fn open(&self) -> Result<(Session, Vec<usize>), String> {
+        let session = Session::open(&self.root, self.profile.as_deref(), super::cpu_slots(self.args.jobs))
+            .map_err(|e| match e {
+                OpenError::Project(d) => super::render(d),
+                e @ OpenError::Cache { .. } => format!("{:?}", miette::Report::new(e)),
+            })?;
+        let nodes = session.select(&self.targets).map_err(super::render)?;
+        Ok((session, nodes))
+    }
+
+    fn open_reporting(&self) -> Option<(Session, Vec<usize>)> {
+        self.open().map_err(|text| self.invalid(&text)).ok()
+    }
+
+    /// A save broke the project: show why, keep the last good outputs, keep watching.
+    fn invalid(&self, text: &str) {
+        eprintln!("{text}");
+        self.update_status(|v| {
+            v["state"] = json!("invalid");
+            v["error"] = json!(text);
+        });
+        if self.args.json {
+            out(&format!("{}\n", json!({"type": "invalid", "error": text})));
+        } else {
+            eprintln!("[watch] the project has mistakes; out/ keeps the last good build; waiting for the next save");
+        }
+    }
+
+    fn finished(&self, generation: u64, session: &Session, nodes: &[usize], report: &build::Report) {
+        let ids = |s: Status| -> Vec<&str> {
+            report
+                .records
+                .iter()
+                .filter(|r| r.status == s)
+                .map(|r| r.id.as_str())
+                .collect()
+        };
+        let state = if report.superseded {
+            "superseded"
+        } else if report.interrupted {
+            "interrupted"
+        } else if report.ok() {
+            "done"
+        } else {
+            "failed"
+        };
+        let episodes: Vec<Value> = nodes
+            .iter()
+            .map(|&n| &session.graph.nodes[n])
+            .filter(|n| n.kind == NodeKind::Episode)
+            .filter_map(|n| {
+                let s = session.state.nodes.get(&n.id)?;
+                let o = s.outputs.iter().find(|o| o.suffix == "mp4")?;
+                Some(json!({"id": n.id, "url": format!("/out/{}.mp4", n.out_stem), "hash": o.hash}))
+            })
+            .collect();
+        let event = json!({
+            "type": "build",
+            "generation": generation,
+            "state": state,
+            "built": ids(Status::Built),
+            "fetched": ids(Status::Fetched),
+            "failed": ids(Status::Failed),
+            "cancelled": report.cancelled,
+            "kept": report.kept,
+            "totals": report.totals,
+            "episodes": episodes,
+        });
+        let mut status = event.clone();
+        status["updated"] = json!(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        );
+        self.set_status(status);
+        if self.args.json {
+            out(&format!("{event}\n"));
+            return;
+        }
+        if report.superseded {
+            eprintln!(
+                "[watch] build {generation} superseded: cancelled {} job(s) whose inputs changed, kept {} running",
+                report.cancelled.len(),
+                report.kept.len()
+            );
+            return;
+        }
+        print_report(report, false);
+        let built = ids(Status::Built);
+        if !built.is_empty() {
+            eprintln!("[watch] rebuilt: {}", built.join(", "));
+        }
+        eprintln!("[watch] waiting for changes …");
+    }
+
+    fn set_status(&self, v: Value) {
+        *self.status.lock().expect("status") = v;
+    }
+
+    /// Change some fields, keeping the last build's episodes.
+    fn update_status(&self, f: impl FnOnce(&mut Value)) {
+        f(&mut self.status.lock().expect("status"));
+    }
+
+    /// An event: a JSON line on stdout with --json, else a line on stderr.
+    fn emit(&self, event: Value, human: impl FnOnce() -> String) {
+        if self.args.json {
+            out(&format!("{event}\n"));
+        } else {
+            eprintln!("[watch] {}", human());
+        }
+    }
+}
+
+/// Sources added, removed or changed between two loads.
+fn changed_paths(old: &Sources, new: &Sources) -> Vec<String> {
+    let old: BTreeSet<(&Utf8PathBuf, &String)> = old.iter().map(|(p, h)| (p, h)).collect();
+    let new: BTreeSet<(&Utf8PathBuf, &String)> = new.iter().map(|(p, h)| (p, h)).collect();
+    let paths: BTreeSet<String> = old.symmetric_difference(&new).map(|(p, _)| p.to_string()).collect();
+    paths.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_paths_lists_edits_additions_and_removals() {
+        let s = |v: &[(&str, &str)]| -> Sources { v.iter().map(|(p, h)| ((*p).into(), (*h).into())).collect() };
+        let old = s(&[("studio.yaml", "a"), ("episodes/ep01.yaml", "b"), ("rules/x.yaml", "c")]);
+        let new = s(&[("studio.yaml", "a"), ("episodes/ep01.yaml", "B"), ("rules/y.yaml", "d")]);
+        assert_eq!(
+            changed_paths(&old, &new),
+            vec!["episodes/ep01.yaml", "rules/x.yaml", "rules/y.yaml"]
+        );
+        assert!(changed_paths(&old, &old).is_empty());
+    }
+}
