@@ -16,8 +16,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cache::state::{Materialized, NodeState, mtime_ns};
 use crate::cache::remote::Remote;
+use crate::cache::state::{Materialized, NodeState, mtime_ns};
 use crate::cache::{Cache, Manifest, OutputFile};
 use crate::engines::Runs;
 use crate::exec::{self, ExecError, Job, JobInput};
@@ -148,7 +148,10 @@ struct InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         let mut map = self.map.0.lock().expect("in-flight map");
-        if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.tx.subscribe())) {
+        if map
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+        {
             map.remove(&self.key);
         }
         drop(map);
@@ -445,7 +448,11 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 started,
                 ended,
             } => (node, result, started, ended),
-            Message::Resolved { node: l, manifest, remote } => {
+            Message::Resolved {
+                node: l,
+                manifest,
+                remote,
+            } => {
                 if books.status[l].is_some() {
                     continue; // abandoned meanwhile
                 }
@@ -529,7 +536,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 let cancelled = error == CANCELLED;
                 let st = if cancelled { Status::Skipped } else { Status::Failed };
                 books.status[l] = Some(st);
-                books.records[l] = Some(record(node, st, ended - started, node.engine().name, Some(error.clone())));
+                books.records[l] = Some(record(
+                    node,
+                    st,
+                    ended - started,
+                    node.engine().name,
+                    Some(error.clone()),
+                ));
                 if !cancelled {
                     progress.finished(node.pool, &node.id, ended - started, node.engine().name, Some(&error));
                 }
@@ -564,7 +577,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             let mut r = r.unwrap_or_else(|| {
                 let node = &session.graph.nodes[nodes[l]];
                 let error = superseded.then(|| "superseded by a newer build".to_string());
-                record(node, books.status[l].unwrap_or(Status::Skipped), 0.0, node.engine().name, error)
+                record(
+                    node,
+                    books.status[l].unwrap_or(Status::Skipped),
+                    0.0,
+                    node.engine().name,
+                    error,
+                )
             });
             r.output = books.facts[l].as_ref().map(|f| f.hash.clone());
             r

@@ -131,7 +131,9 @@ impl Cache {
 
     /// A temp file in `tmp/`, deleted unless adopted.
     pub fn temp_file(&self, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
-        tempfile::Builder::new().prefix(prefix).tempfile_in(self.dir.join("tmp"))
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(self.dir.join("tmp"))
     }
 
     /// Move a complete, synced file whose hash the caller has checked into

@@ -4,7 +4,7 @@ use camino::Utf8Path;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{RemoteArgs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_IO, EXIT_OK, out, report};
+use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_IO, EXIT_OK, RemoteArgs, out, report};
 use crate::build::{self, Options, Status};
 use crate::cache::lock::BuildLock;
 use crate::graph::explain::Reason;

@@ -34,10 +34,7 @@ pub async fn start(port: u16, out: Utf8PathBuf, status: Arc<Mutex<Value>>) -> st
 
 async fn status_json(State(status): State<Arc<Mutex<Value>>>) -> impl IntoResponse {
     let v = status.lock().expect("status").clone();
-    (
-        [(axum::http::header::CACHE_CONTROL, "no-store")],
-        axum::Json(v),
-    )
+    ([(axum::http::header::CACHE_CONTROL, "no-store")], axum::Json(v))
 }
 
 async fn page() -> Html<&'static str> {

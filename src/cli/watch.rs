@@ -262,9 +262,9 @@ impl Watch {
         let mut paths = BTreeSet::new();
         // Reads (ours included: loading the project opens every source) and
         // metadata-only changes are not saves.
-        let saves = events.iter().filter(|e| {
-            !e.kind.is_access() && !matches!(e.kind, EventKind::Modify(ModifyKind::Metadata(_)))
-        });
+        let saves = events
+            .iter()
+            .filter(|e| !e.kind.is_access() && !matches!(e.kind, EventKind::Modify(ModifyKind::Metadata(_))));
         for event in saves {
             for p in &event.paths {
                 let Some(rel) = p.strip_prefix(&self.root).ok().and_then(|r| Utf8Path::from_path(r)) else {
@@ -337,11 +337,12 @@ impl Watch {
 
     /// Open the project and select the targets, or the diagnostic text.
     fn open(&self) -> Result<(Session, Vec<usize>), String> {
-        let session = Session::open(&self.root, self.profile.as_deref(), super::cpu_slots(self.args.jobs))
-            .map_err(|e| match e {
+        let session = Session::open(&self.root, self.profile.as_deref(), super::cpu_slots(self.args.jobs)).map_err(
+            |e| match e {
                 OpenError::Project(d) => super::render(d),
                 e @ OpenError::Cache { .. } => format!("{:?}", miette::Report::new(e)),
-            })?;
+            },
+        )?;
         let nodes = session.select(&self.targets).map_err(super::render)?;
         Ok((session, nodes))
     }

@@ -373,10 +373,14 @@ fn remote_cache(file: &SourceFile, raw: &RawCacheConfig, errors: &mut Collector)
         },
     };
     let url = raw.remote.as_ref()?;
-    let supported = ["http", "https", "s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "file"];
+    let supported = [
+        "http", "https", "s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "file",
+    ];
     let problem = match url::Url::parse(&url.value) {
         Err(e) => Some(format!("`{}` is not a URL: {e}", url.value)),
-        Ok(u) if !supported.contains(&u.scheme()) => Some(format!("`{}` is not a supported remote cache URL", url.value)),
+        Ok(u) if !supported.contains(&u.scheme()) => {
+            Some(format!("`{}` is not a supported remote cache URL", url.value))
+        }
         Ok(_) => None,
     };
     if let Some(msg) = problem {

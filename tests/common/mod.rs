@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 pub mod media;
+pub mod servers;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -119,6 +120,46 @@ impl TestProject {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// Run `studio ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(String, String)]) -> Run {
+        let out = self
+            .command(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `studio build --json --profile sim ARGS` with extra environment, parsed.
+    pub fn build_env(&self, args: &[&str], env: &[(String, String)]) -> Build {
+        let mut all = vec!["build", "--json", "--profile", "sim"];
+        all.extend_from_slice(args);
+        Build::parse(self.run_env(&all, env))
+    }
+
+    /// Every file under `rel` (relative path → blake3), to compare trees.
+    pub fn tree(&self, rel: &str) -> BTreeMap<String, String> {
+        fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+            for e in fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else {
+                    let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                    out.insert(rel, blake3::hash(&fs::read(&p).unwrap()).to_hex().to_string());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.path(rel), &self.path(rel), &mut out);
+        out
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {

@@ -64,9 +64,7 @@ impl HttpRemote {
             .map_err(|e| transport(&e))?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(
-                resp.bytes_stream().map_err(|e| transport(&e)).boxed(),
-            )),
+            s if s.is_success() => Ok(Some(resp.bytes_stream().map_err(|e| transport(&e)).boxed())),
             s => Err(RemoteError(format!("GET {path}: HTTP {s}"))),
         }
     }

@@ -63,7 +63,9 @@ impl std::str::FromStr for Mode {
             "read-write" => Ok(Mode::ReadWrite),
             "read-only" => Ok(Mode::ReadOnly),
             "off" => Ok(Mode::Off),
-            other => Err(format!("unknown remote cache mode `{other}`: use read-write, read-only or off")),
+            other => Err(format!(
+                "unknown remote cache mode `{other}`: use read-write, read-only or off"
+            )),
         }
     }
 }
@@ -410,7 +412,9 @@ impl Remote {
             if !refused && self.backend.head(&path).await? {
                 continue;
             }
-            self.backend.put_file(&path, &cache.object_path(&o.hash), o.size).await?;
+            self.backend
+                .put_file(&path, &cache.object_path(&o.hash), o.size)
+                .await?;
             self.counters.objects_up.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes_up.fetch_add(o.size, Ordering::Relaxed);
         }

@@ -9,11 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use camino::Utf8Path;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::buffered::BufWriter;
-use object_store::path::Path;
 use object_store::aws::AmazonS3ConfigKey;
 use object_store::azure::AzureConfigKey;
+use object_store::buffered::BufWriter;
 use object_store::gcp::GoogleConfigKey;
+use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, RetryConfig,
 };
@@ -45,7 +45,10 @@ impl StoreRemote {
         let plain_http = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT", "AZURE_STORAGE_ENDPOINT"]
             .iter()
             .any(|v| std::env::var(v).is_ok_and(|e| e.starts_with("http://")));
-        let mut client = vec![(ClientConfigKey::ConnectTimeout, "5s"), (ClientConfigKey::Timeout, "600s")];
+        let mut client = vec![
+            (ClientConfigKey::ConnectTimeout, "5s"),
+            (ClientConfigKey::Timeout, "600s"),
+        ];
         // An `http://` endpoint (a local MinIO, moto or Azurite) needs plain HTTP allowed.
         if plain_http {
             client.push((ClientConfigKey::AllowHttp, "true"));
@@ -84,7 +87,11 @@ impl StoreRemote {
                     })
                     .map_err(|e| format!("cannot use {}: {e}", dir.display()));
             }
-            other => return Err(format!("`{url}`: {other:?} is not a supported remote cache; use http(s)://, s3://, gs://, az:// or file://")),
+            other => {
+                return Err(format!(
+                    "`{url}`: {other:?} is not a supported remote cache; use http(s)://, s3://, gs://, az:// or file://"
+                ));
+            }
         };
         let store = built.map_err(|e| format!("cannot open {url}: {e}"))?;
         Ok(StoreRemote { store, prefix })
