@@ -190,7 +190,7 @@ fn rebuilds_each_save_survives_a_broken_one_and_debounces_bursts() {
     // The watcher's result is the one a clean build of the final text gives.
     drop(w);
     let clean = TestProject::example("tiny");
-    clean.write("rules/audio.yaml", &p.read("rules/audio.yaml"));
+    clean.write("episodes/ep01.yaml", &p.read("episodes/ep01.yaml"));
     clean.build(&[]).ok();
     assert_eq!(
         std::fs::read(clean.path("out/ep01/ep01.mp4")).unwrap(),
