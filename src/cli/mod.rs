@@ -14,6 +14,7 @@ mod housekeeping;
 mod publish;
 mod status;
 mod why;
+mod write;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,8 @@ enum Command {
     Publish(publish::Args),
     /// Write an episode's screenplay in another format (Fountain).
     Export(export::Args),
+    /// Write a screenplay with the LLM, or regenerate a scene's shots or some dialogue.
+    Write(write::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Engines => housekeeping::engines(),
         Command::Publish(args) => publish::run(&root, profile, args),
         Command::Export(args) => export::run(&root, profile, args),
+        Command::Write(args) => write::run(&root, profile, args),
     };
     ExitCode::from(code)
 }
