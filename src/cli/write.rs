@@ -81,7 +81,8 @@ pub(super) fn write_missing(root: &Utf8Path, profile: Option<&str>, targets: &[S
     }
     let missing: Vec<String> = targets
         .iter()
-        .filter_map(|t| t.split('/').next())
+        // `ep02`, `ep02/s01`, or a node id such as `publish:ep02`.
+        .filter_map(|t| t.rsplit(':').next().and_then(|t| t.split('/').next()))
         .filter(|ep| project.episode(ep).is_some_and(|e| e.screenplay.is_none()))
         .map(str::to_string)
         .collect();

@@ -52,9 +52,9 @@ pub enum WriteError {
     Target(String),
 }
 
-impl From<ProjectError> for WriteError {
-    fn from(e: ProjectError) -> Self {
-        WriteError::Project(e.into())
+impl From<Box<ProjectError>> for WriteError {
+    fn from(e: Box<ProjectError>) -> Self {
+        WriteError::Project((*e).into())
     }
 }
 

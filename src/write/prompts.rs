@@ -63,12 +63,12 @@ impl Templates {
     }
 
     /// Render template `name` with `ctx`.
-    pub fn render(&self, name: &str, ctx: &Value) -> Result<String, ProjectError> {
+    pub fn render(&self, name: &str, ctx: &Value) -> Result<String, Box<ProjectError>> {
         let (_, file) = self.files.iter().find(|(n, _)| *n == name).expect("a known template");
         environment()
             .render_named_str(file.name.as_str(), &file.text, ctx)
             .map(|s| s.trim().to_string())
-            .map_err(|e| template_error(file, &e))
+            .map_err(|e| Box::new(template_error(file, &e)))
     }
 }
 

@@ -27,7 +27,7 @@ struct TimelineFile {
     characters: Vec<CharacterArc>,
 }
 
-fn read(root: &Utf8Path, episode: &str) -> Result<Option<TimelineFile>, ProjectError> {
+fn read(root: &Utf8Path, episode: &str) -> Result<Option<TimelineFile>, Box<ProjectError>> {
     let rel = path(episode);
     let Ok(text) = std::fs::read_to_string(root.join(&rel)) else {
         return Ok(None);
@@ -35,7 +35,7 @@ fn read(root: &Utf8Path, episode: &str) -> Result<Option<TimelineFile>, ProjectE
     let file = SourceFile::new(Utf8Path::new(&rel), text);
     serde_saphyr::from_str(&file.text)
         .map(Some)
-        .map_err(|e| yaml_error(&file, &e))
+        .map_err(|e| Box::new(yaml_error(&file, &e)))
 }
 
 /// What the episodes before `episode` hand to its prompts: each one's
@@ -45,7 +45,7 @@ pub fn history(project: &Project, episode: &str) -> Result<(Vec<Previous>, Vec<C
     let mut previous = Vec::new();
     let mut latest = Vec::new();
     for ep in project.episodes.iter().take_while(|e| e.id != episode) {
-        let summary = match read(&project.root, &ep.id)? {
+        let summary = match read(&project.root, &ep.id).map_err(|e| Diagnostics::from(*e))? {
             Some(t) => {
                 if !t.characters.is_empty() {
                     latest = t.characters;
