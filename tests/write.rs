@@ -17,6 +17,10 @@ const KEY: &str = "sk-test-123";
 /// examples/tiny with an `ep02` (no screenplay) and an `ep03`, its LLM
 /// executor at `url` speaking `api`.
 fn project(api: Api, url: &str) -> TestProject {
+    project_with(api, url, MODEL, 1)
+}
+
+fn project_with(api: Api, url: &str, model: &str, timeout: u32) -> TestProject {
     let p = TestProject::example("tiny");
     let kind = match api {
         Api::Ollama => "ollama",
@@ -26,7 +30,7 @@ fn project(api: Api, url: &str) -> TestProject {
         "studio.yaml",
         "  - id: ollama-local\n    kind: ollama\n    url: http://127.0.0.1:11434\n    model: gemma3:12b\n",
         &format!(
-            "  - id: writer-llm\n    kind: {kind}\n    url: {url}\n    model: {MODEL}\n    slots: 2\n    timeout: 1\n    connect_timeout: 1\n    api_key_env: STUDIO_TEST_KEY\n"
+            "  - id: writer-llm\n    kind: {kind}\n    url: {url}\n    model: {model}\n    slots: 2\n    timeout: {timeout}\n    connect_timeout: 1\n    api_key_env: STUDIO_TEST_KEY\n"
         ),
     );
     p.edit(
@@ -481,4 +485,105 @@ fn the_next_episode_reads_the_timeline() {
     ] {
         assert!(prompt.contains(want), "prompt lacks `{want}`:\n{prompt}");
     }
+}
+
+/// Opt-in: a real model server. `STUDIO_LLM_URL` (e.g. http://127.0.0.1:11434),
+/// `STUDIO_LLM_MODEL` (e.g. qwen2.5:7b) and `STUDIO_LLM_API` (`ollama`, the
+/// default, or `openai`) turn it on; see README.md.
+#[test]
+fn a_real_model_writes_an_episode() {
+    let (Ok(url), Ok(model)) = (std::env::var("STUDIO_LLM_URL"), std::env::var("STUDIO_LLM_MODEL")) else {
+        eprintln!(
+            "skipped: set STUDIO_LLM_URL and STUDIO_LLM_MODEL (and STUDIO_LLM_API=ollama|openai) to run against a real model server"
+        );
+        return;
+    };
+    let api = match std::env::var("STUDIO_LLM_API").as_deref() {
+        Ok("openai") => Api::Openai,
+        Ok("ollama") | Err(_) => Api::Ollama,
+        Ok(other) => panic!("STUDIO_LLM_API is `ollama` or `openai`, not `{other}`"),
+    };
+    let p = project_with(api, &url, &model, 600);
+    let run = studio(&p, &["write", "ep02"]);
+    eprintln!("{}", run.stderr);
+    run.success();
+    assert!(run.stderr.contains("tok/s"), "the server reports its speed");
+    build(&p, &["ep02"]).ok();
+    // Asked again: all from the cache.
+    std::fs::remove_file(p.path("episodes/ep02.yaml")).unwrap();
+    let run = studio(&p, &["write", "ep02"]);
+    run.success();
+    assert!(run.stderr.contains("done: 0 requests"), "{}", run.stderr);
+    // One shot's dialogue: the rest of the file stays.
+    let before = p.read("episodes/ep02.yaml");
+    let run = studio(&p, &["write", "--dialogue", "ep02/s01/sh01"]);
+    eprintln!("{}", run.stderr);
+    run.success();
+    let after = p.read("episodes/ep02.yaml");
+    let start = before.find("    shots:").unwrap();
+    assert_eq!(&after[..start], &before[..start], "scene s01's head is unchanged");
+    build(&p, &["ep02"]).ok();
+}
+
+/// 1-based line where `marker` starts in `rel`.
+fn line_of(p: &TestProject, rel: &str, marker: &str) -> usize {
+    let text = p.read(rel);
+    assert_eq!(text.matches(marker).count(), 1, "`{marker}` must occur once in {rel}");
+    text[..text.find(marker).unwrap()].matches('\n').count() + 1
+}
+
+#[test]
+fn bad_writing_config_is_located() {
+    type Edit = (&'static str, &'static str, &'static str);
+    let cases: &[(&[Edit], (&str, &str), &str)] = &[
+        (
+            &[("studio.yaml", "  executor: writer-llm\n", "  executor: nope\n")],
+            ("studio.yaml", "executor: nope"),
+            "no executor `nope` to write screenplays with",
+        ),
+        (
+            &[("studio.yaml", "  executor: writer-llm\n", "  executor: tts-local\n")],
+            ("studio.yaml", "executor: tts-local"),
+            "the writer `tts-local` is a `tts` executor, not an LLM",
+        ),
+        (
+            &[("studio.yaml", "    timeout: 1\n", "    timeout: 0\n")],
+            ("studio.yaml", "timeout: 0"),
+            "`timeout` must be a positive number of seconds",
+        ),
+        (
+            &[("studio.yaml", "  temperature: 0.5\n", "  temperature: 7\n")],
+            ("studio.yaml", "temperature: 7"),
+            "temperature 7 is outside 0–2",
+        ),
+        (
+            &[("studio.yaml", "    model: test-model:7b\n", "")],
+            ("studio.yaml", "- id: writer-llm"),
+            "executor `writer-llm` names no `model:`",
+        ),
+        (
+            &[("rules/prompts/shots.j2", "Now break scene", "{% if %}Now break scene")],
+            ("rules/prompts/shots.j2", "{% if %}"),
+            "prompt template rules/prompts/shots.j2: syntax error",
+        ),
+    ];
+    let fake = good_fake(Api::Ollama);
+    for (edits, (file, marker), message) in cases {
+        let p = project(Api::Ollama, &fake.url);
+        for (f, from, to) in *edits {
+            p.edit(f, from, to);
+        }
+        let line = line_of(&p, file, marker);
+        let run = studio(&p, &["write", "ep02"]);
+        assert_eq!(run.code, 2, "{message}: {}", run.stderr);
+        let flat: String = run.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(message), "want `{message}`:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("[{file}:{line}:")),
+            "want {file}:{line}:\n{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("help:"), "{}", run.stderr);
+    }
+    assert_eq!(fake.count(), 0);
 }
