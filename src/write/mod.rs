@@ -263,13 +263,15 @@ pub async fn episode(
     let mut done = 0;
     while let Some(joined) = tasks.join_next().await {
         let (i, r) = joined.expect("a shot task panicked");
-        shots[i] = Some(r?.shots);
+        let drafted = r?.shots;
         done += 1;
         progress(format!(
-            "scenes {done}/{n} ({} shot){}",
+            "scenes {done}/{n} · {}: {} shots{}",
             scenes.scenes[i].id,
+            drafted.len(),
             llm.stats().rate()
         ));
+        shots[i] = Some(drafted);
     }
     let scenes: Vec<(SceneDraft, Vec<ShotDraft>)> = scenes
         .scenes

@@ -83,7 +83,7 @@ pub fn screenplay(episode: &str, title: &str, scenes: &[(SceneDraft, Vec<ShotDra
     let _ = writeln!(
         out,
         "# Screenplay for {episode}, {}, written by `studio write {episode}`.",
-        scalar(title)
+        serde_json::to_string(title).expect("a string serializes")
     );
     out.push_str(
         "# It is yours now: edit anything; studio never overwrites an edited\n\
