@@ -130,3 +130,60 @@ impl Written {
         save_json(&self.path, &self.files)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_holds_what_changes_the_reply() {
+        let msgs = vec![Message::new("system", "s"), Message::new("user", "u")];
+        let schema = serde_json::json!({"type": "object"});
+        let o = GenOptions {
+            seed: 1,
+            temperature: 0.7,
+            num_ctx: 8192,
+        };
+        let base = key(Protocol::Ollama, "m", &msgs, &schema, &o);
+        assert_eq!(base, key(Protocol::Ollama, "m", &msgs.clone(), &schema, &o), "stable");
+        let other_msgs = vec![Message::new("system", "s"), Message::new("user", "u2")];
+        for (what, k) in [
+            ("protocol", key(Protocol::Openai, "m", &msgs, &schema, &o)),
+            ("model", key(Protocol::Ollama, "m2", &msgs, &schema, &o)),
+            ("messages", key(Protocol::Ollama, "m", &other_msgs, &schema, &o)),
+            ("schema", key(Protocol::Ollama, "m", &msgs, &serde_json::json!({}), &o)),
+            (
+                "seed",
+                key(Protocol::Ollama, "m", &msgs, &schema, &GenOptions { seed: 2, ..o }),
+            ),
+            (
+                "temperature",
+                key(
+                    Protocol::Ollama,
+                    "m",
+                    &msgs,
+                    &schema,
+                    &GenOptions { temperature: 0.1, ..o },
+                ),
+            ),
+        ] {
+            assert_ne!(k, base, "{what} is in the key");
+        }
+    }
+
+    #[test]
+    fn ownership_follows_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let mut w = Written::load(&root.join("cache"));
+        assert_eq!(w.owner(root, "a.yaml"), Owner::Missing);
+        std::fs::write(root.join("a.yaml"), "x: 1\n").unwrap();
+        assert_eq!(w.owner(root, "a.yaml"), Owner::Writer, "no record: the writer's");
+        w.record("a.yaml", b"x: 1\n");
+        w.save().unwrap();
+        let w = Written::load(&root.join("cache"));
+        assert_eq!(w.owner(root, "a.yaml"), Owner::Studio);
+        std::fs::write(root.join("a.yaml"), "x: 1 # mine\n").unwrap();
+        assert_eq!(w.owner(root, "a.yaml"), Owner::Writer);
+    }
+}
