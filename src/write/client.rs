@@ -113,7 +113,8 @@ impl Client {
             .model
             .clone()
             .ok_or_else(|| CallError::Config(format!("executor `{}` names no `model:`", e.id)))?;
-        let api_key = match &e.api_key_env {
+        // `token_env` is the older name the other services use.
+        let api_key = match e.api_key_env.as_ref().or(e.token_env.as_ref()) {
             Some(var) => Some(std::env::var(var).map_err(|_| {
                 CallError::Config(format!(
                     "executor `{}` reads its API key from ${var}, which is not set",
