@@ -14,3 +14,4 @@ pub mod project;
 pub mod sched;
 pub mod session;
 pub mod stages;
+pub mod write;

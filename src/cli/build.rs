@@ -80,6 +80,7 @@ pub(super) struct Built {
 /// Lock, open, build `targets`, save state, print the report. `Err` is an
 /// exit code for a build that could not start.
 pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Request) -> Result<Built, u8> {
+    super::write::write_missing(root, profile, &req.targets)?;
     let lock = BuildLock::acquire(&root.join("cache"), || {
         eprintln!("waiting: another studio build of this project holds {root}/cache/lock …");
     })

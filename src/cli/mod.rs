@@ -17,6 +17,7 @@ mod serve;
 mod status;
 mod watch;
 mod why;
+mod write;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -71,6 +72,8 @@ enum Command {
     Publish(publish::Args),
     /// Write an episode's screenplay in another format (Fountain).
     Export(export::Args),
+    /// Write a screenplay with the LLM, or regenerate a scene's shots or some dialogue.
+    Write(write::Args),
     /// The local cache and the shared remote cache: stats, push, pull.
     Cache {
         #[command(subcommand)]
@@ -134,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Engines => housekeeping::engines(),
         Command::Publish(args) => publish::run(&root, profile, &cli.remote, args),
         Command::Export(args) => export::run(&root, profile, args),
+        Command::Write(args) => write::run(&root, profile, args),
         Command::Cache { command } => cache::run(&root, profile, &cli.remote, command),
     };
     ExitCode::from(code)

@@ -49,6 +49,10 @@ pub struct Args {
 const IGNORED: [&str; 4] = ["cache", "out", "target", ".git"];
 
 pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Args) -> u8 {
+    // Like `studio build`: a targeted episode without a screenplay is written first.
+    if let Err(code) = super::write::write_missing(root, profile, &args.targets) {
+        return code;
+    }
     let Ok(_lock) = BuildLock::acquire(&root.join("cache"), || {
         eprintln!("waiting: another studio build of this project holds {root}/cache/lock …");
     }) else {

@@ -55,7 +55,8 @@ pub fn resolve(project: &Project, spans: &Spans, graph: &Graph, target: &str) ->
         };
         return Err(e
             .help(format!(
-                "write episodes/{ep_id}.yaml (see episodes/ep01.yaml for the format)"
+                "write episodes/{ep_id}.yaml (see episodes/ep01.yaml for the format), or have the LLM write it: \
+                 `studio write {ep_id}` (a profile with `writer:` does that on build)"
             ))
             .into());
     }

@@ -51,6 +51,11 @@ impl SourceFile {
         None
     }
 
+    /// The span of a whole 1-based line.
+    pub fn line_span(&self, line: usize) -> Option<SourceSpan> {
+        line_span(self, line)
+    }
+
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
         self.text[..offset.min(self.text.len())].matches('\n').count() + 1

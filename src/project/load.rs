@@ -32,6 +32,8 @@ pub struct Spans {
     pub continue_from: HashMap<String, Location>,
     /// Episode id → its entry in studio.yaml.
     pub episodes: HashMap<String, Location>,
+    /// Executor id → its entry in studio.yaml.
+    pub executors: HashMap<String, Location>,
     pub studio: Option<SourceFile>,
 }
 
@@ -54,7 +56,16 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
     let remote = remote_cache(&studio, &raw.cache, &mut errors);
+    spans.executors = raw
+        .executors
+        .iter()
+        .map(|e| (e.id.value.clone(), e.id.referenced))
+        .collect();
     let profile = select_profile(&studio, &raw.profiles, profile)?;
+    let writing = writing(&studio, raw.writing.as_ref(), &executors, &mut errors);
+    if let Some(w) = &profile.writer {
+        check_writer(&studio, w, None, &executors, &mut errors);
+    }
 
     // Rules for the selected profile.
     let known_profiles: Vec<String> = raw.profiles.profiles.keys().cloned().collect();
@@ -131,6 +142,8 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     }
     for rel in yaml_files(root, "episodes") {
         let id = rel.file_stem().unwrap_or_default();
+        // `ep01.timeline.yaml` is the character timeline `studio write` keeps.
+        let id = id.strip_suffix(".timeline").unwrap_or(id);
         if !episode_ids.contains(id) {
             errors.push(
                 ProjectError::at(
@@ -193,6 +206,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
         executors,
         remote,
         profile,
+        writing,
         rules,
         sources,
     };
@@ -351,9 +365,84 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
             slots: e.slots.max(1),
             model: e.model.clone(),
             token_env: e.token_env.clone(),
+            api_key_env: e.api_key_env.clone(),
+            timeout: seconds(file, "timeout", e.timeout.as_ref(), 300.0, errors),
+            connect_timeout: seconds(file, "connect_timeout", e.connect_timeout.as_ref(), 10.0, errors),
         });
     }
     out
+}
+
+/// A positive number of seconds, or `default` when absent.
+fn seconds(file: &SourceFile, what: &str, v: Option<&Spanned<f64>>, default: f64, errors: &mut Collector) -> f64 {
+    let Some(v) = v else { return default };
+    if v.value > 0.0 && v.value.is_finite() {
+        return v.value;
+    }
+    errors.push(
+        ProjectError::at(
+            file,
+            "executor::timeout",
+            format!("`{what}` must be a positive number of seconds, not {}", v.value),
+        )
+        .label_loc(file, &v.referenced, "here")
+        .help(format!("e.g. `{what}: 120`")),
+    );
+    default
+}
+
+/// Whether an executor kind speaks an LLM protocol.
+pub fn is_llm(kind: ServiceKind) -> bool {
+    matches!(kind, ServiceKind::Ollama | ServiceKind::Openai)
+}
+
+/// `writing:` resolved; its executor must exist and speak an LLM protocol.
+fn writing(file: &SourceFile, raw: Option<&RawWriting>, executors: &[Executor], errors: &mut Collector) -> Writing {
+    let executor = match raw.and_then(|w| w.executor.as_ref()) {
+        Some(id) => {
+            check_writer(file, &id.value, Some(&id.referenced), executors, errors);
+            Some(id.value.clone())
+        }
+        None => executors.iter().find(|e| is_llm(e.kind)).map(|e| e.id.clone()),
+    };
+    let temperature = raw.map_or(0.7, |w| w.temperature.value);
+    if let Some(w) = raw
+        && !(0.0..=2.0).contains(&w.temperature.value)
+    {
+        errors.push(
+            ProjectError::at(
+                file,
+                "writing::temperature",
+                format!("temperature {} is outside 0–2", w.temperature.value),
+            )
+            .label_loc(file, &w.temperature.referenced, "here")
+            .help("use a temperature between 0 (most likely words) and 2; 0.7 is usual"),
+        );
+    }
+    Writing {
+        executor,
+        seed: raw.map_or(1, |w| w.seed),
+        temperature,
+        num_ctx: raw.map_or(8192, |w| w.num_ctx),
+        retries: raw.map_or(2, |w| w.retries),
+    }
+}
+
+/// `id` must name an `ollama` or `openai` executor.
+fn check_writer(file: &SourceFile, id: &str, at: Option<&Location>, executors: &[Executor], errors: &mut Collector) {
+    let problem = match executors.iter().find(|e| e.id == id) {
+        Some(e) if is_llm(e.kind) => return,
+        Some(e) => format!("the writer `{id}` is a `{}` executor, not an LLM", e.kind.as_str()),
+        None => format!("no executor `{id}` to write screenplays with"),
+    };
+    let e = ProjectError::at(file, "writing::executor", problem);
+    let e = match at {
+        Some(loc) => e.label_loc(file, loc, "here"),
+        None => e.label(file, file.key_span("profiles"), "in this section"),
+    };
+    errors.push(e.help(
+        "name an executor of kind `ollama` or `openai`, e.g. `- {id: llm, kind: ollama, url: http://127.0.0.1:11434, model: qwen2.5:7b}`",
+    ));
 }
 
 /// `cache:`: a URL studio can open, and a known mode.
@@ -433,6 +522,7 @@ fn select_profile(file: &SourceFile, raw: &RawProfiles, wanted: Option<&str>) ->
             time_scale: s.time_scale.max(0.0),
             failures: s.failures.clone(),
         }),
+        writer: p.writer.clone(),
     })
 }
 
@@ -547,6 +637,18 @@ fn unknown_character(file: &SourceFile, id: &Spanned<String>, chars: &HashMap<&s
         known.join(", "),
         id.value
     ))
+}
+
+/// Check a screenplay's text (`name` relative to the root) as the loader
+/// would: used on generated and spliced screenplays before they are written.
+pub fn check_screenplay(project: &Project, name: &Utf8Path, text: &str, episode: &str) -> Result<(), Diagnostics> {
+    let file = SourceFile::new(name, text.to_string());
+    let chars = project.character_index();
+    let mut errors = Collector::default();
+    let mut spans = Spans::default();
+    let raw = parse::<RawScreenplay>(&file);
+    screenplay(&file, raw, episode, &chars, &mut spans, &mut errors);
+    errors.finish(())
 }
 
 fn screenplay(

@@ -27,6 +27,7 @@ pub struct Project {
     /// `cache.remote` and `cache.mode` in studio.yaml (`--remote` overrides).
     pub remote: Option<crate::cache::remote::RemoteConfig>,
     pub profile: Profile,
+    pub writing: Writing,
     pub rules: Rules,
     /// Source files read, relative to the root, with their hashes.
     pub sources: Vec<(Utf8PathBuf, String)>,
@@ -158,6 +159,22 @@ pub struct Executor {
     pub slots: usize,
     pub model: Option<String>,
     pub token_env: Option<String>,
+    pub api_key_env: Option<String>,
+    /// Seconds a whole request may take.
+    pub timeout: f64,
+    /// Seconds to wait for a connection.
+    pub connect_timeout: f64,
+}
+
+/// `writing:` resolved: the LLM executor that writes screenplays, and how.
+#[derive(Debug, Clone)]
+pub struct Writing {
+    /// Id of an `ollama` or `openai` executor; `None` when the project has none.
+    pub executor: Option<String>,
+    pub seed: u64,
+    pub temperature: f64,
+    pub num_ctx: u32,
+    pub retries: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +183,8 @@ pub struct Profile {
     /// The profile whose rules apply (itself unless `rules_from`).
     pub rules_profile: String,
     pub simulate: Option<Simulate>,
+    /// The LLM executor that writes missing screenplays during `studio build`.
+    pub writer: Option<String>,
 }
 
 #[derive(Debug, Clone)]

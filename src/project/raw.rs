@@ -27,6 +27,9 @@ pub struct RawProject {
     pub executors: Vec<RawExecutor>,
     #[serde(default)]
     pub profiles: RawProfiles,
+    /// How `studio write` writes screenplays with an LLM.
+    #[serde(default)]
+    pub writing: Option<RawWriting>,
     #[serde(default)]
     pub cache: RawCacheConfig,
 }
@@ -42,6 +45,42 @@ pub struct RawCacheConfig {
     /// `read-write` (default), `read-only` or `off`.
     #[serde(default)]
     pub mode: Option<Spanned<String>>,
+}
+
+/// `writing:` — which executor writes screenplays, and how.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriting {
+    /// An executor of kind `ollama` or `openai` (default: the first one).
+    #[serde(default)]
+    pub executor: Option<Spanned<String>>,
+    /// The generation seed: same inputs, model and seed → the cached reply.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default = "default_temperature")]
+    pub temperature: Spanned<f64>,
+    /// Context window (Ollama's `num_ctx`; OpenAI-compatible servers ignore it).
+    #[serde(default = "default_num_ctx")]
+    pub num_ctx: u32,
+    /// How many times an invalid reply is sent back with its problems.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_temperature() -> Spanned<f64> {
+    unspanned(0.7)
+}
+
+fn default_num_ctx() -> u32 {
+    8192
+}
+
+fn default_retries() -> u32 {
+    2
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +222,15 @@ pub struct RawExecutor {
     /// The environment variable that holds the API key or token.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// LLM executors: the variable whose value is sent as `Authorization: Bearer …`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Seconds a whole request may take (default 300).
+    #[serde(default)]
+    pub timeout: Option<Spanned<f64>>,
+    /// Seconds to wait for a connection (default 10).
+    #[serde(default)]
+    pub connect_timeout: Option<Spanned<f64>>,
 }
 
 fn one() -> usize {
@@ -219,6 +267,10 @@ pub struct RawProfile {
     pub simulate: Option<RawSimulate>,
     #[serde(default)]
     pub description: String,
+    /// An LLM executor: `studio build` with this profile writes a targeted
+    /// episode's missing screenplay with it first.
+    #[serde(default)]
+    pub writer: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

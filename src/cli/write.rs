@@ -1,0 +1,402 @@
+//! `studio write EP [--scene S | --dialogue EP/S[/SH]] [--force] [--seed N]`:
+//! write a screenplay with the LLM, or regenerate one part of it.
+//!
+//! Everything is asked for and checked before anything is written; then the
+//! files are written atomically and their hashes recorded, so a later write
+//! can tell a writer's edit from studio's own file.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use camino::Utf8Path;
+
+use super::{EXIT_FAILED, EXIT_INVALID, EXIT_IO, EXIT_OK, report};
+use crate::cache::atomic::write_atomic;
+use crate::cache::index::SourceIndex;
+use crate::cache::lock::BuildLock;
+use crate::project::model::Project;
+use crate::project::{ProjectError, Spans};
+use crate::write::client::{CallError, Client, GenOptions};
+use crate::write::prompts::Templates;
+use crate::write::store::{Owner, Replies, Written};
+use crate::write::{self, Llm, WriteError, timeline};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The episode, e.g. `ep01` (may be left out with --dialogue).
+    episode: Option<String>,
+    /// Regenerate one scene's shots, e.g. `s02`, keeping the rest of the file.
+    #[arg(long, value_name = "SCENE", conflicts_with = "dialogue")]
+    scene: Option<String>,
+    /// Regenerate only dialogue: `ep01/s02` (a scene) or `ep01/s02/sh03` (a shot).
+    #[arg(long, value_name = "TARGET")]
+    dialogue: Option<String>,
+    /// Replace the screenplay even if a writer has edited it.
+    #[arg(long)]
+    force: bool,
+    /// Use this seed instead of `writing.seed` (another take of every call).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// What to write.
+enum Part {
+    Whole,
+    Scene(String),
+    Dialogue(String, Option<String>),
+}
+
+pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
+    let (episode, part) = match parse_part(&args) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return EXIT_INVALID;
+        }
+    };
+    let _lock = match lock(root) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let w = match Writer::open(root, profile, args.seed) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    match part {
+        Part::Whole => w.whole(&episode, args.force),
+        part => w.part(&episode, part),
+    }
+}
+
+/// `studio build` with a profile that has a `writer:`: write the missing
+/// screenplays of the targeted episodes first. Without a writer this does
+/// nothing, and the build reports the missing screenplay.
+pub(super) fn write_missing(root: &Utf8Path, profile: Option<&str>, targets: &[String]) -> Result<(), u8> {
+    let mut index = SourceIndex::load(&root.join("cache/sources.json"));
+    let Ok((project, _)) = crate::project::load(root, profile, &mut index) else {
+        return Ok(()); // the build reports the mistakes
+    };
+    if project.profile.writer.is_none() {
+        return Ok(());
+    }
+    let missing: Vec<String> = targets
+        .iter()
+        // `ep02`, `ep02/s01`, or a node id such as `publish:ep02`.
+        .filter_map(|t| t.rsplit(':').next().and_then(|t| t.split('/').next()))
+        .filter(|ep| project.episode(ep).is_some_and(|e| e.screenplay.is_none()))
+        .map(str::to_string)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let _lock = lock(root)?;
+    let w = Writer::open(root, profile, None)?;
+    for ep in missing {
+        match w.whole(&ep, false) {
+            EXIT_OK => {}
+            code => return Err(code),
+        }
+    }
+    Ok(())
+}
+
+fn lock(root: &Utf8Path) -> Result<BuildLock, u8> {
+    BuildLock::acquire(&root.join("cache"), || {
+        eprintln!("waiting: another studio command of this project holds {root}/cache/lock …");
+    })
+    .map_err(|e| {
+        eprintln!("error: cannot lock {root}/cache/lock: {e}");
+        EXIT_IO
+    })
+}
+
+fn parse_part(args: &Args) -> Result<(String, Part), String> {
+    if let Some(target) = &args.dialogue {
+        let parts: Vec<&str> = target.split('/').collect();
+        let (ep, scene, shot) = match (parts.as_slice(), &args.episode) {
+            ([ep, scene], _) => (ep.to_string(), scene, None),
+            ([ep, scene, shot], _) => (ep.to_string(), scene, Some(shot.to_string())),
+            _ => {
+                return Err(format!(
+                    "--dialogue takes EPISODE/SCENE or EPISODE/SCENE/SHOT, not `{target}`"
+                ));
+            }
+        };
+        if let Some(given) = &args.episode
+            && *given != ep
+        {
+            return Err(format!("--dialogue {target} is not in episode `{given}`"));
+        }
+        return Ok((ep, Part::Dialogue(scene.to_string(), shot)));
+    }
+    let ep = args
+        .episode
+        .clone()
+        .ok_or("name the episode to write, e.g. `studio write ep02`")?;
+    if ep.contains('/') {
+        return Err(format!(
+            "write takes an episode id such as ep01, not `{ep}` (use --scene or --dialogue for parts)"
+        ));
+    }
+    Ok(match &args.scene {
+        Some(s) => (ep, Part::Scene(s.clone())),
+        None => (ep, Part::Whole),
+    })
+}
+
+/// A loaded project and the LLM that writes for it.
+struct Writer {
+    project: Project,
+    spans: Spans,
+    llm: Llm,
+    slots: usize,
+}
+
+impl Writer {
+    fn open(root: &Utf8Path, profile: Option<&str>, seed: Option<u64>) -> Result<Writer, u8> {
+        let mut index = SourceIndex::load(&root.join("cache/sources.json"));
+        let (project, spans) = crate::project::load(root, profile, &mut index).map_err(|d| {
+            report(d);
+            EXIT_INVALID
+        })?;
+        let id = project
+            .profile
+            .writer
+            .clone()
+            .or_else(|| project.writing.executor.clone());
+        let Some(executor) = id.and_then(|id| project.executors.iter().find(|e| e.id == id)) else {
+            eprintln!(
+                "error: studio.yaml has no LLM executor to write with\n  help: add one under `executors:`, e.g. \
+                 `- {{id: llm, kind: ollama, url: http://127.0.0.1:11434, model: qwen2.5:7b}}` (or `kind: openai` for \
+                 llama.cpp, vLLM, LM Studio), and optionally `writing: {{executor: llm, seed: 1}}`"
+            );
+            return Err(EXIT_INVALID);
+        };
+        let client = Client::new(executor).map_err(|e| {
+            report(at_executor(&spans, &executor.id, e.to_string(), None).into());
+            EXIT_INVALID
+        })?;
+        let templates = Templates::load(root).map_err(|d| {
+            report(d);
+            EXIT_INVALID
+        })?;
+        let llm = Llm {
+            client,
+            templates: Arc::new(templates),
+            replies: Replies::new(&root.join("cache")),
+            options: GenOptions {
+                seed: seed.unwrap_or(project.writing.seed),
+                temperature: project.writing.temperature,
+                num_ctx: project.writing.num_ctx,
+            },
+            retries: project.writing.retries,
+            stats: Arc::new(Mutex::new(write::Stats::default())),
+            backoff: Duration::from_millis(500),
+        };
+        Ok(Writer {
+            slots: executor.slots,
+            project,
+            spans,
+            llm,
+        })
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    }
+
+    fn announce(&self, what: &str) {
+        let c = &self.llm.client;
+        eprintln!("writing {what} with `{}` ({} at {})", c.executor, c.model, c.url());
+    }
+
+    fn whole(&self, ep_id: &str, force: bool) -> u8 {
+        let Some(episode) = self.episode(ep_id) else {
+            return EXIT_INVALID;
+        };
+        let root = &self.project.root;
+        let rel = format!("episodes/{ep_id}.yaml");
+        let mut written = Written::load(&root.join("cache"));
+        if written.owner(root, &rel) == Owner::Writer && !force {
+            eprintln!(
+                "error: {rel} is the writer's: it changed since studio wrote it (or studio has no record of writing \
+                 it), and studio never overwrites a writer's screenplay\n  help: regenerate a part with `studio write \
+                 {ep_id} --scene s02` or `studio write --dialogue {ep_id}/s02[/sh03]`, or replace it all with --force"
+            );
+            return EXIT_INVALID;
+        }
+        self.announce(ep_id);
+        let progress = |line: String| eprintln!("  {line}");
+        let result = Self::runtime().block_on(write::episode(&self.llm, &self.project, episode, self.slots, &progress));
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => return self.fail(e),
+        };
+        let trel = timeline::path(ep_id);
+        let keep_timeline = written.owner(root, &trel) == Owner::Writer && !force;
+        let mut files = vec![(rel.as_str(), &out.screenplay)];
+        if keep_timeline {
+            eprintln!("note: kept {trel}: it was edited (pass --force to replace it)");
+        } else {
+            files.push((trel.as_str(), &out.timeline));
+        }
+        for (rel, text) in files {
+            if let Err(e) = write_atomic(&root.join(rel), text.as_bytes()) {
+                eprintln!("error: writing {rel}: {e}");
+                return EXIT_IO;
+            }
+            written.record(rel, text.as_bytes());
+            eprintln!("wrote {rel}");
+        }
+        self.finish(&written)
+    }
+
+    fn part(&self, ep_id: &str, part: Part) -> u8 {
+        let Some(episode) = self.episode(ep_id) else {
+            return EXIT_INVALID;
+        };
+        let root = &self.project.root;
+        let rel = format!("episodes/{ep_id}.yaml");
+        let Ok(text) = std::fs::read_to_string(root.join(&rel)) else {
+            eprintln!("error: {rel} does not exist\n  help: write the whole episode first: `studio write {ep_id}`");
+            return EXIT_INVALID;
+        };
+        let mut written = Written::load(&root.join("cache"));
+        let owner = written.owner(root, &rel);
+        let rt = Self::runtime();
+        let result = match &part {
+            Part::Scene(s) => {
+                self.announce(&format!("the shots of {ep_id}/{s}"));
+                rt.block_on(write::scene(&self.llm, &self.project, episode, s, &text))
+            }
+            Part::Dialogue(s, shot) => {
+                let target = shot
+                    .as_ref()
+                    .map_or_else(|| format!("{ep_id}/{s}"), |sh| format!("{ep_id}/{s}/{sh}"));
+                self.announce(&format!("the dialogue of {target}"));
+                rt.block_on(write::dialogue(
+                    &self.llm,
+                    &self.project,
+                    episode,
+                    s,
+                    shot.as_deref(),
+                    &text,
+                ))
+            }
+            Part::Whole => unreachable!("whole episodes go through `whole`"),
+        };
+        let new = match result {
+            Ok(t) => t,
+            Err(e) => return self.fail(e),
+        };
+        if new == text {
+            eprintln!("{rel} is unchanged");
+            return self.finish(&written);
+        }
+        if let Err(e) = write_atomic(&root.join(&rel), new.as_bytes()) {
+            eprintln!("error: writing {rel}: {e}");
+            return EXIT_IO;
+        }
+        if owner == Owner::Studio {
+            written.record(&rel, new.as_bytes());
+        }
+        eprintln!("wrote {rel}");
+        self.finish(&written)
+    }
+
+    fn finish(&self, written: &Written) -> u8 {
+        let s = self.llm.stats();
+        eprintln!("done: {} requests, {} cached replies{}", s.requests, s.cached, s.rate());
+        match written.save() {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: recording what studio wrote in cache/written.json: {e}");
+                EXIT_IO
+            }
+        }
+    }
+
+    fn episode(&self, id: &str) -> Option<&crate::project::model::Episode> {
+        let e = self.project.episode(id);
+        if e.is_none() {
+            let known: Vec<&str> = self.project.episodes.iter().map(|e| e.id.as_str()).collect();
+            eprintln!(
+                "error: unknown episode `{id}`\n  help: episodes in studio.yaml: {}",
+                known.join(", ")
+            );
+        }
+        e
+    }
+
+    fn fail(&self, e: WriteError) -> u8 {
+        match e {
+            WriteError::Call { what, error } => {
+                let help = help_for(&error, &self.llm.client);
+                let msg = format!("writing {what}: {error}");
+                report(at_executor(&self.spans, &self.llm.client.executor, msg, Some(help)).into());
+                eprintln!("nothing was written");
+                EXIT_FAILED
+            }
+            WriteError::Invalid {
+                what,
+                tries,
+                problems,
+                reply,
+            } => {
+                eprintln!(
+                    "error: writing {what}: no usable reply in {tries} tries; the last one had these problems:\n  - {}\n\
+                     the last reply began: {}\nnothing was written\n  help: raise `writing.retries`, try another \
+                     seed (`--seed N`), or a stronger model",
+                    problems.join("\n  - "),
+                    write::client::excerpt(&reply, 400)
+                );
+                EXIT_FAILED
+            }
+            WriteError::Project(d) => {
+                report(d);
+                EXIT_INVALID
+            }
+            WriteError::Target(msg) => {
+                eprintln!("error: {msg}");
+                EXIT_INVALID
+            }
+        }
+    }
+}
+
+/// A diagnostic pointing at the executor's entry in studio.yaml.
+fn at_executor(spans: &Spans, id: &str, message: String, help: Option<String>) -> ProjectError {
+    let studio = spans.studio.as_ref().expect("studio.yaml was read");
+    let e = ProjectError::at(studio, "write::executor", message);
+    let e = match spans.executors.get(id) {
+        Some(loc) => e.label_loc(studio, loc, format!("executor `{id}`")),
+        None => e,
+    };
+    e.help(help.unwrap_or_else(|| "fix this executor in studio.yaml".to_string()))
+}
+
+fn help_for(e: &CallError, c: &Client) -> String {
+    let server = match c.protocol {
+        write::client::Protocol::Ollama => "`ollama serve`",
+        write::client::Protocol::Openai => "the OpenAI-compatible server (e.g. `llama-server --port 8080`)",
+    };
+    match e {
+        CallError::Connect { .. } => format!("start {server}, or point this executor's `url:` at the running server"),
+        CallError::Timeout { .. } => {
+            "raise this executor's `timeout:` (seconds for a whole request) or use a smaller model".to_string()
+        }
+        CallError::Status { status: 404, .. } => format!(
+            "is the model `{}` on the server (`ollama pull {}`)? Is `kind:` the protocol the server speaks?",
+            c.model, c.model
+        ),
+        CallError::Status { .. } => "see the server's log; studio retried transient failures".to_string(),
+        CallError::Protocol { .. } => {
+            "set `kind:` to the protocol the server speaks: `ollama` (/api/chat) or `openai` (/v1/chat/completions)"
+                .to_string()
+        }
+        CallError::Config(_) => "fix this executor in studio.yaml".to_string(),
+    }
+}
