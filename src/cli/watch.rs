@@ -92,6 +92,10 @@ struct Watch {
 }
 
 type Sources = Vec<(Utf8PathBuf, String)>;
+type Debouncer = notify_debouncer_full::Debouncer<
+    notify_debouncer_full::notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
 
 impl Watch {
     async fn run(self) -> u8 {
@@ -219,10 +223,7 @@ impl Watch {
     /// new folders.
     fn watch_folders(
         &self,
-        debouncer: &mut notify_debouncer_full::Debouncer<
-            notify_debouncer_full::notify::RecommendedWatcher,
-            notify_debouncer_full::RecommendedCache,
-        >,
+        debouncer: &mut Debouncer,
         watched: &mut BTreeSet<Utf8PathBuf>,
     ) -> notify_debouncer_full::notify::Result<()> {
         if watched.insert(self.root.clone()) {
@@ -247,10 +248,7 @@ impl Watch {
     fn is_change(
         &self,
         batch: DebounceEventResult,
-        debouncer: &mut notify_debouncer_full::Debouncer<
-            notify_debouncer_full::notify::RecommendedWatcher,
-            notify_debouncer_full::RecommendedCache,
-        >,
+        debouncer: &mut Debouncer,
         watched: &mut BTreeSet<Utf8PathBuf>,
         current: &Sources,
     ) -> bool {
@@ -306,10 +304,7 @@ impl Watch {
     async fn wait_for_change(
         &self,
         events: &mut mpsc::UnboundedReceiver<DebounceEventResult>,
-        debouncer: &mut notify_debouncer_full::Debouncer<
-            notify_debouncer_full::notify::RecommendedWatcher,
-            notify_debouncer_full::RecommendedCache,
-        >,
+        debouncer: &mut Debouncer,
         watched: &mut BTreeSet<Utf8PathBuf>,
         cancel: &CancellationToken,
         last_good: Option<&Sources>,

@@ -119,12 +119,5 @@ fn check_put(path: &str, status: StatusCode) -> Result<(), RemoteError> {
 
 /// A transport error with its cause chain (reqwest's own message is terse).
 fn transport(e: &reqwest::Error) -> RemoteError {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    RemoteError(msg)
+    super::chain(e)
 }

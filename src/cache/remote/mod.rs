@@ -430,6 +430,22 @@ impl Remote {
     }
 }
 
+/// An error with its cause chain (client errors put the cause, such as
+/// "connection refused", in their sources).
+fn chain(e: &dyn std::error::Error) -> RemoteError {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !msg.contains(&more) {
+            msg.push_str(": ");
+            msg.push_str(&more);
+        }
+        source = s.source();
+    }
+    RemoteError(msg)
+}
+
 /// Action-cache entries are small JSON; anything larger is not one.
 const MAX_ENTRY: usize = 16 << 20;
 

@@ -19,7 +19,7 @@ use object_store::{
 };
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteStream, RemoteError};
+use super::{ByteStream, RemoteError, chain};
 
 pub struct StoreRemote {
     store: Arc<dyn ObjectStore>,
@@ -140,19 +140,4 @@ impl StoreRemote {
             }
         }
     }
-}
-
-/// An error with its cause chain (object_store's message stops at the top).
-fn chain(e: &dyn std::error::Error) -> RemoteError {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !msg.contains(&more) {
-            msg.push_str(": ");
-            msg.push_str(&more);
-        }
-        source = s.source();
-    }
-    RemoteError(msg)
 }
