@@ -39,6 +39,9 @@ fn line(characters: &[&str]) -> Value {
     object(json!({"speaker": words(characters), "text": text()}))
 }
 
+/// A character's energy in a scene, 0 (spent) to 1 (fresh), in tenths.
+const ENERGY: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
 /// The episode broken into scenes.
 pub fn scenes(characters: &[&str]) -> Value {
     let mut transitions = Transition::WORDS.to_vec();
@@ -48,16 +51,18 @@ pub fn scenes(characters: &[&str]) -> Value {
         "clothing": text(),
         "injuries": text(),
         "emotional_state": text(),
-        "energy": {"type": "number", "minimum": 0, "maximum": 1},
+        // Tenths, as an enum: grammar-constrained decoders (llama.cpp)
+        // enforce enums but not bounds on numbers.
+        "energy": {"enum": ENERGY},
     }));
     let scene = object(json!({
-        "id": {"type": "string", "pattern": "^s[0-9]{2}$"},
         "title": text(),
         "description": text(),
         "location": text(),
         "time_of_day": words(TimeOfDay::WORDS),
         "mood": words(Mood::WORDS),
-        "target_duration": {"type": "number", "exclusiveMinimum": 0},
+        // Whole seconds: integer bounds are enforced by constrained decoders.
+        "target_duration": {"type": "integer", "minimum": 5, "maximum": 600},
         "transition": words(&transitions),
         "state": array(state, 1, characters.len().max(1)),
     }));
@@ -68,13 +73,12 @@ pub fn scenes(characters: &[&str]) -> Value {
 pub fn shots(characters: &[&str]) -> Value {
     let presence = object(json!({"id": words(characters), "position": words(Position::WORDS)}));
     let shot = object(json!({
-        "id": {"type": "string", "pattern": "^sh[0-9]{2}$"},
         "type": words(ShotType::WORDS),
         "angle": words(Angle::WORDS),
         "motion": text(),
         "action": text(),
         "characters": array(presence, 0, 3),
-        "duration": {"type": "number", "exclusiveMinimum": 0},
+        "duration": {"type": "integer", "minimum": 1, "maximum": 60},
         "dialogue": array(line(characters), 0, LINES),
     }));
     object(json!({"shots": array(shot, SHOTS.0, SHOTS.1)}))

@@ -12,13 +12,33 @@ use serde::{Deserialize, Serialize};
 use super::schema::{CUT, LINES, SCENES, SHOTS};
 use crate::project::vocab::{Angle, Mood, Position, ShotType, TimeOfDay, Transition};
 
+/// The model is not asked for ids: scenes and shots are numbered by
+/// position as they are read (`s01`, `s02`, …), so ids are well-formed and
+/// unique by construction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "ScenesReply")]
 pub struct ScenesDraft {
     pub scenes: Vec<SceneDraft>,
 }
 
+#[derive(Deserialize)]
+struct ScenesReply {
+    scenes: Vec<SceneDraft>,
+}
+
+impl From<ScenesReply> for ScenesDraft {
+    fn from(r: ScenesReply) -> Self {
+        let mut scenes = r.scenes;
+        for (i, s) in scenes.iter_mut().enumerate() {
+            s.id = format!("s{:02}", i + 1);
+        }
+        ScenesDraft { scenes }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SceneDraft {
+    #[serde(default)]
     pub id: String,
     pub title: String,
     pub description: String,
@@ -40,13 +60,31 @@ pub struct StateDraft {
     pub energy: f64,
 }
 
+/// Shots are numbered by position too (`sh01`, `sh02`, …).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "ShotsReply")]
 pub struct ShotsDraft {
     pub shots: Vec<ShotDraft>,
 }
 
+#[derive(Deserialize)]
+struct ShotsReply {
+    shots: Vec<ShotDraft>,
+}
+
+impl From<ShotsReply> for ShotsDraft {
+    fn from(r: ShotsReply) -> Self {
+        let mut shots = r.shots;
+        for (i, s) in shots.iter_mut().enumerate() {
+            s.id = format!("sh{:02}", i + 1);
+        }
+        ShotsDraft { shots }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShotDraft {
+    #[serde(default)]
     pub id: String,
     #[serde(rename = "type")]
     pub shot_type: String,
