@@ -508,6 +508,9 @@ fn a_real_model_writes_an_episode() {
     eprintln!("{}", run.stderr);
     run.success();
     assert!(run.stderr.contains("tok/s"), "the server reports its speed");
+    // For a human to judge: the start of what the model wrote.
+    let written = p.read("episodes/ep02.yaml");
+    eprintln!("{}", written.lines().take(60).collect::<Vec<_>>().join("\n"));
     build(&p, &["ep02"]).ok();
     // Asked again: all from the cache.
     std::fs::remove_file(p.path("episodes/ep02.yaml")).unwrap();
