@@ -465,14 +465,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                             .nodes
                             .get(&session.graph.nodes[g].id)
                             .is_some_and(|s| s.key == key);
-                        let hit = Hit {
-                            fact: InputFact {
-                                hash: m.content_hash(),
-                                duration: m.duration,
-                            },
-                            outputs: m.outputs,
-                            same_as_last,
-                        };
+                        let hit = Hit::from_manifest(m, same_as_last);
                         let st = if remote { Status::Fetched } else { Status::Cached };
                         books.hit(session, &shared, l, g, &key, hit, false, st);
                         progress.cached(false);

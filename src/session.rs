@@ -132,14 +132,7 @@ impl Session {
                 same_as_last: true,
             });
         }
-        self.cache.lookup(key).map(|m| Hit {
-            fact: InputFact {
-                hash: m.content_hash(),
-                duration: m.duration,
-            },
-            outputs: m.outputs,
-            same_as_last: false,
-        })
+        self.cache.lookup(key).map(|m| Hit::from_manifest(m, false))
     }
 
     /// Whether everything the last build left for `node` is still in place:
@@ -267,6 +260,20 @@ pub struct Hit {
     pub outputs: Vec<crate::cache::OutputFile>,
     /// The key equals the one this node had after the last build.
     pub same_as_last: bool,
+}
+
+impl Hit {
+    /// A hit on an action-cache entry.
+    pub fn from_manifest(m: Manifest, same_as_last: bool) -> Hit {
+        Hit {
+            fact: InputFact {
+                hash: m.content_hash(),
+                duration: m.duration,
+            },
+            outputs: m.outputs,
+            same_as_last,
+        }
+    }
 }
 
 /// Whether to draw progress bars.

@@ -164,12 +164,7 @@ fn remote_down_mid_build_finishes_locally_and_warns_once() {
     }
     server.kill();
     let out = child.wait_with_output().unwrap();
-    let run = common::Build::parse_run(common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-    .ok();
+    let run = common::Build::parse_run(common::Run::from_output(out)).ok();
     assert_eq!(run.built(), all_nodes(&run), "the build finishes locally");
     assert_eq!(
         run.run.stderr.matches("warning: remote cache").count(),

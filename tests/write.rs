@@ -4,7 +4,6 @@
 mod common;
 mod llm;
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
@@ -58,25 +57,18 @@ fn good_fake(api: Api) -> Fake {
     Fake::start(api, expect(), move |r, _| good::answer(r, api))
 }
 
+/// The API key the fake server expects, as studio reads it.
+fn key_env() -> [(String, String); 1] {
+    [("STUDIO_TEST_KEY".to_string(), KEY.to_string())]
+}
+
 /// `studio build --json --profile sim ARGS`, with the API key set.
 fn build(p: &TestProject, args: &[&str]) -> Build {
-    let mut all = vec!["build", "--json", "--profile", "sim"];
-    all.extend_from_slice(args);
-    Build::parse_run(studio(p, &all))
+    p.build_env(args, &key_env())
 }
 
 fn studio(p: &TestProject, args: &[&str]) -> Run {
-    let out = p
-        .command(args)
-        .env("STUDIO_TEST_KEY", KEY)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    p.run_env(args, &key_env())
 }
 
 fn kinds(fake: &Fake) -> Vec<&'static str> {

@@ -107,24 +107,11 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         ..Options::default()
     };
     let report = runtime.block_on(async {
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: stopping running jobs (Ctrl-C again to quit at once)");
-                c.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(i32::from(EXIT_INTERRUPTED));
-                }
-            }
-        });
+        super::cancel_on_ctrl_c(&cancel);
         build::build(&mut session, &nodes, &opts, cancel).await
     });
     runtime.shutdown_background();
-    if let Some(r) = &remote
-        && let Err(e) = crate::cache::remote::save_stats(&session.cache, r)
-    {
-        eprintln!("warning: saving remote cache statistics: {e}");
-    }
+    super::save_remote_stats(&session.cache, remote.as_deref());
 
     let saved = save_session(&mut session);
     drop(lock);

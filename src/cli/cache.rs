@@ -70,11 +70,7 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote_args: &RemoteArgs, com
             runtime.block_on(pull(&session, remote.clone().expect("checked"), &default_all(targets)))
         }
     };
-    if let Some(r) = &remote
-        && let Err(e) = remote::save_stats(&session.cache, r)
-    {
-        eprintln!("warning: saving remote cache statistics: {e}");
-    }
+    super::save_remote_stats(&session.cache, remote.as_deref());
     code
 }
 

@@ -200,6 +200,30 @@ fn open(root: &Utf8Path, profile: Option<&str>, jobs: Option<usize>) -> Result<S
     Session::open(root, profile, cpu_slots(jobs)).map_err(report_open_error)
 }
 
+/// On Ctrl-C, cancel `cancel` (running jobs stop, finished work is kept);
+/// on a second Ctrl-C, exit at once.
+fn cancel_on_ctrl_c(cancel: &tokio_util::sync::CancellationToken) {
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping running jobs (Ctrl-C again to quit at once)");
+            c.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+        }
+    });
+}
+
+/// Add a run's remote-cache counters to the saved totals; a failure is a warning.
+fn save_remote_stats(cache: &crate::cache::Cache, remote: Option<&Remote>) {
+    if let Some(r) = remote
+        && let Err(e) = crate::cache::remote::save_stats(cache, r)
+    {
+        eprintln!("warning: saving remote cache statistics: {e}");
+    }
+}
+
 /// Write to stdout, treating a closed pipe (`| head`) as success.
 fn out(text: &str) {
     use std::io::Write;

@@ -131,15 +131,7 @@ impl Watch {
         });
 
         let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                c.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(i32::from(EXIT_INTERRUPTED));
-                }
-            }
-        });
+        super::cancel_on_ctrl_c(&cancel);
 
         let inflight = Arc::new(InFlight::default());
         let mut last_good: Option<Sources> = None;
@@ -201,11 +193,7 @@ impl Watch {
             if let Err(e) = save_session(&mut session) {
                 eprintln!("error: saving build state: {e}");
             }
-            if let Some(r) = &remote
-                && let Err(e) = crate::cache::remote::save_stats(&session.cache, r)
-            {
-                eprintln!("warning: saving remote cache statistics: {e}");
-            }
+            super::save_remote_stats(&session.cache, remote.as_deref());
             self.finished(generation, &session, &nodes, &report);
             if report.interrupted {
                 return EXIT_INTERRUPTED;

@@ -114,12 +114,7 @@ impl TestProject {
 
     /// Run `studio ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Run {
-        let out = self.command(args).stdin(Stdio::null()).output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.run_env(args, &[])
     }
 
     /// Run `studio ARGS` with extra environment variables.
@@ -130,11 +125,7 @@ impl TestProject {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from_output(out)
     }
 
     /// `studio build --json --profile sim ARGS` with extra environment, parsed.
@@ -173,9 +164,7 @@ impl TestProject {
 
     /// `studio build ARGS --json --profile sim`, parsed.
     pub fn build(&self, args: &[&str]) -> Build {
-        let mut all = vec!["build", "--json", "--profile", "sim"];
-        all.extend_from_slice(args);
-        Build::parse(self.run(&all))
+        self.build_env(args, &[])
     }
 
     /// Every object in the cache hashes to its name.
@@ -207,6 +196,15 @@ pub struct Run {
 }
 
 impl Run {
+    /// What a finished `studio` process printed, and its exit code.
+    pub fn from_output(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     pub fn success(&self) -> &Run {
         assert_eq!(
             self.code, 0,
