@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use camino::Utf8PathBuf;
 use studio::cache::remote::{Mode, Remote, RemoteConfig};
-use studio::cache::{Cache, Manifest, OutputFile};
+use studio::cache::{Cache, Manifest, OutputFile, Suffix};
 use studio::graph::NodeKind;
 use studio::graph::key::{Backend, KEY_SCHEMA, KeyMaterial};
 
@@ -171,7 +171,7 @@ fn remote_throughput(name: &str, url: &str, size: u64) {
     let manifest = Manifest {
         node: "bench".into(),
         outputs: vec![OutputFile {
-            suffix: "mp4".into(),
+            suffix: Suffix::parse("mp4").unwrap(),
             hash,
             size,
         }],

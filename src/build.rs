@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::remote::Remote;
 use crate::cache::state::{Materialized, NodeState, mtime_ns};
-use crate::cache::{Cache, Manifest, OutputFile};
+use crate::cache::{Cache, Manifest, OutputFile, Suffix};
 use crate::engines::Runs;
 use crate::exec::{self, ExecError, Job, JobInput};
 use crate::graph::key::{InputFact, KeyMaterial};
@@ -386,7 +386,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                         role: i.role.clone(),
                         files: books.outputs[li]
                             .iter()
-                            .map(|o| (o.suffix.clone(), shared.cache.object_path(&o.hash)))
+                            .map(|o| (o.suffix.to_string(), shared.cache.object_path(&o.hash)))
                             .collect(),
                         outputs: books.outputs[li].clone(),
                         duration: fact.duration,
@@ -687,6 +687,7 @@ async fn run_node(
                         let r = files
                             .into_iter()
                             .map(|(suffix, path)| {
+                                let suffix = Suffix::parse(&suffix).map_err(std::io::Error::other)?;
                                 cache
                                     .ingest(&path)
                                     .map(|(hash, size)| OutputFile { suffix, hash, size })

@@ -157,15 +157,7 @@ impl Session {
     /// The key material this node was last built with, if known.
     pub fn last_material(&self, node: usize) -> Option<KeyMaterial> {
         let s = self.state.nodes.get(&self.graph.nodes[node].id)?;
-        let bytes = std::fs::read(
-            self.layout
-                .cache
-                .join("ac")
-                .join(&s.key[..2])
-                .join(format!("{}.json", s.key)),
-        )
-        .ok()?;
-        serde_json::from_slice::<Manifest>(&bytes).ok().map(|m| m.material)
+        self.cache.entry(&s.key).map(|m| m.material)
     }
 
     /// Statically classify `nodes` (a closure, inputs first) without building:

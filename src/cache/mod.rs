@@ -16,6 +16,7 @@
 //! entry that lies.
 
 pub mod atomic;
+pub mod digest;
 pub mod index;
 pub mod learn;
 pub mod lock;
@@ -30,13 +31,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::graph::key::KeyMaterial;
 use atomic::{sync_dir, write_atomic_via};
+pub use digest::{Digest, Suffix};
 
 /// One file a node produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
     /// The name's suffix under the node's `out_stem` (`png`, `srt`, `jpg`).
-    pub suffix: String,
-    pub hash: String,
+    pub suffix: Suffix,
+    pub hash: Digest,
     pub size: u64,
 }
 
@@ -55,7 +57,72 @@ pub struct Manifest {
     pub material: KeyMaterial,
 }
 
+/// The largest object studio accepts (a feature-length 4K master fits).
+pub const MAX_OBJECT_SIZE: u64 = 256 << 30;
+/// The most outputs one node has (an episode has three: mp4, srt, jpg).
+pub const MAX_OUTPUTS: usize = 16;
+/// The longest media a manifest may claim: a day.
+pub const MAX_MEDIA_SECONDS: f64 = 86_400.0;
+/// The longest a job may have taken: a week.
+pub const MAX_JOB_SECONDS: f64 = 7.0 * 86_400.0;
+
 impl Manifest {
+    /// Check every field a manifest read from disk or the remote carries
+    /// beyond what its types already guarantee (digests and suffixes are
+    /// checked when they deserialize): counts, sizes and times in range,
+    /// names that are names. `key` is the key it was read under: its
+    /// material must hash back to it.
+    pub fn check(&self, key: &str) -> Result<(), String> {
+        if self.outputs.is_empty() || self.outputs.len() > MAX_OUTPUTS {
+            return Err(format!("{} outputs (1 to {MAX_OUTPUTS} allowed)", self.outputs.len()));
+        }
+        for (i, o) in self.outputs.iter().enumerate() {
+            if self.outputs[..i].iter().any(|p| p.suffix == o.suffix) {
+                return Err(format!("two outputs with the suffix `{}`", o.suffix));
+            }
+            if o.size > MAX_OBJECT_SIZE {
+                return Err(format!(
+                    "output `{}` claims {} bytes (at most {MAX_OBJECT_SIZE})",
+                    o.suffix, o.size
+                ));
+            }
+        }
+        if let Some(d) = self.duration
+            && !(d.is_finite() && (0.0..=MAX_MEDIA_SECONDS).contains(&d))
+        {
+            return Err(format!("duration {d} s is out of range (0 to {MAX_MEDIA_SECONDS})"));
+        }
+        if !(self.seconds.is_finite() && (0.0..=MAX_JOB_SECONDS).contains(&self.seconds)) {
+            return Err(format!(
+                "job time {} s is out of range (0 to {MAX_JOB_SECONDS})",
+                self.seconds
+            ));
+        }
+        let engine_ok = !self.engine.is_empty()
+            && self.engine.len() <= 64
+            && self
+                .engine
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'));
+        if !engine_ok {
+            return Err(format!("`{}` is not an engine name", digest::shorten(&self.engine)));
+        }
+        if self.node.len() > 512 || self.node.chars().any(char::is_control) {
+            return Err(format!("`{}` is not a node id", digest::shorten(&self.node)));
+        }
+        if self.material.key() != key {
+            return Err("its contents belong to another key".to_string());
+        }
+        Ok(())
+    }
+
+    /// Parse and [`check`](Manifest::check) an entry read under `key`.
+    pub fn parse(bytes: &[u8], key: &str) -> Result<Manifest, String> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("not a manifest ({e})"))?;
+        m.check(key)?;
+        Ok(m)
+    }
+
     /// The hash dependents key on: the single output's hash, or a hash over
     /// all outputs when there are several.
     pub fn content_hash(&self) -> String {
@@ -65,7 +132,7 @@ impl Manifest {
 
 pub fn content_hash(outputs: &[OutputFile]) -> String {
     match outputs {
-        [one] => one.hash.clone(),
+        [one] => one.hash.to_string(),
         many => {
             let mut h = blake3::Hasher::new();
             for o in many {
@@ -97,12 +164,14 @@ impl Cache {
         &self.dir
     }
 
-    pub fn object_path(&self, hash: &str) -> Utf8PathBuf {
-        self.dir.join("objects").join(&hash[..2]).join(hash)
+    /// Where the object named `hash` lives: derived from a checked digest,
+    /// so it is always inside `objects/`.
+    pub fn object_path(&self, hash: &Digest) -> Utf8PathBuf {
+        self.dir.join("objects").join(hash.fanout()).join(hash.as_str())
     }
 
-    fn ac_path(&self, key: &str) -> Utf8PathBuf {
-        self.dir.join("ac").join(&key[..2]).join(format!("{key}.json"))
+    fn ac_path(&self, key: &Digest) -> Utf8PathBuf {
+        self.dir.join("ac").join(key.fanout()).join(format!("{key}.json"))
     }
 
     /// Whether every output is present with its recorded size.
@@ -113,8 +182,8 @@ impl Cache {
     }
 
     /// Move a finished file into the store under its hash.
-    pub fn ingest(&self, file: &Utf8Path) -> io::Result<(String, u64)> {
-        let hash = index::hash_file(file)?;
+    pub fn ingest(&self, file: &Utf8Path) -> io::Result<(Digest, u64)> {
+        let hash = Digest::parse(&index::hash_file(file)?).map_err(io::Error::other)?;
         let size = fs::metadata(file)?.len();
         let dest = self.object_path(&hash);
         if fs::metadata(&dest).is_ok_and(|m| m.len() == size) {
@@ -138,7 +207,7 @@ impl Cache {
 
     /// Move a complete, synced file whose hash the caller has checked into
     /// the store under `hash`.
-    pub fn adopt(&self, file: tempfile::TempPath, hash: &str) -> io::Result<()> {
+    pub fn adopt(&self, file: tempfile::TempPath, hash: &Digest) -> io::Result<()> {
         let dest = self.object_path(hash);
         let dir = dest.parent().expect("object has a parent");
         fs::create_dir_all(dir)?;
@@ -146,19 +215,26 @@ impl Cache {
         sync_dir(dir)
     }
 
-    /// The manifest for `key`, if present, well-formed and all its objects exist.
+    /// The manifest for `key`, if present, well-formed, [checked](Manifest::check)
+    /// and all its objects exist. An entry that fails the checks is a miss.
     pub fn lookup(&self, key: &str) -> Option<Manifest> {
-        let bytes = fs::read(self.ac_path(key)).ok()?;
-        let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+        let m = self.entry(key)?;
         self.has_outputs(&m.outputs).then_some(m)
+    }
+
+    /// The checked manifest for `key`, whether or not its objects exist.
+    pub fn entry(&self, key: &str) -> Option<Manifest> {
+        let path = self.ac_path(&Digest::parse(key).ok()?);
+        Manifest::parse(&fs::read(path).ok()?, key).ok()
     }
 
     /// Record a manifest; its objects must already be in the store.
     pub fn record(&self, key: &str, manifest: &Manifest) -> io::Result<()> {
         debug_assert!(self.has_outputs(&manifest.outputs));
+        let key = Digest::parse(key).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         write_atomic_via(
             &self.dir.join("tmp"),
-            &self.ac_path(key),
+            &self.ac_path(&key),
             &serde_json::to_vec_pretty(manifest).expect("manifest serializes"),
         )
     }
@@ -168,11 +244,11 @@ impl Cache {
         tempfile::Builder::new().prefix("job-").tempdir_in(self.dir.join("tmp"))
     }
 
-    /// Every action-cache key.
-    pub fn keys(&self) -> Vec<String> {
+    /// Every action-cache key (files whose names are not keys are skipped).
+    pub fn keys(&self) -> Vec<Digest> {
         walk(self.dir.join("ac"))
             .filter(|p| p.extension() == Some("json"))
-            .filter_map(|p| p.file_stem().map(str::to_string))
+            .filter_map(|p| p.file_stem().and_then(|s| Digest::parse(s).ok()))
             .collect()
     }
 
@@ -181,7 +257,7 @@ impl Cache {
         walk(self.dir.join("objects"))
     }
 
-    pub fn remove_entry(&self, key: &str) -> io::Result<()> {
+    pub fn remove_entry(&self, key: &Digest) -> io::Result<()> {
         fs::remove_file(self.ac_path(key))
     }
 }

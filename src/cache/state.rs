@@ -23,7 +23,7 @@ pub struct NodeState {
 /// A file under `out/`: the object it was copied from and its stat then.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Materialized {
-    pub hash: String,
+    pub hash: super::Digest,
     pub size: u64,
     pub mtime_ns: i128,
 }

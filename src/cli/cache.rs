@@ -171,7 +171,9 @@ async fn push(session: &Session, remote: Arc<Remote>, targets: &[String]) -> u8 
                 let manifest = cache.lookup(&key)?;
                 match remote.has_entry(&key).await {
                     Ok(true) => Some(false),
-                    Ok(false) => Some(remote.upload(&cache, &key, &manifest).await.is_ok()),
+                    // Not uploaded (a failure, or a local object that no
+                    // longer matches its name) counts as not in the cache.
+                    Ok(false) => matches!(remote.upload(&cache, &key, &manifest).await, Ok(true)).then_some(true),
                     Err(_) => None,
                 }
             }

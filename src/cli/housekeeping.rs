@@ -6,9 +6,9 @@ use std::fs;
 use camino::Utf8Path;
 
 use super::{EXIT_IO, EXIT_OK, out};
+use crate::cache::Cache;
 use crate::cache::lock::BuildLock;
 use crate::cache::state::State;
-use crate::cache::{Cache, Manifest};
 
 #[derive(Debug, clap::Args)]
 pub struct CleanArgs {
@@ -43,8 +43,8 @@ pub fn gc(root: &Utf8Path) -> u8 {
     let (mut entries, mut objects, mut bytes) = (0usize, 0usize, 0u64);
     for key in cache.keys() {
         if live.contains(key.as_str()) {
-            if let Some(m) = read_manifest(&cache, &key) {
-                keep.extend(m.outputs.into_iter().map(|o| o.hash));
+            if let Some(m) = cache.entry(&key) {
+                keep.extend(m.outputs.into_iter().map(|o| String::from(o.hash)));
             }
         } else if cache.remove_entry(&key).is_ok() {
             entries += 1;
@@ -68,11 +68,6 @@ pub fn gc(root: &Utf8Path) -> u8 {
         live.len()
     ));
     EXIT_OK
-}
-
-fn read_manifest(cache: &Cache, key: &str) -> Option<Manifest> {
-    let bytes = fs::read(cache.dir().join("ac").join(&key[..2]).join(format!("{key}.json"))).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 pub fn clean(root: &Utf8Path, args: CleanArgs) -> u8 {

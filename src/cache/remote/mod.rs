@@ -31,7 +31,7 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{Cache, Manifest, OutputFile};
+use super::{Cache, Digest, Manifest, OutputFile};
 
 /// How a build uses the remote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +271,9 @@ impl Remote {
         if !self.readable() {
             return None;
         }
+        let Ok(key) = Digest::parse(key) else {
+            return None;
+        };
         let path = format!("ac/{key}");
         let bytes = match self.read_small(&path).await {
             Ok(Some(b)) => b,
@@ -283,14 +286,12 @@ impl Remote {
                 return None;
             }
         };
-        let manifest = match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(m) if m.material.key() == key => m,
-            Ok(_) => {
-                self.refuse(&path, &format!("{path}: its contents belong to another key"));
-                return None;
-            }
-            Err(e) => {
-                self.refuse(&path, &format!("{path}: not a manifest ({e})"));
+        // Every field is checked before any is used: digests and suffixes
+        // by their types, numbers for range, the material against the key.
+        let manifest = match Manifest::parse(&bytes, &key) {
+            Ok(m) => m,
+            Err(why) => {
+                self.refuse(&path, &format!("{path}: {why}"));
                 return None;
             }
         };
@@ -318,7 +319,7 @@ impl Remote {
                 }
             }
         }
-        let (c, k, m) = (cache.clone(), key.to_string(), manifest.clone());
+        let (c, k, m) = (cache.clone(), key.clone(), manifest.clone());
         match tokio::task::spawn_blocking(move || c.record(&k, &m)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -372,7 +373,7 @@ impl Remote {
         file.sync_all().await.map_err(FetchError::Local)?;
         drop(file);
         let got = hasher.finalize().to_hex();
-        if size != o.size || got.as_str() != o.hash {
+        if size != o.size || got.as_str() != o.hash.as_str() {
             return Err(FetchError::Corrupt(format!(
                 "{path}: {size} bytes hashing to {}…, expected {} bytes",
                 &got.as_str()[..12],
@@ -393,24 +394,44 @@ impl Remote {
     }
 
     /// Upload the objects of `manifest` the remote lacks, then its entry (so
-    /// a reader never finds an entry whose objects are missing).
-    pub async fn upload(&self, cache: &Cache, key: &str, manifest: &Manifest) -> Result<(), RemoteError> {
+    /// a reader never finds an entry whose objects are missing). `Ok(false)`:
+    /// not uploaded (the remote is not writable, or a local object no longer
+    /// matches its name, which is reported).
+    pub async fn upload(&self, cache: &Cache, key: &str, manifest: &Manifest) -> Result<bool, RemoteError> {
         if !self.writable() {
-            return Ok(());
+            return Ok(false);
         }
-        let result = self.upload_inner(cache, key, manifest).await;
+        let Ok(key) = Digest::parse(key) else {
+            return Ok(false);
+        };
+        let result = self.upload_inner(cache, &key, manifest).await;
         if let Err(e) = &result {
             self.fail(&format!("uploading {key}"), e);
         }
         result
     }
 
-    async fn upload_inner(&self, cache: &Cache, key: &str, manifest: &Manifest) -> Result<(), RemoteError> {
+    async fn upload_inner(&self, cache: &Cache, key: &Digest, manifest: &Manifest) -> Result<bool, RemoteError> {
         for o in &manifest.outputs {
             let path = format!("cas/{}", o.hash);
-            let refused = self.refused.lock().expect("refused set").contains(&o.hash);
+            let refused = self.refused.lock().expect("refused set").contains(o.hash.as_str());
             if !refused && self.backend.head(&path).await? {
                 continue;
+            }
+            // Only what studio itself hashed leaves this machine: an object
+            // whose bytes no longer match its name is not uploaded.
+            let file = cache.object_path(&o.hash);
+            let f = file.clone();
+            let actual = tokio::task::spawn_blocking(move || super::index::hash_file(&f))
+                .await
+                .map_err(|e| RemoteError(e.to_string()))?
+                .map_err(|e| RemoteError(format!("reading {file}: {e}")))?;
+            if actual != o.hash.as_str() {
+                eprintln!(
+                    "warning: {file} does not hash to its name (it hashes to {actual}); \
+                     entry {key} is not uploaded (delete the file: the next build remakes it)"
+                );
+                return Ok(false);
             }
             self.backend
                 .put_file(&path, &cache.object_path(&o.hash), o.size)
@@ -421,7 +442,7 @@ impl Remote {
         let body = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
         self.backend.put_bytes(&format!("ac/{key}"), Bytes::from(body)).await?;
         self.counters.entries_up.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     /// Whether the remote has the entry for `key` (for `cache push`).
