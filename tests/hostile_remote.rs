@@ -64,7 +64,9 @@ fn holds_secret(dir: &Path) -> Vec<PathBuf> {
 
 /// The lies, one per entry: a name and how it rewrites the manifest.
 /// `outside` is a folder outside the project; `secret` a file in it.
-fn lies(outside: &Path, secret: &Path) -> Vec<(&'static str, Box<dyn Fn(&mut Value)>)> {
+type Lie = (&'static str, Box<dyn Fn(&mut Value)>);
+
+fn lies(outside: &Path, secret: &Path) -> Vec<Lie> {
     let up = "../".repeat(24);
     let escape = format!(
         "x/{up}{}/written",
