@@ -50,6 +50,8 @@ fn expect() -> Expect {
         model: MODEL.into(),
         seeds: vec![SEED],
         key: Some(KEY.into()),
+        max_tokens: None,
+        llama_cpp_python: false,
     }
 }
 
@@ -520,6 +522,15 @@ fn a_real_model_writes_an_episode() {
     build(&p, &["ep02"]).ok();
 }
 
+/// stderr with miette's line wrapping undone: one space between words.
+fn flat(stderr: &str) -> String {
+    stderr
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// 1-based line where `marker` starts in `rel`.
 fn line_of(p: &TestProject, rel: &str, marker: &str) -> usize {
     let text = p.read(rel);
@@ -557,6 +568,38 @@ fn bad_writing_config_is_located() {
             "executor `writer-llm` names no `model:`",
         ),
         (
+            &[("studio.yaml", "    timeout: 1\n", "    timeout: 1\n    max_tokens: 0\n")],
+            ("studio.yaml", "max_tokens: 0"),
+            "`max_tokens` 0 is outside 64–131072",
+        ),
+        (
+            &[(
+                "studio.yaml",
+                "    timeout: 1\n",
+                "    timeout: 1\n    max_tokens: 1000000\n",
+            )],
+            ("studio.yaml", "max_tokens: 1000000"),
+            "`max_tokens` 1000000 is outside 64–131072",
+        ),
+        (
+            &[(
+                "studio.yaml",
+                "    url: http://127.0.0.1:5002\n",
+                "    url: http://127.0.0.1:5002\n    max_tokens: 500\n",
+            )],
+            ("studio.yaml", "max_tokens: 500"),
+            "`max_tokens` bounds LLM replies, and executor `tts-local` is `tts`",
+        ),
+        (
+            &[(
+                "studio.yaml",
+                "    url: http://127.0.0.1:5002\n",
+                "    url: ftp://127.0.0.1:5002\n",
+            )],
+            ("studio.yaml", "ftp://"),
+            "executor `tts-local`: `ftp://127.0.0.1:5002` is not an http:// or https:// URL",
+        ),
+        (
             &[("rules/prompts/shots.j2", "Now break scene", "{% if %}Now break scene")],
             ("rules/prompts/shots.j2", "{% if %}"),
             "prompt template rules/prompts/shots.j2: syntax error",
@@ -571,7 +614,7 @@ fn bad_writing_config_is_located() {
         let line = line_of(&p, file, marker);
         let run = studio(&p, &["write", "ep02"]);
         assert_eq!(run.code, 2, "{message}: {}", run.stderr);
-        let flat: String = run.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        let flat = flat(&run.stderr);
         assert!(flat.contains(message), "want `{message}`:\n{}", run.stderr);
         assert!(
             run.stderr.contains(&format!("[{file}:{line}:")),
@@ -581,4 +624,281 @@ fn bad_writing_config_is_located() {
         assert!(run.stderr.contains("help:"), "{}", run.stderr);
     }
     assert_eq!(fake.count(), 0);
+}
+
+// --- hosts -----------------------------------------------------------------
+
+/// The tiny project with one more executor, `far`, of `kind` at `url`
+/// (`extra`: more lines of its entry).
+fn with_executor(kind: &str, url: &str, extra: &str) -> TestProject {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "studio.yaml",
+        "\nprofiles:\n",
+        &format!("  - id: far\n    kind: {kind}\n    url: {url}\n{extra}\nprofiles:\n"),
+    );
+    p
+}
+
+/// Every kind of executor on a host that is not loopback is refused when
+/// the project loads, at its `url:` line, naming the host and the fix; with
+/// `remote_host: true` it loads. `studio graph` contacts no executor, so
+/// nothing is sent to 10.1.2.3 whatever the outcome.
+#[test]
+fn executors_on_other_hosts_need_remote_host() {
+    for kind in ["comfyui", "ollama", "openai", "tts", "ace_step", "jellyfin"] {
+        let model = if matches!(kind, "ollama" | "openai") {
+            "    model: m\n"
+        } else {
+            ""
+        };
+        let p = with_executor(kind, "http://10.1.2.3:11434", model);
+        let line = line_of(&p, "studio.yaml", "url: http://10.1.2.3:11434");
+        let run = p.run(&["graph", "ep01", "--profile", "sim"]);
+        assert_eq!(run.code, 2, "{kind}: {}", run.stderr);
+        let flat = flat(&run.stderr);
+        for want in [
+            "executor `far` is on another host: 10.1.2.3 is not loopback",
+            "add `remote_host: true` to executor `far`",
+            "127.0.0.0/8, ::1, localhost",
+        ] {
+            assert!(flat.contains(want), "{kind}: want `{want}`:\n{}", run.stderr);
+        }
+        assert!(
+            run.stderr.contains(&format!("[studio.yaml:{line}:")),
+            "{kind}: want studio.yaml:{line}:\n{}",
+            run.stderr
+        );
+        let p = with_executor(
+            kind,
+            "http://10.1.2.3:11434",
+            &format!("{model}    remote_host: true\n"),
+        );
+        p.run(&["graph", "ep01", "--profile", "sim"]).success();
+        p.run(&["build", "-n", "ep01"]).success();
+    }
+}
+
+/// `studio write` to a host that is not loopback: refused before any client
+/// exists, and allowed with `remote_host: true`. 0.0.0.0 stands for the other
+/// host: it is not loopback by the rule, yet a connection to it stays on
+/// this machine (Linux routes it to 127.0.0.1), so the fake can count.
+#[test]
+fn write_contacts_another_host_only_when_allowed() {
+    let fake = good_fake(Api::Ollama);
+    let port = fake.url.rsplit(':').next().unwrap();
+    let p = project(Api::Ollama, &format!("http://0.0.0.0:{port}"));
+    let line = line_of(&p, "studio.yaml", "url: http://0.0.0.0");
+    let run = studio(&p, &["write", "ep02"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("executor `writer-llm` is on another host: 0.0.0.0 is not loopback"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(&format!("[studio.yaml:{line}:")), "{}", run.stderr);
+    assert_eq!(fake.count(), 0, "nothing was contacted");
+    assert!(!p.path("episodes/ep02.yaml").exists());
+
+    p.edit(
+        "studio.yaml",
+        "    api_key_env: STUDIO_TEST_KEY\n",
+        "    api_key_env: STUDIO_TEST_KEY\n    remote_host: true\n",
+    );
+    studio(&p, &["write", "ep02"]).success();
+    assert_eq!(fake.count(), 5);
+    fake.assert_shapes();
+}
+
+/// `localhost` and all of 127.0.0.0/8 are loopback.
+#[test]
+fn localhost_and_127_0_0_2_are_loopback() {
+    let fake = Fake::start_on("127.0.0.2", Api::Openai, expect(), |r, _| good::answer(r, Api::Openai));
+    assert!(fake.url.starts_with("http://127.0.0.2:"), "{}", fake.url);
+    let p = project(Api::Openai, &fake.url);
+    studio(&p, &["write", "ep02"]).success();
+    assert_eq!(fake.count(), 5);
+
+    let fake = good_fake(Api::Ollama);
+    let port = fake.url.rsplit(':').next().unwrap();
+    let p = project(Api::Ollama, &format!("http://localhost:{port}"));
+    studio(&p, &["write", "ep02"]).success();
+    assert_eq!(fake.count(), 5);
+    fake.assert_shapes();
+}
+
+/// A redirect, even to another loopback port, is not followed: the request
+/// fails naming where it pointed, and the other port receives nothing.
+#[test]
+fn a_redirect_is_not_followed() {
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = format!("http://{}/api/chat", elsewhere.local_addr().unwrap());
+    let fake = {
+        let to = to.clone();
+        Fake::start(Api::Ollama, expect(), move |_, _| Answer::Redirect(to.clone()))
+    };
+    let p = project(Api::Ollama, &fake.url);
+    let run = studio(&p, &["write", "ep02"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let flat = flat(&run.stderr);
+    for want in [
+        format!("answered with a redirect to {to}"),
+        "does not follow".to_string(),
+        "not at an address that redirects".to_string(),
+        "nothing was written".to_string(),
+    ] {
+        assert!(flat.contains(&want), "stderr lacks `{want}`:\n{}", run.stderr);
+    }
+    assert_eq!(fake.count(), 1, "a refused redirect is not retried");
+    // A connection would wait in the listener's backlog: there is none.
+    elsewhere.set_nonblocking(true).unwrap();
+    match elsewhere.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the redirect target was contacted: {other:?}"),
+    }
+    assert!(!p.path("episodes/ep02.yaml").exists());
+}
+
+// --- reply bounds ------------------------------------------------------------
+
+/// Every request carries the executor's `max_tokens` (checked by the fake);
+/// the bound is not in the reply cache's key: a reply that finished under
+/// one bound is the reply under another, so changing it asks nothing again.
+#[test]
+fn max_tokens_is_sent_and_does_not_void_the_cache() {
+    for api in [Api::Ollama, Api::Openai] {
+        let fake = Fake::start(
+            api,
+            Expect {
+                max_tokens: Some(1000),
+                ..expect()
+            },
+            move |r, _| good::answer(r, api),
+        );
+        let p = project(api, &fake.url);
+        p.edit(
+            "studio.yaml",
+            "    timeout: 1\n",
+            "    timeout: 1\n    max_tokens: 1000\n",
+        );
+        studio(&p, &["write", "ep02"]).success();
+        fake.assert_shapes();
+        assert_eq!(fake.count(), 5);
+        p.edit("studio.yaml", "    max_tokens: 1000\n", "    max_tokens: 2000\n");
+        let run = studio(&p, &["write", "ep02"]);
+        run.success();
+        assert!(run.stderr.contains("0 requests, 5 cached"), "{}", run.stderr);
+        assert_eq!(fake.count(), 5);
+    }
+}
+
+/// A reply cut off at the bound is reported as such, at the executor's line,
+/// with the fix; it is neither repaired nor retried, and nothing is written.
+/// Raised, the bound lets the call through, and the calls that had
+/// finished come from the cache.
+#[test]
+fn a_cut_off_reply_is_reported_as_cut_off() {
+    for api in [Api::Ollama, Api::Openai] {
+        let fake = Fake::start(api, expect(), move |r, _| {
+            if r.kind(api) == "shots" && good::scene_of(r) == "s02" {
+                Answer::Truncated("{\"shots\": [{\"type\": \"wide\", \"action\": \"Rain and rain and rain".into())
+            } else {
+                good::answer(r, api)
+            }
+        });
+        let p = project(api, &fake.url);
+        let line = line_of(&p, "studio.yaml", "- id: writer-llm");
+        let run = studio(&p, &["write", "ep02"]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let flat = flat(&run.stderr);
+        for want in [
+            "writing the shots of ep02/s02",
+            "cut the reply off at `max_tokens` (3072 tokens)",
+            "raise this executor's `max_tokens:` above 3072",
+            "nothing was written",
+        ] {
+            assert!(flat.contains(want), "{api:?}: stderr lacks `{want}`:\n{}", run.stderr);
+        }
+        assert!(run.stderr.contains(&format!("[studio.yaml:{line}:")), "{}", run.stderr);
+        assert!(!run.stderr.contains("not valid JSON"), "{}", run.stderr);
+        fake.assert_shapes();
+        let s02: Vec<Request> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.kind(api) == "shots" && good::scene_of(r) == "s02")
+            .collect();
+        assert_eq!(s02.len(), 1, "{api:?}: neither repaired nor retried");
+        assert!(!p.path("episodes/ep02.yaml").exists());
+
+        let fake = Fake::start(
+            api,
+            Expect {
+                max_tokens: Some(6000),
+                ..expect()
+            },
+            move |r, _| good::answer(r, api),
+        );
+        p.edit(
+            "studio.yaml",
+            &format!("    url: {}\n", url_of(&p)),
+            &format!("    url: {}\n", fake.url),
+        );
+        p.edit(
+            "studio.yaml",
+            "    timeout: 1\n",
+            "    timeout: 1\n    max_tokens: 6000\n",
+        );
+        studio(&p, &["write", "ep02"]).success();
+        fake.assert_shapes();
+        assert!(!kinds(&fake).contains(&"scenes"), "the scenes came from the cache");
+    }
+}
+
+/// The writer executor's `url:` in studio.yaml.
+fn url_of(p: &TestProject) -> String {
+    let text = p.read("studio.yaml");
+    let at = text.find("- id: writer-llm").unwrap();
+    let url = text[at..].lines().find_map(|l| l.trim().strip_prefix("url: ")).unwrap();
+    url.to_string()
+}
+
+/// A server that refuses `response_format: json_schema` the way
+/// llama-cpp-python's does (HTTP 500) is asked once, warned about once, and
+/// sent llama-cpp-python's `json_object` form for the rest of the run.
+#[test]
+fn a_server_that_refuses_json_schema_gets_json_object() {
+    let fake = Fake::start(
+        Api::Openai,
+        Expect {
+            llama_cpp_python: true,
+            ..expect()
+        },
+        |r, _| good::answer(r, Api::Openai),
+    );
+    let p = project(Api::Openai, &fake.url);
+    let run = studio(&p, &["write", "ep02"]);
+    run.success();
+    fake.assert_shapes();
+    assert_eq!(
+        run.stderr
+            .matches("refuses `response_format: json_schema` (HTTP 500)")
+            .count(),
+        1,
+        "one warning:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("retrying"),
+        "a refusal is not a transient failure: {}",
+        run.stderr
+    );
+    let formats: Vec<String> = fake.requests().iter().map(|r| r.format_type().to_string()).collect();
+    assert_eq!(formats[0], "json_schema");
+    assert!(formats[1..].iter().all(|f| f == "json_object"), "{formats:?}");
+    assert_eq!(
+        kinds(&fake),
+        ["scenes", "scenes", "shots", "shots", "shots", "timeline"]
+    );
+    assert!(p.read("episodes/ep02.yaml").contains("Is it coming? (s02)"));
 }

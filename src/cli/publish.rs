@@ -137,15 +137,18 @@ fn rescan(session: &Session) -> Result<Option<String>, String> {
         return Ok(None);
     };
     let url = format!("{}/Library/Refresh", jf.url.trim_end_matches('/'));
+    // The loader checked the host rule; the client checks it again.
+    crate::project::executor::check_url(&url, jf.remote_host).map_err(|e| format!("executor `{}`: {e}", jf.id))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(15))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = crate::write::client::executor_http(
+            std::time::Duration::from_secs_f64(jf.connect_timeout),
+            std::time::Duration::from_secs(15),
+        )
+        .map_err(|e| e.to_string())?;
         let response = client
             .post(&url)
             .header("Authorization", format!("MediaBrowser Token=\"{token}\""))

@@ -397,6 +397,13 @@ fn help_for(e: &CallError, c: &Client) -> String {
             "set `kind:` to the protocol the server speaks: `ollama` (/api/chat) or `openai` (/v1/chat/completions)"
                 .to_string()
         }
+        CallError::Truncated { max_tokens, .. } => format!(
+            "raise this executor's `max_tokens:` above {max_tokens}; a model that rambles or repeats itself may \
+             need a lower `writing.temperature` or a stronger model instead"
+        ),
+        CallError::Redirect { .. } => {
+            "point this executor's `url:` at the server itself, not at an address that redirects".to_string()
+        }
         CallError::Config(_) => "fix this executor in studio.yaml".to_string(),
     }
 }

@@ -358,10 +358,13 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
                 .help("give it `slots: 1` or more"),
             );
         }
+        super::executor::url_rule(file, e, errors);
         out.push(Executor {
             id: e.id.value.clone(),
             kind,
-            url: e.url.clone(),
+            url: e.url.value.trim().to_string(),
+            remote_host: e.remote_host,
+            max_tokens: super::executor::max_tokens(file, e, is_llm(kind), errors),
             slots: e.slots.max(1),
             model: e.model.clone(),
             token_env: e.token_env.clone(),

@@ -1,6 +1,7 @@
 //! The project model: raw YAML structs → validated, resolved [`model::Project`].
 
 pub mod diag;
+pub mod executor;
 pub mod load;
 pub mod model;
 pub mod raw;

@@ -156,6 +156,11 @@ pub struct Executor {
     pub id: String,
     pub kind: ServiceKind,
     pub url: String,
+    /// `url:` may name a host that is not loopback (`remote_host: true`).
+    pub remote_host: bool,
+    /// LLM executors: the most tokens of one reply; `None`: each call's
+    /// default ([`crate::write::Stage::default_max_tokens`]).
+    pub max_tokens: Option<u32>,
     pub slots: usize,
     pub model: Option<String>,
     pub token_env: Option<String>,

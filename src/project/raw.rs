@@ -213,8 +213,13 @@ pub struct RawExecutor {
     pub id: Spanned<String>,
     /// `comfyui`, `ollama`, `openai`, `tts`, `ace_step`, `jellyfin`.
     pub kind: Spanned<String>,
+    /// `http(s)://host:port`; a host that is not loopback needs `remote_host: true`.
+    #[serde(default = "no_url")]
+    pub url: Spanned<String>,
+    /// The URL's host is another machine (a GPU box on the LAN) that studio
+    /// may send prompts, premise and characters to.
     #[serde(default)]
-    pub url: String,
+    pub remote_host: bool,
     #[serde(default = "one")]
     pub slots: usize,
     #[serde(default)]
@@ -231,10 +236,18 @@ pub struct RawExecutor {
     /// Seconds to wait for a connection (default 10).
     #[serde(default)]
     pub connect_timeout: Option<Spanned<f64>>,
+    /// LLM executors: the most tokens one reply may have (default: per
+    /// call, see `project::executor::MaxTokens`).
+    #[serde(default)]
+    pub max_tokens: Option<Spanned<i64>>,
 }
 
 fn one() -> usize {
     1
+}
+
+fn no_url() -> Spanned<String> {
+    unspanned(String::new())
 }
 
 /// `profiles:` — `default: NAME` beside one entry per profile. (serde's

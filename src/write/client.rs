@@ -1,15 +1,45 @@
 //! The two LLM chat protocols: Ollama's `/api/chat` and the OpenAI-compatible
 //! `/v1/chat/completions` (llama.cpp's server, vLLM, LM Studio, Ollama's `/v1`).
 //!
-//! One call is one HTTP request with a JSON Schema that constrains the reply;
-//! retrying transient failures is the caller's business ([`CallError::transient`]).
+//! One call is one HTTP request with a JSON Schema that constrains the reply
+//! and a bound on its length; retrying transient failures is the caller's
+//! business ([`CallError::transient`]). Requests go only where the host rule
+//! allows ([`crate::project::executor::check_url`]) and never follow a
+//! redirect ([`executor_http`]).
+//!
+//! What the wire formats were checked against:
+//! - Ollama, docs/api.md "Generate a chat completion": `format` takes a JSON
+//!   schema; `options` takes the Modelfile parameters, `num_predict` being
+//!   the most tokens to generate; the final object's `done_reason` is
+//!   `stop`, or `length` when `num_predict` ran out (llm/server.go,
+//!   `DoneReasonLength`).
+//! - OpenAI, API reference "Create chat completion": `max_tokens` (OpenAI
+//!   now prefers `max_completion_tokens` for its own models, but `max_tokens`
+//!   is what llama.cpp's server, llama-cpp-python, vLLM, LM Studio and
+//!   Ollama's `/v1` read); `choices[].finish_reason` is `length` "if the
+//!   maximum number of tokens specified in the request was reached".
+//! - llama-cpp-python's server (llama_cpp/llama_types.py,
+//!   `ChatCompletionRequestResponseFormat`): `response_format.type` is only
+//!   `text` or `json_object`, with the schema beside it as `schema`. Its
+//!   route error handler (llama_cpp/server/errors.py) answers
+//!   `type: json_schema` with HTTP 500 `{"error": {"message": "<pydantic's
+//!   literal_error: Input should be 'text' or 'json_object'>", "type":
+//!   "internal_server_error"}}` (ggml-org/llama.cpp#23463); older llama.cpp
+//!   servers answered 500 "response_format type must be one of \"text\" or
+//!   \"json_object\", but got: json_schema" (ggml-org/llama.cpp#9522).
+//!   [`refuses_json_schema`] recognises both, and the client falls back to
+//!   `json_object` with the schema for the rest of the run.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::Stage;
 use crate::engines::ServiceKind;
+use crate::project::executor::check_url;
 use crate::project::model::Executor;
 
 /// Which wire protocol an executor speaks.
@@ -68,6 +98,10 @@ pub enum CallError {
     Status { url: String, status: u16, body: String },
     #[error("{url}: {reason}")]
     Protocol { url: String, reason: String },
+    #[error("{url} cut the reply off at `max_tokens` ({max_tokens} tokens): it is unfinished, not invalid")]
+    Truncated { url: String, max_tokens: u32 },
+    #[error("{url} {reason}")]
+    Redirect { url: String, reason: String },
     #[error("{0}")]
     Config(String),
 }
@@ -78,9 +112,43 @@ impl CallError {
         match self {
             CallError::Connect { .. } | CallError::Timeout { .. } => true,
             CallError::Status { status, .. } => *status >= 500 || *status == 429,
-            CallError::Protocol { .. } | CallError::Config(_) => false,
+            CallError::Protocol { .. }
+            | CallError::Truncated { .. }
+            | CallError::Redirect { .. }
+            | CallError::Config(_) => false,
         }
     }
+}
+
+/// A redirect studio refused to follow.
+#[derive(Debug, thiserror::Error)]
+#[error("answered with a redirect to {to}, and studio does not follow an executor's redirects")]
+struct RedirectRefused {
+    to: String,
+}
+
+/// An HTTP client for an executor: its timeouts, no proxy (the traffic
+/// goes to the host the rule allowed, or nowhere), and no redirects: a 3xx
+/// fails the request naming where it pointed, so a server cannot move a
+/// request, prompts or tokens to another host. Check the URL with
+/// [`check_url`] before sending anything with it.
+pub fn executor_http(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let to = attempt.url().to_string();
+            attempt.error(RedirectRefused { to })
+        }))
+        .build()
+}
+
+/// Whether an OpenAI-compatible server's error says it does not take
+/// `response_format: {type: json_schema}` but does take `json_object`
+/// (llama-cpp-python: HTTP 500, or 400/422 behind other frameworks).
+pub fn refuses_json_schema(status: u16, body: &str) -> bool {
+    matches!(status, 400 | 422 | 500) && body.contains("json_schema") && body.contains("json_object")
 }
 
 /// A configured LLM endpoint.
@@ -93,6 +161,11 @@ pub struct Client {
     url: String,
     api_key: Option<String>,
     timeout: f64,
+    /// The executor's `max_tokens`; `None`: each stage's default.
+    max_tokens: Option<u32>,
+    /// The server refused `json_schema`: send `json_object` with the schema
+    /// (shared by clones, so it is learned once per run).
+    json_object: Arc<AtomicBool>,
 }
 
 impl Client {
@@ -123,19 +196,24 @@ impl Client {
             })?),
             None => None,
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs_f64(e.connect_timeout))
-            .timeout(Duration::from_secs_f64(e.timeout))
-            .build()
-            .map_err(|err| CallError::Config(format!("HTTP client: {err}")))?;
+        let url = endpoint(protocol, &e.url);
+        // Defence in depth: the loader already refused such a URL.
+        check_url(&url, e.remote_host).map_err(|err| CallError::Config(format!("executor `{}`: {err}", e.id)))?;
+        let http = executor_http(
+            Duration::from_secs_f64(e.connect_timeout),
+            Duration::from_secs_f64(e.timeout),
+        )
+        .map_err(|err| CallError::Config(format!("HTTP client: {err}")))?;
         Ok(Client {
             http,
             protocol,
             executor: e.id.clone(),
             model,
-            url: endpoint(protocol, &e.url),
+            url,
             api_key,
             timeout: e.timeout,
+            max_tokens: e.max_tokens,
+            json_object: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -144,15 +222,34 @@ impl Client {
         &self.url
     }
 
-    /// The request body for `messages` constrained by `schema`.
-    pub fn body(&self, messages: &[Message], schema: &Value, o: &GenOptions) -> Value {
+    /// The most tokens a reply of `stage` may have.
+    pub fn max_tokens(&self, stage: Stage) -> u32 {
+        self.max_tokens.unwrap_or_else(|| stage.default_max_tokens())
+    }
+
+    /// The request body for `messages` constrained by `schema`, its reply
+    /// at most `max_tokens` long. `json_object`: llama-cpp-python's form of
+    /// the schema constraint instead of OpenAI's `json_schema`.
+    pub fn body(
+        &self,
+        messages: &[Message],
+        schema: &Value,
+        o: &GenOptions,
+        max_tokens: u32,
+        json_object: bool,
+    ) -> Value {
         match self.protocol {
             Protocol::Ollama => json!({
                 "model": self.model,
                 "messages": messages,
                 "stream": false,
                 "format": schema,
-                "options": {"seed": o.seed, "temperature": o.temperature, "num_ctx": o.num_ctx},
+                "options": {
+                    "seed": o.seed,
+                    "temperature": o.temperature,
+                    "num_ctx": o.num_ctx,
+                    "num_predict": max_tokens,
+                },
             }),
             Protocol::Openai => json!({
                 "model": self.model,
@@ -160,30 +257,47 @@ impl Client {
                 "stream": false,
                 "seed": o.seed,
                 "temperature": o.temperature,
-                "response_format": {
-                    "type": "json_schema",
-                    "json_schema": {"name": "reply", "strict": true, "schema": schema},
+                "max_tokens": max_tokens,
+                "response_format": if json_object {
+                    json!({"type": "json_object", "schema": schema})
+                } else {
+                    json!({
+                        "type": "json_schema",
+                        "json_schema": {"name": "reply", "strict": true, "schema": schema},
+                    })
                 },
             }),
         }
     }
 
-    /// One request.
-    pub async fn chat(&self, messages: &[Message], schema: &Value, o: &GenOptions) -> Result<Reply, CallError> {
-        let body = serde_json::to_vec(&self.body(messages, schema, o)).expect("JSON serializes");
-        let mut request = self
-            .http
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .body(body);
-        if let Some(key) = &self.api_key {
-            request = request.header("Authorization", format!("Bearer {key}"));
-        }
-        let started = Instant::now();
-        let response = request.send().await.map_err(|e| self.transport(e))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-        let elapsed = started.elapsed().as_secs_f64();
+    /// One request (two when the server refuses `json_schema` for the first
+    /// time: then again with `json_object`, and so on for the rest of the run).
+    pub async fn chat(
+        &self,
+        messages: &[Message],
+        schema: &Value,
+        o: &GenOptions,
+        max_tokens: u32,
+    ) -> Result<Reply, CallError> {
+        let json_object = self.json_object.load(Ordering::SeqCst);
+        let (status, bytes, elapsed) = self
+            .post(&self.body(messages, schema, o, max_tokens, json_object))
+            .await?;
+        let (status, bytes, elapsed) = if self.protocol == Protocol::Openai
+            && !json_object
+            && refuses_json_schema(status, &String::from_utf8_lossy(&bytes))
+        {
+            if !self.json_object.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "warning: `{}` ({}) refuses `response_format: json_schema` (HTTP {status}); sending the schema \
+                     as `json_object` (llama-cpp-python's form) for the rest of this run",
+                    self.executor, self.url
+                );
+            }
+            self.post(&self.body(messages, schema, o, max_tokens, true)).await?
+        } else {
+            (status, bytes, elapsed)
+        };
         if !(200..300).contains(&status) {
             let text = String::from_utf8_lossy(&bytes);
             return Err(CallError::Status {
@@ -196,18 +310,43 @@ impl Client {
             url: self.url.clone(),
             reason: format!("the response is not JSON ({e})"),
         })?;
-        self.parse(&v, elapsed)
+        self.parse(&v, elapsed, max_tokens)
     }
 
-    fn parse(&self, v: &Value, elapsed: f64) -> Result<Reply, CallError> {
+    /// POST `body`: the status, the response body and the seconds it took.
+    async fn post(&self, body: &Value) -> Result<(u16, bytes::Bytes, f64), CallError> {
+        let body = serde_json::to_vec(body).expect("JSON serializes");
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(key) = &self.api_key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        let started = Instant::now();
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+        Ok((status, bytes, started.elapsed().as_secs_f64()))
+    }
+
+    fn parse(&self, v: &Value, elapsed: f64, max_tokens: u32) -> Result<Reply, CallError> {
         let bad = |reason: &str| CallError::Protocol {
             url: self.url.clone(),
             reason: format!("{reason} in the response: {}", excerpt(&v.to_string(), 300)),
+        };
+        let truncated = || CallError::Truncated {
+            url: self.url.clone(),
+            max_tokens,
         };
         match self.protocol {
             Protocol::Ollama => {
                 if let Some(err) = v["error"].as_str() {
                     return Err(bad(&format!("error `{err}`")));
+                }
+                if v["done_reason"] == "length" {
+                    return Err(truncated());
                 }
                 let content = v["message"]["content"]
                     .as_str()
@@ -221,6 +360,9 @@ impl Client {
                 })
             }
             Protocol::Openai => {
+                if v["choices"][0]["finish_reason"] == "length" {
+                    return Err(truncated());
+                }
                 let content = v["choices"][0]["message"]["content"]
                     .as_str()
                     .ok_or_else(|| bad("no choices[0].message.content"))?;
@@ -239,6 +381,11 @@ impl Client {
             CallError::Timeout {
                 url,
                 seconds: self.timeout,
+            }
+        } else if e.is_redirect() {
+            CallError::Redirect {
+                url,
+                reason: root_cause(&e),
             }
         } else if e.is_connect() {
             CallError::Connect {
@@ -335,6 +482,104 @@ mod tests {
         assert!(status(429).transient());
         assert!(!status(400).transient());
         assert!(!status(404).transient());
+    }
+
+    fn executor(kind: ServiceKind, url: &str, remote_host: bool) -> Executor {
+        Executor {
+            id: "llm".into(),
+            kind,
+            url: url.into(),
+            remote_host,
+            max_tokens: None,
+            slots: 1,
+            model: Some("m".into()),
+            token_env: None,
+            api_key_env: None,
+            timeout: 5.0,
+            connect_timeout: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_client_refuses_a_host_its_executor_did_not_allow() {
+        for kind in [ServiceKind::Ollama, ServiceKind::Openai] {
+            let err = Client::new(&executor(kind, "http://10.1.2.3:11434", false)).unwrap_err();
+            let CallError::Config(msg) = &err else {
+                panic!("{err:?}")
+            };
+            assert!(msg.contains("10.1.2.3") && msg.contains("remote_host: true"), "{msg}");
+            assert!(!err.transient());
+            Client::new(&executor(kind, "http://10.1.2.3:11434", true)).unwrap();
+            Client::new(&executor(kind, "http://localhost:11434", false)).unwrap();
+            Client::new(&executor(kind, "http://127.0.0.2:11434", false)).unwrap();
+        }
+        let err = Client::new(&executor(ServiceKind::Ollama, "file:///etc/passwd", true)).unwrap_err();
+        assert!(matches!(err, CallError::Config(_)), "{err:?}");
+    }
+
+    #[test]
+    fn bodies_bound_the_reply() {
+        let messages = [Message::new("system", "s"), Message::new("user", "u")];
+        let schema = json!({"type": "object"});
+        let o = GenOptions {
+            seed: 3,
+            temperature: 0.5,
+            num_ctx: 4096,
+        };
+        let ollama = Client::new(&executor(ServiceKind::Ollama, "http://127.0.0.1:1", false)).unwrap();
+        let b = ollama.body(&messages, &schema, &o, 777, false);
+        assert_eq!(b["options"]["num_predict"], 777);
+        assert!(b.get("max_tokens").is_none());
+        let openai = Client::new(&executor(ServiceKind::Openai, "http://127.0.0.1:1", false)).unwrap();
+        let b = openai.body(&messages, &schema, &o, 777, false);
+        assert_eq!(b["max_tokens"], 777);
+        assert_eq!(b["response_format"]["type"], "json_schema");
+        assert_eq!(b["response_format"]["json_schema"]["schema"], schema);
+        let b = openai.body(&messages, &schema, &o, 777, true);
+        assert_eq!(b["response_format"], json!({"type": "json_object", "schema": schema}));
+        // Each stage has its default unless the executor sets one bound.
+        assert_eq!(openai.max_tokens(Stage::Scenes), Stage::Scenes.default_max_tokens());
+        assert_eq!(openai.max_tokens(Stage::Dialogue), Stage::Dialogue.default_max_tokens());
+        let mut e = executor(ServiceKind::Openai, "http://127.0.0.1:1", false);
+        e.max_tokens = Some(900);
+        let c = Client::new(&e).unwrap();
+        assert!(Stage::ALL.iter().all(|s| c.max_tokens(*s) == 900));
+    }
+
+    #[test]
+    fn a_reply_cut_at_the_bound_is_truncated_not_invalid() {
+        let ollama = Client::new(&executor(ServiceKind::Ollama, "http://127.0.0.1:1", false)).unwrap();
+        let v = json!({"message": {"role": "assistant", "content": "{\"scenes\": ["}, "done": true, "done_reason": "length"});
+        assert!(matches!(
+            ollama.parse(&v, 1.0, 64),
+            Err(CallError::Truncated { max_tokens: 64, .. })
+        ));
+        let v = json!({"message": {"role": "assistant", "content": "{}"}, "done": true, "done_reason": "stop"});
+        assert_eq!(ollama.parse(&v, 1.0, 64).unwrap().content, "{}");
+        let openai = Client::new(&executor(ServiceKind::Openai, "http://127.0.0.1:1", false)).unwrap();
+        let v = json!({"choices": [{"message": {"content": "{\"sc"}, "finish_reason": "length"}]});
+        let err = openai.parse(&v, 1.0, 100).unwrap_err();
+        assert!(matches!(err, CallError::Truncated { max_tokens: 100, .. }), "{err:?}");
+        assert!(err.to_string().contains("`max_tokens` (100 tokens)"), "{err}");
+        assert!(!err.transient());
+    }
+
+    #[test]
+    fn json_schema_refusals() {
+        // llama-cpp-python (llama_cpp/server/errors.py wraps the validation error).
+        let lcp = r#"{"error":{"message":"[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}]","type":"internal_server_error","param":null,"code":null}}"#;
+        assert!(refuses_json_schema(500, lcp));
+        assert!(refuses_json_schema(422, lcp));
+        // Older llama.cpp servers.
+        let old = r#"{"error":{"code":500,"message":"response_format type must be one of \"text\" or \"json_object\", but got: json_schema","type":"server_error"}}"#;
+        assert!(refuses_json_schema(500, old));
+        // Not refusals: a loading model, an unknown model, a bad schema.
+        assert!(!refuses_json_schema(500, r#"{"error": "model is loading"}"#));
+        assert!(!refuses_json_schema(404, old));
+        assert!(!refuses_json_schema(
+            400,
+            r#"{"error":{"message":"JSON schema conversion failed: Unrecognized schema"}}"#
+        ));
     }
 
     #[test]

@@ -89,6 +89,43 @@ impl Stats {
 /// Tries per request for transient failures (refused, timeout, 5xx).
 const ATTEMPTS: u32 = 3;
 
+/// One kind of LLM call: its prompt template and its reply bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Scenes,
+    Shots,
+    Dialogue,
+    Timeline,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Scenes, Stage::Shots, Stage::Dialogue, Stage::Timeline];
+
+    /// The prompt template (rules/prompts/NAME.j2), also the call's name.
+    pub fn template(self) -> &'static str {
+        match self {
+            Stage::Scenes => "scenes",
+            Stage::Shots => "shots",
+            Stage::Dialogue => "dialogue",
+            Stage::Timeline => "timeline",
+        }
+    }
+
+    /// `max_tokens` when the executor sets none: about three times the
+    /// longest reply the schema allows with a mid-sized cast (up to 8
+    /// scenes with every character's state ≈ 1,500 tokens; up to 5 shots
+    /// with 4 lines each ≈ 1,000; a timeline entry per character ≈ 100
+    /// each), and with a prompt still inside Ollama's default 8,192-token
+    /// context.
+    pub fn default_max_tokens(self) -> u32 {
+        match self {
+            Stage::Scenes => 4096,
+            Stage::Shots | Stage::Timeline => 3072,
+            Stage::Dialogue => 2048,
+        }
+    }
+}
+
 /// An LLM to write with: the client, templates, reply cache and options.
 #[derive(Debug, Clone)]
 pub struct Llm {
@@ -114,14 +151,14 @@ impl Llm {
     pub async fn ask<T: DeserializeOwned>(
         &self,
         what: &str,
-        template: &str,
+        stage: Stage,
         ctx: &Value,
         schema: &Value,
         check: impl Fn(&T) -> Vec<String>,
     ) -> Result<T, WriteError> {
         let mut messages = vec![
             Message::new("system", self.templates.render("system", ctx)?),
-            Message::new("user", self.templates.render(template, ctx)?),
+            Message::new("user", self.templates.render(stage.template(), ctx)?),
         ];
         let key = store::key(
             self.client.protocol,
@@ -144,7 +181,7 @@ impl Llm {
         let mut tries = 0;
         loop {
             tries += 1;
-            let reply = self.send(what, &messages, schema).await?;
+            let reply = self.send(what, stage, &messages, schema).await?;
             match accept(&reply.content) {
                 Ok(draft) => {
                     // A reply that cannot be kept is only a missed cache hit.
@@ -169,13 +206,20 @@ impl Llm {
     }
 
     /// One request, retried with backoff while the failure is transient.
-    async fn send(&self, what: &str, messages: &[Message], schema: &Value) -> Result<client::Reply, WriteError> {
+    async fn send(
+        &self,
+        what: &str,
+        stage: Stage,
+        messages: &[Message],
+        schema: &Value,
+    ) -> Result<client::Reply, WriteError> {
         let mut wait = self.backoff;
         let mut attempt = 0;
+        let max_tokens = self.client.max_tokens(stage);
         loop {
             attempt += 1;
             self.stats.lock().expect("stats lock").requests += 1;
-            match self.client.chat(messages, schema, &self.options).await {
+            match self.client.chat(messages, schema, &self.options, max_tokens).await {
                 Ok(reply) => {
                     let mut s = self.stats.lock().expect("stats lock");
                     if let Some(t) = reply.tokens {
@@ -236,7 +280,7 @@ pub async fn episode(
     let check = checker(project);
     let what = format!("the scenes of {}", episode.id);
     let scenes: ScenesDraft = llm
-        .ask(&what, "scenes", &ctx, &schema::scenes(&chars), |d| check.scenes(d))
+        .ask(&what, Stage::Scenes, &ctx, &schema::scenes(&chars), |d| check.scenes(d))
         .await?;
     let n = scenes.scenes.len();
     progress(format!("scenes: {n} planned{}", llm.stats().rate()));
@@ -257,7 +301,7 @@ pub async fn episode(
         let what = format!("the shots of {}/{}", episode.id, scene.id);
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("semaphore open");
-            let r: Result<ShotsDraft, _> = llm.ask(&what, "shots", &ctx, &schema, |d| check.shots(d)).await;
+            let r: Result<ShotsDraft, _> = llm.ask(&what, Stage::Shots, &ctx, &schema, |d| check.shots(d)).await;
             (i, r)
         });
     }
@@ -294,7 +338,7 @@ pub async fn episode(
     );
     let what = format!("the timeline of {}", episode.id);
     let arcs: TimelineDraft = llm
-        .ask(&what, "timeline", &ctx, &schema::timeline(&chars), |d| {
+        .ask(&what, Stage::Timeline, &ctx, &schema::timeline(&chars), |d| {
             check.timeline(d)
         })
         .await?;

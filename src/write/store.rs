@@ -24,7 +24,12 @@ use crate::cache::atomic::{load_json, save_json, write_atomic_via};
 /// In: protocol, model, the first request's messages (system and prompt),
 /// the schema and the generation options, seed included. Not in: the URL,
 /// the executor's id, timeouts, or the repair turns (a call's key names the
-/// reply that finally passed, however many turns it took).
+/// reply that finally passed, however many turns it took). Nor `max_tokens`:
+/// it says where generation stops, not what is sampled, and a cut-off reply
+/// is an error that is never kept, so a kept reply is the one any bound at
+/// least its length gives; raising the bound after a cut-off asks again
+/// only for the call that was cut. Nor the `json_schema`/`json_object`
+/// form of the schema: the same schema either way.
 pub fn key(protocol: Protocol, model: &str, messages: &[Message], schema: &Value, options: &GenOptions) -> String {
     #[derive(Serialize)]
     struct Material<'a> {

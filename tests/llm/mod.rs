@@ -3,7 +3,10 @@
 //! `/v1/chat/completions` exactly. It checks every request's shape (path,
 //! method, model, schema, seed, `stream: false`, Authorization), records the
 //! requests, and answers what the test's script says, in the real response
-//! format of its protocol.
+//! format of its protocol. It checks the reply bound (`max_tokens`,
+//! Ollama's `options.num_predict`), can answer with a cut-off reply
+//! (`finish_reason`/`done_reason` `length`), and can refuse
+//! `response_format: json_schema` the way llama-cpp-python's server does.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +30,36 @@ pub struct Expect {
     pub seeds: Vec<u64>,
     /// `Authorization: Bearer KEY` (OpenAI only).
     pub key: Option<String>,
+    /// The reply bound every request must carry; `None`: each call's
+    /// documented default ([`default_max_tokens`]).
+    pub max_tokens: Option<u64>,
+    /// Be llama-cpp-python's server: refuse `response_format.type:
+    /// json_schema` as it does, and take `{type: json_object, schema}`.
+    pub llama_cpp_python: bool,
+}
+
+/// studio's `max_tokens` per call when the executor sets none (README).
+pub fn default_max_tokens(kind: &str) -> u64 {
+    match kind {
+        "scenes" => 4096,
+        "shots" | "timeline" => 3072,
+        "dialogue" => 2048,
+        other => panic!("no call `{other}`"),
+    }
+}
+
+/// llama-cpp-python's answer to `response_format: {type: json_schema}`:
+/// FastAPI's request validation fails (`ChatCompletionRequestResponseFormat.type`
+/// is `Literal["text", "json_object"]`, llama_cpp/llama_types.py), and its
+/// `RouteErrorHandler` (llama_cpp/server/errors.py) wraps any exception it
+/// has no pattern for as HTTP 500, `{"error": ErrorResponse}` with
+/// `str(exc)` (FastAPI's `ValidationException.__str__`) as the message.
+pub fn llama_cpp_python_refusal() -> (u16, String) {
+    let message = "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), \
+                   'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \
+                   \"'text' or 'json_object'\"}}\n  Endpoint: /v1/chat/completions";
+    let body = json!({"error": {"message": message, "type": "internal_server_error", "param": null, "code": null}});
+    (500, body.to_string())
 }
 
 /// One request as received.
@@ -41,11 +74,7 @@ pub struct Request {
 impl Request {
     /// What the schema asks for: `scenes`, `shots`, `dialogue` or `timeline`.
     pub fn kind(&self, api: Api) -> &'static str {
-        let schema = match api {
-            Api::Ollama => &self.body["format"],
-            Api::Openai => &self.body["response_format"]["json_schema"]["schema"],
-        };
-        let props = &schema["properties"];
+        let props = &self.schema(api)["properties"];
         if props.get("scenes").is_some() {
             "scenes"
         } else if props.get("summary").is_some() {
@@ -58,10 +87,25 @@ impl Request {
     }
 
     pub fn schema(&self, api: Api) -> &Value {
+        let rf = &self.body["response_format"];
         match api {
             Api::Ollama => &self.body["format"],
-            Api::Openai => &self.body["response_format"]["json_schema"]["schema"],
+            Api::Openai if rf["type"] == "json_object" => &rf["schema"],
+            Api::Openai => &rf["json_schema"]["schema"],
         }
+    }
+
+    /// The reply bound: `max_tokens`, or Ollama's `options.num_predict`.
+    pub fn max_tokens(&self, api: Api) -> Option<u64> {
+        match api {
+            Api::Ollama => self.body["options"]["num_predict"].as_u64(),
+            Api::Openai => self.body["max_tokens"].as_u64(),
+        }
+    }
+
+    /// `response_format.type` (OpenAI).
+    pub fn format_type(&self) -> &str {
+        self.body["response_format"]["type"].as_str().unwrap_or("")
     }
 
     pub fn messages(&self) -> &Vec<Value> {
@@ -92,6 +136,11 @@ pub enum Answer {
     Status(u16, String),
     /// Sleep, then answer (the client has given up by then).
     Hang(Duration),
+    /// A reply cut off at the bound: this partial content, with
+    /// `finish_reason`/`done_reason` `length` and as many tokens as asked.
+    Truncated(String),
+    /// `307 Temporary Redirect` to this URL.
+    Redirect(String),
 }
 
 type Script = dyn Fn(&Request, usize) -> Answer + Send + Sync;
@@ -106,7 +155,17 @@ pub struct Fake {
 impl Fake {
     /// Start a server; `script(request, index)` decides each answer.
     pub fn start(api: Api, expect: Expect, script: impl Fn(&Request, usize) -> Answer + Send + Sync + 'static) -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Fake::start_on("127.0.0.1", api, expect, script)
+    }
+
+    /// [`Fake::start`] on another loopback address, e.g. `127.0.0.2`.
+    pub fn start_on(
+        ip: &str,
+        api: Api,
+        expect: Expect,
+        script: impl Fn(&Request, usize) -> Answer + Send + Sync + 'static,
+    ) -> Fake {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let problems = Arc::new(Mutex::new(Vec::new()));
@@ -182,30 +241,40 @@ fn serve(
         headers,
         body,
     };
-    let bad = check(&req, api, expect);
+    let refused = api == Api::Openai && expect.llama_cpp_python && req.format_type() == "json_schema";
+    let bad = if refused { Vec::new() } else { check(&req, api, expect) };
     let index = {
         let mut r = requests.lock().unwrap();
         r.push(req.clone());
         r.len() - 1
     };
-    let (status, text) = if !bad.is_empty() {
+    let mut location = None;
+    let (status, text) = if refused {
+        llama_cpp_python_refusal()
+    } else if !bad.is_empty() {
         let msg = format!("request {index}: {}", bad.join("; "));
         problems.lock().unwrap().push(msg.clone());
         (400, json!({"error": msg}).to_string())
     } else {
         match script(&req, index) {
-            Answer::Content(content) => (200, reply(api, &expect.model, &content)),
+            Answer::Content(content) => (200, reply(api, &expect.model, &content, None)),
             Answer::Status(s, b) => (s, b),
             Answer::Hang(d) => {
                 std::thread::sleep(d);
-                (200, reply(api, &expect.model, "{}"))
+                (200, reply(api, &expect.model, "{}", None))
+            }
+            Answer::Truncated(content) => (200, reply(api, &expect.model, &content, req.max_tokens(api))),
+            Answer::Redirect(to) => {
+                location = Some(to);
+                (307, String::new())
             }
         }
     };
+    let location = location.map_or(String::new(), |to| format!("Location: {to}\r\n"));
     let mut stream = stream;
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
     let _ = stream.flush();
@@ -239,6 +308,15 @@ fn check(r: &Request, api: Api, e: &Expect) -> Vec<String> {
         }),
         "messages are not system, …, user",
     );
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        k.sort();
+        k
+    };
+    let bound = match e.max_tokens {
+        Some(n) => n,
+        None => default_max_tokens(r.kind(api)),
+    };
     match api {
         Api::Ollama => {
             want(r.path == "/api/chat", "path is not /api/chat");
@@ -246,20 +324,51 @@ fn check(r: &Request, api: Api, e: &Expect) -> Vec<String> {
             want(e.seeds.iter().any(|s| b["options"]["seed"] == json!(s)), "options.seed");
             want(b["options"]["temperature"].is_number(), "options.temperature");
             want(b["options"]["num_ctx"].is_u64(), "options.num_ctx");
-            let keys: Vec<&String> = b.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-            want(keys.len() == 5, "extra or missing top-level keys");
+            want(
+                b["options"]["num_predict"] == json!(bound),
+                &format!("options.num_predict is {}, not {bound}", b["options"]["num_predict"]),
+            );
+            want(
+                keys(&b["options"]) == ["num_ctx", "num_predict", "seed", "temperature"],
+                "extra or missing options",
+            );
+            want(keys(b).len() == 5, "extra or missing top-level keys");
         }
         Api::Openai => {
             want(r.path == "/v1/chat/completions", "path is not /v1/chat/completions");
             let rf = &b["response_format"];
-            want(rf["type"] == "json_schema", "response_format.type");
+            if e.llama_cpp_python {
+                // llama-cpp-python's form: the schema beside `type`.
+                want(rf["type"] == "json_object", "response_format.type is not json_object");
+                want(rf["schema"]["type"] == "object", "response_format.schema");
+                want(keys(rf) == ["schema", "type"], "extra or missing response_format keys");
+            } else {
+                want(rf["type"] == "json_schema", "response_format.type");
+                want(
+                    rf["json_schema"]["name"].is_string(),
+                    "response_format.json_schema.name",
+                );
+                want(
+                    rf["json_schema"]["schema"]["type"] == "object",
+                    "response_format.json_schema.schema",
+                );
+            }
             want(
-                rf["json_schema"]["name"].is_string(),
-                "response_format.json_schema.name",
+                b["max_tokens"] == json!(bound),
+                &format!("max_tokens is {}, not {bound}", b["max_tokens"]),
             );
             want(
-                rf["json_schema"]["schema"]["type"] == "object",
-                "response_format.json_schema.schema",
+                keys(b)
+                    == [
+                        "max_tokens",
+                        "messages",
+                        "model",
+                        "response_format",
+                        "seed",
+                        "stream",
+                        "temperature",
+                    ],
+                "extra or missing top-level keys",
             );
             want(e.seeds.iter().any(|s| b["seed"] == json!(s)), "seed");
             want(b["temperature"].is_number(), "temperature");
@@ -275,20 +384,25 @@ fn check(r: &Request, api: Api, e: &Expect) -> Vec<String> {
     bad
 }
 
-/// A reply in the protocol's real response format.
-fn reply(api: Api, model: &str, content: &str) -> String {
+/// A reply in the protocol's real response format; `cut_at`: generation
+/// stopped at this bound (`length`) instead of finishing (`stop`).
+fn reply(api: Api, model: &str, content: &str, cut_at: Option<u64>) -> String {
+    let (reason, tokens) = match cut_at {
+        Some(n) => ("length", n),
+        None => ("stop", 100),
+    };
     match api {
         Api::Ollama => json!({
             "model": model,
             "created_at": "2026-01-01T00:00:00.000000Z",
             "message": {"role": "assistant", "content": content},
             "done": true,
-            "done_reason": "stop",
+            "done_reason": reason,
             "total_duration": 2_500_000_000u64,
             "load_duration": 10_000_000u64,
             "prompt_eval_count": 400,
             "prompt_eval_duration": 200_000_000u64,
-            "eval_count": 100,
+            "eval_count": tokens,
             "eval_duration": 2_000_000_000u64,
         }),
         Api::Openai => json!({
@@ -296,8 +410,8 @@ fn reply(api: Api, model: &str, content: &str) -> String {
             "object": "chat.completion",
             "created": 1_767_225_600,
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 400, "completion_tokens": 100, "total_tokens": 500},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": reason}],
+            "usage": {"prompt_tokens": 400, "completion_tokens": tokens, "total_tokens": 400 + tokens},
         }),
     }
     .to_string()
