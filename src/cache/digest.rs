@@ -111,26 +111,28 @@ impl PartialEq<Digest> for String {
     }
 }
 
-/// The suffix of an output file under its node's `out_stem`: 1 to 16
-/// characters of `a-z`, `0-9`, `_` and `-`, starting with a letter or digit.
-/// No dots, no separators: `out/<stem>.<suffix>` stays in its folder.
+/// The suffix of an output file under its node's `out_stem` (`png`,
+/// `panel.png`, `tvshow.nfo`): at most 32 characters, words of `a-z`, `0-9`,
+/// `_` and `-` that start with a letter or digit, joined by single dots. No
+/// separators, no empty word (so no `..`): `out/<stem>.<suffix>` stays in
+/// its folder.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Suffix(String);
 
 impl Suffix {
-    pub const MAX_LEN: usize = 16;
+    pub const MAX_LEN: usize = 32;
 
     pub fn parse(s: &str) -> Result<Suffix, BadName> {
-        let ok = !s.is_empty()
-            && s.len() <= Self::MAX_LEN
-            && s.as_bytes()[0].is_ascii_alphanumeric()
-            && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
-        if ok {
+        let word = |w: &str| {
+            w.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+                && w.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+        };
+        if s.len() <= Self::MAX_LEN && s.split('.').all(word) {
             Ok(Suffix(s.to_string()))
         } else {
             Err(BadName(format!(
-                "`{}` is not an output suffix (1 to {} characters of a-z, 0-9, `_`, `-`)",
+                "`{}` is not an output suffix (at most {} characters: words of a-z, 0-9, `_`, `-` joined by dots)",
                 shorten(s),
                 Self::MAX_LEN
             )))
@@ -219,24 +221,22 @@ mod tests {
 
     #[test]
     fn suffixes() {
-        for good in ["png", "mp4", "srt", "jpg", "json", "wav", "last_frame", "a-b", "9"] {
+        for good in [
+            "png",
+            "mp4",
+            "panel.png",
+            "tvshow.nfo",
+            "last_frame",
+            "a-b",
+            "9",
+            "a.b.c",
+        ] {
             assert!(Suffix::parse(good).is_ok(), "{good}");
         }
+        let long = "a".repeat(33);
         for bad in [
-            "",
-            "../x",
-            "a/b",
-            "a\\b",
-            ".png",
-            "png.",
-            "p.ng",
-            "..",
-            "PNG",
-            "-x",
-            "_x",
-            "a b",
-            "x\0",
-            "abcdefghijklmnopq",
+            "", ".", "../x", "a/b", "a\\b", ".png", "png.", "a..b", "..", "PNG", "-x", "_x", "x.-y", "a b", "x\0",
+            &long,
         ] {
             assert!(Suffix::parse(bad).is_err(), "{bad:?}");
         }
