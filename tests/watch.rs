@@ -272,7 +272,11 @@ fn serve_answers_only_its_own_loopback_host() {
     let w = Watcher::start(&p, &["--serve", "0"]);
     let url = w.next("serving")["url"].as_str().unwrap().to_string();
     let port: u16 = url.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap();
-    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("LocalHost:{port}")] {
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+    ] {
         let (status, body) = get_with_host(port, "/status.json", &host);
         assert_eq!(status, 200, "Host: {host} is served: {body}");
         assert!(body.contains("generation"), "{body}");

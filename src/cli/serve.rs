@@ -30,7 +30,10 @@ pub async fn start(port: u16, out: Utf8PathBuf, status: Arc<Mutex<Value>>) -> st
         .route("/status.json", get(status_json))
         .nest_service("/out", ServeDir::new(out.as_std_path()))
         .with_state(status)
-        .layer(middleware::from_fn_with_state(Arc::new(allowed_hosts(addr.port())), only_loopback_host));
+        .layer(middleware::from_fn_with_state(
+            Arc::new(allowed_hosts(addr.port())),
+            only_loopback_host,
+        ));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("warning: --serve stopped: {e}");

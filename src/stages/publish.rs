@@ -164,7 +164,12 @@ mod tests {
         let cjk = "長い題名".repeat(40);
         let emoji = "👩‍👩‍👧‍👦 family ".repeat(30);
         let devanagari = "नमस्ते दुनिया ".repeat(20);
-        for (show, title) in [(&cjk, &cjk), (&emoji, &emoji), (&devanagari, &devanagari), (&cjk, &emoji)] {
+        for (show, title) in [
+            (&cjk, &cjk),
+            (&emoji, &emoji),
+            (&devanagari, &devanagari),
+            (&cjk, &emoji),
+        ] {
             let l = Layout::new(show, 1, 2, title);
             assert!(l.show_dir.len() <= NAME_MAX, "{}", l.show_dir);
             let longest = l.episode_file("-thumb.jpg");

@@ -161,9 +161,8 @@ impl Toolchain {
 
 /// The installed primary font and fallback fonts.
 pub(crate) fn fonts() -> (Option<Utf8PathBuf>, Vec<Utf8PathBuf>) {
-    let installed = |list: &[&str]| -> Vec<Utf8PathBuf> {
-        list.iter().map(Utf8PathBuf::from).filter(|p| p.is_file()).collect()
-    };
+    let installed =
+        |list: &[&str]| -> Vec<Utf8PathBuf> { list.iter().map(Utf8PathBuf::from).filter(|p| p.is_file()).collect() };
     (installed(FONTS).into_iter().next(), installed(FALLBACK_FONTS))
 }
 

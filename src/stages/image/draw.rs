@@ -70,7 +70,9 @@ impl Graph {
         let input = self.first_input + self.inputs.len();
         self.inputs.push(image);
         self.end(&format!("[c{n}]"));
-        self.done.push(format!("[{input}:v]scale={w:.0}:{h:.0}:flags=lanczos,format=rgba[i{n}]"));
+        self.done.push(format!(
+            "[{input}:v]scale={w:.0}:{h:.0}:flags=lanczos,format=rgba[i{n}]"
+        ));
         self.chain = format!("[c{n}][i{n}]overlay=x={x:.0}:y={y:.0}:format=gbrp");
     }
 
@@ -133,7 +135,15 @@ impl<'a> Painter<'a> {
 
     /// Draw laid-out `lines` in a block `block_w` wide whose top left is
     /// (`left`, `top`); lines `advance` apart, right-to-left ones aligned right.
-    fn draw(&mut self, lines: &[Line], (left, top): (f64, f64), block_w: f64, size: f64, advance: f64, color: &str) -> Result<(), ExecError> {
+    fn draw(
+        &mut self,
+        lines: &[Line],
+        (left, top): (f64, f64),
+        block_w: f64,
+        size: f64,
+        advance: f64,
+        color: &str,
+    ) -> Result<(), ExecError> {
         for (i, line) in lines.iter().enumerate() {
             let baseline = (top + ASCENT * size + i as f64 * advance).round();
             let x0 = left + if line.rtl { block_w - line.width } else { 0.0 };
@@ -154,8 +164,7 @@ impl<'a> Painter<'a> {
                             continue;
                         };
                         let path = self.scratch.join(format!("glyph-{font}-{glyph}.png"));
-                        std::fs::write(&path, png)
-                            .map_err(|e| ExecError::Permanent(format!("writing {path}: {e}")))?;
+                        std::fs::write(&path, png).map_err(|e| ExecError::Permanent(format!("writing {path}: {e}")))?;
                         self.g.overlay(path, [x + dx, baseline + dy, w, h]);
                     }
                 }
@@ -178,7 +187,9 @@ impl<'a> Painter<'a> {
         let lines = self.lines(&tag.text, tag.size, "the name")?;
         let b = (tag.size / 3.0).round();
         let width = Self::width(&lines);
-        let left = (tag.x - width / 2.0).clamp(b, (f64::from(w) - width - b).max(b)).round();
+        let left = (tag.x - width / 2.0)
+            .clamp(b, (f64::from(w) - width - b).max(b))
+            .round();
         self.g.push(&format!(
             "drawbox=x={}:y={}:w={}:h={}:color={}@0.85:t=fill",
             left - b,
@@ -203,7 +214,10 @@ impl<'a> Painter<'a> {
         let advance = LINE * size + spacing;
         let height = lines.len() as f64 * advance - spacing;
         let width = Self::width(&lines);
-        let (left, top) = (((f64::from(w) - width) / 2.0).round(), (f64::from(h) - height - margin).round());
+        let (left, top) = (
+            ((f64::from(w) - width) / 2.0).round(),
+            (f64::from(h) - height - margin).round(),
+        );
         self.g.push(&format!(
             "drawbox=x={}:y={}:w={}:h={}:color=black@0.6:t=fill",
             left - b,
@@ -220,7 +234,8 @@ impl<'a> Painter<'a> {
         if self.faces.plain(text) {
             let file = self.file(text)?;
             let y = format!("({band}-text_h)/2");
-            self.g.push(&drawtext(&self.font, &file, size, color, "(w-text_w)/2", &y));
+            self.g
+                .push(&drawtext(&self.font, &file, size, color, "(w-text_w)/2", &y));
             return Ok(());
         }
         let lines = self.lines(text, size, "the name")?;
@@ -230,10 +245,24 @@ impl<'a> Painter<'a> {
     }
 
     /// Lines with their top left at (`x`, `y`).
-    pub(super) fn block(&mut self, text: &str, size: f64, color: &str, (x, y): (f64, f64), what: &str) -> Result<(), ExecError> {
+    pub(super) fn block(
+        &mut self,
+        text: &str,
+        size: f64,
+        color: &str,
+        (x, y): (f64, f64),
+        what: &str,
+    ) -> Result<(), ExecError> {
         if self.faces.plain(text) {
             let file = self.file(text)?;
-            self.g.push(&drawtext(&self.font, &file, size, color, &format!("{x}"), &format!("{y}")));
+            self.g.push(&drawtext(
+                &self.font,
+                &file,
+                size,
+                color,
+                &format!("{x}"),
+                &format!("{y}"),
+            ));
             return Ok(());
         }
         let lines = self.lines(text, size, what)?;

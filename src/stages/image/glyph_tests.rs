@@ -15,7 +15,9 @@ fn fonts() -> Fonts {
     let primary = primary.expect("Noto Sans CJK is installed: run `bash scripts/deps.sh`");
     assert!(
         fallbacks.iter().any(|f| f.as_str().ends_with("NotoColorEmoji.ttf"))
-            && fallbacks.iter().any(|f| f.as_str().ends_with("NotoSansArabic-Regular.ttf")),
+            && fallbacks
+                .iter()
+                .any(|f| f.as_str().ends_with("NotoSansArabic-Regular.ttf")),
         "the fallback fonts are installed: run `bash scripts/deps.sh` ({fallbacks:?})"
     );
     Fonts::load(&primary, &fallbacks).expect("fonts load")
@@ -53,17 +55,26 @@ fn every_character_goes_to_a_font_that_has_it() {
     let fonts = fonts();
     let faces = fonts.faces();
     for name in NAMES {
-        let line = faces.line(name, 40.0).unwrap_or_else(|m| panic!("{name}: no font for {m:?}"));
+        let line = faces
+            .line(name, 40.0)
+            .unwrap_or_else(|m| panic!("{name}: no font for {m:?}"));
         let mut drawn = String::new();
         for piece in &line.pieces {
             match &piece.ink {
                 Ink::Text { font, text, .. } => {
                     assert!(!faces.is_color(*font), "{name}: {text} in a colour font");
-                    assert!(faces.covers(*font, text), "{name}: {text} in {}", font_name(&faces, *font));
+                    assert!(
+                        faces.covers(*font, text),
+                        "{name}: {text} in {}",
+                        font_name(&faces, *font)
+                    );
                     drawn.push_str(text);
                 }
                 Ink::Image { font, glyph } => {
-                    assert!(faces.bitmap(*font, *glyph, 40.0).is_some(), "{name}: glyph {glyph} has a bitmap");
+                    assert!(
+                        faces.bitmap(*font, *glyph, 40.0).is_some(),
+                        "{name}: glyph {glyph} has a bitmap"
+                    );
                 }
             }
             assert!(piece.width > 0.0, "{name}: {piece:?} advances");
@@ -74,7 +85,10 @@ fn every_character_goes_to_a_font_that_has_it() {
             assert!(is_emoji || drawn.contains(c), "{name}: {c:?} is drawn ({drawn:?})");
         }
         let xs: Vec<f64> = line.pieces.iter().map(|p| p.x).collect();
-        assert!(xs.windows(2).all(|w| w[0] < w[1]), "{name}: pieces left to right {xs:?}");
+        assert!(
+            xs.windows(2).all(|w| w[0] < w[1]),
+            "{name}: pieces left to right {xs:?}"
+        );
     }
     // The scripts land in their own fonts.
     let line = faces.line("Mio أحمد", 40.0).unwrap();
@@ -115,7 +129,10 @@ fn right_to_left_text_is_laid_out_right_to_left() {
         (pieces, line.rtl)
     };
     // Arabic inside Latin: its piece is shaped and reversed by drawtext.
-    assert_eq!(order("abc أحمد def"), (vec!["abc".into(), "rtl:أحمد".into(), "def".into()], false));
+    assert_eq!(
+        order("abc أحمد def"),
+        (vec!["abc".into(), "rtl:أحمد".into(), "def".into()], false)
+    );
     // An Arabic paragraph: Latin and emoji to the left of the Arabic that
     // comes first, punctuation at its logical end on its left.
     assert_eq!(
@@ -124,10 +141,7 @@ fn right_to_left_text_is_laid_out_right_to_left() {
     );
     assert_eq!(order("أحمد علي!"), (vec!["!".into(), "rtl:أحمد علي".into()], true));
     // Brackets around right-to-left text are mirrored.
-    assert_eq!(
-        order("(أحمد)"),
-        (vec!["(".into(), "rtl:أحمد".into(), ")".into()], true)
-    );
+    assert_eq!(order("(أحمد)"), (vec!["(".into(), "rtl:أحمد".into(), ")".into()], true));
     assert_eq!(order("שלום Dana").0, vec!["Dana".to_string(), "rtl:שלום".into()]);
 }
 
@@ -238,7 +252,10 @@ fn emoji_are_drawn_in_colour_and_arabic_is_shaped() {
     p.tag(&tag, 400).unwrap();
     p.g.end("[out]");
     let graph = p.g.graph();
-    assert!(graph.contains("text_shaping=1") && graph.contains("drawbox="), "{graph}");
+    assert!(
+        graph.contains("text_shaping=1") && graph.contains("drawbox="),
+        "{graph}"
+    );
     assert_eq!(p.g.inputs.len(), 1, "the cat is one image: {graph}");
     let rgb = render(dir, &p.g, (400, 200), "0x3070d0");
     // The cat's face is orange and yellow: nothing else on a blue canvas
@@ -250,5 +267,9 @@ fn emoji_are_drawn_in_colour_and_arabic_is_shaped() {
     assert!(warm > 200, "a colour emoji ({warm} warm pixels)");
     // The tag's box is the character's colour, around the name.
     let at = |x: usize, y: usize| &rgb[(y * 400 + x) * 3..(y * 400 + x) * 3 + 3];
-    assert!(at(200, 116).iter().zip([200, 60, 90]).all(|(&a, b)| a.abs_diff(b) < 40), "{:?}", at(200, 116));
+    assert!(
+        at(200, 116).iter().zip([200, 60, 90]).all(|(&a, b)| a.abs_diff(b) < 40),
+        "{:?}",
+        at(200, 116)
+    );
 }

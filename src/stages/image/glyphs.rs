@@ -43,7 +43,10 @@ impl Fonts {
             paths: Vec::new(),
             data: Vec::new(),
         };
-        for (i, path) in std::iter::once(primary).chain(fallbacks.iter().map(|p| p.as_path())).enumerate() {
+        for (i, path) in std::iter::once(primary)
+            .chain(fallbacks.iter().map(|p| p.as_path()))
+            .enumerate()
+        {
             match font_bytes(path) {
                 Ok(bytes) if rustybuzz::Face::from_slice(&bytes, 0).is_some() => {
                     fonts.paths.push(path.to_owned());
@@ -95,7 +98,7 @@ pub(crate) fn ignorable(c: char) -> bool {
 
 /// A cluster shown as an emoji: one with emoji presentation by default, or
 /// asked for with VS16, a keycap or a ZWJ sequence, unless VS15 asks for text.
-fn is_emoji(cluster: &str) -> bool {
+pub(crate) fn is_emoji(cluster: &str) -> bool {
     if cluster.contains('\u{FE0E}') {
         return false;
     }
@@ -200,8 +203,8 @@ impl Faces<'_> {
                 continue;
             }
             let keeps = |f: &Option<usize>| f.filter(|&f| !self.color[f] && self.covers(f, g));
-            let before = chosen[..i].iter().rev().find_map(|f| keeps(f));
-            let after = || chosen[i + 1..].iter().find_map(|f| keeps(f));
+            let before = chosen[..i].iter().rev().find_map(&keeps);
+            let after = || chosen[i + 1..].iter().find_map(&keeps);
             chosen[i] = before.or_else(after).or_else(|| outline(g));
         }
         chosen
@@ -266,7 +269,11 @@ impl Faces<'_> {
         let edge = |part: &[&str]| -> String {
             part.iter()
                 .rev()
-                .map(|g| g.chars().map(|c| unicode_bidi_mirroring::get_mirrored(c).unwrap_or(c)).collect::<String>())
+                .map(|g| {
+                    g.chars()
+                        .map(|c| unicode_bidi_mirroring::get_mirrored(c).unwrap_or(c))
+                        .collect::<String>()
+                })
                 .collect()
         };
         match (first, last) {

@@ -54,12 +54,9 @@ pub async fn character_card(job: &Job, cancel: &CancellationToken) -> Result<Pro
     p.block(&body, body_size, "0x2a2a2a", (48.0, CARD_TEXT_TOP), "the description")?;
     p.g.end("[out]");
     let out = scratch(job, "card.png");
-    let cmd = with_inputs(
-        ffmpeg(job)?.args(["-f", "lavfi", "-i", &blank(CARD_W, CARD_H)]),
-        &p.g,
-    )
-    .args(["-filter_complex", &p.g.graph()])
-    .args(["-map", "[out]", "-frames:v", "1", out.as_str()]);
+    let cmd = with_inputs(ffmpeg(job)?.args(["-f", "lavfi", "-i", &blank(CARD_W, CARD_H)]), &p.g)
+        .args(["-filter_complex", &p.g.graph()])
+        .args(["-map", "[out]", "-frames:v", "1", out.as_str()]);
     exec(job, &cmd, cancel).await?;
     produced(&out, "ffmpeg")?;
     Ok(Produced {
