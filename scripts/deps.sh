@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system tools studio's animatic profile and its tests use, where
-# missing: ffmpeg, espeak-ng, fluidsynth with a General MIDI soundfont, and a
-# font that renders Japanese. Safe to run repeatedly; needs root (or sudo)
+# missing: ffmpeg, espeak-ng, fluidsynth with a General MIDI soundfont, a
+# font that renders Japanese, and the fallback fonts for other scripts and
+# emoji (README: Fonts). Safe to run repeatedly; needs root (or sudo)
 # only when something is missing.
 #
 # --tests also installs the servers the test suite starts on loopback: nginx
@@ -20,6 +21,9 @@ need_cmd espeak-ng espeak-ng
 need_cmd fluidsynth fluidsynth
 need_file /usr/share/sounds/sf2/FluidR3_GM.sf2 fluid-soundfont-gm
 need_file /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc fonts-noto-cjk
+need_file /usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf fonts-noto-core
+need_file /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf fonts-noto-color-emoji
+need_file /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core
 need_cmd python3 python3   # ../shared/tools/media-report, used by tests when present
 need_cmd pgrep procps      # tests check that no tool outlives an interrupted build
 if $tests; then

@@ -119,3 +119,49 @@ fn export_writes_fountain() {
     p.run(&["export", "ep01", "-o", file.to_str().unwrap()]).success();
     assert_eq!(&std::fs::read_to_string(file).unwrap(), text);
 }
+
+/// Every component of every path under `dir`, relative to it.
+fn components(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        out.push(path.file_name().unwrap().to_str().unwrap().to_string());
+        if path.is_dir() {
+            out.extend(components(&path));
+        }
+    }
+    out
+}
+
+#[test]
+fn long_cjk_and_emoji_titles_publish_with_names_that_fit_in_bytes() {
+    // 120 characters of CJK are 360 bytes; the emoji title mixes 4-byte
+    // emoji, a ZWJ family and CJK.
+    let cjk = "雨の日のバス停で待つ二人".repeat(10);
+    let emoji = "雨🚌☔👩‍👩‍👧 ".repeat(12);
+    for (show, title) in [(&cjk, &cjk), (&emoji, &emoji)] {
+        let p = TestProject::example("tiny");
+        p.edit("studio.yaml", "name: Tiny", &format!("name: \"{show}\""));
+        p.edit("studio.yaml", "title: Bus Stop", &format!("title: \"{title}\""));
+        let library = p.path("library");
+        let out = p
+            .command(&["publish", "ep01", "--to", library.to_str().unwrap(), "--profile", "sim"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let names = components(&library);
+        assert!(names.len() >= 5, "{names:?}");
+        for name in &names {
+            assert!(name.len() <= 255, "{} bytes: {name}", name.len());
+        }
+        let mp4 = names.iter().find(|n| n.ends_with(".mp4")).expect("the episode");
+        assert!(mp4.contains(" S01E01 - 雨"), "the title starts after the number: {mp4}");
+        let thumb = names.iter().find(|n| n.ends_with("-thumb.jpg"));
+        if let Some(thumb) = thumb {
+            assert_eq!(thumb.trim_end_matches("-thumb.jpg"), mp4.trim_end_matches(".mp4"));
+        }
+        let nfo = mp4.replace(".mp4", ".nfo");
+        assert!(names.contains(&nfo), "{nfo} beside the episode: {names:?}");
+    }
+}

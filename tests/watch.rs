@@ -252,3 +252,52 @@ fn a_save_during_a_build_cancels_only_the_jobs_it_changed() {
     assert_eq!(now.total("built"), 0, "the watcher left everything built");
     assert_eq!(now.hashes(), reference.hashes(), "and equal to a clean build");
 }
+
+/// `GET path` on 127.0.0.1:`port` with `Host: host`: the status and body.
+fn get_with_host(port: u16, path: &str, host: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
+#[test]
+fn serve_answers_only_its_own_loopback_host() {
+    let p = TestProject::example("tiny");
+    let w = Watcher::start(&p, &["--serve", "0"]);
+    let url = w.next("serving")["url"].as_str().unwrap().to_string();
+    let port: u16 = url.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+    ] {
+        let (status, body) = get_with_host(port, "/status.json", &host);
+        assert_eq!(status, 200, "Host: {host} is served: {body}");
+        assert!(body.contains("generation"), "{body}");
+    }
+    // What a DNS-rebinding page would send: its own name, our port. Also
+    // the right name on another port, and loopback names that are not ours.
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("localhost:{}", port.wrapping_add(1)),
+        "127.0.0.1".to_string(),
+        format!("127.0.0.2:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        for path in ["/", "/status.json", "/out/ep01/ep01.mp4"] {
+            let (status, body) = get_with_host(port, path, &host);
+            assert_eq!(status, 421, "Host: {host} {path} is refused: {body}");
+            assert!(
+                body.contains(&format!("127.0.0.1:{port}")) && !body.contains("generation"),
+                "{body}"
+            );
+        }
+    }
+}

@@ -3,13 +3,19 @@
 //! - `/`            a page that plays the episode and reloads it after each build
 //! - `/status.json` the watcher's state: generation, what was rebuilt, episodes
 //! - `/out/…`       files under `out/`, with range requests for seeking
+//!
+//! Only requests addressed to the bound loopback address are answered: a
+//! `Host` other than `127.0.0.1:PORT` or `localhost:PORT` gets 421, so a
+//! page whose DNS name was rebound to 127.0.0.1 cannot read the project.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::{Html, IntoResponse};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use camino::Utf8PathBuf;
 use serde_json::Value;
@@ -23,13 +29,39 @@ pub async fn start(port: u16, out: Utf8PathBuf, status: Arc<Mutex<Value>>) -> st
         .route("/", get(page))
         .route("/status.json", get(status_json))
         .nest_service("/out", ServeDir::new(out.as_std_path()))
-        .with_state(status);
+        .with_state(status)
+        .layer(middleware::from_fn_with_state(
+            Arc::new(allowed_hosts(addr.port())),
+            only_loopback_host,
+        ));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("warning: --serve stopped: {e}");
         }
     });
     Ok(addr)
+}
+
+/// The `Host` values that name the bound address (compared ignoring case).
+fn allowed_hosts(port: u16) -> Vec<String> {
+    vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")]
+}
+
+/// Pass requests whose `Host` is one of `allowed`; answer others 421.
+async fn only_loopback_host(State(allowed): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if host.is_some_and(|h| allowed.iter().any(|a| a.eq_ignore_ascii_case(h))) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        format!("studio watch answers only requests for http://{}/\n", allowed[0]),
+    )
+        .into_response()
 }
 
 async fn status_json(State(status): State<Arc<Mutex<Value>>>) -> impl IntoResponse {

@@ -18,6 +18,44 @@ const FONTS: &[&str] = &[
     "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
 ];
 
+/// Fonts for what Noto Sans CJK lacks, tried in this order for each
+/// character (see README: Fonts): scripts from fonts-noto-core, symbols,
+/// DejaVu Sans (fonts-dejavu-core) for the rest, and colour emoji
+/// (fonts-noto-color-emoji), drawn as images.
+const FALLBACK_FONTS: &[&str] = &[
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansHebrew-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansSyriac-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansThaana-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansThai-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansLao-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansKhmer-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansMyanmar-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansDevanagari-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansBengali-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansGurmukhi-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansGujarati-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansOriya-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansTamil-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansTelugu-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansKannada-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansMalayalam-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansSinhala-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansArmenian-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansGeorgian-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansEthiopic-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansCherokee-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansCanadianAboriginal-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansMongolian-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansTifinagh-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansMath-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansSymbols-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansSymbols2-Regular.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
+];
+
 const SOUNDFONTS: &[&str] = &[
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "/usr/share/sounds/sf2/default-GM.sf2",
@@ -31,9 +69,11 @@ pub struct Toolchain {
     pub espeak: Option<Utf8PathBuf>,
     pub fluidsynth: Option<Utf8PathBuf>,
     pub font: Option<Utf8PathBuf>,
+    /// The [`FALLBACK_FONTS`] that are installed, in order.
+    pub fallback_fonts: Vec<Utf8PathBuf>,
     pub soundfont: Option<Utf8PathBuf>,
-    /// `ffmpeg 5.1.9; espeak-ng 1.51; …; font <hash>`: enters every key of a
-    /// job that runs on the CPU pool.
+    /// `ffmpeg 5.1.9; espeak-ng 1.51; …; font <hash>; fallback fonts
+    /// <hash>`: enters every key of a job that runs on the CPU pool.
     pub identity: String,
 }
 
@@ -86,7 +126,8 @@ impl Toolchain {
             ffprobe: which("ffprobe"),
             espeak: which("espeak-ng"),
             fluidsynth: which("fluidsynth"),
-            font: FONTS.iter().map(Utf8PathBuf::from).find(|p| p.is_file()),
+            font: fonts().0,
+            fallback_fonts: fonts().1,
             soundfont: SOUNDFONTS.iter().map(Utf8PathBuf::from).find(|p| p.is_file()),
             identity: String::new(),
         };
@@ -105,9 +146,24 @@ impl Toolchain {
                 None => identity.push(format!("{what} missing")),
             }
         }
+        // Which fallbacks are installed and their bytes: a font added,
+        // removed or updated redraws the images (file names, not paths).
+        let mut fallbacks = blake3::Hasher::new();
+        for path in &t.fallback_fonts {
+            let hash = index.hash(Utf8Path::new("/"), path).unwrap_or_default();
+            fallbacks.update(format!("{} {hash}\n", path.file_name().unwrap_or("")).as_bytes());
+        }
+        identity.push(format!("fallback fonts {}", &fallbacks.finalize().to_hex()[..16]));
         t.identity = identity.join("; ");
         t
     }
+}
+
+/// The installed primary font and fallback fonts.
+pub(crate) fn fonts() -> (Option<Utf8PathBuf>, Vec<Utf8PathBuf>) {
+    let installed =
+        |list: &[&str]| -> Vec<Utf8PathBuf> { list.iter().map(Utf8PathBuf::from).filter(|p| p.is_file()).collect() };
+    (installed(FONTS).into_iter().next(), installed(FALLBACK_FONTS))
 }
 
 /// The path of a tool, or an error that says how to install it.

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use unicode_width::UnicodeWidthChar;
 
 use super::escape::filter_value;
-use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, tools, write};
+use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, tools};
 use crate::exec::{ExecError, Job, Produced};
 
 /// The plate is this much larger than the frame, so camera moves have room.
@@ -20,12 +20,18 @@ pub(crate) const PLATE_SCALE: f64 = 1.25;
 /// An sRGB colour.
 type Rgb = [u8; 3];
 
+mod draw;
+#[cfg(test)]
+mod glyph_tests;
+mod glyphs;
 mod layout;
 mod paint;
 #[cfg(test)]
 mod tests;
 mod text;
 
+use draw::{Graph, Painter};
+use glyphs::Fonts;
 use layout::*;
 use paint::*;
 use text::*;
@@ -33,33 +39,23 @@ use text::*;
 /// A character sheet: the figure large in the character's colour, the name
 /// as a title and the design prompt and appearance below it.
 pub async fn character_card(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let font = tools::need(&job.tools.font, "the Noto Sans CJK font", "fonts-noto-cjk")?;
-    let font = filter_value(font.as_str());
+    let fonts = fonts(job)?;
     let color = character_color(param_str(job, "color"), param_str(job, "character"));
     let name = match clean_line(param_str(job, "name")) {
         name if name.is_empty() => param_str(job, "character").to_string(),
         name => name,
     };
-    let title = write(job, "title.txt", &name)?;
     let title_size = fit_size(&name, 60.0, CARD_W as f64 - 80.0);
     let (body_size, body) = card_body(job);
-    let body = write(job, "body.txt", &body)?;
-    let chain = [
-        geq_filter(&card_backdrop(color), &[card_figure(color)], CARD_W as f64),
-        drawtext(
-            &font,
-            &title,
-            title_size,
-            &ink_on(color),
-            "(w-text_w)/2",
-            &format!("({CARD_HEADER}-text_h)/2"),
-        ),
-        drawtext(&font, &body, body_size, "0x2a2a2a", "48", &format!("{CARD_TEXT_TOP}")),
-    ];
+    let mut p = Painter::new(job, &fonts, Graph::new(1));
+    p.g.start("[0:v]");
+    p.g.push(&geq_filter(&card_backdrop(color), &[card_figure(color)], CARD_W as f64));
+    p.title(&name, title_size, &ink_on(color), CARD_W as f64, CARD_HEADER)?;
+    p.block(&body, body_size, "0x2a2a2a", (48.0, CARD_TEXT_TOP), "the description")?;
+    p.g.end("[out]");
     let out = scratch(job, "card.png");
-    let cmd = ffmpeg(job)?
-        .args(["-f", "lavfi", "-i", &blank(CARD_W, CARD_H), "-filter_complex"])
-        .arg(format!("[0:v]{}[out]", chain.join(",")))
+    let cmd = with_inputs(ffmpeg(job)?.args(["-f", "lavfi", "-i", &blank(CARD_W, CARD_H)]), &p.g)
+        .args(["-filter_complex", &p.g.graph()])
         .args(["-map", "[out]", "-frames:v", "1", out.as_str()]);
     exec(job, &cmd, cancel).await?;
     produced(&out, "ffmpeg")?;
@@ -69,35 +65,49 @@ pub async fn character_card(job: &Job, cancel: &CancellationToken) -> Result<Pro
     })
 }
 
+/// The fonts text is drawn with: Noto Sans CJK, then the fallbacks found.
+fn fonts(job: &Job) -> Result<Fonts, ExecError> {
+    let font = tools::need(&job.tools.font, "the Noto Sans CJK font", "fonts-noto-cjk")?;
+    Fonts::load(font, &job.tools.fallback_fonts).map_err(ExecError::Permanent)
+}
+
+/// `cmd` with the graph's extra inputs (emoji bitmaps) after the canvas.
+fn with_inputs(mut cmd: crate::exec::runner::Cmd, g: &Graph) -> crate::exec::runner::Cmd {
+    for input in &g.inputs {
+        cmd = cmd.args(["-i", input.as_str()]);
+    }
+    cmd
+}
+
 /// A storyboard frame: the 1.25× plate (figures with name tags; the camera
 /// move films it) and the review panel (the plate at frame size and the
 /// caption).
 pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let font = tools::need(&job.tools.font, "the Noto Sans CJK font", "fonts-noto-cjk")?;
-    let font = filter_value(font.as_str());
+    let fonts = fonts(job)?;
     let board = Board::from_job(job);
     let (w, h) = frame_size(job);
     let (pw, ph) = plate_size(w, h);
     let (figures, horizon) = layout(&board.shot_type, &board.angle, &board.cast, pw as f64, ph as f64);
     let backdrop = board_backdrop(&board, &figures, horizon, (pw as f64, ph as f64));
+    let mut p = Painter::new(job, &fonts, Graph::new(1));
+    p.g.start("[0:v]");
+    p.g.push(&geq_filter(&backdrop, &figures, pw as f64));
     // Name tags go on the plate, so viewers of the animatic can tell who is
     // who; they move with the camera like the figures they label.
-    let mut plate_chain = vec![geq_filter(&backdrop, &figures, pw as f64)];
-    for (i, tag) in name_tags(&board, &figures, pw as f64, ph as f64, true)
-        .iter()
-        .enumerate()
-    {
-        let file = write(job, &format!("tag-{i}.txt"), &tag.text)?;
-        plate_chain.push(tag_filter(&font, &file, tag, pw));
+    for tag in name_tags(&board, &figures, pw as f64, ph as f64, true) {
+        p.tag(&tag, pw)?;
     }
-    let graph = format!(
-        "[0:v]{},split=2[plate][p2];[p2]{}[panel]",
-        plate_chain.join(","),
-        panel_chain(job, &board, &font, (w, h))?
-    );
+    p.g.push("split=2");
+    p.g.end("[plate][p2]");
+    // The panel: the tagged plate scaled to the frame, and the caption.
+    p.g.start("[p2]");
+    p.g.push(&format!("scale={w}:{h}:flags=bicubic"));
+    let size = (CAPTION_SIZE * w as f64 / 960.0).round();
+    p.caption(&caption(&board, size, CAPTION_WIDTH * w as f64 / 960.0), size, (w, h))?;
+    p.g.end("[panel]");
     let (plate, panel) = (scratch(job, "plate.png"), scratch(job, "panel.png"));
-    let cmd = ffmpeg(job)?
-        .args(["-f", "lavfi", "-i", &blank(pw, ph), "-filter_complex", &graph])
+    let cmd = with_inputs(ffmpeg(job)?.args(["-f", "lavfi", "-i", &blank(pw, ph)]), &p.g)
+        .args(["-filter_complex", &p.g.graph()])
         .args(["-map", "[plate]", "-frames:v", "1", plate.as_str()])
         .args(["-map", "[panel]", "-frames:v", "1", panel.as_str()]);
     exec(job, &cmd, cancel).await?;
@@ -107,17 +117,6 @@ pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produce
         files: vec![("png".into(), plate), ("panel.png".into(), panel)],
         duration: None,
     })
-}
-
-/// The panel from the (tagged) plate: scaled to the frame, with the caption
-/// from its own file.
-fn panel_chain(job: &Job, board: &Board, font: &str, (w, h): (u32, u32)) -> Result<String, ExecError> {
-    let mut chain = vec![format!("scale={w}:{h}:flags=bicubic")];
-    let size = (CAPTION_SIZE * w as f64 / 960.0).round();
-    let text = caption(board, size, CAPTION_WIDTH * w as f64 / 960.0);
-    let file = write(job, "caption.txt", &text)?;
-    chain.push(caption_filter(font, &file, size));
-    Ok(chain.join(","))
 }
 
 /// The frame size from the `width`/`height` params (even, at least 64).

@@ -195,3 +195,19 @@ fn sizes_fit() {
     assert!(text.ends_with('…'));
     assert!(text.lines().count() as f64 * line_height(size) <= 436.0);
 }
+
+#[test]
+fn emoji_sequences_and_marks_are_never_split() {
+    // A ZWJ family and a skin tone are one emoji, one em wide.
+    assert_eq!(text_width("👩‍👩‍👧", 10.0), 10.0);
+    assert_eq!(text_width("👋🏽", 10.0), 10.0);
+    assert_eq!(text_width("🇯🇵", 10.0), 10.0);
+    // They break like a wide character, whole.
+    assert_eq!(wrap("ab 👩‍👩‍👧👋🏽🇯🇵", 10.0, 30.0), "ab 👩‍👩‍👧\n👋🏽🇯🇵");
+    assert_eq!(wrap("👩‍👩‍👧👋🏽🇯🇵", 10.0, 20.0), "👩‍👩‍👧👋🏽\n🇯🇵");
+    // A long word splits between clusters, never inside one.
+    assert_eq!(
+        wrap("e\u{301}e\u{301}e\u{301}e\u{301}", 10.0, 12.0),
+        "e\u{301}e\u{301}\ne\u{301}e\u{301}"
+    );
+}

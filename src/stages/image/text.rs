@@ -1,5 +1,7 @@
 //! Captions, name tags and text wrapping (CJK-aware; drawtext does not wrap).
 
+use unicode_segmentation::UnicodeSegmentation;
+
 use super::*;
 
 pub(super) const CAPTION_SIZE: f64 = 34.0;
@@ -158,8 +160,14 @@ pub(super) fn char_width(c: char, size: f64) -> f64 {
     }
 }
 
+/// An emoji sequence (ZWJ family, skin tone, flag) is one emoji wide.
 pub(super) fn text_width(s: &str, size: f64) -> f64 {
-    s.chars().map(|c| char_width(c, size)).sum()
+    s.graphemes(true)
+        .map(|g| match g.chars().next() {
+            Some(first) if super::glyphs::is_emoji(g) => char_width(first, size).max(size),
+            _ => g.chars().map(|c| char_width(c, size)).sum(),
+        })
+        .sum()
 }
 
 pub(super) fn is_wide(c: char) -> bool {
@@ -178,7 +186,7 @@ pub(super) fn no_end(c: char) -> bool {
 
 /// A piece of a paragraph: a run of spaces, a word (no spaces, no wide
 /// characters) or one wide character; zero-width marks stay with the piece
-/// before them.
+/// before them, and an emoji sequence is never split.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Piece {
     Space(usize),
@@ -188,21 +196,22 @@ pub(super) enum Piece {
 
 pub(super) fn pieces(para: &str) -> Vec<Piece> {
     let mut out: Vec<Piece> = Vec::new();
-    for c in para.chars() {
-        if c == ' ' {
+    for g in para.graphemes(true) {
+        let c = g.chars().next().unwrap_or(' ');
+        if g == " " {
             match out.last_mut() {
                 Some(Piece::Space(n)) => *n += 1,
                 _ => out.push(Piece::Space(1)),
             }
         } else if c.is_control() {
             continue;
-        } else if is_wide(c) {
-            out.push(Piece::Wide(c.to_string()));
+        } else if is_wide(c) || super::glyphs::is_emoji(g) {
+            out.push(Piece::Wide(g.to_string()));
         } else {
             match out.last_mut() {
-                Some(Piece::Word(w)) => w.push(c),
-                Some(Piece::Wide(w)) if c.width() == Some(0) => w.push(c),
-                _ => out.push(Piece::Word(c.to_string())),
+                Some(Piece::Word(w)) => w.push_str(g),
+                Some(Piece::Wide(w)) if c.width() == Some(0) => w.push_str(g),
+                _ => out.push(Piece::Word(g.to_string())),
             }
         }
     }
@@ -252,11 +261,11 @@ impl Filler {
             self.line.push_str(piece);
             return;
         }
-        for c in piece.chars() {
-            if !self.line.is_empty() && self.width(&self.line) + char_width(c, self.size) > self.max_w {
+        for g in piece.graphemes(true) {
+            if !self.line.is_empty() && self.width(&self.line) + self.width(g) > self.max_w {
                 self.break_line();
             }
-            self.line.push(c);
+            self.line.push_str(g);
         }
     }
 
@@ -318,7 +327,8 @@ pub(super) fn limit_lines(text: &str, max: usize, size: f64, max_w: f64) -> Stri
     let mut kept: Vec<String> = lines[..max].iter().map(|l| l.to_string()).collect();
     if let Some(last) = kept.last_mut() {
         while !last.is_empty() && text_width(last, size) + char_width('…', size) > max_w {
-            last.pop();
+            let cut = last.grapheme_indices(true).next_back().map_or(0, |(i, _)| i);
+            last.truncate(cut);
         }
         *last = format!("{}…", last.trim_end());
     }
