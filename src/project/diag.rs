@@ -58,7 +58,52 @@ impl SourceFile {
 
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        let mut end = offset.min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text[..end].matches('\n').count() + 1
+    }
+
+    /// The file cut after byte `end` (on a character boundary), with `…`:
+    /// for quoting the start of a very long value without the rest of it.
+    pub fn clipped(&self, end: usize) -> SourceFile {
+        let mut end = end.min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end += 1;
+        }
+        if end == self.text.len() {
+            return self.clone();
+        }
+        SourceFile::new(&self.name, format!("{}…", &self.text[..end]))
+    }
+
+    /// A file that is not UTF-8: the mistake at its first bad byte, shown
+    /// by line and column in the text decoded as far as it goes.
+    pub fn not_utf8(name: &Utf8Path, bytes: &[u8], err: &std::str::Utf8Error) -> ProjectError {
+        let at = err.valid_up_to();
+        let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
+        let bad = bytes[at..]
+            .iter()
+            .take(err.error_len().unwrap_or(bytes.len() - at).max(1))
+            .map(|b| format!("0x{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line = file.line_of(at);
+        let column = file.text[..at].rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        ProjectError::at(
+            &file,
+            "io::utf8",
+            format!("{name} is not UTF-8 text: line {line}, column {column} has the byte(s) {bad}"),
+        )
+        .label(
+            &file,
+            Some(SourceSpan::new(at.into(), '\u{fffd}'.len_utf8())),
+            "not UTF-8",
+        )
+        .help(format!(
+            "save {name} as UTF-8 (an editor's \"encoding\" setting, or `iconv -f LATIN1 -t UTF-8`)"
+        ))
     }
 }
 
@@ -109,10 +154,14 @@ impl ProjectError {
     /// Label a span; the first label decides the reported line.
     pub fn label(mut self, file: &SourceFile, span: Option<SourceSpan>, text: impl Into<String>) -> Self {
         if let Some(span) = span {
-            if self.labels.is_empty() {
+            let label = if self.labels.is_empty() {
                 self.at = Some(format!("{}:{}", file.name, file.line_of(span.offset())));
-            }
-            self.labels.push(LabeledSpan::new_with_span(Some(text.into()), span));
+                // miette's `[file:line:col]` follows the primary label.
+                LabeledSpan::new_primary_with_span(Some(text.into()), span)
+            } else {
+                LabeledSpan::new_with_span(Some(text.into()), span)
+            };
+            self.labels.push(label);
         }
         self
     }
@@ -180,6 +229,30 @@ pub fn yaml_error(file: &SourceFile, err: &serde_saphyr::Error) -> ProjectError 
                 format!("this mapping has no `{field}:`"),
             )
         }
+        (serde_saphyr::Error::DuplicateMappingKey { key, .. }, Some(loc)) => {
+            let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
+            let key = key.clone().unwrap_or_else(|| "this key".into());
+            let earlier = earlier_key(file, loc.line() as usize, loc.column() as usize, &key);
+            let e = ProjectError::at(
+                file,
+                "yaml::duplicate_key",
+                format!("{}: `{key}` is given twice in the same mapping", file.name),
+            )
+            .label(file, span, "given again here");
+            return e.label(file, earlier, "first given here").help(format!(
+                "keep one `{key}:` (YAML does not merge them; the second would silently win elsewhere)"
+            ));
+        }
+        (serde_saphyr::Error::NonFiniteFloat { value, .. }, Some(loc)) => {
+            let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
+            return ProjectError::at(
+                file,
+                "yaml::not_finite",
+                format!("{}: `{value}` is not a finite number", file.name),
+            )
+            .label(file, span, "here")
+            .help("write an ordinary number: NaN, .inf and numbers too large for a float (1e999) mean nothing here; the allowed ranges are in README.md under \"Limits\"");
+        }
         (_, Some(loc)) => {
             let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
             ProjectError::at(file, "yaml", format!("{}: {first}", file.name)).label(file, span, "here")
@@ -189,8 +262,33 @@ pub fn yaml_error(file: &SourceFile, err: &serde_saphyr::Error) -> ProjectError 
     e.help("fix the YAML at the marked place; see README.md for the file format")
 }
 
+/// The earlier `key:` of the same block mapping as the key at 1-based
+/// `line`:`column`, if it is written in block style.
+fn earlier_key(file: &SourceFile, line: usize, column: usize, key: &str) -> Option<SourceSpan> {
+    let quoted = [key.to_string(), format!("\"{key}\""), format!("'{key}'")];
+    sibling_keys(file, line, column)
+        .into_iter()
+        .filter(|&(n, _)| n != line)
+        .find_map(|(_, at)| {
+            let rest = &file.text[at..];
+            quoted.iter().find_map(|k| {
+                rest.strip_prefix(k.as_str())
+                    .filter(|r| r.trim_start_matches(' ').starts_with(':'))
+                    .map(|_| SourceSpan::new(at.into(), k.len()))
+            })
+        })
+}
+
 /// The first key of the block mapping that has a key at 1-based `line`:`column`.
 fn mapping_start(file: &SourceFile, line: usize, column: usize) -> Option<SourceSpan> {
+    let (_, at) = *sibling_keys(file, line, column).last()?;
+    let len = file.text[at..].lines().next().unwrap_or("").trim_end().len();
+    Some(SourceSpan::new(at.into(), len.max(1)))
+}
+
+/// The keys of the block mapping that has a key at 1-based `line`:`column`,
+/// from that line up to the mapping's first key: (line, byte offset of the key).
+fn sibling_keys(file: &SourceFile, line: usize, column: usize) -> Vec<(usize, usize)> {
     let starts: Vec<usize> = std::iter::once(0)
         .chain(file.text.match_indices('\n').map(|(i, _)| i + 1))
         .collect();
@@ -212,8 +310,13 @@ fn mapping_start(file: &SourceFile, line: usize, column: usize) -> Option<Source
         }
         Some((indent, l.len() - rest.len(), item))
     };
-    let column = column.checked_sub(1)?;
-    let mut first = line;
+    let Some(column) = column.checked_sub(1) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<(usize, usize)> = shape(line)
+        .map(|(_, key, _)| (line, starts[line - 1] + key))
+        .into_iter()
+        .collect();
     for n in (1..line).rev() {
         let Some((indent, key, item)) = shape(n) else { continue };
         if indent > column || (item && indent == column) {
@@ -222,15 +325,12 @@ fn mapping_start(file: &SourceFile, line: usize, column: usize) -> Option<Source
         if key != column {
             break; // the parent
         }
-        first = n;
+        keys.push((n, starts[n - 1] + key));
         if item {
             break; // `- key:` opens the mapping
         }
     }
-    let (_, key, _) = shape(first)?;
-    let at = starts[first - 1] + key;
-    let len = file.text[at..].lines().next().unwrap_or("").trim_end().len();
-    Some(SourceSpan::new(at.into(), len.max(1)))
+    keys
 }
 
 /// The span of a whole 1-based line.
