@@ -127,7 +127,7 @@ impl Range {
         low && v <= self.max && (!self.integer || v.fract() == 0.0)
     }
 
-    /// `more than 0 and at most 600 seconds`, `a whole number from 1 to 256`.
+    /// `a positive number of seconds up to 600`, `a whole number from 1 to 256`.
     pub fn describe(&self) -> String {
         let unit = if self.unit.is_empty() {
             String::new()
@@ -137,12 +137,14 @@ impl Range {
         let (min, max) = (show(self.min), show(self.max));
         match (self.integer, self.above) {
             (true, _) => format!("a whole number from {min} to {max}{unit}"),
+            (false, true) if self.min == 0.0 && unit.is_empty() => format!("a positive number up to {max}"),
+            (false, true) if self.min == 0.0 => format!("a positive number of{unit} up to {max}"),
             (false, true) => format!("more than {min} and at most {max}{unit}"),
             (false, false) => format!("between {min} and {max}{unit}"),
         }
     }
 
-    /// `write e.g. `duration: 4.5` (more than 0 and at most 600 seconds)`.
+    /// ``write e.g. `duration: 4.5` (a positive number of seconds up to 600)``.
     pub fn help(&self, key: &str) -> String {
         format!("write e.g. `{key}: {}` ({})", self.example, self.describe())
     }
@@ -270,7 +272,7 @@ pub const PARAMS: &[(&str, Param)] = &[
 /// Check one rule param: known names against [`PARAMS`], any string
 /// against [`text::PARAM`].
 pub fn param(file: &SourceFile, kind: &str, name: &str, v: &Spanned<Value>, errors: &mut Collector) {
-    let what = format!("`{name}` (a `{kind}` param)");
+    let what = format!("`{name}` of `{kind}`");
     let known = PARAMS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p);
     let problem = match (known, &v.value) {
         (_, Value::String(s)) if s.len() > text::PARAM => {
