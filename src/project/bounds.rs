@@ -6,6 +6,7 @@
 //! line of text a voice job. A value outside its range is a located mistake
 //! that states the range, like any other (README.md, "Limits").
 
+use miette::SourceSpan;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
@@ -201,24 +202,16 @@ pub fn text(file: &SourceFile, what: &str, v: &Spanned<String>, max: usize, erro
         return;
     }
     let chars = v.value.chars().count();
-    // Quote the start of the value only: the rest of a 10 MB line is noise.
-    let e = match file.span(&v.referenced) {
-        Some(span) => {
-            let clipped = file.clipped(span.offset() + 80);
-            let len = span.len().min(clipped.text.len() - span.offset()).max(1);
-            ProjectError::at(
-                &clipped,
-                "limits::text",
-                format!("{what} is {chars} characters long; the limit is {max}"),
-            )
-            .label(&clipped, Some((span.offset(), len).into()), "this text")
-        }
-        None => ProjectError::at(
-            file,
-            "limits::text",
-            format!("{what} is {chars} characters long; the limit is {max}"),
-        ),
-    };
+    // Label the start of the value: diagnostics quote long lines cut short.
+    let span = file
+        .span(&v.referenced)
+        .map(|s| SourceSpan::new(s.offset().into(), s.len().min(40)));
+    let e = ProjectError::at(
+        file,
+        "limits::text",
+        format!("{what} is {chars} characters long; the limit is {max}"),
+    )
+    .label(file, span, "this text");
     errors.push(e.help(format!(
         "shorten {what} to at most {max} characters{}",
         if what.contains("dialogue") {

@@ -4,11 +4,16 @@
 //! [`Diagnostics`] carries all mistakes found in one load so a writer can fix
 //! them in one pass.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
 use serde_saphyr::Location;
+
+/// Lines longer than this many bytes are cut (with `…`) where a diagnostic
+/// quotes them: a 10 MB line is noise, and miette pads up to a label's
+/// column with a format width, which panics past 65,535.
+const QUOTED_LINE_BYTES: usize = 1000;
 
 /// One source file, kept in memory so diagnostics can quote it.
 #[derive(Debug, Clone)]
@@ -16,6 +21,58 @@ pub struct SourceFile {
     /// Path relative to the project root, as shown to people.
     pub name: Utf8PathBuf,
     pub text: Arc<String>,
+    /// The text as quoted, when some line is too long to quote whole.
+    quoted: Arc<OnceLock<Option<Quoted>>>,
+}
+
+/// A file's text with its long lines cut.
+#[derive(Debug)]
+struct Quoted {
+    text: Arc<String>,
+    /// Per line: (start in the file, start in `text`, bytes kept).
+    lines: Vec<(usize, usize, usize)>,
+}
+
+impl Quoted {
+    fn new(text: &str) -> Option<Quoted> {
+        if !text.split('\n').any(|l| l.len() > QUOTED_LINE_BYTES) {
+            return None;
+        }
+        let (mut out, mut lines, mut start) = (String::new(), Vec::new(), 0);
+        for line in text.split_inclusive('\n') {
+            let body = line.strip_suffix('\n').unwrap_or(line);
+            let mut kept = body.len().min(QUOTED_LINE_BYTES);
+            while !body.is_char_boundary(kept) {
+                kept -= 1;
+            }
+            lines.push((start, out.len(), kept));
+            out.push_str(&body[..kept]);
+            if kept < body.len() {
+                out.push('…');
+            }
+            out.push_str(&line[body.len()..]);
+            start += line.len();
+        }
+        Some(Quoted {
+            text: Arc::new(out),
+            lines,
+        })
+    }
+
+    /// Where file offset `at` is in the quoted text: past a cut, at the `…`
+    /// (or after it, for the end of a span).
+    fn map(&self, at: usize, end: bool) -> usize {
+        let i = self.lines.partition_point(|l| l.0 <= at).saturating_sub(1);
+        let Some(&(start, quoted, kept)) = self.lines.get(i) else {
+            return at;
+        };
+        let column = at - start;
+        match column <= kept {
+            true => quoted + column,
+            false if end => quoted + kept + '…'.len_utf8(),
+            false => quoted + kept,
+        }
+    }
 }
 
 impl SourceFile {
@@ -23,11 +80,29 @@ impl SourceFile {
         SourceFile {
             name: name.to_owned(),
             text: Arc::new(text),
+            quoted: Arc::new(OnceLock::new()),
         }
     }
 
+    fn quoted(&self) -> Option<&Quoted> {
+        self.quoted.get_or_init(|| Quoted::new(&self.text)).as_ref()
+    }
+
     fn named(&self) -> NamedSource<Arc<String>> {
-        NamedSource::new(self.name.as_str(), self.text.clone()).with_language("yaml")
+        let text = self.quoted().map_or_else(|| self.text.clone(), |q| q.text.clone());
+        NamedSource::new(self.name.as_str(), text).with_language("yaml")
+    }
+
+    /// A span of the file as a span of what diagnostics quote.
+    fn quote_span(&self, span: SourceSpan) -> SourceSpan {
+        match self.quoted() {
+            None => span,
+            Some(q) => {
+                let start = q.map(span.offset(), false);
+                let end = q.map(span.offset() + span.len(), true);
+                SourceSpan::new(start.into(), end.saturating_sub(start))
+            }
+        }
     }
 
     /// The span of a YAML value, or `None` when the location is unknown
@@ -63,19 +138,6 @@ impl SourceFile {
             end -= 1;
         }
         self.text[..end].matches('\n').count() + 1
-    }
-
-    /// The file cut after byte `end` (on a character boundary), with `…`:
-    /// for quoting the start of a very long value without the rest of it.
-    pub fn clipped(&self, end: usize) -> SourceFile {
-        let mut end = end.min(self.text.len());
-        while !self.text.is_char_boundary(end) {
-            end += 1;
-        }
-        if end == self.text.len() {
-            return self.clone();
-        }
-        SourceFile::new(&self.name, format!("{}…", &self.text[..end]))
     }
 
     /// A file that is not UTF-8: the mistake at its first bad byte, shown
@@ -154,8 +216,11 @@ impl ProjectError {
     /// Label a span; the first label decides the reported line.
     pub fn label(mut self, file: &SourceFile, span: Option<SourceSpan>, text: impl Into<String>) -> Self {
         if let Some(span) = span {
-            let label = if self.labels.is_empty() {
+            if self.labels.is_empty() {
                 self.at = Some(format!("{}:{}", file.name, file.line_of(span.offset())));
+            }
+            let span = file.quote_span(span);
+            let label = if self.labels.is_empty() {
                 // miette's `[file:line:col]` follows the primary label.
                 LabeledSpan::new_primary_with_span(Some(text.into()), span)
             } else {

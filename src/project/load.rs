@@ -167,7 +167,16 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
             );
         }
     }
-    if !profile_has_rules(&profile, &rules) {
+    let needed = NodeKind::ALL.into_iter().filter(|k| match k {
+        NodeKind::Publish => false,
+        NodeKind::CharacterRefs => !characters.is_empty(),
+        _ => episodes.iter().any(|e| e.screenplay.is_some()),
+    });
+    if profile_has_rules(&profile, &rules) {
+        for kind in needed.filter(|k| !rules.named.contains(k)) {
+            errors.push(missing_rule(&studio, &seen, kind, &profile.rules_profile));
+        }
+    } else {
         errors.push(
             ProjectError::at(
                 &studio,
@@ -216,6 +225,36 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     errors.finish((project, spans))
 }
 
+/// A node kind the graph needs but no rule makes in `profile`: pointed at
+/// the kind's section in rules/ when there is one, else at the profile.
+fn missing_rule(
+    studio: &SourceFile,
+    seen: &BTreeMap<NodeKind, SourceFile>,
+    kind: NodeKind,
+    profile: &str,
+) -> ProjectError {
+    let help = format!(
+        "add `{profile}: {{engine: ...}}` under `{kind}: profiles:` in rules/; engines: {}",
+        crate::engines::names_for(kind).join(", ")
+    );
+    match seen.get(&kind) {
+        Some(file) => ProjectError::at(
+            file,
+            "rules::missing",
+            format!("the rule for `{kind}` has no entry for profile `{profile}`"),
+        )
+        .label(file, file.key_span(kind.as_str()), "this rule")
+        .help(help),
+        None => ProjectError::at(
+            studio,
+            "rules::missing",
+            format!("no file in rules/ says how to make `{kind}` (profile `{profile}`)"),
+        )
+        .label(studio, profile_span(studio, profile), "this profile")
+        .help(help),
+    }
+}
+
 fn profile_has_rules(_profile: &Profile, rules: &Rules) -> bool {
     !rules.by_kind.is_empty()
 }
@@ -246,14 +285,13 @@ fn too_large(rel: &Utf8Path, mut bytes: Vec<u8>) -> ProjectError {
     let limit = bounds::MAX_FILE_BYTES as usize;
     bytes.truncate(limit);
     let file = SourceFile::new(rel, String::from_utf8_lossy(&bytes).into_owned());
-    let at = file.text.len().saturating_sub(1);
-    let clipped = file.clipped(at);
+    let (at, last) = file.text.char_indices().last().unwrap_or((0, ' '));
     ProjectError::at(
-        &clipped,
+        &file,
         "limits::file_size",
         format!("{rel} is larger than {} MiB", limit >> 20),
     )
-    .label(&clipped, Some((at, 1).into()), "the limit is reached here")
+    .label(&file, Some((at, last.len_utf8()).into()), "the limit is reached here")
     .help("project files are text a person writes; split a huge screenplay into episodes, or remove what made it grow")
 }
 

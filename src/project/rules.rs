@@ -157,6 +157,9 @@ impl KindRule {
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     pub by_kind: BTreeMap<NodeKind, KindRule>,
+    /// Kinds whose section has an entry for the profile, valid or not (an
+    /// invalid one is reported as itself, not as a missing rule).
+    pub named: std::collections::BTreeSet<NodeKind>,
 }
 
 impl Rules {
@@ -225,6 +228,7 @@ pub fn load_file(
         let Some(prof) = raw_rule.profiles.get(profile) else {
             continue;
         };
+        rules.named.insert(kind);
         if let Some(rule) = resolve_rule(file, kind, &raw_rule.params, prof, errors) {
             rules.by_kind.insert(kind, rule);
         }
