@@ -329,7 +329,9 @@ mod tests {
         assert_eq!(show(-2.0), "-2");
         assert_eq!(show(0.4), "0.4");
         assert_eq!(show(f64::INFINITY), "infinity");
-        assert_eq!(SHOT_SECONDS.describe(), "more than 0 and at most 600 seconds");
+        assert_eq!(SHOT_SECONDS.describe(), "a positive number of seconds up to 600");
+        assert_eq!(CFG.describe(), "a positive number up to 30");
+        assert_eq!(TRANSITION_SECONDS.describe(), "between 0.05 and 10 seconds");
         assert_eq!(SLOTS.describe(), "a whole number from 1 to 256");
         assert_eq!(ENERGY.describe(), "between 0 and 1");
     }
