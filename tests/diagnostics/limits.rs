@@ -495,3 +495,24 @@ fn profile_mistakes_are_located() {
     );
     assert!(bad.is_empty(), "{}\nstderr:\n{}", bad.join("; "), run.stderr);
 }
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_before_parsing() {
+    let p = TestProject::example("tiny");
+    let padding = "# padding\n".repeat(1_700_000);
+    p.write(EP, &format!("{}{padding}", p.read(EP)));
+    let text = p.read(EP);
+    let line = text.as_bytes()[..16 * 1024 * 1024 - 1]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
+    let run = p.run(SIM);
+    let bad = check(
+        &run,
+        Some((EP, line)),
+        &["episodes/ep01.yaml is larger than 16 MiB"],
+        &["split a huge screenplay"],
+    );
+    assert!(bad.is_empty(), "{}\nstderr:\n{:.3000}", bad.join("; "), run.stderr);
+}
