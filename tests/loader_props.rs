@@ -97,8 +97,8 @@ enum Mutation {
     Extreme(usize, usize),
     /// `key: NUMBER` → `key: NUMBERS[i]`.
     Number(usize, usize),
-    /// `key: value` → `key: "yyyy…"` of this many characters.
-    LongValue(usize, usize),
+    /// `key: value` → `key: "yyyy…"` (or `"森森森…"`) of this many characters.
+    LongValue(usize, usize, bool),
     /// A line `bogus_N: 1` at this line's indentation.
     UnknownKey(usize),
     /// One more (or one less) leading space.
@@ -115,7 +115,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         2 => (line, 0..EXTREMES.len()).prop_map(|(l, i)| Mutation::Extreme(l, i)),
         4 => (line, 0..NUMBERS.len()).prop_map(|(l, i)| Mutation::Number(l, i)),
         2 => (line, prop_oneof![Just(201usize), Just(1_001), Just(2_001), Just(5_001), Just(200_000)])
-            .prop_map(|(l, n)| Mutation::LongValue(l, n)),
+            .prop_flat_map(|(l, n)| any::<bool>().prop_map(move |cjk| Mutation::LongValue(l, n, cjk))),
         1 => line.prop_map(Mutation::UnknownKey),
         1 => (line, any::<bool>()).prop_map(|(l, more)| Mutation::Indent(l, more)),
         1 => any::<usize>().prop_map(Mutation::NotUtf8),
@@ -147,7 +147,7 @@ fn apply(text: &[u8], m: &Mutation) -> Vec<u8> {
             let l = lines[i % n].clone();
             lines.insert(i % n, l);
         }
-        Mutation::Extreme(i, e) | Mutation::LongValue(i, e) | Mutation::Number(i, e) => {
+        Mutation::Extreme(i, e) | Mutation::LongValue(i, e, _) | Mutation::Number(i, e) => {
             // The (i mod count)th line with a value (or a number).
             let numeric = matches!(m, Mutation::Number(..));
             let candidates: Vec<usize> = (0..n)
@@ -167,6 +167,7 @@ fn apply(text: &[u8], m: &Mutation) -> Vec<u8> {
             let new = match m {
                 Mutation::Extreme(..) => EXTREMES[e].as_bytes().to_vec(),
                 Mutation::Number(..) => NUMBERS[e].as_bytes().to_vec(),
+                Mutation::LongValue(_, _, true) => format!("\"{}\"", "森".repeat(e)).into_bytes(),
                 _ => format!("\"{}\"", "y".repeat(e)).into_bytes(),
             };
             lines[at].truncate(start);

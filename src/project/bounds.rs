@@ -203,9 +203,13 @@ pub fn text(file: &SourceFile, what: &str, v: &Spanned<String>, max: usize, erro
     }
     let chars = v.value.chars().count();
     // Label the start of the value: diagnostics quote long lines cut short.
-    let span = file
-        .span(&v.referenced)
-        .map(|s| SourceSpan::new(s.offset().into(), s.len().min(40)));
+    let span = file.span(&v.referenced).map(|s| {
+        let mut end = (s.offset() + s.len().min(40)).min(file.text.len());
+        while !file.text.is_char_boundary(end) {
+            end += 1;
+        }
+        SourceSpan::new(s.offset().into(), end - s.offset())
+    });
     let e = ProjectError::at(
         file,
         "limits::text",
@@ -213,7 +217,7 @@ pub fn text(file: &SourceFile, what: &str, v: &Spanned<String>, max: usize, erro
     )
     .label(file, span, "this text");
     errors.push(e.help(format!(
-        "shorten {what} to at most {max} characters{}",
+        "shorten it to at most {max} characters{}",
         if what.contains("dialogue") {
             ", or split it into several lines"
         } else {

@@ -295,9 +295,7 @@ fn each_text_over_its_limit_is_located() {
                     "{what} is {} characters long; the limit is {limit}",
                     limit + 1
                 ))])),
-                help: Box::leak(Box::new([leak(format!(
-                    "shorten {what} to at most {limit} characters"
-                ))])),
+                help: Box::leak(Box::new([leak(format!("shorten it to at most {limit} characters"))])),
             }
         })
         .collect();
