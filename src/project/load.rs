@@ -48,10 +48,11 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     let mut sources = Vec::new();
 
     let studio_rel = Utf8Path::new("studio.yaml");
-    let studio = read_source(root, studio_rel, index, &mut sources).map_err(|e| {
-        e.help(format!(
+    let studio = read_source(root, studio_rel, index, &mut sources).map_err(|e| match e.code() {
+        "io" => e.help(format!(
             "run studio inside a project folder (one with studio.yaml), or pass --project DIR; looked in {root}"
-        ))
+        )),
+        _ => *e,
     })?;
     let raw: RawProject = parse(&studio)?;
     spans.studio = Some(studio.clone());

@@ -445,6 +445,21 @@ fn a_file_that_is_not_utf8_is_located_by_line_and_column() {
     assert!(bad.is_empty(), "{}\nstderr:\n{}", bad.join("; "), run.stderr);
     assert!(run.stderr.contains(&format!("[{EP}:{line}:16]")), "{}", run.stderr);
     assert!(!run.stderr.contains("byte "), "no byte offset: {}", run.stderr);
+
+    // studio.yaml too: the fix is its encoding, not the folder.
+    let p = TestProject::example("tiny");
+    let mut bytes = p.read("studio.yaml").into_bytes();
+    bytes.splice(0..0, *b"# \xe9t\xe9\n");
+    fs::write(p.path("studio.yaml"), &bytes).unwrap();
+    let run = p.run(SIM);
+    let bad = check(
+        &run,
+        Some(("studio.yaml", 1)),
+        &["studio.yaml is not UTF-8 text: line 1, column 3 has the byte(s) 0xe9"],
+        &["save studio.yaml as UTF-8"],
+    );
+    assert!(bad.is_empty(), "{}\nstderr:\n{}", bad.join("; "), run.stderr);
+    assert!(!run.stderr.contains("project folder"), "{}", run.stderr);
 }
 
 fn line_of_bytes(bytes: &[u8], at: usize) -> usize {
