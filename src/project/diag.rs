@@ -4,11 +4,16 @@
 //! [`Diagnostics`] carries all mistakes found in one load so a writer can fix
 //! them in one pass.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
 use serde_saphyr::Location;
+
+/// Lines longer than this many bytes are cut (with `…`) where a diagnostic
+/// quotes them: a 10 MB line is noise, and miette pads up to a label's
+/// column with a format width, which panics past 65,535.
+const QUOTED_LINE_BYTES: usize = 1000;
 
 /// One source file, kept in memory so diagnostics can quote it.
 #[derive(Debug, Clone)]
@@ -16,6 +21,58 @@ pub struct SourceFile {
     /// Path relative to the project root, as shown to people.
     pub name: Utf8PathBuf,
     pub text: Arc<String>,
+    /// The text as quoted, when some line is too long to quote whole.
+    quoted: Arc<OnceLock<Option<Quoted>>>,
+}
+
+/// A file's text with its long lines cut.
+#[derive(Debug)]
+struct Quoted {
+    text: Arc<String>,
+    /// Per line: (start in the file, start in `text`, bytes kept).
+    lines: Vec<(usize, usize, usize)>,
+}
+
+impl Quoted {
+    fn new(text: &str) -> Option<Quoted> {
+        if !text.split('\n').any(|l| l.len() > QUOTED_LINE_BYTES) {
+            return None;
+        }
+        let (mut out, mut lines, mut start) = (String::new(), Vec::new(), 0);
+        for line in text.split_inclusive('\n') {
+            let body = line.strip_suffix('\n').unwrap_or(line);
+            let mut kept = body.len().min(QUOTED_LINE_BYTES);
+            while !body.is_char_boundary(kept) {
+                kept -= 1;
+            }
+            lines.push((start, out.len(), kept));
+            out.push_str(&body[..kept]);
+            if kept < body.len() {
+                out.push('…');
+            }
+            out.push_str(&line[body.len()..]);
+            start += line.len();
+        }
+        Some(Quoted {
+            text: Arc::new(out),
+            lines,
+        })
+    }
+
+    /// Where file offset `at` is in the quoted text: past a cut, at the `…`
+    /// (or after it, for the end of a span).
+    fn map(&self, at: usize, end: bool) -> usize {
+        let i = self.lines.partition_point(|l| l.0 <= at).saturating_sub(1);
+        let Some(&(start, quoted, kept)) = self.lines.get(i) else {
+            return at;
+        };
+        let column = at - start;
+        match column <= kept {
+            true => quoted + column,
+            false if end => quoted + kept + '…'.len_utf8(),
+            false => quoted + kept,
+        }
+    }
 }
 
 impl SourceFile {
@@ -23,11 +80,29 @@ impl SourceFile {
         SourceFile {
             name: name.to_owned(),
             text: Arc::new(text),
+            quoted: Arc::new(OnceLock::new()),
         }
     }
 
+    fn quoted(&self) -> Option<&Quoted> {
+        self.quoted.get_or_init(|| Quoted::new(&self.text)).as_ref()
+    }
+
     fn named(&self) -> NamedSource<Arc<String>> {
-        NamedSource::new(self.name.as_str(), self.text.clone()).with_language("yaml")
+        let text = self.quoted().map_or_else(|| self.text.clone(), |q| q.text.clone());
+        NamedSource::new(self.name.as_str(), text).with_language("yaml")
+    }
+
+    /// A span of the file as a span of what diagnostics quote.
+    fn quote_span(&self, span: SourceSpan) -> SourceSpan {
+        match self.quoted() {
+            None => span,
+            Some(q) => {
+                let start = q.map(span.offset(), false);
+                let end = q.map(span.offset() + span.len(), true);
+                SourceSpan::new(start.into(), end.saturating_sub(start))
+            }
+        }
     }
 
     /// The span of a YAML value, or `None` when the location is unknown
@@ -58,7 +133,39 @@ impl SourceFile {
 
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        let mut end = offset.min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text[..end].matches('\n').count() + 1
+    }
+
+    /// A file that is not UTF-8: the mistake at its first bad byte, shown
+    /// by line and column in the text decoded as far as it goes.
+    pub fn not_utf8(name: &Utf8Path, bytes: &[u8], err: &std::str::Utf8Error) -> ProjectError {
+        let at = err.valid_up_to();
+        let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
+        let bad = bytes[at..]
+            .iter()
+            .take(err.error_len().unwrap_or(bytes.len() - at).max(1))
+            .map(|b| format!("0x{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line = file.line_of(at);
+        let column = file.text[..at].rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        ProjectError::at(
+            &file,
+            "io::utf8",
+            format!("{name} is not UTF-8 text: line {line}, column {column} has the byte(s) {bad}"),
+        )
+        .label(
+            &file,
+            Some(SourceSpan::new(at.into(), '\u{fffd}'.len_utf8())),
+            "not UTF-8",
+        )
+        .help(format!(
+            "save {name} as UTF-8 (an editor's \"encoding\" setting, or `iconv -f LATIN1 -t UTF-8`)"
+        ))
     }
 }
 
@@ -112,7 +219,14 @@ impl ProjectError {
             if self.labels.is_empty() {
                 self.at = Some(format!("{}:{}", file.name, file.line_of(span.offset())));
             }
-            self.labels.push(LabeledSpan::new_with_span(Some(text.into()), span));
+            let span = file.quote_span(span);
+            let label = if self.labels.is_empty() {
+                // miette's `[file:line:col]` follows the primary label.
+                LabeledSpan::new_primary_with_span(Some(text.into()), span)
+            } else {
+                LabeledSpan::new_with_span(Some(text.into()), span)
+            };
+            self.labels.push(label);
         }
         self
     }
@@ -180,6 +294,30 @@ pub fn yaml_error(file: &SourceFile, err: &serde_saphyr::Error) -> ProjectError 
                 format!("this mapping has no `{field}:`"),
             )
         }
+        (serde_saphyr::Error::DuplicateMappingKey { key, .. }, Some(loc)) => {
+            let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
+            let key = key.clone().unwrap_or_else(|| "this key".into());
+            let earlier = earlier_key(file, loc.line() as usize, loc.column() as usize, &key);
+            let e = ProjectError::at(
+                file,
+                "yaml::duplicate_key",
+                format!("{}: `{key}` is given twice in the same mapping", file.name),
+            )
+            .label(file, span, "given again here");
+            return e.label(file, earlier, "first given here").help(format!(
+                "keep one `{key}:` (YAML does not merge them; the second would silently win elsewhere)"
+            ));
+        }
+        (serde_saphyr::Error::NonFiniteFloat { value, .. }, Some(loc)) => {
+            let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
+            return ProjectError::at(
+                file,
+                "yaml::not_finite",
+                format!("{}: `{value}` is not a finite number", file.name),
+            )
+            .label(file, span, "here")
+            .help("write an ordinary number: NaN, .inf and numbers too large for a float (1e999) mean nothing here; the allowed ranges are in README.md under \"Limits\"");
+        }
         (_, Some(loc)) => {
             let span = file.span(&loc).or_else(|| line_span(file, loc.line() as usize));
             ProjectError::at(file, "yaml", format!("{}: {first}", file.name)).label(file, span, "here")
@@ -189,8 +327,33 @@ pub fn yaml_error(file: &SourceFile, err: &serde_saphyr::Error) -> ProjectError 
     e.help("fix the YAML at the marked place; see README.md for the file format")
 }
 
+/// The earlier `key:` of the same block mapping as the key at 1-based
+/// `line`:`column`, if it is written in block style.
+fn earlier_key(file: &SourceFile, line: usize, column: usize, key: &str) -> Option<SourceSpan> {
+    let quoted = [key.to_string(), format!("\"{key}\""), format!("'{key}'")];
+    sibling_keys(file, line, column)
+        .into_iter()
+        .filter(|&(n, _)| n != line)
+        .find_map(|(_, at)| {
+            let rest = &file.text[at..];
+            quoted.iter().find_map(|k| {
+                rest.strip_prefix(k.as_str())
+                    .filter(|r| r.trim_start_matches(' ').starts_with(':'))
+                    .map(|_| SourceSpan::new(at.into(), k.len()))
+            })
+        })
+}
+
 /// The first key of the block mapping that has a key at 1-based `line`:`column`.
 fn mapping_start(file: &SourceFile, line: usize, column: usize) -> Option<SourceSpan> {
+    let (_, at) = *sibling_keys(file, line, column).last()?;
+    let len = file.text[at..].lines().next().unwrap_or("").trim_end().len();
+    Some(SourceSpan::new(at.into(), len.max(1)))
+}
+
+/// The keys of the block mapping that has a key at 1-based `line`:`column`,
+/// from that line up to the mapping's first key: (line, byte offset of the key).
+fn sibling_keys(file: &SourceFile, line: usize, column: usize) -> Vec<(usize, usize)> {
     let starts: Vec<usize> = std::iter::once(0)
         .chain(file.text.match_indices('\n').map(|(i, _)| i + 1))
         .collect();
@@ -212,8 +375,13 @@ fn mapping_start(file: &SourceFile, line: usize, column: usize) -> Option<Source
         }
         Some((indent, l.len() - rest.len(), item))
     };
-    let column = column.checked_sub(1)?;
-    let mut first = line;
+    let Some(column) = column.checked_sub(1) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<(usize, usize)> = shape(line)
+        .map(|(_, key, _)| (line, starts[line - 1] + key))
+        .into_iter()
+        .collect();
     for n in (1..line).rev() {
         let Some((indent, key, item)) = shape(n) else { continue };
         if indent > column || (item && indent == column) {
@@ -222,15 +390,12 @@ fn mapping_start(file: &SourceFile, line: usize, column: usize) -> Option<Source
         if key != column {
             break; // the parent
         }
-        first = n;
+        keys.push((n, starts[n - 1] + key));
         if item {
             break; // `- key:` opens the mapping
         }
     }
-    let (_, key, _) = shape(first)?;
-    let at = starts[first - 1] + key;
-    let len = file.text[at..].lines().next().unwrap_or("").trim_end().len();
-    Some(SourceSpan::new(at.into(), len.max(1)))
+    keys
 }
 
 /// The span of a whole 1-based line.

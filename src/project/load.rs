@@ -5,21 +5,25 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
+use std::io::Read;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde_saphyr::{Location, Spanned};
 
+use super::bounds::{self, text};
 use super::diag::{Collector, Diagnostics, ProjectError, SourceFile, yaml_error};
 use super::model::*;
 use super::raw::*;
 use super::rules::{self, Rules};
-use super::vocab::{Angle, Mood, Position, ShotType, TimeOfDay, Transition};
+use super::screenplay::{screenplay, transition_overlap};
 use crate::cache::index::SourceIndex;
 use crate::cache::remote::{Mode, RemoteConfig};
 use crate::engines::ServiceKind;
 use crate::graph::kind::NodeKind;
+
+pub use super::screenplay::check_screenplay;
 
 /// Where a screenplay's items are, for diagnostics raised after loading
 /// (dependency cycles are only visible once the graph exists).
@@ -44,14 +48,17 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     let mut sources = Vec::new();
 
     let studio_rel = Utf8Path::new("studio.yaml");
-    let studio = read_source(root, studio_rel, index, &mut sources).map_err(|e| {
-        e.help(format!(
+    let studio = read_source(root, studio_rel, index, &mut sources).map_err(|e| match e.code() {
+        "io" => e.help(format!(
             "run studio inside a project folder (one with studio.yaml), or pass --project DIR; looked in {root}"
-        ))
+        )),
+        _ => *e,
     })?;
     let raw: RawProject = parse(&studio)?;
     spans.studio = Some(studio.clone());
 
+    studio_texts(&studio, &raw, &mut errors);
+    let style = style(&studio, &raw.style, &mut errors);
     let characters = characters(&studio, &raw.characters, &mut errors);
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
@@ -61,10 +68,12 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
         .iter()
         .map(|e| (e.id.value.clone(), e.id.referenced))
         .collect();
-    let profile = select_profile(&studio, &raw.profiles, profile)?;
+    let Some(profile) = select_profile(&studio, &raw.profiles, profile, &mut errors) else {
+        return Err(Diagnostics { errors: errors.errors });
+    };
     let writing = writing(&studio, raw.writing.as_ref(), &executors, &mut errors);
-    if let Some(w) = &profile.writer {
-        check_writer(&studio, w, None, &executors, &mut errors);
+    if let Some(w) = &raw.profiles.profiles[&profile.name].writer {
+        check_writer(&studio, &w.value, Some(&w.referenced), &executors, &mut errors);
     }
 
     // Rules for the selected profile.
@@ -93,6 +102,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
         }
     }
     check_rule_executors(&seen, &rules, &executors, &mut errors);
+    let overlap = transition_overlap(&rules);
 
     // Episodes and their screenplays.
     // Read every screenplay, then parse them in parallel (the no-op build's
@@ -129,14 +139,14 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
         }
         let screenplay = parsed
             .remove(&e.id.value)
-            .and_then(|(file, raw)| screenplay(&file, raw, &e.id.value, &char_ids, &mut spans, &mut errors));
+            .and_then(|(file, raw)| screenplay(&file, raw, &e.id.value, &char_ids, overlap, &mut spans, &mut errors));
         episodes.push(Episode {
             id: e.id.value.clone(),
             number: n + 1,
-            title: e.title.clone(),
-            synopsis: e.synopsis.clone(),
-            arc: e.arc.clone(),
-            tone: e.tone.clone(),
+            title: e.title.value.clone(),
+            synopsis: e.synopsis.value.clone(),
+            arc: e.arc.value.clone(),
+            tone: e.tone.value.clone(),
             screenplay,
         });
     }
@@ -158,12 +168,23 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
             );
         }
     }
-    if !profile_has_rules(&profile, &rules) {
+    let needed = NodeKind::ALL.into_iter().filter(|k| match k {
+        NodeKind::Publish => false,
+        NodeKind::CharacterRefs => !characters.is_empty(),
+        _ => episodes.iter().any(|e| e.screenplay.is_some()),
+    });
+    if profile_has_rules(&profile, &rules) {
+        for kind in needed.filter(|k| !rules.named.contains(k)) {
+            errors.push(missing_rule(&studio, &seen, kind, &profile.rules_profile));
+        }
+    } else {
         errors.push(
-            ProjectError::plain(
+            ProjectError::at(
+                &studio,
                 "rules::none",
                 format!("no rules in rules/ apply to profile `{}`", profile.rules_profile),
             )
+            .label(&studio, profile_span(&studio, &profile.rules_profile), "this profile")
             .help("add a `profiles: {NAME: {engine: ...}}` entry per node kind in rules/*.yaml"),
         );
     }
@@ -171,36 +192,28 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     let project = Project {
         root: root.to_owned(),
         meta: Meta {
-            name: raw.project.name,
-            premise: raw.project.premise,
-            genre: raw.project.genre,
+            name: raw.project.name.value,
+            premise: raw.project.premise.value,
+            genre: raw.project.genre.value,
         },
         storyline: Storyline {
-            summary: raw.storyline.summary,
-            themes: raw.storyline.themes,
-            tone: raw.storyline.tone,
+            summary: raw.storyline.summary.value,
+            themes: raw.storyline.themes.into_iter().map(|t| t.value).collect(),
+            tone: raw.storyline.tone.value,
             arcs: raw
                 .storyline
                 .arcs
                 .into_iter()
-                .map(|a| (a.name, a.description))
+                .map(|a| (a.name.value, a.description.value))
                 .collect(),
         },
         world: World {
-            art_style: raw.world.art_style,
-            location: raw.world.location,
-            color_palette: raw.world.color_palette,
-            cinematography: raw.world.cinematography,
+            art_style: raw.world.art_style.value,
+            location: raw.world.location.value,
+            color_palette: raw.world.color_palette.into_iter().map(|c| c.value).collect(),
+            cinematography: raw.world.cinematography.value,
         },
-        style: Style {
-            checkpoint: raw.style.checkpoint,
-            cfg: raw.style.cfg,
-            steps: raw.style.steps,
-            sampler: raw.style.sampler,
-            width: raw.style.width,
-            height: raw.style.height,
-            negative_prompt: raw.style.negative_prompt,
-        },
+        style,
         characters,
         episodes,
         executors,
@@ -213,6 +226,36 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     errors.finish((project, spans))
 }
 
+/// A node kind the graph needs but no rule makes in `profile`: pointed at
+/// the kind's section in rules/ when there is one, else at the profile.
+fn missing_rule(
+    studio: &SourceFile,
+    seen: &BTreeMap<NodeKind, SourceFile>,
+    kind: NodeKind,
+    profile: &str,
+) -> ProjectError {
+    let help = format!(
+        "add `{profile}: {{engine: ...}}` under `{kind}: profiles:` in rules/; engines: {}",
+        crate::engines::names_for(kind).join(", ")
+    );
+    match seen.get(&kind) {
+        Some(file) => ProjectError::at(
+            file,
+            "rules::missing",
+            format!("the rule for `{kind}` has no entry for profile `{profile}`"),
+        )
+        .label(file, file.key_span(kind.as_str()), "this rule")
+        .help(help),
+        None => ProjectError::at(
+            studio,
+            "rules::missing",
+            format!("no file in rules/ says how to make `{kind}` (profile `{profile}`)"),
+        )
+        .label(studio, profile_span(studio, profile), "this profile")
+        .help(help),
+    }
+}
+
 fn profile_has_rules(_profile: &Profile, rules: &Rules) -> bool {
     !rules.by_kind.is_empty()
 }
@@ -223,20 +266,37 @@ fn read_source(
     index: &mut SourceIndex,
     sources: &mut Vec<(Utf8PathBuf, String)>,
 ) -> Result<SourceFile, Box<ProjectError>> {
-    let bytes = fs::read(root.join(rel)).map_err(|e| ProjectError::plain("io", format!("cannot read {rel}: {e}")))?;
+    let cannot = |e: std::io::Error| ProjectError::plain("io", format!("cannot read {rel}: {e}"));
+    let mut bytes = Vec::new();
+    fs::File::open(root.join(rel))
+        .and_then(|f| f.take(bounds::MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > bounds::MAX_FILE_BYTES {
+        return Err(Box::new(too_large(rel, bytes)));
+    }
     let hash = index.hash_bytes(root, rel, &bytes);
     sources.push((rel.to_owned(), hash));
-    let text = String::from_utf8(bytes).map_err(|e| {
-        ProjectError::plain(
-            "io",
-            format!("{rel} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
-        )
-        .help("save the file as UTF-8")
-    })?;
+    let text = String::from_utf8(bytes).map_err(|e| SourceFile::not_utf8(rel, e.as_bytes(), &e.utf8_error()))?;
     Ok(SourceFile::new(rel, text))
 }
 
-fn parse<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnostics> {
+/// A project file over [`bounds::MAX_FILE_BYTES`], pointed at where it
+/// crosses the limit.
+fn too_large(rel: &Utf8Path, mut bytes: Vec<u8>) -> ProjectError {
+    let limit = bounds::MAX_FILE_BYTES as usize;
+    bytes.truncate(limit);
+    let file = SourceFile::new(rel, String::from_utf8_lossy(&bytes).into_owned());
+    let (at, last) = file.text.char_indices().last().unwrap_or((0, ' '));
+    ProjectError::at(
+        &file,
+        "limits::file_size",
+        format!("{rel} is larger than {} MiB", limit >> 20),
+    )
+    .label(&file, Some((at, last.len_utf8()).into()), "the limit is reached here")
+    .help("project files are text a person writes; split a huge screenplay into episodes, or remove what made it grow")
+}
+
+pub(super) fn parse<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnostics> {
     let options = serde_saphyr::options! { with_snippet: false };
     serde_saphyr::from_str_with_options(&file.text, options).map_err(|e| {
         // A misindented key ends its mapping early, which surfaces first as a
@@ -267,11 +327,35 @@ fn yaml_files(root: &Utf8Path, dir: &str) -> Vec<Utf8PathBuf> {
     files
 }
 
+/// The span of profile `name`'s key under `profiles:` in studio.yaml, or of
+/// the `profiles:` key itself.
+fn profile_span(file: &SourceFile, name: &str) -> Option<miette::SourceSpan> {
+    let section = file.key_span("profiles")?;
+    let mut offset = section.offset();
+    let mut lines = file.text[offset..].split_inclusive('\n');
+    offset += lines.next().map_or(0, str::len);
+    for line in lines {
+        let trimmed = line.trim_start();
+        if !line.starts_with([' ', '\t']) && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            break; // the next top-level key
+        }
+        if trimmed
+            .strip_prefix(name)
+            .is_some_and(|r| r.trim_start_matches(' ').starts_with(':'))
+        {
+            let at = offset + line.len() - trimmed.len();
+            return Some(miette::SourceSpan::new(at.into(), name.len()));
+        }
+        offset += line.len();
+    }
+    Some(section)
+}
+
 pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn bad_id(file: &SourceFile, what: &str, id: &Spanned<String>) -> ProjectError {
+pub(super) fn bad_id(file: &SourceFile, what: &str, id: &Spanned<String>) -> ProjectError {
     ProjectError::at(
         file,
         "id::invalid",
@@ -281,7 +365,7 @@ fn bad_id(file: &SourceFile, what: &str, id: &Spanned<String>) -> ProjectError {
     .help("ids use ASCII letters, digits, `-` and `_` (they become file names)")
 }
 
-fn duplicate(file: &SourceFile, what: &str, id: &Spanned<String>) -> ProjectError {
+pub(super) fn duplicate(file: &SourceFile, what: &str, id: &Spanned<String>) -> ProjectError {
     ProjectError::at(file, "id::duplicate", format!("duplicate {what} id `{}`", id.value))
         .label_loc(file, &id.referenced, "used again here")
         .help(format!("give every {what} its own id"))
@@ -309,17 +393,96 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -
                 .help("write the color as six hex digits, e.g. \"#e4572e\" (quoted: # starts a YAML comment)"),
             );
         }
+        bounds::text(file, "character name", &c.name, text::NAME, errors);
+        bounds::text(file, "design_prompt", &c.design_prompt, text::PROMPT, errors);
+        for (key, v) in &c.appearance {
+            let key = Spanned::new(key.clone(), v.referenced, v.defined);
+            bounds::text(file, "appearance key", &key, text::WORD, errors);
+            bounds::text(file, "appearance", v, text::PROMPT, errors);
+        }
+        if let Some(lora) = &c.lora {
+            bounds::text(file, "lora", lora, text::PATH, errors);
+        }
+        voice(file, &c.voice, errors);
         out.push(Character {
             id: c.id.value.clone(),
-            name: c.name.clone(),
-            design_prompt: c.design_prompt.clone(),
-            appearance: c.appearance.clone(),
+            name: c.name.value.clone(),
+            design_prompt: c.design_prompt.value.clone(),
+            appearance: c.appearance.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
             voice: c.voice.clone(),
             color: c.color.value.to_ascii_lowercase(),
-            lora: c.lora.clone(),
+            lora: c.lora.as_ref().map(|l| l.value.clone()),
         });
     }
     out
+}
+
+/// A character's voice: espeak-ng's pitch and speed ranges, short names.
+fn voice(file: &SourceFile, v: &RawVoice, errors: &mut Collector) {
+    if let Some(p) = &v.pitch {
+        bounds::number(file, "pitch", p, bounds::PITCH, 50, errors);
+    }
+    if let Some(r) = &v.rate {
+        bounds::number(file, "rate", r, bounds::RATE, 175, errors);
+    }
+    for (what, t, max) in [
+        ("espeak", &v.espeak, text::WORD),
+        ("edge", &v.edge, text::WORD),
+        ("reference_audio", &v.reference_audio, text::PATH),
+        ("model", &v.model, text::PATH),
+    ] {
+        if let Some(t) = t {
+            bounds::text(file, what, t, max, errors);
+        }
+    }
+}
+
+/// The image style: sampler numbers in range, names and prompts short.
+fn style(file: &SourceFile, raw: &RawStyle, errors: &mut Collector) -> Style {
+    bounds::text(file, "checkpoint", &raw.checkpoint, text::PATH, errors);
+    bounds::text(file, "sampler", &raw.sampler, text::WORD, errors);
+    bounds::text(file, "negative_prompt", &raw.negative_prompt, text::PROMPT, errors);
+    Style {
+        checkpoint: raw.checkpoint.value.clone(),
+        cfg: bounds::number(file, "cfg", &raw.cfg, bounds::CFG, 7.0, errors),
+        steps: bounds::number(file, "steps", &raw.steps, bounds::STEPS, 28, errors) as u32,
+        sampler: raw.sampler.value.clone(),
+        width: bounds::number(file, "width", &raw.width, bounds::SIDE_PIXELS, 832, errors) as u32,
+        height: bounds::number(file, "height", &raw.height, bounds::SIDE_PIXELS, 1216, errors) as u32,
+        negative_prompt: raw.negative_prompt.value.clone(),
+    }
+}
+
+/// The free text of studio.yaml outside characters and executors.
+fn studio_texts(file: &SourceFile, raw: &RawProject, errors: &mut Collector) {
+    let mut check = |what: &str, t: &Text, max: usize| bounds::text(file, what, t, max, errors);
+    check("project name", &raw.project.name, text::NAME);
+    check("premise", &raw.project.premise, text::PROSE);
+    check("genre", &raw.project.genre, text::WORD);
+    check("summary", &raw.storyline.summary, text::PROSE);
+    check("tone", &raw.storyline.tone, text::WORD);
+    for t in &raw.storyline.themes {
+        check("theme", t, text::WORD);
+    }
+    for a in &raw.storyline.arcs {
+        check("arc name", &a.name, text::NAME);
+        check("arc description", &a.description, text::PROSE);
+    }
+    check("art_style", &raw.world.art_style, text::PROMPT);
+    check("world location", &raw.world.location, text::PROMPT);
+    check("cinematography", &raw.world.cinematography, text::PROMPT);
+    for c in &raw.world.color_palette {
+        check("palette color", c, text::WORD);
+    }
+    for e in &raw.episodes {
+        check("episode title", &e.title, text::NAME);
+        check("synopsis", &e.synopsis, text::PROSE);
+        check("episode arc", &e.arc, text::NAME);
+        check("episode tone", &e.tone, text::WORD);
+    }
+    for p in raw.profiles.profiles.values() {
+        check("profile description", &p.description, text::PROSE);
+    }
 }
 
 fn is_hex_color(s: &str) -> bool {
@@ -347,17 +510,7 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
             );
             continue;
         };
-        if e.slots == 0 {
-            errors.push(
-                ProjectError::at(
-                    file,
-                    "executor::slots",
-                    format!("executor `{}` has 0 slots", e.id.value),
-                )
-                .label_loc(file, &e.id.referenced, "this executor")
-                .help("give it `slots: 1` or more"),
-            );
-        }
+        let slots = bounds::count(file, "slots", &e.slots, bounds::SLOTS, errors);
         super::executor::url_rule(file, e, errors);
         out.push(Executor {
             id: e.id.value.clone(),
@@ -365,7 +518,7 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
             url: e.url.value.trim().to_string(),
             remote_host: e.remote_host,
             max_tokens: super::executor::max_tokens(file, e, is_llm(kind), errors),
-            slots: e.slots.max(1),
+            slots,
             model: e.model.clone(),
             token_env: e.token_env.clone(),
             api_key_env: e.api_key_env.clone(),
@@ -376,22 +529,11 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
     out
 }
 
-/// A positive number of seconds, or `default` when absent.
+/// A number of seconds in [`bounds::TIMEOUT_SECONDS`], or `default` when absent.
 fn seconds(file: &SourceFile, what: &str, v: Option<&Spanned<f64>>, default: f64, errors: &mut Collector) -> f64 {
-    let Some(v) = v else { return default };
-    if v.value > 0.0 && v.value.is_finite() {
-        return v.value;
-    }
-    errors.push(
-        ProjectError::at(
-            file,
-            "executor::timeout",
-            format!("`{what}` must be a positive number of seconds, not {}", v.value),
-        )
-        .label_loc(file, &v.referenced, "here")
-        .help(format!("e.g. `{what}: 120`")),
-    );
-    default
+    v.map_or(default, |v| {
+        bounds::number(file, what, v, bounds::TIMEOUT_SECONDS, default, errors)
+    })
 }
 
 /// Whether an executor kind speaks an LLM protocol.
@@ -426,8 +568,12 @@ fn writing(file: &SourceFile, raw: Option<&RawWriting>, executors: &[Executor], 
         executor,
         seed: raw.map_or(1, |w| w.seed),
         temperature,
-        num_ctx: raw.map_or(8192, |w| w.num_ctx),
-        retries: raw.map_or(2, |w| w.retries),
+        num_ctx: raw.map_or(8192, |w| {
+            bounds::number(file, "num_ctx", &w.num_ctx, bounds::NUM_CTX, 8192, errors) as u32
+        }),
+        retries: raw.map_or(2, |w| {
+            bounds::number(file, "retries", &w.retries, bounds::RETRIES, 2, errors) as u32
+        }),
     }
 }
 
@@ -489,43 +635,77 @@ fn remote_cache(file: &SourceFile, raw: &RawCacheConfig, errors: &mut Collector)
     })
 }
 
-fn select_profile(file: &SourceFile, raw: &RawProfiles, wanted: Option<&str>) -> Result<Profile, Diagnostics> {
+/// The selected profile; `None` after pushing the mistake when it does not exist.
+fn select_profile(
+    file: &SourceFile,
+    raw: &RawProfiles,
+    wanted: Option<&str>,
+    errors: &mut Collector,
+) -> Option<Profile> {
+    for p in raw.profiles.values() {
+        if let Some(s) = &p.simulate {
+            bounds::number(file, "time_scale", &s.time_scale, bounds::TIME_SCALE, 0.0, errors);
+        }
+    }
     let names: Vec<&str> = raw.profiles.keys().map(String::as_str).collect();
-    let name = wanted.unwrap_or(&raw.default);
+    let listed = format!("profiles in studio.yaml: {}", names.join(", "));
+    if !raw.present {
+        let end = file.text.trim_end().len();
+        let start = file.text[..end].rfind('\n').map_or(0, |i| i + 1);
+        errors.push(
+            ProjectError::at(file, "profile::missing", "studio.yaml has no `profiles:` section")
+                .label(file, Some((start, (end - start).max(1)).into()), "add it after this line")
+                .help("add e.g. `profiles: {default: animatic, animatic: {description: CPU-only animatic}}`, and rules for each profile in rules/*.yaml"),
+        );
+        return None;
+    }
+    let name = wanted.unwrap_or(&raw.default.value);
     let Some(p) = raw.profiles.get(name) else {
         let e = match wanted {
-            Some(w) => ProjectError::plain("profile::unknown", format!("unknown profile `{w}`")),
+            Some(w) => ProjectError::at(
+                file,
+                "profile::unknown",
+                format!("unknown profile `{w}` (from --profile)"),
+            )
+            .label(file, file.key_span("profiles"), "profiles are defined here"),
             None => ProjectError::at(
                 file,
                 "profile::unknown",
                 format!("the default profile `{name}` is not defined"),
             )
-            .label(file, file.key_span("profiles"), "in this section"),
+            .label_loc(file, &raw.default.referenced, "not a profile below"),
         };
-        return Err(e.help(format!("profiles in studio.yaml: {}", names.join(", "))).into());
+        errors.push(e.help(listed));
+        return None;
     };
     let rules_profile = match &p.rules_from {
-        Some(from) if !raw.profiles.contains_key(from) => {
-            return Err(ProjectError::at(
-                file,
-                "profile::rules_from",
-                format!("profile `{name}` takes rules from unknown profile `{from}`"),
-            )
-            .label(file, file.key_span("profiles"), "in this section")
-            .help(format!("profiles in studio.yaml: {}", names.join(", ")))
-            .into());
+        Some(from) if !raw.profiles.contains_key(&from.value) => {
+            errors.push(
+                ProjectError::at(
+                    file,
+                    "profile::rules_from",
+                    format!("profile `{name}` takes rules from unknown profile `{}`", from.value),
+                )
+                .label_loc(file, &from.referenced, "not a profile")
+                .help(listed),
+            );
+            return None;
         }
-        Some(from) => from.clone(),
+        Some(from) => from.value.clone(),
         None => name.to_string(),
     };
-    Ok(Profile {
+    Some(Profile {
         name: name.to_string(),
         rules_profile,
         simulate: p.simulate.as_ref().map(|s| Simulate {
-            time_scale: s.time_scale.max(0.0),
+            time_scale: if bounds::TIME_SCALE.contains(s.time_scale.value) {
+                s.time_scale.value + 0.0
+            } else {
+                0.0
+            },
             failures: s.failures.clone(),
         }),
-        writer: p.writer.clone(),
+        writer: p.writer.as_ref().map(|w| w.value.clone()),
     })
 }
 
@@ -590,272 +770,4 @@ fn check_rule_executors(
             }
         }
     }
-}
-
-fn vocab<T>(
-    file: &SourceFile,
-    what: &str,
-    value: &Spanned<String>,
-    parse: fn(&str) -> Option<T>,
-    words: &[&str],
-    errors: &mut Collector,
-) -> Option<T> {
-    let found = parse(&value.value);
-    if found.is_none() {
-        errors.push(
-            ProjectError::at(file, "screenplay::vocab", format!("unknown {what} `{}`", value.value))
-                .label_loc(file, &value.referenced, "here")
-                .help(format!("{what} is one of: {}", words.join(", "))),
-        );
-    }
-    found
-}
-
-fn positive(file: &SourceFile, what: &str, v: &Spanned<f64>, errors: &mut Collector) -> f64 {
-    if !(v.value > 0.0 && v.value.is_finite()) {
-        errors.push(
-            ProjectError::at(
-                file,
-                "screenplay::duration",
-                format!("{what} must be a positive number of seconds, not {}", v.value),
-            )
-            .label_loc(file, &v.referenced, "here")
-            .help(format!("set {what} to the length in seconds, e.g. 4.5")),
-        );
-    }
-    v.value
-}
-
-fn unknown_character(file: &SourceFile, id: &Spanned<String>, chars: &HashMap<&str, usize>) -> ProjectError {
-    let mut known: Vec<&str> = chars.keys().copied().collect();
-    known.sort();
-    ProjectError::at(
-        file,
-        "screenplay::unknown_character",
-        format!("unknown character `{}`", id.value),
-    )
-    .label_loc(file, &id.referenced, "not in studio.yaml")
-    .help(format!(
-        "characters in studio.yaml: {} (or add `{}` under `characters:`)",
-        known.join(", "),
-        id.value
-    ))
-}
-
-/// Check a screenplay's text (`name` relative to the root) as the loader
-/// would: used on generated and spliced screenplays before they are written.
-pub fn check_screenplay(project: &Project, name: &Utf8Path, text: &str, episode: &str) -> Result<(), Diagnostics> {
-    let file = SourceFile::new(name, text.to_string());
-    let chars = project.character_index();
-    let mut errors = Collector::default();
-    let mut spans = Spans::default();
-    let raw = parse::<RawScreenplay>(&file);
-    screenplay(&file, raw, episode, &chars, &mut spans, &mut errors);
-    errors.finish(())
-}
-
-fn screenplay(
-    file: &SourceFile,
-    raw: Result<RawScreenplay, Diagnostics>,
-    episode: &str,
-    chars: &HashMap<&str, usize>,
-    spans: &mut Spans,
-    errors: &mut Collector,
-) -> Option<Screenplay> {
-    let raw: RawScreenplay = match raw {
-        Ok(r) => r,
-        Err(d) => {
-            errors.errors.extend(d.errors);
-            return None;
-        }
-    };
-    spans.files.insert(episode.to_string(), file.clone());
-    if raw.episode.value != episode {
-        errors.push(
-            ProjectError::at(
-                file,
-                "screenplay::episode",
-                format!("{} says `episode: {}`", file.name, raw.episode.value),
-            )
-            .label_loc(file, &raw.episode.referenced, "here")
-            .help(format!("the file name says `{episode}`; make them agree")),
-        );
-    }
-    let mut scene_ids = HashSet::new();
-    let mut scenes = Vec::new();
-    for s in &raw.scenes {
-        if !scene_ids.insert(s.id.value.clone()) {
-            errors.push(duplicate(file, "scene", &s.id));
-            continue;
-        }
-        if !valid_id(&s.id.value) {
-            errors.push(bad_id(file, "scene", &s.id));
-        }
-        let time_of_day = vocab(
-            file,
-            "time_of_day",
-            &s.time_of_day,
-            TimeOfDay::parse,
-            TimeOfDay::WORDS,
-            errors,
-        );
-        let mood = vocab(file, "mood", &s.mood, Mood::parse, Mood::WORDS, errors);
-        let transition = s
-            .transition
-            .as_ref()
-            .and_then(|t| vocab(file, "transition", t, Transition::parse, Transition::WORDS, errors));
-        let target_duration = s
-            .target_duration
-            .as_ref()
-            .map(|d| positive(file, "target_duration", d, errors));
-        let mut state = Vec::new();
-        for st in &s.state {
-            if !chars.contains_key(st.character.value.as_str()) {
-                errors.push(unknown_character(file, &st.character, chars));
-            }
-            state.push(CharacterState {
-                character: st.character.value.clone(),
-                clothing: st.clothing.clone(),
-                injuries: st.injuries.clone(),
-                emotional_state: st.emotional_state.clone(),
-                energy: st.energy,
-            });
-        }
-        let mut shot_ids = HashSet::new();
-        let mut shots = Vec::new();
-        for sh in &s.shots {
-            if !shot_ids.insert(sh.id.value.clone()) {
-                errors.push(duplicate(file, "shot", &sh.id));
-                continue;
-            }
-            if !valid_id(&sh.id.value) {
-                errors.push(bad_id(file, "shot", &sh.id));
-            }
-            let path = format!("{episode}/{}/{}", s.id.value, sh.id.value);
-            spans.shots.insert(path.clone(), sh.id.referenced);
-            if let Some(c) = &sh.continue_from {
-                spans.continue_from.insert(path.clone(), c.referenced);
-            }
-            let shot_type = vocab(
-                file,
-                "shot type",
-                &sh.shot_type,
-                ShotType::parse,
-                ShotType::WORDS,
-                errors,
-            );
-            let angle = vocab(file, "camera angle", &sh.angle, Angle::parse, Angle::WORDS, errors);
-            let duration = positive(file, "duration", &sh.duration, errors);
-            let mut present = Vec::new();
-            let mut present_ids = HashSet::new();
-            for p in &sh.characters {
-                let position = vocab(file, "position", &p.position, Position::parse, Position::WORDS, errors);
-                match chars.get(p.id.value.as_str()) {
-                    None => errors.push(unknown_character(file, &p.id, chars)),
-                    Some(_) if !present_ids.insert(p.id.value.clone()) => {
-                        errors.push(duplicate(file, "character in this shot", &p.id));
-                    }
-                    Some(&i) => present.push(Presence {
-                        character: i,
-                        id: p.id.value.clone(),
-                        position: position.unwrap_or(Position::Center),
-                    }),
-                }
-            }
-            let mut dialogue = Vec::new();
-            for l in &sh.dialogue {
-                match chars.get(l.speaker.value.as_str()) {
-                    None => errors.push(unknown_character(file, &l.speaker, chars)),
-                    Some(&i) => {
-                        if l.text.value.trim().is_empty() {
-                            errors.push(
-                                ProjectError::at(file, "screenplay::empty_line", "empty dialogue line")
-                                    .label_loc(file, &l.text.referenced, "here")
-                                    .help("write the line, or remove the entry"),
-                            );
-                        }
-                        dialogue.push(Line {
-                            speaker: i,
-                            text: l.text.value.clone(),
-                        });
-                    }
-                }
-            }
-            shots.push(Shot {
-                id: sh.id.value.clone(),
-                shot_type: shot_type.unwrap_or(ShotType::Medium),
-                angle: angle.unwrap_or(Angle::EyeLevel),
-                motion: sh.motion.clone(),
-                action: sh.action.clone(),
-                characters: present,
-                duration,
-                take: sh.take,
-                continue_from: sh.continue_from.as_ref().map(|c| c.value.clone()),
-                dialogue,
-            });
-        }
-        if shots.is_empty() && s.shots.is_empty() {
-            errors.push(
-                ProjectError::at(
-                    file,
-                    "screenplay::no_shots",
-                    format!("scene `{}` has no shots", s.id.value),
-                )
-                .label_loc(file, &s.id.referenced, "this scene")
-                .help("add at least one shot under `shots:`"),
-            );
-        }
-        scenes.push(Scene {
-            id: s.id.value.clone(),
-            title: s.title.clone(),
-            description: s.description.clone(),
-            location: s.location.clone(),
-            time_of_day: time_of_day.unwrap_or(TimeOfDay::Day),
-            mood: mood.unwrap_or(Mood::Calm),
-            target_duration,
-            transition,
-            state,
-            shots,
-        });
-    }
-    // `continue_from` must name another shot of this episode: `sh03` (same
-    // scene) or `s02/sh03`.
-    for scene in &mut scenes {
-        for shot in &mut scene.shots {
-            let Some(target) = shot.continue_from.take() else {
-                continue;
-            };
-            let full = if target.contains('/') {
-                target.clone()
-            } else {
-                format!("{}/{}", scene.id, target)
-            };
-            let own = format!("{}/{}", scene.id, shot.id);
-            if spans.shots.contains_key(&format!("{episode}/{full}")) && full != own {
-                shot.continue_from = Some(full);
-            } else {
-                let loc = spans.continue_from[&format!("{episode}/{own}")];
-                errors.push(
-                    ProjectError::at(
-                        file,
-                        "screenplay::continue_from",
-                        format!("`continue_from: {target}` names no other shot of {episode}"),
-                    )
-                    .label_loc(file, &loc, "here")
-                    .help("name a shot id of this scene (`sh03`) or `SCENE/SHOT` for another scene"),
-                );
-            }
-        }
-    }
-    if scenes.is_empty() && raw.scenes.is_empty() {
-        errors.push(
-            ProjectError::at(file, "screenplay::no_scenes", format!("{} has no scenes", file.name))
-                .label_loc(file, &raw.episode.referenced, "this episode")
-                .help("add scenes under `scenes:`"),
-        );
-    }
-    Some(Screenplay {
-        file: file.name.clone(),
-        scenes,
-    })
 }

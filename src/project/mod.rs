@@ -1,11 +1,13 @@
 //! The project model: raw YAML structs → validated, resolved [`model::Project`].
 
+pub mod bounds;
 pub mod diag;
 pub mod executor;
 pub mod load;
 pub mod model;
 pub mod raw;
 pub mod rules;
+mod screenplay;
 pub mod vocab;
 
 pub use diag::{Diagnostics, ProjectError};

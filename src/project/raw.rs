@@ -61,10 +61,10 @@ pub struct RawWriting {
     pub temperature: Spanned<f64>,
     /// Context window (Ollama's `num_ctx`; OpenAI-compatible servers ignore it).
     #[serde(default = "default_num_ctx")]
-    pub num_ctx: u32,
+    pub num_ctx: Spanned<u32>,
     /// How many times an invalid reply is sent back with its problems.
     #[serde(default = "default_retries")]
-    pub retries: u32,
+    pub retries: Spanned<u32>,
 }
 
 fn default_seed() -> u64 {
@@ -75,81 +75,103 @@ fn default_temperature() -> Spanned<f64> {
     unspanned(0.7)
 }
 
-fn default_num_ctx() -> u32 {
-    8192
+fn default_num_ctx() -> Spanned<u32> {
+    unspanned(8192)
 }
 
-fn default_retries() -> u32 {
-    2
+fn default_retries() -> Spanned<u32> {
+    unspanned(2)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMeta {
-    pub name: String,
-    #[serde(default)]
-    pub premise: String,
-    #[serde(default)]
-    pub genre: String,
+    pub name: Text,
+    #[serde(default = "no_text")]
+    pub premise: Text,
+    #[serde(default = "no_text")]
+    pub genre: Text,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStoryline {
+    #[serde(default = "no_text")]
+    pub summary: Text,
     #[serde(default)]
-    pub summary: String,
-    #[serde(default)]
-    pub themes: Vec<String>,
-    #[serde(default)]
-    pub tone: String,
+    pub themes: Vec<Text>,
+    #[serde(default = "no_text")]
+    pub tone: Text,
     #[serde(default)]
     pub arcs: Vec<RawArc>,
+}
+
+impl Default for RawStoryline {
+    fn default() -> Self {
+        RawStoryline {
+            summary: no_text(),
+            themes: Vec::new(),
+            tone: no_text(),
+            arcs: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawArc {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
+    pub name: Text,
+    #[serde(default = "no_text")]
+    pub description: Text,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorld {
+    #[serde(default = "no_text")]
+    pub art_style: Text,
+    #[serde(default = "no_text")]
+    pub location: Text,
     #[serde(default)]
-    pub art_style: String,
-    #[serde(default)]
-    pub location: String,
-    #[serde(default)]
-    pub color_palette: Vec<String>,
-    #[serde(default)]
-    pub cinematography: String,
+    pub color_palette: Vec<Text>,
+    #[serde(default = "no_text")]
+    pub cinematography: Text,
+}
+
+impl Default for RawWorld {
+    fn default() -> Self {
+        RawWorld {
+            art_style: no_text(),
+            location: no_text(),
+            color_palette: Vec::new(),
+            cinematography: no_text(),
+        }
+    }
 }
 
 /// The image generation style (ComfyUI checkpoint and sampler settings).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStyle {
-    pub checkpoint: String,
-    pub cfg: f64,
-    pub steps: u32,
-    pub sampler: String,
-    pub width: u32,
-    pub height: u32,
-    pub negative_prompt: String,
+    pub checkpoint: Text,
+    pub cfg: Spanned<f64>,
+    pub steps: Spanned<u32>,
+    pub sampler: Text,
+    pub width: Spanned<u32>,
+    pub height: Spanned<u32>,
+    pub negative_prompt: Text,
 }
 
 impl Default for RawStyle {
     fn default() -> Self {
         RawStyle {
-            checkpoint: "animagine-xl-3.1.safetensors".into(),
-            cfg: 7.0,
-            steps: 28,
-            sampler: "euler_ancestral".into(),
-            width: 832,
-            height: 1216,
-            negative_prompt: "lowres, bad anatomy, watermark".into(),
+            checkpoint: unspanned("animagine-xl-3.1.safetensors".into()),
+            cfg: unspanned(7.0),
+            steps: unspanned(28),
+            sampler: unspanned("euler_ancestral".into()),
+            width: unspanned(832),
+            height: unspanned(1216),
+            negative_prompt: unspanned("lowres, bad anatomy, watermark".into()),
         }
     }
 }
@@ -158,15 +180,15 @@ impl Default for RawStyle {
 #[serde(deny_unknown_fields)]
 pub struct RawCharacter {
     pub id: Spanned<String>,
-    pub name: String,
-    pub design_prompt: String,
+    pub name: Text,
+    pub design_prompt: Text,
     #[serde(default)]
-    pub appearance: BTreeMap<String, String>,
+    pub appearance: BTreeMap<String, Text>,
     #[serde(default)]
     pub voice: RawVoice,
     pub color: Spanned<String>,
     #[serde(default)]
-    pub lora: Option<String>,
+    pub lora: Option<Text>,
 }
 
 /// How a character sounds, for every TTS engine that may speak for them.
@@ -175,35 +197,35 @@ pub struct RawCharacter {
 pub struct RawVoice {
     /// espeak-ng voice, e.g. `en-us+f3`.
     #[serde(default)]
-    pub espeak: Option<String>,
+    pub espeak: Option<Text>,
     /// espeak-ng pitch, 0–99.
     #[serde(default)]
-    pub pitch: Option<u32>,
+    pub pitch: Option<Spanned<u32>>,
     /// Words per minute.
     #[serde(default)]
-    pub rate: Option<u32>,
+    pub rate: Option<Spanned<u32>>,
     /// edge-tts voice name, e.g. `ja-JP-NanamiNeural`.
     #[serde(default)]
-    pub edge: Option<String>,
+    pub edge: Option<Text>,
     /// Reference clip for zero-shot cloning engines (XTTS, GPT-SoVITS).
     #[serde(default)]
-    pub reference_audio: Option<String>,
+    pub reference_audio: Option<Text>,
     /// A trained voice model (RVC, GPT-SoVITS).
     #[serde(default)]
-    pub model: Option<String>,
+    pub model: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEpisodeEntry {
     pub id: Spanned<String>,
-    pub title: String,
-    #[serde(default)]
-    pub synopsis: String,
-    #[serde(default)]
-    pub arc: String,
-    #[serde(default)]
-    pub tone: String,
+    pub title: Text,
+    #[serde(default = "no_text")]
+    pub synopsis: Text,
+    #[serde(default = "no_text")]
+    pub arc: Text,
+    #[serde(default = "no_text")]
+    pub tone: Text,
 }
 
 /// A service endpoint (or the local CPU) that runs jobs.
@@ -221,7 +243,7 @@ pub struct RawExecutor {
     #[serde(default)]
     pub remote_host: bool,
     #[serde(default = "one")]
-    pub slots: usize,
+    pub slots: Spanned<usize>,
     #[serde(default)]
     pub model: Option<String>,
     /// The environment variable that holds the API key or token.
@@ -242,48 +264,83 @@ pub struct RawExecutor {
     pub max_tokens: Option<Spanned<i64>>,
 }
 
-fn one() -> usize {
-    1
+fn one() -> Spanned<usize> {
+    unspanned(1)
 }
 
 fn no_url() -> Spanned<String> {
     unspanned(String::new())
 }
 
-/// `profiles:` — `default: NAME` beside one entry per profile. (serde's
-/// `flatten` buffers values, so spans and unknown-field checks stop here.)
-#[derive(Debug, Deserialize)]
+/// `profiles:` — `default: NAME` beside one entry per profile. Read by hand
+/// rather than with serde's `flatten`, which buffers values and so loses
+/// their spans and the typed number checks.
+#[derive(Debug)]
 pub struct RawProfiles {
     /// The profile used when `--profile` is not given.
-    pub default: String,
-    #[serde(flatten)]
+    pub default: Spanned<String>,
     pub profiles: BTreeMap<String, RawProfile>,
+    /// Whether studio.yaml has a `profiles:` section at all.
+    pub present: bool,
 }
 
 impl Default for RawProfiles {
     fn default() -> Self {
         RawProfiles {
-            default: "animatic".into(),
+            default: unspanned("animatic".into()),
             profiles: BTreeMap::new(),
+            present: false,
         }
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+impl<'de> Deserialize<'de> for RawProfiles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawProfiles;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of `default: NAME` and one entry per profile")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawProfiles, A::Error> {
+                let mut default = None;
+                let mut profiles = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "default" {
+                        default = Some(map.next_value()?);
+                    } else {
+                        let profile = map.next_value()?;
+                        profiles.insert(key, profile);
+                    }
+                }
+                Ok(RawProfiles {
+                    default: default.ok_or_else(|| serde::de::Error::missing_field("default"))?,
+                    profiles,
+                    present: true,
+                })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProfile {
     /// Use the rules written for this other profile.
     #[serde(default)]
-    pub rules_from: Option<String>,
+    pub rules_from: Option<Spanned<String>>,
     /// Run every job through the `sim` executor instead of its engine.
     #[serde(default)]
     pub simulate: Option<RawSimulate>,
-    #[serde(default)]
-    pub description: String,
+    #[serde(default = "no_text")]
+    pub description: Text,
     /// An LLM executor: `studio build` with this profile writes a targeted
     /// episode's missing screenplay with it first.
     #[serde(default)]
-    pub writer: Option<String>,
+    pub writer: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,14 +348,14 @@ pub struct RawProfile {
 pub struct RawSimulate {
     /// Seconds slept per expected second of real work.
     #[serde(default = "default_time_scale")]
-    pub time_scale: f64,
+    pub time_scale: Spanned<f64>,
     /// Injected failures, for tests of retries, fallbacks and --keep-going.
     #[serde(default)]
     pub failures: Vec<RawSimFailure>,
 }
 
-fn default_time_scale() -> f64 {
-    0.001
+fn default_time_scale() -> Spanned<f64> {
+    unspanned(0.001)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -327,11 +384,11 @@ pub struct RawScreenplay {
 #[serde(deny_unknown_fields)]
 pub struct RawScene {
     pub id: Spanned<String>,
-    pub title: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub location: String,
+    pub title: Text,
+    #[serde(default = "no_text")]
+    pub description: Text,
+    #[serde(default = "no_text")]
+    pub location: Text,
     #[serde(default = "default_time_of_day")]
     pub time_of_day: Spanned<String>,
     #[serde(default = "default_mood")]
@@ -359,19 +416,27 @@ pub(crate) fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned::new(value, serde_saphyr::Location::UNKNOWN, serde_saphyr::Location::UNKNOWN)
 }
 
+/// Free text with its place in the file, so a length limit can point at it.
+pub type Text = Spanned<String>;
+
+/// An absent text field: empty, with no place.
+pub(crate) fn no_text() -> Text {
+    unspanned(String::new())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCharacterState {
     pub character: Spanned<String>,
-    #[serde(default)]
-    pub clothing: String,
-    #[serde(default)]
-    pub injuries: String,
-    #[serde(default)]
-    pub emotional_state: String,
+    #[serde(default = "no_text")]
+    pub clothing: Text,
+    #[serde(default = "no_text")]
+    pub injuries: Text,
+    #[serde(default = "no_text")]
+    pub emotional_state: Text,
     /// 0.0 (exhausted) to 1.0 (fresh).
     #[serde(default)]
-    pub energy: Option<f64>,
+    pub energy: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,16 +448,16 @@ pub struct RawShot {
     #[serde(default = "default_angle")]
     pub angle: Spanned<String>,
     /// The motion prompt: what moves, and how the camera moves.
-    #[serde(default)]
-    pub motion: String,
+    #[serde(default = "no_text")]
+    pub motion: Text,
     /// The action line (what we see), used as the storyboard caption.
-    #[serde(default)]
-    pub action: String,
+    #[serde(default = "no_text")]
+    pub action: Text,
     #[serde(default)]
     pub characters: Vec<RawPresence>,
     pub duration: Spanned<f64>,
     #[serde(default = "default_take")]
-    pub take: u32,
+    pub take: Spanned<u32>,
     /// Take the source image from this shot's last frame instead of the
     /// previous shot of the same character.
     #[serde(default)]
@@ -409,8 +474,8 @@ fn default_angle() -> Spanned<String> {
     unspanned("eye_level".into())
 }
 
-fn default_take() -> u32 {
-    1
+fn default_take() -> Spanned<u32> {
+    unspanned(1)
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,5 +494,5 @@ fn default_position() -> Spanned<String> {
 #[serde(deny_unknown_fields)]
 pub struct RawLine {
     pub speaker: Spanned<String>,
-    pub text: Spanned<String>,
+    pub text: Text,
 }

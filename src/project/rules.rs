@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
+use super::bounds;
 use super::diag::{Collector, ProjectError, SourceFile};
 use crate::engines::{self, EngineSpec};
 use crate::graph::kind::NodeKind;
@@ -26,7 +27,7 @@ use crate::graph::kind::NodeKind;
 #[serde(deny_unknown_fields)]
 pub struct RawKindRule {
     #[serde(default)]
-    pub params: BTreeMap<String, Value>,
+    pub params: BTreeMap<String, Spanned<Value>>,
     #[serde(default)]
     pub profiles: BTreeMap<String, RawProfileRule>,
 }
@@ -41,13 +42,13 @@ pub struct RawProfileRule {
     #[serde(default)]
     pub fallbacks: Vec<Spanned<String>>,
     #[serde(default)]
-    pub params: BTreeMap<String, Value>,
+    pub params: BTreeMap<String, Spanned<Value>>,
     /// Executor id for service engines; the first of the right kind otherwise.
     #[serde(default)]
     pub executor: Option<Spanned<String>>,
     /// Attempts after a transient failure (HTTP 5xx, timeout, refused).
     #[serde(default)]
-    pub retries: Option<u32>,
+    pub retries: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +157,9 @@ impl KindRule {
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     pub by_kind: BTreeMap<NodeKind, KindRule>,
+    /// Kinds whose section has an entry for the profile, valid or not (an
+    /// invalid one is reported as itself, not as a missing rule).
+    pub named: std::collections::BTreeSet<NodeKind>,
 }
 
 impl Rules {
@@ -199,7 +203,16 @@ pub fn load_file(
             continue;
         }
         seen.insert(kind, file.clone());
-        for name in raw_rule.profiles.keys() {
+        for (name, v) in &raw_rule.params {
+            bounds::param(file, kind.as_str(), name, v, errors);
+        }
+        for (name, prof) in &raw_rule.profiles {
+            for (param, v) in &prof.params {
+                bounds::param(file, kind.as_str(), param, v, errors);
+            }
+            if let Some(r) = &prof.retries {
+                bounds::number(file, "retries", r, bounds::RETRIES, 2, errors);
+            }
             if !known_profiles.contains(name) {
                 errors.push(
                     ProjectError::at(
@@ -207,6 +220,7 @@ pub fn load_file(
                         "rules::unknown_profile",
                         format!("rules for `{kind}` name profile `{name}`, which studio.yaml does not define"),
                     )
+                    .label(file, file.key_span(&kind_name), "in this rule")
                     .help(format!("known profiles: {}", known_profiles.join(", "))),
                 );
             }
@@ -214,6 +228,7 @@ pub fn load_file(
         let Some(prof) = raw_rule.profiles.get(profile) else {
             continue;
         };
+        rules.named.insert(kind);
         if let Some(rule) = resolve_rule(file, kind, &raw_rule.params, prof, errors) {
             rules.by_kind.insert(kind, rule);
         }
@@ -223,7 +238,7 @@ pub fn load_file(
 fn resolve_rule(
     file: &SourceFile,
     kind: NodeKind,
-    shared: &BTreeMap<String, Value>,
+    shared: &BTreeMap<String, Spanned<Value>>,
     raw: &RawProfileRule,
     errors: &mut Collector,
 ) -> Option<KindRule> {
@@ -314,13 +329,23 @@ fn resolve_rule(
         );
         return None;
     }
-    let mut params = shared.clone();
-    params.extend(raw.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let params = shared
+        .iter()
+        .chain(&raw.params)
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    let retries = raw.retries.as_ref().map_or(2, |r| {
+        if bounds::RETRIES.contains(r.value.into()) {
+            r.value
+        } else {
+            2
+        }
+    });
     ok.then(|| KindRule {
         params,
         choose,
         fallbacks,
         executor: raw.executor.as_ref().map(|e| e.value.clone()),
-        retries: raw.retries.unwrap_or(2),
+        retries,
     })
 }

@@ -54,6 +54,20 @@ pub fn shot_frames(written: f64, voices: &[f64]) -> u64 {
     }
 }
 
+/// The fewest frames a shot can last: as written, or its dialogue's lead-in,
+/// gaps and tail around `lines` lines of one frame each. Known before any
+/// voice is made, so the loader can check scene lengths.
+pub fn least_shot_frames(written: f64, lines: usize) -> u64 {
+    shot_frames(written, &vec![1.0 / FPS as f64; lines])
+}
+
+/// The frames scene `index` of `scenes` must have: at least the overlap of
+/// the transition on each of its sides, and one.
+pub fn scene_needs(index: usize, scenes: usize, overlap: u64) -> u64 {
+    let sides = u64::from(index > 0) + u64::from(index + 1 < scenes);
+    overlap.saturating_mul(sides).max(1)
+}
+
 /// Where each scene starts in the episode, in frames, given scene lengths and
 /// the overlap of each transition (`overlaps[i]` joins scene i and i+1).
 pub fn scene_starts(lengths: &[u64], overlaps: &[u64]) -> Vec<u64> {
@@ -83,6 +97,21 @@ mod tests {
         assert_eq!(shot_frames(2.0, &[2.5]), 15 + 75 + 15);
         assert_eq!(shot_frames(2.0, &[1.0, 1.0]), 15 + 30 + 9 + 30 + 15);
         assert_eq!(line_starts(&[1.01, 2.0]), vec![15, 15 + 31 + 9]);
+    }
+
+    #[test]
+    fn least_lengths_are_known_before_the_voices() {
+        assert_eq!(least_shot_frames(2.0, 0), 60);
+        assert_eq!(least_shot_frames(0.01, 0), 1, "never empty");
+        assert_eq!(least_shot_frames(0.5, 1), 15 + 1 + 15);
+        assert_eq!(least_shot_frames(0.5, 2), 15 + 1 + 9 + 1 + 15);
+        for voice in [0.001, 0.4, 3.0] {
+            assert!(shot_frames(0.5, &[voice, voice]) >= least_shot_frames(0.5, 2));
+        }
+        assert_eq!(scene_needs(0, 1, 12), 1);
+        assert_eq!(scene_needs(0, 3, 12), 12);
+        assert_eq!(scene_needs(1, 3, 12), 24);
+        assert_eq!(scene_needs(2, 3, 12), 12);
     }
 
     #[test]

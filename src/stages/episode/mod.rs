@@ -93,8 +93,7 @@ fn joins(job: &Job, scenes: usize) -> Result<Joins, ExecError> {
 fn check_lengths(names: &[String], lengths: &[u64], overlap: u64, unit: &str) -> Result<(), String> {
     let n = lengths.len();
     for (i, (name, &len)) in names.iter().zip(lengths).enumerate() {
-        let sides = u64::from(i > 0) + u64::from(i + 1 < n);
-        let need = (overlap * sides).max(1);
+        let need = timing::scene_needs(i, n, overlap);
         if len < need {
             return Err(format!(
                 "scene {name} is {len} {unit} long, shorter than the {need} {unit} its transitions overlap"

@@ -2,7 +2,9 @@
 //! that names the mistake, a `help:`, and exit code 2. Nothing already built
 //! is lost to a bad edit.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod limits;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -212,15 +214,15 @@ fn each_mistake_is_located() {
             name: "negative duration",
             edits: &[(EP, "- id: mio\n        duration: 3", "- id: mio\n        duration: -2")],
             at: (EP, "duration: -2"),
-            message: &["duration must be a positive number of seconds, not -2"],
-            help: &["length in seconds"],
+            message: &["`duration` must be a positive number of seconds up to 600, not -2"],
+            help: &["write e.g. `duration: 4.5`"],
         },
         Case {
             name: "zero duration",
             edits: &[(EP, "- id: mio\n        duration: 3", "- id: mio\n        duration: 0")],
             at: (EP, "duration: 0"),
-            message: &["duration must be a positive number of seconds, not 0"],
-            help: &["length in seconds"],
+            message: &["`duration` must be a positive number of seconds up to 600, not 0"],
+            help: &["write e.g. `duration: 4.5`"],
         },
         Case {
             name: "negative target_duration",
@@ -230,8 +232,8 @@ fn each_mistake_is_located() {
                 "mood: calm\n    target_duration: -1",
             )],
             at: (EP, "target_duration: -1"),
-            message: &["target_duration must be a positive number of seconds, not -1"],
-            help: &["length in seconds"],
+            message: &["`target_duration` must be a positive number of seconds up to 10800, not -1"],
+            help: &["write e.g. `target_duration: 60`"],
         },
         Case {
             name: "unknown mood",
@@ -451,7 +453,7 @@ fn several_mistakes_are_reported_in_one_run() {
         (
             EP,
             line_of(&p, EP, "duration: -2"),
-            "duration must be a positive number of seconds, not -2",
+            "`duration` must be a positive number of seconds up to 600, not -2",
         ),
         (
             "rules/audio.yaml",
