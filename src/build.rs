@@ -33,6 +33,10 @@ use crate::progress::Progress;
 use crate::sched::Scheduler;
 use crate::session::{Hit, Session};
 
+mod tasks;
+pub use tasks::panic_text;
+use tasks::{JobError, caught, halt, joined, skip_rest, test_panic};
+
 /// How to build.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -127,17 +131,6 @@ pub enum Stop {
     Io(String),
     /// A bug: a task panicked.
     Internal(String),
-}
-
-/// How a job failed.
-#[derive(Debug)]
-enum JobError {
-    /// Its engines failed: the node failed.
-    Failed(String),
-    /// It was stopped (Ctrl-C, or a newer build).
-    Cancelled,
-    /// studio could not write the cache: the build stops.
-    Io(String),
 }
 
 /// Jobs running in this process, by key. A later build (watch mode) that
@@ -420,9 +413,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 sched.enqueue(l);
             }
             if stop.is_some() {
-                for s in sched.abandon() {
-                    books.status[s] = Some(Status::Skipped);
-                }
+                skip_rest(&mut sched, &mut books);
             }
         }
         // Start what the pools have room for.
@@ -501,9 +492,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             // Nodes still open and no task left to finish them: a bug, and
             // no reason to wait forever.
             stop.get_or_insert(Stop::Internal("the build lost track of its running jobs".into()));
-            for s in sched.abandon() {
-                books.status[s] = Some(Status::Skipped);
-            }
+            skip_rest(&mut sched, &mut books);
             break;
         };
         let msg = match joined {
@@ -546,9 +535,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                         sched.finish(l, true);
                         if let Some(e) = unwritten {
                             stop.get_or_insert(Stop::Io(e));
-                            for s in sched.abandon() {
-                                books.status[s] = Some(Status::Skipped);
-                            }
+                            skip_rest(&mut sched, &mut books);
                         }
                     }
                     None => {
@@ -625,9 +612,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 sched.finish(l, true);
                 if let Some(e) = done.unwritten {
                     stop.get_or_insert(Stop::Io(e));
-                    for s in sched.abandon() {
-                        books.status[s] = Some(Status::Skipped);
-                    }
+                    skip_rest(&mut sched, &mut books);
                 }
             }
             Err(error) => {
@@ -660,9 +645,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                     books.status[s] = Some(Status::Skipped);
                 }
                 if (!opts.keep_going || stop.is_some()) && !cancelled {
-                    for s in sched.abandon() {
-                        books.status[s] = Some(Status::Skipped);
-                    }
+                    skip_rest(&mut sched, &mut books);
                 }
             }
         }
@@ -730,62 +713,6 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
 
 /// The error recorded for a job stopped by Ctrl-C or a newer build.
 const CANCELLED: &str = "interrupted";
-
-/// Stop the build after an internal error: start nothing more and stop the
-/// running jobs (what finished is in the cache).
-fn halt(sched: &mut Scheduler, books: &mut Books, running: &HashMap<usize, (String, CancellationToken)>) {
-    for s in sched.abandon() {
-        books.status[s] = Some(Status::Skipped);
-    }
-    for (_, token) in running.values() {
-        token.cancel();
-    }
-}
-
-/// Run `fut` (a task of node `node`), turning a panic into [`Message::Panicked`].
-async fn caught(node: usize, fut: impl Future<Output = Message>) -> Message {
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(msg) => msg,
-        Err(payload) => Message::Panicked {
-            node,
-            what: panic_text(payload.as_ref()),
-        },
-    }
-}
-
-/// A panic's message.
-pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
-
-/// The value of a blocking task; a panic in it goes on here, where the
-/// job's own catch turns it into an internal error.
-fn joined<T>(r: Result<T, tokio::task::JoinError>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => match e.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(e) => panic!("a blocking task did not finish: {e}"),
-        },
-    }
-}
-
-/// Test seam, debug builds only: `STUDIO_TEST_PANIC=<site>:<node id>`
-/// panics in that node's `job` or `resolve` task.
-fn test_panic(site: &str, id: &str) {
-    #[cfg(debug_assertions)]
-    if let Ok(v) = std::env::var("STUDIO_TEST_PANIC")
-        && v.strip_prefix(site).and_then(|r| r.strip_prefix(':')) == Some(id)
-    {
-        panic!("STUDIO_TEST_PANIC in the {site} task of {id}");
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = (site, id);
-}
 
 /// The key under which a manifest was recorded.
 fn material_key(m: &Manifest) -> String {
