@@ -311,7 +311,7 @@ fn panic_ends_the_build(seam: &str, node: &str, extra: &[&str]) {
     assert!(finished > 0, "other nodes finished before the panic");
 
     // Everything that finished is reused; the rest is built.
-    let next = p.build(&extra.iter().copied().collect::<Vec<_>>()).ok();
+    let next = p.build(extra).ok();
     assert_eq!(next.total("cached") as usize, finished, "{:?}", next.totals);
     assert!(next.built().contains(node));
     p.assert_cache_sound();
@@ -348,7 +348,12 @@ fn ctrl_c_during_the_only_job_exits_130_every_time() {
             .any(|e| e.file_name().to_string_lossy().starts_with("job-"))
         {
             assert!(started.elapsed() < HANG, "the job never started");
-            sleep(Duration::from_millis(5));
+            sleep(Duration::from_millis(2));
+        }
+        // And its ffmpeg runs (the tool probes ran before the build began).
+        while children(child.id()).is_empty() {
+            assert!(started.elapsed() < HANG, "the job's ffmpeg never started");
+            sleep(Duration::from_millis(2));
         }
         common::signal_group(child.id(), "-INT");
         let b = common::Build::parse_run(common::wait_within(child, HANG));
@@ -368,7 +373,11 @@ fn an_unwritable_out_folder_exits_3_naming_the_path_once() {
     let lines: Vec<&str> = b.run.stderr.lines().filter(|l| l.contains("could not write")).collect();
     assert_eq!(lines.len(), 1, "one message, not one per file: {}", b.run.stderr);
     let out = p.path("out").display().to_string();
-    assert!(lines[0].starts_with(&format!("error: could not write {out}/")), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with(&format!("error: could not write {out}/")),
+        "{}",
+        lines[0]
+    );
     assert!(b.totals["stopped"].as_str().unwrap().contains(&out));
     let built = b.built();
     assert!(!built.is_empty(), "jobs that ran are kept");
@@ -402,9 +411,72 @@ fn a_cache_that_cannot_store_outputs_exits_3_naming_the_path() {
     let errors: Vec<&str> = b.run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(
         errors,
-        [format!("error: could not store outputs in {}: File exists (os error 17)", objects.display())],
+        [format!(
+            "error: could not store outputs in {}: File exists (os error 17)",
+            objects.display()
+        )],
         "{}",
         b.run.stderr
     );
     assert_eq!(b.total("built"), 0);
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces, so read after its `)`.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// A voice line longer than the limit (lowered through a debug-only seam)
+/// fails naming the line; espeak-ng is stopped, nothing of it is kept.
+#[test]
+#[cfg_attr(not(debug_assertions), ignore = "the limit's seam exists in debug builds only")]
+fn a_voice_line_past_the_length_limit_is_an_error_not_a_disk_filler() {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "episodes/ep01.yaml",
+        "text: \"Will it come?\"",
+        "text: \"Will it come? I have waited here for an hour, and the rain is not stopping at all tonight.\"",
+    );
+    let id = "voice_line:ep01/s01/sh01/1";
+    let build = |limit: &str| {
+        let run = p.run_within(
+            &["build", id, "--json"],
+            &[("STUDIO_TEST_MAX_LINE_SECONDS", limit)],
+            HANG,
+        );
+        common::Build::parse_run(run)
+    };
+    let b = build("2");
+    assert_eq!(b.run.code, 1, "{}", b.run.stderr);
+    let error = b.node(id)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!("{id}: the line is longer than 2 s of speech")) && error.contains("stopped `"),
+        "{error}"
+    );
+    assert!(!p.path("out/ep01/s01/sh01/voice-1.wav").exists());
+
+    // The same line under a limit it fits: built, and longer than 2 s
+    // (48 kHz mono s16: 96,000 bytes a second).
+    build("60").ok();
+    let wav = std::fs::metadata(p.path("out/ep01/s01/sh01/voice-1.wav"))
+        .unwrap()
+        .len();
+    assert!(wav > 2 * 96_000, "{wav} bytes");
 }

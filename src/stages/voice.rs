@@ -89,8 +89,8 @@ pub async fn espeak(job: &Job, cancel: &CancellationToken) -> Result<Produced, E
         "{}: the line is longer than {max_seconds} s of speech, the longest a voice line may be; split it into shorter lines",
         job.node.id
     );
-    // The WAV header and line.txt are small; 64 KiB covers both.
-    let cap = max_seconds * ESPEAK_BYTES_PER_SECOND + (64 << 10);
+    // Plus room for the WAV header.
+    let cap = max_seconds * ESPEAK_BYTES_PER_SECOND + 4096;
     let espeak = espeak_cmd(program.as_str(), &speech, &raw, &text_file).max_output(cap, too_long.clone());
     exec(job, &espeak, cancel).await?;
     produced(&raw, "espeak-ng")?;
