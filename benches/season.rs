@@ -5,10 +5,19 @@
 //!   busiest pool's work / slots), both from the jobs' measured durations;
 //! - the no-op build time of the real `studio` binary (median of 10 runs).
 //!
-//! Run: `cargo bench --bench season` (set `SEASON_EPISODES` to shrink it).
+//! Both figures are measured, not asserted: the machine decides them.
+//!
+//! Run: `cargo bench --bench season`. Knobs (environment):
+//! - `SEASON_EPISODES=N`: N episodes instead of 12;
+//! - `SEASON_QUICK=1`: a smoke run (one episode, three no-op builds), which
+//!   CI runs in the test profile: `SEASON_QUICK=1 cargo test --bench season`;
+//! - `SEASON_DIR=path`: keep the generated project there, for profiling;
+//! - `STUDIO_BIN=path`: time the no-op build of another `studio` binary (to
+//!   compare two builds of studio back to back on a noisy machine).
 #![allow(clippy::disallowed_methods)] // the benchmark starts the binary it measures
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -20,13 +29,23 @@ const SCENES: usize = 8;
 const SHOTS: usize = 6;
 const TIME_SCALE: f64 = 0.00001;
 
+/// Copy a folder and everything below it (`rules/` has `prompts/`).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dest) = (e.path(), to.join(e.file_name()));
+        if std::fs::metadata(&src).unwrap().is_dir() {
+            copy_tree(&src, &dest);
+        } else {
+            std::fs::copy(&src, &dest).unwrap();
+        }
+    }
+}
+
 fn write_season(root: &Utf8PathBuf, episodes: usize) {
     let repo = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::fs::create_dir_all(root.join("rules")).unwrap();
-    for f in std::fs::read_dir(repo.join("rules")).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), root.join("rules").join(f.file_name().to_str().unwrap())).unwrap();
-    }
+    copy_tree(repo.join("rules").as_std_path(), root.join("rules").as_std_path());
     let mut studio = String::from("project: {name: Season Bench}\ncharacters:\n");
     for (i, name) in ["aoi", "ren", "sayo"].iter().enumerate() {
         let _ = writeln!(
@@ -81,10 +100,12 @@ fn write_season(root: &Utf8PathBuf, episodes: usize) {
 }
 
 fn main() {
+    let quick = std::env::var_os("SEASON_QUICK").is_some_and(|v| v != "0");
     let episodes: usize = std::env::var("SEASON_EPISODES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
+        .unwrap_or(if quick { 1 } else { 12 });
+    let noop_runs = if quick { 3 } else { 11 };
     let dir = tempfile::tempdir().unwrap();
     // SEASON_DIR keeps the generated project for profiling.
     let root = match std::env::var("SEASON_DIR") {
@@ -149,11 +170,11 @@ fn main() {
     println!("makespan / lower bound = {:.3}", makespan / bound);
 
     // No-op builds of the real binary.
-    let bin = env!("CARGO_BIN_EXE_studio");
+    let bin = std::env::var("STUDIO_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_studio").to_string());
     let mut times = Vec::new();
-    for _ in 0..11 {
+    for _ in 0..noop_runs {
         let t = Instant::now();
-        let out = Command::new(bin)
+        let out = Command::new(&bin)
             .args(["-C", root.as_str(), "build", "--json"])
             .output()
             .unwrap();
