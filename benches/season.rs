@@ -123,7 +123,6 @@ fn main() {
         .unwrap();
     let opts = Options {
         keep_going: false,
-        verbose: false,
         ..Options::default()
     };
     let report = runtime.block_on(build(&mut session, &nodes, &opts, Default::default()));

@@ -179,6 +179,7 @@ fn remote_throughput(name: &str, url: &str, size: u64) {
         engine: "bench".into(),
         seconds: 0.0,
         material,
+        metadata: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = RemoteConfig {

@@ -1,12 +1,14 @@
-//! Progress on stderr: a bar per pool with counts and an ETA from learned
-//! durations, or one line per finished job when stderr is not a terminal.
+//! Progress on stderr, drawn from build events: a bar per pool with counts,
+//! an ETA from learned durations and the latest running job's report, or
+//! one line per finished job when stderr is not a terminal.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::build::{BuildEvent, NodeRecord, Subscriber};
 use crate::graph::Pool;
 
 struct Bars {
@@ -15,41 +17,43 @@ struct Bars {
     /// Expected seconds of queued and running work, per pool.
     remaining: HashMap<usize, f64>,
     cost: HashMap<String, f64>,
+    /// The latest report of a running job, per pool.
+    latest: HashMap<usize, String>,
 }
 
 pub struct Progress {
     verbose: bool,
     pools: Vec<Pool>,
-    bars: Option<RefCell<Bars>>,
-    cached: RefCell<(usize, usize)>,
+    bars: Option<Mutex<Bars>>,
 }
 
 impl Progress {
     pub fn new(verbose: bool, pools: &[Pool]) -> Progress {
         let bars = (verbose && crate::session::interactive()).then(|| {
-            RefCell::new(Bars {
+            Mutex::new(Bars {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)),
                 bars: HashMap::new(),
                 remaining: HashMap::new(),
                 cost: HashMap::new(),
+                latest: HashMap::new(),
             })
         });
         Progress {
             verbose,
             pools: pools.to_vec(),
             bars,
-            cached: RefCell::new((0, 0)),
         }
     }
 
-    pub fn queued(&self, pool: usize, id: &str, cost: f64) {
+    fn queued(&self, pool: usize, id: &str, cost: f64) {
         let Some(b) = &self.bars else { return };
-        let mut b = b.borrow_mut();
+        let mut b = b.lock().expect("progress bars");
         let Bars {
             multi,
             bars,
             remaining,
             cost: costs,
+            ..
         } = &mut *b;
         costs.insert(id.to_string(), cost);
         let bar = bars.entry(pool).or_insert_with(|| {
@@ -65,35 +69,41 @@ impl Progress {
         });
         bar.inc_length(1);
         *remaining.entry(pool).or_default() += cost;
-        let eta = remaining[&pool] / self.pools[pool].slots.min(64) as f64;
-        bar.set_message(format!("ETA {}", human(eta)));
+        self.show(&mut b, pool);
     }
 
-    pub fn started(&self, _pool: usize, _id: &str) {}
+    /// A running job's report, shown after its pool's ETA.
+    fn reported(&self, pool: usize, id: &str, fraction: Option<f64>, status: &str) {
+        let Some(b) = &self.bars else { return };
+        let mut b = b.lock().expect("progress bars");
+        let done = fraction.map_or(String::new(), |f| format!(" {:.0}%", f * 100.0));
+        b.latest.insert(pool, format!("{id}{done} {status}"));
+        self.show(&mut b, pool);
+    }
 
-    pub fn finished(&self, pool: usize, id: &str, seconds: f64, engine: &str, error: Option<&str>) {
-        let line = match error {
-            None => format!("   built {id} ({engine}, {seconds:.2}s)"),
+    fn finished(&self, pool: usize, r: &NodeRecord) {
+        let (id, engine) = (&r.id, &r.engine);
+        let line = match &r.error {
+            None => format!("   built {id} ({engine}, {:.2}s)", r.seconds),
             Some(e) => format!("  FAILED {id} ({engine}): {}", e.lines().next().unwrap_or("")),
         };
         match &self.bars {
             Some(b) => {
-                let mut b = b.borrow_mut();
-                let Bars {
-                    multi,
-                    bars,
-                    remaining,
-                    cost,
-                } = &mut *b;
-                if let Some(bar) = bars.get(&pool) {
-                    bar.inc(1);
-                    let r = remaining.entry(pool).or_default();
-                    *r = (*r - cost.remove(id).unwrap_or(seconds)).max(0.0);
-                    let eta = *r / self.pools[pool].slots.min(64) as f64;
-                    bar.set_message(format!("ETA {}", human(eta)));
+                let mut b = b.lock().expect("progress bars");
+                // Only jobs the bar counted (a lookup that panicked was not queued).
+                if let Some(cost) = b.cost.remove(id) {
+                    if let Some(bar) = b.bars.get(&pool) {
+                        bar.inc(1);
+                    }
+                    let r = b.remaining.entry(pool).or_default();
+                    *r = (*r - cost).max(0.0);
+                    if b.latest.get(&pool).is_some_and(|l| l.starts_with(id.as_str())) {
+                        b.latest.remove(&pool);
+                    }
+                    self.show(&mut b, pool);
                 }
-                if error.is_some() {
-                    let _ = multi.println(line);
+                if r.error.is_some() {
+                    let _ = b.multi.println(line);
                 }
             }
             None if self.verbose => eprintln!("{line}"),
@@ -101,18 +111,46 @@ impl Progress {
         }
     }
 
-    pub fn cached(&self, cutoff: bool) {
-        let mut c = self.cached.borrow_mut();
-        if cutoff { c.1 += 1 } else { c.0 += 1 }
+    /// Refresh `pool`'s message: its ETA and its latest report.
+    fn show(&self, b: &mut Bars, pool: usize) {
+        let Some(bar) = b.bars.get(&pool) else { return };
+        let eta = b.remaining.get(&pool).copied().unwrap_or(0.0) / self.pools[pool].slots.clamp(1, 64) as f64;
+        match b.latest.get(&pool) {
+            Some(latest) => bar.set_message(format!("ETA {} · {latest}", human(eta))),
+            None => bar.set_message(format!("ETA {}", human(eta))),
+        }
     }
 
-    pub fn clear(&self) {
+    fn clear(&self) {
         if let Some(b) = &self.bars {
-            let b = b.borrow();
+            let b = b.lock().expect("progress bars");
             for bar in b.bars.values() {
                 bar.finish_and_clear();
             }
             let _ = b.multi.clear();
+        }
+    }
+}
+
+impl Subscriber for Progress {
+    fn on_event(&self, event: &BuildEvent) {
+        match event {
+            BuildEvent::NodeQueued {
+                id,
+                pool,
+                expected_seconds,
+                ..
+            } => self.queued(*pool, id, *expected_seconds),
+            BuildEvent::NodeProgress {
+                id,
+                pool,
+                fraction,
+                status,
+                ..
+            } => self.reported(*pool, id, *fraction, status),
+            BuildEvent::NodeFinished { pool, record, .. } => self.finished(*pool, record),
+            BuildEvent::BuildFinished { .. } => self.clear(),
+            _ => {}
         }
     }
 }

@@ -1,15 +1,12 @@
 //! What keeps the build loop honest about its tasks: panics caught and
-//! turned into messages, blocking tasks' panics passed on, the way a build
-//! stops, and the debug-only seam that makes a task panic in tests.
+//! turned into messages, blocking tasks' panics passed on, and the
+//! debug-only seam that makes a task panic in tests.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
-use tokio_util::sync::CancellationToken;
 
-use super::{Books, Message, Status};
-use crate::sched::Scheduler;
+use super::drain::Message;
 
 /// How a job failed.
 #[derive(Debug)]
@@ -20,22 +17,6 @@ pub(super) enum JobError {
     Cancelled,
     /// studio could not write the cache: the build stops.
     Io(String),
-}
-
-/// Start nothing more: every node not running yet is skipped.
-pub(super) fn skip_rest(sched: &mut Scheduler, books: &mut Books) {
-    for s in sched.abandon() {
-        books.status[s] = Some(Status::Skipped);
-    }
-}
-
-/// Stop the build after an internal error: start nothing more and stop the
-/// running jobs (what finished is in the cache).
-pub(super) fn halt(sched: &mut Scheduler, books: &mut Books, running: &HashMap<usize, (String, CancellationToken)>) {
-    skip_rest(sched, books);
-    for (_, token) in running.values() {
-        token.cancel();
-    }
 }
 
 /// Run `fut` (a task of node `node`), turning a panic into [`Message::Panicked`].

@@ -23,6 +23,7 @@ pub mod lock;
 pub mod remote;
 pub mod state;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 
@@ -55,7 +56,16 @@ pub struct Manifest {
     /// Seconds the job took.
     pub seconds: f64,
     pub material: KeyMaterial,
+    /// What the job learned besides its files (the engine used, the
+    /// executor and host, a seed the engine reported, scores), bounded by
+    /// [`check_metadata`]. Not part of the key. Entries written before it
+    /// existed have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: Metadata,
 }
+
+/// A manifest's metadata: short words → small JSON values.
+pub type Metadata = BTreeMap<String, serde_json::Value>;
 
 /// The largest object studio accepts (a feature-length 4K master fits).
 pub const MAX_OBJECT_SIZE: u64 = 256 << 30;
@@ -65,6 +75,15 @@ pub const MAX_OUTPUTS: usize = 16;
 pub const MAX_MEDIA_SECONDS: f64 = 86_400.0;
 /// The longest a job may have taken: a week.
 pub const MAX_JOB_SECONDS: f64 = 7.0 * 86_400.0;
+/// The most metadata keys one entry carries.
+pub const MAX_METADATA_KEYS: usize = 32;
+/// The longest metadata key: a short word (`seed`, `review_score`).
+pub const MAX_METADATA_KEY_LEN: usize = 32;
+/// The most bytes an entry's metadata takes as JSON (a service's word
+/// timings for a long line fit; a file does not belong there).
+pub const MAX_METADATA_BYTES: usize = 16 << 10;
+/// How deep metadata values nest (`{"timings": [{"word": …}]}` is 3).
+pub const MAX_METADATA_DEPTH: usize = 4;
 
 impl Manifest {
     /// Check every field a manifest read from disk or the remote carries
@@ -110,6 +129,7 @@ impl Manifest {
         if self.node.len() > 512 || self.node.chars().any(char::is_control) {
             return Err(format!("`{}` is not a node id", digest::shorten(&self.node)));
         }
+        check_metadata(&self.metadata)?;
         if self.material.key() != key {
             return Err("its contents belong to another key".to_string());
         }
@@ -127,6 +147,65 @@ impl Manifest {
     /// all outputs when there are several.
     pub fn content_hash(&self) -> String {
         content_hash(&self.outputs)
+    }
+}
+
+/// Check metadata read from disk, the remote or a job: at most
+/// [`MAX_METADATA_KEYS`] keys, each a short word (`a-z`, `0-9`, `_`,
+/// starting with a letter), values nested at most [`MAX_METADATA_DEPTH`]
+/// deep, no control characters in any text (`studio why` prints it on a
+/// terminal), at most [`MAX_METADATA_BYTES`] as JSON.
+pub fn check_metadata(metadata: &Metadata) -> Result<(), String> {
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(format!(
+            "metadata has {} keys (at most {MAX_METADATA_KEYS})",
+            metadata.len()
+        ));
+    }
+    for (key, value) in metadata {
+        let word = key.len() <= MAX_METADATA_KEY_LEN
+            && key.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && key.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'));
+        if !word {
+            return Err(format!(
+                "metadata key `{}` is not a short word (a-z, 0-9, _; at most {MAX_METADATA_KEY_LEN} bytes)",
+                digest::shorten(key)
+            ));
+        }
+        check_value(key, value, 1)?;
+    }
+    let bytes = serde_json::to_vec(metadata).expect("metadata serializes").len();
+    if bytes > MAX_METADATA_BYTES {
+        return Err(format!(
+            "metadata takes {bytes} bytes as JSON (at most {MAX_METADATA_BYTES})"
+        ));
+    }
+    Ok(())
+}
+
+/// One metadata value at nesting `depth` (a top-level value is 1).
+fn check_value(key: &str, value: &serde_json::Value, depth: usize) -> Result<(), String> {
+    use serde_json::Value;
+    if depth > MAX_METADATA_DEPTH {
+        return Err(format!(
+            "metadata `{key}` nests deeper than {MAX_METADATA_DEPTH} levels"
+        ));
+    }
+    let text = |s: &str| {
+        if s.chars().any(char::is_control) {
+            Err(format!("metadata `{key}` holds a control character"))
+        } else {
+            Ok(())
+        }
+    };
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+        Value::String(s) => text(s),
+        Value::Array(items) => items.iter().try_for_each(|v| check_value(key, v, depth + 1)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            text(k)?;
+            check_value(key, v, depth + 1)
+        }),
     }
 }
 
@@ -274,4 +353,89 @@ fn walk(dir: Utf8PathBuf) -> impl Iterator<Item = Utf8PathBuf> {
             .map(|e| e.path().to_owned())
             .collect::<Vec<_>>()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn meta(v: serde_json::Value) -> Metadata {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn metadata_within_bounds_passes() {
+        assert_eq!(check_metadata(&Metadata::new()), Ok(()));
+        let m = meta(json!({
+            "engine": "comfyui", "executor": "comfy-main", "host": "127.0.0.1:8188",
+            "seed": 12345678901234u64, "score": 0.82, "approved": true,
+            "timings": [{"word": "bus", "at": [0.1, 0.4]}],
+        }));
+        assert_eq!(check_metadata(&m), Ok(()));
+        let keys: Metadata = (0..MAX_METADATA_KEYS).map(|i| (format!("k{i}"), json!(i))).collect();
+        assert_eq!(check_metadata(&keys), Ok(()));
+    }
+
+    #[test]
+    fn metadata_out_of_bounds_is_refused_saying_why() {
+        let too_many: Metadata = (0..=MAX_METADATA_KEYS).map(|i| (format!("k{i}"), json!(i))).collect();
+        assert!(check_metadata(&too_many).unwrap_err().contains("33 keys"));
+        for key in [
+            "",
+            "Seed",
+            "9lives",
+            "a-b",
+            "seed\u{1b}[2J",
+            &"k".repeat(MAX_METADATA_KEY_LEN + 1),
+        ] {
+            let e = check_metadata(&meta(json!({ key: 1 }))).unwrap_err();
+            assert!(e.contains("not a short word") && !e.contains('\u{1b}'), "{key:?}: {e}");
+        }
+        // Depth: a value in four containers is five deep.
+        assert_eq!(check_metadata(&meta(json!({"a": [[[1]]]}))), Ok(()));
+        let e = check_metadata(&meta(json!({"a": [[[[1]]]]}))).unwrap_err();
+        assert!(e.contains("deeper than 4"), "{e}");
+        let e = check_metadata(&meta(json!({"a": {"b\u{7}": 1}}))).unwrap_err();
+        assert!(e.contains("control character"), "{e}");
+        let e = check_metadata(&meta(json!({"a": "line\nbreak"}))).unwrap_err();
+        assert!(e.contains("control character"), "{e}");
+        let big = meta(json!({"a": "x".repeat(MAX_METADATA_BYTES)}));
+        assert!(check_metadata(&big).unwrap_err().contains("bytes as JSON"));
+    }
+
+    #[test]
+    fn entries_without_metadata_still_parse() {
+        let material = KeyMaterial {
+            schema: 0,
+            kind: crate::graph::NodeKind::VoiceLine,
+            engine: "espeak".into(),
+            engine_version: 1,
+            backend: crate::graph::key::Backend {
+                simulated: true,
+                service: None,
+                model: None,
+            },
+            params: Default::default(),
+            inputs: Vec::new(),
+            seed: None,
+        };
+        let key = material.key();
+        let mut entry = json!({
+            "node": "voice_line:ep01/s01/sh01/1",
+            "outputs": [{"suffix": "wav", "hash": "ab".repeat(32), "size": 10}],
+            "duration": 1.5, "engine": "espeak", "seconds": 0.2,
+            "material": material,
+        });
+        let old = Manifest::parse(entry.to_string().as_bytes(), &key).unwrap();
+        assert!(old.metadata.is_empty());
+        assert!(!serde_json::to_string(&old).unwrap().contains("metadata"));
+        entry["metadata"] = json!({"seed": 7});
+        let new = Manifest::parse(entry.to_string().as_bytes(), &key).unwrap();
+        assert_eq!(new.metadata["seed"], 7);
+        entry["metadata"] = json!({"Seed": 7});
+        let e = Manifest::parse(entry.to_string().as_bytes(), &key).unwrap_err();
+        assert!(e.contains("not a short word"), "{e}");
+    }
 }

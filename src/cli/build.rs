@@ -1,11 +1,17 @@
 //! `studio build`: plan, or build, the targets.
+//!
+//! Progress bars and `--json` lines are subscribers of the build's events:
+//! with `--json`, each node's record is a line on stdout as soon as the node
+//! is settled, and the totals are the last line.
+
+use std::sync::{Arc, Mutex};
 
 use camino::Utf8Path;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_IO, EXIT_OK, RemoteArgs, out, report};
-use crate::build::{self, Options, Status, Stop};
+use crate::build::{self, BuildEvent, Events, Options, Status, Stop, Subscriber};
 use crate::cache::lock::BuildLock;
 use crate::graph::explain::Reason;
 use crate::session::Session;
@@ -102,8 +108,8 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
     let remote = req.remote.open(session.project.remote.as_ref())?;
     let opts = Options {
         keep_going: req.keep_going,
-        verbose: !req.json,
         remote: remote.clone(),
+        events: reporting(req.json, &session),
         ..Options::default()
     };
     let report = runtime.block_on(async {
@@ -130,6 +136,63 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
     Ok(Built { session, code })
 }
 
+/// The subscribers that report a build: `--json` lines on stdout, or
+/// progress on stderr.
+pub(super) fn reporting(as_json: bool, session: &Session) -> Events {
+    if as_json {
+        Events::default().with(Arc::new(JsonLines::default()))
+    } else {
+        let progress = crate::progress::Progress::new(true, &session.graph.pools);
+        Events::default().with(Arc::new(progress))
+    }
+}
+
+/// `--json`: a `node` line per node as it settles, then a `totals` line.
+/// Lines of cached nodes are gathered and written together (a no-op build
+/// settles every node at once); anything else is written at once.
+#[derive(Default)]
+struct JsonLines {
+    pending: Mutex<String>,
+}
+
+/// Gathered lines are written once they pass this many bytes.
+const JSON_BUFFER: usize = 64 << 10;
+
+impl Subscriber for JsonLines {
+    fn on_event(&self, event: &BuildEvent) {
+        let (line, now) = match event {
+            BuildEvent::BuildFinished {
+                totals,
+                interrupted,
+                stopped,
+                ..
+            } => {
+                let mut v = serde_json::to_value(totals).expect("totals serialize");
+                v["type"] = json!("totals");
+                v["interrupted"] = json!(interrupted);
+                if let Some(e) = stopped {
+                    v["stopped"] = json!(e);
+                }
+                (v, true)
+            }
+            e => match e.record() {
+                Some(record) => {
+                    let mut v = serde_json::to_value(record).expect("record serializes");
+                    v["type"] = json!("node");
+                    (v, !matches!(e, BuildEvent::NodeCached { .. }))
+                }
+                None => return,
+            },
+        };
+        let mut pending = self.pending.lock().expect("json lines");
+        pending.push_str(&line.to_string());
+        pending.push('\n');
+        if now || pending.len() > JSON_BUFFER {
+            out(&std::mem::take(&mut *pending));
+        }
+    }
+}
+
 /// Save what a build learned: the sources it saw, the state, the learned
 /// durations and the source index.
 pub(super) fn save_session(session: &mut Session) -> std::io::Result<()> {
@@ -150,25 +213,11 @@ pub(super) fn save_session(session: &mut Session) -> std::io::Result<()> {
         .and_then(|()| session.index.save(&session.layout.cache.join("sources.json")))
 }
 
+/// Tell how the build went on stderr (with `--json`, the lines on stdout
+/// were written as it ran: only why it stopped, if it did).
 pub(super) fn print_report(report: &build::Report, as_json: bool) {
     let t = &report.totals;
     if as_json {
-        let mut text = String::new();
-        for r in &report.records {
-            let mut v = serde_json::to_value(r).expect("record serializes");
-            v["type"] = json!("node");
-            text.push_str(&v.to_string());
-            text.push('\n');
-        }
-        let mut v = serde_json::to_value(t).expect("totals serialize");
-        v["type"] = json!("totals");
-        v["interrupted"] = json!(report.interrupted);
-        if let Some(Stop::Io(e) | Stop::Internal(e)) = &report.stopped {
-            v["stopped"] = json!(e);
-        }
-        text.push_str(&v.to_string());
-        text.push('\n');
-        out(&text);
         if let Some(stop) = &report.stopped {
             eprintln!("{}", stop_message(stop));
         }

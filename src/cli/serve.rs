@@ -2,12 +2,18 @@
 //!
 //! - `/`            a page that plays the episode and reloads it after each build
 //! - `/status.json` the watcher's state: generation, what was rebuilt, episodes
+//! - `/events`      server-sent events: every [`BuildEvent`] of the current
+//!   build (those it already sent first, so a late page misses nothing but
+//!   progress reports), then live ones; the SSE event name is the event's `type`
+//! - `/graph.json`  the targets' graph (`studio graph --format json`)
 //! - `/out/…`       files under `out/`, with range requests for seeking
 //!
 //! Only requests addressed to the bound loopback address are answered: a
 //! `Host` other than `127.0.0.1:PORT` or `localhost:PORT` gets 421, so a
 //! page whose DNS name was rebound to 127.0.0.1 cannot read the project.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -15,21 +21,110 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use camino::Utf8PathBuf;
-use serde_json::Value;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tower_http::services::ServeDir;
 
+use crate::build::{BuildEvent, Subscriber};
+
+/// What the server answers from, shared with the watcher.
+#[derive(Clone)]
+pub struct Served {
+    /// `/status.json`.
+    pub status: Arc<Mutex<Value>>,
+    /// `/graph.json`, rendered when a build starts.
+    pub graph: Arc<Mutex<String>>,
+    /// `/events`.
+    pub feed: Arc<Feed>,
+}
+
+impl Served {
+    pub fn new(status: Arc<Mutex<Value>>) -> Served {
+        Served {
+            status,
+            graph: Arc::new(Mutex::new("{\"nodes\": []}\n".to_string())),
+            feed: Arc::new(Feed::new()),
+        }
+    }
+
+    pub fn set_graph(&self, json: String) {
+        *self.graph.lock().expect("graph") = json;
+    }
+}
+
+/// The most events of one build kept for pages that connect late; beyond
+/// it the oldest are dropped (a season builds a few thousand nodes).
+const HISTORY: usize = 100_000;
+/// Live events a slow page may fall behind by before it misses some (it is
+/// told how many, in a `lagged` event).
+const LIVE: usize = 4096;
+
+/// One event as the stream sends it.
+#[derive(Debug)]
+pub struct FeedItem {
+    name: &'static str,
+    data: String,
+}
+
+/// Build events for `/events`: a subscriber of every build the watcher runs.
+pub struct Feed {
+    /// The current build's events (without progress reports) and the live
+    /// channel, under one lock: a page gets each event once, in order.
+    inner: Mutex<(VecDeque<Arc<FeedItem>>, broadcast::Sender<Arc<FeedItem>>)>,
+}
+
+impl Feed {
+    fn new() -> Feed {
+        Feed {
+            inner: Mutex::new((VecDeque::new(), broadcast::channel(LIVE).0)),
+        }
+    }
+
+    /// The current build's events so far, and the ones to come.
+    fn subscribe(&self) -> (Vec<Arc<FeedItem>>, broadcast::Receiver<Arc<FeedItem>>) {
+        let inner = self.inner.lock().expect("feed");
+        (inner.0.iter().cloned().collect(), inner.1.subscribe())
+    }
+}
+
+impl Subscriber for Feed {
+    fn on_event(&self, event: &BuildEvent) {
+        let item = Arc::new(FeedItem {
+            name: event.name(),
+            data: serde_json::to_string(event).expect("build events serialize"),
+        });
+        let mut inner = self.inner.lock().expect("feed");
+        let (history, live) = &mut *inner;
+        if matches!(event, BuildEvent::BuildStarted { .. }) {
+            history.clear();
+        }
+        if !matches!(event, BuildEvent::NodeProgress { .. }) {
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(item.clone());
+        }
+        // No page listening is fine.
+        let _ = live.send(item);
+    }
+}
+
 /// Bind 127.0.0.1:`port` and serve in the background; returns the address.
-pub async fn start(port: u16, out: Utf8PathBuf, status: Arc<Mutex<Value>>) -> std::io::Result<SocketAddr> {
+pub async fn start(port: u16, out: Utf8PathBuf, served: Served) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/", get(page))
         .route("/status.json", get(status_json))
+        .route("/events", get(events))
+        .route("/graph.json", get(graph_json))
         .nest_service("/out", ServeDir::new(out.as_std_path()))
-        .with_state(status)
+        .with_state(served)
         .layer(middleware::from_fn_with_state(
             Arc::new(allowed_hosts(addr.port())),
             only_loopback_host,
@@ -64,9 +159,38 @@ async fn only_loopback_host(State(allowed): State<Arc<Vec<String>>>, request: Re
         .into_response()
 }
 
-async fn status_json(State(status): State<Arc<Mutex<Value>>>) -> impl IntoResponse {
-    let v = status.lock().expect("status").clone();
-    ([(axum::http::header::CACHE_CONTROL, "no-store")], axum::Json(v))
+async fn status_json(State(served): State<Served>) -> impl IntoResponse {
+    let v = served.status.lock().expect("status").clone();
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(v))
+}
+
+async fn graph_json(State(served): State<Served>) -> impl IntoResponse {
+    let graph = served.graph.lock().expect("graph").clone();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        graph,
+    )
+}
+
+/// The current build's events so far, then live ones, as server-sent events.
+async fn events(State(served): State<Served>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (history, receiver) = served.feed.subscribe();
+    let live = stream::unfold(receiver, |mut receiver| async move {
+        let item = match receiver.recv().await {
+            Ok(item) => item,
+            Err(broadcast::error::RecvError::Lagged(missed)) => Arc::new(FeedItem {
+                name: "lagged",
+                data: json!({"type": "lagged", "missed": missed}).to_string(),
+            }),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((item, receiver))
+    });
+    let items = stream::iter(history).chain(live);
+    Sse::new(items.map(|item| Ok(Event::default().event(item.name).data(&item.data)))).keep_alive(KeepAlive::default())
 }
 
 async fn page() -> Html<&'static str> {

@@ -6,6 +6,10 @@
 //! change during a build supersedes it: running jobs whose key the change
 //! altered are cancelled, the others keep running and the next build waits
 //! for them instead of starting them again.
+//!
+//! With `--json` it prints one [`WatchEvent`] per line. Each build's events
+//! go to its subscribers: the progress bars (without `--json`) and, with
+//! `--serve`, the feed behind `GET /events`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,15 +19,18 @@ use camino::{Utf8Path, Utf8PathBuf};
 use notify_debouncer_full::notify::event::ModifyKind;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::build::{print_report, save_session};
+use super::serve::{Feed, Served};
 use super::{EXIT_INTERRUPTED, EXIT_IO, RemoteArgs, out};
-use crate::build::{self, InFlight, Options, Status, Supersede};
+use crate::build::{self, Events, InFlight, Options, Status, Supersede, Totals};
 use crate::cache::lock::BuildLock;
 use crate::graph::NodeKind;
+use crate::graph::render::{Format, render};
 use crate::session::{OpenError, Session};
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +55,51 @@ pub struct Args {
 /// Folders under the root that are studio's own output, never sources.
 const IGNORED: [&str; 4] = ["cache", "out", "target", ".git"];
 
+/// What `studio watch --json` prints, one JSON object per line, its `type`
+/// naming it. The last `build` is also what `--serve` answers at
+/// `/status.json`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WatchEvent {
+    /// `--serve` listens at `url`.
+    Serving { url: String },
+    /// The folders watched.
+    Watching { paths: Vec<Utf8PathBuf> },
+    /// Build `generation` started.
+    Started { generation: u64 },
+    /// Saves changed these sources.
+    Change { paths: Vec<String> },
+    /// Saves that changed no source's content.
+    Unchanged { paths: Vec<Utf8PathBuf> },
+    /// The project has mistakes: the diagnostic.
+    Invalid { error: String },
+    /// A build ended.
+    Build(BuildSummary),
+}
+
+/// How one build of the watcher went.
+#[derive(Debug, Clone, Serialize)]
+struct BuildSummary {
+    generation: u64,
+    /// `done`, `failed`, `interrupted` or `superseded`.
+    state: &'static str,
+    built: Vec<String>,
+    fetched: Vec<String>,
+    failed: Vec<String>,
+    cancelled: Vec<String>,
+    kept: Vec<String>,
+    totals: Totals,
+    episodes: Vec<ServedEpisode>,
+}
+
+/// An episode `--serve` plays.
+#[derive(Debug, Clone, Serialize)]
+struct ServedEpisode {
+    id: String,
+    url: String,
+    hash: String,
+}
+
 pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Args) -> u8 {
     // Like `studio build`: a targeted episode without a screenplay is written first.
     if let Err(code) = super::write::write_missing(root, profile, &args.targets) {
@@ -68,13 +120,15 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Ar
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let status = Arc::new(std::sync::Mutex::new(json!({"state": "starting", "generation": 0})));
     let watch = Watch {
         root: root.to_owned(),
         profile: profile.map(str::to_string),
         targets,
-        args,
         remote: remote.clone(),
-        status: Arc::new(std::sync::Mutex::new(json!({"state": "starting", "generation": 0}))),
+        served: args.serve.map(|_| Served::new(status.clone())),
+        status,
+        args,
     };
     let code = runtime.block_on(watch.run());
     runtime.shutdown_background();
@@ -87,7 +141,9 @@ struct Watch {
     targets: Vec<String>,
     args: Args,
     remote: RemoteArgs,
-    /// What `--serve` answers at /status.json.
+    /// What `--serve` answers (with `--serve`).
+    served: Option<Served>,
+    /// The watcher's state: what `--serve` answers at /status.json.
     status: Arc<std::sync::Mutex<Value>>,
 }
 
@@ -114,19 +170,22 @@ impl Watch {
             eprintln!("error: cannot watch {}: {e}", self.root);
             return EXIT_IO;
         }
-        if let Some(port) = self.args.serve {
-            match super::serve::start(port, self.root.join("out"), self.status.clone()).await {
-                Ok(addr) => self.emit(json!({"type": "serving", "url": format!("http://{addr}/")}), || {
-                    format!("serving the latest episode at http://{addr}/")
-                }),
+        if let (Some(port), Some(served)) = (self.args.serve, &self.served) {
+            match super::serve::start(port, self.root.join("out"), served.clone()).await {
+                Ok(addr) => self.emit(
+                    WatchEvent::Serving {
+                        url: format!("http://{addr}/"),
+                    },
+                    || format!("serving the latest episode at http://{addr}/"),
+                ),
                 Err(e) => {
                     eprintln!("error: cannot serve on 127.0.0.1:{port}: {e}");
                     return EXIT_IO;
                 }
             }
         }
-        let watched_list: Vec<&Utf8PathBuf> = watched.iter().collect();
-        self.emit(json!({"type": "watching", "paths": watched_list}), || {
+        let paths = watched.iter().cloned().collect();
+        self.emit(WatchEvent::Watching { paths }, || {
             format!("watching {} (Ctrl-C to stop)", self.root)
         });
 
@@ -157,16 +216,16 @@ impl Watch {
                 v["generation"] = json!(generation);
                 v["error"] = Value::Null;
             });
-            self.emit(json!({"type": "started", "generation": generation}), || {
+            self.emit(WatchEvent::Started { generation }, || {
                 format!("build {generation}: {} nodes", nodes.len())
             });
             let supersede = Arc::new(Supersede::default());
             let opts = Options {
                 keep_going: true,
-                verbose: !self.args.json,
                 remote: remote.clone(),
                 inflight: inflight.clone(),
                 supersede: Some(supersede.clone()),
+                events: self.subscribers(&session, &nodes),
             };
             let (report, changed) = {
                 let fut = build::build(&mut session, &nodes, &opts, cancel.clone());
@@ -272,8 +331,8 @@ impl Watch {
         let _ = self.watch_folders(debouncer, watched);
         let sources = self.current_sources();
         if sources.as_ref() == Some(current) {
-            let list: Vec<&Utf8PathBuf> = paths.iter().collect();
-            self.emit(json!({"type": "unchanged", "paths": list}), || {
+            let paths = paths.into_iter().collect();
+            self.emit(WatchEvent::Unchanged { paths }, || {
                 "saved, but no source changed".to_string()
             });
             return false;
@@ -282,9 +341,8 @@ impl Watch {
             Some(new) => changed_paths(current, new),
             None => paths.iter().map(ToString::to_string).collect(),
         };
-        self.emit(json!({"type": "change", "paths": changed}), || {
-            format!("changed: {}", changed.join(", "))
-        });
+        let human = format!("changed: {}", changed.join(", "));
+        self.emit(WatchEvent::Change { paths: changed }, || human);
         true
     }
 
@@ -346,7 +404,9 @@ impl Watch {
             v["error"] = json!(text);
         });
         if self.args.json {
-            out(&format!("{}\n", json!({"type": "invalid", "error": text})));
+            print_json(&WatchEvent::Invalid {
+                error: text.to_string(),
+            });
         } else {
             eprintln!("[watch] the project has mistakes; out/ keeps the last good build; waiting for the next save");
         }
@@ -370,29 +430,33 @@ impl Watch {
         } else {
             "failed"
         };
-        let episodes: Vec<Value> = nodes
+        let episodes = nodes
             .iter()
             .map(|&n| &session.graph.nodes[n])
             .filter(|n| n.kind == NodeKind::Episode)
             .filter_map(|n| {
                 let s = session.state.nodes.get(&n.id)?;
                 let o = s.outputs.iter().find(|o| o.suffix == "mp4")?;
-                Some(json!({"id": n.id, "url": format!("/out/{}.mp4", n.out_stem), "hash": o.hash}))
+                Some(ServedEpisode {
+                    id: n.id.clone(),
+                    url: format!("/out/{}.mp4", n.out_stem),
+                    hash: o.hash.to_string(),
+                })
             })
             .collect();
-        let event = json!({
-            "type": "build",
-            "generation": generation,
-            "state": state,
-            "built": ids(Status::Built),
-            "fetched": ids(Status::Fetched),
-            "failed": ids(Status::Failed),
-            "cancelled": report.cancelled,
-            "kept": report.kept,
-            "totals": report.totals,
-            "episodes": episodes,
+        let own = |v: Vec<&str>| v.into_iter().map(str::to_string).collect();
+        let event = WatchEvent::Build(BuildSummary {
+            generation,
+            state,
+            built: own(ids(Status::Built)),
+            fetched: own(ids(Status::Fetched)),
+            failed: own(ids(Status::Failed)),
+            cancelled: report.cancelled.clone(),
+            kept: report.kept.clone(),
+            totals: report.totals.clone(),
+            episodes,
         });
-        let mut status = event.clone();
+        let mut status = serde_json::to_value(&event).expect("watch events serialize");
         status["updated"] = json!(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -400,7 +464,7 @@ impl Watch {
         );
         self.set_status(status);
         if self.args.json {
-            out(&format!("{event}\n"));
+            print_json(&event);
             return;
         }
         if report.superseded {
@@ -429,13 +493,35 @@ impl Watch {
     }
 
     /// An event: a JSON line on stdout with --json, else a line on stderr.
-    fn emit(&self, event: Value, human: impl FnOnce() -> String) {
+    fn emit(&self, event: WatchEvent, human: impl FnOnce() -> String) {
         if self.args.json {
-            out(&format!("{event}\n"));
+            print_json(&event);
         } else {
             eprintln!("[watch] {}", human());
         }
     }
+
+    /// Who hears a build's events: the progress bars (without `--json`)
+    /// and `--serve`'s feed, which also gets the build's graph.
+    fn subscribers(&self, session: &Session, nodes: &[usize]) -> Events {
+        let mut events = Events::default();
+        if !self.args.json {
+            let progress = crate::progress::Progress::new(true, &session.graph.pools);
+            events = events.with(Arc::new(progress));
+        }
+        if let Some(served) = &self.served {
+            served.set_graph(render(&session.graph, nodes, Format::Json));
+            let feed: Arc<Feed> = served.feed.clone();
+            events = events.with(feed);
+        }
+        events
+    }
+}
+
+/// One JSON line on stdout.
+fn print_json(event: &WatchEvent) {
+    let line = serde_json::to_string(event).expect("watch events serialize");
+    out(&format!("{line}\n"));
 }
 
 /// Sources added, removed or changed between two loads.

@@ -1,4 +1,5 @@
-//! `studio why NODE`: why a node is stale, down to the change that caused it.
+//! `studio why NODE`: why a node is stale, down to the change that caused it,
+//! and what its last build recorded (the engine, the executor, a seed…).
 
 use std::collections::HashMap;
 
@@ -34,9 +35,30 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
     }
     for &r in &roots {
         explain(&session, &plan, r, 0, &mut text, &mut Vec::new());
+        recorded(&session, r, &mut text);
     }
     out(&text);
     EXIT_OK
+}
+
+/// The metadata the node's last build recorded, as `key: value` lines
+/// (values in JSON; metadata was checked to hold no control character).
+fn recorded(session: &crate::session::Session, node: usize, text: &mut String) {
+    let id = &session.graph.nodes[node].id;
+    let Some(entry) = session.state.nodes.get(id).and_then(|s| session.cache.entry(&s.key)) else {
+        return;
+    };
+    if entry.metadata.is_empty() {
+        return;
+    }
+    text.push_str(&format!("  last built by {}:\n", entry.engine));
+    for (key, value) in &entry.metadata {
+        let shown = match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        text.push_str(&format!("    {key}: {shown}\n"));
+    }
 }
 
 /// Print the reason for `node`; for a node stale only through its inputs,

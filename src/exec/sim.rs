@@ -5,6 +5,9 @@
 //! words take to say, a shot stretches to fit its dialogue, a scene is as
 //! long as its shots, an episode as its scenes minus the transitions. So the
 //! whole graph, including duration-only edges, behaves as in a real build.
+//!
+//! Like a real engine it reports progress while it works (the fraction of
+//! its sleep), and a stochastic engine reports the seed it used.
 
 use std::time::Duration;
 
@@ -27,10 +30,7 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
             job.node.id, sim.time_scale
         ))
     })?;
-    tokio::select! {
-        () = tokio::time::sleep(sleep) => {}
-        () = cancel.cancelled() => return Err(ExecError::Cancelled),
-    }
+    sleep_reporting(sleep, &job.progress, cancel).await?;
     for f in &sim.failures {
         let engine_matches = f.engine.as_deref().is_none_or(|e| e == job.engine.name);
         if job.node.id.starts_with(&f.node) && engine_matches {
@@ -60,10 +60,39 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
     );
     let path = job.scratch.join(format!("out.{}", job.node.kind.extension()));
     std::fs::write(&path, body).map_err(|e| ExecError::Permanent(format!("writing {path}: {e}")))?;
+    let mut metadata = super::Metadata::new();
+    if let Some(seed) = job.material.seed {
+        metadata.insert("seed".into(), seed.into());
+    }
     Ok(Produced {
         files: vec![(job.node.kind.extension().to_string(), path)],
         duration,
+        metadata,
     })
+}
+
+/// Sleeps shorter than this report nothing.
+const REPORTED_SLEEP: Duration = Duration::from_millis(500);
+
+/// Sleep `total`; a long sleep reports the fraction slept ten times.
+/// Deadlines are fixed at the start, so reporting never lengthens the job.
+async fn sleep_reporting(
+    total: Duration,
+    progress: &super::JobProgress,
+    cancel: &CancellationToken,
+) -> Result<(), ExecError> {
+    let start = tokio::time::Instant::now();
+    let steps: u32 = if total < REPORTED_SLEEP { 1 } else { 10 };
+    for step in 1..=steps {
+        tokio::select! {
+            () = tokio::time::sleep_until(start + total * step / steps) => {}
+            () = cancel.cancelled() => return Err(ExecError::Cancelled),
+        }
+        if steps > 1 {
+            progress.report(Some(f64::from(step) / f64::from(steps)), "simulating");
+        }
+    }
+    Ok(())
 }
 
 /// What the real engine's output depends on. Speech engines read words,
@@ -130,4 +159,43 @@ fn simulated_duration(job: &Job) -> Option<f64> {
         NodeKind::CharacterRefs | NodeKind::ShotImage | NodeKind::LastFrame | NodeKind::Publish => return None,
     };
     Some(round(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::exec::JobProgress;
+
+    fn collecting() -> (JobProgress, Arc<Mutex<Vec<f64>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        (JobProgress::new(move |f, _| g.lock().unwrap().push(f.unwrap())), got)
+    }
+
+    #[tokio::test]
+    async fn a_long_sleep_reports_its_progress() {
+        let (p, got) = collecting();
+        sleep_reporting(REPORTED_SLEEP, &p, &CancellationToken::new())
+            .await
+            .unwrap();
+        let got = got.lock().unwrap();
+        assert!(got.len() >= 2, "several reports: {got:?}");
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "rising: {got:?}");
+        assert!(got.iter().all(|f| *f > 0.0 && *f <= 1.0), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_short_sleep_reports_nothing_and_a_cancelled_one_stops() {
+        let (p, got) = collecting();
+        sleep_reporting(Duration::from_millis(5), &p, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert!(got.lock().unwrap().is_empty());
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let r = sleep_reporting(Duration::from_secs(3600), &p, &cancel).await;
+        assert!(matches!(r, Err(ExecError::Cancelled)), "{r:?}");
+    }
 }

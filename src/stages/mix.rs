@@ -169,6 +169,7 @@ pub async fn scene_video(job: &Job, cancel: &CancellationToken) -> Result<Produc
     Ok(Produced {
         files: vec![("mkv".into(), out)],
         duration: Some(timing::seconds(total)),
+        metadata: crate::exec::Metadata::new(),
     })
 }
 
@@ -335,6 +336,7 @@ pub async fn scene_mix(job: &Job, cancel: &CancellationToken) -> Result<Produced
     Ok(Produced {
         files: vec![("wav".into(), out)],
         duration: Some(samples as f64 / timing::RATE as f64),
+        metadata: crate::exec::Metadata::new(),
     })
 }
 

@@ -339,6 +339,7 @@ pub async fn procedural(job: &Job, cancel: &CancellationToken) -> Result<Produce
     Ok(Produced {
         files: vec![("wav".into(), wav)],
         duration: Some(samples as f64 / timing::RATE as f64),
+        metadata: crate::exec::Metadata::new(),
     })
 }
 

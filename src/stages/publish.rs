@@ -138,6 +138,7 @@ pub async fn library(job: &Job, _cancel: &CancellationToken) -> Result<Produced,
             ("nfo".into(), nfo),
         ],
         duration: None,
+        metadata: crate::exec::Metadata::new(),
     })
 }
 

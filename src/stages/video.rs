@@ -107,6 +107,7 @@ pub async fn last_frame(job: &Job, cancel: &CancellationToken) -> Result<Produce
     Ok(Produced {
         files: vec![("png".into(), out)],
         duration: None,
+        metadata: crate::exec::Metadata::new(),
     })
 }
 
@@ -124,6 +125,7 @@ fn video(out: Utf8PathBuf, frames: u64) -> Produced {
     Produced {
         files: vec![("mkv".into(), out)],
         duration: Some(timing::seconds(frames)),
+        metadata: crate::exec::Metadata::new(),
     }
 }
 

@@ -112,6 +112,7 @@ pub async fn espeak(job: &Job, cancel: &CancellationToken) -> Result<Produced, E
     Ok(Produced {
         files: vec![("wav".into(), wav)],
         duration: Some(samples as f64 / timing::RATE as f64),
+        metadata: crate::exec::Metadata::new(),
     })
 }
 

@@ -262,6 +262,7 @@ pub async fn episode_video(job: &Job, cancel: &CancellationToken) -> Result<Prod
     Ok(Produced {
         files: vec![("mkv".into(), out)],
         duration: Some(timing::seconds(total)),
+        metadata: crate::exec::Metadata::new(),
     })
 }
 
@@ -344,6 +345,7 @@ pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Prod
     Ok(Produced {
         files: vec![("m4a".into(), out)],
         duration: Some(expected as f64 / timing::RATE as f64),
+        metadata: crate::exec::Metadata::new(),
     })
 }
 
@@ -546,5 +548,6 @@ pub async fn assemble(job: &Job, cancel: &CancellationToken) -> Result<Produced,
     Ok(Produced {
         files,
         duration: Some(timing::seconds(tl.total)),
+        metadata: crate::exec::Metadata::new(),
     })
 }

@@ -362,6 +362,7 @@ mod media {
                 },
                 simulate: None,
                 tools: self.tools.clone(),
+                progress: crate::exec::JobProgress::none(),
                 material: crate::graph::key::KeyMaterial {
                     schema: 0,
                     kind,

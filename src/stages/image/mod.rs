@@ -62,6 +62,7 @@ pub async fn character_card(job: &Job, cancel: &CancellationToken) -> Result<Pro
     Ok(Produced {
         files: vec![("png".into(), out)],
         duration: None,
+        metadata: crate::exec::Metadata::new(),
     })
 }
 
@@ -116,6 +117,7 @@ pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produce
     Ok(Produced {
         files: vec![("png".into(), plate), ("panel.png".into(), panel)],
         duration: None,
+        metadata: crate::exec::Metadata::new(),
     })
 }
 

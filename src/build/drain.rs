@@ -1,0 +1,765 @@
+//! The drain state: the running state of one build, and the loop that
+//! drains it (classify ready nodes, start jobs, handle one message, and
+//! finally finish). The module doc of [`super`] tells the whole story.
+//!
+//! Every node ends through [`DrainState::settle`], which gives it its record
+//! and tells the subscribers; nodes the build never reached are settled as
+//! skipped in [`DrainState::finish`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::events::{BuildEvent, Bus, PlannedNode, PlannedPool};
+use super::materialize::materialize;
+use super::run::{Finished, NodeWork, Shared, run_node};
+use super::tasks::{JobError, caught, test_panic};
+use super::{NodeRecord, Options, Report, Status, Stop, Supersede, Totals, expected_seconds};
+use crate::cache::remote::Remote;
+use crate::cache::state::NodeState;
+use crate::cache::{Manifest, Metadata};
+use crate::exec::JobInput;
+use crate::graph::Node;
+use crate::graph::key::{InputFact, KeyMaterial};
+use crate::sched::Scheduler;
+use crate::session::{Hit, Session};
+
+/// What a task tells the loop; every task ends in exactly one.
+pub(super) enum Message {
+    /// A job ended.
+    Finished {
+        node: usize,
+        result: Result<Finished, JobError>,
+        started: f64,
+        ended: f64,
+    },
+    /// The node's job or resolving task panicked.
+    Panicked { node: usize, what: String },
+    /// A local miss looked up elsewhere: a job in flight, or the remote.
+    Resolved {
+        node: usize,
+        manifest: Option<Manifest>,
+        remote: bool,
+    },
+}
+
+/// What the loop woke up for.
+enum Step {
+    Message(Message),
+    /// Ctrl-C.
+    Interrupted,
+    /// A newer build wants to take over.
+    Superseded,
+    /// Nodes are open but no task is left to finish them (a bug).
+    Lost,
+    /// A task ended without a message (a bug: panics are caught).
+    Abnormal(String),
+}
+
+/// The error recorded for a job stopped by Ctrl-C or a newer build.
+const CANCELLED: &str = "interrupted";
+
+/// The nodes of this build (indices `l` into `nodes`, which holds graph
+/// indices `g`) and what is known of them before it starts.
+struct Plan<'n> {
+    nodes: &'n [usize],
+    local: HashMap<usize, usize>,
+    inputs: Vec<Vec<usize>>,
+    /// Expected seconds of each node's job.
+    cost: Vec<f64>,
+    /// What the last build left for the node is still in place.
+    intact: Vec<bool>,
+    simulated: bool,
+}
+
+impl<'n> Plan<'n> {
+    fn new(session: &Session, nodes: &'n [usize]) -> Plan<'n> {
+        use rayon::prelude::*;
+        let local: HashMap<usize, usize> = nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
+        let inputs = nodes
+            .iter()
+            .map(|&g| session.graph.nodes[g].inputs.iter().map(|i| local[&i.node]).collect())
+            .collect();
+        let sim_scale = session.project.profile.simulate.as_ref().map(|s| s.time_scale);
+        let cost = nodes.iter().map(|&g| expected_seconds(session, g, sim_scale)).collect();
+        // Checked on disk once and in parallel (the no-op build's system
+        // time is these stats).
+        let intact = nodes.par_iter().map(|&g| session.intact(g)).collect();
+        Plan {
+            nodes,
+            local,
+            inputs,
+            cost,
+            intact,
+            simulated: session.simulated(),
+        }
+    }
+}
+
+/// Per-node results of one build, indexed like the plan.
+struct Books {
+    facts: Vec<Option<InputFact>>,
+    outputs: Vec<Vec<crate::cache::OutputFile>>,
+    status: Vec<Option<Status>>,
+    records: Vec<Option<NodeRecord>>,
+}
+
+/// A job this build started: its key and its own cancel token (cancelled on
+/// Ctrl-C and by a newer build that does not want the key).
+struct Running {
+    key: String,
+    token: CancellationToken,
+}
+
+/// How the build is ending.
+#[derive(Default)]
+struct Ending {
+    interrupted: bool,
+    superseded: bool,
+    stop: Option<Stop>,
+    /// When superseded: jobs cancelled, and jobs kept for the newer build.
+    cancelled: Vec<String>,
+    kept: Vec<String>,
+}
+
+/// The running state of one build.
+pub(super) struct DrainState<'a> {
+    session: &'a mut Session,
+    opts: &'a Options,
+    plan: Plan<'a>,
+    cancel: CancellationToken,
+    supersede: Arc<Supersede>,
+    bus: Arc<Bus>,
+    shared: Arc<Shared>,
+    sched: Scheduler,
+    /// Every task the loop waits on; each ends in a message, a panic included.
+    tasks: JoinSet<Message>,
+    books: Books,
+    /// Nodes with a key, waiting: queued, or being resolved elsewhere.
+    pending: HashMap<usize, (String, KeyMaterial)>,
+    running: HashMap<usize, Running>,
+    /// Start and end of each job, for benchmarks.
+    spans: Vec<(usize, f64, f64)>,
+    ending: Ending,
+}
+
+impl<'a> DrainState<'a> {
+    pub(super) fn new(
+        session: &'a mut Session,
+        nodes: &'a [usize],
+        opts: &'a Options,
+        cancel: CancellationToken,
+    ) -> DrainState<'a> {
+        let began = Instant::now();
+        let plan = Plan::new(session, nodes);
+        let pools: Vec<usize> = nodes.iter().map(|&g| session.graph.nodes[g].pool).collect();
+        let slots: Vec<usize> = session.graph.pools.iter().map(|p| p.slots).collect();
+        let sched = Scheduler::new(&plan.inputs, pools, &slots, &plan.cost);
+        let shared = Arc::new(Shared {
+            cache: session.cache.clone(),
+            root: session.layout.root.clone(),
+            out: session.layout.out.clone(),
+            simulate: session.project.profile.simulate.clone(),
+            pools: session.graph.pools.clone(),
+            tools: session.tools.clone(),
+            began,
+            remote: opts.remote.clone(),
+            uploads: TaskTracker::new(),
+            upload_panic: Arc::default(),
+        });
+        let n = nodes.len();
+        DrainState {
+            session,
+            opts,
+            plan,
+            cancel,
+            supersede: opts.supersede.clone().unwrap_or_default(),
+            bus: Bus::new(&opts.events),
+            shared,
+            sched,
+            tasks: JoinSet::new(),
+            books: Books {
+                facts: vec![None; n],
+                outputs: vec![Vec::new(); n],
+                status: vec![None; n],
+                records: vec![None; n],
+            },
+            pending: HashMap::new(),
+            running: HashMap::new(),
+            spans: Vec::new(),
+            ending: Ending::default(),
+        }
+    }
+
+    /// Build everything, then report.
+    pub(super) async fn drain(mut self) -> Report {
+        self.announce();
+        loop {
+            self.classify_ready();
+            self.start_jobs();
+            if self.sched.is_done() {
+                break;
+            }
+            match self.next_step().await {
+                Step::Message(msg) => self.handle(msg),
+                Step::Interrupted => self.interrupt(),
+                Step::Superseded => {
+                    self.supersede();
+                    break;
+                }
+                Step::Lost => {
+                    // No reason to wait forever.
+                    self.stop(Stop::Internal("the build lost track of its running jobs".into()));
+                    self.skip_rest();
+                    break;
+                }
+                Step::Abnormal(e) => {
+                    self.stop(Stop::Internal(format!("a build task ended abnormally: {e}")));
+                    self.halt();
+                }
+            }
+        }
+        self.finish().await
+    }
+
+    /// `build_started`, with the plan.
+    fn announce(&self) {
+        let graph = &self.session.graph;
+        self.bus.emit(|| BuildEvent::BuildStarted {
+            nodes: (self.plan.nodes.iter())
+                .map(|&g| {
+                    let n = &graph.nodes[g];
+                    PlannedNode {
+                        id: n.id.clone(),
+                        kind: n.kind,
+                        engine: n.engine().name.to_string(),
+                        pool: n.pool,
+                    }
+                })
+                .collect(),
+            pools: (graph.pools.iter())
+                .map(|p| PlannedPool {
+                    name: p.name.clone(),
+                    slots: p.slots,
+                })
+                .collect(),
+        });
+    }
+
+    // ----- Classifying ready nodes -----
+
+    /// Classify every node whose inputs are done, until none is left.
+    fn classify_ready(&mut self) {
+        loop {
+            let ready = self.sched.take_ready();
+            if ready.is_empty() {
+                break;
+            }
+            for l in ready {
+                self.classify(l);
+            }
+            // Stopping waits for the batch: its nodes were handed out already.
+            if self.ending.stop.is_some() {
+                self.skip_rest();
+            }
+        }
+    }
+
+    /// A ready node: done from the cache, looked up elsewhere, or queued.
+    fn classify(&mut self, l: usize) {
+        let g = self.plan.nodes[l];
+        let facts = |i: usize| self.books.facts[self.plan.local[&i]].as_ref();
+        let key = KeyMaterial::key_of(&self.session.graph, g, self.plan.simulated, facts)
+            .expect("ready nodes have all inputs");
+        let intact = self.plan.intact[l];
+        if let Some(hit) = self.session.lookup(g, &key, intact) {
+            let rebuilt_input = (self.plan.inputs[l].iter()).any(|&i| self.books.status[i] == Some(Status::Built));
+            let status = if hit.same_as_last && rebuilt_input {
+                Status::Cutoff
+            } else {
+                Status::Cached
+            };
+            if let Some(e) = self.take_hit(l, &key, hit, intact, status, Metadata::new()) {
+                self.stop(Stop::Io(e));
+            }
+            self.sched.finish(l, true);
+            return;
+        }
+        let facts = |i: usize| self.books.facts[self.plan.local[&i]].as_ref();
+        let material =
+            KeyMaterial::of(&self.session.graph, g, self.plan.simulated, facts).expect("ready nodes have all inputs");
+        // Not here: maybe a job of an earlier build is making it, or the remote has it.
+        let waiter = self.opts.inflight.waiter(&key);
+        let remote = self.shared.remote.clone().filter(|r| r.readable());
+        self.pending.insert(l, (key.clone(), material));
+        if waiter.is_some() || remote.is_some() {
+            self.resolve_elsewhere(l, key, waiter, remote);
+        } else {
+            self.queue(l);
+        }
+    }
+
+    /// Look a local miss up off the loop: wait for a job in flight that
+    /// makes the same key, then ask the remote. Ends in [`Message::Resolved`].
+    fn resolve_elsewhere(
+        &mut self,
+        l: usize,
+        key: String,
+        waiter: Option<watch::Receiver<bool>>,
+        remote: Option<Arc<Remote>>,
+    ) {
+        let cache = self.shared.cache.clone();
+        let id = self.node(l).id.clone();
+        self.tasks.spawn(caught(l, async move {
+            test_panic("resolve", &id);
+            if let Some(mut w) = waiter {
+                let _ = w.wait_for(|done| *done).await;
+                if let Some(m) = cache.lookup(&key) {
+                    return Message::Resolved {
+                        node: l,
+                        manifest: Some(m),
+                        remote: false,
+                    };
+                }
+            }
+            let manifest = match remote {
+                Some(r) => r.fetch(&cache, &key).await,
+                None => None,
+            };
+            Message::Resolved {
+                node: l,
+                manifest,
+                remote: true,
+            }
+        }));
+    }
+
+    /// A node that has to run waits for a slot.
+    fn queue(&mut self, l: usize) {
+        let node = self.node(l);
+        let (id, pool, expected_seconds) = (&node.id, node.pool, self.plan.cost[l]);
+        self.bus.emit(|| BuildEvent::NodeQueued {
+            node: l,
+            id: id.clone(),
+            pool,
+            expected_seconds,
+        });
+        self.sched.enqueue(l);
+    }
+
+    /// Node `l` is done from a cache under `key`: materialize its outputs,
+    /// update the state, settle it. Returns what could not be written
+    /// under `out/`.
+    fn take_hit(
+        &mut self,
+        l: usize,
+        key: &str,
+        hit: Hit,
+        intact: bool,
+        status: Status,
+        metadata: Metadata,
+    ) -> Option<String> {
+        let node = &self.session.graph.nodes[self.plan.nodes[l]];
+        let state = &mut self.session.state;
+        let mut unwritten = None;
+        if !(hit.same_as_last && intact) {
+            let (materialized, error) =
+                materialize(&self.shared.cache, &self.shared.out, node, &hit.outputs, &state.out);
+            unwritten = error;
+            for (rel, m) in materialized {
+                state.out.insert(rel, m);
+                state.dirty = true;
+            }
+        }
+        if !hit.same_as_last {
+            let s = NodeState {
+                key: key.to_string(),
+                content: hit.fact.hash.clone(),
+                duration: hit.fact.duration,
+                outputs: hit.outputs.clone(),
+            };
+            state.nodes.insert(node.id.clone(), s);
+            state.dirty = true;
+        }
+        let mut record = record(node, status, 0.0, node.engine().name, None);
+        record.metadata = metadata;
+        self.books.facts[l] = Some(hit.fact);
+        self.books.outputs[l] = hit.outputs;
+        self.settle(l, record);
+        unwritten
+    }
+
+    // ----- Starting jobs -----
+
+    /// Start what the pools have room for.
+    fn start_jobs(&mut self) {
+        while let Some(l) = self.sched.next_job() {
+            self.start_job(l);
+        }
+    }
+
+    /// Start node `l`'s job: a task that runs its engines and ends in
+    /// [`Message::Finished`].
+    fn start_job(&mut self, l: usize) {
+        let node = self.node(l).clone();
+        let (key, material) = self.pending.remove(&l).expect("queued nodes have a key");
+        let inputs = self.job_inputs(&node);
+        let (id, pool, engine) = (&node.id, node.pool, node.engine().name);
+        self.bus.emit(|| BuildEvent::NodeStarted {
+            node: l,
+            id: id.clone(),
+            pool,
+            engine: engine.to_string(),
+        });
+        let token = self.cancel.child_token();
+        let running = Running {
+            key: key.clone(),
+            token: token.clone(),
+        };
+        self.running.insert(l, running);
+        let guard = self.opts.inflight.start(&key);
+        let progress = self.bus.job_progress(l, &node.id, node.pool);
+        let work = NodeWork {
+            node,
+            inputs,
+            key,
+            material,
+            progress,
+        };
+        let shared = self.shared.clone();
+        self.tasks.spawn(caught(l, async move {
+            let started = shared.began.elapsed().as_secs_f64();
+            test_panic("job", &work.node.id);
+            let result = run_node(&shared, work, &token).await;
+            drop(guard);
+            let ended = shared.began.elapsed().as_secs_f64();
+            Message::Finished {
+                node: l,
+                result,
+                started,
+                ended,
+            }
+        }));
+    }
+
+    /// A job's inputs: each input node's outputs in the cache.
+    fn job_inputs(&self, node: &Node) -> Vec<JobInput> {
+        (node.inputs.iter())
+            .map(|i| {
+                let li = self.plan.local[&i.node];
+                let fact = self.books.facts[li].as_ref().expect("inputs are done");
+                let outputs = &self.books.outputs[li];
+                JobInput {
+                    role: i.role.clone(),
+                    files: (outputs.iter())
+                        .map(|o| (o.suffix.to_string(), self.shared.cache.object_path(&o.hash)))
+                        .collect(),
+                    outputs: outputs.clone(),
+                    duration: fact.duration,
+                    hash: fact.hash.clone(),
+                }
+            })
+            .collect()
+    }
+
+    // ----- Waiting and handling messages -----
+
+    /// Wait for the next thing to handle. Stopping comes first: a job's
+    /// message that arrives together with Ctrl-C is read after the build
+    /// knows it is interrupted.
+    async fn next_step(&mut self) -> Step {
+        let joined = tokio::select! {
+            biased;
+            () = self.cancel.cancelled(), if !self.ending.interrupted => return Step::Interrupted,
+            () = self.supersede.notify.notified() => return Step::Superseded,
+            joined = self.tasks.join_next() => joined,
+        };
+        match joined {
+            None => Step::Lost,
+            Some(Ok(msg)) => Step::Message(msg),
+            // Unreachable (panics are caught in the task), but never a hang.
+            Some(Err(e)) => Step::Abnormal(e.to_string()),
+        }
+    }
+
+    fn handle(&mut self, msg: Message) {
+        match msg {
+            Message::Finished {
+                node,
+                result,
+                started,
+                ended,
+            } => {
+                let token = self.running.remove(&node).map(|r| r.token);
+                match result {
+                    Ok(done) => self.built(node, done, started, ended),
+                    Err(error) => self.failed(node, error, token.as_ref(), ended - started),
+                }
+            }
+            Message::Resolved { node, manifest, remote } => self.resolved(node, manifest, remote),
+            Message::Panicked { node, what } => self.panicked(node, what),
+        }
+    }
+
+    /// A job made its node: learn its duration, update the state, settle it.
+    fn built(&mut self, l: usize, done: Finished, started: f64, ended: f64) {
+        let m = done.manifest;
+        let seconds = ended - started;
+        self.learn(l, &m, seconds);
+        let state = &mut self.session.state;
+        state.out.extend(done.materialized);
+        state.dirty = true;
+        let fact = InputFact {
+            hash: m.content_hash(),
+            duration: m.duration,
+        };
+        let node = &self.session.graph.nodes[self.plan.nodes[l]];
+        let s = NodeState {
+            key: m.material.key(),
+            content: fact.hash.clone(),
+            duration: m.duration,
+            outputs: m.outputs.clone(),
+        };
+        state.nodes.insert(node.id.clone(), s);
+        let fallback = (m.engine != node.engine().name).then(|| format!("fell back to {}", m.engine));
+        let mut record = record(node, Status::Built, seconds, &m.engine, fallback);
+        record.metadata = m.metadata;
+        self.books.facts[l] = Some(fact);
+        self.books.outputs[l] = m.outputs;
+        self.settle(l, record);
+        self.spans.push((l, started, ended));
+        self.sched.finish(l, true);
+        if let Some(e) = done.unwritten {
+            self.stop(Stop::Io(e));
+            self.skip_rest();
+        }
+    }
+
+    /// Teach the duration model what the job took.
+    fn learn(&mut self, l: usize, m: &Manifest, seconds: f64) {
+        let media = m.duration.unwrap_or(self.node(l).media_seconds);
+        let engine_key = if self.plan.simulated {
+            format!("sim:{}", m.engine)
+        } else {
+            m.engine.clone()
+        };
+        if let Some(spec) = crate::engines::find(&m.engine) {
+            (self.session.durations).record(&engine_key, spec.expected_seconds(media), seconds);
+        }
+    }
+
+    /// A job failed, or was cancelled.
+    fn failed(&mut self, l: usize, error: JobError, token: Option<&CancellationToken>, seconds: f64) {
+        // An error that arrives once the job was told to stop is a
+        // cancellation, whichever of the two the job saw first.
+        let cancelled = matches!(error, JobError::Cancelled) || token.is_some_and(CancellationToken::is_cancelled);
+        let error = match error {
+            _ if cancelled => CANCELLED.to_string(),
+            JobError::Failed(e) => e,
+            JobError::Io(e) => {
+                self.stop(Stop::Io(e.clone()));
+                e
+            }
+            JobError::Cancelled => unreachable!("cancelled above"),
+        };
+        let status = if cancelled { Status::Skipped } else { Status::Failed };
+        let node = self.node(l);
+        let record = record(node, status, seconds, node.engine().name, Some(error));
+        self.settle(l, record);
+        self.skip_dependents(l);
+        if (!self.opts.keep_going || self.ending.stop.is_some()) && !cancelled {
+            self.skip_rest();
+        }
+    }
+
+    /// A local miss was looked up elsewhere: done if found, else queued.
+    fn resolved(&mut self, l: usize, manifest: Option<Manifest>, remote: bool) {
+        if self.books.status[l].is_some() {
+            return; // abandoned meanwhile
+        }
+        let Some(m) = manifest else {
+            self.queue(l);
+            return;
+        };
+        let (key, _) = self.pending.remove(&l).expect("resolving nodes have a key");
+        let id = &self.node(l).id;
+        let same_as_last = self.session.state.nodes.get(id).is_some_and(|s| s.key == key);
+        let metadata = m.metadata.clone();
+        let hit = Hit::from_manifest(m, same_as_last);
+        let status = if remote { Status::Fetched } else { Status::Cached };
+        let unwritten = self.take_hit(l, &key, hit, false, status, metadata);
+        self.sched.finish(l, true);
+        if let Some(e) = unwritten {
+            self.stop(Stop::Io(e));
+            self.skip_rest();
+        }
+    }
+
+    /// A task panicked: a bug. The node fails and the build stops.
+    fn panicked(&mut self, l: usize, what: String) {
+        let node = self.node(l);
+        let error = format!("internal error: {what} (please report)");
+        let stop = Stop::Internal(format!("{}: {what}", node.id));
+        let record = record(node, Status::Failed, 0.0, node.engine().name, Some(error));
+        self.running.remove(&l);
+        // Still open unless the build stopped meanwhile.
+        if self.books.status[l].is_none() {
+            self.settle(l, record);
+            self.skip_dependents(l);
+        }
+        self.stop(stop);
+        self.halt();
+    }
+
+    // ----- Stopping -----
+
+    /// Ctrl-C: start nothing more; running jobs stop through their tokens.
+    fn interrupt(&mut self) {
+        self.ending.interrupted = true;
+        self.skip_rest();
+    }
+
+    /// A newer build takes over: cancel the running jobs whose keys it does
+    /// not want, leave the others running for it.
+    fn supersede(&mut self) {
+        let wanted = self.supersede.take();
+        for (&l, run) in &self.running {
+            let id = self.session.graph.nodes[self.plan.nodes[l]].id.clone();
+            if wanted.contains(&run.key) {
+                self.ending.kept.push(id);
+            } else {
+                run.token.cancel();
+                self.ending.cancelled.push(id);
+            }
+        }
+        self.ending.superseded = true;
+    }
+
+    /// Keep the first reason the build stopped.
+    fn stop(&mut self, stop: Stop) {
+        self.ending.stop.get_or_insert(stop);
+    }
+
+    /// Start nothing more: every node not running yet is skipped.
+    fn skip_rest(&mut self) {
+        for s in self.sched.abandon() {
+            self.books.status[s] = Some(Status::Skipped);
+        }
+    }
+
+    /// Stop after an internal error: start nothing more and stop the
+    /// running jobs (what finished is in the cache).
+    fn halt(&mut self) {
+        self.skip_rest();
+        for run in self.running.values() {
+            run.token.cancel();
+        }
+    }
+
+    /// Node `l` failed: what depends on it is skipped.
+    fn skip_dependents(&mut self, l: usize) {
+        for s in self.sched.finish(l, false) {
+            self.books.status[s] = Some(Status::Skipped);
+        }
+    }
+
+    // ----- Settling and finishing -----
+
+    /// Give node `l` its record and tell the subscribers: the one way a
+    /// node's outcome is set.
+    fn settle(&mut self, l: usize, mut record: NodeRecord) {
+        record.output = self.books.facts[l].as_ref().map(|f| f.hash.clone());
+        let status = record.status;
+        self.books.status[l] = Some(status);
+        let pool = self.node(l).pool;
+        self.bus.emit(|| {
+            let record = record.clone();
+            match status {
+                Status::Built | Status::Failed => BuildEvent::NodeFinished { node: l, pool, record },
+                Status::Cached | Status::Cutoff => BuildEvent::NodeCached { node: l, record },
+                Status::Fetched => BuildEvent::NodeFetched { node: l, record },
+                Status::Skipped => BuildEvent::NodeSkipped { node: l, record },
+            }
+        });
+        self.books.records[l] = Some(record);
+    }
+
+    /// Wait for the uploads, settle what was never reached, count, report.
+    async fn finish(mut self) -> Report {
+        // Uploads finish before the build returns (a superseded build
+        // leaves them running; an interrupted one drops them).
+        self.shared.uploads.close();
+        if !self.ending.interrupted && !self.ending.superseded {
+            self.shared.uploads.wait().await;
+        }
+        let upload_panic = self.shared.upload_panic.lock().expect("upload panic").take();
+        if let Some(what) = upload_panic {
+            self.stop(Stop::Internal(what));
+        }
+        if self.ending.superseded {
+            // The jobs left running for the newer build go on without us.
+            self.tasks.detach_all();
+        }
+        for l in 0..self.plan.nodes.len() {
+            if self.books.records[l].is_none() {
+                let node = self.node(l);
+                let error = self
+                    .ending
+                    .superseded
+                    .then(|| "superseded by a newer build".to_string());
+                let status = self.books.status[l].unwrap_or(Status::Skipped);
+                let record = record(node, status, 0.0, node.engine().name, error);
+                self.settle(l, record);
+            }
+        }
+        let records: Vec<NodeRecord> = (self.books.records.into_iter())
+            .map(|r| r.expect("every node is settled"))
+            .collect();
+        let totals = Totals::count(&records, self.shared.began.elapsed().as_secs_f64());
+        let Ending {
+            interrupted,
+            superseded,
+            stop,
+            cancelled,
+            kept,
+        } = self.ending;
+        self.bus.close_with(|| BuildEvent::BuildFinished {
+            totals: totals.clone(),
+            interrupted,
+            superseded,
+            stopped: stop.as_ref().map(|s| s.text().to_string()),
+        });
+        Report {
+            records,
+            totals,
+            interrupted,
+            superseded,
+            cancelled,
+            kept,
+            spans: self.spans,
+            stopped: stop,
+        }
+    }
+
+    fn node(&self, l: usize) -> &Node {
+        &self.session.graph.nodes[self.plan.nodes[l]]
+    }
+}
+
+fn record(node: &Node, status: Status, seconds: f64, engine: &str, error: Option<String>) -> NodeRecord {
+    NodeRecord {
+        id: node.id.clone(),
+        kind: node.kind,
+        status,
+        seconds,
+        engine: engine.to_string(),
+        output: None,
+        error,
+        metadata: Metadata::new(),
+    }
+}
