@@ -131,6 +131,22 @@ fn lies(outside: &Path, secret: &Path) -> Vec<Lie> {
         ),
         ("no outputs", Box::new(|m: &mut Value| m["outputs"] = json!([]))),
         (
+            "terminal escape in the metadata",
+            Box::new(|m: &mut Value| m["metadata"]["engine"] = json!("sim\u{1b}[2J")),
+        ),
+        (
+            "metadata key that is not a word",
+            Box::new(|m: &mut Value| m["metadata"]["../seed"] = json!(1)),
+        ),
+        (
+            "metadata nested too deep",
+            Box::new(|m: &mut Value| m["metadata"]["scores"] = json!([[[[[1]]]]])),
+        ),
+        (
+            "too much metadata",
+            Box::new(|m: &mut Value| m["metadata"]["notes"] = json!("x".repeat(20_000))),
+        ),
+        (
             "duplicate outputs",
             Box::new(|m: &mut Value| {
                 let first = m["outputs"][0].clone();

@@ -247,3 +247,53 @@ fn out_files_deleted_or_edited_are_restored_without_rebuilding() {
     assert!(episode.is_file(), "the episode is copied out again");
     assert_eq!(std::fs::read(&voice).unwrap(), original, "the edited copy is restored");
 }
+
+/// What a job learned (the engine, its executor, the seed a stochastic
+/// engine reports) is kept in the manifest, printed in `--json` and shown
+/// by `studio why`, also once the node is up to date.
+#[test]
+fn manifests_keep_metadata_shown_by_json_and_why() {
+    let p = TestProject::example("tiny");
+    let built = p.build(&[]).ok();
+    for n in &built.nodes {
+        let m = &n["metadata"];
+        assert_eq!(m["engine"], n["engine"], "{n}");
+        assert!(m["executor"].is_string(), "{n}");
+        assert!(m.get("host").is_none(), "the sim contacts no host: {n}");
+    }
+    let video = built.node("raw_video:ep01/s01/sh02");
+    assert_eq!(video["metadata"]["executor"], "comfy-main");
+    let seed = video["metadata"]["seed"]
+        .as_u64()
+        .expect("a stochastic engine reports its seed");
+    let voice = built.node("voice_line:ep01/s01/sh01/1");
+    assert_eq!(voice["metadata"]["executor"], "tts-local");
+    assert!(voice["metadata"].get("seed").is_none(), "{voice}");
+
+    let why = p.run(&["why", "raw_video:ep01/s01/sh02", "--profile", "sim"]);
+    why.success();
+    assert!(
+        why.stdout.contains("raw_video:ep01/s01/sh02: up to date"),
+        "{}",
+        why.stdout
+    );
+    for line in [
+        format!("last built by {}:", video["engine"].as_str().unwrap()),
+        "executor: comfy-main".to_string(),
+        format!("seed: {seed}"),
+    ] {
+        assert!(why.stdout.contains(&line), "`{line}` in:\n{}", why.stdout);
+    }
+
+    // A new take re-rolls: a new seed, recorded and shown.
+    p.edit(
+        "episodes/ep01.yaml",
+        "action: Mio smiles confidently.",
+        "action: Mio smiles confidently.\n        take: 2",
+    );
+    let again = p.build(&[]).ok();
+    let new_seed = &again.node("raw_video:ep01/s01/sh02")["metadata"]["seed"];
+    assert!(new_seed.as_u64().is_some_and(|s| s != seed), "{new_seed}");
+    let why = p.run(&["why", "raw_video:ep01/s01/sh02", "--profile", "sim"]);
+    assert!(why.stdout.contains(&format!("seed: {new_seed}")), "{}", why.stdout);
+}

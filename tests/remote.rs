@@ -262,3 +262,47 @@ fn a_bad_remote_in_studio_yaml_is_a_diagnostic() {
     let line = yaml.lines().position(|l| l.contains("ftp://")).unwrap() + 1;
     assert!(run.stderr.contains(&format!("studio.yaml:{line}:")), "{}", run.stderr);
 }
+
+/// Node id → the metadata of its `--json` record.
+fn metadata(b: &common::Build) -> std::collections::BTreeMap<String, serde_json::Value> {
+    b.nodes
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap().to_string(), n["metadata"].clone()))
+        .collect()
+}
+
+/// A manifest's metadata is part of its entry: uploaded with it, fetched
+/// with it, shown on the machine that fetched it.
+#[test]
+fn metadata_survives_a_remote_round_trip() {
+    let server = servers::nginx();
+    let a = TestProject::example("tiny");
+    let built = a.build_env(&["--remote", &server.url], &server.env).ok();
+    let made = metadata(&built);
+    assert!(made.values().all(|m| m["engine"].is_string()), "{made:?}");
+
+    // On the remote, each entry holds its node's metadata.
+    let ac = server.data().join("studio-cache/ac");
+    let mut entries = 0;
+    for e in fs::read_dir(ac).unwrap() {
+        let entry: serde_json::Value = serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap();
+        let node = entry["node"].as_str().unwrap();
+        assert_eq!(entry["metadata"], made[node], "{node}");
+        entries += 1;
+    }
+    assert_eq!(entries, made.len());
+
+    let b = TestProject::example("tiny");
+    let fetched = b.build_env(&["--remote", &server.url], &server.env).ok();
+    assert_eq!(fetched.with("fetched"), all_nodes(&fetched));
+    assert_eq!(metadata(&fetched), made, "fetched records carry what A's jobs recorded");
+    let seed = &made["raw_video:ep01/s01/sh02"]["seed"];
+    assert!(seed.is_u64(), "{seed}");
+    let why = b.run(&["why", "raw_video:ep01/s01/sh02", "--profile", "sim"]);
+    why.success();
+    assert!(
+        why.stdout.contains(&format!("seed: {seed}")) && why.stdout.contains("executor: comfy-main"),
+        "{}",
+        why.stdout
+    );
+}

@@ -301,3 +301,193 @@ fn serve_answers_only_its_own_loopback_host() {
         }
     }
 }
+
+/// `GET /events` read as a browser's `EventSource` reads it: the HTTP head,
+/// then a chunked body of `event:`/`data:` blocks.
+struct EventStream {
+    reader: BufReader<std::net::TcpStream>,
+    chunked: bool,
+    text: String,
+}
+
+impl EventStream {
+    fn open(port: u16) -> EventStream {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // A guard against a hang, not a speed requirement.
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(
+            s,
+            "GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "the head ends: {head}");
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line.to_ascii_lowercase());
+        }
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-type: text/event-stream"), "{head}");
+        EventStream {
+            reader,
+            chunked: head.contains("transfer-encoding: chunked"),
+            text: String::new(),
+        }
+    }
+
+    /// More of the body.
+    fn read_more(&mut self) {
+        use std::io::Read;
+        let mut line = String::new();
+        assert!(self.reader.read_line(&mut line).unwrap() > 0, "the stream ended");
+        if !self.chunked {
+            self.text.push_str(&line);
+            return;
+        }
+        let size = usize::from_str_radix(line.trim(), 16).unwrap_or_else(|e| panic!("chunk size {line:?}: {e}"));
+        let mut chunk = vec![0; size + 2];
+        self.reader.read_exact(&mut chunk).unwrap();
+        self.text.push_str(std::str::from_utf8(&chunk[..size]).unwrap());
+    }
+
+    /// The next event: its name and its data, parsed.
+    fn next(&mut self) -> (String, Value) {
+        loop {
+            while let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let mut name = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                // A block without an event is a keep-alive comment.
+                if let Some(name) = name {
+                    let v = serde_json::from_str(&data).unwrap_or_else(|e| panic!("{name}: {data:?}: {e}"));
+                    return (name, v);
+                }
+            }
+            self.read_more();
+        }
+    }
+
+    /// Events up to and including the next `build_finished`.
+    fn one_build(&mut self) -> Vec<(String, Value)> {
+        let mut events = Vec::new();
+        loop {
+            let e = self.next();
+            let last = e.0 == "build_finished";
+            events.push(e);
+            if last {
+                return events;
+            }
+        }
+    }
+}
+
+/// One build's events, as `/events` sent them: started with the plan, each
+/// planned node settled once, each built node queued, started and finished
+/// in that order, finished with totals. Returns the built nodes.
+fn check_build_events(events: &[(String, Value)]) -> BTreeSet<String> {
+    for (name, data) in events {
+        assert_eq!(data["type"], name.as_str(), "the event name is its type");
+    }
+    let (first, plan) = &events[0];
+    assert_eq!(first, "build_started");
+    let planned: BTreeSet<&str> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    let settled: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| ["node_finished", "node_cached", "node_fetched", "node_skipped"].contains(&n.as_str()))
+        .map(|(_, d)| d)
+        .collect();
+    let settled_ids: BTreeSet<&str> = settled.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(settled.len(), planned.len(), "each node settles once");
+    assert_eq!(settled_ids, planned);
+    let built: BTreeSet<String> = settled
+        .iter()
+        .filter(|d| d["status"] == "built")
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    let at = |name: &str, id: &str| {
+        events
+            .iter()
+            .position(|(n, d)| n == name && d["id"] == id)
+            .unwrap_or_else(|| panic!("no {name} for {id}"))
+    };
+    for id in &built {
+        assert!(at("node_queued", id) < at("node_started", id), "{id}");
+        assert!(at("node_started", id) < at("node_finished", id), "{id}");
+        let d = &events[at("node_finished", id)].1;
+        assert_eq!(d["metadata"]["engine"], d["engine"], "{d}");
+    }
+    let (last, totals) = events.last().unwrap();
+    assert_eq!(last, "build_finished");
+    assert_eq!(totals["built"], built.len() as u64, "{totals}");
+    let cached = events.iter().filter(|(n, _)| n == "node_cached").count() as u64;
+    assert_eq!(
+        totals["cached"].as_u64().unwrap() + totals["cutoff"].as_u64().unwrap(),
+        cached
+    );
+    assert_eq!(totals["failed"], 0);
+    assert_eq!(totals["interrupted"], false);
+    built
+}
+
+#[test]
+fn serve_streams_build_events_and_the_graph() {
+    let p = TestProject::example("tiny");
+    let w = Watcher::start(&p, &["--serve", "0"]);
+    let url = w.next("serving")["url"].as_str().unwrap().to_string();
+    let port: u16 = url.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap();
+    let first = w.next("build");
+    assert_eq!(first["state"], "done", "{first}");
+
+    // The targets' graph.
+    let (status, body) = common::servers::http(port, "GET", "/graph.json", &[]);
+    assert_eq!(status, 200);
+    let graph: Value = serde_json::from_slice(&body).unwrap();
+    let graph_ids: BTreeSet<String> = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(graph_ids, ids(&first, "built"), "the first build made the whole graph");
+    assert!(
+        graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["inputs"].is_array())
+    );
+
+    // A page that connects after the build gets that build's events.
+    let mut events = EventStream::open(port);
+    assert_eq!(check_build_events(&events.one_build()), ids(&first, "built"));
+
+    // A save: the next build's events arrive as it runs.
+    replace(&p, "episodes/ep01.yaml", "Okay, you win.", "Okay, you won.");
+    let second = w.next("build");
+    let live = events.one_build();
+    assert_eq!(check_build_events(&live), set(&LINE_NODES));
+    assert_eq!(ids(&second, "built"), set(&LINE_NODES));
+
+    // The Host check guards the new routes too.
+    for path in ["/events", "/graph.json"] {
+        let (status, body) = get_with_host(port, path, &format!("evil.example:{port}"));
+        assert_eq!(status, 421, "{path}: {body}");
+    }
+}
