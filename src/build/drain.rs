@@ -50,7 +50,7 @@ pub(super) enum Message {
 
 /// What the loop woke up for.
 enum Step {
-    Message(Message),
+    Message(Box<Message>),
     /// Ctrl-C.
     Interrupted,
     /// A newer build wants to take over.
@@ -206,7 +206,7 @@ impl<'a> DrainState<'a> {
                 break;
             }
             match self.next_step().await {
-                Step::Message(msg) => self.handle(msg),
+                Step::Message(msg) => self.handle(*msg),
                 Step::Interrupted => self.interrupt(),
                 Step::Superseded => {
                     self.supersede();
@@ -481,7 +481,7 @@ impl<'a> DrainState<'a> {
         };
         match joined {
             None => Step::Lost,
-            Some(Ok(msg)) => Step::Message(msg),
+            Some(Ok(msg)) => Step::Message(Box::new(msg)),
             // Unreachable (panics are caught in the task), but never a hang.
             Some(Err(e)) => Step::Abnormal(e.to_string()),
         }

@@ -74,14 +74,14 @@ fn every_node_settles_once_and_in_order() {
     };
     assert_eq!(totals.built, nodes.len(), "a first build makes everything");
 
-    for l in 0..nodes.len() {
+    for (l, planned) in planned.iter().enumerate() {
         let settled: Vec<&NodeRecord> = events
             .iter()
             .filter(|e| serde_json::to_value(e).unwrap()["node"].as_u64() == Some(l as u64))
             .filter_map(BuildEvent::record)
             .collect();
         assert_eq!(settled.len(), 1, "node {l} settles once");
-        assert_eq!(settled[0].id, planned[l].id);
+        assert_eq!(settled[0].id, planned.id);
         let queued = position(&events, "node_queued", l).expect("queued");
         let started = position(&events, "node_started", l).expect("started");
         let finished = position(&events, "node_finished", l).expect("finished");

@@ -73,22 +73,30 @@ pub struct FeedItem {
 
 /// Build events for `/events`: a subscriber of every build the watcher runs.
 pub struct Feed {
-    /// The current build's events (without progress reports) and the live
-    /// channel, under one lock: a page gets each event once, in order.
-    inner: Mutex<(VecDeque<Arc<FeedItem>>, broadcast::Sender<Arc<FeedItem>>)>,
+    /// Under one lock, so a page gets each event once, in order.
+    inner: Mutex<FeedInner>,
+}
+
+struct FeedInner {
+    /// The current build's events, without progress reports.
+    history: VecDeque<Arc<FeedItem>>,
+    live: broadcast::Sender<Arc<FeedItem>>,
 }
 
 impl Feed {
     fn new() -> Feed {
         Feed {
-            inner: Mutex::new((VecDeque::new(), broadcast::channel(LIVE).0)),
+            inner: Mutex::new(FeedInner {
+                history: VecDeque::new(),
+                live: broadcast::channel(LIVE).0,
+            }),
         }
     }
 
     /// The current build's events so far, and the ones to come.
     fn subscribe(&self) -> (Vec<Arc<FeedItem>>, broadcast::Receiver<Arc<FeedItem>>) {
         let inner = self.inner.lock().expect("feed");
-        (inner.0.iter().cloned().collect(), inner.1.subscribe())
+        (inner.history.iter().cloned().collect(), inner.live.subscribe())
     }
 }
 
@@ -99,7 +107,7 @@ impl Subscriber for Feed {
             data: serde_json::to_string(event).expect("build events serialize"),
         });
         let mut inner = self.inner.lock().expect("feed");
-        let (history, live) = &mut *inner;
+        let FeedInner { history, live } = &mut *inner;
         if matches!(event, BuildEvent::BuildStarted { .. }) {
             history.clear();
         }

@@ -148,6 +148,13 @@ struct Watch {
 }
 
 type Sources = Vec<(Utf8PathBuf, String)>;
+
+/// Where saves come from: the debounced events and the folders watched.
+struct Saves {
+    events: mpsc::UnboundedReceiver<DebounceEventResult>,
+    debouncer: Debouncer,
+    watched: BTreeSet<Utf8PathBuf>,
+}
 type Debouncer = notify_debouncer_full::Debouncer<
     notify_debouncer_full::notify::RecommendedWatcher,
     notify_debouncer_full::RecommendedCache,
@@ -155,8 +162,8 @@ type Debouncer = notify_debouncer_full::Debouncer<
 
 impl Watch {
     async fn run(self) -> u8 {
-        let (tx, mut events) = mpsc::unbounded_channel::<DebounceEventResult>();
-        let mut debouncer = match new_debouncer(Duration::from_millis(self.args.debounce), None, move |r| {
+        let (tx, events) = mpsc::unbounded_channel::<DebounceEventResult>();
+        let debouncer = match new_debouncer(Duration::from_millis(self.args.debounce), None, move |r| {
             let _ = tx.send(r);
         }) {
             Ok(d) => d,
@@ -165,26 +172,19 @@ impl Watch {
                 return EXIT_IO;
             }
         };
-        let mut watched = BTreeSet::new();
-        if let Err(e) = self.watch_folders(&mut debouncer, &mut watched) {
+        let mut saves = Saves {
+            events,
+            debouncer,
+            watched: BTreeSet::new(),
+        };
+        if let Err(e) = self.watch_folders(&mut saves.debouncer, &mut saves.watched) {
             eprintln!("error: cannot watch {}: {e}", self.root);
             return EXIT_IO;
         }
-        if let (Some(port), Some(served)) = (self.args.serve, &self.served) {
-            match super::serve::start(port, self.root.join("out"), served.clone()).await {
-                Ok(addr) => self.emit(
-                    WatchEvent::Serving {
-                        url: format!("http://{addr}/"),
-                    },
-                    || format!("serving the latest episode at http://{addr}/"),
-                ),
-                Err(e) => {
-                    eprintln!("error: cannot serve on 127.0.0.1:{port}: {e}");
-                    return EXIT_IO;
-                }
-            }
+        if let Err(code) = self.serve().await {
+            return code;
         }
-        let paths = watched.iter().cloned().collect();
+        let paths = saves.watched.iter().cloned().collect();
         self.emit(WatchEvent::Watching { paths }, || {
             format!("watching {} (Ctrl-C to stop)", self.root)
         });
@@ -199,16 +199,12 @@ impl Watch {
         loop {
             let (mut session, nodes) = match next.take() {
                 Some(s) => s,
-                None => match self
-                    .wait_for_change(&mut events, &mut debouncer, &mut watched, &cancel, last_good.as_ref())
-                    .await
-                {
+                None => match self.wait_for_change(&mut saves, &cancel, last_good.as_ref()).await {
                     Some(s) => s,
                     None => return EXIT_INTERRUPTED,
                 },
             };
-            let sources = session.project.sources.clone();
-            last_good = Some(sources.clone());
+            last_good = Some(session.project.sources.clone());
             let remote = self.remote.open(session.project.remote.as_ref()).unwrap_or(None);
             generation += 1;
             self.update_status(|v| {
@@ -219,36 +215,16 @@ impl Watch {
             self.emit(WatchEvent::Started { generation }, || {
                 format!("build {generation}: {} nodes", nodes.len())
             });
-            let supersede = Arc::new(Supersede::default());
             let opts = Options {
                 keep_going: true,
                 remote: remote.clone(),
                 inflight: inflight.clone(),
-                supersede: Some(supersede.clone()),
+                supersede: Some(Arc::new(Supersede::default())),
                 events: self.subscribers(&session, &nodes),
             };
-            let (report, changed) = {
-                let fut = build::build(&mut session, &nodes, &opts, cancel.clone());
-                tokio::pin!(fut);
-                loop {
-                    tokio::select! {
-                        report = &mut fut => break (report, false),
-                        Some(batch) = events.recv() => {
-                            if !self.is_change(batch, &mut debouncer, &mut watched, &sources) {
-                                continue;
-                            }
-                            // Validate the new project and plan it, then stop this build.
-                            match self.open() {
-                                Ok((probe, probe_nodes)) => {
-                                    supersede.trigger(probe.wanted_keys(&probe_nodes));
-                                    break ((&mut fut).await, true);
-                                }
-                                Err(text) => self.invalid(&text),
-                            }
-                        }
-                    }
-                }
-            };
+            let (report, changed) = self
+                .build_superseding(&mut session, &nodes, &opts, &mut saves, &cancel)
+                .await;
             if let Err(e) = save_session(&mut session) {
                 eprintln!("error: saving build state: {e}");
             }
@@ -261,6 +237,61 @@ impl Watch {
             if changed {
                 // Reopen now that the state is saved.
                 next = self.open_reporting();
+            }
+        }
+    }
+
+    /// With `--serve`, start serving and say where.
+    async fn serve(&self) -> Result<(), u8> {
+        let (Some(port), Some(served)) = (self.args.serve, &self.served) else {
+            return Ok(());
+        };
+        match super::serve::start(port, self.root.join("out"), served.clone()).await {
+            Ok(addr) => {
+                let url = format!("http://{addr}/");
+                self.emit(WatchEvent::Serving { url }, || {
+                    format!("serving the latest episode at http://{addr}/")
+                });
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("error: cannot serve on 127.0.0.1:{port}: {e}");
+                Err(EXIT_IO)
+            }
+        }
+    }
+
+    /// Build; a save that yields a valid, changed project meanwhile
+    /// supersedes the build (after validating and planning the new project).
+    /// Returns the report and whether such a save came.
+    async fn build_superseding(
+        &self,
+        session: &mut Session,
+        nodes: &[usize],
+        opts: &Options,
+        saves: &mut Saves,
+        cancel: &CancellationToken,
+    ) -> (build::Report, bool) {
+        let sources = session.project.sources.clone();
+        let supersede = opts.supersede.clone().expect("watch builds can be superseded");
+        let fut = build::build(session, nodes, opts, cancel.clone());
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                report = &mut fut => return (report, false),
+                Some(batch) = saves.events.recv() => {
+                    if !self.is_change(batch, &mut saves.debouncer, &mut saves.watched, &sources) {
+                        continue;
+                    }
+                    // Validate the new project and plan it, then stop this build.
+                    match self.open() {
+                        Ok((probe, probe_nodes)) => {
+                            supersede.trigger(probe.wanted_keys(&probe_nodes));
+                            return ((&mut fut).await, true);
+                        }
+                        Err(text) => self.invalid(&text),
+                    }
+                }
             }
         }
     }
@@ -349,9 +380,7 @@ impl Watch {
     /// Wait, between builds, for a save that yields a valid, changed project.
     async fn wait_for_change(
         &self,
-        events: &mut mpsc::UnboundedReceiver<DebounceEventResult>,
-        debouncer: &mut Debouncer,
-        watched: &mut BTreeSet<Utf8PathBuf>,
+        saves: &mut Saves,
         cancel: &CancellationToken,
         last_good: Option<&Sources>,
     ) -> Option<(Session, Vec<usize>)> {
@@ -359,10 +388,10 @@ impl Watch {
         let current = last_good.unwrap_or(&none);
         loop {
             let batch = tokio::select! {
-                b = events.recv() => b?,
+                b = saves.events.recv() => b?,
                 () = cancel.cancelled() => return None,
             };
-            if !self.is_change(batch, debouncer, watched, current) {
+            if !self.is_change(batch, &mut saves.debouncer, &mut saves.watched, current) {
                 continue;
             }
             match self.open() {

@@ -163,7 +163,9 @@ pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
 mod tests {
     use super::*;
 
-    fn collecting() -> (JobProgress, Arc<Mutex<Vec<(Option<f64>, String)>>>) {
+    type Reports = Arc<Mutex<Vec<(Option<f64>, String)>>>;
+
+    fn collecting() -> (JobProgress, Reports) {
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
         let p = JobProgress::new(move |f, s| g.lock().unwrap().push((f, s.to_string())));

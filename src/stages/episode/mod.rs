@@ -215,6 +215,42 @@ async fn video_frames(job: &Job, path: &Utf8Path, cancel: &CancellationToken) ->
     Ok((codec, frames))
 }
 
+/// ffmpeg's `-progress` file, in the job's scratch directory.
+const PROGRESS_FILE: &str = "ffmpeg-progress.txt";
+/// How often a running encode's progress file is read.
+const PROGRESS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Run an encode of `total` frames that writes `-progress` to
+/// [`PROGRESS_FILE`], reporting each frame count it reaches to the job's
+/// progress handle (the longest stage of an animatic).
+async fn encode_reporting(job: &Job, cmd: &Cmd, total: u64, cancel: &CancellationToken) -> Result<(), ExecError> {
+    let file = scratch(job, PROGRESS_FILE);
+    let report = || {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let frame = text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("frame=")?.trim().parse::<u64>().ok());
+        if let Some(frame) = frame {
+            let fraction = frame as f64 / total.max(1) as f64;
+            job.progress
+                .report(Some(fraction), &format!("encoding frame {frame} of {total}"));
+        }
+    };
+    let encode = exec(job, cmd, cancel);
+    tokio::pin!(encode);
+    let mut poll = tokio::time::interval(PROGRESS_POLL);
+    let done = loop {
+        tokio::select! {
+            done = &mut encode => break done,
+            _ = poll.tick() => report(),
+        }
+    };
+    done?;
+    report();
+    Ok(())
+}
+
 /// Join the scene videos with their transitions into one H.264 stream of
 /// exactly `timing::episode_frames` frames, in Matroska.
 pub async fn episode_video(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
@@ -249,8 +285,9 @@ pub async fn episode_video(job: &Job, cancel: &CancellationToken) -> Result<Prod
         .arg("-frames:v")
         .arg(total.to_string())
         .args(["-fflags", "+bitexact"])
+        .args(["-progress", scratch(job, PROGRESS_FILE).as_str()])
         .arg(out.as_str());
-    exec(job, &cmd, cancel).await?;
+    encode_reporting(job, &cmd, total, cancel).await?;
     produced(&out, "ffmpeg")?;
     let (_, made) = video_frames(job, &out, cancel).await?;
     if made != total {

@@ -459,9 +459,20 @@ mod media {
                 input("scene:s2", suffix, Some(v2.clone()), 1.5),
             ]
         };
-        let job = bench.job(NodeKind::EpisodeVideo, "video", joins.clone(), scenes(&v1, &v2, "mkv"));
+        let mut job = bench.job(NodeKind::EpisodeVideo, "video", joins.clone(), scenes(&v1, &v2, "mkv"));
+        let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let r = reports.clone();
+        job.progress = crate::exec::JobProgress::new(move |f, s| r.lock().unwrap().push((f, s.to_string())));
         let video = episode_video(&job, &cancel).await.expect("episode video");
         assert_eq!(video.duration, Some(timing::seconds(93)));
+        // The encode told how far it got, from ffmpeg's own frame count.
+        let reports = reports.lock().unwrap().clone();
+        let (fraction, status) = reports.last().expect("the encode reports progress");
+        assert!(fraction.is_some_and(|f| f > 0.0 && f <= 1.0), "{reports:?}");
+        assert!(
+            status.starts_with("encoding frame ") && status.ends_with(" of 93"),
+            "{reports:?}"
+        );
 
         let mut params = joins.clone();
         params["loudness_lufs"] = json!(-16);
