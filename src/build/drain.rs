@@ -237,7 +237,7 @@ impl<'a> DrainState<'a> {
                     PlannedNode {
                         id: n.id.clone(),
                         kind: n.kind,
-                        engine: n.engine().name.to_string(),
+                        engine: n.engine().name,
                         pool: n.pool,
                     }
                 })
@@ -495,10 +495,17 @@ impl<'a> DrainState<'a> {
                 started,
                 ended,
             } => {
-                let token = self.running.remove(&node).map(|r| r.token);
+                let running = self.running.remove(&node);
                 match result {
-                    Ok(done) => self.built(node, done, started, ended),
-                    Err(error) => self.failed(node, error, token.as_ref(), ended - started),
+                    Ok(done) => {
+                        // The key the job ran under: what its manifest hashes to.
+                        let key = running.map_or_else(|| done.manifest.material.key(), |r| r.key);
+                        self.built(node, key, done, started, ended);
+                    }
+                    Err(error) => {
+                        let token = running.as_ref().map(|r| &r.token);
+                        self.failed(node, error, token, ended - started);
+                    }
                 }
             }
             Message::Resolved { node, manifest, remote } => self.resolved(node, manifest, remote),
@@ -507,7 +514,7 @@ impl<'a> DrainState<'a> {
     }
 
     /// A job made its node: learn its duration, update the state, settle it.
-    fn built(&mut self, l: usize, done: Finished, started: f64, ended: f64) {
+    fn built(&mut self, l: usize, key: String, done: Finished, started: f64, ended: f64) {
         let m = done.manifest;
         let seconds = ended - started;
         self.learn(l, &m, seconds);
@@ -520,7 +527,7 @@ impl<'a> DrainState<'a> {
         };
         let node = &self.session.graph.nodes[self.plan.nodes[l]];
         let s = NodeState {
-            key: m.material.key(),
+            key,
             content: fact.hash.clone(),
             duration: m.duration,
             outputs: m.outputs.clone(),
@@ -677,15 +684,18 @@ impl<'a> DrainState<'a> {
         let status = record.status;
         self.books.status[l] = Some(status);
         let pool = self.node(l).pool;
-        self.bus.emit(|| {
-            let record = record.clone();
-            match status {
-                Status::Built | Status::Failed => BuildEvent::NodeFinished { node: l, pool, record },
-                Status::Cached | Status::Cutoff => BuildEvent::NodeCached { node: l, record },
-                Status::Fetched => BuildEvent::NodeFetched { node: l, record },
-                Status::Skipped => BuildEvent::NodeSkipped { node: l, record },
-            }
-        });
+        let event = match status {
+            Status::Built | Status::Failed => BuildEvent::NodeFinished { node: l, pool, record },
+            Status::Cached | Status::Cutoff => BuildEvent::NodeCached { node: l, record },
+            Status::Fetched => BuildEvent::NodeFetched { node: l, record },
+            Status::Skipped => BuildEvent::NodeSkipped { node: l, record },
+        };
+        // Lent to the subscribers, then kept: no copy per node.
+        let record = self
+            .bus
+            .lend(event)
+            .into_record()
+            .expect("a settling event has a record");
         self.books.records[l] = Some(record);
     }
 

@@ -115,6 +115,16 @@ impl BuildEvent {
             _ => None,
         }
     }
+
+    pub(super) fn into_record(self) -> Option<NodeRecord> {
+        match self {
+            BuildEvent::NodeFinished { record, .. }
+            | BuildEvent::NodeCached { record, .. }
+            | BuildEvent::NodeFetched { record, .. }
+            | BuildEvent::NodeSkipped { record, .. } => Some(record),
+            _ => None,
+        }
+    }
 }
 
 /// A node of the plan.
@@ -123,7 +133,7 @@ pub struct PlannedNode {
     pub id: String,
     pub kind: NodeKind,
     /// The engine the rules chose.
-    pub engine: String,
+    pub engine: &'static str,
     pub pool: usize,
 }
 
@@ -191,6 +201,18 @@ impl Bus {
         if *open {
             self.send(&make());
         }
+    }
+
+    /// Hand `event` to every subscriber and give it back (a node's record
+    /// is kept after its event, without a copy).
+    pub(super) fn lend(&self, event: BuildEvent) -> BuildEvent {
+        if !self.events.is_empty() {
+            let open = self.open.read().unwrap_or_else(|e| e.into_inner());
+            if *open {
+                self.send(&event);
+            }
+        }
+        event
     }
 
     fn send(&self, event: &BuildEvent) {

@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use camino::Utf8Path;
+use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +159,40 @@ struct JsonLines {
 /// Gathered lines are written once they pass this many bytes.
 const JSON_BUFFER: usize = 64 << 10;
 
+/// A `node` line: a [`build::NodeRecord`] and its `type`, keys in order.
+#[derive(Serialize)]
+struct NodeLine<'a> {
+    engine: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    id: &'a str,
+    kind: crate::graph::NodeKind,
+    #[serde(skip_serializing_if = "crate::cache::Metadata::is_empty")]
+    metadata: &'a crate::cache::Metadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a str>,
+    seconds: f64,
+    status: Status,
+    #[serde(rename = "type")]
+    line: &'static str,
+}
+
+impl<'a> NodeLine<'a> {
+    fn of(r: &'a build::NodeRecord) -> NodeLine<'a> {
+        NodeLine {
+            engine: &r.engine,
+            error: r.error.as_deref(),
+            id: &r.id,
+            kind: r.kind,
+            metadata: &r.metadata,
+            output: r.output.as_deref(),
+            seconds: r.seconds,
+            status: r.status,
+            line: "node",
+        }
+    }
+}
+
 impl Subscriber for JsonLines {
     fn on_event(&self, event: &BuildEvent) {
         let (line, now) = match event {
@@ -173,19 +208,18 @@ impl Subscriber for JsonLines {
                 if let Some(e) = stopped {
                     v["stopped"] = json!(e);
                 }
-                (v, true)
+                (v.to_string(), true)
             }
             e => match e.record() {
-                Some(record) => {
-                    let mut v = serde_json::to_value(record).expect("record serializes");
-                    v["type"] = json!("node");
-                    (v, !matches!(e, BuildEvent::NodeCached { .. }))
+                Some(r) => {
+                    let line = serde_json::to_string(&NodeLine::of(r)).expect("records serialize");
+                    (line, !matches!(e, BuildEvent::NodeCached { .. }))
                 }
                 None => return,
             },
         };
         let mut pending = self.pending.lock().expect("json lines");
-        pending.push_str(&line.to_string());
+        pending.push_str(&line);
         pending.push('\n');
         if now || pending.len() > JSON_BUFFER {
             out(&std::mem::take(&mut *pending));
