@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
@@ -16,15 +16,18 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod retry;
+use retry::{JobError, Retry};
+
 use crate::cache::remote::Remote;
 use crate::cache::state::{Materialized, NodeState, mtime_ns};
 use crate::cache::{Cache, Manifest, OutputFile, Suffix};
-use crate::engines::Runs;
-use crate::exec::{self, ExecError, Job, JobInput};
+use crate::engines::{EngineSpec, Runs};
+use crate::exec::{self, Job, JobInput};
 use crate::graph::key::{InputFact, KeyMaterial};
 use crate::graph::{Node, NodeKind, Pool};
 use crate::progress::Progress;
-use crate::sched::Scheduler;
+use crate::sched::{Dispatch, Scheduler};
 use crate::session::{Hit, Session};
 
 /// How to build.
@@ -68,6 +71,14 @@ pub struct NodeRecord {
     pub seconds: f64,
     /// The engine that made it (or would have).
     pub engine: String,
+    /// The executor (host) it ran on, for service engines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// When its job started and ended, seconds since the build began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<f64>,
     /// The output hash, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
@@ -177,10 +188,16 @@ impl Supersede {
 enum Message {
     Finished {
         node: usize,
-        result: Result<Finished, String>,
+        /// Where the try ran.
+        at: Dispatch,
+        result: Result<Finished, JobError>,
         started: f64,
         ended: f64,
     },
+    /// A host's cool-down is over.
+    HostBack { pool: usize, host: usize },
+    /// A local retry's backoff is over: queue the node again.
+    Retry { node: usize },
     /// A local miss looked up elsewhere: a job in flight, or the remote.
     Resolved {
         node: usize,
@@ -201,6 +218,7 @@ struct Shared {
     out: Utf8PathBuf,
     simulate: Option<crate::project::model::Simulate>,
     pools: Vec<Pool>,
+    executors: Vec<crate::project::model::Executor>,
     tools: Arc<crate::stages::tools::Toolchain>,
     began: Instant,
     remote: Option<Arc<Remote>>,
@@ -270,8 +288,14 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
     let sim_scale = session.project.profile.simulate.as_ref().map(|s| s.time_scale);
     let cost: Vec<f64> = nodes.iter().map(|&g| expected_seconds(session, g, sim_scale)).collect();
     let pools: Vec<usize> = nodes.iter().map(|&g| session.graph.nodes[g].pool).collect();
-    let slots: Vec<usize> = session.graph.pools.iter().map(|p| p.slots).collect();
-    let mut sched = Scheduler::new(&inputs, pools, &slots, &cost);
+    let hosts: Vec<Vec<usize>> = session.graph.pools.iter().map(Pool::host_slots).collect();
+    let mut sched = Scheduler::new(&inputs, pools, &hosts, &cost);
+    let mut retry = Retry::new(
+        &session.graph,
+        &session.project.executors,
+        nodes,
+        sim_scale.unwrap_or(1.0),
+    );
 
     let shared = Arc::new(Shared {
         cache: session.cache.clone(),
@@ -279,6 +303,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         out: session.layout.out.clone(),
         simulate: session.project.profile.simulate.clone(),
         pools: session.graph.pools.clone(),
+        executors: session.project.executors.clone(),
         tools: session.tools.clone(),
         began,
         remote: opts.remote.clone(),
@@ -371,11 +396,14 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 sched.enqueue(l);
             }
         }
-        // Start what the pools have room for.
-        while let Some(l) = sched.next_job() {
+        // Start what the pools' hosts have room for.
+        while let Some(at) = sched.next_job() {
+            let l = at.node;
             let g = nodes[l];
             let node = session.graph.nodes[g].clone();
-            let (key, material) = pending.remove(&l).expect("queued nodes have a key");
+            // Kept until the node is done: a failed try is queued again.
+            let (key, material) = pending.get(&l).cloned().expect("queued nodes have a key");
+            let now = retry.current(l);
             let job_inputs: Vec<JobInput> = node
                 .inputs
                 .iter()
@@ -402,11 +430,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             let guard = opts.inflight.start(&key);
             tokio::spawn(async move {
                 let started = shared.began.elapsed().as_secs_f64();
-                let result = run_node(&shared, node, job_inputs, key, material, &token).await;
+                let engine = node.engines[now.engine];
+                let result = run_node(&shared, node, engine, now.attempt, at, job_inputs, key, material, &token).await;
                 drop(guard);
                 let ended = shared.began.elapsed().as_secs_f64();
                 let _ = tx.send(Message::Finished {
                     node: l,
+                    at,
                     result,
                     started,
                     ended,
@@ -441,13 +471,24 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             }
         };
         let Some(msg) = msg else { break };
-        let (l, result, started, ended) = match msg {
+        let (l, at, result, started, ended) = match msg {
             Message::Finished {
                 node,
+                at,
                 result,
                 started,
                 ended,
-            } => (node, result, started, ended),
+            } => (node, at, result, started, ended),
+            Message::HostBack { pool, host } => {
+                retry.host_back(&mut sched, pool, host);
+                continue;
+            }
+            Message::Retry { node: l } => {
+                if books.status[l].is_none() {
+                    sched.enqueue(l);
+                }
+                continue;
+            }
             Message::Resolved {
                 node: l,
                 manifest,
@@ -483,8 +524,22 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         running.remove(&l);
         let g = nodes[l];
         let node = &session.graph.nodes[g];
+        // A failed try goes back to the scheduler unless it was the last.
+        let result = match result {
+            Err(e @ (JobError::Transient(_) | JobError::Failed(_))) if !sched.stopped() => {
+                match retry.failed(&mut sched, &session.graph, at, node, e, &tx) {
+                    None => continue,
+                    Some(errors) => Err(errors),
+                }
+            }
+            Err(JobError::Transient(e) | JobError::Failed(e)) => Err(e),
+            Err(JobError::Cancelled) => Err(CANCELLED.to_string()),
+            Ok(done) => Ok(done),
+        };
+        pending.remove(&l);
         match result {
             Ok(done) => {
+                retry.succeeded(&session.graph, at);
                 let m = done.manifest;
                 let seconds = ended - started;
                 let engine_key = if simulated {
@@ -520,7 +575,10 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 books.outputs[l] = m.outputs.clone();
                 books.status[l] = Some(Status::Built);
                 let fallback = (m.engine != node.engine().name).then(|| format!("fell back to {}", m.engine));
-                books.records[l] = Some(record(node, Status::Built, seconds, &m.engine, fallback));
+                let mut r = record(node, Status::Built, seconds, &m.engine, fallback);
+                r.host = session.graph.pools[at.pool].hosts.get(at.host).map(|h| h.id.clone());
+                (r.started, r.ended) = (Some(started), Some(ended));
+                books.records[l] = Some(r);
                 progress.finished(node.pool, &node.id, seconds, &m.engine, None);
                 spans.push((l, started, ended));
                 sched.finish(l, true);
@@ -617,6 +675,9 @@ fn record(node: &Node, status: Status, seconds: f64, engine: &str, error: Option
         status,
         seconds,
         engine: engine.to_string(),
+        host: None,
+        started: None,
+        ended: None,
         output: None,
         error,
     }
@@ -634,99 +695,85 @@ pub fn expected_seconds(session: &Session, g: usize, sim_scale: Option<f64>) -> 
     }
 }
 
-/// Run a node's engine chain with retries; store the result in the cache.
+/// One try of a node: run `engine` on the host the scheduler picked (`at`)
+/// and store the result in the cache. Retries and fallbacks are the build
+/// loop's ([`retry`]).
+#[allow(clippy::too_many_arguments)]
 async fn run_node(
     shared: &Shared,
     node: Node,
+    engine: &'static EngineSpec,
+    attempt: u32,
+    at: Dispatch,
     inputs: Vec<JobInput>,
     key: String,
     material: KeyMaterial,
     cancel: &CancellationToken,
-) -> Result<Finished, String> {
-    let mut errors = Vec::new();
-    for engine in node.engines.clone() {
-        if engine.runs == Runs::Inline {
-            // No work: the output is the input.
-            let input = inputs.first().ok_or("passthrough needs an input")?;
-            let manifest = Manifest {
-                node: node.id.clone(),
-                outputs: input.outputs.clone(),
-                duration: input.duration,
-                engine: engine.name.into(),
-                seconds: 0.0,
-                material: material.clone(),
-            };
-            return store(shared, &node, &key, manifest).await;
-        }
-        for attempt in 0..=node.retries {
-            let scratch = shared
-                .cache
-                .scratch()
-                .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-            let scratch_path =
-                Utf8PathBuf::from_path_buf(scratch.path().to_path_buf()).map_err(|_| "non-UTF-8 cache path")?;
-            let job = Job {
-                node: node.clone(),
-                engine,
-                attempt,
-                inputs: inputs.clone(),
-                scratch: scratch_path,
-                root: shared.root.clone(),
-                pool: shared.pools[node.pool].clone(),
-                simulate: shared.simulate.clone(),
-                tools: shared.tools.clone(),
-                material: material.clone(),
-            };
-            let started = Instant::now();
-            match exec::run(&job, cancel).await {
-                Ok(produced) => {
-                    let seconds = started.elapsed().as_secs_f64();
-                    let cache = shared.cache.clone();
-                    let files = produced.files;
-                    let outputs = tokio::task::spawn_blocking(move || {
-                        let r = files
-                            .into_iter()
-                            .map(|(suffix, path)| {
-                                let suffix = Suffix::parse(&suffix).map_err(std::io::Error::other)?;
-                                cache
-                                    .ingest(&path)
-                                    .map(|(hash, size)| OutputFile { suffix, hash, size })
-                            })
-                            .collect::<std::io::Result<Vec<_>>>();
-                        drop(scratch);
-                        r
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("storing outputs: {e}"))?;
-                    let manifest = Manifest {
-                        node: node.id.clone(),
-                        outputs,
-                        duration: produced.duration,
-                        engine: engine.name.into(),
-                        seconds,
-                        material: material.clone(),
-                    };
-                    return store(shared, &node, &key, manifest).await;
-                }
-                Err(ExecError::Cancelled) => return Err(CANCELLED.into()),
-                Err(ExecError::Transient(_)) if attempt < node.retries => {
-                    let base = 0.5 * f64::from(1u32 << attempt.min(6));
-                    let scale = shared.simulate.as_ref().map_or(1.0, |s| s.time_scale);
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs_f64(base * scale)) => {}
-                        () = cancel.cancelled() => return Err(CANCELLED.into()),
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    errors.push(format!("{}: {e}", engine.name));
-                    break;
-                }
-            }
-        }
+) -> Result<Finished, JobError> {
+    if engine.runs == Runs::Inline {
+        // No work: the output is the input.
+        let input = inputs.first().ok_or("passthrough needs an input")?;
+        let manifest = Manifest {
+            node: node.id.clone(),
+            outputs: input.outputs.clone(),
+            duration: input.duration,
+            engine: engine.name.into(),
+            seconds: 0.0,
+            material: material.clone(),
+        };
+        return Ok(store(shared, &node, &key, manifest).await?);
     }
-    Err(errors.join("\n"))
+    let scratch = shared
+        .cache
+        .scratch()
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let scratch_path =
+        Utf8PathBuf::from_path_buf(scratch.path().to_path_buf()).map_err(|_| "non-UTF-8 cache path")?;
+    let pool = shared.pools[at.pool].clone();
+    let host = pool.hosts.get(at.host).map(|h| shared.executors[h.executor].clone());
+    let job = Job {
+        node: node.clone(),
+        engine,
+        attempt,
+        inputs,
+        scratch: scratch_path,
+        root: shared.root.clone(),
+        pool,
+        host,
+        simulate: shared.simulate.clone(),
+        tools: shared.tools.clone(),
+        material: material.clone(),
+    };
+    let started = Instant::now();
+    let produced = exec::run(&job, cancel).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cache = shared.cache.clone();
+    let files = produced.files;
+    let outputs = tokio::task::spawn_blocking(move || {
+        let r = files
+            .into_iter()
+            .map(|(suffix, path)| {
+                let suffix = Suffix::parse(&suffix).map_err(std::io::Error::other)?;
+                cache
+                    .ingest(&path)
+                    .map(|(hash, size)| OutputFile { suffix, hash, size })
+            })
+            .collect::<std::io::Result<Vec<_>>>();
+        drop(scratch);
+        r
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("storing outputs: {e}"))?;
+    let manifest = Manifest {
+        node: node.id.clone(),
+        outputs,
+        duration: produced.duration,
+        engine: engine.name.into(),
+        seconds,
+        material,
+    };
+    Ok(store(shared, &node, &key, manifest).await?)
 }
 
 /// Record the manifest and copy the outputs under `out/`.

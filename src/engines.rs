@@ -14,28 +14,46 @@ pub enum Runs {
     Cpu,
     /// No work at all: the output is the input (refinement switched off).
     Inline,
-    /// A service; the job takes a slot of an executor of this kind.
+    /// A service; the job takes a slot of a host (executor) of a group that
+    /// speaks this protocol.
     Service(ServiceKind),
 }
 
-/// Kinds of service executors configured in `studio.yaml`.
+/// The wire protocols service executors speak (an executor's `kind:` in
+/// `studio.yaml`). Executors of one protocol form host pools (`group:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceKind {
+    /// ComfyUI's `/prompt` API (images, video, upscaling).
     Comfyui,
+    /// Ollama's `/api/chat`.
     Ollama,
-    Openai,
-    Tts,
+    /// OpenAI-compatible `/v1/chat/completions` (llama.cpp, vLLM, LM Studio).
+    OpenaiChat,
+    /// OpenAI-compatible `/v1/audio/speech` (Kokoro-FastAPI, openedai-speech,
+    /// edge-tts servers).
+    OpenaiSpeech,
+    /// GPT-SoVITS's API server.
+    GptSovits,
+    /// An XTTS v2 API server.
+    Xtts,
+    /// An RVC v2 voice-conversion API server.
+    Rvc,
+    /// ACE-Step's API server.
     AceStep,
+    /// Jellyfin (library rescans).
     Jellyfin,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 6] = [
+    pub const ALL: [ServiceKind; 9] = [
         ServiceKind::Comfyui,
         ServiceKind::Ollama,
-        ServiceKind::Openai,
-        ServiceKind::Tts,
+        ServiceKind::OpenaiChat,
+        ServiceKind::OpenaiSpeech,
+        ServiceKind::GptSovits,
+        ServiceKind::Xtts,
+        ServiceKind::Rvc,
         ServiceKind::AceStep,
         ServiceKind::Jellyfin,
     ];
@@ -44,8 +62,11 @@ impl ServiceKind {
         match self {
             ServiceKind::Comfyui => "comfyui",
             ServiceKind::Ollama => "ollama",
-            ServiceKind::Openai => "openai",
-            ServiceKind::Tts => "tts",
+            ServiceKind::OpenaiChat => "openai_chat",
+            ServiceKind::OpenaiSpeech => "openai_speech",
+            ServiceKind::GptSovits => "gpt_sovits",
+            ServiceKind::Xtts => "xtts",
+            ServiceKind::Rvc => "rvc",
             ServiceKind::AceStep => "ace_step",
             ServiceKind::Jellyfin => "jellyfin",
         }
@@ -53,6 +74,11 @@ impl ServiceKind {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the protocol is an LLM chat (screenplay writers).
+    pub fn is_llm(self) -> bool {
+        matches!(self, ServiceKind::Ollama | ServiceKind::OpenaiChat)
     }
 }
 
@@ -235,7 +261,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "edge_tts",
         1,
         &[VoiceLine],
-        Service(Tts),
+        Service(OpenaiSpeech),
         false,
         Fixed(2.0),
         "edge-tts voice pool",
@@ -244,7 +270,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "xtts",
         1,
         &[VoiceLine],
-        Service(Tts),
+        Service(Xtts),
         true,
         Fixed(8.0),
         "XTTS v2 zero-shot cloning from a reference clip",
@@ -253,7 +279,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "gpt_sovits",
         1,
         &[VoiceLine],
-        Service(Tts),
+        Service(GptSovits),
         true,
         Fixed(6.0),
         "GPT-SoVITS with a trained voice",
@@ -262,7 +288,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "rvc",
         1,
         &[VoiceLine],
-        Service(Tts),
+        Service(Rvc),
         false,
         Fixed(6.0),
         "RVC v2 voice conversion with a trained model",

@@ -5,6 +5,11 @@
 //! words take to say, a shot stretches to fit its dialogue, a scene is as
 //! long as its shots, an episode as its scenes minus the transitions. So the
 //! whole graph, including duration-only edges, behaves as in a real build.
+//!
+//! With `check_hosts: true` in the profile's `simulate:`, sim checks that
+//! the hosts answer: a job on a service host with a loopback `url:` first
+//! opens a TCP connection to it ([`super::http::probe`]), so host pools,
+//! cool-downs and retries on another host can be tried without services.
 
 use std::time::Duration;
 
@@ -18,6 +23,16 @@ use crate::project::model::Simulate;
 use crate::stages::timing;
 
 pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    // Sim checks that the hosts answer: a host that refuses is a transient
+    // failure of that host, as it would be for the real engine.
+    if sim.check_hosts
+        && let Some(host) = job.host.as_ref().filter(|h| !h.url.is_empty())
+    {
+        tokio::select! {
+            r = super::http::probe(host) => r?,
+            () = cancel.cancelled() => return Err(ExecError::Cancelled),
+        }
+    }
     let duration = simulated_duration(job);
     let media = duration.unwrap_or(job.node.media_seconds);
     let seconds = job.engine.expected_seconds(media) * sim.time_scale;

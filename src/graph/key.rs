@@ -217,7 +217,7 @@ mod tests {
             name: "comfy".into(),
             slots: 1,
             service: Some(crate::engines::ServiceKind::Comfyui),
-            url: String::new(),
+            hosts: Vec::new(),
             model: Some("m".into()),
         };
         let node = |inputs| Node {
@@ -226,6 +226,7 @@ mod tests {
             path: "ep/s/sh".into(),
             engines: vec![crate::engines::find("wan_t2v").unwrap()],
             pool: 0,
+            pools: vec![0],
             params: BTreeMap::from([("motion".into(), Value::from("pan"))]),
             inputs,
             seed: Some(7),

@@ -3,6 +3,7 @@
 pub mod bounds;
 pub mod diag;
 pub mod executor;
+pub mod groups;
 pub mod load;
 pub mod model;
 pub mod raw;

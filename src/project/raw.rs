@@ -51,7 +51,7 @@ pub struct RawCacheConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWriting {
-    /// An executor of kind `ollama` or `openai` (default: the first one).
+    /// An executor of kind `ollama` or `openai_chat` (default: the first one).
     #[serde(default)]
     pub executor: Option<Spanned<String>>,
     /// The generation seed: same inputs, model and seed → the cached reply.
@@ -233,8 +233,12 @@ pub struct RawEpisodeEntry {
 #[serde(deny_unknown_fields)]
 pub struct RawExecutor {
     pub id: Spanned<String>,
-    /// `comfyui`, `ollama`, `openai`, `tts`, `ace_step`, `jellyfin`.
+    /// The wire protocol: `comfyui`, `ollama`, `openai_chat`,
+    /// `openai_speech`, `gpt_sovits`, `xtts`, `rvc`, `ace_step`, `jellyfin`.
     pub kind: Spanned<String>,
+    /// The host pool it joins (default: one pool per protocol, named after it).
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
     /// `http(s)://host:port`; a host that is not loopback needs `remote_host: true`.
     #[serde(default = "no_url")]
     pub url: Spanned<String>,
@@ -352,6 +356,10 @@ pub struct RawSimulate {
     /// Injected failures, for tests of retries, fallbacks and --keep-going.
     #[serde(default)]
     pub failures: Vec<RawSimFailure>,
+    /// Connect to each job's service host first (loopback hosts only): a
+    /// refused connection is a transient failure of that host.
+    #[serde(default)]
+    pub check_hosts: bool,
 }
 
 fn default_time_scale() -> Spanned<f64> {
