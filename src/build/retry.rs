@@ -127,12 +127,12 @@ impl Retry {
                     "its jobs wait for it"
                 };
                 eprintln!(
-                    "warning: executor `{}` (studio.yaml:{}, group `{}`) is set aside for {:.1} s, longer while it \
+                    "warning: executor `{}` (studio.yaml:{}, group `{}`) is set aside for {}, longer while it \
                      keeps failing, and {others}: {}",
                     host.id,
                     self.lines[at.pool][at.host],
                     pool.name,
-                    c.wait.as_secs_f64(),
+                    human(c.wait),
                     strip_origin(&error, &host.id)
                 );
             }
@@ -165,6 +165,18 @@ impl Retry {
     }
 }
 
+/// `30 s`, `1.5 s`, `30 ms`.
+fn human(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 {
+        format!("{s:.0} s")
+    } else if s >= 1.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 /// `error` without the `executor `ID` (studio.yaml:N): ` it may start with.
 fn strip_origin<'a>(error: &'a str, id: &str) -> &'a str {
     let prefix = format!("executor `{id}` (studio.yaml:");
@@ -176,7 +188,15 @@ fn strip_origin<'a>(error: &'a str, id: &str) -> &'a str {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_origin;
+    use super::{human, strip_origin};
+    use std::time::Duration;
+
+    #[test]
+    fn cool_downs_read_well() {
+        assert_eq!(human(Duration::from_secs_f64(41.7)), "42 s");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(human(Duration::from_millis(30)), "30 ms");
+    }
 
     #[test]
     fn warnings_name_the_host_once() {
