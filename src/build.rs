@@ -431,7 +431,18 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
             tokio::spawn(async move {
                 let started = shared.began.elapsed().as_secs_f64();
                 let engine = node.engines[now.engine];
-                let result = run_node(&shared, node, engine, now.attempt, at, job_inputs, key, material, &token).await;
+                let result = run_node(
+                    &shared,
+                    node,
+                    engine,
+                    now.attempt,
+                    at,
+                    job_inputs,
+                    key,
+                    material,
+                    &token,
+                )
+                .await;
                 drop(guard);
                 let ended = shared.began.elapsed().as_secs_f64();
                 let _ = tx.send(Message::Finished {
@@ -727,8 +738,7 @@ async fn run_node(
         .cache
         .scratch()
         .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-    let scratch_path =
-        Utf8PathBuf::from_path_buf(scratch.path().to_path_buf()).map_err(|_| "non-UTF-8 cache path")?;
+    let scratch_path = Utf8PathBuf::from_path_buf(scratch.path().to_path_buf()).map_err(|_| "non-UTF-8 cache path")?;
     let pool = shared.pools[at.pool].clone();
     let host = pool.hosts.get(at.host).map(|h| shared.executors[h.executor].clone());
     let job = Job {

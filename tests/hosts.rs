@@ -64,7 +64,11 @@ fn project(scale: f64, executors: &str) -> TestProject {
         "studio.yaml",
         &format!("{}executors:\n{executors}{}", &text[..start], &text[end..]),
     );
-    p.edit("studio.yaml", "    simulate:\n", "    simulate:\n      check_hosts: true\n");
+    p.edit(
+        "studio.yaml",
+        "    simulate:\n",
+        "    simulate:\n      check_hosts: true\n",
+    );
     p
 }
 
@@ -143,8 +147,15 @@ fn two_hosts_of_one_protocol_run_two_jobs_at_once() {
             .any(|(i, a)| all[i + 1..].iter().any(|b| a.0 != b.0 && overlap(a, b))),
         "two jobs ran at once, one on each host: {spans:?}"
     );
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 3, "each job checked its host once");
-    assert_eq!(warnings_about(&b.run.stderr, "speech-a") + warnings_about(&b.run.stderr, "speech-b"), 0);
+    assert_eq!(
+        server.accepted.load(Ordering::SeqCst),
+        3,
+        "each job checked its host once"
+    );
+    assert_eq!(
+        warnings_about(&b.run.stderr, "speech-a") + warnings_about(&b.run.stderr, "speech-b"),
+        0
+    );
 }
 
 #[test]
@@ -160,7 +171,10 @@ fn a_host_that_refuses_is_set_aside_and_its_jobs_run_on_the_other() {
     for id in VOICES {
         let n = b.node(id);
         assert_eq!(n["status"], "built", "{id}");
-        assert_eq!(n["engine"], "edge_tts", "{id}: retried on the other host, not fallen back");
+        assert_eq!(
+            n["engine"], "edge_tts",
+            "{id}: retried on the other host, not fallen back"
+        );
         assert_eq!(n["host"], "speech-b", "{id}");
     }
     assert_eq!(
@@ -230,11 +244,7 @@ fn choose_entries_and_fallbacks_name_their_own_executor_group() {
     };
     let p = setup();
     let b = p.build(&["ep01"]).ok();
-    let raw: Vec<&Value> = b
-        .nodes
-        .iter()
-        .filter(|n| n["kind"] == "raw_video")
-        .collect();
+    let raw: Vec<&Value> = b.nodes.iter().filter(|n| n["kind"] == "raw_video").collect();
     let mut seen = std::collections::BTreeSet::new();
     for n in &raw {
         let want = match n["engine"].as_str().unwrap() {
@@ -247,7 +257,11 @@ fn choose_entries_and_fallbacks_name_their_own_executor_group() {
     }
     assert_eq!(seen, ["gpu-i2v", "gpu-t2v"].into(), "{raw:?}");
     // Other ComfyUI engines go to the protocol's default group.
-    for n in b.nodes.iter().filter(|n| n["kind"] == "shot_video" || n["kind"] == "character_refs") {
+    for n in b
+        .nodes
+        .iter()
+        .filter(|n| n["kind"] == "shot_video" || n["kind"] == "character_refs")
+    {
         assert_eq!(n["host"], "comfy-main", "{n}");
     }
 
@@ -313,7 +327,10 @@ fn the_old_kind_names_get_the_protocol_to_write() {
         &p,
         "studio.yaml",
         "kind: openai\n",
-        &["executor kind `openai` is now `openai_chat`", "write `kind: openai_chat`"],
+        &[
+            "executor kind `openai` is now `openai_chat`",
+            "write `kind: openai_chat`",
+        ],
     );
 }
 
@@ -330,7 +347,10 @@ fn wrong_groups_are_located() {
         &p,
         "rules/video.yaml",
         "executor: gpu-farm",
-        &["no executor group `gpu-farm` for engine `wan_t2v`", "`comfyui` groups: `comfyui`"],
+        &[
+            "no executor group `gpu-farm` for engine `wan_t2v`",
+            "`comfyui` groups: `comfyui`",
+        ],
     );
 
     // A group of another protocol.

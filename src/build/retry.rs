@@ -143,7 +143,10 @@ impl Retry {
             });
         }
         let engine = node.engines[self.tries.current(at.node).engine];
-        match self.tries.failed(at.node, transient, format!("{}: {error}", engine.name)) {
+        match self
+            .tries
+            .failed(at.node, transient, format!("{}: {error}", engine.name))
+        {
             Next::Again(_) if on_host => sched.requeue(at.node, at.pool),
             Next::Again(t) => {
                 // Work on this machine: try again after a backoff, holding no slot.
@@ -204,7 +207,10 @@ mod tests {
             strip_origin("executor `a` (studio.yaml:12): cannot connect to x", "a"),
             "cannot connect to x"
         );
-        assert_eq!(strip_origin("simulated transient failure", "a"), "simulated transient failure");
+        assert_eq!(
+            strip_origin("simulated transient failure", "a"),
+            "simulated transient failure"
+        );
         assert_eq!(
             strip_origin("executor `b` (studio.yaml:12): x", "a"),
             "executor `b` (studio.yaml:12): x"

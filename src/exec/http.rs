@@ -260,7 +260,10 @@ pub async fn probe(e: &Executor) -> Result<(), ServiceError> {
         })),
         Err(_) => Err(fail(HttpError::Connect {
             url: e.url.clone(),
-            reason: format!("no connection within {} s (the executor's `connect_timeout`)", e.connect_timeout),
+            reason: format!(
+                "no connection within {} s (the executor's `connect_timeout`)",
+                e.connect_timeout
+            ),
         })),
     }
 }
@@ -358,7 +361,9 @@ mod tests {
     #[test]
     fn the_client_refuses_a_host_its_executor_did_not_allow() {
         let err = Service::new(&executor("http://10.1.2.3:8188", false)).unwrap_err();
-        let HttpError::Config(msg) = &err else { panic!("{err:?}") };
+        let HttpError::Config(msg) = &err else {
+            panic!("{err:?}")
+        };
         assert!(msg.contains("10.1.2.3") && msg.contains("remote_host: true"), "{msg}");
         assert!(!err.transient());
         let s = Service::new(&executor("http://127.0.0.1:8188/", false)).unwrap();

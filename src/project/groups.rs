@@ -192,7 +192,12 @@ fn entry_group(
         };
     };
     let serving: Vec<&Group> = all.iter().filter(|g| g.protocol == protocol).collect();
-    let names = |gs: &[&Group]| gs.iter().map(|g| format!("`{}`", g.name)).collect::<Vec<_>>().join(", ");
+    let names = |gs: &[&Group]| {
+        gs.iter()
+            .map(|g| format!("`{}`", g.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let p = protocol.as_str();
     let Some(named) = entry.executor.as_ref().or(rule_executor) else {
         return match serving.as_slice() {
@@ -310,11 +315,7 @@ mod tests {
         let names: Vec<(&str, Vec<usize>)> = g.iter().map(|g| (g.name.as_str(), g.hosts.clone())).collect();
         assert_eq!(
             names,
-            vec![
-                ("comfyui", vec![0, 2]),
-                ("openai_speech", vec![1]),
-                ("big", vec![3])
-            ]
+            vec![("comfyui", vec![0, 2]), ("openai_speech", vec![1]), ("big", vec![3])]
         );
     }
 }

@@ -122,13 +122,29 @@ mod tests {
     fn a_failing_host_cools_longer_each_time_and_warns_once() {
         let mut b = book();
         let first = b.failed(1, 0).unwrap();
-        assert_eq!(first, Cooldown { wait: Duration::from_secs(30), warn: true });
+        assert_eq!(
+            first,
+            Cooldown {
+                wait: Duration::from_secs(30),
+                warn: true
+            }
+        );
         assert!(b.is_down(1, 0) && !b.is_down(1, 1));
-        assert_eq!(b.failed(1, 0), None, "already set aside: no second cool-down, no warning");
+        assert_eq!(
+            b.failed(1, 0),
+            None,
+            "already set aside: no second cool-down, no warning"
+        );
         b.back(1, 0);
         assert!(!b.is_down(1, 0));
         let again = b.failed(1, 0).unwrap();
-        assert_eq!(again, Cooldown { wait: Duration::from_secs(60), warn: false });
+        assert_eq!(
+            again,
+            Cooldown {
+                wait: Duration::from_secs(60),
+                warn: false
+            }
+        );
         b.back(1, 0);
         assert_eq!(b.failed(1, 0).unwrap().wait, Duration::from_secs(120));
         for _ in 0..10 {
@@ -146,14 +162,24 @@ mod tests {
         b.back(0, 0);
         b.succeeded(0, 0);
         let next = b.failed(0, 0).unwrap();
-        assert_eq!(next, Cooldown { wait: Duration::from_secs(30), warn: true }, "down again: a new warning");
+        assert_eq!(
+            next,
+            Cooldown {
+                wait: Duration::from_secs(30),
+                warn: true
+            },
+            "down again: a new warning"
+        );
     }
 
     #[test]
     fn the_policy_scales_with_the_sim_and_jitters_upwards() {
         let mut d = cooldown_policy(0.01).build();
         let first = d.next().unwrap();
-        assert!(first >= Duration::from_millis(300) && first <= Duration::from_millis(600), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(300) && first <= Duration::from_millis(600),
+            "{first:?}"
+        );
         let mut zero = cooldown_policy(0.0).build();
         assert_eq!(zero.next(), Some(Duration::ZERO));
         let mut real = cooldown_policy(1.0).build();

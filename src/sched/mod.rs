@@ -377,7 +377,14 @@ mod tests {
         assert_eq!((b.node, b.host), (1, 1));
         assert_eq!(s.next_job(), None, "both hosts busy");
         s.finish(b.node, true);
-        assert_eq!(s.next_job(), Some(Dispatch { node: 2, pool: 0, host: 1 }));
+        assert_eq!(
+            s.next_job(),
+            Some(Dispatch {
+                node: 2,
+                pool: 0,
+                host: 1
+            })
+        );
     }
 
     #[test]
@@ -406,7 +413,14 @@ mod tests {
         s.finish(1, true);
         assert_eq!(s.next_job(), None);
         s.set_down(0, 0, false);
-        assert_eq!(s.next_job(), Some(Dispatch { node: 2, pool: 0, host: 0 }));
+        assert_eq!(
+            s.next_job(),
+            Some(Dispatch {
+                node: 2,
+                pool: 0,
+                host: 0
+            })
+        );
         s.finish(2, true);
         assert!(s.is_done());
     }
@@ -423,8 +437,22 @@ mod tests {
         assert_eq!((a.node, a.pool), (0, 0));
         // A fallback engine runs on the cpu.
         s.requeue(0, 1);
-        assert_eq!(s.next_job(), Some(Dispatch { node: 0, pool: 1, host: 0 }));
-        assert_eq!(s.next_job(), Some(Dispatch { node: 1, pool: 0, host: 0 }));
+        assert_eq!(
+            s.next_job(),
+            Some(Dispatch {
+                node: 0,
+                pool: 1,
+                host: 0
+            })
+        );
+        assert_eq!(
+            s.next_job(),
+            Some(Dispatch {
+                node: 1,
+                pool: 0,
+                host: 0
+            })
+        );
         // A retry after a backoff: no slot held meanwhile.
         s.release(1);
         assert_eq!(s.running(), 1);

@@ -95,7 +95,10 @@ mod tests {
             Next::Fallback(Try { engine: 1, attempt: 0 })
         );
         assert_eq!(t.current(0), Try { engine: 1, attempt: 0 });
-        assert_eq!(t.failed(0, false, "b: broken".into()), Next::GiveUp("a: 503\nb: broken".into()));
+        assert_eq!(
+            t.failed(0, false, "b: broken".into()),
+            Next::GiveUp("a: 503\nb: broken".into())
+        );
     }
 
     #[test]
@@ -105,6 +108,9 @@ mod tests {
             t.failed(0, false, "a: 400".into()),
             Next::Fallback(Try { engine: 1, attempt: 0 })
         );
-        assert_eq!(t.failed(1, true, "x: refused".into()), Next::GiveUp("x: refused".into()));
+        assert_eq!(
+            t.failed(1, true, "x: refused".into()),
+            Next::GiveUp("x: refused".into())
+        );
     }
 }

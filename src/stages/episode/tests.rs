@@ -341,7 +341,7 @@ mod media {
                     path: "ep01".into(),
                     engines: vec![engine],
                     pool: 0,
-            pools: vec![0],
+                    pools: vec![0],
                     params,
                     inputs: Vec::new(),
                     seed: None,
