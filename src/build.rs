@@ -1,23 +1,29 @@
 //! The build loop: keys, cache lookups, job dispatch, results.
 //!
-//! The loop owns all state; jobs run as tokio tasks and report back through
-//! one [`Message`] channel. A node's key is computed when its inputs are
-//! done, from their output hashes, so a rebuild that yields the same bytes
-//! stops the wave (early cutoff).
+//! The loop owns all state; jobs run as tokio tasks in one [`JoinSet`],
+//! each ending in a [`Message`]. A node's key is computed when its inputs
+//! are done, from their output hashes, so a rebuild that yields the same
+//! bytes stops the wave (early cutoff).
+//!
+//! A panic in a task is caught and stops the build with an internal error;
+//! the loop waits only on tasks it holds, so it cannot wait for one that died.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use futures_util::FutureExt;
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod retry;
-use retry::{JobError, Retry};
+use retry::Retry;
 
 use crate::cache::remote::Remote;
 use crate::cache::state::{Materialized, NodeState, mtime_ns};
@@ -29,6 +35,10 @@ use crate::graph::{Node, NodeKind, Pool};
 use crate::progress::Progress;
 use crate::sched::{Dispatch, Scheduler};
 use crate::session::{Hit, Session};
+
+mod tasks;
+pub use tasks::panic_text;
+use tasks::{JobError, caught, halt, joined, skip_rest, test_panic};
 
 /// How to build.
 #[derive(Clone, Default)]
@@ -110,12 +120,28 @@ pub struct Report {
     pub kept: Vec<String>,
     /// Start and end of each job, seconds since the build began (for benchmarks).
     pub spans: Vec<(usize, f64, f64)>,
+    /// Why the build stopped early on its own, if it did.
+    pub stopped: Option<Stop>,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.totals.failed == 0 && !self.interrupted && !self.superseded && self.totals.skipped == 0
+        self.totals.failed == 0
+            && !self.interrupted
+            && !self.superseded
+            && self.totals.skipped == 0
+            && self.stopped.is_none()
     }
+}
+
+/// What stopped a build that no node's failure explains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// studio could not write its own files (`out/`, the cache): the message
+    /// names the path.
+    Io(String),
+    /// A bug: a task panicked.
+    Internal(String),
 }
 
 /// Jobs running in this process, by key. A later build (watch mode) that
@@ -198,6 +224,8 @@ enum Message {
     HostBack { pool: usize, host: usize },
     /// A local retry's backoff is over: queue the node again.
     Retry { node: usize },
+    /// The node's job or resolving task panicked.
+    Panicked { node: usize, what: String },
     /// A local miss looked up elsewhere: a job in flight, or the remote.
     Resolved {
         node: usize,
@@ -209,6 +237,8 @@ enum Message {
 struct Finished {
     manifest: Manifest,
     materialized: Vec<(String, Materialized)>,
+    /// An output could not be copied under `out/`.
+    unwritten: Option<String>,
 }
 
 /// What every job task shares.
@@ -224,6 +254,8 @@ struct Shared {
     remote: Option<Arc<Remote>>,
     /// Uploads to the remote, awaited before the build returns.
     uploads: TaskTracker,
+    /// The first upload that panicked.
+    upload_panic: Arc<Mutex<Option<String>>>,
 }
 
 /// Per-node results of one build, indexed like `nodes`.
@@ -236,7 +268,8 @@ struct Books {
 
 impl Books {
     /// `l` (global node `g`) is done from a cache under `key`: record it,
-    /// materialize its outputs and update the state.
+    /// materialize its outputs and update the state. Returns what could not
+    /// be written under `out/`.
     #[allow(clippy::too_many_arguments)]
     fn hit(
         &mut self,
@@ -248,10 +281,12 @@ impl Books {
         hit: Hit,
         intact: bool,
         status: Status,
-    ) {
+    ) -> Option<String> {
         let node = &session.graph.nodes[g];
+        let mut unwritten = None;
         if !(hit.same_as_last && intact) {
-            let materialized = materialize(&shared.cache, &shared.out, node, &hit.outputs, &session.state.out);
+            let (materialized, error) = materialize(&shared.cache, &shared.out, node, &hit.outputs, &session.state.out);
+            unwritten = error;
             for (rel, m) in materialized {
                 session.state.out.insert(rel, m);
                 session.state.dirty = true;
@@ -273,6 +308,7 @@ impl Books {
         self.outputs[l] = hit.outputs;
         self.status[l] = Some(status);
         self.records[l] = Some(record(node, status, 0.0, node.engine().name, None));
+        unwritten
     }
 }
 
@@ -308,9 +344,11 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         began,
         remote: opts.remote.clone(),
         uploads: TaskTracker::new(),
+        upload_panic: Arc::default(),
     });
     let progress = Progress::new(opts.verbose, &session.graph.pools);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    // Every task the loop waits on; each ends in a message, a panic included.
+    let mut tasks: JoinSet<Message> = JoinSet::new();
 
     // What the last build left, checked on disk once and in parallel (the
     // no-op build's system time is these stats).
@@ -331,6 +369,7 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
     let mut spans = Vec::new();
     let mut interrupted = false;
     let mut superseded = false;
+    let mut stop: Option<Stop> = None;
     let (mut cancelled, mut kept) = (Vec::new(), Vec::new());
     let no_supersede = Arc::new(Supersede::default());
     let supersede = opts.supersede.clone().unwrap_or(no_supersede);
@@ -353,7 +392,9 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                     } else {
                         Status::Cached
                     };
-                    books.hit(session, &shared, l, g, &key, hit, intact[l], st);
+                    if let Some(e) = books.hit(session, &shared, l, g, &key, hit, intact[l], st) {
+                        stop.get_or_insert(Stop::Io(e));
+                    }
                     progress.cached(st == Status::Cutoff);
                     sched.finish(l, true);
                     continue;
@@ -365,35 +406,39 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 let waiter = opts.inflight.waiter(&key);
                 let remote = shared.remote.clone().filter(|r| r.readable());
                 if waiter.is_some() || remote.is_some() {
-                    let (tx, cache, k) = (tx.clone(), shared.cache.clone(), key.clone());
-                    tokio::spawn(async move {
+                    let (cache, k) = (shared.cache.clone(), key.clone());
+                    let id = session.graph.nodes[g].id.clone();
+                    tasks.spawn(caught(l, async move {
+                        test_panic("resolve", &id);
                         if let Some(mut w) = waiter {
                             let _ = w.wait_for(|done| *done).await;
                             if let Some(m) = cache.lookup(&k) {
-                                let _ = tx.send(Message::Resolved {
+                                return Message::Resolved {
                                     node: l,
                                     manifest: Some(m),
                                     remote: false,
-                                });
-                                return;
+                                };
                             }
                         }
                         let manifest = match remote {
                             Some(r) => r.fetch(&cache, &k).await,
                             None => None,
                         };
-                        let _ = tx.send(Message::Resolved {
+                        Message::Resolved {
                             node: l,
                             manifest,
                             remote: true,
-                        });
-                    });
+                        }
+                    }));
                     pending.insert(l, (key, material));
                     continue;
                 }
                 pending.insert(l, (key, material));
                 progress.queued(session.graph.nodes[g].pool, &session.graph.nodes[g].id, cost[l]);
                 sched.enqueue(l);
+            }
+            if stop.is_some() {
+                skip_rest(&mut sched, &mut books);
             }
         }
         // Start what the pools' hosts have room for.
@@ -423,13 +468,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 })
                 .collect();
             progress.started(node.pool, &node.id);
-            let tx = tx.clone();
             let shared = shared.clone();
             let token = cancel.child_token();
             running.insert(l, (key.clone(), token.clone()));
             let guard = opts.inflight.start(&key);
-            tokio::spawn(async move {
+            tasks.spawn(caught(l, async move {
                 let started = shared.began.elapsed().as_secs_f64();
+                test_panic("job", &node.id);
                 let engine = node.engines[now.engine];
                 let result = run_node(
                     &shared,
@@ -445,20 +490,22 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 .await;
                 drop(guard);
                 let ended = shared.began.elapsed().as_secs_f64();
-                let _ = tx.send(Message::Finished {
+                Message::Finished {
                     node: l,
                     at,
                     result,
                     started,
                     ended,
-                });
-            });
+                }
+            }));
         }
         if sched.is_done() {
             break;
         }
-        let msg = tokio::select! {
-            msg = rx.recv() => msg,
+        // Stopping comes first: a job's message that arrives together with
+        // Ctrl-C is read after the build knows it is interrupted.
+        let joined = tokio::select! {
+            biased;
             () = cancel.cancelled(), if !interrupted => {
                 interrupted = true;
                 for l in sched.abandon() {
@@ -480,8 +527,24 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 superseded = true;
                 break;
             }
+            joined = tasks.join_next() => joined,
         };
-        let Some(msg) = msg else { break };
+        let Some(joined) = joined else {
+            // Nodes still open and no task left to finish them: a bug, and
+            // no reason to wait forever.
+            stop.get_or_insert(Stop::Internal("the build lost track of its running jobs".into()));
+            skip_rest(&mut sched, &mut books);
+            break;
+        };
+        let msg = match joined {
+            Ok(msg) => msg,
+            Err(e) => {
+                // Unreachable (panics are caught in the task), but never a hang.
+                stop.get_or_insert(Stop::Internal(format!("a build task ended abnormally: {e}")));
+                halt(&mut sched, &mut books, &running);
+                continue;
+            }
+        };
         let (l, at, result, started, ended) = match msg {
             Message::Finished {
                 node,
@@ -519,9 +582,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                             .is_some_and(|s| s.key == key);
                         let hit = Hit::from_manifest(m, same_as_last);
                         let st = if remote { Status::Fetched } else { Status::Cached };
-                        books.hit(session, &shared, l, g, &key, hit, false, st);
+                        let unwritten = books.hit(session, &shared, l, g, &key, hit, false, st);
                         progress.cached(false);
                         sched.finish(l, true);
+                        if let Some(e) = unwritten {
+                            stop.get_or_insert(Stop::Io(e));
+                            skip_rest(&mut sched, &mut books);
+                        }
                     }
                     None => {
                         let node = &session.graph.nodes[g];
@@ -531,21 +598,41 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 }
                 continue;
             }
+            Message::Panicked { node: l, what } => {
+                let node = &session.graph.nodes[nodes[l]];
+                let error = format!("internal error: {what} (please report)");
+                stop.get_or_insert(Stop::Internal(format!("{}: {what}", node.id)));
+                if running.remove(&l).is_some() {
+                    progress.finished(node.pool, &node.id, 0.0, node.engine().name, Some(&error));
+                }
+                // Still open unless the build stopped meanwhile.
+                if books.status[l].is_none() {
+                    books.status[l] = Some(Status::Failed);
+                    books.records[l] = Some(record(node, Status::Failed, 0.0, node.engine().name, Some(error)));
+                    for s in sched.finish(l, false) {
+                        books.status[s] = Some(Status::Skipped);
+                    }
+                }
+                halt(&mut sched, &mut books, &running);
+                continue;
+            }
         };
-        running.remove(&l);
+        // The job's own token: cancelled on Ctrl-C and by a newer build.
+        let token = running.remove(&l).map(|(_, token)| token);
         let g = nodes[l];
         let node = &session.graph.nodes[g];
-        // A failed try goes back to the scheduler unless it was the last.
+        // A failed try goes back to the scheduler unless it was the last,
+        // or the build is stopping.
+        let told_to_stop = token.as_ref().is_some_and(CancellationToken::is_cancelled);
         let result = match result {
-            Err(e @ (JobError::Transient(_) | JobError::Failed(_))) if !sched.stopped() => {
-                match retry.failed(&mut sched, &session.graph, at, node, e, &tx) {
+            Err(e @ (JobError::Transient(_) | JobError::Failed(_))) if !sched.stopped() && !told_to_stop => {
+                match retry.failed(&mut sched, &session.graph, at, node, e, &mut tasks) {
                     None => continue,
-                    Some(errors) => Err(errors),
+                    Some(errors) => Err(JobError::Failed(errors)),
                 }
             }
-            Err(JobError::Transient(e) | JobError::Failed(e)) => Err(e),
-            Err(JobError::Cancelled) => Err(CANCELLED.to_string()),
-            Ok(done) => Ok(done),
+            Err(JobError::Transient(e)) => Err(JobError::Failed(e)),
+            other => other,
         };
         pending.remove(&l);
         match result {
@@ -593,9 +680,25 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 progress.finished(node.pool, &node.id, seconds, &m.engine, None);
                 spans.push((l, started, ended));
                 sched.finish(l, true);
+                if let Some(e) = done.unwritten {
+                    stop.get_or_insert(Stop::Io(e));
+                    skip_rest(&mut sched, &mut books);
+                }
             }
             Err(error) => {
-                let cancelled = error == CANCELLED;
+                // An error that arrives once the job was told to stop is a
+                // cancellation, whichever of the two the job saw first.
+                let cancelled =
+                    matches!(error, JobError::Cancelled) || token.as_ref().is_some_and(CancellationToken::is_cancelled);
+                let error = match error {
+                    _ if cancelled => CANCELLED.to_string(),
+                    JobError::Failed(e) | JobError::Transient(e) => e,
+                    JobError::Io(e) => {
+                        stop.get_or_insert(Stop::Io(e.clone()));
+                        e
+                    }
+                    JobError::Cancelled => unreachable!("cancelled above"),
+                };
                 let st = if cancelled { Status::Skipped } else { Status::Failed };
                 books.status[l] = Some(st);
                 books.records[l] = Some(record(
@@ -611,10 +714,8 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
                 for s in sched.finish(l, false) {
                     books.status[s] = Some(Status::Skipped);
                 }
-                if !opts.keep_going && !cancelled {
-                    for s in sched.abandon() {
-                        books.status[s] = Some(Status::Skipped);
-                    }
+                if (!opts.keep_going || stop.is_some()) && !cancelled {
+                    skip_rest(&mut sched, &mut books);
                 }
             }
         }
@@ -625,6 +726,13 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
     shared.uploads.close();
     if !interrupted && !superseded {
         shared.uploads.wait().await;
+    }
+    if let Some(what) = shared.upload_panic.lock().expect("upload panic").take() {
+        stop.get_or_insert(Stop::Internal(what));
+    }
+    if superseded {
+        // The jobs left running for the newer build go on without us.
+        tasks.detach_all();
     }
 
     let mut totals = Totals {
@@ -669,9 +777,11 @@ pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cance
         cancelled,
         kept,
         spans,
+        stopped: stop,
     }
 }
 
+/// The error recorded for a job stopped by Ctrl-C or a newer build.
 const CANCELLED: &str = "interrupted";
 
 /// The key under which a manifest was recorded.
@@ -723,7 +833,9 @@ async fn run_node(
 ) -> Result<Finished, JobError> {
     if engine.runs == Runs::Inline {
         // No work: the output is the input.
-        let input = inputs.first().ok_or("passthrough needs an input")?;
+        let input = inputs
+            .first()
+            .ok_or_else(|| JobError::Failed("passthrough needs an input".into()))?;
         let manifest = Manifest {
             node: node.id.clone(),
             outputs: input.outputs.clone(),
@@ -732,13 +844,15 @@ async fn run_node(
             seconds: 0.0,
             material: material.clone(),
         };
-        return Ok(store(shared, &node, &key, manifest).await?);
+        return store(shared, &node, &key, manifest).await;
     }
+    let tmp = shared.cache.dir().join("tmp");
     let scratch = shared
         .cache
         .scratch()
-        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-    let scratch_path = Utf8PathBuf::from_path_buf(scratch.path().to_path_buf()).map_err(|_| "non-UTF-8 cache path")?;
+        .map_err(|e| JobError::Io(format!("could not create a scratch directory in {tmp}: {e}")))?;
+    let scratch_path = Utf8PathBuf::from_path_buf(scratch.path().to_path_buf())
+        .map_err(|p| JobError::Io(format!("{} is not a UTF-8 path", p.display())))?;
     let pool = shared.pools[at.pool].clone();
     let host = pool.hosts.get(at.host).map(|h| shared.executors[h.executor].clone());
     let job = Job {
@@ -759,22 +873,26 @@ async fn run_node(
     let seconds = started.elapsed().as_secs_f64();
     let cache = shared.cache.clone();
     let files = produced.files;
-    let outputs = tokio::task::spawn_blocking(move || {
-        let r = files
-            .into_iter()
-            .map(|(suffix, path)| {
-                let suffix = Suffix::parse(&suffix).map_err(std::io::Error::other)?;
-                cache
-                    .ingest(&path)
-                    .map(|(hash, size)| OutputFile { suffix, hash, size })
-            })
-            .collect::<std::io::Result<Vec<_>>>();
-        drop(scratch);
-        r
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("storing outputs: {e}"))?;
+    let outputs = joined(
+        tokio::task::spawn_blocking(move || {
+            let r = files
+                .into_iter()
+                .map(|(suffix, path)| {
+                    let suffix = Suffix::parse(&suffix).map_err(std::io::Error::other)?;
+                    cache
+                        .ingest(&path)
+                        .map(|(hash, size)| OutputFile { suffix, hash, size })
+                })
+                .collect::<std::io::Result<Vec<_>>>();
+            drop(scratch);
+            r
+        })
+        .await,
+    )
+    .map_err(|e| {
+        let objects = shared.cache.dir().join("objects");
+        JobError::Io(format!("could not store outputs in {objects}: {e}"))
+    })?;
     let manifest = Manifest {
         node: node.id.clone(),
         outputs,
@@ -783,43 +901,55 @@ async fn run_node(
         seconds,
         material,
     };
-    Ok(store(shared, &node, &key, manifest).await?)
+    store(shared, &node, &key, manifest).await
 }
 
 /// Record the manifest and copy the outputs under `out/`.
 /// Then, with a writable remote, upload the result in the background.
-async fn store(shared: &Shared, node: &Node, key: &str, manifest: Manifest) -> Result<Finished, String> {
+async fn store(shared: &Shared, node: &Node, key: &str, manifest: Manifest) -> Result<Finished, JobError> {
     let cache = shared.cache.clone();
     let out = shared.out.clone();
     let node = node.clone();
     let k = key.to_string();
-    let finished = tokio::task::spawn_blocking(move || {
-        cache.record(&k, &manifest).map_err(|e| format!("recording {k}: {e}"))?;
-        let materialized = materialize(&cache, &out, &node, &manifest.outputs, &HashMap::new());
-        Ok::<_, String>(Finished { manifest, materialized })
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let finished = joined(
+        tokio::task::spawn_blocking(move || {
+            cache
+                .record(&k, &manifest)
+                .map_err(|e| JobError::Io(format!("could not record a result in {}: {e}", cache.dir().join("ac"))))?;
+            let (materialized, unwritten) = materialize(&cache, &out, &node, &manifest.outputs, &HashMap::new());
+            Ok::<_, JobError>(Finished {
+                manifest,
+                materialized,
+                unwritten,
+            })
+        })
+        .await,
+    )?;
     if let Some(remote) = shared.remote.clone().filter(|r| r.writable()) {
         let (cache, key, manifest) = (shared.cache.clone(), key.to_string(), finished.manifest.clone());
+        let panicked = shared.upload_panic.clone();
         shared.uploads.spawn(async move {
             // A failure is reported once by the remote and turns it off.
-            let _ = remote.upload(&cache, &key, &manifest).await;
+            let upload = remote.upload(&cache, &key, &manifest);
+            if let Err(payload) = AssertUnwindSafe(upload).catch_unwind().await {
+                let what = format!("uploading {key}: {}", panic_text(payload.as_ref()));
+                panicked.lock().expect("upload panic").get_or_insert(what);
+            }
         });
     }
     Ok(finished)
 }
 
 /// Copy outputs to `out/<stem>.<suffix>` unless already there. Returns what
-/// was written. Failures to materialize are reported but do not fail the
-/// node: the cache holds the truth.
+/// was written, and the first failure: it does not fail the node (the cache
+/// holds the truth) but stops the build, which exits 3 naming the path.
 fn materialize(
     cache: &Cache,
     out: &Utf8Path,
     node: &Node,
     outputs: &[OutputFile],
     known: &HashMap<String, Materialized>,
-) -> Vec<(String, Materialized)> {
+) -> (Vec<(String, Materialized)>, Option<String>) {
     let mut done = Vec::new();
     for o in outputs {
         let rel = format!("{}.{}", node.out_stem, o.suffix);
@@ -840,10 +970,10 @@ fn materialize(
                     mtime_ns: mtime_ns(&meta),
                 },
             )),
-            Err(e) => eprintln!("warning: could not write {dest}: {e}"),
+            Err(e) => return (done, Some(format!("could not write {dest}: {e}"))),
         }
     }
-    done
+    (done, None)
 }
 
 /// Copy via a temp file and rename, so `out/` never holds half a file.

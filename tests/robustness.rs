@@ -283,3 +283,200 @@ fn status_counts_built_stale_and_missing() {
         after.stdout
     );
 }
+
+/// Long enough to tell a hang from slow work on a loaded machine; only a hang reaches it.
+const HANG: Duration = Duration::from_secs(120);
+
+/// A panic in a task (test seam, debug builds only) ends the build: exit 3,
+/// one "internal error" line, and what finished stays in the cache.
+fn panic_ends_the_build(seam: &str, node: &str, extra: &[&str]) {
+    let p = TestProject::example("tiny");
+    let mut args = vec!["build", "--json", "--profile", "sim"];
+    args.extend_from_slice(extra);
+    let seam = format!("{seam}:{node}");
+    let run = p.run_within(&args, &[("STUDIO_TEST_PANIC", &seam), ("RUST_BACKTRACE", "0")], HANG);
+    let b = common::Build::parse_run(run);
+    assert_eq!(b.run.code, 3, "{}", b.run.stderr);
+    assert!(
+        b.run
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("internal error: ") && l.contains(node) && l.contains("(please report)")),
+        "{}",
+        b.run.stderr
+    );
+    assert_eq!(b.node(node)["status"], "failed");
+    assert!(b.totals["stopped"].as_str().unwrap().contains("STUDIO_TEST_PANIC"));
+    let finished = b.built().len() + b.with("cached").len();
+    assert!(finished > 0, "other nodes finished before the panic");
+
+    // Everything that finished is reused; the rest is built.
+    let next = p.build(extra).ok();
+    assert_eq!(next.total("cached") as usize, finished, "{:?}", next.totals);
+    assert!(next.built().contains(node));
+    p.assert_cache_sound();
+}
+
+#[test]
+#[cfg_attr(not(debug_assertions), ignore = "the panic seam exists in debug builds only")]
+fn a_panic_in_a_job_ends_the_build_with_an_internal_error() {
+    panic_ends_the_build("job", "scene_video:ep01/s01", &[]);
+}
+
+#[test]
+#[cfg_attr(not(debug_assertions), ignore = "the panic seam exists in debug builds only")]
+fn a_panic_while_resolving_a_node_ends_the_build_too() {
+    // A remote makes every local miss a resolving task first.
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    panic_ends_the_build("resolve", "scene_mix:ep01/s02", &["--remote", &url]);
+}
+
+/// Ctrl-C as a terminal sends it (to studio and every tool it runs) while
+/// the only job runs, an ffmpeg: 130 and `"interrupted": true`, every time.
+#[test]
+fn ctrl_c_during_the_only_job_exits_130_every_time() {
+    let p = TestProject::example("tiny");
+    for attempt in 0..20 {
+        let child = p.spawn_group(&["build", "character_refs:kai", "--json"]);
+        // The job has started once its scratch directory exists.
+        let started = std::time::Instant::now();
+        while !std::fs::read_dir(p.path("cache/tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("job-"))
+        {
+            assert!(started.elapsed() < HANG, "the job never started");
+            sleep(Duration::from_millis(2));
+        }
+        // And its ffmpeg runs (the tool probes ran before the build began).
+        while children(child.id()).is_empty() {
+            assert!(started.elapsed() < HANG, "the job's ffmpeg never started");
+            sleep(Duration::from_millis(2));
+        }
+        common::signal_group(child.id(), "-INT");
+        let b = common::Build::parse_run(common::wait_within(child, HANG));
+        assert_eq!(b.run.code, 130, "attempt {attempt}: {}\n{}", b.run.stdout, b.run.stderr);
+        assert_eq!(b.totals["interrupted"], true, "attempt {attempt}");
+        assert_eq!(b.node("character_refs:kai")["status"], "skipped", "attempt {attempt}");
+    }
+}
+
+/// `out` is a regular file: nothing can be written under it, root or not.
+#[test]
+fn an_unwritable_out_folder_exits_3_naming_the_path_once() {
+    let p = TestProject::example("tiny");
+    p.write("out", "not a folder");
+    let b = p.build(&[]);
+    assert_eq!(b.run.code, 3, "{}", b.run.stderr);
+    let lines: Vec<&str> = b.run.stderr.lines().filter(|l| l.contains("could not write")).collect();
+    assert_eq!(lines.len(), 1, "one message, not one per file: {}", b.run.stderr);
+    let out = p.path("out").display().to_string();
+    assert!(
+        lines[0].starts_with(&format!("error: could not write {out}/")),
+        "{}",
+        lines[0]
+    );
+    assert!(b.totals["stopped"].as_str().unwrap().contains(&out));
+    let built = b.built();
+    assert!(!built.is_empty(), "jobs that ran are kept");
+
+    // Fixed: what was built comes from the cache.
+    std::fs::remove_file(p.path("out")).unwrap();
+    let next = p.build(&[]).ok();
+    assert!(built.iter().all(|id| next.node(id)["status"] == "cached"));
+    assert!(p.path("out/ep01/ep01.mp4").is_file());
+
+    // Broken again with everything cached: still 3, not a silent no-op.
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    p.write("out", "not a folder");
+    let again = p.build(&[]);
+    assert_eq!(again.run.code, 3, "{}", again.run.stderr);
+    assert_eq!(again.total("built"), 0);
+}
+
+/// The object store cannot take new objects (each `objects/xx` folder is a
+/// file, which stops root too): exit 3, naming the folder, once.
+#[test]
+fn a_cache_that_cannot_store_outputs_exits_3_naming_the_path() {
+    let p = TestProject::example("tiny");
+    let objects = p.path("cache/objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    for i in 0..=255u8 {
+        std::fs::write(objects.join(format!("{i:02x}")), "").unwrap();
+    }
+    let b = p.build(&[]);
+    assert_eq!(b.run.code, 3, "{}", b.run.stderr);
+    let errors: Vec<&str> = b.run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: could not store outputs in {}: File exists (os error 17)",
+            objects.display()
+        )],
+        "{}",
+        b.run.stderr
+    );
+    assert_eq!(b.total("built"), 0);
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces, so read after its `)`.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// A voice line longer than the limit (lowered through a debug-only seam)
+/// fails naming the line; espeak-ng is stopped, nothing of it is kept.
+#[test]
+#[cfg_attr(not(debug_assertions), ignore = "the limit's seam exists in debug builds only")]
+fn a_voice_line_past_the_length_limit_is_an_error_not_a_disk_filler() {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "episodes/ep01.yaml",
+        "text: \"Will it come?\"",
+        "text: \"Will it come? I have waited here for an hour, and the rain is not stopping at all tonight.\"",
+    );
+    let id = "voice_line:ep01/s01/sh01/1";
+    let build = |limit: &str| {
+        let run = p.run_within(
+            &["build", id, "--json"],
+            &[("STUDIO_TEST_MAX_LINE_SECONDS", limit)],
+            HANG,
+        );
+        common::Build::parse_run(run)
+    };
+    let b = build("2");
+    assert_eq!(b.run.code, 1, "{}", b.run.stderr);
+    let error = b.node(id)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!("{id}: the line is longer than 2 s of speech")) && error.contains("stopped `"),
+        "{error}"
+    );
+    assert!(!p.path("out/ep01/s01/sh01/voice-1.wav").exists());
+
+    // The same line under a limit it fits: built, and longer than 2 s
+    // (48 kHz mono s16: 96,000 bytes a second).
+    build("60").ok();
+    let wav = std::fs::metadata(p.path("out/ep01/s01/sh01/voice-1.wav"))
+        .unwrap()
+        .len();
+    assert!(wav > 2 * 96_000, "{wav} bytes");
+}

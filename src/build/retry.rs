@@ -5,25 +5,16 @@
 //! this adds the timers (a cool-down ends, a backoff ends) that come back
 //! to the build loop as messages, and the one warning per host going down.
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
 
 use super::Message;
+use super::tasks::JobError;
 use crate::exec::ExecError;
 use crate::graph::{Graph, Node};
 use crate::project::model::Executor;
 use crate::sched::hosts::{HostBook, cooldown_policy};
 use crate::sched::tries::{Next, Tries, Try};
 use crate::sched::{Dispatch, Scheduler};
-
-/// How a try ended short of a result.
-#[derive(Debug)]
-pub(super) enum JobError {
-    /// Ctrl-C, or a newer build.
-    Cancelled,
-    /// Another try may help: the host refused, timed out, answered 5xx.
-    Transient(String),
-    Failed(String),
-}
 
 impl From<ExecError> for JobError {
     fn from(e: ExecError) -> JobError {
@@ -32,18 +23,6 @@ impl From<ExecError> for JobError {
             ExecError::Transient(m) => JobError::Transient(m),
             ExecError::Permanent(m) => JobError::Failed(m),
         }
-    }
-}
-
-impl From<String> for JobError {
-    fn from(m: String) -> JobError {
-        JobError::Failed(m)
-    }
-}
-
-impl From<&str> for JobError {
-    fn from(m: &str) -> JobError {
-        JobError::Failed(m.to_string())
     }
 }
 
@@ -105,12 +84,12 @@ impl Retry {
         at: Dispatch,
         node: &Node,
         error: JobError,
-        tx: &UnboundedSender<Message>,
+        tasks: &mut JoinSet<Message>,
     ) -> Option<String> {
         let (transient, error) = match error {
             JobError::Transient(e) => (true, e),
             JobError::Failed(e) => (false, e),
-            JobError::Cancelled => unreachable!("cancellations are not failures"),
+            JobError::Cancelled | JobError::Io(_) => unreachable!("only failures are tried again"),
         };
         let pool = &graph.pools[at.pool];
         let on_host = !pool.hosts.is_empty();
@@ -136,10 +115,10 @@ impl Retry {
                     strip_origin(&error, &host.id)
                 );
             }
-            let (tx, pool, host) = (tx.clone(), at.pool, at.host);
-            tokio::spawn(async move {
+            let (pool, host) = (at.pool, at.host);
+            tasks.spawn(async move {
                 tokio::time::sleep(c.wait).await;
-                let _ = tx.send(Message::HostBack { pool, host });
+                Message::HostBack { pool, host }
             });
         }
         let engine = node.engines[self.tries.current(at.node).engine];
@@ -155,10 +134,10 @@ impl Retry {
                 let wait = backon::BackoffBuilder::build(crate::exec::http::backoff(first, t.attempt as usize))
                     .last()
                     .unwrap_or(first);
-                let (tx, l) = (tx.clone(), at.node);
-                tokio::spawn(async move {
+                let l = at.node;
+                tasks.spawn(async move {
                     tokio::time::sleep(wait).await;
-                    let _ = tx.send(Message::Retry { node: l });
+                    Message::Retry { node: l }
                 });
             }
             Next::Fallback(t) => sched.requeue(at.node, node.pools[t.engine]),

@@ -5,7 +5,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_IO, EXIT_OK, RemoteArgs, out, report};
-use crate::build::{self, Options, Status};
+use crate::build::{self, Options, Status, Stop};
 use crate::cache::lock::BuildLock;
 use crate::graph::explain::Reason;
 use crate::session::Session;
@@ -121,6 +121,8 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
             eprintln!("error: saving build state: {e}");
             EXIT_IO
         }
+        // studio could not use its files, or a bug: 3 even when interrupted too.
+        Ok(()) if report.stopped.is_some() => EXIT_IO,
         Ok(()) if report.interrupted => EXIT_INTERRUPTED,
         Ok(()) if report.ok() => EXIT_OK,
         Ok(()) => EXIT_FAILED,
@@ -161,19 +163,41 @@ pub(super) fn print_report(report: &build::Report, as_json: bool) {
         let mut v = serde_json::to_value(t).expect("totals serialize");
         v["type"] = json!("totals");
         v["interrupted"] = json!(report.interrupted);
+        if let Some(Stop::Io(e) | Stop::Internal(e)) = &report.stopped {
+            v["stopped"] = json!(e);
+        }
         text.push_str(&v.to_string());
         text.push('\n');
         out(&text);
+        if let Some(stop) = &report.stopped {
+            eprintln!("{}", stop_message(stop));
+        }
         return;
     }
-    for r in report.records.iter().filter(|r| r.status == Status::Failed) {
+    // The node whose error stopped the build is told once, in the stop's own line.
+    let told = |r: &&build::NodeRecord| match (&report.stopped, r.error.as_deref()) {
+        (Some(Stop::Io(e)), Some(error)) => error == e,
+        (Some(Stop::Internal(_)), Some(error)) => error.starts_with("internal error:"),
+        _ => false,
+    };
+    for r in report
+        .records
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .filter(|r| !told(r))
+    {
         eprintln!(
             "error: {} failed:\n  {}",
             r.id,
             r.error.as_deref().unwrap_or("").replace('\n', "\n  ")
         );
     }
-    let word = if report.interrupted {
+    if let Some(stop) = &report.stopped {
+        eprintln!("{}", stop_message(stop));
+    }
+    let word = if report.stopped.is_some() {
+        "stopped"
+    } else if report.interrupted {
         "interrupted"
     } else if report.ok() {
         "done"
@@ -194,6 +218,16 @@ pub(super) fn print_report(report: &build::Report, as_json: bool) {
         t.skipped,
         crate::progress::human(t.seconds)
     );
+}
+
+/// The one line that says why a build stopped on its own (exit 3).
+pub(super) fn stop_message(stop: &Stop) -> String {
+    match stop {
+        Stop::Io(e) => format!("error: {e}"),
+        Stop::Internal(e) => {
+            format!("internal error: {e} (please report); the build stopped, finished nodes are kept in the cache")
+        }
+    }
 }
 
 fn dry_run(session: &crate::session::Session, nodes: &[usize], as_json: bool) -> u8 {

@@ -5,7 +5,8 @@
 //! - 1: the build ran and a node failed (or was skipped because of one)
 //! - 2: bad input: the project has mistakes, an unknown target, bad flags
 //! - 3: studio could not use its files (cache, out/) or an internal error
-//! - 130: interrupted (Ctrl-C); finished nodes are kept
+//!   (a panic: "internal error: … (please report)"; the build stops, never hangs)
+//! - 130: interrupted (Ctrl-C, SIGTERM or SIGHUP); finished nodes are kept
 
 mod build;
 mod cache;
@@ -117,6 +118,7 @@ impl RemoteArgs {
 }
 
 pub fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
     let root = match project_root(cli.project.as_deref()) {
         Ok(r) => r,
@@ -200,15 +202,49 @@ fn open(root: &Utf8Path, profile: Option<&str>, jobs: Option<usize>) -> Result<S
     Session::open(root, profile, cpu_slots(jobs)).map_err(report_open_error)
 }
 
-/// On Ctrl-C, cancel `cancel` (running jobs stop, finished work is kept);
-/// on a second Ctrl-C, exit at once.
+/// A panic prints one line, "internal error: … (please report)", with where
+/// it happened (`RUST_BACKTRACE=1` prints Rust's full report instead).
+/// The build catches panics in its tasks and exits 3; `main` does the same
+/// for any other.
+fn install_panic_hook() {
+    let rust = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            return rust(info);
+        }
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "internal error: {}{at} (please report; RUST_BACKTRACE=1 shows more)",
+            crate::build::panic_text(info.payload())
+        );
+    }));
+}
+
+/// On Ctrl-C (or SIGTERM, or the terminal hanging up), cancel `cancel`
+/// (running jobs stop, finished work is kept); on a second one, exit at
+/// once. Tools run in process groups of their own (`exec::runner`), so
+/// only studio sees the signal and stopping them is the build's doing.
 fn cancel_on_ctrl_c(cancel: &tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
     let c = cancel.clone();
+    // Registered now, before the build starts, not when the task first runs.
+    let mut streams = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()].map(|k| signal(k).ok());
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping running jobs (Ctrl-C again to quit at once)");
-            c.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
+        for round in 0..2 {
+            let [int, term, hup] = &mut streams;
+            tokio::select! {
+                Some(_) = async { int.as_mut()?.recv().await } => {}
+                Some(_) = async { term.as_mut()?.recv().await } => {}
+                Some(_) = async { hup.as_mut()?.recv().await } => {}
+                else => return,
+            }
+            if round == 0 {
+                eprintln!("\ninterrupted: stopping running jobs (Ctrl-C again to quit at once)");
+                c.cancel();
+            } else {
                 std::process::exit(i32::from(EXIT_INTERRUPTED));
             }
         }

@@ -1,20 +1,35 @@
 //! The one process runner. Every child process studio starts goes through
-//! [`run`]: arguments as a vector (never a shell), killed when cancelled,
-//! stderr kept for the error report.
+//! [`run`]: arguments as a vector (never a shell), in a process group of its
+//! own (a terminal's Ctrl-C reaches studio, which stops its jobs, never a
+//! tool mid-job behind its back), killed when cancelled or when it writes
+//! more than its output cap, stderr kept for the error report.
 
 use std::ffi::OsString;
 use std::process::Stdio;
+use std::time::Duration;
 
 use camino::Utf8Path;
 use tokio_util::sync::CancellationToken;
 
 use super::ExecError;
 
+/// What one process may write into its working directory unless its [`Cmd`]
+/// says less: a backstop against a runaway tool filling the disk, far above
+/// any real stage (an hour of the animatic's lossless intermediate video is
+/// a few GiB).
+pub const DEFAULT_MAX_OUTPUT: u64 = 32 << 30;
+
+/// How often a running process's output is measured against its cap.
+const POLL: Duration = Duration::from_millis(100);
+
 /// A command line: program and arguments, each a separate string.
 #[derive(Debug, Clone)]
 pub struct Cmd {
     pub program: String,
     pub args: Vec<OsString>,
+    /// The most bytes the process may add to its working directory, and why
+    /// (the error names it): it is killed as soon as it passes the cap.
+    pub max_output: Option<(u64, String)>,
 }
 
 impl Cmd {
@@ -22,7 +37,15 @@ impl Cmd {
         Cmd {
             program: program.to_string(),
             args: Vec::new(),
+            max_output: None,
         }
+    }
+
+    /// Cap what the process writes at `bytes`; `why` explains the cap in the
+    /// error when it is passed.
+    pub fn max_output(mut self, bytes: u64, why: impl Into<String>) -> Cmd {
+        self.max_output = Some((bytes, why.into()));
+        self
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Cmd {
@@ -43,9 +66,13 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
-/// Run `cmd` in `dir` to completion; on cancel, kill it.
+/// Run `cmd` in `dir` to completion; on cancel, or when it writes more than
+/// its cap into `dir`, kill it.
 #[allow(clippy::disallowed_methods)] // the one place that may spawn
 pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Result<Output, ExecError> {
+    let cap = cmd.max_output.as_ref().map_or(DEFAULT_MAX_OUTPUT, |(bytes, _)| *bytes);
+    let baseline = dir_size(dir);
+    let over = || ExecError::Permanent(over_cap(cmd, dir));
     let child = tokio::process::Command::new(&cmd.program)
         .args(&cmd.args)
         .current_dir(dir)
@@ -53,12 +80,34 @@ pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Resul
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        .process_group(0)
         .spawn()
         .map_err(|e| ExecError::Permanent(format!("cannot start `{}`: {e}", cmd.program)))?;
-    let output = tokio::select! {
-        out = child.wait_with_output() => out.map_err(|e| ExecError::Permanent(format!("`{}`: {e}", cmd.program)))?,
-        () = cancel.cancelled() => return Err(ExecError::Cancelled), // dropping the child kills it
+    let wait = child.wait_with_output();
+    tokio::pin!(wait);
+    let mut poll = tokio::time::interval(POLL);
+    // Dropping `wait` (returning from any branch but the first) kills the child.
+    let output = loop {
+        tokio::select! {
+            out = &mut wait => break out.map_err(|e| ExecError::Permanent(format!("`{}`: {e}", cmd.program)))?,
+            () = cancel.cancelled() => return Err(ExecError::Cancelled),
+            _ = poll.tick() => {
+                let written = dir_size(dir).saturating_sub(baseline);
+                if written > cap {
+                    return Err(over());
+                }
+            }
+        }
     };
+    // A fast process may finish between two measurements.
+    let written = dir_size(dir).saturating_sub(baseline);
+    if written > cap {
+        return Err(over());
+    }
+    if !output.status.success() && cancel.is_cancelled() {
+        // It died because the build is stopping (or at the same time): not a failure.
+        return Err(ExecError::Cancelled);
+    }
     if output.status.success() {
         return Ok(Output {
             stdout: output.stdout,
@@ -82,6 +131,55 @@ pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Resul
     )))
 }
 
+/// The error of a process stopped at its output cap.
+fn over_cap(cmd: &Cmd, dir: &Utf8Path) -> String {
+    let program = &cmd.program;
+    match &cmd.max_output {
+        Some((bytes, why)) => format!(
+            "{why} (stopped `{program}` once it had written {})",
+            human_bytes(*bytes)
+        ),
+        None => format!(
+            "stopped `{program}`: it wrote more than {} into {dir}, the most one process may write",
+            human_bytes(DEFAULT_MAX_OUTPUT)
+        ),
+    }
+}
+
+/// The total size of the files under `dir` (what a process wrote there).
+fn dir_size(dir: &Utf8Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some(if meta.is_dir() {
+                Utf8Path::from_path(&e.path()).map_or(0, dir_size)
+            } else {
+                meta.len()
+            })
+        })
+        .sum()
+}
+
+/// `5.0 MiB`, `32 GiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 /// Run a short command to completion and return its stdout (tool version
 /// probes at start-up). `None` when it cannot start or fails.
 #[allow(clippy::disallowed_methods)] // the one place that may spawn
@@ -95,4 +193,71 @@ pub fn run_sync(cmd: &Cmd) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> (tempfile::TempDir, camino::Utf8PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let p = camino::Utf8PathBuf::from_path_buf(t.path().to_path_buf()).unwrap();
+        (t, p)
+    }
+
+    #[tokio::test]
+    async fn a_process_that_writes_past_its_cap_is_stopped() {
+        let (_t, d) = dir();
+        // 2 GiB unless stopped.
+        let cmd = Cmd::new("dd")
+            .args(["if=/dev/zero", "of=big", "bs=64K", "count=32768"])
+            .max_output(1 << 20, "a test cap");
+        let e = run(&cmd, &d, &CancellationToken::new()).await.unwrap_err().to_string();
+        assert_eq!(e, "a test cap (stopped `dd` once it had written 1.0 MiB)");
+        let written = std::fs::metadata(d.join("big")).unwrap().len();
+        assert!(written < 2 << 30, "dd was killed before it finished ({written} bytes)");
+    }
+
+    #[tokio::test]
+    async fn the_cap_counts_what_the_process_adds() {
+        let (_t, d) = dir();
+        std::fs::write(d.join("before"), vec![0u8; 64 << 10]).unwrap();
+        let cmd = Cmd::new("dd")
+            .args(["if=/dev/zero", "of=out", "bs=1K", "count=16"])
+            .max_output(32 << 10, "cap");
+        run(&cmd, &d, &CancellationToken::new()).await.unwrap();
+        let over = Cmd::new("dd")
+            .args(["if=/dev/zero", "of=out2", "bs=1K", "count=48"])
+            .max_output(32 << 10, "cap");
+        let e = run(&over, &d, &CancellationToken::new()).await.unwrap_err();
+        assert!(e.to_string().contains("written 32.0 KiB"), "{e}");
+    }
+
+    #[test]
+    fn the_default_cap_names_the_directory() {
+        let e = over_cap(&Cmd::new("ffmpeg"), Utf8Path::new("/p/cache/tmp/job-1"));
+        assert_eq!(
+            e,
+            "stopped `ffmpeg`: it wrote more than 32.0 GiB into /p/cache/tmp/job-1, the most one process may write"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_after_cancellation_is_a_cancellation() {
+        let (_t, d) = dir();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        // `false` fails at once; the build is stopping, so it is not a failure.
+        let r = run(&Cmd::new("false"), &d, &cancel).await;
+        assert!(matches!(r, Err(ExecError::Cancelled)), "{r:?}");
+        let r = run(&Cmd::new("false"), &d, &CancellationToken::new()).await;
+        assert!(matches!(r, Err(ExecError::Permanent(_))), "{r:?}");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(900), "900 bytes");
+        assert_eq!(human_bytes(5 << 20), "5.0 MiB");
+        assert_eq!(human_bytes(DEFAULT_MAX_OUTPUT), "32.0 GiB");
+    }
 }

@@ -36,8 +36,14 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
     let duration = simulated_duration(job);
     let media = duration.unwrap_or(job.node.media_seconds);
     let seconds = job.engine.expected_seconds(media) * sim.time_scale;
+    let sleep = Duration::try_from_secs_f64(seconds).map_err(|_| {
+        ExecError::Permanent(format!(
+            "{}: a simulated job of {seconds} s (media of {media} s, time_scale {}) is not a length of time",
+            job.node.id, sim.time_scale
+        ))
+    })?;
     tokio::select! {
-        () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {}
+        () = tokio::time::sleep(sleep) => {}
         () = cancel.cancelled() => return Err(ExecError::Cancelled),
     }
     for f in &sim.failures {

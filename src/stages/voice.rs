@@ -22,6 +22,14 @@ const DEFAULT_VOICE: &str = "en-us";
 const DEFAULT_PITCH: u64 = 50;
 const DEFAULT_RATE: u64 = 175;
 
+/// The longest voice line, in seconds of audio. The loader's longest line
+/// (1,000 characters) at espeak-ng's slowest rate (80 words per minute) is
+/// about two and a half minutes; only a pathological line (a thousand `%`
+/// read as "percent") gets here.
+pub const MAX_LINE_SECONDS: u64 = 300;
+/// espeak-ng's own output: 22,050 Hz mono s16.
+const ESPEAK_BYTES_PER_SECOND: u64 = 22_050 * 2;
+
 /// How one character sounds to espeak-ng.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Speech {
@@ -76,7 +84,15 @@ pub async fn espeak(job: &Job, cancel: &CancellationToken) -> Result<Produced, E
     let speech = speech(param(job, "voice")).map_err(fail)?;
     let text_file = write(job, "line.txt", text)?;
     let raw = scratch(job, "voice_raw.wav");
-    exec(job, &espeak_cmd(program.as_str(), &speech, &raw, &text_file), cancel).await?;
+    let max_seconds = max_line_seconds();
+    let too_long = format!(
+        "{}: the line is longer than {max_seconds} s of speech, the longest a voice line may be; split it into shorter lines",
+        job.node.id
+    );
+    // Plus room for the WAV header.
+    let cap = max_seconds * ESPEAK_BYTES_PER_SECOND + 4096;
+    let espeak = espeak_cmd(program.as_str(), &speech, &raw, &text_file).max_output(cap, too_long.clone());
+    exec(job, &espeak, cancel).await?;
     produced(&raw, "espeak-ng")?;
 
     let wav = scratch(job, "voice.wav");
@@ -89,10 +105,27 @@ pub async fn espeak(job: &Job, cancel: &CancellationToken) -> Result<Produced, E
     if samples == 0 {
         return Err(fail(format!("espeak-ng spoke no audio for {text:?}")));
     }
+    // Exact, whatever rate espeak-ng wrote at.
+    if samples > max_seconds * timing::RATE {
+        return Err(ExecError::Permanent(too_long));
+    }
     Ok(Produced {
         files: vec![("wav".into(), wav)],
         duration: Some(samples as f64 / timing::RATE as f64),
     })
+}
+
+/// [`MAX_LINE_SECONDS`]; debug builds take `STUDIO_TEST_MAX_LINE_SECONDS`
+/// instead, so tests can reach the limit with a short line.
+fn max_line_seconds() -> u64 {
+    #[cfg(debug_assertions)]
+    if let Some(s) = std::env::var("STUDIO_TEST_MAX_LINE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return s;
+    }
+    MAX_LINE_SECONDS
 }
 
 /// The animatic runs on one clock: a `sample_rate` other than 48 kHz is a rules mistake.

@@ -162,6 +162,34 @@ impl TestProject {
             .unwrap()
     }
 
+    /// Run `studio ARGS` with `env`, killing it if it has not exited after
+    /// `limit`: a hang detector (panics saying so), not a limit on the work.
+    pub fn run_within(&self, args: &[&str], env: &[(&str, &str)], limit: std::time::Duration) -> Run {
+        let child = self
+            .command(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_within(child, limit)
+    }
+
+    /// `spawn`, in a process group of its own like a job a shell starts, so
+    /// [`signal_group`] reaches it and every process it starts, as a
+    /// terminal's Ctrl-C does.
+    pub fn spawn_group(&self, args: &[&str]) -> Child {
+        use std::os::unix::process::CommandExt;
+        self.command(args)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// `studio build ARGS --json --profile sim`, parsed.
     pub fn build(&self, args: &[&str]) -> Build {
         self.build_env(args, &[])
@@ -293,4 +321,52 @@ pub fn signal(pid: u32, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill {sig} {pid}");
+}
+
+/// Send `sig` to the process group `pgid` (a child started by
+/// [`TestProject::spawn_group`]: its id is its group's).
+pub fn signal_group(pgid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, "--", &format!("-{pgid}")])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} -- -{pgid}");
+}
+
+/// Wait for `child` to exit and collect what it printed; kill it and panic
+/// if it is still running after `limit` (it hangs).
+pub fn wait_within(mut child: Child, limit: std::time::Duration) -> Run {
+    use std::io::Read;
+    // Read both pipes while waiting, so a full pipe cannot look like a hang.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        stdout.read_to_end(&mut b).unwrap();
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        stderr.read_to_end(&mut b).unwrap();
+        b
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+            panic!("studio still ran after {limit:?}: it hangs\nstderr:\n{stderr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Run::from_output(std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    })
 }

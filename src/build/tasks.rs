@@ -1,0 +1,87 @@
+//! What keeps the build loop honest about its tasks: panics caught and
+//! turned into messages, blocking tasks' panics passed on, the way a build
+//! stops, and the debug-only seam that makes a task panic in tests.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{Books, Message, Status};
+use crate::sched::Scheduler;
+
+/// How a job failed.
+#[derive(Debug)]
+pub(super) enum JobError {
+    /// The try failed: another engine of the chain may work.
+    Failed(String),
+    /// The try failed, and another try may work: the host refused, timed
+    /// out, answered 5xx.
+    Transient(String),
+    /// It was stopped (Ctrl-C, or a newer build).
+    Cancelled,
+    /// studio could not write the cache: the build stops.
+    Io(String),
+}
+
+/// Start nothing more: every node not running yet is skipped.
+pub(super) fn skip_rest(sched: &mut Scheduler, books: &mut Books) {
+    for s in sched.abandon() {
+        books.status[s] = Some(Status::Skipped);
+    }
+}
+
+/// Stop the build after an internal error: start nothing more and stop the
+/// running jobs (what finished is in the cache).
+pub(super) fn halt(sched: &mut Scheduler, books: &mut Books, running: &HashMap<usize, (String, CancellationToken)>) {
+    skip_rest(sched, books);
+    for (_, token) in running.values() {
+        token.cancel();
+    }
+}
+
+/// Run `fut` (a task of node `node`), turning a panic into [`Message::Panicked`].
+pub(super) async fn caught(node: usize, fut: impl Future<Output = Message>) -> Message {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(msg) => msg,
+        Err(payload) => Message::Panicked {
+            node,
+            what: panic_text(payload.as_ref()),
+        },
+    }
+}
+
+/// A panic's message.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// The value of a blocking task; a panic in it goes on here, where the
+/// job's own catch turns it into an internal error.
+pub(super) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(e) => panic!("a blocking task did not finish: {e}"),
+        },
+    }
+}
+
+/// Test seam, debug builds only: `STUDIO_TEST_PANIC=<site>:<node id>`
+/// panics in that node's `job` or `resolve` task.
+pub(super) fn test_panic(site: &str, id: &str) {
+    #[cfg(debug_assertions)]
+    if let Ok(v) = std::env::var("STUDIO_TEST_PANIC")
+        && v.strip_prefix(site).and_then(|r| r.strip_prefix(':')) == Some(id)
+    {
+        panic!("STUDIO_TEST_PANIC in the {site} task of {id}");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = (site, id);
+}
