@@ -502,6 +502,16 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
             continue;
         };
         let slots = bounds::count(file, "slots", &e.slots, bounds::SLOTS, errors);
+        bounds::text(file, "the executor's `url`", &e.url, bounds::text::PATH, errors);
+        for (what, v) in [
+            ("model", &e.model),
+            ("token_env", &e.token_env),
+            ("api_key_env", &e.api_key_env),
+        ] {
+            if let Some(v) = v {
+                bounds::text(file, &format!("the executor's `{what}`"), v, bounds::text::WORD, errors);
+            }
+        }
         super::executor::url_rule(file, e, errors);
         out.push(Executor {
             id: e.id.value.clone(),
@@ -512,9 +522,9 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
             remote_host: e.remote_host,
             max_tokens: super::executor::max_tokens(file, e, kind.is_llm(), errors),
             slots,
-            model: e.model.clone(),
-            token_env: e.token_env.clone(),
-            api_key_env: e.api_key_env.clone(),
+            model: e.model.as_ref().map(|v| v.value.clone()),
+            token_env: e.token_env.as_ref().map(|v| v.value.clone()),
+            api_key_env: e.api_key_env.as_ref().map(|v| v.value.clone()),
             timeout: seconds(file, "timeout", e.timeout.as_ref(), 300.0, errors),
             connect_timeout: seconds(file, "connect_timeout", e.connect_timeout.as_ref(), 10.0, errors),
         });

@@ -249,13 +249,13 @@ pub struct RawExecutor {
     #[serde(default = "one")]
     pub slots: Spanned<usize>,
     #[serde(default)]
-    pub model: Option<String>,
+    pub model: Option<Spanned<String>>,
     /// The environment variable that holds the API key or token.
     #[serde(default)]
-    pub token_env: Option<String>,
+    pub token_env: Option<Spanned<String>>,
     /// LLM executors: the variable whose value is sent as `Authorization: Bearer …`.
     #[serde(default)]
-    pub api_key_env: Option<String>,
+    pub api_key_env: Option<Spanned<String>>,
     /// Seconds a whole request may take (default 300).
     #[serde(default)]
     pub timeout: Option<Spanned<f64>>,
