@@ -14,7 +14,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::voice::{check_rate, probe_samples};
-use super::{exec, ffmpeg, inputs_with, param_str, produced, scratch, timing, tools};
+use super::{asset, exec, ffmpeg, inputs_with, param_str, produced, scratch, timing, tool};
+use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, Produced};
 use crate::project::vocab::Mood;
@@ -349,8 +350,12 @@ fn fail(job: &Job, what: impl std::fmt::Display) -> ExecError {
 /// Render MIDI bytes with fluidsynth: 48 kHz stereo float (no dither, so
 /// the samples are the same on every run), longer than the song.
 async fn render(job: &Job, midi: &[u8], cancel: &CancellationToken) -> Result<Utf8PathBuf, ExecError> {
-    let fluidsynth = tools::need(&job.tools.fluidsynth, "fluidsynth", "fluidsynth")?;
-    let soundfont = tools::need(&job.tools.soundfont, "a General MIDI soundfont", "fluid-soundfont-gm")?;
+    let fluidsynth = tool(job, Tool::Fluidsynth)?;
+    // The rule's `soundfont: {file: PATH}`, else the system's GM soundfont.
+    let soundfont = match asset(job, "soundfont")? {
+        Some(path) => path,
+        None => tool(job, Tool::Soundfont)?.clone(),
+    };
     let song = scratch(job, "song.mid");
     std::fs::write(&song, midi).map_err(|e| fail(job, format!("writing {song}: {e}")))?;
     let raw = scratch(job, "music_raw.wav");
@@ -364,7 +369,7 @@ async fn render(job: &Job, midi: &[u8], cancel: &CancellationToken) -> Result<Ut
 
 /// Integrated loudness (LUFS) of `raw` after `fit` (loudnorm's first pass).
 async fn measure_loudness(job: &Job, raw: &Utf8Path, fit: &str, cancel: &CancellationToken) -> Result<f64, ExecError> {
-    let program = tools::need(&job.tools.ffmpeg, "ffmpeg", "ffmpeg")?;
+    let program = tool(job, Tool::Ffmpeg)?;
     // loudnorm reports at log level info, so not the usual `-v error` prefix.
     let cmd = Cmd::new(program.as_str())
         .args(["-hide_banner", "-nostdin", "-nostats", "-i", raw.as_str()])
