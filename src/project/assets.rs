@@ -190,13 +190,14 @@ impl<'a> Resolver<'a> {
                     (1, Some(Value::String(p))) => p.clone(),
                     _ => {
                         let shown = serde_json::to_string(&*map).unwrap_or_default();
+                        let needle = map.get("file").and_then(Value::as_str).unwrap_or("file:");
                         self.errors.push(
                             ProjectError::at(
                                 place.file,
                                 "asset::shape",
                                 format!("{} is `{shown}`, not a file reference", place.what),
                             )
-                            .label(place.file, locate(place.file, place.from, "file:"), "here")
+                            .label(place.file, locate(place.file, place.from, needle), "here")
                             .help("name a project file as `{file: PATH}`, with nothing else in the mapping"),
                         );
                         return;
@@ -264,8 +265,8 @@ impl<'a> Resolver<'a> {
     }
 }
 
-/// The span of `needle` at or after byte `from`, preferring a line that
-/// says `file`; else anywhere in the file.
+/// The span of `needle` outside comments, at or after byte `from`,
+/// preferring a line that says `file`; else anywhere in the file.
 fn locate(file: &SourceFile, from: usize, needle: &str) -> Option<SourceSpan> {
     if needle.is_empty() {
         return locate(file, from, "file:");
@@ -276,7 +277,12 @@ fn locate(file: &SourceFile, from: usize, needle: &str) -> Option<SourceSpan> {
         let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
         &text[start..end]
     };
-    let hits: Vec<usize> = text.match_indices(needle).map(|(i, _)| i).collect();
+    // Not in a comment.
+    let hits: Vec<usize> = text
+        .match_indices(needle)
+        .map(|(i, _)| i)
+        .filter(|&i| !text[text[..i].rfind('\n').map_or(0, |n| n + 1)..i].contains('#'))
+        .collect();
     let best = hits
         .iter()
         .find(|&&i| i >= from && line_of(i).contains("file"))

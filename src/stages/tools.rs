@@ -114,10 +114,11 @@ impl Toolchain {
             let stamp = (meta.size(), meta.mtime(), meta.ino());
             let name = tool.as_str();
             match versions.tools.get(name) {
-                Some((s, m, i, v)) if (*s, *m, *i) == stamp => v.clone(),
+                // (Normalized again: an older studio kept the whole line.)
+                Some((s, m, i, v)) if (*s, *m, *i) == stamp => version_line(v),
                 _ => {
                     let out = run_sync(&Cmd::new(path.as_str()).arg(flag)).unwrap_or_default();
-                    let line = out.lines().next().unwrap_or("unknown").trim().to_string();
+                    let line = version_line(&out);
                     versions
                         .tools
                         .insert(name.to_string(), (stamp.0, stamp.1, stamp.2, line.clone()));
@@ -217,9 +218,36 @@ fn declared(engine: &EngineSpec, tool: Tool) -> Result<(), ExecError> {
     }
 }
 
+/// A tool's identity from its version output: the first line, without
+/// where it is installed (espeak-ng adds `Data at: /usr/lib/…`), so a key
+/// names a version, not a machine's layout.
+fn version_line(out: &str) -> String {
+    let line = out.lines().next().unwrap_or("unknown");
+    let line = line.split(" Data at:").next().unwrap_or(line);
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The installed primary font and fallback fonts.
 pub(crate) fn fonts() -> (Option<Utf8PathBuf>, Vec<Utf8PathBuf>) {
     let installed =
         |list: &[&str]| -> Vec<Utf8PathBuf> { list.iter().map(Utf8PathBuf::from).filter(|p| p.is_file()).collect() };
     (installed(FONTS).into_iter().next(), installed(FALLBACK_FONTS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_name_no_install_path() {
+        assert_eq!(
+            version_line("eSpeak NG text-to-speech: 1.51  Data at: /usr/lib/x86_64-linux-gnu/espeak-ng-data\n"),
+            "eSpeak NG text-to-speech: 1.51"
+        );
+        assert_eq!(
+            version_line("ffmpeg version 5.1.6-0+deb12u1 Copyright (c) 2000-2024\nbuilt with gcc"),
+            "ffmpeg version 5.1.6-0+deb12u1 Copyright (c) 2000-2024"
+        );
+        assert_eq!(version_line(""), "unknown");
+    }
 }
