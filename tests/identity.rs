@@ -49,12 +49,20 @@ fn plan(p: &TestProject, args: &[&str], env: &[(String, String)]) -> Vec<(String
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|v| v["type"] == "plan")
-        .map(|v| (v["id"].as_str().unwrap().to_string(), v["status"].as_str().unwrap().to_string()))
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
 fn with_status(plan: &[(String, String)], status: &str) -> BTreeSet<String> {
-    plan.iter().filter(|(_, s)| s == status).map(|(id, _)| id.clone()).collect()
+    plan.iter()
+        .filter(|(_, s)| s == status)
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 fn kind_of(id: &str) -> &str {
@@ -80,12 +88,25 @@ fn a_new_espeak_version_revoices_only_the_lines() {
 
     let env = fake_espeak(&p.root.parent().unwrap().join("bin"), "9.99-fake");
     let planned = plan(&p, &[], &env);
-    assert_eq!(with_status(&planned, "stale"), voices, "exactly the voice lines are stale");
+    assert_eq!(
+        with_status(&planned, "stale"),
+        voices,
+        "exactly the voice lines are stale"
+    );
     let follow = with_status(&planned, "may_follow");
     for id in &follow {
         assert!(
-            ["shot_video", "last_frame", "scene_video", "scene_music", "scene_mix", "episode_video", "episode_audio", "episode"]
-                .contains(&kind_of(id)),
+            [
+                "shot_video",
+                "last_frame",
+                "scene_video",
+                "scene_music",
+                "scene_mix",
+                "episode_video",
+                "episode_audio",
+                "episode"
+            ]
+            .contains(&kind_of(id)),
             "{id} does not depend on a voice line"
         );
     }
@@ -99,16 +120,25 @@ fn a_new_espeak_version_revoices_only_the_lines() {
     let why = p.run_env(&["why", "voice_line:ep01/s01/sh01/1"], &env);
     why.success();
     assert!(
-        why.stdout.contains("espeak-ng changed from `eSpeak NG text-to-speech: ")
+        why.stdout
+            .contains("espeak-ng changed from `eSpeak NG text-to-speech: ")
             && why.stdout.contains("to `eSpeak NG text-to-speech: 9.99-fake`"),
         "{}",
         why.stdout
     );
-    assert!(!why.stdout.contains("Data at"), "versions name no install path: {}", why.stdout);
+    assert!(
+        !why.stdout.contains("Data at"),
+        "versions name no install path: {}",
+        why.stdout
+    );
 
     let second = Build::parse_run(p.run_env(&["build", "--json"], &env)).ok();
     assert_eq!(second.built(), voices, "only the voices are made again");
-    for id in ["shot_image:ep01/s01/sh01", "raw_video:ep01/s01/sh01", "scene_music:ep01/s01"] {
+    for id in [
+        "shot_image:ep01/s01/sh01",
+        "raw_video:ep01/s01/sh01",
+        "scene_music:ep01/s01",
+    ] {
         assert_eq!(second.node(id)["status"], "cached", "{id}");
     }
     // The same espeak-ng speaks: same bytes, so the mixes stop the wave.
@@ -138,7 +168,8 @@ fn an_edited_workflow_rebuilds_what_reads_it() {
     let why = p.run(&["why", "character_refs:kai", "--profile", "sim"]);
     why.success();
     assert!(
-        why.stdout.contains(&format!("changed since the last build: {WORKFLOW}")),
+        why.stdout
+            .contains(&format!("changed since the last build: {WORKFLOW}")),
         "{}",
         why.stdout
     );
@@ -155,7 +186,10 @@ fn an_edited_workflow_rebuilds_what_reads_it() {
 
     let b = p.build(&[]).ok();
     let built = b.built();
-    assert!(built.contains("character_refs:kai") && built.contains("character_refs:mio"), "{built:?}");
+    assert!(
+        built.contains("character_refs:kai") && built.contains("character_refs:mio"),
+        "{built:?}"
+    );
     for id in &built {
         assert!(
             !["voice_line", "scene_music", "scene_mix", "episode_audio"].contains(&kind_of(id)),
@@ -197,8 +231,68 @@ fn an_edited_reference_clip_revoices_its_speaker() {
     let b = p.build(&[]).ok();
     assert!(kai.is_subset(&b.built()), "{:?}", b.built());
     assert!(
-        b.built().iter().all(|id| kind_of(id) != "voice_line" || kai.contains(id)),
+        b.built()
+            .iter()
+            .all(|id| kind_of(id) != "voice_line" || kai.contains(id)),
         "no other voice: {:?}",
         b.built()
     );
+}
+
+/// `soundfont: {file: PATH}` gives the procedural music a project's
+/// soundfont in place of the system's, keyed by its content. Here it is the
+/// system's own file, linked into the project: the music is made again, to
+/// the same bytes.
+#[test]
+fn a_project_soundfont_replaces_the_systems() {
+    let p = TestProject::example("tiny");
+    let target = ["build", "ep01/s02", "--json"];
+    let first = Build::parse_run(p.run(&target)).ok();
+    let music = "scene_music:ep01/s02";
+    assert_eq!(first.node(music)["status"], "built");
+
+    let system = [
+        "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+        "/usr/share/sounds/sf2/default-GM.sf2",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).is_file())
+    .expect("a GM soundfont: run `bash scripts/deps.sh`");
+    std::fs::create_dir_all(p.path("sounds")).unwrap();
+    std::os::unix::fs::symlink(system, p.path("sounds/gm.sf2")).unwrap();
+    p.edit(
+        "rules/audio.yaml",
+        "      engine: procedural\n",
+        "      engine: procedural\n      params:\n        soundfont: {file: sounds/gm.sf2}\n",
+    );
+    let planned = plan(&p, &["ep01/s02"], &[]);
+    assert_eq!(with_status(&planned, "stale"), set(&[music]));
+    let why = p.run(&["why", music]);
+    assert!(
+        why.stdout.contains("no longer uses soundfont")
+            && why
+                .stdout
+                .contains(r#"`soundfont` changed from (unset) to "sounds/gm.sf2""#),
+        "{}",
+        why.stdout
+    );
+
+    let b = Build::parse_run(p.run(&target)).ok();
+    assert_eq!(b.built(), set(&[music]));
+    assert_eq!(
+        b.node(music)["output"],
+        first.node(music)["output"],
+        "the same soundfont plays"
+    );
+    assert_eq!(b.node("scene_mix:ep01/s02")["status"], "cutoff");
+
+    // The rule's file is what plays: one that is no soundfont fails the
+    // music (fluidsynth alone would skip it and play its default).
+    p.write("sounds/gm.sf2.txt", "not a soundfont");
+    p.edit("rules/audio.yaml", "sounds/gm.sf2}", "sounds/gm.sf2.txt}");
+    let bad = Build::parse_run(p.run(&target));
+    assert_eq!(bad.run.code, 1, "{}", bad.run.stderr);
+    assert_eq!(bad.node(music)["status"], "failed");
+    let error = bad.node(music)["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("sounds/gm.sf2.txt is not a SoundFont 2 file"), "{error}");
 }

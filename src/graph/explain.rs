@@ -156,14 +156,15 @@ fn param_changes(name: &str, a: Option<&Value>, b: Option<&Value>) -> Vec<Change
                 file: g.to_string(),
             }];
         }
-        (Some((f, _)), Some((g, _))) => {
+        (None, None) => {}
+        // Another file, or a file where there was none: their paths.
+        (f, g) => {
             return vec![Change::Param {
                 name: name.to_string(),
-                from: Some(Value::from(f)),
-                to: Some(Value::from(g)),
+                from: f.map(|(f, _)| Value::from(f)).or_else(|| a.cloned()),
+                to: g.map(|(g, _)| Value::from(g)).or_else(|| b.cloned()),
             }];
         }
-        _ => {}
     }
     match (a, b) {
         (Some(Value::Object(x)), Some(Value::Object(y))) => {
@@ -290,15 +291,29 @@ mod tests {
 
     #[test]
     fn an_edited_file_is_named() {
-        let old = material(json!({"workflow": {"file": "rules/workflows/a.json", "hash": "1"}}), &[]);
-        let new = material(json!({"workflow": {"file": "rules/workflows/a.json", "hash": "2"}}), &[]);
+        let old = material(
+            json!({"workflow": {"file": "rules/workflows/a.json", "hash": "1"}}),
+            &[],
+        );
+        let new = material(
+            json!({"workflow": {"file": "rules/workflows/a.json", "hash": "2"}}),
+            &[],
+        );
         let changes = diff(&old, &new);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].to_string(), "rules/workflows/a.json changed (`workflow`)");
-        let other = material(json!({"workflow": {"file": "rules/workflows/b.json", "hash": "1"}}), &[]);
+        let other = material(
+            json!({"workflow": {"file": "rules/workflows/b.json", "hash": "1"}}),
+            &[],
+        );
         assert_eq!(
             diff(&old, &other)[0].to_string(),
             r#"`workflow` changed from "rules/workflows/a.json" to "rules/workflows/b.json""#
+        );
+        let none = material(json!({}), &[]);
+        assert_eq!(
+            diff(&none, &old)[0].to_string(),
+            r#"`workflow` changed from (unset) to "rules/workflows/a.json""#
         );
     }
 

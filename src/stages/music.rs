@@ -356,6 +356,7 @@ async fn render(job: &Job, midi: &[u8], cancel: &CancellationToken) -> Result<Ut
         Some(path) => path,
         None => tool(job, Tool::Soundfont)?.clone(),
     };
+    check_soundfont(job, &soundfont)?;
     let song = scratch(job, "song.mid");
     std::fs::write(&song, midi).map_err(|e| fail(job, format!("writing {song}: {e}")))?;
     let raw = scratch(job, "music_raw.wav");
@@ -365,6 +366,20 @@ async fn render(job: &Job, midi: &[u8], cancel: &CancellationToken) -> Result<Ut
     exec(job, &cmd, cancel).await?;
     produced(&raw, "fluidsynth")?;
     Ok(raw)
+}
+
+/// fluidsynth skips a file that is not a SoundFont and plays its default
+/// one instead, which the key does not describe: refuse it first.
+fn check_soundfont(job: &Job, path: &Utf8Path) -> Result<(), ExecError> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| fail(job, format!("reading the soundfont {path}: {e}")))?;
+    if &head[..4] != b"RIFF" || &head[8..] != b"sfbk" {
+        return Err(fail(job, format!("{path} is not a SoundFont 2 file (.sf2)")));
+    }
+    Ok(())
 }
 
 /// Integrated loudness (LUFS) of `raw` after `fit` (loudnorm's first pass).

@@ -166,7 +166,11 @@ impl Toolchain {
         }
         ids.insert(
             Tool::FallbackFonts,
-            format!("{} fonts {}", t.fallback_fonts.len(), &fallbacks.finalize().to_hex()[..16]),
+            format!(
+                "{} fonts {}",
+                t.fallback_fonts.len(),
+                &fallbacks.finalize().to_hex()[..16]
+            ),
         );
         t.identities = ids;
         t

@@ -595,7 +595,11 @@ fn named_files_are_checked() {
         },
         Case {
             name: "file reference with other keys",
-            edits: &[(IMAGES, TXT2IMG, "workflow: {file: rules/workflows/txt2img.json, hash: abc}")],
+            edits: &[(
+                IMAGES,
+                TXT2IMG,
+                "workflow: {file: rules/workflows/txt2img.json, hash: abc}",
+            )],
             at: (IMAGES, "file: rules/workflows/txt2img.json, hash"),
             message: &["`workflow` is", "not a file reference"],
             help: &["{file: PATH}"],
