@@ -69,6 +69,7 @@ pub fn file_of(value: &Value) -> Option<(&str, &str)> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum PathProblem {
     Empty,
+    TooLong,
     Absolute,
     LeavesProject,
     StudioOutput(&'static str),
@@ -78,6 +79,7 @@ impl std::fmt::Display for PathProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PathProblem::Empty => f.write_str("is empty"),
+            PathProblem::TooLong => write!(f, "is longer than {} bytes", super::bounds::text::PATH),
             PathProblem::Absolute => f.write_str("is an absolute path"),
             PathProblem::LeavesProject => f.write_str("leaves the project folder (`..`)"),
             PathProblem::StudioOutput(dir) => write!(f, "is under studio's own `{dir}/`"),
@@ -87,6 +89,9 @@ impl std::fmt::Display for PathProblem {
 
 /// `raw` as a normalized path inside the project (`./a//b` → `a/b`).
 pub fn project_path(raw: &str) -> Result<Utf8PathBuf, PathProblem> {
+    if raw.len() > super::bounds::text::PATH {
+        return Err(PathProblem::TooLong);
+    }
     let mut out = Utf8PathBuf::new();
     for c in Utf8Path::new(raw).components() {
         match c {
@@ -189,7 +194,10 @@ impl<'a> Resolver<'a> {
                 let path = match (map.len(), map.get("file")) {
                     (1, Some(Value::String(p))) => p.clone(),
                     _ => {
-                        let shown = serde_json::to_string(&*map).unwrap_or_default();
+                        let mut shown = serde_json::to_string(&*map).unwrap_or_default();
+                        if shown.chars().count() > 80 {
+                            shown = shown.chars().take(79).chain(['…']).collect();
+                        }
                         let needle = map.get("file").and_then(Value::as_str).unwrap_or("file:");
                         self.errors.push(
                             ProjectError::at(
@@ -306,6 +314,7 @@ mod tests {
         assert_eq!(project_path("."), Err(PathProblem::Empty));
         assert_eq!(project_path("out/ep01/ep01.mp4"), Err(PathProblem::StudioOutput("out")));
         assert_eq!(project_path("./cache/x"), Err(PathProblem::StudioOutput("cache")));
+        assert_eq!(project_path(&"a/".repeat(600)), Err(PathProblem::TooLong));
     }
 
     #[test]
