@@ -301,6 +301,7 @@ mod tests {
             path: "x".into(),
             engines: vec![crate::engines::find(engine).unwrap()],
             pool: 0,
+            pools: vec![0],
             params,
             inputs: vec![],
             seed: None,
@@ -330,7 +331,7 @@ mod tests {
                 name: "cpu".into(),
                 slots: 1,
                 service: None,
-                url: String::new(),
+                hosts: Vec::new(),
                 model: None,
             }],
             ..Default::default()
