@@ -22,11 +22,19 @@ const TIME_SCALE: f64 = 0.00001;
 
 fn write_season(root: &Utf8PathBuf, episodes: usize) {
     let repo = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::fs::create_dir_all(root.join("rules")).unwrap();
-    for f in std::fs::read_dir(repo.join("rules")).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), root.join("rules").join(f.file_name().to_str().unwrap())).unwrap();
+    // rules/ with its folders (prompts, the workflows the rules name).
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for f in std::fs::read_dir(from).unwrap() {
+            let f = f.unwrap();
+            if f.path().is_dir() {
+                copy_tree(&f.path(), &to.join(f.file_name()));
+            } else {
+                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+            }
+        }
     }
+    copy_tree(repo.join("rules").as_std_path(), root.join("rules").as_std_path());
     let mut studio = String::from("project: {name: Season Bench}\ncharacters:\n");
     for (i, name) in ["aoi", "ren", "sayo"].iter().enumerate() {
         let _ = writeln!(

@@ -82,6 +82,59 @@ impl ServiceKind {
     }
 }
 
+/// A local tool or system asset a CPU engine reads. Its identity (a version
+/// line, or a content hash for fonts and soundfonts) enters the keys of the
+/// nodes whose engines declare it, and no others: a new espeak-ng re-voices
+/// the lines and redraws no frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tool {
+    Ffmpeg,
+    Ffprobe,
+    EspeakNg,
+    Fluidsynth,
+    /// Noto Sans CJK, the font text is set in.
+    Font,
+    /// The fallback fonts for what Noto Sans CJK lacks, as one set.
+    FallbackFonts,
+    /// The system's General MIDI soundfont.
+    Soundfont,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 7] = [
+        Tool::Ffmpeg,
+        Tool::Ffprobe,
+        Tool::EspeakNg,
+        Tool::Fluidsynth,
+        Tool::Font,
+        Tool::FallbackFonts,
+        Tool::Soundfont,
+    ];
+
+    /// The tool's name in keys and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Ffmpeg => "ffmpeg",
+            Tool::Ffprobe => "ffprobe",
+            Tool::EspeakNg => "espeak-ng",
+            Tool::Fluidsynth => "fluidsynth",
+            Tool::Font => "font",
+            Tool::FallbackFonts => "fallback-fonts",
+            Tool::Soundfont => "soundfont",
+        }
+    }
+
+    /// The rule param that, when a node has it, replaces this tool with a
+    /// project file (`soundfont: {file: sounds/my.sf2}`): the node then
+    /// reads that file, whose hash is in its params, and not the tool.
+    pub fn replaced_by_param(self) -> Option<&'static str> {
+        match self {
+            Tool::Soundfont => Some("soundfont"),
+            _ => None,
+        }
+    }
+}
+
 /// How long a job is expected to take before any build has measured it.
 #[derive(Debug, Clone, Copy)]
 pub enum Cost {
@@ -104,6 +157,9 @@ pub struct EngineSpec {
     pub stochastic: bool,
     pub cost: Cost,
     pub about: &'static str,
+    /// The local tools and system assets the engine runs or reads (CPU
+    /// engines); only their identities enter its nodes' keys.
+    pub tools: &'static [Tool],
 }
 
 const fn engine(
@@ -123,12 +179,21 @@ const fn engine(
         stochastic,
         cost,
         about,
+        tools: &[],
+    }
+}
+
+impl EngineSpec {
+    /// The same engine, declaring the tools it uses.
+    const fn uses(self, tools: &'static [Tool]) -> EngineSpec {
+        EngineSpec { tools, ..self }
     }
 }
 
 use Cost::{Fixed, PerMediaSecond};
 use Runs::{Cpu, Inline, Service};
 use ServiceKind::*;
+use Tool::{EspeakNg, FallbackFonts, Ffmpeg, Ffprobe, Fluidsynth, Font, Soundfont};
 
 /// Every engine, in the order `studio engines` lists them.
 pub static ENGINES: &[EngineSpec] = &[
@@ -140,7 +205,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         Fixed(0.5),
         "a character sheet drawn from the design (animatic)",
-    ),
+    )
+    .uses(&[Ffmpeg, Font, FallbackFonts]),
     engine(
         "comfyui_txt2img",
         1,
@@ -158,7 +224,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         Fixed(0.6),
         "a storyboard frame: figures, framing, caption",
-    ),
+    )
+    .uses(&[Ffmpeg, Font, FallbackFonts]),
     engine(
         "pool_select",
         1,
@@ -176,7 +243,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         PerMediaSecond(0.8),
         "pan, tilt or push-in over the frame",
-    ),
+    )
+    .uses(&[Ffmpeg]),
     engine(
         "framepack_i2v",
         1,
@@ -247,7 +315,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         PerMediaSecond(0.4),
         "local ffmpeg processing",
-    ),
+    )
+    .uses(&[Ffmpeg, Ffprobe]),
     engine(
         "espeak",
         1,
@@ -256,7 +325,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         Fixed(0.4),
         "espeak-ng offline speech",
-    ),
+    )
+    .uses(&[EspeakNg, Ffmpeg, Ffprobe]),
     engine(
         "edge_tts",
         1,
@@ -301,7 +371,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         PerMediaSecond(0.1),
         "procedural MIDI by mood, rendered with a GM soundfont",
-    ),
+    )
+    .uses(&[Fluidsynth, Soundfont, Ffmpeg, Ffprobe]),
     engine(
         "ace_step",
         1,

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use crate::engines::{EngineSpec, ServiceKind};
+use crate::engines::{EngineSpec, ServiceKind, Tool};
 pub use kind::NodeKind;
 
 /// How a dependent uses an input.
@@ -115,6 +115,10 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub by_id: HashMap<String, usize>,
     pub pools: Vec<Pool>,
+    /// Each local tool's identity (version line or content hash), found
+    /// once per session by whoever runs real tools; empty for the sim
+    /// profile. A node's key holds those of its engines' tools only.
+    pub tools: BTreeMap<Tool, String>,
 }
 
 impl Graph {

@@ -59,7 +59,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
 
     studio_texts(&studio, &raw, &mut errors);
     let style = style(&studio, &raw.style, &mut errors);
-    let characters = characters(&studio, &raw.characters, &mut errors);
+    let mut characters = characters(&studio, &raw.characters, &mut errors);
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
     let remote = remote_cache(&studio, &raw.cache, &mut errors);
@@ -188,6 +188,10 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
             .help("add a `profiles: {NAME: {engine: ...}}` entry per node kind in rules/*.yaml"),
         );
     }
+
+    let mut assets = super::assets::Resolver::new(root, index, &mut sources, &mut errors);
+    assets.characters(&studio, &mut characters);
+    assets.rules(&seen, &mut rules);
 
     let project = Project {
         root: root.to_owned(),
@@ -401,7 +405,7 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -
             bounds::text(file, "appearance", v, text::PROMPT, errors);
         }
         if let Some(lora) = &c.lora {
-            bounds::text(file, "lora", lora, text::PATH, errors);
+            bounds::text(file, "lora", &super::assets::text_of(lora), text::PATH, errors);
         }
         voice(file, &c.voice, errors);
         out.push(Character {
@@ -411,7 +415,7 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -
             appearance: c.appearance.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
             voice: c.voice.clone(),
             color: c.color.value.to_ascii_lowercase(),
-            lora: c.lora.as_ref().map(|l| l.value.clone()),
+            lora: c.lora.clone(),
         });
     }
     out
@@ -425,13 +429,14 @@ fn voice(file: &SourceFile, v: &RawVoice, errors: &mut Collector) {
     if let Some(r) = &v.rate {
         bounds::number(file, "rate", r, bounds::RATE, 175, errors);
     }
+    let file_or_name = |v: &Option<Spanned<super::assets::NameOrFile>>| v.as_ref().map(super::assets::text_of);
     for (what, t, max) in [
-        ("espeak", &v.espeak, text::WORD),
-        ("edge", &v.edge, text::WORD),
-        ("reference_audio", &v.reference_audio, text::PATH),
-        ("model", &v.model, text::PATH),
+        ("espeak", v.espeak.clone(), text::WORD),
+        ("edge", v.edge.clone(), text::WORD),
+        ("reference_audio", file_or_name(&v.reference_audio), text::PATH),
+        ("model", file_or_name(&v.model), text::PATH),
     ] {
-        if let Some(t) = t {
+        if let Some(t) = &t {
             bounds::text(file, what, t, max, errors);
         }
     }

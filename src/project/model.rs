@@ -76,7 +76,8 @@ pub struct Character {
     pub voice: RawVoice,
     /// `#rrggbb`.
     pub color: String,
-    pub lora: Option<String>,
+    /// A name the image service knows, or `{file, hash}` of a project file.
+    pub lora: Option<serde_saphyr::Spanned<super::assets::NameOrFile>>,
 }
 
 #[derive(Debug)]

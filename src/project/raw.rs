@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::assets::NameOrFile;
+
 /// `studio.yaml`: the whole project except screenplays and rules.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,8 +189,9 @@ pub struct RawCharacter {
     #[serde(default)]
     pub voice: RawVoice,
     pub color: Spanned<String>,
+    /// A LoRA: a name the image service knows, or `{file: PATH}` in the project.
     #[serde(default)]
-    pub lora: Option<Text>,
+    pub lora: Option<Spanned<NameOrFile>>,
 }
 
 /// How a character sounds, for every TTS engine that may speak for them.
@@ -209,10 +212,10 @@ pub struct RawVoice {
     pub edge: Option<Text>,
     /// Reference clip for zero-shot cloning engines (XTTS, GPT-SoVITS).
     #[serde(default)]
-    pub reference_audio: Option<Text>,
+    pub reference_audio: Option<Spanned<NameOrFile>>,
     /// A trained voice model (RVC, GPT-SoVITS).
     #[serde(default)]
-    pub model: Option<Text>,
+    pub model: Option<Spanned<NameOrFile>>,
 }
 
 #[derive(Debug, Deserialize)]

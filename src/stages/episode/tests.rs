@@ -373,6 +373,7 @@ mod media {
                         simulated: false,
                         service: None,
                         model: None,
+                        tools: BTreeMap::new(),
                     },
                     params: material_params,
                     inputs: Vec::new(),
