@@ -58,7 +58,7 @@ fn write_season(root: &Utf8PathBuf, episodes: usize) {
     for e in 1..=episodes {
         let _ = writeln!(studio, "  - {{id: ep{e:02}, title: Episode {e}}}");
     }
-    studio.push_str("executors:\n  - {id: comfy, kind: comfyui, url: \"http://127.0.0.1:8188\", slots: 1}\n  - {id: tts, kind: tts, url: \"http://127.0.0.1:5002\", slots: 2}\n  - {id: ace, kind: ace_step, url: \"http://127.0.0.1:8440\"}\n");
+    studio.push_str("executors:\n  - {id: comfy, kind: comfyui, url: \"http://127.0.0.1:8188\", slots: 1}\n  - {id: tts, kind: openai_speech, url: \"http://127.0.0.1:5002\", slots: 2}\n  - {id: xtts, kind: xtts, url: \"http://127.0.0.1:8020\"}\n  - {id: rvc, kind: rvc, url: \"http://127.0.0.1:5050\"}\n  - {id: ace, kind: ace_step, url: \"http://127.0.0.1:8440\"}\n");
     let _ = writeln!(
         studio,
         "profiles:\n  default: sim\n  full: {{}}\n  animatic: {{}}\n  sim: {{rules_from: full, simulate: {{time_scale: {TIME_SCALE}}}}}"

@@ -162,6 +162,7 @@ fn remote_throughput(name: &str, url: &str, size: u64) {
             simulated: true,
             service: None,
             model: None,
+            tools: BTreeMap::new(),
         },
         params: BTreeMap::from([("object".to_string(), serde_json::json!(name))]),
         inputs: Vec::new(),

@@ -14,28 +14,46 @@ pub enum Runs {
     Cpu,
     /// No work at all: the output is the input (refinement switched off).
     Inline,
-    /// A service; the job takes a slot of an executor of this kind.
+    /// A service; the job takes a slot of a host (executor) of a group that
+    /// speaks this protocol.
     Service(ServiceKind),
 }
 
-/// Kinds of service executors configured in `studio.yaml`.
+/// The wire protocols service executors speak (an executor's `kind:` in
+/// `studio.yaml`). Executors of one protocol form host pools (`group:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceKind {
+    /// ComfyUI's `/prompt` API (images, video, upscaling).
     Comfyui,
+    /// Ollama's `/api/chat`.
     Ollama,
-    Openai,
-    Tts,
+    /// OpenAI-compatible `/v1/chat/completions` (llama.cpp, vLLM, LM Studio).
+    OpenaiChat,
+    /// OpenAI-compatible `/v1/audio/speech` (Kokoro-FastAPI, openedai-speech,
+    /// edge-tts servers).
+    OpenaiSpeech,
+    /// GPT-SoVITS's API server.
+    GptSovits,
+    /// An XTTS v2 API server.
+    Xtts,
+    /// An RVC v2 voice-conversion API server.
+    Rvc,
+    /// ACE-Step's API server.
     AceStep,
+    /// Jellyfin (library rescans).
     Jellyfin,
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 6] = [
+    pub const ALL: [ServiceKind; 9] = [
         ServiceKind::Comfyui,
         ServiceKind::Ollama,
-        ServiceKind::Openai,
-        ServiceKind::Tts,
+        ServiceKind::OpenaiChat,
+        ServiceKind::OpenaiSpeech,
+        ServiceKind::GptSovits,
+        ServiceKind::Xtts,
+        ServiceKind::Rvc,
         ServiceKind::AceStep,
         ServiceKind::Jellyfin,
     ];
@@ -44,8 +62,11 @@ impl ServiceKind {
         match self {
             ServiceKind::Comfyui => "comfyui",
             ServiceKind::Ollama => "ollama",
-            ServiceKind::Openai => "openai",
-            ServiceKind::Tts => "tts",
+            ServiceKind::OpenaiChat => "openai_chat",
+            ServiceKind::OpenaiSpeech => "openai_speech",
+            ServiceKind::GptSovits => "gpt_sovits",
+            ServiceKind::Xtts => "xtts",
+            ServiceKind::Rvc => "rvc",
             ServiceKind::AceStep => "ace_step",
             ServiceKind::Jellyfin => "jellyfin",
         }
@@ -53,6 +74,64 @@ impl ServiceKind {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the protocol is an LLM chat (screenplay writers).
+    pub fn is_llm(self) -> bool {
+        matches!(self, ServiceKind::Ollama | ServiceKind::OpenaiChat)
+    }
+}
+
+/// A local tool or system asset a CPU engine reads. Its identity (a version
+/// line, or a content hash for fonts and soundfonts) enters the keys of the
+/// nodes whose engines declare it, and no others: a new espeak-ng re-voices
+/// the lines and redraws no frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tool {
+    Ffmpeg,
+    Ffprobe,
+    EspeakNg,
+    Fluidsynth,
+    /// Noto Sans CJK, the font text is set in.
+    Font,
+    /// The fallback fonts for what Noto Sans CJK lacks, as one set.
+    FallbackFonts,
+    /// The system's General MIDI soundfont.
+    Soundfont,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 7] = [
+        Tool::Ffmpeg,
+        Tool::Ffprobe,
+        Tool::EspeakNg,
+        Tool::Fluidsynth,
+        Tool::Font,
+        Tool::FallbackFonts,
+        Tool::Soundfont,
+    ];
+
+    /// The tool's name in keys and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Ffmpeg => "ffmpeg",
+            Tool::Ffprobe => "ffprobe",
+            Tool::EspeakNg => "espeak-ng",
+            Tool::Fluidsynth => "fluidsynth",
+            Tool::Font => "font",
+            Tool::FallbackFonts => "fallback-fonts",
+            Tool::Soundfont => "soundfont",
+        }
+    }
+
+    /// The rule param that, when a node has it, replaces this tool with a
+    /// project file (`soundfont: {file: sounds/my.sf2}`): the node then
+    /// reads that file, whose hash is in its params, and not the tool.
+    pub fn replaced_by_param(self) -> Option<&'static str> {
+        match self {
+            Tool::Soundfont => Some("soundfont"),
+            _ => None,
+        }
     }
 }
 
@@ -78,6 +157,9 @@ pub struct EngineSpec {
     pub stochastic: bool,
     pub cost: Cost,
     pub about: &'static str,
+    /// The local tools and system assets the engine runs or reads (CPU
+    /// engines); only their identities enter its nodes' keys.
+    pub tools: &'static [Tool],
 }
 
 const fn engine(
@@ -97,12 +179,21 @@ const fn engine(
         stochastic,
         cost,
         about,
+        tools: &[],
+    }
+}
+
+impl EngineSpec {
+    /// The same engine, declaring the tools it uses.
+    const fn uses(self, tools: &'static [Tool]) -> EngineSpec {
+        EngineSpec { tools, ..self }
     }
 }
 
 use Cost::{Fixed, PerMediaSecond};
 use Runs::{Cpu, Inline, Service};
 use ServiceKind::*;
+use Tool::{EspeakNg, FallbackFonts, Ffmpeg, Ffprobe, Fluidsynth, Font, Soundfont};
 
 /// Every engine, in the order `studio engines` lists them.
 pub static ENGINES: &[EngineSpec] = &[
@@ -114,7 +205,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         Fixed(0.5),
         "a character sheet drawn from the design (animatic)",
-    ),
+    )
+    .uses(&[Ffmpeg, Font, FallbackFonts]),
     engine(
         "comfyui_txt2img",
         1,
@@ -132,7 +224,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         Fixed(0.6),
         "a storyboard frame: figures, framing, caption",
-    ),
+    )
+    .uses(&[Ffmpeg, Font, FallbackFonts]),
     engine(
         "pool_select",
         1,
@@ -150,7 +243,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         PerMediaSecond(0.8),
         "pan, tilt or push-in over the frame",
-    ),
+    )
+    .uses(&[Ffmpeg]),
     engine(
         "framepack_i2v",
         1,
@@ -221,7 +315,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         PerMediaSecond(0.4),
         "local ffmpeg processing",
-    ),
+    )
+    .uses(&[Ffmpeg, Ffprobe]),
     engine(
         "espeak",
         1,
@@ -230,12 +325,13 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         Fixed(0.4),
         "espeak-ng offline speech",
-    ),
+    )
+    .uses(&[EspeakNg, Ffmpeg, Ffprobe]),
     engine(
         "edge_tts",
         1,
         &[VoiceLine],
-        Service(Tts),
+        Service(OpenaiSpeech),
         false,
         Fixed(2.0),
         "edge-tts voice pool",
@@ -244,7 +340,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "xtts",
         1,
         &[VoiceLine],
-        Service(Tts),
+        Service(Xtts),
         true,
         Fixed(8.0),
         "XTTS v2 zero-shot cloning from a reference clip",
@@ -253,7 +349,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "gpt_sovits",
         1,
         &[VoiceLine],
-        Service(Tts),
+        Service(GptSovits),
         true,
         Fixed(6.0),
         "GPT-SoVITS with a trained voice",
@@ -262,7 +358,7 @@ pub static ENGINES: &[EngineSpec] = &[
         "rvc",
         1,
         &[VoiceLine],
-        Service(Tts),
+        Service(Rvc),
         false,
         Fixed(6.0),
         "RVC v2 voice conversion with a trained model",
@@ -275,7 +371,8 @@ pub static ENGINES: &[EngineSpec] = &[
         false,
         PerMediaSecond(0.1),
         "procedural MIDI by mood, rendered with a GM soundfont",
-    ),
+    )
+    .uses(&[Fluidsynth, Soundfont, Ffmpeg, Ffprobe]),
     engine(
         "ace_step",
         1,

@@ -77,12 +77,13 @@ impl Session {
         let mut index = SourceIndex::load(&layout.cache.join("sources.json"));
         let (project, spans) = project::load(&layout.root, profile, &mut index)?;
         let mut graph = graph::build::build(&project, &spans, cpu_slots)?;
-        // Real CPU jobs key on the tools that run them.
+        // Real CPU jobs key on the tools their engines declare; the sim
+        // profile runs none.
         let tools = if project.profile.simulate.is_some() {
             Toolchain::default()
         } else {
             let tools = Toolchain::discover(&layout.cache, &mut index);
-            graph.pools[0].model = Some(tools.identity.clone());
+            graph.tools = tools.identities.clone();
             tools
         };
         let state = State::load(&layout.state_file());

@@ -31,10 +31,16 @@ fn read(rel: &str) -> Vec<u8> {
 
 /// The two starting projects, sharing the rules.
 fn bases() -> [Files; 2] {
-    let rules: Files = ["audio", "episode", "images", "video"]
+    let mut rules: Files = ["audio", "episode", "images", "video"]
         .iter()
         .map(|k| (format!("rules/{k}.yaml"), read(&format!("rules/{k}.yaml"))))
         .collect();
+    // The files the rules name.
+    for f in fs::read_dir(Path::new(REPO).join("rules/workflows")).unwrap() {
+        let name = f.unwrap().file_name().into_string().unwrap();
+        let rel = format!("rules/workflows/{name}");
+        rules.push((rel.clone(), read(&rel)));
+    }
     let project = |dir: &str| -> Files {
         let mut files = vec![
             ("studio.yaml".to_string(), read(&format!("{dir}studio.yaml"))),

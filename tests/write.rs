@@ -23,7 +23,7 @@ fn project_with(api: Api, url: &str, model: &str, timeout: u32) -> TestProject {
     let p = TestProject::example("tiny");
     let kind = match api {
         Api::Ollama => "ollama",
-        Api::Openai => "openai",
+        Api::Openai => "openai_chat",
     };
     p.edit(
         "studio.yaml",
@@ -550,7 +550,7 @@ fn bad_writing_config_is_located() {
         (
             &[("studio.yaml", "  executor: writer-llm\n", "  executor: tts-local\n")],
             ("studio.yaml", "executor: tts-local"),
-            "the writer `tts-local` is a `tts` executor, not an LLM",
+            "the writer `tts-local` is a `openai_speech` executor, not an LLM",
         ),
         (
             &[("studio.yaml", "    timeout: 1\n", "    timeout: 0\n")],
@@ -588,7 +588,7 @@ fn bad_writing_config_is_located() {
                 "    url: http://127.0.0.1:5002\n    max_tokens: 500\n",
             )],
             ("studio.yaml", "max_tokens: 500"),
-            "`max_tokens` bounds LLM replies, and executor `tts-local` is `tts`",
+            "`max_tokens` bounds LLM replies, and executor `tts-local` is `openai_speech`",
         ),
         (
             &[(
@@ -646,8 +646,18 @@ fn with_executor(kind: &str, url: &str, extra: &str) -> TestProject {
 /// nothing is sent to 10.1.2.3 whatever the outcome.
 #[test]
 fn executors_on_other_hosts_need_remote_host() {
-    for kind in ["comfyui", "ollama", "openai", "tts", "ace_step", "jellyfin"] {
-        let model = if matches!(kind, "ollama" | "openai") {
+    for kind in [
+        "comfyui",
+        "ollama",
+        "openai_chat",
+        "openai_speech",
+        "gpt_sovits",
+        "xtts",
+        "rvc",
+        "ace_step",
+        "jellyfin",
+    ] {
+        let model = if matches!(kind, "ollama" | "openai_chat") {
             "    model: m\n"
         } else {
             ""

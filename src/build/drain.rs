@@ -17,36 +17,19 @@ use tokio_util::task::TaskTracker;
 
 use super::events::{BuildEvent, Bus, PlannedNode, PlannedPool};
 use super::materialize::materialize;
+use super::retry::{Retry, Then};
 use super::run::{Finished, NodeWork, Shared, run_node};
+use super::state::{Books, Ending, Message, Plan, Running, record};
 use super::tasks::{JobError, caught, test_panic};
-use super::{NodeRecord, Options, Report, Status, Stop, Supersede, Totals, expected_seconds};
+use super::{NodeRecord, Options, Report, Status, Stop, Supersede, Totals};
 use crate::cache::remote::Remote;
 use crate::cache::state::NodeState;
 use crate::cache::{Manifest, Metadata};
 use crate::exec::JobInput;
-use crate::graph::Node;
 use crate::graph::key::{InputFact, KeyMaterial};
-use crate::sched::Scheduler;
+use crate::graph::{Node, Pool};
+use crate::sched::{Dispatch, Scheduler};
 use crate::session::{Hit, Session};
-
-/// What a task tells the loop; every task ends in exactly one.
-pub(super) enum Message {
-    /// A job ended.
-    Finished {
-        node: usize,
-        result: Result<Finished, JobError>,
-        started: f64,
-        ended: f64,
-    },
-    /// The node's job or resolving task panicked.
-    Panicked { node: usize, what: String },
-    /// A local miss looked up elsewhere: a job in flight, or the remote.
-    Resolved {
-        node: usize,
-        manifest: Option<Manifest>,
-        remote: bool,
-    },
-}
 
 /// What the loop woke up for.
 enum Step {
@@ -64,69 +47,6 @@ enum Step {
 /// The error recorded for a job stopped by Ctrl-C or a newer build.
 const CANCELLED: &str = "interrupted";
 
-/// The nodes of this build (indices `l` into `nodes`, which holds graph
-/// indices `g`) and what is known of them before it starts.
-struct Plan<'n> {
-    nodes: &'n [usize],
-    local: HashMap<usize, usize>,
-    inputs: Vec<Vec<usize>>,
-    /// Expected seconds of each node's job.
-    cost: Vec<f64>,
-    /// What the last build left for the node is still in place.
-    intact: Vec<bool>,
-    simulated: bool,
-}
-
-impl<'n> Plan<'n> {
-    fn new(session: &Session, nodes: &'n [usize]) -> Plan<'n> {
-        use rayon::prelude::*;
-        let local: HashMap<usize, usize> = nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
-        let inputs = nodes
-            .iter()
-            .map(|&g| session.graph.nodes[g].inputs.iter().map(|i| local[&i.node]).collect())
-            .collect();
-        let sim_scale = session.project.profile.simulate.as_ref().map(|s| s.time_scale);
-        let cost = nodes.iter().map(|&g| expected_seconds(session, g, sim_scale)).collect();
-        // Checked on disk once and in parallel (the no-op build's system
-        // time is these stats).
-        let intact = nodes.par_iter().map(|&g| session.intact(g)).collect();
-        Plan {
-            nodes,
-            local,
-            inputs,
-            cost,
-            intact,
-            simulated: session.simulated(),
-        }
-    }
-}
-
-/// Per-node results of one build, indexed like the plan.
-struct Books {
-    facts: Vec<Option<InputFact>>,
-    outputs: Vec<Vec<crate::cache::OutputFile>>,
-    status: Vec<Option<Status>>,
-    records: Vec<Option<NodeRecord>>,
-}
-
-/// A job this build started: its key and its own cancel token (cancelled on
-/// Ctrl-C and by a newer build that does not want the key).
-struct Running {
-    key: String,
-    token: CancellationToken,
-}
-
-/// How the build is ending.
-#[derive(Default)]
-struct Ending {
-    interrupted: bool,
-    superseded: bool,
-    stop: Option<Stop>,
-    /// When superseded: jobs cancelled, and jobs kept for the newer build.
-    cancelled: Vec<String>,
-    kept: Vec<String>,
-}
-
 /// The running state of one build.
 pub(super) struct DrainState<'a> {
     session: &'a mut Session,
@@ -137,10 +57,13 @@ pub(super) struct DrainState<'a> {
     bus: Arc<Bus>,
     shared: Arc<Shared>,
     sched: Scheduler,
+    /// Each node's tries and each host's health.
+    retry: Retry,
     /// Every task the loop waits on; each ends in a message, a panic included.
     tasks: JoinSet<Message>,
     books: Books,
-    /// Nodes with a key, waiting: queued, or being resolved elsewhere.
+    /// Nodes with a key, not done: queued, being resolved elsewhere, or
+    /// running (a failed try is queued again).
     pending: HashMap<usize, (String, KeyMaterial)>,
     running: HashMap<usize, Running>,
     /// Start and end of each job, for benchmarks.
@@ -158,14 +81,17 @@ impl<'a> DrainState<'a> {
         let began = Instant::now();
         let plan = Plan::new(session, nodes);
         let pools: Vec<usize> = nodes.iter().map(|&g| session.graph.nodes[g].pool).collect();
-        let slots: Vec<usize> = session.graph.pools.iter().map(|p| p.slots).collect();
-        let sched = Scheduler::new(&plan.inputs, pools, &slots, &plan.cost);
+        let hosts: Vec<Vec<usize>> = session.graph.pools.iter().map(Pool::host_slots).collect();
+        let sched = Scheduler::new(&plan.inputs, pools, &hosts, &plan.cost);
+        let scale = session.project.profile.simulate.as_ref().map_or(1.0, |s| s.time_scale);
+        let retry = Retry::new(&session.graph, &session.project.executors, nodes, scale);
         let shared = Arc::new(Shared {
             cache: session.cache.clone(),
             root: session.layout.root.clone(),
             out: session.layout.out.clone(),
             simulate: session.project.profile.simulate.clone(),
             pools: session.graph.pools.clone(),
+            executors: session.project.executors.clone(),
             tools: session.tools.clone(),
             began,
             remote: opts.remote.clone(),
@@ -182,6 +108,7 @@ impl<'a> DrainState<'a> {
             bus: Bus::new(&opts.events),
             shared,
             sched,
+            retry,
             tasks: JoinSet::new(),
             books: Books {
                 facts: vec![None; n],
@@ -246,6 +173,7 @@ impl<'a> DrainState<'a> {
                 .map(|p| PlannedPool {
                     name: p.name.clone(),
                     slots: p.slots,
+                    hosts: p.hosts.iter().map(|h| h.id.clone()).collect(),
                 })
                 .collect(),
         });
@@ -396,25 +324,30 @@ impl<'a> DrainState<'a> {
 
     // ----- Starting jobs -----
 
-    /// Start what the pools have room for.
+    /// Start what the pools' hosts have room for.
     fn start_jobs(&mut self) {
-        while let Some(l) = self.sched.next_job() {
-            self.start_job(l);
+        while let Some(at) = self.sched.next_job() {
+            self.start_job(at);
         }
     }
 
-    /// Start node `l`'s job: a task that runs its engines and ends in
-    /// [`Message::Finished`].
-    fn start_job(&mut self, l: usize) {
+    /// Start a try of node `at.node` on the host the scheduler picked: a
+    /// task that runs its current engine and ends in [`Message::Finished`].
+    fn start_job(&mut self, at: Dispatch) {
+        let l = at.node;
         let node = self.node(l).clone();
-        let (key, material) = self.pending.remove(&l).expect("queued nodes have a key");
+        // Kept until the node is done: a failed try is queued again.
+        let (key, material) = self.pending.get(&l).cloned().expect("queued nodes have a key");
         let inputs = self.job_inputs(&node);
-        let (id, pool, engine) = (&node.id, node.pool, node.engine().name);
+        let now = self.retry.current(l);
+        let engine = node.engines[now.engine];
         self.bus.emit(|| BuildEvent::NodeStarted {
             node: l,
-            id: id.clone(),
-            pool,
-            engine: engine.to_string(),
+            id: node.id.clone(),
+            pool: at.pool,
+            host: self.host_id(at),
+            engine: engine.name.to_string(),
+            attempt: now.attempt,
         });
         let token = self.cancel.child_token();
         let running = Running {
@@ -426,6 +359,9 @@ impl<'a> DrainState<'a> {
         let progress = self.bus.job_progress(l, &node.id, node.pool);
         let work = NodeWork {
             node,
+            engine,
+            attempt: now.attempt,
+            at,
             inputs,
             key,
             material,
@@ -440,11 +376,17 @@ impl<'a> DrainState<'a> {
             let ended = shared.began.elapsed().as_secs_f64();
             Message::Finished {
                 node: l,
+                at,
                 result,
                 started,
                 ended,
             }
         }));
+    }
+
+    /// The id of the executor a try on `at` runs on; `None` for work done here.
+    fn host_id(&self, at: Dispatch) -> Option<String> {
+        self.shared.executor(at).map(|e| e.id.clone())
     }
 
     /// A job's inputs: each input node's outputs in the cache.
@@ -491,21 +433,17 @@ impl<'a> DrainState<'a> {
         match msg {
             Message::Finished {
                 node,
+                at,
                 result,
                 started,
                 ended,
-            } => {
-                let running = self.running.remove(&node);
-                match result {
-                    Ok(done) => {
-                        // The key the job ran under: what its manifest hashes to.
-                        let key = running.map_or_else(|| done.manifest.material.key(), |r| r.key);
-                        self.built(node, key, done, started, ended);
-                    }
-                    Err(error) => {
-                        let token = running.as_ref().map(|r| &r.token);
-                        self.failed(node, error, token, ended - started);
-                    }
+            } => self.try_ended(node, at, result, (started, ended)),
+            Message::HostBack { pool, host } => self.host_back(pool, host),
+            Message::Retry { node } => {
+                // Unless the build stopped meanwhile (`node_retrying` said
+                // it would be queued again).
+                if self.books.status[node].is_none() {
+                    self.sched.enqueue(node);
                 }
             }
             Message::Resolved { node, manifest, remote } => self.resolved(node, manifest, remote),
@@ -513,8 +451,109 @@ impl<'a> DrainState<'a> {
         }
     }
 
+    /// A try of node `l` on `at` ended, between `span.0` and `span.1`: the
+    /// node is built, tried again, or failed.
+    fn try_ended(&mut self, l: usize, at: Dispatch, result: Result<Finished, JobError>, span: (f64, f64)) {
+        let running = self.running.remove(&l);
+        let token = running.as_ref().map(|r| &r.token);
+        // An error that arrives once the job was told to stop is a
+        // cancellation, whichever of the two the job saw first.
+        let told_to_stop = token.is_some_and(CancellationToken::is_cancelled);
+        let result = match result {
+            Err(e @ (JobError::Transient(_) | JobError::Failed(_))) if !self.sched.stopped() && !told_to_stop => {
+                match self.try_again(at, e) {
+                    None => return,
+                    Some(errors) => Err(JobError::Failed(errors)),
+                }
+            }
+            other => other,
+        };
+        self.pending.remove(&l);
+        match result {
+            Ok(done) => {
+                self.retry.succeeded(&self.session.graph, at);
+                // The key the job ran under: what its manifest hashes to.
+                let key = running.map_or_else(|| done.manifest.material.key(), |r| r.key);
+                self.built(l, at, key, done, span);
+            }
+            Err(error) => self.failed(l, at, error, told_to_stop, span),
+        }
+    }
+
+    /// A failed try (not a cancellation) of `at.node`: a transient failure
+    /// sets its host aside; the node goes back to the scheduler (now, for
+    /// another host or a fallback engine; after a backoff, for a local
+    /// retry) or, with no engine left, fails: then its errors are returned.
+    fn try_again(&mut self, at: Dispatch, error: JobError) -> Option<String> {
+        let (transient, error) = match error {
+            JobError::Transient(e) => (true, e),
+            JobError::Failed(e) => (false, e),
+            JobError::Cancelled | JobError::Io(_) => unreachable!("only failures are tried again"),
+        };
+        if transient {
+            self.set_aside(at, &error);
+        }
+        let l = at.node;
+        let node = &self.session.graph.nodes[self.plan.nodes[l]];
+        let (pool, wait, engine) = match self.retry.next(&self.session.graph, at, node, transient, &error) {
+            Then::Requeue { pool, engine } => {
+                self.sched.requeue(l, pool);
+                (pool, 0.0, engine)
+            }
+            Then::After { wait, engine } => {
+                self.sched.release(l);
+                self.tasks.spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    Message::Retry { node: l }
+                });
+                (at.pool, wait.as_secs_f64(), engine)
+            }
+            Then::GiveUp(errors) => return Some(errors),
+        };
+        self.bus.emit(|| BuildEvent::NodeRetrying {
+            node: l,
+            id: node.id.clone(),
+            pool,
+            engine: engine.to_string(),
+            after_seconds: wait,
+            error,
+        });
+        None
+    }
+
+    /// A try on `at` failed transiently: set its host aside (if it ran on
+    /// one not set aside yet) until a timer brings it back.
+    fn set_aside(&mut self, at: Dispatch, error: &str) {
+        let Some(wait) = self.retry.set_aside(&self.session.graph, at, error) else {
+            return;
+        };
+        self.sched.set_down(at.pool, at.host, true);
+        let (pool, host) = (at.pool, at.host);
+        self.bus.emit(|| BuildEvent::HostDown {
+            pool,
+            host: self.host_id(at).unwrap_or_default(),
+            seconds: wait.as_secs_f64(),
+            error: error.to_string(),
+        });
+        self.tasks.spawn(async move {
+            tokio::time::sleep(wait).await;
+            Message::HostBack { pool, host }
+        });
+    }
+
+    /// A host's cool-down is over: it takes jobs again.
+    fn host_back(&mut self, pool: usize, host: usize) {
+        self.retry.host_back(pool, host);
+        self.sched.set_down(pool, host, false);
+        let at = Dispatch { node: 0, pool, host };
+        self.bus.emit(|| BuildEvent::HostUp {
+            pool,
+            host: self.host_id(at).unwrap_or_default(),
+        });
+    }
+
     /// A job made its node: learn its duration, update the state, settle it.
-    fn built(&mut self, l: usize, key: String, done: Finished, started: f64, ended: f64) {
+    fn built(&mut self, l: usize, at: Dispatch, key: String, done: Finished, (started, ended): (f64, f64)) {
         let m = done.manifest;
         let seconds = ended - started;
         self.learn(l, &m, seconds);
@@ -536,6 +575,8 @@ impl<'a> DrainState<'a> {
         let fallback = (m.engine != node.engine().name).then(|| format!("fell back to {}", m.engine));
         let mut record = record(node, Status::Built, seconds, &m.engine, fallback);
         record.metadata = m.metadata;
+        record.host = self.host_id(at);
+        (record.started, record.ended) = (Some(started), Some(ended));
         self.books.facts[l] = Some(fact);
         self.books.outputs[l] = m.outputs;
         self.settle(l, record);
@@ -560,14 +601,13 @@ impl<'a> DrainState<'a> {
         }
     }
 
-    /// A job failed, or was cancelled.
-    fn failed(&mut self, l: usize, error: JobError, token: Option<&CancellationToken>, seconds: f64) {
-        // An error that arrives once the job was told to stop is a
-        // cancellation, whichever of the two the job saw first.
-        let cancelled = matches!(error, JobError::Cancelled) || token.is_some_and(CancellationToken::is_cancelled);
+    /// The node's last try failed, or was cancelled (`told_to_stop`: its
+    /// job was cancelled, whatever error it ended with).
+    fn failed(&mut self, l: usize, at: Dispatch, error: JobError, told_to_stop: bool, (started, ended): (f64, f64)) {
+        let cancelled = matches!(error, JobError::Cancelled) || told_to_stop;
         let error = match error {
             _ if cancelled => CANCELLED.to_string(),
-            JobError::Failed(e) => e,
+            JobError::Failed(e) | JobError::Transient(e) => e,
             JobError::Io(e) => {
                 self.stop(Stop::Io(e.clone()));
                 e
@@ -576,7 +616,9 @@ impl<'a> DrainState<'a> {
         };
         let status = if cancelled { Status::Skipped } else { Status::Failed };
         let node = self.node(l);
-        let record = record(node, status, seconds, node.engine().name, Some(error));
+        let mut record = record(node, status, ended - started, node.engine().name, Some(error));
+        record.host = self.host_id(at);
+        (record.started, record.ended) = (Some(started), Some(ended));
         self.settle(l, record);
         self.skip_dependents(l);
         if (!self.opts.keep_going || self.ending.stop.is_some()) && !cancelled {
@@ -758,18 +800,5 @@ impl<'a> DrainState<'a> {
 
     fn node(&self, l: usize) -> &Node {
         &self.session.graph.nodes[self.plan.nodes[l]]
-    }
-}
-
-fn record(node: &Node, status: Status, seconds: f64, engine: &str, error: Option<String>) -> NodeRecord {
-    NodeRecord {
-        id: node.id.clone(),
-        kind: node.kind,
-        status,
-        seconds,
-        engine: engine.to_string(),
-        output: None,
-        error,
-        metadata: Metadata::new(),
     }
 }

@@ -2,9 +2,11 @@
 //! that hands each one to every subscriber.
 //!
 //! A build emits `build_started` (the plan), then per node `node_queued`,
-//! `node_started`, `node_progress`… and exactly one of `node_finished`
-//! (built or failed), `node_cached` (cached or cut off), `node_fetched` or
-//! `node_skipped`, and last `build_finished` with the totals. Serialized,
+//! `node_started`, `node_progress`… (a failed try that is tried again:
+//! `node_retrying`, then `node_started` again on the next host or with the
+//! next engine) and exactly one of `node_finished` (built or failed), `node_cached` (cached or cut off), `node_fetched` or
+//! `node_skipped`, and last `build_finished` with the totals. A host that
+//! fails transiently is `host_down` for a cool-down, then `host_up`. Serialized,
 //! each is a JSON object whose `type` names it.
 //!
 //! Subscribers are called in order, on the thread that emits: the driver's,
@@ -37,12 +39,39 @@ pub enum BuildEvent {
         /// What the job is expected to take, from earlier builds.
         expected_seconds: f64,
     },
+    /// A try started: `engine` (the chosen one, or a fallback) on `host`
+    /// of pool `pool` (no host: work done here); `attempt` 0 is its first
+    /// try with that engine.
     NodeStarted {
         node: usize,
         id: String,
         pool: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
         engine: String,
+        attempt: u32,
     },
+    /// A try failed and the node is tried again: `engine` next, queued in
+    /// pool `pool` (another host, or a fallback engine's pool) after
+    /// `after_seconds` (a local retry's backoff; 0: at once).
+    NodeRetrying {
+        node: usize,
+        id: String,
+        pool: usize,
+        engine: String,
+        after_seconds: f64,
+        /// Why the try failed.
+        error: String,
+    },
+    /// A host failed transiently and takes no job for `seconds`.
+    HostDown {
+        pool: usize,
+        host: String,
+        seconds: f64,
+        error: String,
+    },
+    /// A host's cool-down is over: it takes jobs again.
+    HostUp { pool: usize, host: String },
     /// What a running job reported.
     NodeProgress {
         node: usize,
@@ -97,6 +126,9 @@ impl BuildEvent {
             BuildEvent::NodeQueued { .. } => "node_queued",
             BuildEvent::NodeStarted { .. } => "node_started",
             BuildEvent::NodeProgress { .. } => "node_progress",
+            BuildEvent::NodeRetrying { .. } => "node_retrying",
+            BuildEvent::HostDown { .. } => "host_down",
+            BuildEvent::HostUp { .. } => "host_up",
             BuildEvent::NodeFinished { .. } => "node_finished",
             BuildEvent::NodeCached { .. } => "node_cached",
             BuildEvent::NodeFetched { .. } => "node_fetched",
@@ -141,7 +173,10 @@ pub struct PlannedNode {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedPool {
     pub name: String,
+    /// All its hosts' slots together.
     pub slots: usize,
+    /// The executors of its group (none for `cpu` and `inline`).
+    pub hosts: Vec<String>,
 }
 
 /// Someone who hears every event of a build.

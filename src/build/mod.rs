@@ -14,16 +14,20 @@
 //!    input was rebuilt to the same bytes); a miss is first looked up off the
 //!    loop (a job of an earlier build still in flight in this process, in
 //!    watch mode, or the remote cache) and otherwise queued.
-//! 2. **Start jobs** (`start_jobs`): as many queued nodes as the pools have
-//!    free slots, longest remaining path first. Each job is a task in one
-//!    [`JoinSet`](tokio::task::JoinSet) that runs the node's engine chain
-//!    ([`run`]: retries, fallbacks, storing the outputs) and ends in a
-//!    message.
+//! 2. **Start jobs** (`start_jobs`): as many queued nodes as the hosts of
+//!    their pools have free slots, longest remaining path first; the
+//!    scheduler picks the host. Each job is one try of the node's current
+//!    engine on that host, a task in one [`JoinSet`](tokio::task::JoinSet)
+//!    ([`run`]: running it, storing the outputs) that ends in a message.
 //! 3. **Wait for one thing and handle it** (`next_step`, `handle`): Ctrl-C
 //!    (stop starting work; running jobs are cancelled), a newer build
 //!    ([`Supersede`]: cancel the jobs it does not want and return at once), or
-//!    a task's message (a job finished or failed, a lookup resolved, a task
-//!    panicked).
+//!    a task's message (a try finished or failed, a host's cool-down or a
+//!    retry's backoff ended, a lookup resolved, a task panicked). A failed
+//!    try is tried again ([`retry`]): a transient failure sets its host
+//!    aside for a cool-down and queues the job for another host; a local
+//!    one is queued again after a backoff; a permanent one, or spent
+//!    retries, queues the next engine of the chain in its own pool.
 //! 4. **Finish** (`finish`): wait for the uploads, give every node its
 //!    record, count the totals.
 //!
@@ -46,7 +50,9 @@
 //! ## Files
 //!
 //! - `drain.rs`: [`DrainState`](drain::DrainState) and its loop.
-//! - `run.rs`: one node's job: its engines, retries, metadata, storing.
+//! - `state.rs`: what it holds (plan, books, running jobs, messages).
+//! - `retry.rs`: what becomes of a failed try; host cool-downs.
+//! - `run.rs`: one try of one node: its engine on its host, metadata, storing.
 //! - `materialize.rs`: copying outputs under `out/`.
 //! - `events.rs`: [`BuildEvent`] and the fan-out to subscribers.
 //! - `tasks.rs`: panics caught, blocking tasks joined, the panic test seam.
@@ -66,7 +72,9 @@ use crate::session::Session;
 mod drain;
 mod events;
 mod materialize;
+mod retry;
 mod run;
+mod state;
 mod tasks;
 
 pub use events::{BuildEvent, Events, PlannedNode, PlannedPool, Subscriber};
@@ -115,6 +123,14 @@ pub struct NodeRecord {
     pub seconds: f64,
     /// The engine that made it (or would have).
     pub engine: String,
+    /// The executor (host) its last try ran on, for service engines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// When its last try started and ended, seconds since the build began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<f64>,
     /// The output hash, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,

@@ -1,12 +1,13 @@
-//! One node's job: its engine chain (the chosen engine, then its
-//! fallbacks), each tried again on transient failures; the outputs moved
-//! into the cache, the manifest (with its metadata) recorded, the outputs
-//! copied under `out/`, and the result uploaded in the background.
+//! One try of one node: one engine of its chain, on the host the scheduler
+//! picked; the outputs moved into the cache, the manifest (with its
+//! metadata: engine, executor, host) recorded, the outputs copied under
+//! `out/`, and the result uploaded in the background. Retries and
+//! fallbacks are [`super::retry`]'s.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use camino::Utf8PathBuf;
 use futures_util::FutureExt;
@@ -19,10 +20,11 @@ use crate::cache::remote::Remote;
 use crate::cache::state::Materialized;
 use crate::cache::{Cache, Manifest, Metadata, OutputFile, Suffix, check_metadata};
 use crate::engines::{EngineSpec, Runs};
-use crate::exec::{self, ExecError, Job, JobInput, JobProgress, Produced};
+use crate::exec::{self, Job, JobInput, JobProgress, Produced};
 use crate::graph::key::KeyMaterial;
 use crate::graph::{Node, Pool};
-use crate::project::model::Simulate;
+use crate::project::model::{Executor, Simulate};
+use crate::sched::Dispatch;
 
 /// What every job task of a build shares.
 pub(super) struct Shared {
@@ -31,6 +33,8 @@ pub(super) struct Shared {
     pub out: Utf8PathBuf,
     pub simulate: Option<Simulate>,
     pub pools: Vec<Pool>,
+    /// studio.yaml's executors: the hosts of the pools.
+    pub executors: Vec<Executor>,
     pub tools: Arc<crate::stages::tools::Toolchain>,
     pub began: Instant,
     pub remote: Option<Arc<Remote>>,
@@ -40,9 +44,22 @@ pub(super) struct Shared {
     pub upload_panic: Arc<Mutex<Option<String>>>,
 }
 
-/// One node to make: what the driver hands a job task.
+impl Shared {
+    /// The executor a try on `at` runs on; `None` for work done here.
+    pub fn executor(&self, at: Dispatch) -> Option<&Executor> {
+        let host = self.pools[at.pool].hosts.get(at.host)?;
+        self.executors.get(host.executor)
+    }
+}
+
+/// One try of a node: what the driver hands a job task.
 pub(super) struct NodeWork {
     pub node: Node,
+    /// The engine of the chain this try runs, and its attempt (0 first).
+    pub engine: &'static EngineSpec,
+    pub attempt: u32,
+    /// The pool and host the scheduler picked.
+    pub at: Dispatch,
     pub inputs: Vec<JobInput>,
     pub key: String,
     pub material: KeyMaterial,
@@ -57,32 +74,25 @@ pub(super) struct Finished {
     pub unwritten: Option<String>,
 }
 
-/// Run the node's engine chain; store the first result.
+/// Run one try of the node: its engine on the host the scheduler picked
+/// ([`NodeWork::at`]); store the result. Whether a failed try is tried
+/// again, on which host or with which engine, is the drain state's
+/// ([`super::retry`]).
 pub(super) async fn run_node(
     shared: &Shared,
     work: NodeWork,
     cancel: &CancellationToken,
 ) -> Result<Finished, JobError> {
-    let mut errors = Vec::new();
-    for &engine in &work.node.engines {
-        let manifest = if engine.runs == Runs::Inline {
-            passthrough(shared, &work, engine)?
-        } else {
-            match run_engine(shared, &work, engine, cancel).await? {
-                Ok(manifest) => manifest,
-                Err(e) => {
-                    errors.push(format!("{}: {e}", engine.name));
-                    continue;
-                }
-            }
-        };
-        return store(shared, &work.node, &work.key, manifest).await;
-    }
-    Err(JobError::Failed(errors.join("\n")))
+    let manifest = if work.engine.runs == Runs::Inline {
+        passthrough(shared, &work)?
+    } else {
+        run_engine(shared, &work, cancel).await?
+    };
+    store(shared, &work.node, &work.key, manifest).await
 }
 
 /// An inline engine does no work: the output is the input.
-fn passthrough(shared: &Shared, work: &NodeWork, engine: &'static EngineSpec) -> Result<Manifest, JobError> {
+fn passthrough(shared: &Shared, work: &NodeWork) -> Result<Manifest, JobError> {
     let input = work
         .inputs
         .first()
@@ -91,85 +101,42 @@ fn passthrough(shared: &Shared, work: &NodeWork, engine: &'static EngineSpec) ->
         node: work.node.id.clone(),
         outputs: input.outputs.clone(),
         duration: input.duration,
-        engine: engine.name.into(),
+        engine: work.engine.name.into(),
         seconds: 0.0,
         material: work.material.clone(),
-        metadata: driver_metadata(shared, &work.node, engine),
+        metadata: driver_metadata(shared, work),
     })
 }
 
-/// Run one engine until it succeeds, fails for good, or runs out of
-/// retries. `Ok(Err(why))`: the engine failed and the next one may run;
-/// `Err`: the job stops (cancelled, or studio could not use its cache).
-async fn run_engine(
-    shared: &Shared,
-    work: &NodeWork,
-    engine: &'static EngineSpec,
-    cancel: &CancellationToken,
-) -> Result<Result<Manifest, String>, JobError> {
-    let mut attempt = 0;
-    loop {
-        let tmp = shared.cache.dir().join("tmp");
-        let scratch = shared
-            .cache
-            .scratch()
-            .map_err(|e| JobError::Io(format!("could not create a scratch directory in {tmp}: {e}")))?;
-        let scratch_path = Utf8PathBuf::from_path_buf(scratch.path().to_path_buf())
-            .map_err(|p| JobError::Io(format!("{} is not a UTF-8 path", p.display())))?;
-        let job = Job {
-            node: work.node.clone(),
-            engine,
-            attempt,
-            inputs: work.inputs.clone(),
-            scratch: scratch_path,
-            root: shared.root.clone(),
-            pool: shared.pools[work.node.pool].clone(),
-            simulate: shared.simulate.clone(),
-            tools: shared.tools.clone(),
-            material: work.material.clone(),
-            progress: work.progress.clone(),
-        };
-        let started = Instant::now();
-        let error = match exec::run(&job, cancel).await {
-            Ok(produced) => {
-                let seconds = started.elapsed().as_secs_f64();
-                return manifest_of(shared, work, engine, produced, scratch, seconds).await;
-            }
-            Err(ExecError::Cancelled) => return Err(JobError::Cancelled),
-            Err(e) => e,
-        };
-        match retry_delay(shared, &work.node, engine, attempt, &error)? {
-            Some(delay) => tokio::select! {
-                () = tokio::time::sleep(delay) => attempt += 1,
-                () = cancel.cancelled() => return Err(JobError::Cancelled),
-            },
-            None => return Ok(Err(error.to_string())),
-        }
-    }
-}
-
-/// Whether a failed attempt of `engine` is tried again, and after how long:
-/// a transient error is, up to the node's `retries`, after an exponential
-/// backoff (scaled by the sim's time scale). The one place that decides it.
-fn retry_delay(
-    shared: &Shared,
-    node: &Node,
-    engine: &EngineSpec,
-    attempt: u32,
-    error: &ExecError,
-) -> Result<Option<Duration>, JobError> {
-    if !matches!(error, ExecError::Transient(_)) || attempt >= node.retries {
-        return Ok(None);
-    }
-    let base = 0.5 * f64::from(1u32 << attempt.min(6));
-    let scale = shared.simulate.as_ref().map_or(1.0, |s| s.time_scale);
-    Duration::try_from_secs_f64(base * scale).map(Some).map_err(|_| {
-        JobError::Failed(format!(
-            "{}: a retry delay of {} s (time_scale {scale}) is not a length of time",
-            engine.name,
-            base * scale
-        ))
-    })
+/// Run the engine once, on its host, and move what it made into the cache.
+async fn run_engine(shared: &Shared, work: &NodeWork, cancel: &CancellationToken) -> Result<Manifest, JobError> {
+    let tmp = shared.cache.dir().join("tmp");
+    let scratch = shared
+        .cache
+        .scratch()
+        .map_err(|e| JobError::Io(format!("could not create a scratch directory in {tmp}: {e}")))?;
+    let scratch_path = Utf8PathBuf::from_path_buf(scratch.path().to_path_buf())
+        .map_err(|p| JobError::Io(format!("{} is not a UTF-8 path", p.display())))?;
+    let pool = shared.pools[work.at.pool].clone();
+    let host = shared.executor(work.at).cloned();
+    let job = Job {
+        node: work.node.clone(),
+        engine: work.engine,
+        attempt: work.attempt,
+        inputs: work.inputs.clone(),
+        scratch: scratch_path,
+        root: shared.root.clone(),
+        pool,
+        host,
+        simulate: shared.simulate.clone(),
+        tools: shared.tools.clone(),
+        material: work.material.clone(),
+        progress: work.progress.clone(),
+    };
+    let started = Instant::now();
+    let produced = exec::run(&job, cancel).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    manifest_of(shared, work, produced, scratch, seconds).await
 }
 
 /// Move what a job made into the cache and describe it. Metadata the
@@ -177,16 +144,14 @@ fn retry_delay(
 async fn manifest_of(
     shared: &Shared,
     work: &NodeWork,
-    engine: &'static EngineSpec,
     produced: Produced,
     scratch: tempfile::TempDir,
     seconds: f64,
-) -> Result<Result<Manifest, String>, JobError> {
+) -> Result<Manifest, JobError> {
     let mut metadata = produced.metadata;
-    metadata.extend(driver_metadata(shared, &work.node, engine));
-    if let Err(e) = check_metadata(&metadata) {
-        return Ok(Err(format!("studio keeps no such metadata: {e}")));
-    }
+    metadata.extend(driver_metadata(shared, work));
+    // The engine's fault, not the host's: the next engine may run.
+    check_metadata(&metadata).map_err(|e| JobError::Failed(format!("studio keeps no such metadata: {e}")))?;
     let cache = shared.cache.clone();
     let files = produced.files;
     let outputs = joined(
@@ -209,27 +174,32 @@ async fn manifest_of(
         let objects = shared.cache.dir().join("objects");
         JobError::Io(format!("could not store outputs in {objects}: {e}"))
     })?;
-    Ok(Ok(Manifest {
+    Ok(Manifest {
         node: work.node.id.clone(),
         outputs,
         duration: produced.duration,
-        engine: engine.name.into(),
+        engine: work.engine.name.into(),
         seconds,
         material: work.material.clone(),
         metadata,
-    }))
+    })
 }
 
-/// What the driver knows about a job: the engine that ran, the executor
-/// (pool) it ran on, and the service's host when it really called one.
-fn driver_metadata(shared: &Shared, node: &Node, engine: &EngineSpec) -> Metadata {
-    let pool = &shared.pools[node.pool];
+/// What the driver knows about a try: the engine that ran, the executor
+/// it ran on (the host of its group the scheduler picked; `cpu` or
+/// `inline` for work done here), and the service's `host:port` when it
+/// really called one.
+fn driver_metadata(shared: &Shared, work: &NodeWork) -> Metadata {
+    let engine = work.engine;
+    let host = shared.executor(work.at);
     let mut m = Metadata::new();
     m.insert("engine".into(), engine.name.into());
-    m.insert("executor".into(), pool.name.as_str().into());
+    let executor = host.map_or(shared.pools[work.at.pool].name.as_str(), |h| h.id.as_str());
+    m.insert("executor".into(), executor.into());
     let calls_service = matches!(engine.runs, Runs::Service(_)) && shared.simulate.is_none();
     if calls_service
-        && let Ok(url) = url::Url::parse(&pool.url)
+        && let Some(h) = host
+        && let Ok(url) = url::Url::parse(&h.url)
         && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
     {
         m.insert("host".into(), format!("{host}:{port}").into());

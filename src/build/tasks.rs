@@ -6,13 +6,16 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use super::drain::Message;
+use super::state::Message;
 
 /// How a job failed.
 #[derive(Debug)]
 pub(super) enum JobError {
-    /// Its engines failed: the node failed.
+    /// The try failed: another engine of the chain may work.
     Failed(String),
+    /// The try failed, and another try may work: the host refused, timed
+    /// out, answered 5xx.
+    Transient(String),
     /// It was stopped (Ctrl-C, or a newer build).
     Cancelled,
     /// studio could not write the cache: the build stops.

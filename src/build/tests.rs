@@ -137,3 +137,104 @@ fn nothing_is_sent_after_the_last_event() {
     bus.close_with(|| panic!("closed once"));
     assert_eq!(*seen.lock().unwrap(), vec!["node_progress", "build_finished"]);
 }
+
+/// A loopback URL that accepts connections, and one that refuses them.
+fn up_and_down() -> (String, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    (up, down)
+}
+
+/// Build `ids` with the sim profile, recording every event.
+fn build_ids(root: &Utf8PathBuf, ids: &[&str]) -> (Report, Vec<BuildEvent>) {
+    let mut session = Session::open(root, Some("sim"), 2).expect("the tiny example opens");
+    let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    let nodes = session.select(&ids).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let opts = Options {
+        events: Events::default().with(Arc::new(move |e: &BuildEvent| s.lock().unwrap().push(e.clone()))),
+        ..Options::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(build(&mut session, &nodes, &opts, CancellationToken::new()));
+    let events = seen.lock().unwrap().clone();
+    (report, events)
+}
+
+/// A host that refuses is set aside (`host_down`), its job is tried again
+/// (`node_retrying`) and started on the other host; the host a try ran on
+/// is in `node_started`, the record and the metadata's `executor`.
+#[test]
+fn a_refused_try_is_an_event_and_the_host_is_in_the_record() {
+    let (_dir, root) = tiny();
+    let (up, down) = up_and_down();
+    let path = root.join("studio.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = (text.find("executors:\n").unwrap(), text.find("\nprofiles:").unwrap());
+    let mut executors = String::from("executors:\n");
+    for (id, kind) in [
+        ("comfy-main", "comfyui"),
+        ("xtts-local", "xtts"),
+        ("rvc-local", "rvc"),
+        ("ace-step", "ace_step"),
+    ] {
+        executors.push_str(&format!("  - {{id: {id}, kind: {kind}, url: \"{up}\"}}\n"));
+    }
+    for (id, url) in [("speech-a", &down), ("speech-b", &up)] {
+        executors.push_str(&format!(
+            "  - {{id: {id}, kind: openai_speech, url: \"{url}\", slots: 1}}\n"
+        ));
+    }
+    let text = format!("{}{executors}{}", &text[..start], &text[end..])
+        .replace("time_scale: 0.0002", "time_scale: 0.01")
+        .replace("    simulate:\n", "    simulate:\n      check_hosts: true\n");
+    std::fs::write(&path, text).unwrap();
+
+    let voices = ["voice_line:ep01/s01/sh01/1", "voice_line:ep01/s01/sh02/1"];
+    let (report, events) = build_ids(&root, &voices);
+    assert!(report.ok(), "{:?}", report.records);
+    let json: Vec<serde_json::Value> = events.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+    let down_events: Vec<&serde_json::Value> = json.iter().filter(|e| e["type"] == "host_down").collect();
+    assert_eq!(down_events.len(), 1, "set aside once: {down_events:?}");
+    assert_eq!(down_events[0]["host"], "speech-a");
+    let retried = json
+        .iter()
+        .position(|e| e["type"] == "node_retrying")
+        .expect("a try was retried");
+    assert_eq!(json[retried]["engine"], "edge_tts", "the same engine, on another host");
+    assert!(
+        json[retried]["error"].as_str().unwrap().contains("cannot connect"),
+        "{}",
+        json[retried]
+    );
+    let node = json[retried]["node"].clone();
+    let started: Vec<&serde_json::Value> = (json.iter())
+        .filter(|e| e["type"] == "node_started" && e["node"] == node)
+        .collect();
+    assert_eq!(started.len(), 2, "{started:?}");
+    assert_eq!(
+        (started[0]["host"].as_str(), started[1]["host"].as_str()),
+        (Some("speech-a"), Some("speech-b"))
+    );
+    assert_eq!(started[1]["attempt"], 1);
+    for r in report.records.iter().filter(|r| r.status == Status::Built) {
+        let executor = r.metadata["executor"].as_str().unwrap();
+        match &r.host {
+            Some(host) => assert_eq!(executor, host, "{r:?}"),
+            None => assert!(["cpu", "inline"].contains(&executor), "work done here: {r:?}"),
+        }
+        assert!(r.started.is_some_and(|s| r.ended.is_some_and(|e| s <= e)), "{r:?}");
+    }
+    for id in voices {
+        let r = report.records.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(r.host.as_deref(), Some("speech-b"), "{r:?}");
+    }
+}

@@ -416,6 +416,7 @@ mod tests {
                 simulated: true,
                 service: None,
                 model: None,
+                tools: Default::default(),
             },
             params: Default::default(),
             inputs: Vec::new(),

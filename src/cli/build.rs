@@ -162,9 +162,13 @@ const JSON_BUFFER: usize = 64 << 10;
 /// A `node` line: a [`build::NodeRecord`] and its `type`, keys in order.
 #[derive(Serialize)]
 struct NodeLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended: Option<f64>,
     engine: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
     id: &'a str,
     kind: crate::graph::NodeKind,
     #[serde(skip_serializing_if = "crate::cache::Metadata::is_empty")]
@@ -172,6 +176,8 @@ struct NodeLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<&'a str>,
     seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started: Option<f64>,
     status: Status,
     #[serde(rename = "type")]
     line: &'static str,
@@ -180,13 +186,16 @@ struct NodeLine<'a> {
 impl<'a> NodeLine<'a> {
     fn of(r: &'a build::NodeRecord) -> NodeLine<'a> {
         NodeLine {
+            ended: r.ended,
             engine: &r.engine,
             error: r.error.as_deref(),
+            host: r.host.as_deref(),
             id: &r.id,
             kind: r.kind,
             metadata: &r.metadata,
             output: r.output.as_deref(),
             seconds: r.seconds,
+            started: r.started,
             status: r.status,
             line: "node",
         }

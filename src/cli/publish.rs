@@ -136,29 +136,20 @@ fn rescan(session: &Session) -> Result<Option<String>, String> {
         );
         return Ok(None);
     };
-    let url = format!("{}/Library/Refresh", jf.url.trim_end_matches('/'));
-    // The loader checked the host rule; the client checks it again.
-    crate::project::executor::check_url(&url, jf.remote_host).map_err(|e| format!("executor `{}`: {e}", jf.id))?;
+    // The host rule is checked by the loader, and again by the client.
+    let service = crate::exec::http::Service::with_timeout(jf, 15.0).map_err(|e| e.to_string())?;
+    let url = service.url("/Library/Refresh").map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let client = crate::write::client::executor_http(
-            std::time::Duration::from_secs_f64(jf.connect_timeout),
-            std::time::Duration::from_secs(15),
-        )
-        .map_err(|e| e.to_string())?;
-        let response = client
+        let request = service
             .post(&url)
-            .header("Authorization", format!("MediaBrowser Token=\"{token}\""))
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if response.status().is_success() {
-            Ok(Some(jf.url.clone()))
-        } else {
-            Err(format!("{url} answered {}", response.status()))
-        }
+            .header("Authorization", format!("MediaBrowser Token=\"{token}\""));
+        let fail = |error| crate::exec::http::ServiceError::new(jf, error).to_string();
+        let answer = service.send(&url, request).await.map_err(fail)?;
+        service.check_status(&url, &answer).map_err(fail)?;
+        Ok(Some(jf.url.clone()))
     })
 }

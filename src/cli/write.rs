@@ -16,7 +16,7 @@ use crate::cache::index::SourceIndex;
 use crate::cache::lock::BuildLock;
 use crate::project::model::Project;
 use crate::project::{ProjectError, Spans};
-use crate::write::client::{CallError, Client, GenOptions};
+use crate::write::client::{CallError, Client, GenOptions, HttpError};
 use crate::write::prompts::Templates;
 use crate::write::store::{Owner, Replies, Written};
 use crate::write::{self, Llm, WriteError, timeline};
@@ -167,7 +167,7 @@ impl Writer {
         let Some(executor) = id.and_then(|id| project.executors.iter().find(|e| e.id == id)) else {
             eprintln!(
                 "error: studio.yaml has no LLM executor to write with\n  help: add one under `executors:`, e.g. \
-                 `- {{id: llm, kind: ollama, url: http://127.0.0.1:11434, model: qwen2.5:7b}}` (or `kind: openai` for \
+                 `- {{id: llm, kind: ollama, url: http://127.0.0.1:11434, model: qwen2.5:7b}}` (or `kind: openai_chat` for \
                  llama.cpp, vLLM, LM Studio), and optionally `writing: {{executor: llm, seed: 1}}`"
             );
             return Err(EXIT_INVALID);
@@ -381,29 +381,33 @@ fn at_executor(spans: &Spans, id: &str, message: String, help: Option<String>) -
 fn help_for(e: &CallError, c: &Client) -> String {
     let server = match c.protocol {
         write::client::Protocol::Ollama => "`ollama serve`",
-        write::client::Protocol::Openai => "the OpenAI-compatible server (e.g. `llama-server --port 8080`)",
+        write::client::Protocol::OpenaiChat => "the OpenAI-compatible server (e.g. `llama-server --port 8080`)",
     };
-    match e {
-        CallError::Connect { .. } => format!("start {server}, or point this executor's `url:` at the running server"),
-        CallError::Timeout { .. } => {
+    let http = match e {
+        CallError::Http(http) => http,
+        CallError::Truncated { max_tokens, .. } => {
+            return format!(
+                "raise this executor's `max_tokens:` above {max_tokens}; a model that rambles or repeats itself may \
+                 need a lower `writing.temperature` or a stronger model instead"
+            );
+        }
+    };
+    match http {
+        HttpError::Connect { .. } => format!("start {server}, or point this executor's `url:` at the running server"),
+        HttpError::Timeout { .. } => {
             "raise this executor's `timeout:` (seconds for a whole request) or use a smaller model".to_string()
         }
-        CallError::Status { status: 404, .. } => format!(
+        HttpError::Status { status: 404, .. } => format!(
             "is the model `{}` on the server (`ollama pull {}`)? Is `kind:` the protocol the server speaks?",
             c.model, c.model
         ),
-        CallError::Status { .. } => "see the server's log; studio retried transient failures".to_string(),
-        CallError::Protocol { .. } => {
-            "set `kind:` to the protocol the server speaks: `ollama` (/api/chat) or `openai` (/v1/chat/completions)"
-                .to_string()
-        }
-        CallError::Truncated { max_tokens, .. } => format!(
-            "raise this executor's `max_tokens:` above {max_tokens}; a model that rambles or repeats itself may \
-             need a lower `writing.temperature` or a stronger model instead"
-        ),
-        CallError::Redirect { .. } => {
+        HttpError::Status { .. } => "see the server's log; studio retried transient failures".to_string(),
+        HttpError::Protocol { .. } => "set `kind:` to the protocol the server speaks: `ollama` (/api/chat) or \
+                                       `openai_chat` (/v1/chat/completions)"
+            .to_string(),
+        HttpError::Redirect { .. } => {
             "point this executor's `url:` at the server itself, not at an address that redirects".to_string()
         }
-        CallError::Config(_) => "fix this executor in studio.yaml".to_string(),
+        HttpError::Config(_) => "fix this executor in studio.yaml".to_string(),
     }
 }

@@ -1,6 +1,8 @@
 //! Executors: what runs a job. The sim executor, or
-//! (per pipeline stage, in `stages/`) the real engines.
+//! (per pipeline stage, in `stages/`) the real engines; `http` is the HTTP
+//! layer every service executor's client is built on.
 
+pub mod http;
 pub mod runner;
 pub mod sim;
 
@@ -47,6 +49,9 @@ pub struct Job {
     /// The project root, for assets the rules name.
     pub root: Utf8PathBuf,
     pub pool: Pool,
+    /// The executor (host) of the pool's group the scheduler picked; `None`
+    /// for jobs that run here.
+    pub host: Option<crate::project::model::Executor>,
     pub simulate: Option<Simulate>,
     /// The node's key material (what its output may depend on).
     pub material: crate::graph::key::KeyMaterial,

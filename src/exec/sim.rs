@@ -8,6 +8,11 @@
 //!
 //! Like a real engine it reports progress while it works (the fraction of
 //! its sleep), and a stochastic engine reports the seed it used.
+//!
+//! With `check_hosts: true` in the profile's `simulate:`, sim checks that
+//! the hosts answer: a job on a service host with a loopback `url:` first
+//! opens a TCP connection to it ([`super::http::probe`]), so host pools,
+//! cool-downs and retries on another host can be tried without services.
 
 use std::time::Duration;
 
@@ -21,6 +26,16 @@ use crate::project::model::Simulate;
 use crate::stages::timing;
 
 pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    // Sim checks that the hosts answer: a host that refuses is a transient
+    // failure of that host, as it would be for the real engine.
+    if sim.check_hosts
+        && let Some(host) = job.host.as_ref().filter(|h| !h.url.is_empty())
+    {
+        tokio::select! {
+            r = super::http::probe(host) => r?,
+            () = cancel.cancelled() => return Err(ExecError::Cancelled),
+        }
+    }
     let duration = simulated_duration(job);
     let media = duration.unwrap_or(job.node.media_seconds);
     let seconds = job.engine.expected_seconds(media) * sim.time_scale;

@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
-use super::{Graph, Input, Node, NodeKind, Pool, Uses};
+use super::{Graph, Host, Input, Node, NodeKind, Pool, Uses};
 use crate::engines::{EngineSpec, Runs};
 use crate::project::model::{Character, Episode, Project, Scene, Shot};
-use crate::project::rules::{KindRule, Predicate};
+use crate::project::rules::{KindRule, Pick, Predicate};
 use crate::project::vocab::{ContinuityScope, Transition};
 use crate::project::{Diagnostics, ProjectError, Spans};
 
@@ -75,23 +75,32 @@ impl<'a> Builder<'a> {
             name: "cpu".into(),
             slots: cpu_slots.max(1),
             service: None,
-            url: String::new(),
+            hosts: Vec::new(),
             model: None,
         });
         graph.pools.push(Pool {
             name: "inline".into(),
             slots: usize::MAX / 2,
             service: None,
-            url: String::new(),
+            hosts: Vec::new(),
             model: None,
         });
-        for e in &project.executors {
+        for g in crate::project::groups::groups(&project.executors) {
+            let hosts: Vec<Host> = g
+                .hosts
+                .iter()
+                .map(|&i| Host {
+                    id: project.executors[i].id.clone(),
+                    executor: i,
+                    slots: project.executors[i].slots,
+                })
+                .collect();
             graph.pools.push(Pool {
-                name: e.id.clone(),
-                slots: e.slots,
-                service: Some(e.kind),
-                url: e.url.clone(),
-                model: e.model.clone(),
+                name: g.name,
+                slots: hosts.iter().map(|h| h.slots).sum(),
+                service: Some(g.protocol),
+                hosts,
+                model: g.model,
             });
         }
         Ok(Builder {
@@ -121,20 +130,21 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn pool_for(&self, engine: &EngineSpec, rule: &KindRule) -> usize {
-        match engine.runs {
+    /// The pool an engine of a chain runs in: its group, resolved by the loader.
+    fn pool_for(&self, pick: &Pick<'_>) -> usize {
+        match pick.engine.runs {
             Runs::Cpu => self.cpu_pool,
             Runs::Inline => self.inline_pool,
-            Runs::Service(kind) => {
-                let by_id = rule
-                    .executor
-                    .as_ref()
-                    .and_then(|id| self.graph.pools.iter().position(|p| &p.name == id));
-                // The loader checked a matching executor exists.
-                by_id
-                    .or_else(|| self.graph.pools.iter().position(|p| p.service == Some(kind)))
-                    .unwrap_or(self.cpu_pool)
-            }
+            Runs::Service(kind) => pick
+                .group
+                .and_then(|g| {
+                    self.graph
+                        .pools
+                        .iter()
+                        .position(|p| p.service == Some(kind) && p.name == g)
+                })
+                // The loader resolved every service engine's group.
+                .expect("the loader resolved the engine's executor group"),
         }
     }
 
@@ -144,7 +154,7 @@ impl<'a> Builder<'a> {
         kind: NodeKind,
         path: String,
         out_stem: String,
-        engines: Vec<&'static EngineSpec>,
+        picks: Vec<Pick<'_>>,
         rule: &KindRule,
         mut recipe: BTreeMap<String, Value>,
         inputs: Vec<Input>,
@@ -152,6 +162,8 @@ impl<'a> Builder<'a> {
     ) -> usize {
         let mut params = rule.params.clone();
         params.append(&mut recipe);
+        let pools: Vec<usize> = picks.iter().map(|p| self.pool_for(p)).collect();
+        let engines: Vec<&'static EngineSpec> = picks.iter().map(|p| p.engine).collect();
         let primary = engines[0];
         let seed = primary.stochastic.then(|| seed_for(&path, params.get("take")));
         let id = format!("{kind}:{path}");
@@ -159,7 +171,8 @@ impl<'a> Builder<'a> {
             id: id.clone(),
             kind,
             path,
-            pool: self.pool_for(primary, rule),
+            pool: pools[0],
+            pools,
             engines,
             params,
             inputs,
@@ -354,7 +367,7 @@ impl<'a> Builder<'a> {
 
         let rule = self.rule(NodeKind::RawVideo)?;
         let raw_engines = rule.engines_for(|pr| facts.holds(pr));
-        facts.raw_engine = Some(raw_engines[0].name);
+        facts.raw_engine = Some(raw_engines[0].engine.name);
         let characters: Vec<Value> = shot
             .characters
             .iter()

@@ -4,7 +4,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::key::{KeyInput, KeyMaterial};
+use super::key::{Backend, KeyInput, KeyMaterial};
+use crate::project::assets::file_of;
 
 /// One difference between the last build's key material and today's.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,18 @@ pub enum Change {
     Backend {
         from: String,
         to: String,
+    },
+    /// A local tool the node's engines use has another identity (a new
+    /// version, other font bytes), or was added or removed.
+    Tool {
+        tool: String,
+        from: Option<String>,
+        to: Option<String>,
+    },
+    /// A project file a param names has new bytes at the same path.
+    Asset {
+        name: String,
+        file: String,
     },
     Param {
         name: String,
@@ -73,11 +86,25 @@ pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Change> {
             to: new.engine.clone(),
         });
     }
-    if old.backend != new.backend {
+    let bare = |b: &Backend| Backend {
+        tools: Default::default(),
+        ..b.clone()
+    };
+    if bare(&old.backend) != bare(&new.backend) {
         out.push(Change::Backend {
-            from: format!("{:?}", old.backend),
-            to: format!("{:?}", new.backend),
+            from: format!("{:?}", bare(&old.backend)),
+            to: format!("{:?}", bare(&new.backend)),
         });
+    }
+    let (a, b) = (&old.backend.tools, &new.backend.tools);
+    for tool in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+        if a.get(tool) != b.get(tool) {
+            out.push(Change::Tool {
+                tool: tool.clone(),
+                from: a.get(tool).cloned(),
+                to: b.get(tool).cloned(),
+            });
+        }
     }
     let names = old
         .params
@@ -121,6 +148,24 @@ pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Change> {
 
 /// Descend into objects and arrays so a changed cue says which cue.
 fn param_changes(name: &str, a: Option<&Value>, b: Option<&Value>) -> Vec<Change> {
+    // A named file: which file, not a hash diff.
+    match (a.and_then(file_of), b.and_then(file_of)) {
+        (Some((f, _)), Some((g, _))) if f == g => {
+            return vec![Change::Asset {
+                name: name.to_string(),
+                file: g.to_string(),
+            }];
+        }
+        (None, None) => {}
+        // Another file, or a file where there was none: their paths.
+        (f, g) => {
+            return vec![Change::Param {
+                name: name.to_string(),
+                from: f.map(|(f, _)| Value::from(f)).or_else(|| a.cloned()),
+                to: g.map(|(g, _)| Value::from(g)).or_else(|| b.cloned()),
+            }];
+        }
+    }
     match (a, b) {
         (Some(Value::Object(x)), Some(Value::Object(y))) => {
             let keys = x.keys().chain(y.keys()).collect::<std::collections::BTreeSet<_>>();
@@ -172,6 +217,13 @@ impl fmt::Display for Change {
             Change::Schema { from, to } => write!(f, "studio's key schema changed ({from} → {to})"),
             Change::Engine { from, to } => write!(f, "engine changed from {from} to {to}"),
             Change::Backend { from, to } => write!(f, "backend changed from {from} to {to}"),
+            Change::Tool { tool, from, to } => match (from, to) {
+                (Some(a), Some(b)) => write!(f, "{tool} changed from `{a}` to `{b}`"),
+                (None, Some(b)) => write!(f, "now uses {tool} (`{b}`)"),
+                (Some(a), None) => write!(f, "no longer uses {tool} (was `{a}`)"),
+                (None, None) => write!(f, "{tool} changed"),
+            },
+            Change::Asset { name, file } => write!(f, "{file} changed (`{name}`)"),
             Change::Param { name, from, to } => write!(f, "`{name}` changed from {} to {}", show(from), show(to)),
             Change::Input { role, from, to } => write!(f, "input `{role}` changed: {from} → {to}"),
             Change::InputAdded { role } => write!(f, "new input `{role}`"),
@@ -207,5 +259,69 @@ impl fmt::Display for Reason {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::graph::NodeKind;
+
+    fn material(params: serde_json::Value, tools: &[(&str, &str)]) -> KeyMaterial {
+        KeyMaterial {
+            schema: 2,
+            kind: NodeKind::CharacterRefs,
+            engine: "comfyui_txt2img".into(),
+            engine_version: 1,
+            backend: Backend {
+                simulated: false,
+                service: None,
+                model: None,
+                tools: tools.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            },
+            params: serde_json::from_value::<BTreeMap<String, Value>>(params).unwrap(),
+            inputs: vec![],
+            seed: None,
+        }
+    }
+
+    #[test]
+    fn an_edited_file_is_named() {
+        let old = material(
+            json!({"workflow": {"file": "rules/workflows/a.json", "hash": "1"}}),
+            &[],
+        );
+        let new = material(
+            json!({"workflow": {"file": "rules/workflows/a.json", "hash": "2"}}),
+            &[],
+        );
+        let changes = diff(&old, &new);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].to_string(), "rules/workflows/a.json changed (`workflow`)");
+        let other = material(
+            json!({"workflow": {"file": "rules/workflows/b.json", "hash": "1"}}),
+            &[],
+        );
+        assert_eq!(
+            diff(&old, &other)[0].to_string(),
+            r#"`workflow` changed from "rules/workflows/a.json" to "rules/workflows/b.json""#
+        );
+        let none = material(json!({}), &[]);
+        assert_eq!(
+            diff(&none, &old)[0].to_string(),
+            r#"`workflow` changed from (unset) to "rules/workflows/a.json""#
+        );
+    }
+
+    #[test]
+    fn a_tool_change_names_the_tool() {
+        let old = material(json!({}), &[("espeak-ng", "eSpeak NG 1.51"), ("ffmpeg", "5.1")]);
+        let new = material(json!({}), &[("espeak-ng", "eSpeak NG 1.52"), ("ffmpeg", "5.1")]);
+        let changes: Vec<String> = diff(&old, &new).iter().map(ToString::to_string).collect();
+        assert_eq!(changes, ["espeak-ng changed from `eSpeak NG 1.51` to `eSpeak NG 1.52`"]);
     }
 }

@@ -3,7 +3,9 @@
 //! A key is made of:
 //! - the node kind and the engine that makes it, with a schema number that
 //!   is bumped when an engine's output for the same inputs changes;
-//! - the backend identity: simulated or real, service kind, model;
+//! - the backend identity: simulated or real, service kind, model, and the
+//!   identities of the local tools the node's engines declare (an
+//!   espeak-ng version enters voice lines' keys, not a frame's);
 //! - every resolved rule parameter and the node's recipe (its slice of the
 //!   screenplay: text, prompts, framing);
 //! - for each input, by role: its output hash, or only its media duration
@@ -19,11 +21,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Graph, NodeKind, Uses};
+use super::{Graph, Node, NodeKind, Uses};
 use crate::stages::timing;
 
-/// Bump when any engine's output for the same key material changes.
-pub const KEY_SCHEMA: u32 = 1;
+/// Bump when any engine's output for the same key material changes, or the
+/// key's layout does (2: per-engine tool identities in `backend.tools`).
+pub const KEY_SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyMaterial {
@@ -43,6 +46,9 @@ pub struct Backend {
     pub simulated: bool,
     pub service: Option<String>,
     pub model: Option<String>,
+    /// Tool name → identity, for the tools the node's engines declare.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +120,7 @@ impl<'a> View<'a> {
                 simulated,
                 service: pool.service.map(|s| s.as_str()),
                 model: pool.model.as_deref(),
+                tools: tools_of(graph, n),
             },
             params: &n.params,
             inputs,
@@ -127,6 +134,25 @@ struct BackendView<'a> {
     simulated: bool,
     service: Option<&'a str>,
     model: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tools: BTreeMap<&'static str, &'a str>,
+}
+
+/// The identities of the tools `n`'s engines declare: the chosen one and its
+/// fallbacks, since the node is cached under one key whichever made it. A
+/// tool a rule param replaces (`soundfont: {file: …}`) is left out: the
+/// node reads that file, whose hash is in its params.
+fn tools_of<'a>(graph: &'a Graph, n: &Node) -> BTreeMap<&'static str, &'a str> {
+    let mut out = BTreeMap::new();
+    for tool in n.engines.iter().flat_map(|e| e.tools) {
+        if tool.replaced_by_param().is_some_and(|p| n.params.contains_key(p)) {
+            continue;
+        }
+        if let Some(id) = graph.tools.get(tool) {
+            out.insert(tool.as_str(), id.as_str());
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -203,6 +229,7 @@ mod tests {
                 simulated: false,
                 service: None,
                 model: None,
+                tools: BTreeMap::new(),
             },
             params: BTreeMap::from([("text".into(), Value::from("hi")), ("a".into(), Value::from(1))]),
             inputs: vec![],
@@ -217,7 +244,7 @@ mod tests {
             name: "comfy".into(),
             slots: 1,
             service: Some(crate::engines::ServiceKind::Comfyui),
-            url: String::new(),
+            hosts: Vec::new(),
             model: Some("m".into()),
         };
         let node = |inputs| Node {
@@ -226,6 +253,7 @@ mod tests {
             path: "ep/s/sh".into(),
             engines: vec![crate::engines::find("wan_t2v").unwrap()],
             pool: 0,
+            pools: vec![0],
             params: BTreeMap::from([("motion".into(), Value::from("pan"))]),
             inputs,
             seed: Some(7),
@@ -251,6 +279,7 @@ mod tests {
             ],
             by_id: Default::default(),
             pools: vec![pool],
+            tools: Default::default(),
         };
         let fact = InputFact {
             hash: "abc".into(),
@@ -264,6 +293,85 @@ mod tests {
         }
     }
 
+    /// A node of `engine`, for key tests.
+    fn node_of(engine: &str, kind: NodeKind, params: BTreeMap<String, Value>) -> crate::graph::Node {
+        crate::graph::Node {
+            id: format!("{kind}:x"),
+            kind,
+            path: "x".into(),
+            engines: vec![crate::engines::find(engine).unwrap()],
+            pool: 0,
+            pools: vec![0],
+            params,
+            inputs: vec![],
+            seed: None,
+            media_seconds: 1.0,
+            retries: 0,
+            out_stem: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_tool_enters_only_the_keys_of_engines_that_declare_it() {
+        use crate::engines::Tool;
+        use crate::graph::Pool;
+        let soundfont = BTreeMap::from([(
+            "soundfont".to_string(),
+            serde_json::json!({"file": "sounds/gm.sf2", "hash": "abc"}),
+        )]);
+        let mut graph = Graph {
+            nodes: vec![
+                node_of("espeak", NodeKind::VoiceLine, BTreeMap::new()),
+                node_of("camera_move", NodeKind::RawVideo, BTreeMap::new()),
+                node_of("storyboard", NodeKind::ShotImage, BTreeMap::new()),
+                node_of("procedural", NodeKind::SceneMusic, BTreeMap::new()),
+                node_of("procedural", NodeKind::SceneMusic, soundfont),
+            ],
+            pools: vec![Pool {
+                name: "cpu".into(),
+                slots: 1,
+                service: None,
+                hosts: Vec::new(),
+                model: None,
+            }],
+            ..Default::default()
+        };
+        graph.tools = Tool::ALL.iter().map(|t| (*t, format!("{} 1.0", t.as_str()))).collect();
+        let keys = |g: &Graph| -> Vec<String> {
+            (0..g.nodes.len())
+                .map(|n| {
+                    let owned = KeyMaterial::of(g, n, false, |_| None).unwrap().key();
+                    assert_eq!(KeyMaterial::key_of(g, n, false, |_| None).unwrap(), owned);
+                    owned
+                })
+                .collect()
+        };
+        let before = keys(&graph);
+        let changed = |tool: Tool| -> Vec<bool> {
+            let mut g = Graph {
+                nodes: graph.nodes.clone(),
+                pools: graph.pools.clone(),
+                tools: graph.tools.clone(),
+                ..Default::default()
+            };
+            g.tools.insert(tool, "2.0".into());
+            keys(&g).iter().zip(&before).map(|(a, b)| a != b).collect()
+        };
+        // voice, camera, storyboard, music, music with its own soundfont
+        assert_eq!(changed(Tool::EspeakNg), [true, false, false, false, false]);
+        assert_eq!(changed(Tool::Ffmpeg), [true, true, true, true, true]);
+        assert_eq!(changed(Tool::Font), [false, false, true, false, false]);
+        assert_eq!(changed(Tool::FallbackFonts), [false, false, true, false, false]);
+        assert_eq!(changed(Tool::Soundfont), [false, false, false, true, false]);
+        assert_eq!(changed(Tool::Fluidsynth), [false, false, false, true, true]);
+        let m = KeyMaterial::of(&graph, 0, false, |_| None).unwrap();
+        assert_eq!(
+            m.backend.tools.keys().collect::<Vec<_>>(),
+            ["espeak-ng", "ffmpeg", "ffprobe"],
+            "the voice line's key names its engine's tools"
+        );
+    }
+
     #[test]
     fn key_is_stable_and_sensitive() {
         let a = material();
@@ -273,6 +381,9 @@ mod tests {
             Box::new(|m| m.engine = "edge_tts".into()),
             Box::new(|m| m.backend.simulated = true),
             Box::new(|m| m.backend.model = Some("x".into())),
+            Box::new(|m| {
+                m.backend.tools.insert("espeak-ng".into(), "2".into());
+            }),
             Box::new(|m| {
                 m.params.insert("text".into(), Value::from("ho"));
             }),

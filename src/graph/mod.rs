@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use crate::engines::{EngineSpec, ServiceKind};
+use crate::engines::{EngineSpec, ServiceKind, Tool};
 pub use kind::NodeKind;
 
 /// How a dependent uses an input.
@@ -50,8 +50,11 @@ pub struct Node {
     pub path: String,
     /// The engine chosen by the rules, then its fallbacks.
     pub engines: Vec<&'static EngineSpec>,
-    /// Index into [`Graph::pools`].
+    /// Index into [`Graph::pools`]: where the chosen engine runs.
     pub pool: usize,
+    /// The pool of each engine in `engines` (`pools[0] == pool`): a
+    /// fallback may run in another group, or here.
+    pub pools: Vec<usize>,
     /// The resolved rule params and the node's own recipe (text, prompts…).
     pub params: BTreeMap<String, Value>,
     pub inputs: Vec<Input>,
@@ -70,16 +73,41 @@ impl Node {
     }
 }
 
-/// A pool of slots jobs run in: `cpu`, one per service executor, `inline`.
+/// A pool of slots jobs run in: `cpu`, `inline`, and one per executor
+/// group (its hosts). A node is pinned to a pool; the scheduler picks the
+/// host when the job starts.
 #[derive(Debug, Clone)]
 pub struct Pool {
     pub name: String,
+    /// All the pool's slots (its hosts' together).
     pub slots: usize,
+    /// The protocol of the group's hosts.
     pub service: Option<ServiceKind>,
-    /// Base URL of the service, for executors that call it.
-    pub url: String,
+    /// The group's hosts (empty for `cpu` and `inline`, which are one host).
+    pub hosts: Vec<Host>,
     /// The model the service runs, part of the backend identity.
     pub model: Option<String>,
+}
+
+/// One executor of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The executor's id.
+    pub id: String,
+    /// Index into [`crate::project::model::Project::executors`].
+    pub executor: usize,
+    pub slots: usize,
+}
+
+impl Pool {
+    /// The slots of each host; `cpu` and `inline` are one host.
+    pub fn host_slots(&self) -> Vec<usize> {
+        if self.hosts.is_empty() {
+            vec![self.slots]
+        } else {
+            self.hosts.iter().map(|h| h.slots).collect()
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +115,10 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub by_id: HashMap<String, usize>,
     pub pools: Vec<Pool>,
+    /// Each local tool's identity (version line or content hash), found
+    /// once per session by whoever runs real tools; empty for the sim
+    /// profile. A node's key holds those of its engines' tools only.
+    pub tools: BTreeMap<Tool, String>,
 }
 
 impl Graph {

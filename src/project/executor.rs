@@ -1,11 +1,11 @@
-//! Executor entries beyond serde: which hosts studio may contact, and how
-//! long an LLM's replies may be.
+//! Executor entries beyond serde: which protocols there are, which hosts
+//! studio may contact, and how long an LLM's replies may be.
 //!
 //! The host rule: a loopback host (an IP in 127.0.0.0/8, `::1`, or the name
 //! `localhost`) is always allowed; any other host only when its executor says
 //! `remote_host: true` (a GPU machine on the LAN). The loader enforces it
 //! ([`check_url`], with a located diagnostic), and so does every HTTP client
-//! built for an executor ([`crate::write::client::executor_http`]), which
+//! built for an executor ([`crate::exec::http::executor_http`]), which
 //! also never follows a redirect.
 
 use std::ops::RangeInclusive;
@@ -14,6 +14,38 @@ use url::{Host, Url};
 
 use super::diag::{Collector, ProjectError, SourceFile};
 use super::raw::RawExecutor;
+use crate::engines::ServiceKind;
+
+/// An executor `kind:` that is not a protocol studio speaks: the old names
+/// (`openai`, `tts`) get the protocol to write instead.
+pub fn unknown_kind(file: &SourceFile, e: &RawExecutor) -> ProjectError {
+    let kind = e.kind.value.as_str();
+    let (message, help) = match kind {
+        "openai" => (
+            "executor kind `openai` is now `openai_chat`".to_string(),
+            "write `kind: openai_chat` (OpenAI-compatible /v1/chat/completions: llama.cpp's llama-server, vLLM, LM \
+             Studio); executor kinds are wire protocols"
+                .to_string(),
+        ),
+        "tts" => (
+            "executor kind `tts` was split by wire protocol".to_string(),
+            "write the protocol of the server at this executor's url: `openai_speech` (OpenAI-compatible \
+             /v1/audio/speech: Kokoro-FastAPI, openedai-speech, edge-tts servers), `gpt_sovits` (GPT-SoVITS's API), \
+             `xtts` (an XTTS v2 server) or `rvc` (RVC voice conversion); one executor per server"
+                .to_string(),
+        ),
+        _ => {
+            let kinds: Vec<_> = ServiceKind::ALL.iter().map(|k| k.as_str()).collect();
+            (
+                format!("unknown executor kind `{kind}`"),
+                format!("executor kinds (wire protocols): {}", kinds.join(", ")),
+            )
+        }
+    };
+    ProjectError::at(file, "executor::kind", message)
+        .label_loc(file, &e.kind.referenced, "here")
+        .help(help)
+}
 
 /// Why studio will not contact an executor's URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +160,7 @@ pub fn max_tokens(file: &SourceFile, e: &RawExecutor, is_llm: bool, errors: &mut
         ProjectError::at(file, "executor::max_tokens", problem)
             .label_loc(file, &v.referenced, "here")
             .help(format!(
-                "`max_tokens` is the most tokens one reply of an `ollama` or `openai` executor may have, e.g. \
+                "`max_tokens` is the most tokens one reply of an `ollama` or `openai_chat` executor may have, e.g. \
                  `max_tokens: 8192`; without it each call has its own ({})",
                 defaults.join(", ")
             )),

@@ -59,7 +59,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
 
     studio_texts(&studio, &raw, &mut errors);
     let style = style(&studio, &raw.style, &mut errors);
-    let characters = characters(&studio, &raw.characters, &mut errors);
+    let mut characters = characters(&studio, &raw.characters, &mut errors);
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
     let remote = remote_cache(&studio, &raw.cache, &mut errors);
@@ -101,7 +101,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
             Err(d) => errors.errors.extend(d.errors),
         }
     }
-    check_rule_executors(&seen, &rules, &executors, &mut errors);
+    super::groups::resolve(&seen, &mut rules, &executors, (&studio, &spans.executors), &mut errors);
     let overlap = transition_overlap(&rules);
 
     // Episodes and their screenplays.
@@ -188,6 +188,10 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
             .help("add a `profiles: {NAME: {engine: ...}}` entry per node kind in rules/*.yaml"),
         );
     }
+
+    let mut assets = super::assets::Resolver::new(root, index, &mut sources, &mut errors);
+    assets.characters(&studio, &mut characters);
+    assets.rules(&seen, &mut rules);
 
     let project = Project {
         root: root.to_owned(),
@@ -401,7 +405,7 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -
             bounds::text(file, "appearance", v, text::PROMPT, errors);
         }
         if let Some(lora) = &c.lora {
-            bounds::text(file, "lora", lora, text::PATH, errors);
+            bounds::text(file, "lora", &super::assets::text_of(lora), text::PATH, errors);
         }
         voice(file, &c.voice, errors);
         out.push(Character {
@@ -411,7 +415,7 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -
             appearance: c.appearance.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
             voice: c.voice.clone(),
             color: c.color.value.to_ascii_lowercase(),
-            lora: c.lora.as_ref().map(|l| l.value.clone()),
+            lora: c.lora.clone(),
         });
     }
     out
@@ -425,13 +429,14 @@ fn voice(file: &SourceFile, v: &RawVoice, errors: &mut Collector) {
     if let Some(r) = &v.rate {
         bounds::number(file, "rate", r, bounds::RATE, 175, errors);
     }
+    let file_or_name = |v: &Option<Spanned<super::assets::NameOrFile>>| v.as_ref().map(super::assets::text_of);
     for (what, t, max) in [
-        ("espeak", &v.espeak, text::WORD),
-        ("edge", &v.edge, text::WORD),
-        ("reference_audio", &v.reference_audio, text::PATH),
-        ("model", &v.model, text::PATH),
+        ("espeak", v.espeak.clone(), text::WORD),
+        ("edge", v.edge.clone(), text::WORD),
+        ("reference_audio", file_or_name(&v.reference_audio), text::PATH),
+        ("model", file_or_name(&v.model), text::PATH),
     ] {
-        if let Some(t) = t {
+        if let Some(t) = &t {
             bounds::text(file, what, t, max, errors);
         }
     }
@@ -498,34 +503,38 @@ fn executors(file: &SourceFile, raw: &[RawExecutor], errors: &mut Collector) -> 
             continue;
         }
         let Some(kind) = ServiceKind::parse(&e.kind.value) else {
-            let kinds: Vec<_> = ServiceKind::ALL.iter().map(|k| k.as_str()).collect();
-            errors.push(
-                ProjectError::at(
-                    file,
-                    "executor::kind",
-                    format!("unknown executor kind `{}`", e.kind.value),
-                )
-                .label_loc(file, &e.kind.referenced, "here")
-                .help(format!("executor kinds: {}", kinds.join(", "))),
-            );
+            errors.push(super::executor::unknown_kind(file, e));
             continue;
         };
         let slots = bounds::count(file, "slots", &e.slots, bounds::SLOTS, errors);
+        bounds::text(file, "the executor's `url`", &e.url, bounds::text::PATH, errors);
+        for (what, v) in [
+            ("model", &e.model),
+            ("token_env", &e.token_env),
+            ("api_key_env", &e.api_key_env),
+        ] {
+            if let Some(v) = v {
+                bounds::text(file, &format!("the executor's `{what}`"), v, bounds::text::WORD, errors);
+            }
+        }
         super::executor::url_rule(file, e, errors);
         out.push(Executor {
             id: e.id.value.clone(),
             kind,
+            group: super::groups::group_of(file, e, kind, errors),
+            line: e.id.referenced.line() as usize,
             url: e.url.value.trim().to_string(),
             remote_host: e.remote_host,
-            max_tokens: super::executor::max_tokens(file, e, is_llm(kind), errors),
+            max_tokens: super::executor::max_tokens(file, e, kind.is_llm(), errors),
             slots,
-            model: e.model.clone(),
-            token_env: e.token_env.clone(),
-            api_key_env: e.api_key_env.clone(),
+            model: e.model.as_ref().map(|v| v.value.clone()),
+            token_env: e.token_env.as_ref().map(|v| v.value.clone()),
+            api_key_env: e.api_key_env.as_ref().map(|v| v.value.clone()),
             timeout: seconds(file, "timeout", e.timeout.as_ref(), 300.0, errors),
             connect_timeout: seconds(file, "connect_timeout", e.connect_timeout.as_ref(), 10.0, errors),
         });
     }
+    super::groups::check(file, raw, &out, errors);
     out
 }
 
@@ -536,11 +545,6 @@ fn seconds(file: &SourceFile, what: &str, v: Option<&Spanned<f64>>, default: f64
     })
 }
 
-/// Whether an executor kind speaks an LLM protocol.
-pub fn is_llm(kind: ServiceKind) -> bool {
-    matches!(kind, ServiceKind::Ollama | ServiceKind::Openai)
-}
-
 /// `writing:` resolved; its executor must exist and speak an LLM protocol.
 fn writing(file: &SourceFile, raw: Option<&RawWriting>, executors: &[Executor], errors: &mut Collector) -> Writing {
     let executor = match raw.and_then(|w| w.executor.as_ref()) {
@@ -548,7 +552,7 @@ fn writing(file: &SourceFile, raw: Option<&RawWriting>, executors: &[Executor], 
             check_writer(file, &id.value, Some(&id.referenced), executors, errors);
             Some(id.value.clone())
         }
-        None => executors.iter().find(|e| is_llm(e.kind)).map(|e| e.id.clone()),
+        None => executors.iter().find(|e| e.kind.is_llm()).map(|e| e.id.clone()),
     };
     let temperature = raw.map_or(0.7, |w| w.temperature.value);
     if let Some(w) = raw
@@ -577,10 +581,10 @@ fn writing(file: &SourceFile, raw: Option<&RawWriting>, executors: &[Executor], 
     }
 }
 
-/// `id` must name an `ollama` or `openai` executor.
+/// `id` must name an `ollama` or `openai_chat` executor.
 fn check_writer(file: &SourceFile, id: &str, at: Option<&Location>, executors: &[Executor], errors: &mut Collector) {
     let problem = match executors.iter().find(|e| e.id == id) {
-        Some(e) if is_llm(e.kind) => return,
+        Some(e) if e.kind.is_llm() => return,
         Some(e) => format!("the writer `{id}` is a `{}` executor, not an LLM", e.kind.as_str()),
         None => format!("no executor `{id}` to write screenplays with"),
     };
@@ -590,7 +594,7 @@ fn check_writer(file: &SourceFile, id: &str, at: Option<&Location>, executors: &
         None => e.label(file, file.key_span("profiles"), "in this section"),
     };
     errors.push(e.help(
-        "name an executor of kind `ollama` or `openai`, e.g. `- {id: llm, kind: ollama, url: http://127.0.0.1:11434, model: qwen2.5:7b}`",
+        "name an executor of kind `ollama` or `openai_chat`, e.g. `- {id: llm, kind: ollama, url: http://127.0.0.1:11434, model: qwen2.5:7b}`",
     ));
 }
 
@@ -704,70 +708,8 @@ fn select_profile(
                 0.0
             },
             failures: s.failures.clone(),
+            check_hosts: s.check_hosts,
         }),
         writer: p.writer.as_ref().map(|w| w.value.clone()),
     })
-}
-
-fn check_rule_executors(
-    seen: &BTreeMap<NodeKind, SourceFile>,
-    rules: &Rules,
-    executors: &[Executor],
-    errors: &mut Collector,
-) {
-    for (kind, rule) in &rules.by_kind {
-        let file = &seen[kind];
-        let engines = rule
-            .choose
-            .iter()
-            .map(|c| c.engine)
-            .chain(rule.fallbacks.iter().copied());
-        for engine in engines {
-            let crate::engines::Runs::Service(service) = engine.runs else {
-                continue;
-            };
-            let found = match &rule.executor {
-                Some(id) => executors.iter().find(|e| &e.id == id),
-                None => executors.iter().find(|e| e.kind == service),
-            };
-            match found {
-                Some(e) if e.kind == service => {}
-                Some(e) => errors.push(
-                    ProjectError::at(
-                        file,
-                        "rules::executor",
-                        format!(
-                            "engine `{}` needs a `{}` executor, but `{}` is `{}`",
-                            engine.name,
-                            service.as_str(),
-                            e.id,
-                            e.kind.as_str()
-                        ),
-                    )
-                    .label(file, file.key_span(kind.as_str()), "this rule")
-                    .help("point `executor:` at an executor of the right kind"),
-                ),
-                None => errors.push(
-                    ProjectError::at(
-                        file,
-                        "rules::executor",
-                        format!(
-                            "engine `{}` needs a `{}` executor, and studio.yaml has none{}",
-                            engine.name,
-                            service.as_str(),
-                            rule.executor
-                                .as_ref()
-                                .map(|id| format!(" named `{id}`"))
-                                .unwrap_or_default()
-                        ),
-                    )
-                    .label(file, file.key_span(kind.as_str()), "this rule")
-                    .help(format!(
-                        "add `- {{id: NAME, kind: {}, url: ...}}` under `executors:` in studio.yaml",
-                        service.as_str()
-                    )),
-                ),
-            }
-        }
-    }
 }

@@ -1,8 +1,10 @@
 //! The project model: raw YAML structs → validated, resolved [`model::Project`].
 
+pub mod assets;
 pub mod bounds;
 pub mod diag;
 pub mod executor;
+pub mod groups;
 pub mod load;
 pub mod model;
 pub mod raw;

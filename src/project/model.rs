@@ -76,7 +76,8 @@ pub struct Character {
     pub voice: RawVoice,
     /// `#rrggbb`.
     pub color: String,
-    pub lora: Option<String>,
+    /// A name the image service knows, or `{file, hash}` of a project file.
+    pub lora: Option<serde_saphyr::Spanned<super::assets::NameOrFile>>,
 }
 
 #[derive(Debug)]
@@ -154,7 +155,13 @@ pub struct Line {
 #[derive(Debug, Clone)]
 pub struct Executor {
     pub id: String,
+    /// The wire protocol it speaks.
     pub kind: ServiceKind,
+    /// The host pool it belongs to: its `group:`, else the protocol's name.
+    /// Rules send jobs to a group; the scheduler picks the host.
+    pub group: String,
+    /// Its line in studio.yaml (the `id:`), named in its errors.
+    pub line: usize,
     pub url: String,
     /// `url:` may name a host that is not loopback (`remote_host: true`).
     pub remote_host: bool,
@@ -174,7 +181,7 @@ pub struct Executor {
 /// `writing:` resolved: the LLM executor that writes screenplays, and how.
 #[derive(Debug, Clone)]
 pub struct Writing {
-    /// Id of an `ollama` or `openai` executor; `None` when the project has none.
+    /// Id of an `ollama` or `openai_chat` executor; `None` when the project has none.
     pub executor: Option<String>,
     pub seed: u64,
     pub temperature: f64,
@@ -195,6 +202,10 @@ pub struct Profile {
 #[derive(Debug, Clone)]
 pub struct Simulate {
     pub time_scale: f64,
+    /// Sim checks that the hosts answer: a job on a service executor with a
+    /// loopback `url:` first opens a TCP connection to it, so a host that
+    /// refuses is a transient failure of that host (`check_hosts: true`).
+    pub check_hosts: bool,
     pub failures: Vec<super::raw::RawSimFailure>,
 }
 

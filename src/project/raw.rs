@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::assets::NameOrFile;
+
 /// `studio.yaml`: the whole project except screenplays and rules.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +53,7 @@ pub struct RawCacheConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWriting {
-    /// An executor of kind `ollama` or `openai` (default: the first one).
+    /// An executor of kind `ollama` or `openai_chat` (default: the first one).
     #[serde(default)]
     pub executor: Option<Spanned<String>>,
     /// The generation seed: same inputs, model and seed → the cached reply.
@@ -187,8 +189,9 @@ pub struct RawCharacter {
     #[serde(default)]
     pub voice: RawVoice,
     pub color: Spanned<String>,
+    /// A LoRA: a name the image service knows, or `{file: PATH}` in the project.
     #[serde(default)]
-    pub lora: Option<Text>,
+    pub lora: Option<Spanned<NameOrFile>>,
 }
 
 /// How a character sounds, for every TTS engine that may speak for them.
@@ -209,10 +212,10 @@ pub struct RawVoice {
     pub edge: Option<Text>,
     /// Reference clip for zero-shot cloning engines (XTTS, GPT-SoVITS).
     #[serde(default)]
-    pub reference_audio: Option<Text>,
+    pub reference_audio: Option<Spanned<NameOrFile>>,
     /// A trained voice model (RVC, GPT-SoVITS).
     #[serde(default)]
-    pub model: Option<Text>,
+    pub model: Option<Spanned<NameOrFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,8 +236,12 @@ pub struct RawEpisodeEntry {
 #[serde(deny_unknown_fields)]
 pub struct RawExecutor {
     pub id: Spanned<String>,
-    /// `comfyui`, `ollama`, `openai`, `tts`, `ace_step`, `jellyfin`.
+    /// The wire protocol: `comfyui`, `ollama`, `openai_chat`,
+    /// `openai_speech`, `gpt_sovits`, `xtts`, `rvc`, `ace_step`, `jellyfin`.
     pub kind: Spanned<String>,
+    /// The host pool it joins (default: one pool per protocol, named after it).
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
     /// `http(s)://host:port`; a host that is not loopback needs `remote_host: true`.
     #[serde(default = "no_url")]
     pub url: Spanned<String>,
@@ -245,13 +252,13 @@ pub struct RawExecutor {
     #[serde(default = "one")]
     pub slots: Spanned<usize>,
     #[serde(default)]
-    pub model: Option<String>,
+    pub model: Option<Spanned<String>>,
     /// The environment variable that holds the API key or token.
     #[serde(default)]
-    pub token_env: Option<String>,
+    pub token_env: Option<Spanned<String>>,
     /// LLM executors: the variable whose value is sent as `Authorization: Bearer …`.
     #[serde(default)]
-    pub api_key_env: Option<String>,
+    pub api_key_env: Option<Spanned<String>>,
     /// Seconds a whole request may take (default 300).
     #[serde(default)]
     pub timeout: Option<Spanned<f64>>,
@@ -352,6 +359,10 @@ pub struct RawSimulate {
     /// Injected failures, for tests of retries, fallbacks and --keep-going.
     #[serde(default)]
     pub failures: Vec<RawSimFailure>,
+    /// Connect to each job's service host first (loopback hosts only): a
+    /// refused connection is a transient failure of that host.
+    #[serde(default)]
+    pub check_hosts: bool,
 }
 
 fn default_time_scale() -> Spanned<f64> {

@@ -11,6 +11,12 @@
 //!         - {engine: edge_tts}
 //!       fallbacks: [espeak]             # tried in order when the choice fails
 //! ```
+//!
+//! A service engine runs on a group of executors (a host pool): the rule's
+//! `executor:` names the group for all its entries, each `choose:` entry
+//! may name its own, and so may a fallback written as a map
+//! (`{engine: wan_t2v, executor: comfy-big}`). Without one, the engine's
+//! protocol has a default group (see [`super::groups`]).
 
 use std::collections::BTreeMap;
 
@@ -40,10 +46,11 @@ pub struct RawProfileRule {
     #[serde(default)]
     pub choose: Vec<RawChoice>,
     #[serde(default)]
-    pub fallbacks: Vec<Spanned<String>>,
+    pub fallbacks: Vec<Spanned<RawFallback>>,
     #[serde(default)]
     pub params: BTreeMap<String, Spanned<Value>>,
-    /// Executor id for service engines; the first of the right kind otherwise.
+    /// Executor group for the rule's service engines (default: the
+    /// protocol's default group).
     #[serde(default)]
     pub executor: Option<Spanned<String>>,
     /// Attempts after a transient failure (HTTP 5xx, timeout, refused).
@@ -57,6 +64,23 @@ pub struct RawChoice {
     #[serde(default)]
     pub when: Vec<Spanned<String>>,
     pub engine: Spanned<String>,
+    /// Executor group for this entry's engine.
+    #[serde(default)]
+    pub executor: Option<Spanned<String>>,
+}
+
+/// A fallback: an engine name, or `{engine: NAME, executor: GROUP}`. The
+/// entry is spanned as a whole (serde cannot keep spans inside untagged
+/// variants).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawFallback {
+    Name(String),
+    Entry {
+        engine: String,
+        #[serde(default)]
+        executor: Option<String>,
+    },
 }
 
 /// A condition in a `when` list, evaluated on the node's shot or line.
@@ -117,11 +141,35 @@ impl Predicate {
     }
 }
 
-/// One ordered choice: the engine to use when every predicate holds.
+/// One ordered choice (or a fallback, with no conditions): the engine to
+/// use when every predicate holds, and where it runs.
 #[derive(Debug, Clone)]
 pub struct Choice {
     pub when: Vec<Predicate>,
     pub engine: &'static EngineSpec,
+    /// The executor group the entry names, if it names one.
+    pub executor: Option<Spanned<String>>,
+    /// The group the engine runs on, resolved by the loader
+    /// ([`super::groups::resolve`]); `None` for engines that run here.
+    pub group: Option<String>,
+}
+
+impl Choice {
+    fn new(engine: &'static EngineSpec, when: Vec<Predicate>, executor: Option<Spanned<String>>) -> Choice {
+        Choice {
+            when,
+            engine,
+            executor,
+            group: None,
+        }
+    }
+}
+
+/// An engine of a node's chain and the executor group it runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct Pick<'a> {
+    pub engine: &'static EngineSpec,
+    pub group: Option<&'a str>,
 }
 
 /// The rule for one node kind in the selected profile.
@@ -130,26 +178,32 @@ pub struct KindRule {
     /// Shared params overlaid with the profile's params.
     pub params: BTreeMap<String, Value>,
     pub choose: Vec<Choice>,
-    pub fallbacks: Vec<&'static EngineSpec>,
-    pub executor: Option<String>,
+    pub fallbacks: Vec<Choice>,
+    /// The rule's own `executor:` group, for entries that name none.
+    pub executor: Option<Spanned<String>>,
     pub retries: u32,
 }
 
 impl KindRule {
-    /// The engine chain for a node: the first matching choice, then fallbacks.
-    pub fn engines_for(&self, holds: impl Fn(Predicate) -> bool) -> Vec<&'static EngineSpec> {
-        let first = self
-            .choose
-            .iter()
-            .find(|c| c.when.iter().all(|p| holds(*p)))
-            .map(|c| c.engine);
-        let mut chain: Vec<&'static EngineSpec> = first.into_iter().collect();
-        for f in &self.fallbacks {
-            if !chain.iter().any(|e| e.name == f.name) {
-                chain.push(f);
+    /// The engine chain for a node: the first matching choice, then
+    /// fallbacks (each engine once), with the group each runs on.
+    pub fn engines_for(&self, holds: impl Fn(Predicate) -> bool) -> Vec<Pick<'_>> {
+        let first = self.choose.iter().find(|c| c.when.iter().all(|p| holds(*p)));
+        let mut chain: Vec<Pick<'_>> = Vec::new();
+        for c in first.into_iter().chain(&self.fallbacks) {
+            if !chain.iter().any(|p| p.engine.name == c.engine.name) {
+                chain.push(Pick {
+                    engine: c.engine,
+                    group: c.group.as_deref(),
+                });
             }
         }
         chain
+    }
+
+    /// Every entry, choices first.
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut Choice> {
+        self.choose.iter_mut().chain(self.fallbacks.iter_mut())
     }
 }
 
@@ -270,10 +324,7 @@ fn resolve_rule(
     if let Some(name) = &raw.engine
         && let Some(e) = engine(name, errors, &mut ok)
     {
-        choose.push(Choice {
-            when: Vec::new(),
-            engine: e,
-        });
+        choose.push(Choice::new(e, Vec::new(), None));
     }
     for c in &raw.choose {
         let mut when = Vec::new();
@@ -297,13 +348,25 @@ fn resolve_rule(
             }
         }
         if let Some(e) = engine(&c.engine, errors, &mut ok) {
-            choose.push(Choice { when, engine: e });
+            choose.push(Choice::new(e, when, c.executor.clone()));
         }
     }
     let fallbacks: Vec<_> = raw
         .fallbacks
         .iter()
-        .filter_map(|f| engine(f, errors, &mut ok))
+        .filter_map(|f| {
+            let (name, executor) = match &f.value {
+                RawFallback::Name(name) => (name, None),
+                RawFallback::Entry { engine, executor } => (engine, executor.as_ref()),
+            };
+            let spanned = |value: &String| Spanned {
+                value: value.clone(),
+                referenced: f.referenced,
+                defined: f.defined,
+            };
+            let e = engine(&spanned(name), errors, &mut ok)?;
+            Some(Choice::new(e, Vec::new(), executor.map(spanned)))
+        })
         .collect();
     if choose.is_empty() && ok {
         errors.push(
@@ -345,7 +408,7 @@ fn resolve_rule(
         params,
         choose,
         fallbacks,
-        executor: raw.executor.as_ref().map(|e| e.value.clone()),
+        executor: raw.executor.clone(),
         retries,
     })
 }

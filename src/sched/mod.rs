@@ -1,10 +1,18 @@
-//! The ready queue: which job runs next, on which pool. No I/O.
+//! The ready queue: which job runs next, on which host of which pool. No I/O.
 //!
 //! The driver feeds it a dependency graph; it hands back nodes as their
 //! inputs finish (`take_ready`), the driver decides cached vs. to-run, and
-//! `next_job` picks among queued jobs, per pool with a free slot, the one
-//! with the longest remaining path (weighted by expected seconds). A failed
-//! node marks everything downstream skipped.
+//! `next_job` picks among queued jobs, per pool with a free slot on a host
+//! that is up, the one with the longest remaining path (weighted by
+//! expected seconds), and the host with the most free slots. A pool is an
+//! executor group (or `cpu`, `inline`: one host each); a host set aside
+//! ([`Scheduler::set_down`]) takes no job, so a job never waits on a host
+//! that is down while another is up. A failed node marks everything
+//! downstream skipped. [`hosts`] keeps the cool-downs, [`tries`] the
+//! attempts and fallbacks of each node.
+
+pub mod hosts;
+pub mod tries;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -43,6 +51,21 @@ impl PartialOrd for Ranked {
     }
 }
 
+/// A job to start: `node` on host `host` of pool `pool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    pub node: usize,
+    pub pool: usize,
+    /// Index into the pool's hosts.
+    pub host: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Host {
+    free: usize,
+    down: bool,
+}
+
 /// The scheduler over nodes `0..n` (indices into the driver's node list).
 #[derive(Debug)]
 pub struct Scheduler {
@@ -50,17 +73,22 @@ pub struct Scheduler {
     missing: Vec<usize>,
     dependents: Vec<Vec<usize>>,
     pool: Vec<usize>,
-    free: Vec<usize>,
+    hosts: Vec<Vec<Host>>,
+    /// The host slot a running node holds.
+    held: Vec<Option<(usize, usize)>>,
     queues: Vec<BinaryHeap<Ranked>>,
     priority: Vec<f64>,
     ready: Vec<usize>,
     open: usize,
+    /// [`Scheduler::abandon`] was called: nothing new starts.
+    stopped: bool,
 }
 
 impl Scheduler {
     /// `inputs[i]`: the nodes `i` needs; `pool[i]`: the pool it runs in;
-    /// `slots[p]`: slots of pool `p`; `cost[i]`: expected seconds if it runs.
-    pub fn new(inputs: &[Vec<usize>], pool: Vec<usize>, slots: &[usize], cost: &[f64]) -> Scheduler {
+    /// `hosts[p][h]`: slots of host `h` of pool `p`; `cost[i]`: expected
+    /// seconds if it runs.
+    pub fn new(inputs: &[Vec<usize>], pool: Vec<usize>, hosts: &[Vec<usize>], cost: &[f64]) -> Scheduler {
         let n = inputs.len();
         let mut dependents = vec![Vec::new(); n];
         for (i, ins) in inputs.iter().enumerate() {
@@ -80,11 +108,16 @@ impl Scheduler {
             missing,
             dependents,
             pool,
-            free: slots.to_vec(),
-            queues: slots.iter().map(|_| BinaryHeap::new()).collect(),
+            hosts: hosts
+                .iter()
+                .map(|p| p.iter().map(|&free| Host { free, down: false }).collect())
+                .collect(),
+            held: vec![None; n],
+            queues: hosts.iter().map(|_| BinaryHeap::new()).collect(),
             priority,
             ready,
             open: n,
+            stopped: false,
         }
     }
 
@@ -103,31 +136,77 @@ impl Scheduler {
         });
     }
 
-    /// The next job to start, taking a slot of its pool.
-    pub fn next_job(&mut self) -> Option<usize> {
-        let mut best: Option<(usize, f64)> = None;
-        for (p, q) in self.queues.iter().enumerate() {
-            if self.free[p] == 0 {
-                continue;
-            }
-            if let Some(top) = q.peek()
-                && best.is_none_or(|(_, pr)| top.priority > pr)
-            {
-                best = Some((p, top.priority));
+    /// The host of pool `p` to start a job on: up, with a free slot, the
+    /// most free slots first (then the first listed).
+    fn free_host(&self, p: usize) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None;
+        for (h, host) in self.hosts[p].iter().enumerate() {
+            if !host.down && host.free > 0 && best.is_none_or(|(_, free)| host.free > free) {
+                best = Some((h, host.free));
             }
         }
-        let (p, _) = best?;
-        let node = self.queues[p].pop().expect("peeked").node;
-        self.free[p] -= 1;
+        best.map(|(h, _)| h)
+    }
+
+    /// The next job to start, taking a slot of a host of its pool.
+    pub fn next_job(&mut self) -> Option<Dispatch> {
+        let mut best: Option<(usize, usize, f64)> = None;
+        for (p, q) in self.queues.iter().enumerate() {
+            let Some(top) = q.peek() else { continue };
+            if best.is_some_and(|(_, _, pr)| top.priority <= pr) {
+                continue;
+            }
+            if let Some(h) = self.free_host(p) {
+                best = Some((p, h, top.priority));
+            }
+        }
+        let (pool, host, _) = best?;
+        let node = self.queues[pool].pop().expect("peeked").node;
+        self.hosts[pool][host].free -= 1;
+        self.held[node] = Some((pool, host));
         self.state[node] = State::Running;
-        Some(node)
+        Some(Dispatch { node, pool, host })
+    }
+
+    fn release_slot(&mut self, node: usize) {
+        if let Some((p, h)) = self.held[node].take() {
+            self.hosts[p][h].free += 1;
+        }
+    }
+
+    /// Running `node` goes back to the queue of `pool` (its own, for a try
+    /// on another host; a fallback engine's, for the next engine), freeing
+    /// its slot.
+    pub fn requeue(&mut self, node: usize, pool: usize) {
+        debug_assert_eq!(self.state[node], State::Running);
+        self.release_slot(node);
+        self.pool[node] = pool;
+        self.state[node] = State::Queued;
+        self.queues[pool].push(Ranked {
+            priority: self.priority[node],
+            node,
+        });
+    }
+
+    /// Running `node` stops and frees its slot, to be queued again later
+    /// with [`Scheduler::enqueue`] (a retry after a backoff).
+    pub fn release(&mut self, node: usize) {
+        debug_assert_eq!(self.state[node], State::Running);
+        self.release_slot(node);
+        self.state[node] = State::Ready;
+    }
+
+    /// Set host `host` of pool `pool` aside (`down`), or take it back.
+    /// Running jobs keep their slots.
+    pub fn set_down(&mut self, pool: usize, host: usize, down: bool) {
+        self.hosts[pool][host].down = down;
     }
 
     /// `node` finished (ran, or came from the cache). On failure, returns the
     /// nodes skipped because they depend on it.
     pub fn finish(&mut self, node: usize, ok: bool) -> Vec<usize> {
         if self.state[node] == State::Running {
-            self.free[self.pool[node]] += 1;
+            self.release_slot(node);
         }
         self.open -= 1;
         if ok {
@@ -166,11 +245,18 @@ impl Scheduler {
             }
         }
         self.open -= dropped.len();
+        self.stopped = true;
         self.ready.clear();
         for q in &mut self.queues {
             q.clear();
         }
         dropped
+    }
+
+    /// Whether the build stopped starting work ([`Scheduler::abandon`]):
+    /// a failed try is then not tried again.
+    pub fn stopped(&self) -> bool {
+        self.stopped
     }
 
     /// Whether every node has finished, failed or been skipped.
@@ -220,21 +306,21 @@ mod tests {
     fn runs_in_dependency_order_and_respects_slots() {
         // 0 → 2, 1 → 2; one pool with one slot.
         let inputs = vec![vec![], vec![], vec![0, 1]];
-        let mut s = Scheduler::new(&inputs, vec![0, 0, 0], &[1], &[1.0, 5.0, 1.0]);
+        let mut s = Scheduler::new(&inputs, vec![0, 0, 0], &[vec![1]], &[1.0, 5.0, 1.0]);
         let ready = s.take_ready();
         assert_eq!(ready, vec![0, 1]);
         for r in ready {
             s.enqueue(r);
         }
         // Node 1 lies on the longer path: it goes first.
-        assert_eq!(s.next_job(), Some(1));
+        assert_eq!(node(s.next_job()), Some(1));
         assert_eq!(s.next_job(), None, "one slot");
         s.finish(1, true);
-        assert_eq!(s.next_job(), Some(0));
+        assert_eq!(node(s.next_job()), Some(0));
         s.finish(0, true);
         assert_eq!(s.take_ready(), vec![2]);
         s.enqueue(2);
-        assert_eq!(s.next_job(), Some(2));
+        assert_eq!(node(s.next_job()), Some(2));
         s.finish(2, true);
         assert!(s.is_done());
     }
@@ -243,12 +329,12 @@ mod tests {
     fn failure_skips_everything_downstream_only() {
         // 0 → 1 → 2, and 3 alone.
         let inputs = vec![vec![], vec![0], vec![1], vec![]];
-        let mut s = Scheduler::new(&inputs, vec![0; 4], &[4], &[1.0; 4]);
+        let mut s = Scheduler::new(&inputs, vec![0; 4], &[vec![4]], &[1.0; 4]);
         for r in s.take_ready() {
             s.enqueue(r);
         }
-        let a = s.next_job().unwrap();
-        let b = s.next_job().unwrap();
+        let a = s.next_job().unwrap().node;
+        let b = s.next_job().unwrap().node;
         assert_eq!((a, b), (0, 3));
         assert_eq!(s.finish(0, false), vec![1, 2]);
         assert!(!s.is_done());
@@ -259,11 +345,134 @@ mod tests {
     #[test]
     fn cache_hits_take_no_slot() {
         let inputs = vec![vec![], vec![0]];
-        let mut s = Scheduler::new(&inputs, vec![0, 0], &[1], &[1.0, 1.0]);
+        let mut s = Scheduler::new(&inputs, vec![0, 0], &[vec![1]], &[1.0, 1.0]);
         assert_eq!(s.take_ready(), vec![0]);
         s.finish(0, true); // from the cache
         assert_eq!(s.take_ready(), vec![1]);
         s.enqueue(1);
-        assert_eq!(s.next_job(), Some(1));
+        assert_eq!(node(s.next_job()), Some(1));
+    }
+
+    fn node(d: Option<Dispatch>) -> Option<usize> {
+        d.map(|d| d.node)
+    }
+
+    fn queued(n: usize, hosts: &[Vec<usize>]) -> Scheduler {
+        let inputs = vec![vec![]; n];
+        let pools = vec![0; n];
+        let cost: Vec<f64> = (0..n).map(|i| (n - i) as f64).collect();
+        let mut s = Scheduler::new(&inputs, pools, hosts, &cost);
+        for r in s.take_ready() {
+            s.enqueue(r);
+        }
+        s
+    }
+
+    #[test]
+    fn two_hosts_with_one_slot_each_run_two_jobs_at_once() {
+        let mut s = queued(3, &[vec![1, 1]]);
+        let a = s.next_job().unwrap();
+        let b = s.next_job().unwrap();
+        assert_eq!((a.node, a.host), (0, 0));
+        assert_eq!((b.node, b.host), (1, 1));
+        assert_eq!(s.next_job(), None, "both hosts busy");
+        s.finish(b.node, true);
+        assert_eq!(
+            s.next_job(),
+            Some(Dispatch {
+                node: 2,
+                pool: 0,
+                host: 1
+            })
+        );
+    }
+
+    #[test]
+    fn jobs_spread_over_the_hosts_with_most_free_slots() {
+        let mut s = queued(4, &[vec![1, 3]]);
+        let hosts: Vec<usize> = (0..4).map(|_| s.next_job().unwrap().host).collect();
+        assert_eq!(hosts, vec![1, 1, 0, 1]);
+        assert_eq!(s.running(), 4);
+    }
+
+    #[test]
+    fn a_host_that_is_down_takes_no_job_while_another_is_up() {
+        let mut s = queued(3, &[vec![1, 1]]);
+        let a = s.next_job().unwrap();
+        assert_eq!(a.host, 0);
+        // Host 0 failed the job: set aside, the job goes back in the queue.
+        s.set_down(0, 0, true);
+        s.requeue(a.node, 0);
+        let again = s.next_job().unwrap();
+        assert_eq!((again.node, again.host), (0, 1), "on the other host, first in line");
+        assert_eq!(s.next_job(), None, "host 0 is down, host 1 busy: the rest wait");
+        s.finish(again.node, true);
+        assert_eq!(s.next_job().map(|d| d.host), Some(1));
+        // Every host down: nothing starts until one is back.
+        s.set_down(0, 1, true);
+        s.finish(1, true);
+        assert_eq!(s.next_job(), None);
+        s.set_down(0, 0, false);
+        assert_eq!(
+            s.next_job(),
+            Some(Dispatch {
+                node: 2,
+                pool: 0,
+                host: 0
+            })
+        );
+        s.finish(2, true);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn a_requeued_job_may_move_to_another_pool_and_a_released_one_waits() {
+        // Pool 0: a service group of one host; pool 1: the cpu.
+        let inputs = vec![vec![], vec![]];
+        let mut s = Scheduler::new(&inputs, vec![0, 0], &[vec![1], vec![2]], &[2.0, 1.0]);
+        for r in s.take_ready() {
+            s.enqueue(r);
+        }
+        let a = s.next_job().unwrap();
+        assert_eq!((a.node, a.pool), (0, 0));
+        // A fallback engine runs on the cpu.
+        s.requeue(0, 1);
+        assert_eq!(
+            s.next_job(),
+            Some(Dispatch {
+                node: 0,
+                pool: 1,
+                host: 0
+            })
+        );
+        assert_eq!(
+            s.next_job(),
+            Some(Dispatch {
+                node: 1,
+                pool: 0,
+                host: 0
+            })
+        );
+        // A retry after a backoff: no slot held meanwhile.
+        s.release(1);
+        assert_eq!(s.running(), 1);
+        assert_eq!(s.next_job(), None);
+        s.enqueue(1);
+        assert_eq!(s.next_job().map(|d| d.node), Some(1));
+        s.finish(0, true);
+        s.finish(1, true);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn abandon_drops_released_jobs() {
+        let mut s = queued(2, &[vec![2]]);
+        let a = s.next_job().unwrap();
+        s.release(a.node);
+        assert!(!s.stopped());
+        let mut dropped = s.abandon();
+        dropped.sort_unstable();
+        assert_eq!(dropped, vec![0, 1]);
+        assert!(s.is_done() && s.stopped());
     }
 }

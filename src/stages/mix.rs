@@ -9,7 +9,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::voice::{check_rate, probe_samples};
-use super::{escape, exec, ffmpeg, input, inputs_with, param_f64, produced, scratch, timing, tools, write};
+use super::{escape, exec, ffmpeg, input, inputs_with, param_f64, produced, scratch, timing, tool, write};
+use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, JobInput, Produced};
 
@@ -106,7 +107,7 @@ pub(crate) fn concat_list<'a>(paths: impl IntoIterator<Item = &'a Utf8Path>) -> 
 }
 
 async fn probe_video(job: &Job, path: &Utf8Path, cancel: &CancellationToken) -> Result<VideoInfo, String> {
-    let ffprobe = tools::need(&job.tools.ffprobe, "ffprobe", "ffmpeg").map_err(|e| e.to_string())?;
+    let ffprobe = tool(job, Tool::Ffprobe).map_err(|e| e.to_string())?;
     let cmd = Cmd::new(ffprobe.as_str())
         .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
         .args([

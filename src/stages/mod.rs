@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::engines::Tool;
 use crate::exec::runner::{self, Cmd, Output};
 use crate::exec::{ExecError, Job, JobInput, Produced};
 use crate::graph::NodeKind;
@@ -48,9 +49,33 @@ pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
     }
 }
 
+/// The path of a tool the job's engine declared (see [`tools::Toolchain::path`]).
+pub(crate) fn tool(job: &Job, tool: Tool) -> Result<&Utf8PathBuf, ExecError> {
+    job.tools.path(job.engine, tool)
+}
+
+/// The project file a `{file: PATH}` param names (resolved by the loader to
+/// `{file, hash}`), checked against the hash in the node's key: a file
+/// edited since the project was loaded would make an output the key does
+/// not describe.
+pub(crate) fn asset(job: &Job, name: &str) -> Result<Option<Utf8PathBuf>, ExecError> {
+    let Some((file, hash)) = param(job, name).and_then(crate::project::assets::file_of) else {
+        return Ok(None);
+    };
+    let path = job.root.join(file);
+    let now = crate::cache::index::hash_file(&path)
+        .map_err(|e| ExecError::Permanent(format!("cannot read {file} (`{name}`): {e}")))?;
+    if now != hash {
+        return Err(ExecError::Permanent(format!(
+            "{file} (`{name}`) changed since the project was loaded; build again"
+        )));
+    }
+    Ok(Some(path))
+}
+
 /// `ffmpeg` with the flags every call shares.
 pub(crate) fn ffmpeg(job: &Job) -> Result<Cmd, ExecError> {
-    let path = tools::need(&job.tools.ffmpeg, "ffmpeg", "ffmpeg")?;
+    let path = tool(job, Tool::Ffmpeg)?;
     Ok(Cmd::new(path.as_str()).args([
         "-hide_banner",
         "-nostdin",
@@ -71,7 +96,7 @@ pub(crate) async fn exec(job: &Job, cmd: &Cmd, cancel: &CancellationToken) -> Re
 
 /// The duration of a media file in seconds (ffprobe).
 pub(crate) async fn probe_duration(job: &Job, path: &Utf8Path, cancel: &CancellationToken) -> Result<f64, ExecError> {
-    let ffprobe = tools::need(&job.tools.ffprobe, "ffprobe", "ffmpeg")?;
+    let ffprobe = tool(job, Tool::Ffprobe)?;
     let cmd = Cmd::new(ffprobe.as_str())
         .args([
             "-v",

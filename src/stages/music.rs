@@ -14,7 +14,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::voice::{check_rate, probe_samples};
-use super::{exec, ffmpeg, inputs_with, param_str, produced, scratch, timing, tools};
+use super::{asset, exec, ffmpeg, inputs_with, param_str, produced, scratch, timing, tool};
+use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, Produced};
 use crate::project::vocab::Mood;
@@ -350,8 +351,13 @@ fn fail(job: &Job, what: impl std::fmt::Display) -> ExecError {
 /// Render MIDI bytes with fluidsynth: 48 kHz stereo float (no dither, so
 /// the samples are the same on every run), longer than the song.
 async fn render(job: &Job, midi: &[u8], cancel: &CancellationToken) -> Result<Utf8PathBuf, ExecError> {
-    let fluidsynth = tools::need(&job.tools.fluidsynth, "fluidsynth", "fluidsynth")?;
-    let soundfont = tools::need(&job.tools.soundfont, "a General MIDI soundfont", "fluid-soundfont-gm")?;
+    let fluidsynth = tool(job, Tool::Fluidsynth)?;
+    // The rule's `soundfont: {file: PATH}`, else the system's GM soundfont.
+    let soundfont = match asset(job, "soundfont")? {
+        Some(path) => path,
+        None => tool(job, Tool::Soundfont)?.clone(),
+    };
+    check_soundfont(job, &soundfont)?;
     let song = scratch(job, "song.mid");
     std::fs::write(&song, midi).map_err(|e| fail(job, format!("writing {song}: {e}")))?;
     let raw = scratch(job, "music_raw.wav");
@@ -363,9 +369,23 @@ async fn render(job: &Job, midi: &[u8], cancel: &CancellationToken) -> Result<Ut
     Ok(raw)
 }
 
+/// fluidsynth skips a file that is not a SoundFont and plays its default
+/// one instead, which the key does not describe: refuse it first.
+fn check_soundfont(job: &Job, path: &Utf8Path) -> Result<(), ExecError> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map_err(|e| fail(job, format!("reading the soundfont {path}: {e}")))?;
+    if &head[..4] != b"RIFF" || &head[8..] != b"sfbk" {
+        return Err(fail(job, format!("{path} is not a SoundFont 2 file (.sf2)")));
+    }
+    Ok(())
+}
+
 /// Integrated loudness (LUFS) of `raw` after `fit` (loudnorm's first pass).
 async fn measure_loudness(job: &Job, raw: &Utf8Path, fit: &str, cancel: &CancellationToken) -> Result<f64, ExecError> {
-    let program = tools::need(&job.tools.ffmpeg, "ffmpeg", "ffmpeg")?;
+    let program = tool(job, Tool::Ffmpeg)?;
     // loudnorm reports at log level info, so not the usual `-v error` prefix.
     let cmd = Cmd::new(program.as_str())
         .args(["-hide_banner", "-nostdin", "-nostats", "-i", raw.as_str()])

@@ -1,5 +1,6 @@
-//! The local tools the animatic uses, found once per build, and their
-//! identity for cache keys (a new ffmpeg or font means new outputs).
+//! The local tools the animatic uses, found once per build, and each one's
+//! identity for cache keys (a new espeak-ng means new voice lines, and
+//! nothing else).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -9,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::atomic::write_atomic;
 use crate::cache::index::SourceIndex;
+use crate::engines::{EngineSpec, Tool};
+use crate::exec::ExecError;
 use crate::exec::runner::{Cmd, run_sync};
 
 /// Fonts that render Japanese, in order of preference.
@@ -61,7 +64,7 @@ const SOUNDFONTS: &[&str] = &[
     "/usr/share/sounds/sf2/default-GM.sf2",
 ];
 
-/// Paths of the tools, and an identity string covering their versions.
+/// Paths of the tools, and each one's identity for cache keys.
 #[derive(Debug, Clone, Default)]
 pub struct Toolchain {
     pub ffmpeg: Option<Utf8PathBuf>,
@@ -72,9 +75,11 @@ pub struct Toolchain {
     /// The [`FALLBACK_FONTS`] that are installed, in order.
     pub fallback_fonts: Vec<Utf8PathBuf>,
     pub soundfont: Option<Utf8PathBuf>,
-    /// `ffmpeg 5.1.9; espeak-ng 1.51; …; font <hash>; fallback fonts
-    /// <hash>`: enters every key of a job that runs on the CPU pool.
-    pub identity: String,
+    /// Every tool's identity: its version line (`ffmpeg version 5.1.9-0+deb12u1 …`),
+    /// or for fonts and the soundfont the file name and content hash;
+    /// `missing` when it is not installed. A node's key holds the
+    /// identities of the tools its engines declare, and only those.
+    pub identities: BTreeMap<Tool, String>,
 }
 
 /// `tool version` lines remembered by the binary's (size, mtime, inode).
@@ -90,6 +95,8 @@ fn which(name: &str) -> Option<Utf8PathBuf> {
         .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
 }
 
+const MISSING: &str = "missing";
+
 impl Toolchain {
     /// Find the tools; ask each for its version only when its binary changed.
     pub fn discover(cache_dir: &Utf8Path, index: &mut SourceIndex) -> Toolchain {
@@ -99,52 +106,56 @@ impl Toolchain {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let mut changed = false;
-        let mut identity = Vec::new();
-        let mut version = |name: &str, path: &Option<Utf8PathBuf>, flag: &str| {
-            let Some(path) = path else {
-                identity.push(format!("{name} missing"));
-                return;
+        let mut version = |tool: Tool, path: &Option<Utf8PathBuf>, flag: &str| -> String {
+            let Some(meta) = path.as_ref().and_then(|p| p.metadata().ok()) else {
+                return MISSING.into();
             };
-            let Ok(meta) = path.metadata() else { return };
+            let path = path.as_ref().expect("a path with metadata");
             let stamp = (meta.size(), meta.mtime(), meta.ino());
-            let line = match versions.tools.get(name) {
-                Some((s, m, i, v)) if (*s, *m, *i) == stamp => v.clone(),
+            let name = tool.as_str();
+            match versions.tools.get(name) {
+                // (Normalized again: an older studio kept the whole line.)
+                Some((s, m, i, v)) if (*s, *m, *i) == stamp => version_line(v),
                 _ => {
                     let out = run_sync(&Cmd::new(path.as_str()).arg(flag)).unwrap_or_default();
-                    let line = out.lines().next().unwrap_or("unknown").trim().to_string();
+                    let line = version_line(&out);
                     versions
                         .tools
                         .insert(name.to_string(), (stamp.0, stamp.1, stamp.2, line.clone()));
                     changed = true;
                     line
                 }
-            };
-            identity.push(line);
+            }
         };
+        let (font, fallback_fonts) = fonts();
         let mut t = Toolchain {
             ffmpeg: which("ffmpeg"),
             ffprobe: which("ffprobe"),
             espeak: which("espeak-ng"),
             fluidsynth: which("fluidsynth"),
-            font: fonts().0,
-            fallback_fonts: fonts().1,
+            font,
+            fallback_fonts,
             soundfont: SOUNDFONTS.iter().map(Utf8PathBuf::from).find(|p| p.is_file()),
-            identity: String::new(),
+            identities: BTreeMap::new(),
         };
-        version("ffmpeg", &t.ffmpeg, "-version");
-        version("espeak-ng", &t.espeak, "--version");
-        version("fluidsynth", &t.fluidsynth, "--version");
+        let mut ids = BTreeMap::new();
+        ids.insert(Tool::Ffmpeg, version(Tool::Ffmpeg, &t.ffmpeg, "-version"));
+        ids.insert(Tool::Ffprobe, version(Tool::Ffprobe, &t.ffprobe, "-version"));
+        ids.insert(Tool::EspeakNg, version(Tool::EspeakNg, &t.espeak, "--version"));
+        ids.insert(Tool::Fluidsynth, version(Tool::Fluidsynth, &t.fluidsynth, "--version"));
         if changed {
             let _ = write_atomic(
                 &versions_path,
                 &serde_json::to_vec_pretty(&versions).expect("versions serialize"),
             );
         }
-        for (what, path) in [("font", &t.font), ("soundfont", &t.soundfont)] {
-            match path.as_ref().and_then(|p| index.hash(Utf8Path::new("/"), p).ok()) {
-                Some(h) => identity.push(format!("{what} {}", &h[..16])),
-                None => identity.push(format!("{what} missing")),
-            }
+        // Files by name and content, never by path.
+        for (tool, path) in [(Tool::Font, &t.font), (Tool::Soundfont, &t.soundfont)] {
+            let id = path.as_ref().and_then(|p| {
+                let hash = index.hash(Utf8Path::new("/"), p).ok()?;
+                Some(format!("{} {}", p.file_name().unwrap_or(""), &hash[..16]))
+            });
+            ids.insert(tool, id.unwrap_or_else(|| MISSING.into()));
         }
         // Which fallbacks are installed and their bytes: a font added,
         // removed or updated redraws the images (file names, not paths).
@@ -153,10 +164,71 @@ impl Toolchain {
             let hash = index.hash(Utf8Path::new("/"), path).unwrap_or_default();
             fallbacks.update(format!("{} {hash}\n", path.file_name().unwrap_or("")).as_bytes());
         }
-        identity.push(format!("fallback fonts {}", &fallbacks.finalize().to_hex()[..16]));
-        t.identity = identity.join("; ");
+        ids.insert(
+            Tool::FallbackFonts,
+            format!(
+                "{} fonts {}",
+                t.fallback_fonts.len(),
+                &fallbacks.finalize().to_hex()[..16]
+            ),
+        );
+        t.identities = ids;
         t
     }
+
+    /// The path of `tool` for a job of `engine`, or an error that says how
+    /// to install it. An engine may use only the tools it declares in
+    /// `engines.rs`: they are what its keys cover.
+    pub fn path(&self, engine: &EngineSpec, tool: Tool) -> Result<&Utf8PathBuf, ExecError> {
+        declared(engine, tool)?;
+        let (path, what, package) = match tool {
+            Tool::Ffmpeg => (&self.ffmpeg, "ffmpeg", "ffmpeg"),
+            Tool::Ffprobe => (&self.ffprobe, "ffprobe", "ffmpeg"),
+            Tool::EspeakNg => (&self.espeak, "espeak-ng", "espeak-ng"),
+            Tool::Fluidsynth => (&self.fluidsynth, "fluidsynth", "fluidsynth"),
+            Tool::Font => (&self.font, "the Noto Sans CJK font", "fonts-noto-cjk"),
+            Tool::Soundfont => (&self.soundfont, "a General MIDI soundfont", "fluid-soundfont-gm"),
+            Tool::FallbackFonts => {
+                return Err(ExecError::Permanent(
+                    "the fallback fonts are a list: use Toolchain::fallback_fonts".into(),
+                ));
+            }
+        };
+        path.as_ref().ok_or_else(|| {
+            ExecError::Permanent(format!(
+                "{what} is not installed: run `bash scripts/deps.sh` (or `apt-get install {package}`)"
+            ))
+        })
+    }
+
+    /// The installed fallback fonts, for an engine that declares them.
+    pub fn fallback_fonts(&self, engine: &EngineSpec) -> Result<&[Utf8PathBuf], ExecError> {
+        declared(engine, Tool::FallbackFonts)?;
+        Ok(&self.fallback_fonts)
+    }
+}
+
+/// A tool an engine uses without declaring it would be missing from its
+/// keys: refuse, so the first build that runs it says so.
+fn declared(engine: &EngineSpec, tool: Tool) -> Result<(), ExecError> {
+    if engine.tools.contains(&tool) {
+        Ok(())
+    } else {
+        Err(ExecError::Permanent(format!(
+            "engine `{}` uses {} without declaring it in engines.rs (`.uses(&[…])`), so its keys would not cover it",
+            engine.name,
+            tool.as_str()
+        )))
+    }
+}
+
+/// A tool's identity from its version output: the first line, without
+/// where it is installed (espeak-ng adds `Data at: /usr/lib/…`), so a key
+/// names a version, not a machine's layout.
+fn version_line(out: &str) -> String {
+    let line = out.lines().next().unwrap_or("unknown");
+    let line = line.split(" Data at:").next().unwrap_or(line);
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The installed primary font and fallback fonts.
@@ -166,15 +238,20 @@ pub(crate) fn fonts() -> (Option<Utf8PathBuf>, Vec<Utf8PathBuf>) {
     (installed(FONTS).into_iter().next(), installed(FALLBACK_FONTS))
 }
 
-/// The path of a tool, or an error that says how to install it.
-pub fn need<'a>(
-    path: &'a Option<Utf8PathBuf>,
-    what: &str,
-    package: &str,
-) -> Result<&'a Utf8PathBuf, crate::exec::ExecError> {
-    path.as_ref().ok_or_else(|| {
-        crate::exec::ExecError::Permanent(format!(
-            "{what} is not installed: run `bash scripts/deps.sh` (or `apt-get install {package}`)"
-        ))
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_name_no_install_path() {
+        assert_eq!(
+            version_line("eSpeak NG text-to-speech: 1.51  Data at: /usr/lib/x86_64-linux-gnu/espeak-ng-data\n"),
+            "eSpeak NG text-to-speech: 1.51"
+        );
+        assert_eq!(
+            version_line("ffmpeg version 5.1.6-0+deb12u1 Copyright (c) 2000-2024\nbuilt with gcc"),
+            "ffmpeg version 5.1.6-0+deb12u1 Copyright (c) 2000-2024"
+        );
+        assert_eq!(version_line(""), "unknown");
+    }
 }

@@ -8,7 +8,8 @@ use camino::Utf8Path;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, timing, tools, write};
+use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, timing, tool, write};
+use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, Produced};
 
@@ -74,7 +75,7 @@ pub(crate) fn espeak_cmd(program: &str, s: &Speech, wav: &Utf8Path, text_file: &
 
 /// Speak the node's `text` with its `voice`; 48 kHz mono s16 WAV.
 pub async fn espeak(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let program = tools::need(&job.tools.espeak, "espeak-ng", "espeak-ng")?;
+    let program = tool(job, Tool::EspeakNg)?;
     let fail = |what: String| ExecError::Permanent(format!("{}: {what}", job.node.id));
     check_rate(job)?;
     let text = param_str(job, "text");
@@ -144,7 +145,7 @@ pub(crate) fn check_rate(job: &Job) -> Result<(), ExecError> {
 
 /// The exact length of a 48 kHz WAV in samples (ffprobe `duration_ts`).
 pub(crate) async fn probe_samples(job: &Job, wav: &Utf8Path, cancel: &CancellationToken) -> Result<u64, ExecError> {
-    let ffprobe = tools::need(&job.tools.ffprobe, "ffprobe", "ffmpeg")?;
+    let ffprobe = tool(job, Tool::Ffprobe)?;
     let cmd = Cmd::new(ffprobe.as_str())
         .args(["-v", "error", "-select_streams", "a:0"])
         .args([

@@ -3,9 +3,9 @@
 //!
 //! One call is one HTTP request with a JSON Schema that constrains the reply
 //! and a bound on its length; retrying transient failures is the caller's
-//! business ([`CallError::transient`]). Requests go only where the host rule
-//! allows ([`crate::project::executor::check_url`]) and never follow a
-//! redirect ([`executor_http`]).
+//! business ([`CallError::transient`]). The HTTP part (timeouts, the host
+//! rule, no redirects, error classes) is [`crate::exec::http`]'s; this file
+//! holds only the two protocols' request and reply shapes.
 //!
 //! What the wire formats were checked against:
 //! - Ollama, docs/api.md "Generate a chat completion": `format` takes a JSON
@@ -32,22 +32,24 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Stage;
 use crate::engines::ServiceKind;
-use crate::project::executor::check_url;
+use crate::exec::http::{Answer, Service};
+pub use crate::exec::http::{HttpError, excerpt};
 use crate::project::model::Executor;
 
-/// Which wire protocol an executor speaks.
+/// Which chat protocol an executor speaks. Its serialized name is part of
+/// every reply-cache key, so `openai_chat` keeps the name it had, `openai`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    #[serde(rename = "ollama")]
     Ollama,
-    Openai,
+    #[serde(rename = "openai")]
+    OpenaiChat,
 }
 
 /// One chat message.
@@ -90,58 +92,20 @@ pub struct Reply {
 /// A request that got no usable reply.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
-    #[error("cannot connect to {url}: {reason}")]
-    Connect { url: String, reason: String },
-    #[error("{url} did not answer within {seconds} s (the executor's `timeout`)")]
-    Timeout { url: String, seconds: f64 },
-    #[error("{url} answered HTTP {status}: {body}")]
-    Status { url: String, status: u16, body: String },
-    #[error("{url}: {reason}")]
-    Protocol { url: String, reason: String },
+    #[error(transparent)]
+    Http(#[from] HttpError),
     #[error("{url} cut the reply off at `max_tokens` ({max_tokens} tokens): it is unfinished, not invalid")]
     Truncated { url: String, max_tokens: u32 },
-    #[error("{url} {reason}")]
-    Redirect { url: String, reason: String },
-    #[error("{0}")]
-    Config(String),
 }
 
 impl CallError {
     /// Worth another try: refused connections, timeouts, 5xx and 429.
     pub fn transient(&self) -> bool {
         match self {
-            CallError::Connect { .. } | CallError::Timeout { .. } => true,
-            CallError::Status { status, .. } => *status >= 500 || *status == 429,
-            CallError::Protocol { .. }
-            | CallError::Truncated { .. }
-            | CallError::Redirect { .. }
-            | CallError::Config(_) => false,
+            CallError::Http(e) => e.transient(),
+            CallError::Truncated { .. } => false,
         }
     }
-}
-
-/// A redirect studio refused to follow.
-#[derive(Debug, thiserror::Error)]
-#[error("answered with a redirect to {to}, and studio does not follow an executor's redirects")]
-struct RedirectRefused {
-    to: String,
-}
-
-/// An HTTP client for an executor: its timeouts, no proxy (the traffic
-/// goes to the host the rule allowed, or nowhere), and no redirects: a 3xx
-/// fails the request naming where it pointed, so a server cannot move a
-/// request, prompts or tokens to another host. Check the URL with
-/// [`check_url`] before sending anything with it.
-pub fn executor_http(connect_timeout: Duration, timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .timeout(timeout)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            let to = attempt.url().to_string();
-            attempt.error(RedirectRefused { to })
-        }))
-        .build()
 }
 
 /// Whether an OpenAI-compatible server's error says it does not take
@@ -154,13 +118,12 @@ pub fn refuses_json_schema(status: u16, body: &str) -> bool {
 /// A configured LLM endpoint.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    service: Service,
     pub protocol: Protocol,
     pub executor: String,
     pub model: String,
     url: String,
     api_key: Option<String>,
-    timeout: f64,
     /// The executor's `max_tokens`; `None`: each stage's default.
     max_tokens: Option<u32>,
     /// The server refused `json_schema`: send `json_object` with the schema
@@ -169,13 +132,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for an `ollama` or `openai` executor.
+    /// A client for an `ollama` or `openai_chat` executor.
     pub fn new(e: &Executor) -> Result<Client, CallError> {
+        let config = |msg: String| CallError::Http(HttpError::Config(msg));
         let protocol = match e.kind {
             ServiceKind::Ollama => Protocol::Ollama,
-            ServiceKind::Openai => Protocol::Openai,
+            ServiceKind::OpenaiChat => Protocol::OpenaiChat,
             other => {
-                return Err(CallError::Config(format!(
+                return Err(config(format!(
                     "executor `{}` is `{}`, not an LLM",
                     e.id,
                     other.as_str()
@@ -185,33 +149,26 @@ impl Client {
         let model = e
             .model
             .clone()
-            .ok_or_else(|| CallError::Config(format!("executor `{}` names no `model:`", e.id)))?;
+            .ok_or_else(|| config(format!("executor `{}` names no `model:`", e.id)))?;
         // `token_env` is the older name the other services use.
         let api_key = match e.api_key_env.as_ref().or(e.token_env.as_ref()) {
             Some(var) => Some(std::env::var(var).map_err(|_| {
-                CallError::Config(format!(
+                config(format!(
                     "executor `{}` reads its API key from ${var}, which is not set",
                     e.id
                 ))
             })?),
             None => None,
         };
-        let url = endpoint(protocol, &e.url);
-        // Defence in depth: the loader already refused such a URL.
-        check_url(&url, e.remote_host).map_err(|err| CallError::Config(format!("executor `{}`: {err}", e.id)))?;
-        let http = executor_http(
-            Duration::from_secs_f64(e.connect_timeout),
-            Duration::from_secs_f64(e.timeout),
-        )
-        .map_err(|err| CallError::Config(format!("HTTP client: {err}")))?;
+        let service = Service::new(e)?;
+        let url = service.url(endpoint_path(protocol, &service.base))?;
         Ok(Client {
-            http,
+            service,
             protocol,
             executor: e.id.clone(),
             model,
             url,
             api_key,
-            timeout: e.timeout,
             max_tokens: e.max_tokens,
             json_object: Arc::new(AtomicBool::new(false)),
         })
@@ -251,7 +208,7 @@ impl Client {
                     "num_predict": max_tokens,
                 },
             }),
-            Protocol::Openai => json!({
+            Protocol::OpenaiChat => json!({
                 "model": self.model,
                 "messages": messages,
                 "stream": false,
@@ -280,61 +237,52 @@ impl Client {
         max_tokens: u32,
     ) -> Result<Reply, CallError> {
         let json_object = self.json_object.load(Ordering::SeqCst);
-        let (status, bytes, elapsed) = self
+        let answer = self
             .post(&self.body(messages, schema, o, max_tokens, json_object))
             .await?;
-        let (status, bytes, elapsed) = if self.protocol == Protocol::Openai
+        let answer = if self.protocol == Protocol::OpenaiChat
             && !json_object
-            && refuses_json_schema(status, &String::from_utf8_lossy(&bytes))
+            && refuses_json_schema(answer.status, &String::from_utf8_lossy(&answer.body))
         {
             if !self.json_object.swap(true, Ordering::SeqCst) {
                 eprintln!(
-                    "warning: `{}` ({}) refuses `response_format: json_schema` (HTTP {status}); sending the schema \
+                    "warning: `{}` ({}) refuses `response_format: json_schema` (HTTP {}); sending the schema \
                      as `json_object` (llama-cpp-python's form) for the rest of this run",
-                    self.executor, self.url
+                    self.executor, self.url, answer.status
                 );
             }
             self.post(&self.body(messages, schema, o, max_tokens, true)).await?
         } else {
-            (status, bytes, elapsed)
+            answer
         };
-        if !(200..300).contains(&status) {
-            let text = String::from_utf8_lossy(&bytes);
-            return Err(CallError::Status {
-                url: self.url.clone(),
-                status,
-                body: excerpt(text.trim(), 300),
-            });
-        }
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| CallError::Protocol {
+        self.service.check_status(&self.url, &answer)?;
+        let v: Value = serde_json::from_slice(&answer.body).map_err(|e| HttpError::Protocol {
             url: self.url.clone(),
             reason: format!("the response is not JSON ({e})"),
         })?;
-        self.parse(&v, elapsed, max_tokens)
+        self.parse(&v, answer.seconds, max_tokens)
     }
 
-    /// POST `body`: the status, the response body and the seconds it took.
-    async fn post(&self, body: &Value) -> Result<(u16, bytes::Bytes, f64), CallError> {
+    /// POST `body` to the chat URL.
+    async fn post(&self, body: &Value) -> Result<Answer, HttpError> {
         let body = serde_json::to_vec(body).expect("JSON serializes");
         let mut request = self
-            .http
+            .service
             .post(&self.url)
             .header("Content-Type", "application/json")
             .body(body);
         if let Some(key) = &self.api_key {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
-        let started = Instant::now();
-        let response = request.send().await.map_err(|e| self.transport(e))?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-        Ok((status, bytes, started.elapsed().as_secs_f64()))
+        self.service.send(&self.url, request).await
     }
 
     fn parse(&self, v: &Value, elapsed: f64, max_tokens: u32) -> Result<Reply, CallError> {
-        let bad = |reason: &str| CallError::Protocol {
-            url: self.url.clone(),
-            reason: format!("{reason} in the response: {}", excerpt(&v.to_string(), 300)),
+        let bad = |reason: &str| {
+            CallError::Http(HttpError::Protocol {
+                url: self.url.clone(),
+                reason: format!("{reason} in the response: {}", excerpt(&v.to_string(), 300)),
+            })
         };
         let truncated = || CallError::Truncated {
             url: self.url.clone(),
@@ -359,7 +307,7 @@ impl Client {
                     seconds,
                 })
             }
-            Protocol::Openai => {
+            Protocol::OpenaiChat => {
                 if v["choices"][0]["finish_reason"] == "length" {
                     return Err(truncated());
                 }
@@ -374,63 +322,22 @@ impl Client {
             }
         }
     }
-
-    fn transport(&self, e: reqwest::Error) -> CallError {
-        let url = self.url.clone();
-        if e.is_timeout() {
-            CallError::Timeout {
-                url,
-                seconds: self.timeout,
-            }
-        } else if e.is_redirect() {
-            CallError::Redirect {
-                url,
-                reason: root_cause(&e),
-            }
-        } else if e.is_connect() {
-            CallError::Connect {
-                url,
-                reason: root_cause(&e),
-            }
-        } else {
-            CallError::Protocol {
-                url,
-                reason: root_cause(&e),
-            }
-        }
-    }
 }
 
 /// The chat URL for a base URL: `http://host:11434` → `…/api/chat`;
 /// `http://host:8080` or `…/v1` → `…/v1/chat/completions`.
 pub fn endpoint(protocol: Protocol, base: &str) -> String {
     let base = base.trim_end_matches('/');
+    format!("{base}{}", endpoint_path(protocol, base))
+}
+
+/// The path [`endpoint`] appends to `base`.
+fn endpoint_path(protocol: Protocol, base: &str) -> &'static str {
     match protocol {
-        Protocol::Ollama => format!("{base}/api/chat"),
-        Protocol::Openai if base.ends_with("/v1") => format!("{base}/chat/completions"),
-        Protocol::Openai => format!("{base}/v1/chat/completions"),
+        Protocol::Ollama => "/api/chat",
+        Protocol::OpenaiChat if base.trim_end_matches('/').ends_with("/v1") => "/chat/completions",
+        Protocol::OpenaiChat => "/v1/chat/completions",
     }
-}
-
-/// The innermost cause ("Connection refused (os error 111)").
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-/// At most `max` bytes of `text`, cut at a character boundary.
-pub fn excerpt(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]
@@ -451,17 +358,17 @@ mod tests {
                 "http://127.0.0.1:11434/api/chat",
             ),
             (
-                Protocol::Openai,
+                Protocol::OpenaiChat,
                 "http://127.0.0.1:8080",
                 "http://127.0.0.1:8080/v1/chat/completions",
             ),
             (
-                Protocol::Openai,
+                Protocol::OpenaiChat,
                 "http://127.0.0.1:8080/v1",
                 "http://127.0.0.1:8080/v1/chat/completions",
             ),
             (
-                Protocol::Openai,
+                Protocol::OpenaiChat,
                 "http://127.0.0.1:11434/v1/",
                 "http://127.0.0.1:11434/v1/chat/completions",
             ),
@@ -472,22 +379,31 @@ mod tests {
 
     #[test]
     fn transient_errors() {
-        let status = |status| CallError::Status {
-            url: String::new(),
-            status,
-            body: String::new(),
+        let status = |status| {
+            CallError::Http(HttpError::Status {
+                url: String::new(),
+                status,
+                body: String::new(),
+            })
         };
         assert!(status(500).transient());
         assert!(status(503).transient());
         assert!(status(429).transient());
         assert!(!status(400).transient());
         assert!(!status(404).transient());
+        let cut = CallError::Truncated {
+            url: String::new(),
+            max_tokens: 1,
+        };
+        assert!(!cut.transient());
     }
 
     fn executor(kind: ServiceKind, url: &str, remote_host: bool) -> Executor {
         Executor {
             id: "llm".into(),
             kind,
+            group: kind.as_str().into(),
+            line: 1,
             url: url.into(),
             remote_host,
             max_tokens: None,
@@ -502,9 +418,9 @@ mod tests {
 
     #[test]
     fn the_client_refuses_a_host_its_executor_did_not_allow() {
-        for kind in [ServiceKind::Ollama, ServiceKind::Openai] {
+        for kind in [ServiceKind::Ollama, ServiceKind::OpenaiChat] {
             let err = Client::new(&executor(kind, "http://10.1.2.3:11434", false)).unwrap_err();
-            let CallError::Config(msg) = &err else {
+            let CallError::Http(HttpError::Config(msg)) = &err else {
                 panic!("{err:?}")
             };
             assert!(msg.contains("10.1.2.3") && msg.contains("remote_host: true"), "{msg}");
@@ -514,7 +430,7 @@ mod tests {
             Client::new(&executor(kind, "http://127.0.0.2:11434", false)).unwrap();
         }
         let err = Client::new(&executor(ServiceKind::Ollama, "file:///etc/passwd", true)).unwrap_err();
-        assert!(matches!(err, CallError::Config(_)), "{err:?}");
+        assert!(matches!(err, CallError::Http(HttpError::Config(_))), "{err:?}");
     }
 
     #[test]
@@ -530,7 +446,7 @@ mod tests {
         let b = ollama.body(&messages, &schema, &o, 777, false);
         assert_eq!(b["options"]["num_predict"], 777);
         assert!(b.get("max_tokens").is_none());
-        let openai = Client::new(&executor(ServiceKind::Openai, "http://127.0.0.1:1", false)).unwrap();
+        let openai = Client::new(&executor(ServiceKind::OpenaiChat, "http://127.0.0.1:1", false)).unwrap();
         let b = openai.body(&messages, &schema, &o, 777, false);
         assert_eq!(b["max_tokens"], 777);
         assert_eq!(b["response_format"]["type"], "json_schema");
@@ -540,7 +456,7 @@ mod tests {
         // Each stage has its default unless the executor sets one bound.
         assert_eq!(openai.max_tokens(Stage::Scenes), Stage::Scenes.default_max_tokens());
         assert_eq!(openai.max_tokens(Stage::Dialogue), Stage::Dialogue.default_max_tokens());
-        let mut e = executor(ServiceKind::Openai, "http://127.0.0.1:1", false);
+        let mut e = executor(ServiceKind::OpenaiChat, "http://127.0.0.1:1", false);
         e.max_tokens = Some(900);
         let c = Client::new(&e).unwrap();
         assert!(Stage::ALL.iter().all(|s| c.max_tokens(*s) == 900));
@@ -556,7 +472,7 @@ mod tests {
         ));
         let v = json!({"message": {"role": "assistant", "content": "{}"}, "done": true, "done_reason": "stop"});
         assert_eq!(ollama.parse(&v, 1.0, 64).unwrap().content, "{}");
-        let openai = Client::new(&executor(ServiceKind::Openai, "http://127.0.0.1:1", false)).unwrap();
+        let openai = Client::new(&executor(ServiceKind::OpenaiChat, "http://127.0.0.1:1", false)).unwrap();
         let v = json!({"choices": [{"message": {"content": "{\"sc"}, "finish_reason": "length"}]});
         let err = openai.parse(&v, 1.0, 100).unwrap_err();
         assert!(matches!(err, CallError::Truncated { max_tokens: 100, .. }), "{err:?}");
@@ -580,11 +496,5 @@ mod tests {
             400,
             r#"{"error":{"message":"JSON schema conversion failed: Unrecognized schema"}}"#
         ));
-    }
-
-    #[test]
-    fn excerpts_cut_at_characters() {
-        assert_eq!(excerpt("abc", 5), "abc");
-        assert_eq!(excerpt("ありがとう", 4), "あ…");
     }
 }

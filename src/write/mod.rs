@@ -136,7 +136,8 @@ pub struct Llm {
     /// Repairs after an invalid reply.
     pub retries: u32,
     pub stats: Arc<Mutex<Stats>>,
-    /// First backoff after a transient failure.
+    /// First backoff after a transient failure (up to twice that, with
+    /// jitter; doubling).
     pub backoff: Duration,
 }
 
@@ -205,7 +206,8 @@ impl Llm {
         }
     }
 
-    /// One request, retried with backoff while the failure is transient.
+    /// One request, retried with backoff and jitter while the failure is
+    /// transient (at most [`ATTEMPTS`] tries).
     async fn send(
         &self,
         what: &str,
@@ -213,34 +215,27 @@ impl Llm {
         messages: &[Message],
         schema: &Value,
     ) -> Result<client::Reply, WriteError> {
-        let mut wait = self.backoff;
-        let mut attempt = 0;
+        use backon::Retryable;
         let max_tokens = self.client.max_tokens(stage);
-        loop {
-            attempt += 1;
+        let call = || async {
             self.stats.lock().expect("stats lock").requests += 1;
-            match self.client.chat(messages, schema, &self.options, max_tokens).await {
-                Ok(reply) => {
-                    let mut s = self.stats.lock().expect("stats lock");
-                    if let Some(t) = reply.tokens {
-                        s.tokens += t;
-                        s.seconds += reply.seconds;
-                    }
-                    return Ok(reply);
-                }
-                Err(e) if e.transient() && attempt < ATTEMPTS => {
-                    eprintln!("  retrying {what} in {:.1} s: {e}", wait.as_secs_f64());
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(error) => {
-                    return Err(WriteError::Call {
-                        what: what.to_string(),
-                        error,
-                    });
-                }
-            }
+            self.client.chat(messages, schema, &self.options, max_tokens).await
+        };
+        let reply = call
+            .retry(crate::exec::http::backoff(self.backoff, ATTEMPTS as usize - 1))
+            .when(CallError::transient)
+            .notify(|e, wait| eprintln!("  retrying {what} in {:.1} s: {e}", wait.as_secs_f64()))
+            .await
+            .map_err(|error| WriteError::Call {
+                what: what.to_string(),
+                error,
+            })?;
+        let mut s = self.stats.lock().expect("stats lock");
+        if let Some(t) = reply.tokens {
+            s.tokens += t;
+            s.seconds += reply.seconds;
         }
+        Ok(reply)
     }
 }
 

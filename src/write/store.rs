@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(base, key(Protocol::Ollama, "m", &msgs.clone(), &schema, &o), "stable");
         let other_msgs = vec![Message::new("system", "s"), Message::new("user", "u2")];
         for (what, k) in [
-            ("protocol", key(Protocol::Openai, "m", &msgs, &schema, &o)),
+            ("protocol", key(Protocol::OpenaiChat, "m", &msgs, &schema, &o)),
             ("model", key(Protocol::Ollama, "m2", &msgs, &schema, &o)),
             ("messages", key(Protocol::Ollama, "m", &other_msgs, &schema, &o)),
             ("schema", key(Protocol::Ollama, "m", &msgs, &serde_json::json!({}), &o)),

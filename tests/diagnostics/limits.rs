@@ -253,7 +253,7 @@ fn each_text_over_its_limit_is_located() {
     let x = |n: usize| "x".repeat(n);
     // `(what, file, from, to-prefix, limit)`: the edit writes `to-prefix`
     // followed by `limit + 1` characters where `from` was.
-    let fields: [(&str, &str, &str, &str, usize); 10] = [
+    let fields: [(&str, &str, &str, &str, usize); 12] = [
         ("dialogue line", EP, "text: \"Will it come?\"", "text: ", 1000),
         ("action line", EP, "action: Mio smiles confidently.", "action: ", 2000),
         ("motion prompt", EP, "motion: slow push in", "motion: ", 1000),
@@ -282,6 +282,20 @@ fn each_text_over_its_limit_is_located() {
             5000,
         ),
         ("genre", "studio.yaml", "genre: slice of life", "genre: ", 200),
+        (
+            "the executor's `model`",
+            "studio.yaml",
+            "model: gemma3:12b",
+            "model: ",
+            200,
+        ),
+        (
+            "the executor's `url`",
+            "studio.yaml",
+            "url: http://127.0.0.1:8188",
+            "url: ",
+            1000,
+        ),
     ];
     let cases: Vec<Case> = fields
         .into_iter()

@@ -99,7 +99,7 @@ pub(super) fn parse_measured(stderr: &str) -> Result<Measured, String> {
 
 /// `ffmpeg` at log level info: loudnorm prints its JSON there.
 pub(super) fn ffmpeg_measuring(job: &Job) -> Result<Cmd, ExecError> {
-    let path = tools::need(&job.tools.ffmpeg, "ffmpeg", "ffmpeg")?;
+    let path = tool(job, Tool::Ffmpeg)?;
     Ok(Cmd::new(path.as_str()).args(["-hide_banner", "-nostdin", "-nostats", "-y", "-filter_threads", "2"]))
 }
 

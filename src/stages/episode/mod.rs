@@ -15,7 +15,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{escape, exec, ffmpeg, inputs_with, param, param_f64, param_str, produced, scratch, timing, tools, write};
+use super::{escape, exec, ffmpeg, inputs_with, param, param_f64, param_str, produced, scratch, timing, tool, write};
+use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, JobInput, Produced};
 
@@ -134,7 +135,7 @@ async fn probe_stream(
     select: &str,
     cancel: &CancellationToken,
 ) -> Result<Value, ExecError> {
-    let ffprobe = tools::need(&job.tools.ffprobe, "ffprobe", "ffmpeg")?;
+    let ffprobe = tool(job, Tool::Ffprobe)?;
     let cmd = Cmd::new(ffprobe.as_str())
         .args([
             "-v",

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use unicode_width::UnicodeWidthChar;
 
 use super::escape::filter_value;
-use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, tools};
+use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, tool};
+use crate::engines::Tool;
 use crate::exec::{ExecError, Job, Produced};
 
 /// The plate is this much larger than the frame, so camera moves have room.
@@ -68,8 +69,8 @@ pub async fn character_card(job: &Job, cancel: &CancellationToken) -> Result<Pro
 
 /// The fonts text is drawn with: Noto Sans CJK, then the fallbacks found.
 fn fonts(job: &Job) -> Result<Fonts, ExecError> {
-    let font = tools::need(&job.tools.font, "the Noto Sans CJK font", "fonts-noto-cjk")?;
-    Fonts::load(font, &job.tools.fallback_fonts).map_err(ExecError::Permanent)
+    let font = tool(job, Tool::Font)?;
+    Fonts::load(font, job.tools.fallback_fonts(job.engine)?).map_err(ExecError::Permanent)
 }
 
 /// `cmd` with the graph's extra inputs (emoji bitmaps) after the canvas.
@@ -181,7 +182,9 @@ fn card_body(job: &Job) -> (f64, String) {
             paragraphs.push(format!("{key}: {value}"));
         }
     }
-    if let Some(lora) = param(job, "lora").and_then(Value::as_str) {
+    // A LoRA's name, or the project file it is.
+    let lora = param(job, "lora").and_then(|v| v.as_str().or_else(|| v.get("file")?.as_str()));
+    if let Some(lora) = lora {
         paragraphs.push(format!("LoRA: {}", collapse(lora)));
     }
     fit_block(
