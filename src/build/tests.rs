@@ -33,22 +33,7 @@ fn tiny() -> (tempfile::TempDir, Utf8PathBuf) {
 
 /// Build `ep01` with the sim profile, recording every event.
 fn build_recorded(root: &Utf8PathBuf) -> (Report, Vec<BuildEvent>, Vec<usize>) {
-    let mut session = Session::open(root, Some("sim"), 2).expect("the tiny example opens");
-    let nodes = session.select(&["ep01".to_string()]).unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    let opts = Options {
-        events: Events::default().with(Arc::new(move |e: &BuildEvent| s.lock().unwrap().push(e.clone()))),
-        ..Options::default()
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let report = runtime.block_on(build(&mut session, &nodes, &opts, CancellationToken::new()));
-    session.state.save(&session.layout.state_file()).unwrap();
-    let events = seen.lock().unwrap().clone();
-    (report, events, nodes)
+    build_ids(root, &["ep01"])
 }
 
 /// The position of the first event of `name` about node `l`.
@@ -149,8 +134,9 @@ fn up_and_down() -> (String, String) {
     (up, down)
 }
 
-/// Build `ids` with the sim profile, recording every event.
-fn build_ids(root: &Utf8PathBuf, ids: &[&str]) -> (Report, Vec<BuildEvent>) {
+/// Build `ids` with the sim profile, recording every event; the state is
+/// saved, as the CLI does, and the built closure returned.
+fn build_ids(root: &Utf8PathBuf, ids: &[&str]) -> (Report, Vec<BuildEvent>, Vec<usize>) {
     let mut session = Session::open(root, Some("sim"), 2).expect("the tiny example opens");
     let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
     let nodes = session.select(&ids).unwrap();
@@ -165,8 +151,9 @@ fn build_ids(root: &Utf8PathBuf, ids: &[&str]) -> (Report, Vec<BuildEvent>) {
         .build()
         .unwrap();
     let report = runtime.block_on(build(&mut session, &nodes, &opts, CancellationToken::new()));
+    session.state.save(&session.layout.state_file()).unwrap();
     let events = seen.lock().unwrap().clone();
-    (report, events)
+    (report, events, nodes)
 }
 
 /// A host that refuses is set aside (`host_down`), its job is tried again
@@ -199,7 +186,7 @@ fn a_refused_try_is_an_event_and_the_host_is_in_the_record() {
     std::fs::write(&path, text).unwrap();
 
     let voices = ["voice_line:ep01/s01/sh01/1", "voice_line:ep01/s01/sh02/1"];
-    let (report, events) = build_ids(&root, &voices);
+    let (report, events, _) = build_ids(&root, &voices);
     assert!(report.ok(), "{:?}", report.records);
     let json: Vec<serde_json::Value> = events.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
     let down_events: Vec<&serde_json::Value> = json.iter().filter(|e| e["type"] == "host_down").collect();

@@ -386,11 +386,9 @@ mod tests {
                 body: String::new(),
             })
         };
-        assert!(status(500).transient());
+        // HTTP errors keep exec::http's classification (tested there).
         assert!(status(503).transient());
-        assert!(status(429).transient());
         assert!(!status(400).transient());
-        assert!(!status(404).transient());
         let cut = CallError::Truncated {
             url: String::new(),
             max_tokens: 1,
