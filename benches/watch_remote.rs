@@ -21,8 +21,8 @@ use std::time::Instant;
 use camino::Utf8PathBuf;
 use studio::cache::remote::{Mode, Remote, RemoteConfig};
 use studio::cache::{Cache, Manifest, OutputFile, Suffix};
-use studio::graph::NodeKind;
 use studio::graph::key::{Backend, KEY_SCHEMA, KeyMaterial};
+use studio::kind::NodeKind;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -4,7 +4,7 @@
 //! scheduler learns which pool a job needs before any build has taught it
 //! real durations.
 
-use crate::graph::kind::NodeKind;
+use crate::kind::NodeKind;
 use NodeKind::*;
 
 /// Where an engine's jobs run.

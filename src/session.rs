@@ -9,11 +9,11 @@ use crate::cache::index::SourceIndex;
 use crate::cache::learn::Durations;
 use crate::cache::state::State;
 use crate::cache::{Cache, Manifest, content_hash};
+use crate::exec::tools::Toolchain;
 use crate::graph::explain::{Reason, diff};
 use crate::graph::key::{InputFact, KeyMaterial};
 use crate::graph::{self, Graph};
 use crate::project::{self, Diagnostics, Project, Spans};
-use crate::stages::tools::Toolchain;
 
 /// Where a project keeps its files.
 #[derive(Debug, Clone)]

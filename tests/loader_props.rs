@@ -18,7 +18,7 @@ use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 use proptest::prelude::*;
 use studio::cache::index::SourceIndex;
 use studio::project::{self, Diagnostics, Project};
-use studio::stages::timing;
+use studio::timing;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 

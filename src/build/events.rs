@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::{NodeRecord, Totals};
 use crate::exec::JobProgress;
-use crate::graph::NodeKind;
+use crate::kind::NodeKind;
 
 /// One state change of a build. `node` is the node's index in the plan
 /// (`build_started`'s `nodes`), `pool` its pool's index in `pools`.

@@ -66,7 +66,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::Metadata;
 use crate::cache::remote::Remote;
-use crate::graph::NodeKind;
+use crate::kind::NodeKind;
 use crate::session::Session;
 
 mod drain;

@@ -35,7 +35,7 @@ pub(super) struct Shared {
     pub pools: Vec<Pool>,
     /// studio.yaml's executors: the hosts of the pools.
     pub executors: Vec<Executor>,
-    pub tools: Arc<crate::stages::tools::Toolchain>,
+    pub tools: Arc<crate::exec::tools::Toolchain>,
     pub began: Instant,
     pub remote: Option<Arc<Remote>>,
     /// Uploads to the remote, awaited before the build returns.

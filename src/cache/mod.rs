@@ -409,7 +409,7 @@ mod tests {
     fn entries_without_metadata_still_parse() {
         let material = KeyMaterial {
             schema: 0,
-            kind: crate::graph::NodeKind::VoiceLine,
+            kind: crate::kind::NodeKind::VoiceLine,
             engine: "espeak".into(),
             engine_version: 1,
             backend: crate::graph::key::Backend {

@@ -170,7 +170,7 @@ struct NodeLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<&'a str>,
     id: &'a str,
-    kind: crate::graph::NodeKind,
+    kind: crate::kind::NodeKind,
     #[serde(skip_serializing_if = "crate::cache::Metadata::is_empty")]
     metadata: &'a crate::cache::Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]

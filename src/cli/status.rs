@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use camino::Utf8Path;
 
 use super::{EXIT_INVALID, EXIT_OK, out, report};
-use crate::graph::NodeKind;
 use crate::graph::explain::Reason;
+use crate::kind::NodeKind;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

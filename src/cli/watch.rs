@@ -29,8 +29,8 @@ use super::serve::{Feed, Served};
 use super::{EXIT_INTERRUPTED, EXIT_IO, RemoteArgs, out};
 use crate::build::{self, Events, InFlight, Options, Status, Supersede, Totals};
 use crate::cache::lock::BuildLock;
-use crate::graph::NodeKind;
 use crate::graph::render::{Format, render};
+use crate::kind::NodeKind;
 use crate::session::{OpenError, Session};
 
 #[derive(Debug, clap::Args)]

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod runner;
 pub mod sim;
+pub mod tools;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,7 +57,7 @@ pub struct Job {
     /// The node's key material (what its output may depend on).
     pub material: crate::graph::key::KeyMaterial,
     /// Local tools (ffmpeg, espeak-ng, fonts) for real engines.
-    pub tools: std::sync::Arc<crate::stages::tools::Toolchain>,
+    pub tools: std::sync::Arc<tools::Toolchain>,
     /// Where the job tells how far it got.
     pub progress: JobProgress,
 }

@@ -20,10 +20,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecError, Job, Produced};
-use crate::graph::NodeKind;
 use crate::graph::build::normalize_text;
+use crate::kind::NodeKind;
 use crate::project::model::Simulate;
-use crate::stages::timing;
+use crate::timing;
 
 pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     // Sim checks that the hosts answer: a host that refuses is a transient

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
-use super::{Graph, Host, Input, Node, NodeKind, Pool, Uses};
+use super::{Graph, Host, Input, Node, Pool, Uses};
 use crate::engines::{EngineSpec, Runs};
+use crate::kind::NodeKind;
 use crate::project::model::{Character, Episode, Project, Scene, Shot};
 use crate::project::rules::{KindRule, Pick, Predicate};
 use crate::project::vocab::{ContinuityScope, Transition};

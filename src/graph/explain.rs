@@ -269,7 +269,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::graph::NodeKind;
+    use crate::kind::NodeKind;
 
     fn material(params: serde_json::Value, tools: &[(&str, &str)]) -> KeyMaterial {
         KeyMaterial {

@@ -21,8 +21,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Graph, Node, NodeKind, Uses};
-use crate::stages::timing;
+use super::{Graph, Node, Uses};
+use crate::kind::NodeKind;
+use crate::timing;
 
 /// Bump when any engine's output for the same key material changes, or the
 /// key's layout does (2: per-engine tool identities in `backend.tools`).

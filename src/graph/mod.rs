@@ -7,7 +7,6 @@
 pub mod build;
 pub mod explain;
 pub mod key;
-pub mod kind;
 pub mod render;
 pub mod target;
 
@@ -16,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use crate::engines::{EngineSpec, ServiceKind, Tool};
-pub use kind::NodeKind;
+use crate::kind::NodeKind;
 
 /// How a dependent uses an input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::DiGraph;
 
-use super::{Graph, NodeKind};
+use super::Graph;
+use crate::kind::NodeKind;
 use crate::project::{Diagnostics, Project, ProjectError, Spans};
 
 /// The nodes a target names.

@@ -26,7 +26,7 @@ use super::diag::{Collector, ProjectError, SourceFile};
 use super::model::Character;
 use super::rules::Rules;
 use crate::cache::index::SourceIndex;
-use crate::graph::kind::NodeKind;
+use crate::kind::NodeKind;
 
 /// A studio.yaml value that is a name (`hana_v2`, known to the service) or
 /// a project file (`{file: voices/hana.wav}`).

@@ -16,7 +16,7 @@ use super::model::Executor;
 use super::raw::RawExecutor;
 use super::rules::{Choice, Rules};
 use crate::engines::{Runs, ServiceKind};
-use crate::graph::kind::NodeKind;
+use crate::kind::NodeKind;
 
 /// Pool names the build uses for itself.
 const RESERVED: [&str; 2] = ["cpu", "inline"];

@@ -21,7 +21,7 @@ use super::screenplay::{screenplay, transition_overlap};
 use crate::cache::index::SourceIndex;
 use crate::cache::remote::{Mode, RemoteConfig};
 use crate::engines::ServiceKind;
-use crate::graph::kind::NodeKind;
+use crate::kind::NodeKind;
 
 pub use super::screenplay::check_screenplay;
 

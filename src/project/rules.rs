@@ -27,7 +27,7 @@ use serde_saphyr::Spanned;
 use super::bounds;
 use super::diag::{Collector, ProjectError, SourceFile};
 use crate::engines::{self, EngineSpec};
-use crate::graph::kind::NodeKind;
+use crate::kind::NodeKind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

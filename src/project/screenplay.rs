@@ -14,8 +14,8 @@ use super::model::*;
 use super::raw::*;
 use super::rules::Rules;
 use super::vocab::{Angle, Mood, Position, ShotType, TimeOfDay, Transition};
-use crate::graph::kind::NodeKind;
-use crate::stages::timing;
+use crate::kind::NodeKind;
+use crate::timing;
 
 fn vocab<T>(
     file: &SourceFile,

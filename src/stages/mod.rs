@@ -11,8 +11,6 @@ pub mod image;
 pub mod mix;
 pub mod music;
 pub mod publish;
-pub mod timing;
-pub mod tools;
 pub mod video;
 pub mod voice;
 
@@ -23,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engines::Tool;
 use crate::exec::runner::{self, Cmd, Output};
 use crate::exec::{ExecError, Job, JobInput, Produced};
-use crate::graph::NodeKind;
+use crate::kind::NodeKind;
 
 /// Run `job` with its real engine.
 pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
@@ -49,7 +47,7 @@ pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
     }
 }
 
-/// The path of a tool the job's engine declared (see [`tools::Toolchain::path`]).
+/// The path of a tool the job's engine declared (see [`crate::exec::tools::Toolchain::path`]).
 pub(crate) fn tool(job: &Job, tool: Tool) -> Result<&Utf8PathBuf, ExecError> {
     job.tools.path(job.engine, tool)
 }

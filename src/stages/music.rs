@@ -14,11 +14,12 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::voice::{check_rate, probe_samples};
-use super::{asset, exec, ffmpeg, inputs_with, param_str, produced, scratch, timing, tool};
+use super::{asset, exec, ffmpeg, inputs_with, param_str, produced, scratch, tool};
 use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, Produced};
 use crate::project::vocab::Mood;
+use crate::timing;
 
 /// Integrated loudness of every scene's music (EBU R128, linear gain).
 pub const TARGET_LUFS: f64 = -20.0;

@@ -10,9 +10,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::image::PLATE_SCALE;
-use super::{exec, ffmpeg, input, inputs_with, param_f64, param_str, probe_duration, produced, scratch, timing};
+use super::{exec, ffmpeg, input, inputs_with, param_f64, param_str, probe_duration, produced, scratch};
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, Produced};
+use crate::timing;
 
 /// Camera roll of a dutch angle, in degrees.
 const DUTCH_DEGREES: f64 = 6.0;

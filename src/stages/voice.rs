@@ -8,10 +8,11 @@ use camino::Utf8Path;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, timing, tool, write};
+use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, tool, write};
 use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, Produced};
+use crate::timing;
 
 /// espeak-ng's amplitude (0–200); 120 puts a line near −18 LUFS.
 const AMPLITUDE: &str = "120";

@@ -15,10 +15,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{escape, exec, ffmpeg, inputs_with, param, param_f64, param_str, produced, scratch, timing, tool, write};
+use super::{escape, exec, ffmpeg, inputs_with, param, param_f64, param_str, produced, scratch, tool, write};
 use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, JobInput, Produced};
+use crate::timing;
 
 mod loudness;
 #[cfg(test)]

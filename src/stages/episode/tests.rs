@@ -305,8 +305,9 @@ mod media {
     use super::super::*;
     use crate::cache::index::SourceIndex;
     use crate::exec::runner;
-    use crate::graph::{Node, NodeKind, Pool};
-    use crate::stages::tools::Toolchain;
+    use crate::exec::tools::Toolchain;
+    use crate::graph::{Node, Pool};
+    use crate::kind::NodeKind;
 
     struct Bench {
         dir: tempfile::TempDir,

@@ -11,7 +11,7 @@ use crate::exec::runner::{Cmd, run_sync};
 use crate::stages::escape::filter_value;
 
 fn fonts() -> Fonts {
-    let (primary, fallbacks) = crate::stages::tools::fonts();
+    let (primary, fallbacks) = crate::exec::tools::fonts();
     let primary = primary.expect("Noto Sans CJK is installed: run `bash scripts/deps.sh`");
     assert!(
         fallbacks.iter().any(|f| f.as_str().ends_with("NotoColorEmoji.ttf"))
