@@ -1,15 +1,15 @@
 //! The table of engines studio knows: what each makes, where it runs, what it costs.
 //!
-//! Rules name engines; this table is how a name is checked and how the
-//! scheduler learns which pool a job needs before any build has taught it
-//! real durations.
+//! Data only: rules name engines, and a [`Catalog`] of these specs is how
+//! a name is checked and how the scheduler learns which pool a job needs
+//! before any build has taught it real durations. The specs themselves, with
+//! their run functions, are in the registry (`stages::registry`).
 
 use crate::kind::NodeKind;
-use NodeKind::*;
 
 /// Where an engine's jobs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runs {
+pub enum Placement {
     /// A local process in the `cpu` pool.
     Cpu,
     /// No work at all: the output is the input (refinement switched off).
@@ -17,6 +17,17 @@ pub enum Runs {
     /// A service; the job takes a slot of a host (executor) of a group that
     /// speaks this protocol.
     Service(ServiceKind),
+}
+
+impl Placement {
+    /// The placement as `studio engines` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Cpu => "cpu",
+            Placement::Inline => "inline",
+            Placement::Service(s) => s.as_str(),
+        }
+    }
 }
 
 /// The wire protocols service executors speak (an executor's `kind:` in
@@ -144,6 +155,10 @@ pub enum Cost {
     PerMediaSecond(f64),
 }
 
+/// What studio knows about an engine without running it: the data the
+/// loader checks rules against, the graph places nodes with and keys hold.
+/// How it runs is the registry's (`stages::registry`), which pairs each
+/// spec with its run function.
 #[derive(Debug)]
 pub struct EngineSpec {
     pub name: &'static str,
@@ -152,259 +167,52 @@ pub struct EngineSpec {
     /// only that engine's nodes rebuild.
     pub version: u32,
     pub kinds: &'static [NodeKind],
-    pub runs: Runs,
-    /// Whether the output depends on a seed (a `take` re-rolls it).
-    pub stochastic: bool,
-    pub cost: Cost,
-    pub about: &'static str,
+    pub placement: Placement,
     /// The local tools and system assets the engine runs or reads (CPU
     /// engines); only their identities enter its nodes' keys.
     pub tools: &'static [Tool],
+    /// Whether the output depends on a seed (a `take` re-rolls it).
+    pub stochastic: bool,
+    /// Whether the sim profile runs the engine for real: engines that only
+    /// write text from their params, with no tool or service, are cheap
+    /// and exact.
+    pub real_in_sim: bool,
+    pub cost: Cost,
+    pub about: &'static str,
 }
 
-const fn engine(
-    name: &'static str,
-    version: u32,
-    kinds: &'static [NodeKind],
-    runs: Runs,
-    stochastic: bool,
-    cost: Cost,
-    about: &'static str,
-) -> EngineSpec {
-    EngineSpec {
-        name,
-        version,
-        kinds,
-        runs,
-        stochastic,
-        cost,
-        about,
-        tools: &[],
+/// The engines a project may name, handed to the loader and the graph by
+/// their caller (the registry's, or a test's): core code never reaches up
+/// to the registry itself.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    engines: Vec<&'static EngineSpec>,
+}
+
+impl Catalog {
+    pub fn new(engines: impl IntoIterator<Item = &'static EngineSpec>) -> Catalog {
+        Catalog {
+            engines: engines.into_iter().collect(),
+        }
     }
-}
 
-impl EngineSpec {
-    /// The same engine, declaring the tools it uses.
-    const fn uses(self, tools: &'static [Tool]) -> EngineSpec {
-        EngineSpec { tools, ..self }
+    /// Look an engine up by name.
+    pub fn find(&self, name: &str) -> Option<&'static EngineSpec> {
+        self.engines.iter().copied().find(|e| e.name == name)
     }
-}
 
-use Cost::{Fixed, PerMediaSecond};
-use Runs::{Cpu, Inline, Service};
-use ServiceKind::*;
-use Tool::{EspeakNg, FallbackFonts, Ffmpeg, Ffprobe, Fluidsynth, Font, Soundfont};
+    /// The engines that can make `kind`, for help texts.
+    pub fn names_for(&self, kind: NodeKind) -> Vec<&'static str> {
+        self.iter()
+            .filter(|e| e.kinds.contains(&kind))
+            .map(|e| e.name)
+            .collect()
+    }
 
-/// Every engine, in the order `studio engines` lists them.
-pub static ENGINES: &[EngineSpec] = &[
-    engine(
-        "character_card",
-        1,
-        &[CharacterRefs],
-        Cpu,
-        false,
-        Fixed(0.5),
-        "a character sheet drawn from the design (animatic)",
-    )
-    .uses(&[Ffmpeg, Font, FallbackFonts]),
-    engine(
-        "comfyui_txt2img",
-        1,
-        &[CharacterRefs],
-        Service(Comfyui),
-        true,
-        Fixed(40.0),
-        "ComfyUI checkpoint txt2img, vision review, approvals",
-    ),
-    engine(
-        "storyboard",
-        1,
-        &[ShotImage],
-        Cpu,
-        false,
-        Fixed(0.6),
-        "a storyboard frame: figures, framing, caption",
-    )
-    .uses(&[Ffmpeg, Font, FallbackFonts]),
-    engine(
-        "pool_select",
-        1,
-        &[ShotImage],
-        Cpu,
-        false,
-        Fixed(0.3),
-        "continuity frame, else the best approved reference",
-    ),
-    engine(
-        "camera_move",
-        1,
-        &[RawVideo],
-        Cpu,
-        false,
-        PerMediaSecond(0.8),
-        "pan, tilt or push-in over the frame",
-    )
-    .uses(&[Ffmpeg]),
-    engine(
-        "framepack_i2v",
-        1,
-        &[RawVideo],
-        Service(Comfyui),
-        true,
-        PerMediaSecond(120.0),
-        "FramePack image-to-video (solo shot with a source)",
-    ),
-    engine(
-        "wan_t2v",
-        1,
-        &[RawVideo],
-        Service(Comfyui),
-        true,
-        PerMediaSecond(55.0),
-        "Wan text-to-video",
-    ),
-    engine(
-        "ltx_video",
-        1,
-        &[RawVideo],
-        Service(Comfyui),
-        true,
-        PerMediaSecond(60.0),
-        "LTX-Video with character LoRA",
-    ),
-    engine(
-        "framepack_v2v",
-        1,
-        &[RefinedVideo],
-        Service(Comfyui),
-        true,
-        PerMediaSecond(150.0),
-        "FramePack video-to-video refinement",
-    ),
-    engine(
-        "passthrough",
-        1,
-        &[RefinedVideo],
-        Inline,
-        false,
-        Fixed(0.0),
-        "no refinement: the raw video as is",
-    ),
-    engine(
-        "rife_esrgan",
-        1,
-        &[ShotVideo],
-        Service(Comfyui),
-        false,
-        PerMediaSecond(25.0),
-        "RIFE interpolation and RealESRGAN upscale, then grade",
-    ),
-    engine(
-        "ffmpeg",
-        1,
-        &[
-            ShotVideo,
-            LastFrame,
-            SceneVideo,
-            SceneMix,
-            EpisodeVideo,
-            EpisodeAudio,
-            Episode,
-        ],
-        Cpu,
-        false,
-        PerMediaSecond(0.4),
-        "local ffmpeg processing",
-    )
-    .uses(&[Ffmpeg, Ffprobe]),
-    engine(
-        "espeak",
-        1,
-        &[VoiceLine],
-        Cpu,
-        false,
-        Fixed(0.4),
-        "espeak-ng offline speech",
-    )
-    .uses(&[EspeakNg, Ffmpeg, Ffprobe]),
-    engine(
-        "edge_tts",
-        1,
-        &[VoiceLine],
-        Service(OpenaiSpeech),
-        false,
-        Fixed(2.0),
-        "edge-tts voice pool",
-    ),
-    engine(
-        "xtts",
-        1,
-        &[VoiceLine],
-        Service(Xtts),
-        true,
-        Fixed(8.0),
-        "XTTS v2 zero-shot cloning from a reference clip",
-    ),
-    engine(
-        "gpt_sovits",
-        1,
-        &[VoiceLine],
-        Service(GptSovits),
-        true,
-        Fixed(6.0),
-        "GPT-SoVITS with a trained voice",
-    ),
-    engine(
-        "rvc",
-        1,
-        &[VoiceLine],
-        Service(Rvc),
-        false,
-        Fixed(6.0),
-        "RVC v2 voice conversion with a trained model",
-    ),
-    engine(
-        "procedural",
-        1,
-        &[SceneMusic],
-        Cpu,
-        false,
-        PerMediaSecond(0.1),
-        "procedural MIDI by mood, rendered with a GM soundfont",
-    )
-    .uses(&[Fluidsynth, Soundfont, Ffmpeg, Ffprobe]),
-    engine(
-        "ace_step",
-        1,
-        &[SceneMusic],
-        Service(AceStep),
-        true,
-        PerMediaSecond(1.5),
-        "ACE-Step text-to-music, instrumental",
-    ),
-    engine(
-        "library",
-        1,
-        &[Publish],
-        Cpu,
-        false,
-        Fixed(0.5),
-        "Jellyfin library layout, .nfo files, rescan",
-    ),
-];
-
-/// Look an engine up by name.
-pub fn find(name: &str) -> Option<&'static EngineSpec> {
-    ENGINES.iter().find(|e| e.name == name)
-}
-
-/// The engines that can make `kind`, for help texts.
-pub fn names_for(kind: NodeKind) -> Vec<&'static str> {
-    ENGINES
-        .iter()
-        .filter(|e| e.kinds.contains(&kind))
-        .map(|e| e.name)
-        .collect()
+    /// Every engine, in the order `studio engines` lists them.
+    pub fn iter(&self) -> impl Iterator<Item = &'static EngineSpec> + '_ {
+        self.engines.iter().copied()
+    }
 }
 
 impl EngineSpec {

@@ -75,7 +75,7 @@ impl Session {
             source,
         })?;
         let mut index = SourceIndex::load(&layout.cache.join("sources.json"));
-        let (project, spans) = project::load(&layout.root, profile, &mut index)?;
+        let (project, spans) = project::load(&layout.root, profile, &crate::stages::registry::catalog(), &mut index)?;
         let mut graph = graph::build::build(&project, &spans, cpu_slots)?;
         // Real CPU jobs key on the tools their engines declare; the sim
         // profile runs none.

@@ -284,7 +284,7 @@ fn load(files: &Files, profile: Option<&str>) -> Result<(), String> {
         fs::write(path, bytes).unwrap();
     }
     let mut index = SourceIndex::default();
-    match project::load(root, profile, &mut index) {
+    match project::load(root, profile, &studio::stages::registry::catalog(), &mut index) {
         Err(d) => all_located(&d),
         Ok((p, spans)) => {
             safe_downstream(&p);
@@ -334,7 +334,12 @@ fn the_bases_load() {
                 fs::create_dir_all(root.join(rel).parent().unwrap()).unwrap();
                 fs::write(root.join(rel), bytes).unwrap();
             }
-            let loaded = project::load(root, profile, &mut SourceIndex::default());
+            let loaded = project::load(
+                root,
+                profile,
+                &studio::stages::registry::catalog(),
+                &mut SourceIndex::default(),
+            );
             assert!(loaded.is_ok(), "{:?}", loaded.err());
         }
     }

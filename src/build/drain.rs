@@ -596,7 +596,7 @@ impl<'a> DrainState<'a> {
         } else {
             m.engine.clone()
         };
-        if let Some(spec) = crate::engines::find(&m.engine) {
+        if let Some(spec) = crate::stages::registry::find(&m.engine) {
             (self.session.durations).record(&engine_key, spec.expected_seconds(media), seconds);
         }
     }

@@ -19,12 +19,13 @@ use super::tasks::{JobError, joined, panic_text};
 use crate::cache::remote::Remote;
 use crate::cache::state::Materialized;
 use crate::cache::{Cache, Manifest, Metadata, OutputFile, Suffix, check_metadata};
-use crate::engines::{EngineSpec, Runs};
-use crate::exec::{self, Job, JobInput, JobProgress, Produced};
+use crate::engines::{EngineSpec, Placement};
+use crate::exec::{ExecError, Job, JobInput, JobProgress, Produced};
 use crate::graph::key::KeyMaterial;
 use crate::graph::{Node, Pool};
 use crate::project::model::{Executor, Simulate};
 use crate::sched::Dispatch;
+use crate::stages::registry::{self, Run};
 
 /// What every job task of a build shares.
 pub(super) struct Shared {
@@ -83,7 +84,8 @@ pub(super) async fn run_node(
     work: NodeWork,
     cancel: &CancellationToken,
 ) -> Result<Finished, JobError> {
-    let manifest = if work.engine.runs == Runs::Inline {
+    let inline = registry::engine_of(work.engine).is_some_and(|e| matches!(e.run, Run::Inline));
+    let manifest = if inline {
         passthrough(shared, &work)?
     } else {
         run_engine(shared, &work, cancel).await?
@@ -134,9 +136,26 @@ async fn run_engine(shared: &Shared, work: &NodeWork, cancel: &CancellationToken
         progress: work.progress.clone(),
     };
     let started = Instant::now();
-    let produced = exec::run(&job, cancel).await?;
+    let produced = execute(&job, cancel).await?;
     let seconds = started.elapsed().as_secs_f64();
     manifest_of(shared, work, produced, scratch, seconds).await
+}
+
+/// Run `job` with its engine's run function from the registry, or with the
+/// sim executor when the profile simulates and the engine is not run for
+/// real there.
+async fn execute(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let Some(engine) = registry::engine_of(job.engine) else {
+        return Err(ExecError::Permanent(format!(
+            "engine `{}` is not in this build's registry",
+            job.engine.name
+        )));
+    };
+    match (&job.simulate, engine.run) {
+        (Some(sim), _) if !job.engine.real_in_sim => crate::exec::sim::run(job, sim, cancel).await,
+        (_, Run::Local(run)) => run(job, cancel).await,
+        (_, Run::Inline | Run::Missing) => Err(registry::no_executor(job.engine, job.node.kind)),
+    }
 }
 
 /// Move what a job made into the cache and describe it. Metadata the
@@ -196,7 +215,7 @@ fn driver_metadata(shared: &Shared, work: &NodeWork) -> Metadata {
     m.insert("engine".into(), engine.name.into());
     let executor = host.map_or(shared.pools[work.at.pool].name.as_str(), |h| h.id.as_str());
     m.insert("executor".into(), executor.into());
-    let calls_service = matches!(engine.runs, Runs::Service(_)) && shared.simulate.is_none();
+    let calls_service = matches!(engine.placement, Placement::Service(_)) && shared.simulate.is_none();
     if calls_service
         && let Some(h) = host
         && let Ok(url) = url::Url::parse(&h.url)

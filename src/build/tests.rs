@@ -79,7 +79,7 @@ fn every_node_settles_once_and_in_order() {
         assert!(record.output.is_some());
         assert_eq!(record.metadata["engine"], record.engine.as_str());
         assert!(record.metadata.contains_key("executor"), "{record:?}");
-        let stochastic = crate::engines::find(&record.engine).is_some_and(|e| e.stochastic);
+        let stochastic = crate::stages::registry::find(&record.engine).is_some_and(|e| e.stochastic);
         assert_eq!(record.metadata.contains_key("seed"), stochastic, "{record:?}");
         assert!(
             !record.metadata.contains_key("host"),

@@ -100,12 +100,8 @@ pub fn clean(root: &Utf8Path, args: CleanArgs) -> u8 {
 
 pub fn engines() -> u8 {
     let mut text = String::new();
-    for e in crate::engines::ENGINES {
-        let runs = match e.runs {
-            crate::engines::Runs::Cpu => "cpu".to_string(),
-            crate::engines::Runs::Inline => "inline".to_string(),
-            crate::engines::Runs::Service(s) => s.as_str().to_string(),
-        };
+    for e in crate::stages::registry::catalog().iter() {
+        let runs = e.placement.as_str();
         let kinds: Vec<&str> = e.kinds.iter().map(|k| k.as_str()).collect();
         text.push_str(&format!(
             "{:<16} {:<9} {:<40} {}\n",

@@ -404,9 +404,14 @@ impl Watch {
     /// The project's source files and hashes as they are now, if it loads.
     fn current_sources(&self) -> Option<Sources> {
         let mut index = crate::cache::index::SourceIndex::load(&self.root.join("cache/sources.json"));
-        crate::project::load(&self.root, self.profile.as_deref(), &mut index)
-            .ok()
-            .map(|(p, _)| p.sources)
+        crate::project::load(
+            &self.root,
+            self.profile.as_deref(),
+            &crate::stages::registry::catalog(),
+            &mut index,
+        )
+        .ok()
+        .map(|(p, _)| p.sources)
     }
 
     /// Open the project and select the targets, or the diagnostic text.

@@ -73,7 +73,7 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
 /// nothing, and the build reports the missing screenplay.
 pub(super) fn write_missing(root: &Utf8Path, profile: Option<&str>, targets: &[String]) -> Result<(), u8> {
     let mut index = SourceIndex::load(&root.join("cache/sources.json"));
-    let Ok((project, _)) = crate::project::load(root, profile, &mut index) else {
+    let Ok((project, _)) = crate::project::load(root, profile, &crate::stages::registry::catalog(), &mut index) else {
         return Ok(()); // the build reports the mistakes
     };
     if project.profile.writer.is_none() {
@@ -155,10 +155,11 @@ struct Writer {
 impl Writer {
     fn open(root: &Utf8Path, profile: Option<&str>, seed: Option<u64>) -> Result<Writer, u8> {
         let mut index = SourceIndex::load(&root.join("cache/sources.json"));
-        let (project, spans) = crate::project::load(root, profile, &mut index).map_err(|d| {
-            report(d);
-            EXIT_INVALID
-        })?;
+        let (project, spans) = crate::project::load(root, profile, &crate::stages::registry::catalog(), &mut index)
+            .map_err(|d| {
+                report(d);
+                EXIT_INVALID
+            })?;
         let id = project
             .profile
             .writer

@@ -1,6 +1,8 @@
-//! Executors: what runs a job. The sim executor, or
-//! (per pipeline stage, in `stages/`) the real engines; `http` is the HTTP
-//! layer every service executor's client is built on.
+//! Executors: what a job is and what runs it, below the engines. The sim
+//! executor, the process runner, the local tools ([`tools`]) and the HTTP
+//! layer every service executor's client is built on. The engines' run
+//! functions are in `stages/` (above), paired with their specs in
+//! `stages::registry`; nothing here names a stage or an engine.
 
 pub mod http;
 pub mod runner;
@@ -11,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
-use tokio_util::sync::CancellationToken;
 
 pub use crate::cache::Metadata;
 
@@ -151,18 +152,6 @@ pub enum ExecError {
     Permanent(String),
     #[error("cancelled")]
     Cancelled,
-}
-
-/// Engines that only write text from their params, with no tool or service:
-/// cheap and exact, so even the sim profile runs them for real.
-const RUN_IN_SIM: &[&str] = &["library"];
-
-/// Run `job` with its engine (or simulate it).
-pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    match &job.simulate {
-        Some(sim) if !RUN_IN_SIM.contains(&job.engine.name) => sim::run(job, sim, cancel).await,
-        _ => crate::stages::run(job, cancel).await,
-    }
 }
 
 #[cfg(test)]

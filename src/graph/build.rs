@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Value, json};
 
 use super::{Graph, Host, Input, Node, Pool, Uses};
-use crate::engines::{EngineSpec, Runs};
+use crate::engines::{EngineSpec, Placement};
 use crate::kind::NodeKind;
 use crate::project::model::{Character, Episode, Project, Scene, Shot};
 use crate::project::rules::{KindRule, Pick, Predicate};
@@ -125,7 +125,7 @@ impl<'a> Builder<'a> {
             .help(format!(
                 "add `{kind}: {{profiles: {{{}: {{engine: ...}}}}}}` to a file in rules/; engines: {}",
                 self.project.profile.rules_profile,
-                crate::engines::names_for(kind).join(", ")
+                self.project.catalog.names_for(kind).join(", ")
             ))
             .into()
         })
@@ -133,10 +133,10 @@ impl<'a> Builder<'a> {
 
     /// The pool an engine of a chain runs in: its group, resolved by the loader.
     fn pool_for(&self, pick: &Pick<'_>) -> usize {
-        match pick.engine.runs {
-            Runs::Cpu => self.cpu_pool,
-            Runs::Inline => self.inline_pool,
-            Runs::Service(kind) => pick
+        match pick.engine.placement {
+            Placement::Cpu => self.cpu_pool,
+            Placement::Inline => self.inline_pool,
+            Placement::Service(kind) => pick
                 .group
                 .and_then(|g| {
                     self.graph

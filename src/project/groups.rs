@@ -15,7 +15,7 @@ use super::diag::{Collector, ProjectError, SourceFile};
 use super::model::Executor;
 use super::raw::RawExecutor;
 use super::rules::{Choice, Rules};
-use crate::engines::{Runs, ServiceKind};
+use crate::engines::{Placement, ServiceKind};
 use crate::kind::NodeKind;
 
 /// Pool names the build uses for itself.
@@ -177,7 +177,7 @@ fn entry_group(
     executors: &[Executor],
 ) -> Result<Option<String>, Box<ProjectError>> {
     let engine = entry.engine;
-    let Runs::Service(protocol) = engine.runs else {
+    let Placement::Service(protocol) = engine.placement else {
         return match &entry.executor {
             Some(x) => Err(Box::new(
                 ProjectError::at(

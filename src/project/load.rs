@@ -20,6 +20,7 @@ use super::rules::{self, Rules};
 use super::screenplay::{screenplay, transition_overlap};
 use crate::cache::index::SourceIndex;
 use crate::cache::remote::{Mode, RemoteConfig};
+use crate::engines::Catalog;
 use crate::engines::ServiceKind;
 use crate::kind::NodeKind;
 
@@ -42,7 +43,12 @@ pub struct Spans {
 }
 
 /// Load and validate the project at `root` for `profile` (the default when `None`).
-pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> Result<(Project, Spans), Diagnostics> {
+pub fn load(
+    root: &Utf8Path,
+    profile: Option<&str>,
+    catalog: &Catalog,
+    index: &mut SourceIndex,
+) -> Result<(Project, Spans), Diagnostics> {
     let mut errors = Collector::default();
     let mut spans = Spans::default();
     let mut sources = Vec::new();
@@ -92,8 +98,11 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
             Ok(raw_rules) => rules::load_file(
                 &file,
                 raw_rules,
-                &profile.rules_profile,
-                &known_profiles,
+                &rules::RuleContext {
+                    profile: &profile.rules_profile,
+                    known_profiles: &known_profiles,
+                    catalog,
+                },
                 &mut seen,
                 &mut rules,
                 &mut errors,
@@ -175,7 +184,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
     });
     if profile_has_rules(&profile, &rules) {
         for kind in needed.filter(|k| !rules.named.contains(k)) {
-            errors.push(missing_rule(&studio, &seen, kind, &profile.rules_profile));
+            errors.push(missing_rule(&studio, &seen, kind, &profile.rules_profile, catalog));
         }
     } else {
         errors.push(
@@ -225,6 +234,7 @@ pub fn load(root: &Utf8Path, profile: Option<&str>, index: &mut SourceIndex) -> 
         profile,
         writing,
         rules,
+        catalog: catalog.clone(),
         sources,
     };
     errors.finish((project, spans))
@@ -237,10 +247,11 @@ fn missing_rule(
     seen: &BTreeMap<NodeKind, SourceFile>,
     kind: NodeKind,
     profile: &str,
+    catalog: &Catalog,
 ) -> ProjectError {
     let help = format!(
         "add `{profile}: {{engine: ...}}` under `{kind}: profiles:` in rules/; engines: {}",
-        crate::engines::names_for(kind).join(", ")
+        catalog.names_for(kind).join(", ")
     );
     match seen.get(&kind) {
         Some(file) => ProjectError::at(

@@ -29,6 +29,8 @@ pub struct Project {
     pub profile: Profile,
     pub writing: Writing,
     pub rules: Rules,
+    /// The engines rules may name (the caller's: the registry's, or a test's).
+    pub catalog: crate::engines::Catalog,
     /// Source files read, relative to the root, with their hashes.
     pub sources: Vec<(Utf8PathBuf, String)>,
 }

@@ -26,7 +26,7 @@ use serde_saphyr::Spanned;
 
 use super::bounds;
 use super::diag::{Collector, ProjectError, SourceFile};
-use crate::engines::{self, EngineSpec};
+use crate::engines::{Catalog, EngineSpec};
 use crate::kind::NodeKind;
 
 #[derive(Debug, Deserialize)]
@@ -120,9 +120,10 @@ impl Predicate {
         ("has_reference_audio", Predicate::HasReferenceAudio),
     ];
 
-    fn parse(s: &str) -> Option<Self> {
+    fn parse(s: &str, catalog: &Catalog) -> Option<Self> {
         if let Some(engine) = s.strip_prefix("after:") {
-            return engines::find(engine)
+            return catalog
+                .find(engine)
                 .filter(|e| e.kinds.contains(&NodeKind::RawVideo))
                 .map(|e| Predicate::After(e.name));
         }
@@ -222,16 +223,28 @@ impl Rules {
     }
 }
 
-/// Parse one rules file and resolve the rules for `profile` into `rules`.
+/// What rules files are read against: the profile built, the profiles
+/// studio.yaml defines, and the engines rules may name.
+pub struct RuleContext<'a> {
+    pub profile: &'a str,
+    pub known_profiles: &'a [String],
+    pub catalog: &'a Catalog,
+}
+
+/// Parse one rules file and resolve the rules for `cx.profile` into `rules`.
 pub fn load_file(
     file: &SourceFile,
     raw: BTreeMap<String, RawKindRule>,
-    profile: &str,
-    known_profiles: &[String],
+    cx: &RuleContext<'_>,
     seen: &mut BTreeMap<NodeKind, SourceFile>,
     rules: &mut Rules,
     errors: &mut Collector,
 ) {
+    let RuleContext {
+        profile,
+        known_profiles,
+        catalog,
+    } = *cx;
     for (kind_name, raw_rule) in raw {
         let kind: NodeKind = match kind_name.parse() {
             Ok(k) => k,
@@ -283,7 +296,7 @@ pub fn load_file(
             continue;
         };
         rules.named.insert(kind);
-        if let Some(rule) = resolve_rule(file, kind, &raw_rule.params, prof, errors) {
+        if let Some(rule) = resolve_rule(file, kind, &raw_rule.params, prof, catalog, errors) {
             rules.by_kind.insert(kind, rule);
         }
     }
@@ -294,11 +307,12 @@ fn resolve_rule(
     kind: NodeKind,
     shared: &BTreeMap<String, Spanned<Value>>,
     raw: &RawProfileRule,
+    catalog: &Catalog,
     errors: &mut Collector,
 ) -> Option<KindRule> {
     let mut ok = true;
     let engine = |name: &Spanned<String>, errors: &mut Collector, ok: &mut bool| -> Option<&'static EngineSpec> {
-        match engines::find(&name.value) {
+        match catalog.find(&name.value) {
             Some(e) if e.kinds.contains(&kind) => Some(e),
             found => {
                 let why = if found.is_some() {
@@ -313,7 +327,7 @@ fn resolve_rule(
                         format!("engine `{}` {why} `{kind}`", name.value),
                     )
                     .label_loc(file, &name.referenced, "unknown engine")
-                    .help(format!("engines for `{kind}`: {}", engines::names_for(kind).join(", "))),
+                    .help(format!("engines for `{kind}`: {}", catalog.names_for(kind).join(", "))),
                 );
                 *ok = false;
                 None
@@ -329,7 +343,7 @@ fn resolve_rule(
     for c in &raw.choose {
         let mut when = Vec::new();
         for p in &c.when {
-            match Predicate::parse(&p.value) {
+            match Predicate::parse(&p.value, catalog) {
                 Some(pred) if pred.applies_to(kind) => when.push(pred),
                 found => {
                     let all: Vec<_> = Predicate::ALL.iter().map(|(w, _)| *w).collect();

@@ -11,6 +11,7 @@ pub mod image;
 pub mod mix;
 pub mod music;
 pub mod publish;
+pub mod registry;
 pub mod video;
 pub mod voice;
 
@@ -20,32 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engines::Tool;
 use crate::exec::runner::{self, Cmd, Output};
-use crate::exec::{ExecError, Job, JobInput, Produced};
-use crate::kind::NodeKind;
-
-/// Run `job` with its real engine.
-pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    use NodeKind::*;
-    match (job.engine.name, job.node.kind) {
-        ("character_card", CharacterRefs) => image::character_card(job, cancel).await,
-        ("storyboard", ShotImage) => image::storyboard(job, cancel).await,
-        ("camera_move", RawVideo) => video::camera_move(job, cancel).await,
-        ("ffmpeg", ShotVideo) => video::shot_video(job, cancel).await,
-        ("ffmpeg", LastFrame) => video::last_frame(job, cancel).await,
-        ("espeak", VoiceLine) => voice::espeak(job, cancel).await,
-        ("procedural", SceneMusic) => music::procedural(job, cancel).await,
-        ("ffmpeg", SceneVideo) => mix::scene_video(job, cancel).await,
-        ("ffmpeg", SceneMix) => mix::scene_mix(job, cancel).await,
-        ("ffmpeg", EpisodeVideo) => episode::episode_video(job, cancel).await,
-        ("ffmpeg", EpisodeAudio) => episode::episode_audio(job, cancel).await,
-        ("ffmpeg", Episode) => episode::assemble(job, cancel).await,
-        ("library", Publish) => publish::library(job, cancel).await,
-        _ => Err(ExecError::Permanent(format!(
-            "engine `{}` ({}) has no executor in this build of studio yet; build with `--profile sim` to run the graph without media tools",
-            job.engine.name, job.engine.about
-        ))),
-    }
-}
+use crate::exec::{ExecError, Job, JobInput};
 
 /// The path of a tool the job's engine declared (see [`crate::exec::tools::Toolchain::path`]).
 pub(crate) fn tool(job: &Job, tool: Tool) -> Result<&Utf8PathBuf, ExecError> {

@@ -332,7 +332,7 @@ mod media {
         fn job(&self, kind: NodeKind, name: &str, params: Value, inputs: Vec<JobInput>) -> Job {
             let scratch = self.path(name);
             std::fs::create_dir_all(&scratch).expect("scratch dir");
-            let engine = crate::engines::find("ffmpeg").expect("ffmpeg engine");
+            let engine = crate::stages::registry::find("ffmpeg").expect("ffmpeg engine");
             let params: BTreeMap<String, Value> = serde_json::from_value(params).expect("params");
             let material_params = params.clone();
             Job {
