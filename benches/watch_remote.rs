@@ -19,10 +19,11 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use camino::Utf8PathBuf;
-use studio::cache::remote::{Mode, Remote, RemoteConfig};
+use studio::cache::remote::Remote;
 use studio::cache::{Cache, Manifest, OutputFile, Suffix};
 use studio::graph::key::{Backend, KEY_SCHEMA, KeyMaterial};
 use studio::kind::NodeKind;
+use studio::project::model::{Mode, RemoteConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

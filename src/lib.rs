@@ -10,10 +10,13 @@ pub mod exec;
 pub mod export;
 pub mod graph;
 pub mod kind;
+#[cfg(test)]
+mod layers;
 pub mod progress;
 pub mod project;
 pub mod sched;
 pub mod session;
 pub mod stages;
+pub mod text;
 pub mod timing;
 pub mod write;

@@ -26,8 +26,9 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Parser, Subcommand};
 
-use crate::cache::remote::{Mode, Remote, RemoteConfig};
+use crate::cache::remote::Remote;
 use crate::project::Diagnostics;
+use crate::project::model::{Mode, RemoteConfig};
 use crate::session::{OpenError, Session};
 
 pub const EXIT_OK: u8 = 0;

@@ -20,7 +20,6 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{ExecError, Job, Produced};
-use crate::graph::build::normalize_text;
 use crate::kind::NodeKind;
 use crate::project::model::Simulate;
 use crate::timing;
@@ -118,7 +117,7 @@ fn identity(job: &Job) -> String {
     if job.node.kind == NodeKind::VoiceLine
         && let Some(Value::String(t)) = material.params.get("text")
     {
-        let spoken = normalize_text(t);
+        let spoken = crate::text::normalize(t);
         material.params.insert("text".into(), Value::String(spoken));
     }
     // The engine that actually runs (a fallback differs from the chosen one).

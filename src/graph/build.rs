@@ -670,7 +670,7 @@ impl<'a> Builder<'a> {
                     cues.push(json!({
                         "line": format!("{}/{}/{}", scene.id, shot.id, i + 1),
                         "speaker": p.characters[line.speaker].name,
-                        "text": normalize_text(&line.text),
+                        "text": crate::text::normalize(&line.text),
                     }));
                 }
             }
@@ -783,9 +783,4 @@ fn seed_for(path: &str, take: Option<&Value>) -> u64 {
     let take = take.and_then(Value::as_u64).unwrap_or(1);
     let h = blake3::hash(format!("{path}#take{take}").as_bytes());
     u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
-}
-
-/// Dialogue text as spoken and subtitled: trimmed, inner whitespace collapsed.
-pub fn normalize_text(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -152,7 +152,7 @@ pub fn max_tokens(file: &SourceFile, e: &RawExecutor, is_llm: bool, errors: &mut
     } else {
         return u32::try_from(v.value).ok();
     };
-    let defaults: Vec<String> = crate::write::Stage::ALL
+    let defaults: Vec<String> = super::model::WriteStage::ALL
         .iter()
         .map(|s| format!("{} {}", s.template(), s.default_max_tokens()))
         .collect();

@@ -19,7 +19,6 @@ use super::raw::*;
 use super::rules::{self, Rules};
 use super::screenplay::{screenplay, transition_overlap};
 use crate::cache::index::SourceIndex;
-use crate::cache::remote::{Mode, RemoteConfig};
 use crate::engines::Catalog;
 use crate::engines::ServiceKind;
 use crate::kind::NodeKind;

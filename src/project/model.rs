@@ -25,7 +25,7 @@ pub struct Project {
     pub episodes: Vec<Episode>,
     pub executors: Vec<Executor>,
     /// `cache.remote` and `cache.mode` in studio.yaml (`--remote` overrides).
-    pub remote: Option<crate::cache::remote::RemoteConfig>,
+    pub remote: Option<RemoteConfig>,
     pub profile: Profile,
     pub writing: Writing,
     pub rules: Rules,
@@ -33,6 +33,92 @@ pub struct Project {
     pub catalog: crate::engines::Catalog,
     /// Source files read, relative to the root, with their hashes.
     pub sources: Vec<(Utf8PathBuf, String)>,
+}
+
+/// How a build uses the remote cache (`cache.mode`, `--remote-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Fetch on a local miss and upload what was built.
+    ReadWrite,
+    /// Fetch, never upload (laptops, untrusted machines).
+    ReadOnly,
+    /// Do not use the remote.
+    Off,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::ReadWrite => "read-write",
+            Mode::ReadOnly => "read-only",
+            Mode::Off => "off",
+        })
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "read-write" => Ok(Mode::ReadWrite),
+            "read-only" => Ok(Mode::ReadOnly),
+            "off" => Ok(Mode::Off),
+            other => Err(format!(
+                "unknown remote cache mode `{other}`: use read-write, read-only or off"
+            )),
+        }
+    }
+}
+
+/// Where the remote cache is and how to use it (`cache.remote` in studio.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConfig {
+    pub url: String,
+    pub mode: Mode,
+}
+
+/// One kind of LLM call: its prompt template and its reply bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStage {
+    Scenes,
+    Shots,
+    Dialogue,
+    Timeline,
+}
+
+impl WriteStage {
+    pub const ALL: [WriteStage; 4] = [
+        WriteStage::Scenes,
+        WriteStage::Shots,
+        WriteStage::Dialogue,
+        WriteStage::Timeline,
+    ];
+
+    /// The prompt template (rules/prompts/NAME.j2), also the call's name.
+    pub fn template(self) -> &'static str {
+        match self {
+            WriteStage::Scenes => "scenes",
+            WriteStage::Shots => "shots",
+            WriteStage::Dialogue => "dialogue",
+            WriteStage::Timeline => "timeline",
+        }
+    }
+
+    /// `max_tokens` when the executor sets none: about three times the
+    /// longest reply the schema allows with a mid-sized cast (up to 8
+    /// scenes with every character's state ≈ 1,500 tokens; up to 5 shots
+    /// with 4 lines each ≈ 1,000; a timeline entry per character ≈ 100
+    /// each), and with a prompt still inside Ollama's default 8,192-token
+    /// context.
+    pub fn default_max_tokens(self) -> u32 {
+        match self {
+            WriteStage::Scenes => 4096,
+            WriteStage::Shots | WriteStage::Timeline => 3072,
+            WriteStage::Dialogue => 2048,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,7 +254,7 @@ pub struct Executor {
     /// `url:` may name a host that is not loopback (`remote_host: true`).
     pub remote_host: bool,
     /// LLM executors: the most tokens of one reply; `None`: each call's
-    /// default ([`crate::write::Stage::default_max_tokens`]).
+    /// default ([`WriteStage::default_max_tokens`]).
     pub max_tokens: Option<u32>,
     pub slots: usize,
     pub model: Option<String>,

@@ -36,11 +36,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Stage;
 use crate::engines::ServiceKind;
 use crate::exec::http::{Answer, Service};
 pub use crate::exec::http::{HttpError, excerpt};
 use crate::project::model::Executor;
+use crate::project::model::WriteStage;
 
 /// Which chat protocol an executor speaks. Its serialized name is part of
 /// every reply-cache key, so `openai_chat` keeps the name it had, `openai`.
@@ -180,7 +180,7 @@ impl Client {
     }
 
     /// The most tokens a reply of `stage` may have.
-    pub fn max_tokens(&self, stage: Stage) -> u32 {
+    pub fn max_tokens(&self, stage: WriteStage) -> u32 {
         self.max_tokens.unwrap_or_else(|| stage.default_max_tokens())
     }
 
@@ -452,12 +452,18 @@ mod tests {
         let b = openai.body(&messages, &schema, &o, 777, true);
         assert_eq!(b["response_format"], json!({"type": "json_object", "schema": schema}));
         // Each stage has its default unless the executor sets one bound.
-        assert_eq!(openai.max_tokens(Stage::Scenes), Stage::Scenes.default_max_tokens());
-        assert_eq!(openai.max_tokens(Stage::Dialogue), Stage::Dialogue.default_max_tokens());
+        assert_eq!(
+            openai.max_tokens(WriteStage::Scenes),
+            WriteStage::Scenes.default_max_tokens()
+        );
+        assert_eq!(
+            openai.max_tokens(WriteStage::Dialogue),
+            WriteStage::Dialogue.default_max_tokens()
+        );
         let mut e = executor(ServiceKind::OpenaiChat, "http://127.0.0.1:1", false);
         e.max_tokens = Some(900);
         let c = Client::new(&e).unwrap();
-        assert!(Stage::ALL.iter().all(|s| c.max_tokens(*s) == 900));
+        assert!(WriteStage::ALL.iter().all(|s| c.max_tokens(*s) == 900));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use prompts::Templates;
 use store::Replies;
 use validate::{Checker, SceneDraft, ScenesDraft, ShotDraft, ShotsDraft, TimelineDraft};
 
-use crate::project::model::{Episode, Project};
+use crate::project::model::{Episode, Project, WriteStage};
 use crate::project::{Diagnostics, ProjectError};
 
 /// Why writing stopped. Nothing was written.
@@ -89,43 +89,6 @@ impl Stats {
 /// Tries per request for transient failures (refused, timeout, 5xx).
 const ATTEMPTS: u32 = 3;
 
-/// One kind of LLM call: its prompt template and its reply bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Scenes,
-    Shots,
-    Dialogue,
-    Timeline,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 4] = [Stage::Scenes, Stage::Shots, Stage::Dialogue, Stage::Timeline];
-
-    /// The prompt template (rules/prompts/NAME.j2), also the call's name.
-    pub fn template(self) -> &'static str {
-        match self {
-            Stage::Scenes => "scenes",
-            Stage::Shots => "shots",
-            Stage::Dialogue => "dialogue",
-            Stage::Timeline => "timeline",
-        }
-    }
-
-    /// `max_tokens` when the executor sets none: about three times the
-    /// longest reply the schema allows with a mid-sized cast (up to 8
-    /// scenes with every character's state ≈ 1,500 tokens; up to 5 shots
-    /// with 4 lines each ≈ 1,000; a timeline entry per character ≈ 100
-    /// each), and with a prompt still inside Ollama's default 8,192-token
-    /// context.
-    pub fn default_max_tokens(self) -> u32 {
-        match self {
-            Stage::Scenes => 4096,
-            Stage::Shots | Stage::Timeline => 3072,
-            Stage::Dialogue => 2048,
-        }
-    }
-}
-
 /// An LLM to write with: the client, templates, reply cache and options.
 #[derive(Debug, Clone)]
 pub struct Llm {
@@ -152,7 +115,7 @@ impl Llm {
     pub async fn ask<T: DeserializeOwned>(
         &self,
         what: &str,
-        stage: Stage,
+        stage: WriteStage,
         ctx: &Value,
         schema: &Value,
         check: impl Fn(&T) -> Vec<String>,
@@ -211,7 +174,7 @@ impl Llm {
     async fn send(
         &self,
         what: &str,
-        stage: Stage,
+        stage: WriteStage,
         messages: &[Message],
         schema: &Value,
     ) -> Result<client::Reply, WriteError> {
@@ -275,7 +238,9 @@ pub async fn episode(
     let check = checker(project);
     let what = format!("the scenes of {}", episode.id);
     let scenes: ScenesDraft = llm
-        .ask(&what, Stage::Scenes, &ctx, &schema::scenes(&chars), |d| check.scenes(d))
+        .ask(&what, WriteStage::Scenes, &ctx, &schema::scenes(&chars), |d| {
+            check.scenes(d)
+        })
         .await?;
     let n = scenes.scenes.len();
     progress(format!("scenes: {n} planned{}", llm.stats().rate()));
@@ -296,7 +261,9 @@ pub async fn episode(
         let what = format!("the shots of {}/{}", episode.id, scene.id);
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("semaphore open");
-            let r: Result<ShotsDraft, _> = llm.ask(&what, Stage::Shots, &ctx, &schema, |d| check.shots(d)).await;
+            let r: Result<ShotsDraft, _> = llm
+                .ask(&what, WriteStage::Shots, &ctx, &schema, |d| check.shots(d))
+                .await;
             (i, r)
         });
     }
@@ -333,7 +300,7 @@ pub async fn episode(
     );
     let what = format!("the timeline of {}", episode.id);
     let arcs: TimelineDraft = llm
-        .ask(&what, Stage::Timeline, &ctx, &schema::timeline(&chars), |d| {
+        .ask(&what, WriteStage::Timeline, &ctx, &schema::timeline(&chars), |d| {
             check.timeline(d)
         })
         .await?;

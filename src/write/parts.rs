@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use super::validate::{DialogueDraft, LineDraft, ShotsDraft};
-use super::{Llm, Stage, WriteError, base_context, char_ids, checker, render, schema, splice};
+use super::{Llm, WriteError, base_context, char_ids, checker, render, schema, splice};
+use crate::project::model::WriteStage;
 use crate::project::model::{Episode, Project, Scene};
 use crate::project::raw::RawScreenplay;
 
@@ -85,9 +86,13 @@ pub async fn scene(
     let check = checker(project);
     let what = format!("the shots of {}/{scene}", episode.id);
     let shots: ShotsDraft = llm
-        .ask(&what, Stage::Shots, &ctx, &schema::shots(&char_ids(project)), |d| {
-            check.shots(d)
-        })
+        .ask(
+            &what,
+            WriteStage::Shots,
+            &ctx,
+            &schema::shots(&char_ids(project)),
+            |d| check.shots(d),
+        )
         .await?;
     let (_, off, _) = offsets(text)?
         .into_iter()
@@ -130,7 +135,7 @@ pub async fn dialogue(
     let draft: DialogueDraft = llm
         .ask(
             &what,
-            Stage::Dialogue,
+            WriteStage::Dialogue,
             &ctx,
             &schema::dialogue(&char_ids(project), &ids),
             |d| check.dialogue(d, &targets),

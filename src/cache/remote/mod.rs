@@ -32,50 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::{Cache, Digest, Manifest, OutputFile};
-
-/// How a build uses the remote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Fetch on a local miss and upload what was built.
-    ReadWrite,
-    /// Fetch, never upload (laptops, untrusted machines).
-    ReadOnly,
-    /// Do not use the remote.
-    Off,
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mode::ReadWrite => "read-write",
-            Mode::ReadOnly => "read-only",
-            Mode::Off => "off",
-        })
-    }
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Mode, String> {
-        match s {
-            "read-write" => Ok(Mode::ReadWrite),
-            "read-only" => Ok(Mode::ReadOnly),
-            "off" => Ok(Mode::Off),
-            other => Err(format!(
-                "unknown remote cache mode `{other}`: use read-write, read-only or off"
-            )),
-        }
-    }
-}
-
-/// Where the remote is and how to use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteConfig {
-    pub url: String,
-    pub mode: Mode,
-}
+use crate::project::model::{Mode, RemoteConfig};
 
 /// A failure to talk to the remote (not a miss).
 #[derive(Debug, thiserror::Error)]

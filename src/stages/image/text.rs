@@ -138,7 +138,7 @@ pub(super) fn line_spacing(size: f64) -> f64 {
 
 /// Inner whitespace collapsed to single spaces.
 pub(super) fn collapse(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::text::normalize(s)
 }
 
 /// One line of text: line breaks and control characters become spaces.
