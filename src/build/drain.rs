@@ -92,6 +92,7 @@ impl<'a> DrainState<'a> {
             simulate: session.project.profile.simulate.clone(),
             pools: session.graph.pools.clone(),
             executors: session.project.executors.clone(),
+            services: crate::exec::services::Services::new(&session.project.executors),
             tools: session.tools.clone(),
             began,
             remote: opts.remote.clone(),

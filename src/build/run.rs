@@ -36,6 +36,8 @@ pub(super) struct Shared {
     pub pools: Vec<Pool>,
     /// studio.yaml's executors: the hosts of the pools.
     pub executors: Vec<Executor>,
+    /// Their clients, built once for the build.
+    pub services: crate::exec::services::Services,
     pub tools: Arc<crate::exec::tools::Toolchain>,
     pub began: Instant,
     pub remote: Option<Arc<Remote>>,
@@ -50,6 +52,19 @@ impl Shared {
     pub fn executor(&self, at: Dispatch) -> Option<&Executor> {
         let host = self.pools[at.pool].hosts.get(at.host)?;
         self.executors.get(host.executor)
+    }
+
+    /// The client of the host a try on `at` runs on; `Ok(None)` for work
+    /// done here or a host without a URL.
+    pub fn service(&self, at: Dispatch) -> Result<Option<Arc<crate::exec::http::Service>>, String> {
+        let Some(host) = self.pools[at.pool].hosts.get(at.host) else {
+            return Ok(None);
+        };
+        match self.services.get(host.executor) {
+            None => Ok(None),
+            Some(Ok(client)) => Ok(Some(client)),
+            Some(Err(e)) => Err(e.to_string()),
+        }
     }
 }
 
@@ -121,6 +136,7 @@ async fn run_engine(shared: &Shared, work: &NodeWork, cancel: &CancellationToken
         .map_err(|p| JobError::Io(format!("{} is not a UTF-8 path", p.display())))?;
     let pool = shared.pools[work.at.pool].clone();
     let host = shared.executor(work.at).cloned();
+    let service = shared.service(work.at).map_err(JobError::Failed)?;
     let job = Job {
         node: work.node.clone(),
         engine: work.engine,
@@ -130,6 +146,7 @@ async fn run_engine(shared: &Shared, work: &NodeWork, cancel: &CancellationToken
         root: shared.root.clone(),
         pool,
         host,
+        service,
         simulate: shared.simulate.clone(),
         tools: shared.tools.clone(),
         material: work.material.clone(),

@@ -142,6 +142,7 @@ pub struct Service {
     pub base: String,
     remote_host: bool,
     timeout: f64,
+    connect_timeout: f64,
 }
 
 impl Service {
@@ -163,7 +164,17 @@ impl Service {
             base: e.url.trim_end_matches('/').to_string(),
             remote_host: e.remote_host,
             timeout,
+            connect_timeout: e.connect_timeout,
         })
+    }
+
+    /// An error of this executor, with its id and studio.yaml line.
+    pub fn error(&self, error: HttpError) -> ServiceError {
+        ServiceError {
+            executor: self.executor.clone(),
+            line: self.line,
+            error,
+        }
     }
 
     /// `base` + `path`, checked against the host rule.
@@ -232,14 +243,14 @@ impl Service {
     }
 }
 
-/// Whether executor `e`'s host accepts a TCP connection, within its
-/// `connect_timeout`: what the sim executor checks (`check_hosts`) before a
-/// job on it. Only loopback hosts are contacted; any other counts as up,
-/// unchecked. Refused or timed out: a transient error of the host.
-pub async fn probe(e: &Executor) -> Result<(), ServiceError> {
-    let fail = |error| ServiceError::new(e, error);
-    let url = check_url(&e.url, e.remote_host)
-        .map_err(|err| fail(HttpError::Config(format!("executor `{}`: {err}", e.id))))?;
+/// Whether `service`'s host accepts a TCP connection, within its
+/// executor's `connect_timeout`: what the sim executor checks
+/// (`check_hosts`) before a job on it. Only loopback hosts are contacted;
+/// any other counts as up, unchecked. Refused or timed out: a transient
+/// error of the host.
+pub async fn probe(service: &Service) -> Result<(), ServiceError> {
+    let url = check_url(&service.base, service.remote_host)
+        .map_err(|err| service.error(HttpError::Config(format!("executor `{}`: {err}", service.executor))))?;
     let Some(host) = url.host() else {
         return Ok(());
     };
@@ -252,20 +263,19 @@ pub async fn probe(e: &Executor) -> Result<(), ServiceError> {
         url::Host::Ipv4(ip) => format!("{ip}:{port}"),
         url::Host::Ipv6(ip) => format!("[{ip}]:{port}"),
     };
-    match tokio::time::timeout(seconds(e.connect_timeout), tokio::net::TcpStream::connect(&addr)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(err)) => Err(fail(HttpError::Connect {
-            url: e.url.clone(),
-            reason: err.to_string(),
-        })),
-        Err(_) => Err(fail(HttpError::Connect {
-            url: e.url.clone(),
-            reason: format!(
-                "no connection within {} s (the executor's `connect_timeout`)",
-                e.connect_timeout
-            ),
-        })),
-    }
+    let connect = tokio::net::TcpStream::connect(&addr);
+    let reason = match tokio::time::timeout(seconds(service.connect_timeout), connect).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!(
+            "no connection within {} s (the executor's `connect_timeout`)",
+            service.connect_timeout
+        ),
+    };
+    Err(service.error(HttpError::Connect {
+        url: service.base.clone(),
+        reason,
+    }))
 }
 
 /// The innermost cause ("Connection refused (os error 111)").
@@ -386,14 +396,15 @@ mod tests {
     #[tokio::test]
     async fn probe_tells_a_listening_host_from_a_closed_port() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let up = executor(&format!("http://{}", listener.local_addr().unwrap()), false);
+        let up = Service::new(&executor(&format!("http://{}", listener.local_addr().unwrap()), false)).unwrap();
         probe(&up).await.unwrap();
         drop(listener);
         let err = probe(&up).await.unwrap_err();
         assert!(err.error.transient(), "{err}");
         assert!(err.to_string().contains("cannot connect to"), "{err}");
         // Another host is never contacted: it counts as up, unchecked.
-        probe(&executor("http://10.255.255.1:9", true)).await.unwrap();
+        let far = Service::new(&executor("http://10.255.255.1:9", true)).unwrap();
+        probe(&far).await.unwrap();
     }
 
     #[test]

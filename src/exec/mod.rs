@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod runner;
+pub mod services;
 pub mod sim;
 pub mod tools;
 
@@ -54,6 +55,9 @@ pub struct Job {
     /// The executor (host) of the pool's group the scheduler picked; `None`
     /// for jobs that run here.
     pub host: Option<crate::project::model::Executor>,
+    /// That host's client, from the build's [`services::Services`]; `None`
+    /// for jobs that run here (CPU engines get only their declared tools).
+    pub service: Option<std::sync::Arc<http::Service>>,
     pub simulate: Option<Simulate>,
     /// The node's key material (what its output may depend on).
     pub material: crate::graph::key::KeyMaterial,

@@ -11,7 +11,8 @@
 //!
 //! With `check_hosts: true` in the profile's `simulate:`, sim checks that
 //! the hosts answer: a job on a service host with a loopback `url:` first
-//! opens a TCP connection to it ([`super::http::probe`]), so host pools,
+//! opens a TCP connection to it through the job's client
+//! ([`super::http::probe`]), so host pools,
 //! cool-downs and retries on another host can be tried without services.
 
 use std::time::Duration;
@@ -28,10 +29,10 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
     // Sim checks that the hosts answer: a host that refuses is a transient
     // failure of that host, as it would be for the real engine.
     if sim.check_hosts
-        && let Some(host) = job.host.as_ref().filter(|h| !h.url.is_empty())
+        && let Some(service) = &job.service
     {
         tokio::select! {
-            r = super::http::probe(host) => r?,
+            r = super::http::probe(service) => r?,
             () = cancel.cancelled() => return Err(ExecError::Cancelled),
         }
     }

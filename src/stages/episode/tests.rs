@@ -363,6 +363,7 @@ mod media {
                     model: None,
                 },
                 host: None,
+                service: None,
                 simulate: None,
                 tools: self.tools.clone(),
                 progress: crate::exec::JobProgress::none(),

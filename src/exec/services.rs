@@ -1,0 +1,85 @@
+//! The services handle: one HTTP client per executor of studio.yaml, built
+//! once per build, from which a job on a service host takes its client.
+//!
+//! A client carries its executor's timeouts, the host rule, no proxy and no
+//! redirects ([`Service`]); building them once lets jobs share connection
+//! pools, and a job is handed only the client of the host the scheduler
+//! picked for it.
+
+use std::sync::Arc;
+
+use super::http::{HttpError, Service};
+use crate::project::model::Executor;
+
+/// The clients of every executor, indexed like the project's executors.
+#[derive(Debug, Default)]
+pub struct Services {
+    clients: Vec<Option<Result<Arc<Service>, HttpError>>>,
+}
+
+impl Services {
+    /// A client for every executor with a URL (the loader has checked the
+    /// URLs; a client that still cannot be built is an error of the jobs
+    /// that need it, not of the build).
+    pub fn new(executors: &[Executor]) -> Services {
+        let clients = executors
+            .iter()
+            .map(|e| (!e.url.is_empty()).then(|| Service::new(e).map(Arc::new)))
+            .collect();
+        Services { clients }
+    }
+
+    /// The client of executor number `index`: `None` when it has no URL.
+    pub fn get(&self, index: usize) -> Option<Result<Arc<Service>, HttpError>> {
+        self.clients.get(index).cloned().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn executor(id: &str, url: &str) -> Executor {
+        Executor {
+            id: id.into(),
+            kind: crate::engines::ServiceKind::Comfyui,
+            group: "comfyui".into(),
+            line: 7,
+            url: url.into(),
+            remote_host: false,
+            max_tokens: None,
+            slots: 1,
+            model: None,
+            token_env: None,
+            api_key_env: None,
+            timeout: 30.0,
+            connect_timeout: 1.0,
+        }
+    }
+
+    #[test]
+    fn one_client_per_executor_with_a_url() {
+        let services = Services::new(&[
+            executor("comfy-a", "http://127.0.0.1:8188/"),
+            executor("local", ""),
+            executor("comfy-b", "http://127.0.0.2:8188"),
+        ]);
+        let a = services.get(0).unwrap().unwrap();
+        assert_eq!(
+            (a.executor.as_str(), a.base.as_str(), a.line),
+            ("comfy-a", "http://127.0.0.1:8188", 7)
+        );
+        assert!(services.get(1).is_none(), "no URL, no client");
+        assert_eq!(services.get(2).unwrap().unwrap().executor, "comfy-b");
+        assert!(services.get(3).is_none());
+        // Shared, not rebuilt per job.
+        assert!(Arc::ptr_eq(&a, &services.get(0).unwrap().unwrap()));
+    }
+
+    #[test]
+    fn a_client_that_cannot_be_built_is_an_error_of_its_jobs() {
+        let services = Services::new(&[executor("far", "http://10.1.2.3:8188")]);
+        let err = services.get(0).unwrap().unwrap_err();
+        assert!(err.to_string().contains("remote_host"), "{err}");
+    }
+}
