@@ -1,37 +1,39 @@
 //! The services handle: one HTTP client per executor of studio.yaml, built
-//! once per build, from which a job on a service host takes its client.
+//! at most once per build, from which a job on a service host takes its client.
 //!
 //! A client carries its executor's timeouts, the host rule, no proxy and no
 //! redirects ([`Service`]); building them once lets jobs share connection
 //! pools, and a job is handed only the client of the host the scheduler
 //! picked for it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::http::{HttpError, Service};
 use crate::project::model::Executor;
 
 /// The clients of every executor, indexed like the project's executors.
+/// Each is built when a job first needs it (a no-op build, or a build that
+/// sends nothing to a service, builds none), then shared.
 #[derive(Debug, Default)]
 pub struct Services {
-    clients: Vec<Option<Result<Arc<Service>, HttpError>>>,
+    executors: Vec<Executor>,
+    clients: Vec<OnceLock<Result<Arc<Service>, HttpError>>>,
 }
 
 impl Services {
-    /// A client for every executor with a URL (the loader has checked the
-    /// URLs; a client that still cannot be built is an error of the jobs
-    /// that need it, not of the build).
     pub fn new(executors: &[Executor]) -> Services {
-        let clients = executors
-            .iter()
-            .map(|e| (!e.url.is_empty()).then(|| Service::new(e).map(Arc::new)))
-            .collect();
-        Services { clients }
+        Services {
+            executors: executors.to_vec(),
+            clients: executors.iter().map(|_| OnceLock::new()).collect(),
+        }
     }
 
     /// The client of executor number `index`: `None` when it has no URL.
+    /// The loader has checked the URLs; a client that still cannot be
+    /// built is an error of the jobs that need it, not of the build.
     pub fn get(&self, index: usize) -> Option<Result<Arc<Service>, HttpError>> {
-        self.clients.get(index).cloned().flatten()
+        let e = self.executors.get(index).filter(|e| !e.url.is_empty())?;
+        Some(self.clients[index].get_or_init(|| Service::new(e).map(Arc::new)).clone())
     }
 }
 
