@@ -33,7 +33,11 @@ impl Services {
     /// built is an error of the jobs that need it, not of the build.
     pub fn get(&self, index: usize) -> Option<Result<Arc<Service>, HttpError>> {
         let e = self.executors.get(index).filter(|e| !e.url.is_empty())?;
-        Some(self.clients[index].get_or_init(|| Service::new(e).map(Arc::new)).clone())
+        Some(
+            self.clients[index]
+                .get_or_init(|| Service::new(e).map(Arc::new))
+                .clone(),
+        )
     }
 }
 
