@@ -300,10 +300,11 @@ pub fn excerpt(text: &str, max: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::engines::ServiceKind;
 
+    /// An executor of the comfyui protocol at `url`, for tests.
     pub(crate) fn executor(url: &str, remote_host: bool) -> Executor {
         Executor {
             id: "svc".into(),

@@ -48,18 +48,8 @@ mod tests {
     fn executor(id: &str, url: &str) -> Executor {
         Executor {
             id: id.into(),
-            kind: crate::engines::ServiceKind::Comfyui,
-            group: "comfyui".into(),
             line: 7,
-            url: url.into(),
-            remote_host: false,
-            max_tokens: None,
-            slots: 1,
-            model: None,
-            token_env: None,
-            api_key_env: None,
-            timeout: 30.0,
-            connect_timeout: 1.0,
+            ..crate::exec::http::tests::executor(url, false)
         }
     }
 
