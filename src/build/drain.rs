@@ -91,7 +91,6 @@ impl<'a> DrainState<'a> {
             out: session.layout.out.clone(),
             simulate: session.project.profile.simulate.clone(),
             pools: session.graph.pools.clone(),
-            executors: session.project.executors.clone(),
             services: crate::exec::services::Services::new(&session.project.executors),
             tools: session.tools.clone(),
             began,

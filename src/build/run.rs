@@ -34,9 +34,8 @@ pub(super) struct Shared {
     pub out: Utf8PathBuf,
     pub simulate: Option<Simulate>,
     pub pools: Vec<Pool>,
-    /// studio.yaml's executors: the hosts of the pools.
-    pub executors: Vec<Executor>,
-    /// Their clients, built once for the build.
+    /// studio.yaml's executors (the hosts of the pools) and their clients,
+    /// each built once for the build.
     pub services: crate::exec::services::Services,
     pub tools: Arc<crate::exec::tools::Toolchain>,
     pub began: Instant,
@@ -51,7 +50,7 @@ impl Shared {
     /// The executor a try on `at` runs on; `None` for work done here.
     pub fn executor(&self, at: Dispatch) -> Option<&Executor> {
         let host = self.pools[at.pool].hosts.get(at.host)?;
-        self.executors.get(host.executor)
+        self.services.executor(host.executor)
     }
 
     /// The client of the host a try on `at` runs on; `Ok(None)` for work

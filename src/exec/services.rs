@@ -28,6 +28,11 @@ impl Services {
         }
     }
 
+    /// Executor number `index` of studio.yaml.
+    pub fn executor(&self, index: usize) -> Option<&Executor> {
+        self.executors.get(index)
+    }
+
     /// The client of executor number `index`: `None` when it has no URL.
     /// The loader has checked the URLs; a client that still cannot be
     /// built is an error of the jobs that need it, not of the build.
