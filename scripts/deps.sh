@@ -6,7 +6,9 @@
 # only when something is missing.
 #
 # --tests also installs the servers the test suite starts on loopback: nginx
-# (WebDAV PUT, the HTTP remote cache) and moto's S3 server (from PyPI).
+# (WebDAV PUT, the HTTP remote cache) and moto's S3 server (from PyPI), and
+# Debian's headless Chromium with its chromedriver for the dashboard's browser
+# test (about 12 s to install once the package lists are fresh).
 set -euo pipefail
 tests=false
 [ "${1:-}" = "--tests" ] && tests=true
@@ -28,6 +30,8 @@ need_cmd python3 python3   # ../shared/tools/media-report, used by tests when pr
 need_cmd pgrep procps      # tests check that no tool outlives an interrupted build
 if $tests; then
     need_cmd nginx nginx
+    need_cmd chromium chromium
+    need_cmd chromedriver chromium-driver
     python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 fi
 

@@ -10,6 +10,7 @@
 
 mod build;
 mod cache;
+mod dashboard;
 mod export;
 mod graph;
 mod housekeeping;
@@ -58,6 +59,8 @@ enum Command {
     Build(build::Args),
     /// Build, then rebuild what each save makes stale (Ctrl-C to stop).
     Watch(watch::Args),
+    /// Watch, and serve the studio dashboard (Story, Cast, Script, Produce, Review, Publish).
+    Serve(serve::Args),
     /// Say why a node is stale: which input or parameter changed, from what to what.
     Why(why::Args),
     /// Print the graph of a target as Graphviz dot, Mermaid or JSON.
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Build(args) => build::run(&root, profile, &cli.remote, args),
         Command::Watch(args) => watch::run(&root, profile, &cli.remote, args),
+        Command::Serve(args) => serve::run(&root, profile, &cli.remote, args),
         Command::Why(args) => why::run(&root, profile, args),
         Command::Graph(args) => graph::run(&root, profile, args),
         Command::Status(args) => status::run(&root, profile, args),

@@ -1,6 +1,7 @@
-//! `studio watch --serve PORT`: the latest build on loopback.
+//! `studio serve` and `studio watch --serve PORT`: the dashboard and the
+//! latest build over HTTP.
 //!
-//! - `/`            a page that plays the episode and reloads it after each build
+//! - `/`            the dashboard ([`super::dashboard`]): six tabs over the project
 //! - `/status.json` the watcher's state: generation, what was rebuilt, episodes
 //! - `/events`      server-sent events: every [`BuildEvent`] of the current
 //!   build (those it already sent first, so a late page misses nothing but
@@ -8,28 +9,32 @@
 //! - `/graph.json`  the targets' graph (`studio graph --format json`)
 //! - `/out/…`       files under `out/`, with range requests for seeking
 //!
-//! Only requests addressed to the bound loopback address are answered: a
-//! `Host` other than `127.0.0.1:PORT` or `localhost:PORT` gets 421, so a
-//! page whose DNS name was rebound to 127.0.0.1 cannot read the project.
+//! Every request passes [`super::dashboard::guard`] first: without a token
+//! only requests addressed to the bound loopback address are answered (a
+//! `Host` other than `127.0.0.1:PORT` or `localhost:PORT` gets 421, so a page
+//! whose DNS name was rebound to 127.0.0.1 cannot read the project); with
+//! one, every request must carry it; a POST must also come from the page
+//! itself.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::header;
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use camino::Utf8PathBuf;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
-use tower_http::services::ServeDir;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
 
+use super::dashboard::{self, guard::Guard};
 use crate::build::{BuildEvent, Subscriber};
 
 /// What the server answers from, shared with the watcher.
@@ -41,19 +46,71 @@ pub struct Served {
     pub graph: Arc<Mutex<String>>,
     /// `/events`.
     pub feed: Arc<Feed>,
+    /// Start and cancel builds from the page.
+    pub control: Arc<Control>,
+    /// The project folder and the profile the watcher builds with.
+    pub root: Utf8PathBuf,
+    pub profile: Option<String>,
 }
 
 impl Served {
-    pub fn new(status: Arc<Mutex<Value>>) -> Served {
+    pub fn new(status: Arc<Mutex<Value>>, root: Utf8PathBuf, profile: Option<String>) -> Served {
         Served {
             status,
             graph: Arc::new(Mutex::new("{\"nodes\": []}\n".to_string())),
             feed: Arc::new(Feed::new()),
+            control: Arc::new(Control::default()),
+            root,
+            profile,
         }
     }
 
     pub fn set_graph(&self, json: String) {
         *self.graph.lock().expect("graph") = json;
+    }
+}
+
+/// The page's hold on the watcher's builds: cancel the running one, or
+/// start one when none runs.
+#[derive(Default)]
+pub struct Control {
+    /// The running build's cancel token (a child of the watcher's own).
+    running: Mutex<Option<CancellationToken>>,
+    /// Set when the page asks for a build; the idle watcher waits on it.
+    pub start: Notify,
+}
+
+impl Control {
+    /// A build starts: its cancel token, a child of `parent`.
+    pub fn begin(&self, parent: &CancellationToken) -> CancellationToken {
+        let token = parent.child_token();
+        *self.running.lock().expect("control") = Some(token.clone());
+        token
+    }
+
+    /// The build ended.
+    pub fn end(&self) {
+        *self.running.lock().expect("control") = None;
+    }
+
+    /// Cancel the running build; false when none runs.
+    pub fn cancel(&self) -> bool {
+        match self.running.lock().expect("control").as_ref() {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ask for a build; false when one is running already.
+    pub fn request_start(&self) -> bool {
+        if self.running.lock().expect("control").is_some() {
+            return false;
+        }
+        self.start.notify_one();
+        true
     }
 }
 
@@ -122,49 +179,32 @@ impl Subscriber for Feed {
     }
 }
 
-/// Bind 127.0.0.1:`port` and serve in the background; returns the address.
-pub async fn start(port: u16, out: Utf8PathBuf, served: Served) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+/// Where to listen, and the token requests must carry.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub token: Option<String>,
+}
+
+/// Bind and serve in the background; returns the address.
+pub async fn start(listen: &Listen, served: Served) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind((listen.bind, listen.port)).await?;
     let addr = listener.local_addr()?;
+    let guard = Arc::new(Guard::new(addr, listen.token.clone()));
     let app = Router::new()
-        .route("/", get(page))
         .route("/status.json", get(status_json))
         .route("/events", get(events))
         .route("/graph.json", get(graph_json))
-        .nest_service("/out", ServeDir::new(out.as_std_path()))
+        .merge(dashboard::routes())
         .with_state(served)
-        .layer(middleware::from_fn_with_state(
-            Arc::new(allowed_hosts(addr.port())),
-            only_loopback_host,
-        ));
+        .layer(middleware::from_fn_with_state(guard, dashboard::guard::check));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("warning: --serve stopped: {e}");
+            eprintln!("warning: the server stopped: {e}");
         }
     });
     Ok(addr)
-}
-
-/// The `Host` values that name the bound address (compared ignoring case).
-fn allowed_hosts(port: u16) -> Vec<String> {
-    vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")]
-}
-
-/// Pass requests whose `Host` is one of `allowed`; answer others 421.
-async fn only_loopback_host(State(allowed): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()));
-    if host.is_some_and(|h| allowed.iter().any(|a| a.eq_ignore_ascii_case(h))) {
-        return next.run(request).await;
-    }
-    (
-        StatusCode::MISDIRECTED_REQUEST,
-        format!("studio watch answers only requests for http://{}/\n", allowed[0]),
-    )
-        .into_response()
 }
 
 async fn status_json(State(served): State<Served>) -> impl IntoResponse {
@@ -201,39 +241,64 @@ async fn events(State(served): State<Served>) -> Sse<impl Stream<Item = Result<E
     Sse::new(items.map(|item| Ok(Event::default().event(item.name).data(&item.data)))).keep_alive(KeepAlive::default())
 }
 
-async fn page() -> Html<&'static str> {
-    Html(PAGE)
+/// `studio serve`: watch mode plus the dashboard.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to build (default: every episode with a screenplay).
+    #[arg(value_name = "TARGET")]
+    targets: Vec<String>,
+    /// The port (0: any free port).
+    #[arg(long, default_value_t = 8470)]
+    port: u16,
+    /// The address to listen on; anything but loopback needs a token.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    bind: IpAddr,
+    /// A token every request must carry (default: $STUDIO_TOKEN); open the
+    /// page once as `http://HOST:PORT/?token=T`.
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
+    /// CPU jobs at once (default: the number of cores).
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// Print one JSON event per line on stdout instead of progress on stderr.
+    #[arg(long)]
+    json: bool,
 }
 
-/// Polls the status; when an episode's hash changes, reloads the player at
-/// the same time position.
-const PAGE: &str = r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>studio watch</title>
-<style>body{background:#111;color:#ddd;font:14px sans-serif;margin:2em}video{max-width:100%;max-height:80vh}</style>
-</head><body>
-<div id="state">connecting…</div>
-<video id="player" controls></video>
-<script>
-let shown = null;
-async function poll() {
-  try {
-    const s = await (await fetch('/status.json', {cache: 'no-store'})).json();
-    document.getElementById('state').textContent =
-      'build ' + s.generation + ': ' + s.state + (s.built ? ' (' + s.built.length + ' rebuilt)' : '') + (s.error ? '\n' + s.error : '');
-    const ep = (s.episodes || [])[0];
-    if (ep && ep.hash !== shown) {
-      const v = document.getElementById('player');
-      const t = v.currentTime || 0;
-      v.src = ep.url + '?h=' + ep.hash;
-      v.addEventListener('loadedmetadata', () => { v.currentTime = Math.min(t, v.duration || t); }, {once: true});
-      shown = ep.hash;
+/// The fewest characters a token may have.
+const TOKEN_MIN: usize = 16;
+
+pub fn run(root: &camino::Utf8Path, profile: Option<&str>, remote: &super::RemoteArgs, args: Args) -> u8 {
+    let token = args
+        .token
+        .or_else(|| std::env::var("STUDIO_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    if let Some(t) = &token
+        && (t.len() < TOKEN_MIN || !t.chars().all(|c| c.is_ascii_graphic()))
+    {
+        eprintln!(
+            "error: the token must be at least {TOKEN_MIN} printable ASCII characters without spaces\n  help: e.g. `--token $(openssl rand -hex 16)`"
+        );
+        return super::EXIT_INVALID;
     }
-  } catch (e) {
-    document.getElementById('state').textContent = 'watcher not reachable';
-  }
-  setTimeout(poll, 1000);
+    if !args.bind.is_loopback() && token.is_none() {
+        eprintln!(
+            "error: --bind {} makes the studio reachable from other machines; it needs a token\n  help: add `--token T` (or set STUDIO_TOKEN), or leave --bind out to serve on 127.0.0.1",
+            args.bind
+        );
+        return super::EXIT_INVALID;
+    }
+    let watch = super::watch::Args {
+        targets: args.targets,
+        jobs: args.jobs,
+        debounce: 200,
+        serve: Some(args.port),
+        json: args.json,
+        listen: Some(Listen {
+            bind: args.bind,
+            port: args.port,
+            token,
+        }),
+    };
+    super::watch::run(root, profile, remote, watch)
 }
-poll();
-</script>
-</body></html>
-"#;

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::build::{print_report, save_session};
-use super::serve::{Feed, Served};
+use super::serve::{Feed, Listen, Served};
 use super::{EXIT_INTERRUPTED, EXIT_IO, RemoteArgs, out};
 use crate::build::{self, Events, InFlight, Options, Status, Supersede, Totals};
 use crate::cache::lock::BuildLock;
@@ -37,19 +37,22 @@ use crate::session::{OpenError, Session};
 pub struct Args {
     /// What to build (default: every episode with a screenplay).
     #[arg(value_name = "TARGET")]
-    targets: Vec<String>,
+    pub(super) targets: Vec<String>,
     /// CPU jobs at once (default: the number of cores).
     #[arg(short, long)]
-    jobs: Option<usize>,
+    pub(super) jobs: Option<usize>,
     /// Milliseconds of quiet after a save before rebuilding.
     #[arg(long, default_value_t = 200)]
-    debounce: u64,
-    /// Serve the latest episode and a status JSON on 127.0.0.1:PORT (0: any free port).
+    pub(super) debounce: u64,
+    /// Serve the dashboard and the latest episode on 127.0.0.1:PORT (0: any free port).
     #[arg(long, value_name = "PORT")]
-    serve: Option<u16>,
+    pub(super) serve: Option<u16>,
     /// Print one JSON event per line on stdout instead of progress on stderr.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
+    /// Where `studio serve` listens (`--serve` alone: 127.0.0.1, no token).
+    #[arg(skip)]
+    pub(super) listen: Option<Listen>,
 }
 
 /// Folders under the root that are studio's own output, never sources.
@@ -126,7 +129,9 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Ar
         profile: profile.map(str::to_string),
         targets,
         remote: remote.clone(),
-        served: args.serve.map(|_| Served::new(status.clone())),
+        served: args
+            .serve
+            .map(|_| Served::new(status.clone(), root.to_owned(), profile.map(str::to_string))),
         status,
         args,
     };
@@ -222,15 +227,23 @@ impl Watch {
                 supersede: Some(Arc::new(Supersede::default())),
                 events: self.subscribers(&session, &nodes),
             };
+            // The page may cancel this build alone (`--serve`).
+            let this_build = match &self.served {
+                Some(s) => s.control.begin(&cancel),
+                None => cancel.clone(),
+            };
             let (report, changed) = self
-                .build_superseding(&mut session, &nodes, &opts, &mut saves, &cancel)
+                .build_superseding(&mut session, &nodes, &opts, &mut saves, &this_build)
                 .await;
+            if let Some(s) = &self.served {
+                s.control.end();
+            }
             if let Err(e) = save_session(&mut session) {
                 eprintln!("error: saving build state: {e}");
             }
             super::save_remote_stats(&session.cache, remote.as_deref());
             self.finished(generation, &session, &nodes, &report);
-            if report.interrupted {
+            if report.interrupted && cancel.is_cancelled() {
                 return EXIT_INTERRUPTED;
             }
             drop(session);
@@ -241,21 +254,30 @@ impl Watch {
         }
     }
 
-    /// With `--serve`, start serving and say where.
+    /// With `--serve` (or `studio serve`), start serving and say where.
     async fn serve(&self) -> Result<(), u8> {
         let (Some(port), Some(served)) = (self.args.serve, &self.served) else {
             return Ok(());
         };
-        match super::serve::start(port, self.root.join("out"), served.clone()).await {
+        let listen = self.args.listen.clone().unwrap_or(Listen {
+            bind: std::net::Ipv4Addr::LOCALHOST.into(),
+            port,
+            token: None,
+        });
+        match super::serve::start(&listen, served.clone()).await {
             Ok(addr) => {
                 let url = format!("http://{addr}/");
+                let open = match &listen.token {
+                    Some(t) => format!("{url}?token={t}"),
+                    None => url.clone(),
+                };
                 self.emit(WatchEvent::Serving { url }, || {
-                    format!("serving the latest episode at http://{addr}/")
+                    format!("the studio dashboard is at {open}")
                 });
                 Ok(())
             }
             Err(e) => {
-                eprintln!("error: cannot serve on 127.0.0.1:{port}: {e}");
+                eprintln!("error: cannot serve on {}:{}: {e}", listen.bind, listen.port);
                 Err(EXIT_IO)
             }
         }
@@ -387,9 +409,23 @@ impl Watch {
         let none = Sources::new();
         let current = last_good.unwrap_or(&none);
         loop {
+            let start = async {
+                match &self.served {
+                    Some(s) => s.control.start.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             let batch = tokio::select! {
                 b = saves.events.recv() => b?,
                 () = cancel.cancelled() => return None,
+                // The page asked for a build.
+                () = start => match self.open() {
+                    Ok(s) => return Some(s),
+                    Err(text) => {
+                        self.invalid(&text);
+                        continue;
+                    }
+                },
             };
             if !self.is_change(batch, &mut saves.debouncer, &mut saves.watched, current) {
                 continue;

@@ -41,6 +41,15 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
     EXIT_OK
 }
 
+/// Why `node` is stale (or that it is up to date) and what its last build
+/// recorded, as `studio why` prints it for one node.
+pub(super) fn explain_text(session: &crate::session::Session, plan: &HashMap<usize, Reason>, node: usize) -> String {
+    let mut text = String::new();
+    explain(session, plan, node, 0, &mut text, &mut Vec::new());
+    recorded(session, node, &mut text);
+    text
+}
+
 /// The metadata the node's last build recorded, as `key: value` lines
 /// (values in JSON; metadata was checked to hold no control character).
 fn recorded(session: &crate::session::Session, node: usize, text: &mut String) {

@@ -20,7 +20,7 @@ pub mod store;
 pub mod timeline;
 pub mod validate;
 
-pub use parts::{dialogue, scene};
+pub use parts::{dialogue, offsets, scene};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

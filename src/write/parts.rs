@@ -28,9 +28,9 @@ fn scene_json(project: &Project, s: &Scene) -> Value {
 
 /// Byte offsets of the `id` values in a screenplay's text:
 /// `(scene id, offset, [(shot id, offset)])`.
-type Offsets = Vec<(String, usize, Vec<(String, usize)>)>;
+pub type Offsets = Vec<(String, usize, Vec<(String, usize)>)>;
 
-fn offsets(text: &str) -> Result<Offsets, WriteError> {
+pub fn offsets(text: &str) -> Result<Offsets, WriteError> {
     let raw: RawScreenplay =
         serde_saphyr::from_str(text).map_err(|e| WriteError::Target(format!("cannot read the screenplay: {e}")))?;
     let at = |loc: &serde_saphyr::Location| loc.span().byte_offset().map(|o| o as usize);

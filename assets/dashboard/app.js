@@ -1,0 +1,199 @@
+// studio dashboard: tabs, in-place script edits, the live Produce view.
+// No framework: the server renders the page; this file adds behaviour.
+'use strict';
+const $ = (sel, el = document) => el.querySelector(sel);
+const $$ = (sel, el = document) => Array.from(el.querySelectorAll(sel));
+
+async function post(url, body) {
+  const r = await fetch(url, {
+    method: 'POST', headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify(body || {}), credentials: 'same-origin',
+  });
+  let data = {};
+  try { data = await r.json(); } catch (e) { data = {error: r.status + ' ' + r.statusText}; }
+  return {ok: r.ok, status: r.status, data};
+}
+
+// Tabs: the URL's #fragment names the tab.
+function showTab() {
+  const id = (location.hash || '#story').slice(1);
+  const tab = document.getElementById(id);
+  if (!tab || !tab.classList.contains('tab')) return;
+  $$('.tab').forEach(t => t.classList.toggle('active', t === tab));
+  $$('nav a').forEach(a => a.classList.toggle('active', a.dataset.tab === id));
+}
+window.addEventListener('hashchange', showTab);
+showTab();
+
+// Buttons that POST (build, cancel) and show the answer beside them.
+document.addEventListener('click', async ev => {
+  const b = ev.target.closest('button[data-post]');
+  if (!b) return;
+  const out = b.parentElement.querySelector('.result');
+  const r = await post(b.dataset.post);
+  if (out) out.textContent = r.ok ? (r.data.started ? 'build started' : r.data.cancelled ? 'cancelling…'
+    : r.data.started === false ? 'a build is running' : 'no build is running') : (r.data.error || 'refused');
+});
+
+// Script: Enter saves an edited line or action; Esc puts the text back.
+function wireScript() {
+  $$('.screenplay [contenteditable]').forEach(el => {
+    el.dataset.saved = el.textContent;
+    el.addEventListener('keydown', ev => {
+      if (ev.key === 'Enter') { ev.preventDefault(); save(el); }
+      if (ev.key === 'Escape') { el.textContent = el.dataset.saved; el.blur(); }
+    });
+    el.addEventListener('blur', () => { if (el.textContent !== el.dataset.saved) save(el); });
+  });
+}
+async function save(el) {
+  const shot = el.closest('.shot');
+  const ep = el.closest('.screenplay').dataset.episode;
+  const diag = $('#script pre.diag');
+  const text = el.textContent;
+  const base = {episode: ep, scene: shot.dataset.scene, shot: shot.dataset.shot};
+  const r = el.dataset.field === 'line'
+    ? await post('/api/script/line', {...base, index: Number(el.dataset.index), text})
+    : await post('/api/script/action', {...base, action: text});
+  el.classList.remove('saved', 'refused');
+  if (r.ok) {
+    el.dataset.saved = text;
+    el.classList.add('saved');
+    diag.hidden = true;
+  } else {
+    el.classList.add('refused');
+    diag.textContent = r.data.diagnostic || r.data.error || ('refused: ' + r.status);
+    diag.hidden = false;
+  }
+}
+wireScript();
+
+// Publish: chapter links seek the episode's player.
+document.addEventListener('click', ev => {
+  const a = ev.target.closest('a[data-seek]');
+  if (!a) return;
+  ev.preventDefault();
+  const v = a.closest('details').querySelector('video');
+  v.currentTime = Number(a.dataset.seek);
+  v.play();
+});
+
+// Produce: the build's typed events over SSE; every node by scene and shot.
+const produce = {nodes: new Map(), pools: [], busy: [], running: false};
+function group(id) {
+  const path = id.slice(id.indexOf(':') + 1).split('/');
+  return path.length >= 3 ? path.slice(0, 3).join('/') : path.length === 2 ? path.join('/') : path[0];
+}
+function renderPools() {
+  $('#pools').innerHTML = '';
+  produce.pools.forEach((p, i) => {
+    const div = document.createElement('div');
+    div.className = 'pool';
+    const used = produce.busy[i] || 0;
+    div.innerHTML = '<b></b><span class="bar"><i></i></span><span></span>';
+    div.children[0].textContent = p.name;
+    div.querySelector('i').style.width = (p.slots ? Math.min(100, 100 * used / p.slots) : 0) + '%';
+    div.children[2].textContent = used + ' / ' + p.slots + ' slots' + (p.hosts.length ? ' · ' + p.hosts.join(', ') : '');
+    $('#pools').append(div);
+  });
+}
+function setNode(id, state, title) {
+  const el = produce.nodes.get(id);
+  if (!el) return;
+  el.className = 'node ' + state;
+  el.dataset.state = state;
+  if (title) el.title = title;
+}
+function summary() {
+  const count = {};
+  produce.nodes.forEach(el => { count[el.dataset.state] = (count[el.dataset.state] || 0) + 1; });
+  $('#produce-summary').textContent = Object.entries(count).map(([k, v]) => v + ' ' + k).join(' · ');
+}
+function onStarted(d) {
+  produce.nodes.clear();
+  produce.pools = d.pools; produce.busy = d.pools.map(() => 0); produce.running = true;
+  const box = $('#nodes');
+  box.innerHTML = '';
+  const groups = new Map();
+  d.nodes.forEach(n => {
+    const g = group(n.id);
+    if (!groups.has(g)) {
+      const div = document.createElement('div');
+      div.className = 'group';
+      div.innerHTML = '<h4></h4>';
+      div.firstChild.textContent = g;
+      groups.set(g, div);
+      box.append(div);
+    }
+    const el = document.createElement('span');
+    el.className = 'node planned'; el.dataset.state = 'planned'; el.dataset.id = n.id;
+    el.textContent = n.id.slice(0, n.id.indexOf(':'));
+    el.title = n.id;
+    groups.get(g).append(el);
+    produce.nodes.set(n.id, el);
+  });
+  renderPools();
+  $('#build-state').textContent = 'building…';
+}
+const handlers = {
+  build_started: onStarted,
+  node_queued: d => setNode(d.id, 'queued'),
+  node_started: d => { setNode(d.id, 'running', d.id + ' · ' + d.engine + (d.host ? ' on ' + d.host : '')); produce.busy[d.pool]++; renderPools(); },
+  node_progress: d => { const el = produce.nodes.get(d.id); if (el && d.fraction != null) el.style.backgroundImage = 'linear-gradient(90deg,#4a7fd8 ' + (100 * d.fraction) + '%,transparent 0)'; },
+  node_retrying: d => setNode(d.id, 'queued', d.id + ': retrying: ' + d.error),
+  node_finished: d => { setNode(d.id, d.status === 'built' ? 'built' : 'failed', d.error ? d.id + ': ' + d.error : d.id); produce.busy[d.pool] = Math.max(0, produce.busy[d.pool] - 1); renderPools(); },
+  node_cached: d => setNode(d.id, 'cached'),
+  node_fetched: d => setNode(d.id, 'fetched'),
+  node_skipped: d => setNode(d.id, 'skipped', d.id + (d.error ? ': ' + d.error : '')),
+  build_finished: d => {
+    produce.running = false;
+    produce.busy = produce.busy.map(() => 0); renderPools();
+    $('#build-state').textContent = d.interrupted ? 'build cancelled' : d.superseded ? 'build superseded' : 'build finished';
+    refresh(['story', 'publish', 'cast']);
+  },
+};
+function connect() {
+  const es = new EventSource('/events');
+  Object.keys(handlers).forEach(name => es.addEventListener(name, ev => {
+    handlers[name](JSON.parse(ev.data));
+    summary();
+  }));
+  es.onerror = () => { $('#build-state').textContent = 'studio not reachable; retrying…'; };
+}
+connect();
+
+// After a build: the server-rendered tabs that show built things, fetched once.
+async function refresh(ids) {
+  const r = await fetch(location.pathname + location.search, {cache: 'no-store', credentials: 'same-origin'});
+  if (!r.ok) return;
+  const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
+  ids.forEach(id => {
+    const fresh = doc.getElementById(id), old = document.getElementById(id);
+    if (!fresh || !old) return;
+    const openEps = $$('details[open]', old).map(d => d.dataset.episode);
+    old.innerHTML = fresh.innerHTML;
+    $$('details', old).forEach(d => { if (openEps.includes(d.dataset.episode)) d.open = true; });
+  });
+}
+
+// A node: `studio why` and its outputs, inline.
+document.addEventListener('click', async ev => {
+  const n = ev.target.closest('.node');
+  if (!n) return;
+  const r = await fetch('/api/why?node=' + encodeURIComponent(n.dataset.id), {cache: 'no-store', credentials: 'same-origin'});
+  const d = await r.json();
+  const box = $('#why');
+  box.hidden = false;
+  $('h3', box).textContent = n.dataset.id;
+  $('pre', box).textContent = d.why || d.error || '';
+  const outs = $('.outputs', box);
+  outs.innerHTML = '';
+  (d.outputs || []).forEach(o => {
+    const tag = o.mime.startsWith('image/') ? 'img' : o.mime.startsWith('video/') ? 'video'
+      : o.mime.startsWith('audio/') ? 'audio' : 'a';
+    const el = document.createElement(tag);
+    if (tag === 'a') { el.href = o.url; el.textContent = o.suffix + ' (' + o.size + ' bytes)'; }
+    else { el.src = o.url; if (tag !== 'img') el.controls = true; }
+    outs.append(el);
+  });
+});

@@ -1,0 +1,457 @@
+//! The page's HTML, rendered from the project as it is on disk: every text
+//! from the project is escaped, every colour checked before it reaches CSS.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::exec::runner::{Cmd, run_sync};
+use crate::graph::explain::Reason;
+use crate::kind::NodeKind;
+use crate::project::model::{Episode, Project};
+use crate::session::Session;
+
+/// `s` safe inside HTML text and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A colour CSS may get: `#rgb`/`#rrggbb` or a plain name, else none.
+fn css_colour(s: &str) -> Option<&str> {
+    let s = s.trim();
+    let hex = s
+        .strip_prefix('#')
+        .is_some_and(|h| matches!(h.len(), 3 | 6) && h.chars().all(|c| c.is_ascii_hexdigit()));
+    let name = !s.is_empty() && s.len() <= 30 && s.chars().all(|c| c.is_ascii_alphabetic());
+    (hex || name).then_some(s)
+}
+
+fn swatch(colour: &str) -> String {
+    match css_colour(colour) {
+        Some(c) => format!("<span class=\"swatch\" style=\"background:{c}\"></span>"),
+        None => String::new(),
+    }
+}
+
+const TABS: [(&str, &str); 6] = [
+    ("story", "Story"),
+    ("cast", "Cast"),
+    ("script", "Script"),
+    ("produce", "Produce"),
+    ("review", "Review"),
+    ("publish", "Publish"),
+];
+
+fn head(title: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{} · studio</title><link rel=\"stylesheet\" href=\"/app.css\"></head><body>\n",
+        esc(title)
+    )
+}
+
+/// The page when the project has mistakes: the diagnostic, and the live feed.
+pub fn broken(diagnostic: &str) -> String {
+    let mut h = head("studio");
+    let _ = writeln!(
+        h,
+        "<header><h1>studio</h1></header><main><section class=\"tab active\">\
+         <h2>The project has mistakes</h2><p>Fix them and save; this page shows the project again on reload.</p>\
+         <pre class=\"diag\">{}</pre></section></main></body></html>",
+        esc(diagnostic)
+    );
+    h
+}
+
+/// What an episode is now.
+fn episode_state(session: &Session, plan: &HashMap<usize, Reason>, ep: &Episode) -> &'static str {
+    if ep.screenplay.is_none() {
+        return "not written";
+    }
+    let fresh = |id: &str| {
+        let n = session.graph.nodes.iter().position(|n| n.id == id);
+        n.and_then(|n| plan.get(&n)).map(|r| *r == Reason::Fresh)
+    };
+    let on_record = session.state.nodes.contains_key(&format!("episode:{}", ep.id));
+    match fresh(&format!("episode:{}", ep.id)) {
+        Some(true) if fresh(&format!("publish:{}", ep.id)) == Some(true) => "published",
+        Some(true) => "built",
+        _ if on_record => "stale",
+        _ => "written",
+    }
+}
+
+/// An output of a node on record: its `/object/…` URL.
+fn output_url(session: &Session, node: &str, suffix: &str) -> Option<String> {
+    let s = session.state.nodes.get(node)?;
+    let o = s.outputs.iter().find(|o| o.suffix == suffix)?;
+    Some(format!("/object/{}/{}", o.hash, o.suffix))
+}
+
+/// The whole page; `ep` picks the episode of Script and Publish.
+pub fn page(session: &Session, ep: Option<&str>) -> String {
+    let p = &session.project;
+    let roots: Vec<usize> = session
+        .graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.kind, NodeKind::Episode | NodeKind::Publish))
+        .map(|(i, _)| i)
+        .collect();
+    let plan: HashMap<usize, Reason> = session.plan(&session.graph.closure(&roots)).into_iter().collect();
+    let chosen = ep
+        .and_then(|id| p.episode(id))
+        .or_else(|| p.episodes.iter().find(|e| e.screenplay.is_some()));
+    let mut h = head(&p.meta.name);
+    let _ = write!(
+        h,
+        "<header><h1>{}</h1><span class=\"profile\">profile {}</span><nav>",
+        esc(&p.meta.name),
+        esc(&p.profile.name)
+    );
+    for (id, name) in TABS {
+        let _ = write!(h, "<a href=\"#{id}\" data-tab=\"{id}\">{name}</a>");
+    }
+    h.push_str("</nav><span id=\"build-state\"></span></header>\n<main>\n");
+    story(&mut h, session, &plan);
+    cast(&mut h, session);
+    script(&mut h, p, chosen);
+    produce(&mut h);
+    review(&mut h);
+    publish(&mut h, session, &plan, chosen);
+    h.push_str("</main>\n<script src=\"/app.js\"></script>\n</body></html>\n");
+    h
+}
+
+fn story(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>) {
+    let p = &session.project;
+    let _ = write!(
+        h,
+        "<section id=\"story\" class=\"tab\"><h2>Story</h2>\
+         <p class=\"premise\">{}</p><dl><dt>Genre</dt><dd>{}</dd>",
+        esc(&p.meta.premise),
+        esc(&p.meta.genre)
+    );
+    let s = &p.storyline;
+    for (label, value) in [("Storyline", &s.summary), ("Tone", &s.tone)] {
+        if !value.is_empty() {
+            let _ = write!(h, "<dt>{label}</dt><dd>{}</dd>", esc(value));
+        }
+    }
+    if !s.themes.is_empty() {
+        let _ = write!(h, "<dt>Themes</dt><dd>{}</dd>", esc(&s.themes.join(", ")));
+    }
+    h.push_str("</dl>");
+    if !s.arcs.is_empty() {
+        h.push_str("<h3>Arcs</h3><dl>");
+        for (name, text) in &s.arcs {
+            let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(name), esc(text));
+        }
+        h.push_str("</dl>");
+    }
+    let w = &p.world;
+    h.push_str("<h3>World</h3><dl>");
+    for (label, value) in [
+        ("Art style", &w.art_style),
+        ("Location", &w.location),
+        ("Cinematography", &w.cinematography),
+    ] {
+        if !value.is_empty() {
+            let _ = write!(h, "<dt>{label}</dt><dd>{}</dd>", esc(value));
+        }
+    }
+    if !w.color_palette.is_empty() {
+        h.push_str("<dt>Palette</dt><dd class=\"palette\">");
+        for c in &w.color_palette {
+            let _ = write!(h, "<span class=\"colour\">{}{}</span>", swatch(c), esc(c));
+        }
+        h.push_str("</dd>");
+    }
+    h.push_str("</dl><h3>Episodes</h3><table class=\"episodes\"><tr><th>#</th><th>Episode</th><th>Synopsis</th><th>State</th><th></th></tr>");
+    for e in &p.episodes {
+        let state = episode_state(session, plan, e);
+        let action = if e.screenplay.is_none() {
+            format!("<code>studio write {}</code>", esc(&e.id))
+        } else {
+            format!("<a href=\"?ep={0}#script\">script</a>", esc(&e.id))
+        };
+        let _ = write!(
+            h,
+            "<tr data-episode=\"{id}\"><td>{}</td><td><b>{}</b> <span class=\"id\">{id}</span></td><td>{}</td>\
+             <td><span class=\"state {cls}\">{state}</span></td><td>{action}</td></tr>",
+            e.number,
+            esc(&e.title),
+            esc(&e.synopsis),
+            id = esc(&e.id),
+            cls = state.replace(' ', "-"),
+        );
+    }
+    h.push_str("</table><p><button class=\"build\" data-post=\"/api/build\">Build</button> <span class=\"result\"></span></p></section>\n");
+}
+
+fn cast(h: &mut String, session: &Session) {
+    h.push_str("<section id=\"cast\" class=\"tab\"><h2>Cast</h2><div class=\"cards\">");
+    for c in &session.project.characters {
+        let _ = write!(
+            h,
+            "<article class=\"character\" data-character=\"{id}\"><h3>{sw}<span class=\"name\">{}</span> <span class=\"id\">{id}</span></h3>",
+            esc(&c.name),
+            id = esc(&c.id),
+            sw = swatch(&c.color),
+        );
+        match output_url(session, &format!("character_refs:{}", c.id), "png") {
+            Some(url) => {
+                let _ = write!(h, "<img class=\"card\" src=\"{url}\" alt=\"{}\">", esc(&c.name));
+            }
+            None => h.push_str("<p class=\"muted\">No character card built yet.</p>"),
+        }
+        let _ = write!(
+            h,
+            "<dl><dt>Design prompt</dt><dd>{}</dd><dt>Colour</dt><dd>{}</dd>",
+            esc(&c.design_prompt),
+            esc(&c.color)
+        );
+        for (k, v) in &c.appearance {
+            let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+        }
+        if let Some(v) = &c.voice.espeak {
+            let _ = write!(h, "<dt>Voice (espeak)</dt><dd>{}</dd>", esc(&v.value));
+        }
+        h.push_str("</dl></article>");
+    }
+    h.push_str("</div></section>\n");
+}
+
+fn script(h: &mut String, p: &Project, ep: Option<&Episode>) {
+    h.push_str("<section id=\"script\" class=\"tab\"><h2>Script</h2>");
+    let Some(ep) = ep.filter(|e| e.screenplay.is_some()) else {
+        h.push_str(
+            "<p>No episode has a screenplay yet: write one with <code>studio write EPISODE</code>.</p></section>\n",
+        );
+        return;
+    };
+    let sp = ep.screenplay.as_ref().expect("filtered");
+    h.push_str("<p class=\"episodes-nav\">");
+    for e in p.episodes.iter().filter(|e| e.screenplay.is_some()) {
+        let cls = if e.id == ep.id { " class=\"current\"" } else { "" };
+        let _ = write!(h, "<a{cls} href=\"?ep={0}#script\">{0}</a> ", esc(&e.id));
+    }
+    let _ = write!(
+        h,
+        "· <a class=\"export\" href=\"/export/{0}.fountain\">Export Fountain</a></p>\
+         <pre class=\"diag\" hidden></pre>\
+         <div class=\"screenplay\" data-episode=\"{0}\"><h3 class=\"title\">{1}</h3>",
+        esc(&ep.id),
+        esc(&ep.title)
+    );
+    for s in &sp.scenes {
+        let _ = write!(
+            h,
+            "<div class=\"scene\" data-scene=\"{id}\"><h4 class=\"slug\">{id} · {} — {}<span class=\"mood\">{}</span></h4>",
+            esc(&s.location.to_uppercase()),
+            esc(&s.time_of_day.as_str().replace('_', " ").to_uppercase()),
+            esc(s.mood.as_str()),
+            id = esc(&s.id),
+        );
+        if !s.title.is_empty() {
+            let _ = write!(h, "<p class=\"scene-title\">{}</p>", esc(&s.title));
+        }
+        for sh in &s.shots {
+            let who: Vec<String> = sh
+                .characters
+                .iter()
+                .map(|c| format!("{} ({})", esc(&c.id), esc(c.position.as_str())))
+                .collect();
+            let _ = write!(
+                h,
+                "<div class=\"shot\" data-scene=\"{sc}\" data-shot=\"{id}\"><p class=\"shot-head\">{id} · {} · {} angle · {} s{}{}</p>\
+                 <p class=\"action\" contenteditable=\"true\" data-field=\"action\">{}</p>",
+                esc(&sh.shot_type.as_str().replace('_', " ").to_uppercase()),
+                esc(sh.angle.as_str()),
+                sh.duration,
+                if who.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · {}", who.join(", "))
+                },
+                if sh.motion.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · <i>{}</i>", esc(&sh.motion))
+                },
+                esc(&sh.action),
+                sc = esc(&s.id),
+                id = esc(&sh.id),
+            );
+            for (i, l) in sh.dialogue.iter().enumerate() {
+                let c = &p.characters[l.speaker];
+                let colour = css_colour(&c.color)
+                    .map(|c| format!(" style=\"color:{c}\""))
+                    .unwrap_or_default();
+                let _ = write!(
+                    h,
+                    "<div class=\"line\"><p class=\"speaker\"{colour}>{}</p>\
+                     <p class=\"text\" contenteditable=\"true\" data-field=\"line\" data-index=\"{i}\">{}</p></div>",
+                    esc(&c.name.to_uppercase()),
+                    esc(&l.text)
+                );
+            }
+            h.push_str("</div>");
+        }
+        h.push_str("</div>");
+    }
+    h.push_str(
+        "</div><p class=\"muted\">Click a line or an action to edit it; Enter saves, Esc undoes.</p></section>\n",
+    );
+}
+
+fn produce(h: &mut String) {
+    h.push_str(
+        "<section id=\"produce\" class=\"tab\"><h2>Produce</h2>\
+         <p><button class=\"build\" data-post=\"/api/build\">Start build</button> \
+         <button class=\"cancel\" data-post=\"/api/cancel\">Cancel build</button> <span class=\"result\"></span></p>\
+         <p id=\"produce-summary\" class=\"muted\">Waiting for the build's events…</p>\
+         <div id=\"pools\"></div><div id=\"nodes\"></div>\
+         <aside id=\"why\" hidden><h3></h3><pre></pre><div class=\"outputs\"></div></aside></section>\n",
+    );
+}
+
+fn review(h: &mut String) {
+    h.push_str(
+        "<section id=\"review\" class=\"tab\"><h2>Review</h2>\
+         <p class=\"empty\">No review loop is configured for this project: there are no scored \
+         candidates to approve or reject. Character art that reviews itself (candidates, scores, \
+         <code>approvals.yaml</code>, <code>studio review</code>) is not part of this studio yet.</p></section>\n",
+    );
+}
+
+/// Chapters of an MP4 (`ffprobe`): start seconds and titles.
+fn chapters(path: &camino::Utf8Path) -> Vec<(f64, String)> {
+    let cmd = Cmd::new("ffprobe")
+        .args(["-v", "error", "-show_chapters", "-of", "json"])
+        .arg(path.as_str());
+    let Some(text) = run_sync(&cmd) else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["chapters"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| {
+                    let start = c["start_time"]
+                        .as_str()?
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite())?;
+                    let title = c["tags"]["title"].as_str().unwrap_or("").chars().take(200).collect();
+                    Some((start, title))
+                })
+                .take(500)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn publish(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>, chosen: Option<&Episode>) {
+    let p = &session.project;
+    h.push_str("<section id=\"publish\" class=\"tab\"><h2>Publish</h2>");
+    let mut any = false;
+    for e in &p.episodes {
+        let node = format!("episode:{}", e.id);
+        let Some(st) = session.state.nodes.get(&node) else {
+            continue;
+        };
+        let Some(mp4) = st.outputs.iter().find(|o| o.suffix == "mp4") else {
+            continue;
+        };
+        any = true;
+        let open = if chosen.is_some_and(|c| c.id == e.id) {
+            " open"
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<details class=\"episode\" data-episode=\"{id}\"{open}><summary>{id} · {} <span class=\"state\">{}</span></summary>\
+             <video controls preload=\"metadata\" src=\"/object/{hash}/mp4\" data-hash=\"{hash}\">",
+            esc(&e.title),
+            episode_state(session, plan, e),
+            id = esc(&e.id),
+            hash = mp4.hash,
+        );
+        if st.outputs.iter().any(|o| o.suffix == "srt") {
+            let _ = write!(
+                h,
+                "<track kind=\"subtitles\" label=\"Subtitles\" src=\"/subtitles/{}.vtt\" default>",
+                esc(&e.id)
+            );
+        }
+        h.push_str("</video>");
+        let cs = chapters(&session.cache.object_path(&mp4.hash));
+        if !cs.is_empty() {
+            h.push_str("<ol class=\"chapters\">");
+            for (start, title) in cs {
+                let _ = write!(
+                    h,
+                    "<li><a href=\"#publish\" data-seek=\"{start}\">{}:{:04.1}</a> {}</li>",
+                    (start / 60.0).floor() as u64,
+                    start % 60.0,
+                    esc(&title)
+                );
+            }
+            h.push_str("</ol>");
+        }
+        h.push_str("</details>");
+    }
+    if !any {
+        h.push_str("<p class=\"muted\">No episode is built yet.</p>");
+    }
+    h.push_str("<h3>Jellyfin</h3>");
+    let jf: Vec<_> = p
+        .executors
+        .iter()
+        .filter(|x| x.kind == crate::engines::ServiceKind::Jellyfin)
+        .collect();
+    if jf.is_empty() {
+        h.push_str("<p class=\"muted\">No Jellyfin executor in studio.yaml: <code>studio publish EP --to DIR</code> lays the episode out in a library folder.</p>");
+    }
+    for x in jf {
+        let _ = write!(
+            h,
+            "<p>Executor <b>{}</b> at <code>{}</code></p>",
+            esc(&x.id),
+            esc(&x.url)
+        );
+    }
+    h.push_str("</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_colours() {
+        assert_eq!(
+            esc("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+        assert_eq!(css_colour("#e0b020"), Some("#e0b020"));
+        assert_eq!(css_colour("teal"), Some("teal"));
+        assert_eq!(css_colour("red;background:url(x)"), None);
+        assert_eq!(css_colour("#12345"), None);
+    }
+}
