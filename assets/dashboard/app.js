@@ -68,6 +68,17 @@ async function save(el) {
 }
 wireScript();
 
+// An image the browser cannot show (the sim profile's stand-in files) says so.
+document.addEventListener('error', ev => {
+  const img = ev.target;
+  if (!(img instanceof HTMLImageElement) || img.dataset.failed) return;
+  img.dataset.failed = '1';
+  const note = document.createElement('p');
+  note.className = 'muted';
+  note.textContent = 'The built image cannot be shown (' + img.getAttribute('src') + ').';
+  img.replaceWith(note);
+}, true);
+
 // Publish: chapter links seek the episode's player.
 document.addEventListener('click', ev => {
   const a = ev.target.closest('a[data-seek]');
@@ -93,7 +104,11 @@ function renderPools() {
     div.innerHTML = '<b></b><span class="bar"><i></i></span><span></span>';
     div.children[0].textContent = p.name;
     div.querySelector('i').style.width = (p.slots ? Math.min(100, 100 * used / p.slots) : 0) + '%';
-    div.children[2].textContent = used + ' / ' + p.slots + ' slots' + (p.hosts.length ? ' · ' + p.hosts.join(', ') : '');
+    // `inline` work takes no slot: its pool is unbounded.
+    const unbounded = p.slots > 1e6;
+    if (unbounded) div.querySelector('.bar').hidden = true;
+    div.children[2].textContent = (unbounded ? used + ' running, unbounded' : used + ' / ' + p.slots + ' slots')
+      + (p.hosts.length ? ' · ' + p.hosts.join(', ') : '');
     $('#pools').append(div);
   });
 }

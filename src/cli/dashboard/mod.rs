@@ -64,12 +64,21 @@ async fn open(served: &Served) -> Result<Session, String> {
     let (root, profile) = (served.root.clone(), served.profile.clone());
     tokio::task::spawn_blocking(move || {
         Session::open(&root, profile.as_deref(), 1).map_err(|e| match e {
-            OpenError::Project(d) => plain(&d),
+            OpenError::Project(d) => plain_all(d),
             e @ OpenError::Cache { .. } => format!("{e}"),
         })
     })
     .await
     .unwrap_or_else(|e| Err(format!("internal error: {e}")))
+}
+
+/// The project's mistakes as plain text: one alone, several with their summary.
+pub(crate) fn plain_all(mut d: crate::project::Diagnostics) -> String {
+    if d.errors.len() == 1 {
+        plain(&d.errors.remove(0))
+    } else {
+        plain(&d)
+    }
 }
 
 /// A diagnostic as plain text (no colours), for the page.

@@ -162,7 +162,13 @@ fn story(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>) {
         h.push_str("</dl>");
     }
     let w = &p.world;
-    h.push_str("<h3>World</h3><dl>");
+    let world = [&w.art_style, &w.location, &w.cinematography]
+        .iter()
+        .any(|v| !v.is_empty());
+    if world || !w.color_palette.is_empty() {
+        h.push_str("<h3>World</h3>");
+    }
+    h.push_str("<dl>");
     for (label, value) in [
         ("Art style", &w.art_style),
         ("Location", &w.location),
@@ -279,7 +285,7 @@ fn script(h: &mut String, p: &Project, ep: Option<&Episode>) {
                 "<div class=\"shot\" data-scene=\"{sc}\" data-shot=\"{id}\"><p class=\"shot-head\">{id} · {} · {} angle · {} s{}{}</p>\
                  <p class=\"action\" contenteditable=\"true\" data-field=\"action\">{}</p>",
                 esc(&sh.shot_type.as_str().replace('_', " ").to_uppercase()),
-                esc(sh.angle.as_str()),
+                esc(&sh.angle.as_str().replace('_', " ")),
                 sh.duration,
                 if who.is_empty() {
                     String::new()

@@ -137,7 +137,7 @@ fn edit(
 ) -> Result<bool, Refusal> {
     let mut index = crate::cache::index::SourceIndex::load(&root.join("cache/sources.json"));
     let (project, _) = crate::project::load(root, profile, &crate::stages::registry::catalog(), &mut index)
-        .map_err(|d| Refusal::Invalid(super::plain(&d)))?;
+        .map_err(|d| Refusal::Invalid(super::plain_all(d)))?;
     let ep = project
         .episode(episode)
         .ok_or_else(|| Refusal::Missing(format!("no episode `{episode}`")))?;
@@ -157,7 +157,7 @@ fn edit(
         .ok_or_else(|| Refusal::Missing(format!("shot `{scene}/{shot}` is not in {rel}")))?;
     let new = splice(&text, off, sh, &project)?;
     crate::project::load::check_screenplay(&project, rel.as_ref(), &new, &ep.id)
-        .map_err(|d| Refusal::Invalid(super::plain(&d)))?;
+        .map_err(|d| Refusal::Invalid(super::plain_all(d)))?;
     if new == text {
         return Ok(false);
     }
@@ -188,7 +188,7 @@ fn find_shot<'a>(ep: &'a Episode, scene: &str, shot: &str) -> Result<&'a Shot, R
 fn write_error(e: WriteError) -> String {
     match e {
         WriteError::Target(t) => t,
-        WriteError::Project(d) => super::plain(&d),
+        WriteError::Project(d) => super::plain_all(d),
         other => format!("{other:?}"),
     }
 }
