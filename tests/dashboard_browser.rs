@@ -156,7 +156,9 @@ const LINE: &str = "#script .shot[data-scene=\"s02\"][data-shot=\"sh01\"] .text"
 #[tokio::test(flavor = "multi_thread")]
 async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
     let p = TestProject::example("tiny");
-    let mut s = Server::start(&p, &["ep01", "--profile", "sim"]);
+    let library = tempfile::tempdir().unwrap();
+    let lib = library.path().to_str().unwrap();
+    let mut s = Server::start(&p, &["ep01", "--profile", "sim", "--publish-to", lib]);
     assert_eq!(s.next("build")["state"], "done");
     let d = driver();
     let c = browser(&d).await;
@@ -205,11 +207,13 @@ async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
     // Produce shows exactly what the line feeds rebuilding, then built.
     let build = s.next("build");
     assert_eq!(build["state"], "done", "{build}");
+    // (and, since this studio publishes, the publish node that lays it out).
     let want = set(&[
         "voice_line:ep01/s02/sh01/1",
         "scene_mix:ep01/s02",
         "episode_audio:ep01",
         "episode:ep01",
+        "publish:ep01",
     ]);
     until("Produce to show the rebuild", || async {
         nodes_in(&c, "built").await == want
@@ -237,6 +241,26 @@ async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
         "the player gets the new build"
     );
     assert_ne!(src.as_str().unwrap(), format!("/object/{old_hash}/mp4"));
+    // The Publish button runs the publish code and shows what it did.
+    js(&c, "location.hash = '#publish'").await;
+    c.find(Locator::Css("#publish button.publish"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until("the publish result", || async {
+        js(&c, "return document.querySelector('#publish .result').textContent")
+            .await
+            .as_str()
+            .unwrap_or("")
+            .starts_with("published")
+    })
+    .await;
+    shoot(&c, "publish-done").await;
+    let shows: Vec<_> = std::fs::read_dir(library.path()).unwrap().collect();
+    assert_eq!(shows.len(), 1, "one show folder in the library");
+
     // An invalid edit: the diagnostic shows, the file stays.
     js(&c, "location.hash = '#script'").await;
     retype(&c, LINE, &format!("{BACKSPACE}")).await;

@@ -240,3 +240,45 @@ fn other_addresses_need_a_good_token() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("at least 16"), "{}", run.stderr);
 }
+
+#[test]
+fn the_publish_button_lays_out_the_library() {
+    let p = TestProject::example("tiny");
+    let library = tempfile::tempdir().unwrap();
+    let lib = library.path().to_str().unwrap();
+    let mut s = Server::start(&p, &["ep01", "--profile", "sim", "--publish-to", lib]);
+    let first = s.next("build");
+    assert_eq!(first["state"], "done");
+    assert!(
+        first["built"].as_array().unwrap().iter().any(|n| n == "publish:ep01"),
+        "the watcher keeps the publish node built: {first}"
+    );
+    let port = s.port;
+    assert!(get(port, "/").text().contains("data-post=\"/api/publish/ep01\""));
+    // From elsewhere: refused, nothing placed.
+    let a = json_post(port, "/api/publish/ep01", &[("Origin", "http://evil.example")], "{}");
+    assert_eq!(a.status, 403);
+    assert_eq!(std::fs::read_dir(library.path()).unwrap().count(), 0);
+    let a = json_post(port, "/api/publish/ep99", &[("Sec-Fetch-Site", "same-origin")], "{}");
+    assert_eq!(a.status, 404, "{}", a.text());
+
+    let a = json_post(port, "/api/publish/ep01", &[("Sec-Fetch-Site", "same-origin")], "{}");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    let placed: Vec<&str> = v["placed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let mp4 = placed
+        .iter()
+        .find(|p| p.ends_with(".mp4"))
+        .expect("the episode is placed");
+    assert_eq!(
+        std::fs::read(library.path().join(mp4)).unwrap(),
+        std::fs::read(p.path("out/ep01/ep01.mp4")).unwrap()
+    );
+    assert!(placed.iter().any(|p| p.ends_with("tvshow.nfo")), "{placed:?}");
+    assert!(v["rescan"].as_str().unwrap().contains("no Jellyfin"), "{v}");
+}

@@ -31,6 +31,10 @@ document.addEventListener('click', async ev => {
   if (!b) return;
   const out = b.parentElement.querySelector('.result');
   const r = await post(b.dataset.post);
+  if (out && r.ok && r.data.placed) {
+    out.textContent = 'published ' + r.data.placed.length + ' files to ' + r.data.to + '; ' + r.data.rescan;
+    return;
+  }
   if (out) out.textContent = r.ok ? (r.data.started ? 'build started' : r.data.cancelled ? 'cancelling…'
     : r.data.started === false ? 'a build is running' : 'no build is running') : (r.data.error || 'refused');
 });

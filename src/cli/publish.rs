@@ -80,7 +80,7 @@ fn output<'a>(outputs: &'a [OutputFile], suffix: &str) -> Option<&'a OutputFile>
 }
 
 /// Copy the episode's files into the library; returns the paths written.
-fn place(
+pub(super) fn place(
     session: &Session,
     publish: &[OutputFile],
     episode: &[OutputFile],
@@ -119,7 +119,7 @@ fn place(
 }
 
 /// `POST /Library/Refresh` on the configured Jellyfin, if any. Returns its URL.
-fn rescan(session: &Session) -> Result<Option<String>, String> {
+pub(super) fn rescan(session: &Session) -> Result<Option<String>, String> {
     let Some(jf) = session
         .project
         .executors

@@ -51,6 +51,8 @@ pub struct Served {
     /// The project folder and the profile the watcher builds with.
     pub root: Utf8PathBuf,
     pub profile: Option<String>,
+    /// The library folder the Publish tab publishes to (`--publish-to`).
+    pub publish_to: Option<Utf8PathBuf>,
 }
 
 impl Served {
@@ -62,6 +64,7 @@ impl Served {
             control: Arc::new(Control::default()),
             root,
             profile,
+            publish_to: None,
         }
     }
 
@@ -185,6 +188,8 @@ pub struct Listen {
     pub bind: IpAddr,
     pub port: u16,
     pub token: Option<String>,
+    /// `studio serve --publish-to DIR`.
+    pub publish_to: Option<Utf8PathBuf>,
 }
 
 /// Bind and serve in the background; returns the address.
@@ -257,6 +262,10 @@ pub struct Args {
     /// page once as `http://HOST:PORT/?token=T`.
     #[arg(long, value_name = "T")]
     token: Option<String>,
+    /// The library folder (Jellyfin's TV library root) the Publish tab
+    /// publishes to; the watcher then keeps each episode's `publish` node built.
+    #[arg(long, value_name = "DIR")]
+    publish_to: Option<Utf8PathBuf>,
     /// CPU jobs at once (default: the number of cores).
     #[arg(short, long)]
     jobs: Option<usize>,
@@ -288,8 +297,20 @@ pub fn run(root: &camino::Utf8Path, profile: Option<&str>, remote: &super::Remot
         );
         return super::EXIT_INVALID;
     }
+    let mut targets = args.targets;
+    if args.publish_to.is_some() {
+        match publish_targets(root, profile, &targets) {
+            Ok(more) => {
+                if targets.is_empty() {
+                    targets.push("all".to_string());
+                }
+                targets.extend(more);
+            }
+            Err(code) => return code,
+        }
+    }
     let watch = super::watch::Args {
-        targets: args.targets,
+        targets,
         jobs: args.jobs,
         debounce: 200,
         serve: Some(args.port),
@@ -298,7 +319,26 @@ pub fn run(root: &camino::Utf8Path, profile: Option<&str>, remote: &super::Remot
             bind: args.bind,
             port: args.port,
             token,
+            publish_to: args.publish_to,
         }),
     };
     super::watch::run(root, profile, remote, watch)
+}
+
+/// The `publish:EP` nodes of the targeted episodes (every episode with a
+/// screenplay when no target is given), so the watcher keeps them built.
+fn publish_targets(root: &camino::Utf8Path, profile: Option<&str>, targets: &[String]) -> Result<Vec<String>, u8> {
+    let mut index = crate::cache::index::SourceIndex::load(&root.join("cache/sources.json"));
+    let (project, _) =
+        crate::project::load(root, profile, &crate::stages::registry::catalog(), &mut index).map_err(|d| {
+            super::report(d);
+            super::EXIT_INVALID
+        })?;
+    Ok(project
+        .episodes
+        .iter()
+        .filter(|e| e.screenplay.is_some())
+        .filter(|e| targets.is_empty() || targets.iter().any(|t| *t == e.id || t == "all"))
+        .map(|e| format!("publish:{}", e.id))
+        .collect())
 }

@@ -129,9 +129,10 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Ar
         profile: profile.map(str::to_string),
         targets,
         remote: remote.clone(),
-        served: args
-            .serve
-            .map(|_| Served::new(status.clone(), root.to_owned(), profile.map(str::to_string))),
+        served: args.serve.map(|_| Served {
+            publish_to: args.listen.as_ref().and_then(|l| l.publish_to.clone()),
+            ..Served::new(status.clone(), root.to_owned(), profile.map(str::to_string))
+        }),
         status,
         args,
     };
@@ -263,6 +264,7 @@ impl Watch {
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             port,
             token: None,
+            publish_to: None,
         });
         match super::serve::start(&listen, served.clone()).await {
             Ok(addr) => {

@@ -10,6 +10,7 @@
 
 pub mod files;
 pub mod guard;
+mod publish;
 mod render;
 mod script;
 
@@ -48,6 +49,7 @@ pub fn routes() -> Router<Served> {
         .route("/api/cancel", post(cancel_build))
         .route("/api/script/line", post(script::save_line))
         .route("/api/script/action", post(script::save_action))
+        .route("/api/publish/{episode}", post(publish::publish))
 }
 
 fn asset(mime: &'static str, body: &'static str) -> Response {
@@ -99,7 +101,7 @@ struct PageQuery {
 
 async fn page(State(served): State<Served>, Query(q): Query<PageQuery>) -> Response {
     let html = match open(&served).await {
-        Ok(session) => render::page(&session, q.ep.as_deref()),
+        Ok(session) => render::page(&session, q.ep.as_deref(), served.publish_to.as_deref()),
         Err(text) => render::broken(&text),
     };
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()

@@ -100,7 +100,7 @@ fn output_url(session: &Session, node: &str, suffix: &str) -> Option<String> {
 }
 
 /// The whole page; `ep` picks the episode of Script and Publish.
-pub fn page(session: &Session, ep: Option<&str>) -> String {
+pub fn page(session: &Session, ep: Option<&str>, publish_to: Option<&camino::Utf8Path>) -> String {
     let p = &session.project;
     let roots: Vec<usize> = session
         .graph
@@ -130,7 +130,7 @@ pub fn page(session: &Session, ep: Option<&str>) -> String {
     script(&mut h, p, chosen);
     produce(&mut h);
     review(&mut h);
-    publish(&mut h, session, &plan, chosen);
+    publish(&mut h, session, &plan, chosen, publish_to);
     h.push_str("</main>\n<script src=\"/app.js\"></script>\n</body></html>\n");
     h
 }
@@ -371,7 +371,13 @@ fn chapters(path: &camino::Utf8Path) -> Vec<(f64, String)> {
         .unwrap_or_default()
 }
 
-fn publish(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>, chosen: Option<&Episode>) {
+fn publish(
+    h: &mut String,
+    session: &Session,
+    plan: &HashMap<usize, Reason>,
+    chosen: Option<&Episode>,
+    publish_to: Option<&camino::Utf8Path>,
+) {
     let p = &session.project;
     h.push_str("<section id=\"publish\" class=\"tab\"><h2>Publish</h2>");
     let mut any = false;
@@ -420,12 +426,27 @@ fn publish(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>, cho
             }
             h.push_str("</ol>");
         }
+        if publish_to.is_some() {
+            let _ = write!(
+                h,
+                "<p><button class=\"publish\" data-post=\"/api/publish/{}\">Publish</button> <span class=\"result\"></span></p>",
+                esc(&e.id)
+            );
+        }
         h.push_str("</details>");
     }
     if !any {
         h.push_str("<p class=\"muted\">No episode is built yet.</p>");
     }
     h.push_str("<h3>Jellyfin</h3>");
+    match publish_to {
+        Some(dir) => {
+            let _ = write!(h, "<p>Library folder: <code>{}</code></p>", esc(dir.as_str()));
+        }
+        None => h.push_str(
+            "<p class=\"muted\">Start the studio with <code>--publish-to DIR</code> (Jellyfin's TV library root) to publish from here.</p>",
+        ),
+    }
     let jf: Vec<_> = p
         .executors
         .iter()
