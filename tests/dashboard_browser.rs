@@ -260,6 +260,15 @@ async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
     shoot(&c, "publish-done").await;
     let shows: Vec<_> = std::fs::read_dir(library.path()).unwrap().collect();
     assert_eq!(shows.len(), 1, "one show folder in the library");
+    until("Story to say published", || async {
+        js(
+            &c,
+            "return document.querySelector('#story tr[data-episode=\"ep01\"] .state').textContent",
+        )
+        .await
+            == "published"
+    })
+    .await;
 
     // An invalid edit: the diagnostic shows, the file stays.
     js(&c, "location.hash = '#script'").await;

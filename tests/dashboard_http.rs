@@ -254,7 +254,12 @@ fn the_publish_button_lays_out_the_library() {
         "the watcher keeps the publish node built: {first}"
     );
     let port = s.port;
-    assert!(get(port, "/").text().contains("data-post=\"/api/publish/ep01\""));
+    let page = get(port, "/").text();
+    assert!(page.contains("data-post=\"/api/publish/ep01\""));
+    assert!(
+        page.contains("<span class=\"state built\">built</span>"),
+        "built, not yet published"
+    );
     // From elsewhere: refused, nothing placed.
     let a = json_post(port, "/api/publish/ep01", &[("Origin", "http://evil.example")], "{}");
     assert_eq!(a.status, 403);
@@ -281,4 +286,9 @@ fn the_publish_button_lays_out_the_library() {
     );
     assert!(placed.iter().any(|p| p.ends_with("tvshow.nfo")), "{placed:?}");
     assert!(v["rescan"].as_str().unwrap().contains("no Jellyfin"), "{v}");
+    assert!(
+        get(port, "/")
+            .text()
+            .contains("<span class=\"state published\">published</span>")
+    );
 }

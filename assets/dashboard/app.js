@@ -33,6 +33,7 @@ document.addEventListener('click', async ev => {
   const r = await post(b.dataset.post);
   if (out && r.ok && r.data.placed) {
     out.textContent = 'published ' + r.data.placed.length + ' files to ' + r.data.to + '; ' + r.data.rescan;
+    refresh(['story']);
     return;
   }
   if (out) out.textContent = r.ok ? (r.data.started ? 'build started' : r.data.cancelled ? 'cancelling…'
@@ -168,6 +169,8 @@ const handlers = {
     produce.running = false;
     produce.busy = produce.busy.map(() => 0); renderPools();
     $('#build-state').textContent = d.interrupted ? 'build cancelled' : d.superseded ? 'build superseded' : 'build finished';
+    // The tabs that show built things, once (the server answers when the
+    // watcher has saved this build's state).
     refresh(['story', 'publish', 'cast']);
   },
 };
@@ -183,7 +186,10 @@ connect();
 
 // After a build: the server-rendered tabs that show built things, fetched once.
 async function refresh(ids) {
-  const r = await fetch(location.pathname + location.search, {cache: 'no-store', credentials: 'same-origin'});
+  const url = new URL(location.href);
+  url.hash = '';
+  url.searchParams.set('settled', '1');
+  const r = await fetch(url, {cache: 'no-store', credentials: 'same-origin'});
   if (!r.ok) return;
   const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
   ids.forEach(id => {

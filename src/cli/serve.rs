@@ -53,6 +53,9 @@ pub struct Served {
     pub profile: Option<String>,
     /// The library folder the Publish tab publishes to (`--publish-to`).
     pub publish_to: Option<Utf8PathBuf>,
+    /// Counts the builds whose state the watcher saved: a page refreshed
+    /// after `build_finished` waits for it ([`Served::settled`]).
+    pub saved: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Served {
@@ -65,6 +68,22 @@ impl Served {
             root,
             profile,
             publish_to: None,
+            saved: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// The watcher saved a build's state.
+    pub fn mark_saved(&self) {
+        self.saved.send_modify(|n| *n += 1);
+    }
+
+    /// Wait (up to `limit`) until no build is between its end and the
+    /// saving of its state, so what is read from disk is that build's.
+    pub async fn settled(&self, limit: std::time::Duration) {
+        let mut saved = self.saved.subscribe();
+        let building = || self.status.lock().expect("status")["state"] == "building";
+        if building() {
+            let _ = tokio::time::timeout(limit, saved.changed()).await;
         }
     }
 

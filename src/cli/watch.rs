@@ -535,6 +535,10 @@ impl Watch {
                 .map_or(0.0, |d| d.as_secs_f64())
         );
         self.set_status(status);
+        if let Some(served) = &self.served {
+            // The state is saved: pages may read what was built.
+            served.mark_saved();
+        }
         if self.args.json {
             print_json(&event);
             return;

@@ -97,9 +97,15 @@ pub(crate) fn plain(d: &dyn miette::Diagnostic) -> String {
 struct PageQuery {
     /// The episode the Script and Publish tabs show.
     ep: Option<String>,
+    /// Asked right after `build_finished`: wait until the watcher has
+    /// saved that build's state (a few seconds at most).
+    settled: Option<String>,
 }
 
 async fn page(State(served): State<Served>, Query(q): Query<PageQuery>) -> Response {
+    if q.settled.is_some() {
+        served.settled(std::time::Duration::from_secs(10)).await;
+    }
     let html = match open(&served).await {
         Ok(session) => render::page(&session, q.ep.as_deref(), served.publish_to.as_deref()),
         Err(text) => render::broken(&text),

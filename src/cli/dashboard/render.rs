@@ -9,6 +9,8 @@ use crate::graph::explain::Reason;
 use crate::kind::NodeKind;
 use crate::project::model::{Episode, Project};
 use crate::session::Session;
+use crate::stages::publish::Layout;
+use camino::Utf8Path;
 
 /// `s` safe inside HTML text and quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -74,8 +76,34 @@ pub fn broken(diagnostic: &str) -> String {
     h
 }
 
-/// What an episode is now.
-fn episode_state(session: &Session, plan: &HashMap<usize, Reason>, ep: &Episode) -> &'static str {
+/// Whether the library holds this build of the episode: its MP4 where the
+/// publish node's layout puts it, with the size of the built one.
+fn in_library(session: &Session, ep: &Episode, library: Option<&Utf8Path>) -> Option<bool> {
+    let library = library?;
+    let state = &session.state.nodes;
+    let layout = state
+        .get(&format!("publish:{}", ep.id))?
+        .outputs
+        .iter()
+        .find(|o| o.suffix == "json")?;
+    let mp4 = state
+        .get(&format!("episode:{}", ep.id))?
+        .outputs
+        .iter()
+        .find(|o| o.suffix == "mp4")?;
+    let layout: Layout = serde_json::from_slice(&std::fs::read(session.cache.object_path(&layout.hash)).ok()?).ok()?;
+    let placed = std::fs::metadata(library.join(layout.episode_file(".mp4"))).ok()?;
+    Some(placed.len() == mp4.size)
+}
+
+/// What an episode is now: not written, written, stale, built, or
+/// published (this build is in the `--publish-to` library).
+fn episode_state(
+    session: &Session,
+    plan: &HashMap<usize, Reason>,
+    ep: &Episode,
+    library: Option<&Utf8Path>,
+) -> &'static str {
     if ep.screenplay.is_none() {
         return "not written";
     }
@@ -85,7 +113,7 @@ fn episode_state(session: &Session, plan: &HashMap<usize, Reason>, ep: &Episode)
     };
     let on_record = session.state.nodes.contains_key(&format!("episode:{}", ep.id));
     match fresh(&format!("episode:{}", ep.id)) {
-        Some(true) if fresh(&format!("publish:{}", ep.id)) == Some(true) => "published",
+        Some(true) if in_library(session, ep, library) == Some(true) => "published",
         Some(true) => "built",
         _ if on_record => "stale",
         _ => "written",
@@ -100,7 +128,7 @@ fn output_url(session: &Session, node: &str, suffix: &str) -> Option<String> {
 }
 
 /// The whole page; `ep` picks the episode of Script and Publish.
-pub fn page(session: &Session, ep: Option<&str>, publish_to: Option<&camino::Utf8Path>) -> String {
+pub fn page(session: &Session, ep: Option<&str>, publish_to: Option<&Utf8Path>) -> String {
     let p = &session.project;
     let roots: Vec<usize> = session
         .graph
@@ -125,7 +153,7 @@ pub fn page(session: &Session, ep: Option<&str>, publish_to: Option<&camino::Utf
         let _ = write!(h, "<a href=\"#{id}\" data-tab=\"{id}\">{name}</a>");
     }
     h.push_str("</nav><span id=\"build-state\"></span></header>\n<main>\n");
-    story(&mut h, session, &plan);
+    story(&mut h, session, &plan, publish_to);
     cast(&mut h, session);
     script(&mut h, p, chosen);
     produce(&mut h);
@@ -135,7 +163,7 @@ pub fn page(session: &Session, ep: Option<&str>, publish_to: Option<&camino::Utf
     h
 }
 
-fn story(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>) {
+fn story(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>, library: Option<&Utf8Path>) {
     let p = &session.project;
     let _ = write!(
         h,
@@ -187,7 +215,7 @@ fn story(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>) {
     }
     h.push_str("</dl><h3>Episodes</h3><table class=\"episodes\"><tr><th>#</th><th>Episode</th><th>Synopsis</th><th>State</th><th></th></tr>");
     for e in &p.episodes {
-        let state = episode_state(session, plan, e);
+        let state = episode_state(session, plan, e, library);
         let action = if e.screenplay.is_none() {
             format!("<code>studio write {}</code>", esc(&e.id))
         } else {
@@ -344,7 +372,7 @@ fn review(h: &mut String) {
 }
 
 /// Chapters of an MP4 (`ffprobe`): start seconds and titles.
-fn chapters(path: &camino::Utf8Path) -> Vec<(f64, String)> {
+fn chapters(path: &Utf8Path) -> Vec<(f64, String)> {
     let cmd = Cmd::new("ffprobe")
         .args(["-v", "error", "-show_chapters", "-of", "json"])
         .arg(path.as_str());
@@ -376,7 +404,7 @@ fn publish(
     session: &Session,
     plan: &HashMap<usize, Reason>,
     chosen: Option<&Episode>,
-    publish_to: Option<&camino::Utf8Path>,
+    publish_to: Option<&Utf8Path>,
 ) {
     let p = &session.project;
     h.push_str("<section id=\"publish\" class=\"tab\"><h2>Publish</h2>");
@@ -400,7 +428,7 @@ fn publish(
             "<details class=\"episode\" data-episode=\"{id}\"{open}><summary>{id} · {} <span class=\"state\">{}</span></summary>\
              <video controls preload=\"metadata\" src=\"/object/{hash}/mp4\" data-hash=\"{hash}\">",
             esc(&e.title),
-            episode_state(session, plan, e),
+            episode_state(session, plan, e, publish_to),
             id = esc(&e.id),
             hash = mp4.hash,
         );
