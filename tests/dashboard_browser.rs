@@ -222,6 +222,18 @@ async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
     js(&c, "location.hash = '#produce'").await;
     assert_eq!(nodes_in(&c, "built").await, want);
     shoot(&c, "produce-rebuilt").await;
+    // A node: `studio why` and its output, inline.
+    c.find(Locator::Css(".node[data-id=\"voice_line:ep01/s02/sh01/1\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until("the why panel", || async {
+        js(&c, "const w = document.getElementById('why'); return !w.hidden && w.querySelector('pre').textContent.includes('up to date') && !!w.querySelector('audio')").await == true
+    })
+    .await;
+    shoot(&c, "produce-why").await;
 
     // Publish plays the new episode.
     until("Publish to show the new episode", || async {
@@ -340,5 +352,37 @@ async fn cancel_from_produce_stops_the_tools() {
     p.assert_cache_sound();
     // The studio keeps serving, idle until asked.
     assert_eq!(support::get(s.port, "/status.json").status, 200);
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_token_the_page_needs_it_once() {
+    let p = TestProject::example("tiny");
+    let token = "browser-test-token-0123";
+    let mut s = Server::start(&p, &["ep01", "--profile", "sim", "--token", token]);
+    assert_eq!(s.next("build")["state"], "done");
+    let d = driver();
+    let c = browser(&d).await;
+    let base = format!("http://127.0.0.1:{}/", s.port);
+    c.goto(&format!("{base}#produce")).await.unwrap();
+    let body = js(&c, "return document.body.textContent").await;
+    assert!(body.as_str().unwrap().contains("needs its token"), "{body}");
+    assert!(
+        c.find(Locator::Css("#produce")).await.is_err(),
+        "no page without the token"
+    );
+    // The printed URL: the page, its events (over the cookie), its POSTs.
+    c.goto(&format!("{base}?token={token}#produce")).await.unwrap();
+    until("Produce over the cookie", || async {
+        nodes_in(&c, "built").await.len() > 30
+    })
+    .await;
+    c.find(Locator::Css("#produce button.build"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(s.next("build")["state"], "done", "the page started a build");
     c.close().await.unwrap();
 }
