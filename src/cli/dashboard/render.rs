@@ -357,8 +357,8 @@ fn produce(h: &mut String) {
          <p><button class=\"build\" data-post=\"/api/build\">Start build</button> \
          <button class=\"cancel\" data-post=\"/api/cancel\">Cancel build</button> <span class=\"result\"></span></p>\
          <p id=\"produce-summary\" class=\"muted\">Waiting for the build's events…</p>\
-         <div id=\"pools\"></div><div id=\"nodes\"></div>\
-         <aside id=\"why\" hidden><h3></h3><pre></pre><div class=\"outputs\"></div></aside></section>\n",
+         <div id=\"pools\"></div><div class=\"produce-grid\"><div id=\"nodes\"></div>\
+         <aside id=\"why\" hidden><h3></h3><pre></pre><div class=\"outputs\"></div></aside></div></section>\n",
     );
 }
 
