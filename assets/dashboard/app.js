@@ -95,7 +95,18 @@ document.addEventListener('click', ev => {
 });
 
 // Produce: the build's typed events over SSE; every node by scene and shot.
-const produce = {nodes: new Map(), pools: [], busy: [], running: false};
+const produce = {nodes: new Map(), pools: [], busy: [], running: false, expected: new Map()};
+// Seconds of work a pool still has (queued and running jobs, as earlier
+// builds measured them), spread over its slots.
+function eta(pool) {
+  let left = 0;
+  produce.expected.forEach((e, id) => {
+    const el = produce.nodes.get(id);
+    if (e.pool === pool && el && ['queued', 'running'].includes(el.dataset.state)) left += e.seconds;
+  });
+  const slots = Math.max(1, Math.min(produce.pools[pool].slots, 1e6));
+  return left / slots;
+}
 function group(id) {
   const path = id.slice(id.indexOf(':') + 1).split('/');
   return path.length >= 3 ? path.slice(0, 3).join('/') : path.length === 2 ? path.join('/') : path[0];
@@ -112,8 +123,9 @@ function renderPools() {
     // `inline` work takes no slot: its pool is unbounded.
     const unbounded = p.slots > 1e6;
     if (unbounded) div.querySelector('.bar').hidden = true;
+    const left = produce.running ? eta(i) : 0;
     div.children[2].textContent = (unbounded ? used + ' running, unbounded' : used + ' / ' + p.slots + ' slots')
-      + (p.hosts.length ? ' · ' + p.hosts.join(', ') : '');
+      + (p.hosts.length ? ' · ' + p.hosts.join(', ') : '') + (left >= 1 ? ' · about ' + Math.round(left) + ' s left' : '');
     $('#pools').append(div);
   });
 }
@@ -131,6 +143,7 @@ function summary() {
 }
 function onStarted(d) {
   produce.nodes.clear();
+  produce.expected.clear();
   produce.pools = d.pools; produce.busy = d.pools.map(() => 0); produce.running = true;
   const box = $('#nodes');
   box.innerHTML = '';
@@ -157,11 +170,15 @@ function onStarted(d) {
 }
 const handlers = {
   build_started: onStarted,
-  node_queued: d => setNode(d.id, 'queued'),
+  node_queued: d => { produce.expected.set(d.id, {pool: d.pool, seconds: d.expected_seconds || 0}); setNode(d.id, 'queued'); renderPools(); },
   node_started: d => { setNode(d.id, 'running', d.id + ' · ' + d.engine + (d.host ? ' on ' + d.host : '')); produce.busy[d.pool]++; renderPools(); },
   node_progress: d => { const el = produce.nodes.get(d.id); if (el && d.fraction != null) el.style.backgroundImage = 'linear-gradient(90deg,#4a7fd8 ' + (100 * d.fraction) + '%,transparent 0)'; },
   node_retrying: d => setNode(d.id, 'queued', d.id + ': retrying: ' + d.error),
-  node_finished: d => { setNode(d.id, d.status === 'built' ? 'built' : 'failed', d.error ? d.id + ': ' + d.error : d.id); produce.busy[d.pool] = Math.max(0, produce.busy[d.pool] - 1); renderPools(); },
+  node_finished: d => { setNode(d.id, d.status === 'built' ? 'built' : 'failed', d.error ? d.id + ': ' + d.error : d.id);
+    if (d.error && produce.nodes.get(d.id)) produce.nodes.get(d.id).dataset.error = d.error;
+    produce.busy[d.pool] = Math.max(0, produce.busy[d.pool] - 1);
+    renderPools();
+  },
   node_cached: d => setNode(d.id, 'cached'),
   node_fetched: d => setNode(d.id, 'fetched'),
   node_skipped: d => setNode(d.id, 'skipped', d.id + (d.error ? ': ' + d.error : '')),
@@ -210,7 +227,7 @@ document.addEventListener('click', async ev => {
   const box = $('#why');
   box.hidden = false;
   $('h3', box).textContent = n.dataset.id;
-  $('pre', box).textContent = d.why || d.error || '';
+  $('pre', box).textContent = (n.dataset.error ? 'failed: ' + n.dataset.error + '\n\n' : '') + (d.why || d.error || '');
   const outs = $('.outputs', box);
   outs.innerHTML = '';
   (d.outputs || []).forEach(o => {
