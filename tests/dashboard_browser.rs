@@ -377,6 +377,13 @@ async fn with_a_token_the_page_needs_it_once() {
         nodes_in(&c, "built").await.len() > 30
     })
     .await;
+    // Mark the player and the episode table, to see what the refresh after
+    // the build replaces.
+    js(
+        &c,
+        "document.querySelector('#publish video').mark = 1; document.querySelector('#story table').mark = 1",
+    )
+    .await;
     c.find(Locator::Css("#produce button.build"))
         .await
         .unwrap()
@@ -384,5 +391,11 @@ async fn with_a_token_the_page_needs_it_once() {
         .await
         .unwrap();
     assert_eq!(s.next("build")["state"], "done", "the page started a build");
+    until("the tabs to refresh", || async {
+        js(&c, "return !document.querySelector('#story table').mark").await == true
+    })
+    .await;
+    let kept = js(&c, "return document.querySelector('#publish video').mark === 1").await;
+    assert_eq!(kept, true, "an unchanged episode keeps its player (and its position)");
     c.close().await.unwrap();
 }

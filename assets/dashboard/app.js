@@ -213,8 +213,21 @@ async function refresh(ids) {
     const fresh = doc.getElementById(id), old = document.getElementById(id);
     if (!fresh || !old) return;
     const openEps = $$('details[open]', old).map(d => d.dataset.episode);
+    const players = new Map($$('video', old).map(v => [v.closest('details').dataset.episode, v]));
     old.innerHTML = fresh.innerHTML;
     $$('details', old).forEach(d => { if (openEps.includes(d.dataset.episode)) d.open = true; });
+    // A player keeps playing when its episode did not change, and a new
+    // build of the episode picks up where the old one was.
+    $$('video', old).forEach(v => {
+      const before = players.get(v.closest('details').dataset.episode);
+      if (!before) return;
+      if (before.dataset.hash === v.dataset.hash) { v.replaceWith(before); return; }
+      const t = before.currentTime, playing = !before.paused;
+      v.addEventListener('loadedmetadata', () => {
+        v.currentTime = Math.min(t, v.duration || t);
+        if (playing) v.play();
+      }, {once: true});
+    });
   });
 }
 
