@@ -373,6 +373,8 @@ async fn with_a_token_the_page_needs_it_once() {
     );
     // The printed URL: the page, its events (over the cookie), its POSTs.
     c.goto(&format!("{base}?token={token}#produce")).await.unwrap();
+    let url = c.current_url().await.unwrap();
+    assert!(!url.as_str().contains(token), "the token left the address: {url}");
     until("Produce over the cookie", || async {
         nodes_in(&c, "built").await.len() > 30
     })

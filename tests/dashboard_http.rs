@@ -204,8 +204,13 @@ fn a_token_is_needed_on_every_request() {
         200
     );
     // Opening the printed URL sets the cookie the page then uses.
-    let first = get(port, &format!("/?token={token}"));
-    assert_eq!(first.status, 200);
+    let first = get(port, &format!("/?ep=ep01&token={token}"));
+    assert_eq!(first.status, 303);
+    assert_eq!(
+        first.header("location"),
+        Some("/?ep=ep01"),
+        "the token leaves the address"
+    );
     let set = first.header("set-cookie").unwrap();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
     let cookie = format!("studio_token={token}");

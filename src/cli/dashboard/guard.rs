@@ -4,8 +4,8 @@
 //!   loopback address (`127.0.0.1:PORT` or `localhost:PORT`), else 421; a
 //!   page whose DNS name was rebound to 127.0.0.1 is refused.
 //! - With a token: every request carries it, as `Authorization: Bearer T`,
-//!   the `studio_token` cookie (set when the page is opened with `?token=T`),
-//!   or `?token=T`; else 401.
+//!   the `studio_token` cookie (set when the page is opened with `?token=T`,
+//!   which then redirects to the page without it), or `?token=T`; else 401.
 //! - A request that changes something is a POST (other methods but GET and
 //!   HEAD get 405), and must come from the dashboard itself: `Sec-Fetch-Site:
 //!   same-origin`, or an `Origin` equal to the page's own, else 403. A
@@ -69,6 +69,21 @@ fn query_token(request: &Request) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// `/` with the request's query but `token`.
+fn page_without_token(request: &Request) -> String {
+    let rest: Vec<(String, String)> = url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k != "token")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if rest.is_empty() {
+        return "/".to_string();
+    }
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    format!("/?{query}")
+}
+
 fn refuse(status: StatusCode, why: &str) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], format!("{why}\n")).into_response()
 }
@@ -105,7 +120,18 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
             let from_query = query_token(&request);
             let ok = |t: &Option<String>| t.as_deref().is_some_and(|t| same(t.as_bytes(), token.as_bytes()));
             if ok(&from_query) {
-                set_cookie = Some(format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"));
+                let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+                if request.method() == Method::GET && request.uri().path() == "/" {
+                    // The page, once more without the token in its address
+                    // (history, Referer): the cookie carries it from now on.
+                    let back = page_without_token(&request);
+                    return (
+                        StatusCode::SEE_OTHER,
+                        [(header::LOCATION, back), (header::SET_COOKIE, cookie)],
+                    )
+                        .into_response();
+                }
+                set_cookie = Some(cookie);
             } else if !ok(&given) {
                 return refuse(
                     StatusCode::UNAUTHORIZED,
