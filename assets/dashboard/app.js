@@ -30,10 +30,16 @@ document.addEventListener('click', async ev => {
   const b = ev.target.closest('button[data-post]');
   if (!b) return;
   const out = b.parentElement.querySelector('.result');
+  if (out && b.classList.contains('write')) out.textContent = 'writing with the LLM…';
   const r = await post(b.dataset.post);
   if (out && r.ok && r.data.placed) {
     out.textContent = 'published ' + r.data.placed.length + ' files to ' + r.data.to + '; ' + r.data.rescan;
     refresh(['story']);
+    return;
+  }
+  if (out && r.ok && r.data.wrote) {
+    out.textContent = 'wrote ' + r.data.wrote;
+    refresh(['script']);
     return;
   }
   if (out) out.textContent = r.ok ? (r.data.started ? 'build started' : r.data.cancelled ? 'cancelling…'

@@ -100,6 +100,16 @@ pub(super) fn write_missing(root: &Utf8Path, profile: Option<&str>, targets: &[S
     Ok(())
 }
 
+/// `studio write EP` for the dashboard's Story tab. Its server's watcher
+/// holds the build lock, so none is taken here; progress and diagnostics go
+/// to stderr as with the command. The exit code.
+pub(super) fn write_episode(root: &Utf8Path, profile: Option<&str>, episode: &str) -> u8 {
+    match Writer::open(root, profile, None) {
+        Ok(w) => w.whole(episode, false),
+        Err(code) => code,
+    }
+}
+
 fn lock(root: &Utf8Path) -> Result<BuildLock, u8> {
     BuildLock::acquire(&root.join("cache"), || {
         eprintln!("waiting: another studio command of this project holds {root}/cache/lock …");

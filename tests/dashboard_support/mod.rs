@@ -1,7 +1,7 @@
 //! A running `studio serve` and plain HTTP/1.1 requests to it, written by
 //! hand so a test controls every byte (a client library would normalize
 //! the `..` and `%2e` paths the tests send).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::disallowed_methods)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -22,9 +22,21 @@ pub struct Server {
 
 impl Server {
     pub fn start(p: &TestProject, extra: &[&str]) -> Server {
+        Server::start_env(p, extra, &[])
+    }
+
+    /// With these environment variables.
+    pub fn start_env(p: &TestProject, extra: &[&str], env: &[(String, String)]) -> Server {
         let mut args = vec!["serve", "--port", "0", "--json"];
         args.extend_from_slice(extra);
-        let mut child = p.spawn(&args);
+        let mut child = p
+            .command(&args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, events) = channel();
         std::thread::spawn(move || {

@@ -217,7 +217,10 @@ fn story(h: &mut String, session: &Session, plan: &HashMap<usize, Reason>, libra
     for e in &p.episodes {
         let state = episode_state(session, plan, e, library);
         let action = if e.screenplay.is_none() {
-            format!("<code>studio write {}</code>", esc(&e.id))
+            format!(
+                "<button class=\"write\" data-post=\"/api/write/{0}\">Write</button> <span class=\"result\"></span>",
+                esc(&e.id)
+            )
         } else {
             format!("<a href=\"?ep={0}#script\">script</a>", esc(&e.id))
         };
