@@ -108,7 +108,13 @@ async fn page(State(served): State<Served>, Query(q): Query<PageQuery>) -> Respo
         served.settled(std::time::Duration::from_secs(10)).await;
     }
     let html = match open(&served).await {
-        Ok(session) => render::page(&session, q.ep.as_deref(), served.publish_to.as_deref()),
+        // Rendering reads the episodes' chapters with ffprobe: off the async threads.
+        Ok(session) => {
+            let to = served.publish_to.clone();
+            tokio::task::spawn_blocking(move || render::page(&session, q.ep.as_deref(), to.as_deref()))
+                .await
+                .unwrap_or_else(|e| render::broken(&format!("internal error: {e}")))
+        }
         Err(text) => render::broken(&text),
     };
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()

@@ -501,6 +501,34 @@ fn publish(
 mod tests {
     use super::*;
 
+    /// A real MP4 with two chapters (made by ffmpeg), read back.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the test makes its input with ffmpeg
+    fn chapters_of_an_mp4() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(
+            d.join("meta.txt"),
+            ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=Rain\n\
+             [CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=雨 <b>\n",
+        )
+        .unwrap();
+        let ok = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i", "color=c=black:s=64x64:d=2", "-i"])
+            .arg(d.join("meta.txt"))
+            .args(["-map_metadata", "1", "-map_chapters", "1", "-c:v", "mpeg4"])
+            .arg(d.join("ep.mp4"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert_eq!(
+            chapters(&d.join("ep.mp4")),
+            vec![(0.0, "Rain".to_string()), (1.0, "雨 <b>".to_string())]
+        );
+        std::fs::write(d.join("x.mp4"), "studio-sim stand-in").unwrap();
+        assert!(chapters(&d.join("x.mp4")).is_empty(), "not a video: no chapters");
+    }
+
     #[test]
     fn escapes_and_colours() {
         assert_eq!(
