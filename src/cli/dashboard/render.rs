@@ -429,11 +429,17 @@ fn publish(
         let _ = write!(
             h,
             "<details class=\"episode\" data-episode=\"{id}\"{open}><summary>{id} · {} <span class=\"state\">{}</span></summary>\
-             <video controls preload=\"metadata\" src=\"/object/{hash}/mp4\" data-hash=\"{hash}\">",
+             <video controls preload=\"metadata\" src=\"/object/{hash}/mp4\" data-hash=\"{hash}\"{poster}>",
             esc(&e.title),
             episode_state(session, plan, e, publish_to),
             id = esc(&e.id),
             hash = mp4.hash,
+            poster = st
+                .outputs
+                .iter()
+                .find(|o| o.suffix == "jpg")
+                .map(|o| format!(" poster=\"/object/{}/jpg\"", o.hash))
+                .unwrap_or_default(),
         );
         if st.outputs.iter().any(|o| o.suffix == "srt") {
             let _ = write!(
