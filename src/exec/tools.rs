@@ -230,6 +230,19 @@ impl Toolchain {
         self.voices.worker(engine.name, tool, threads)
     }
 
+    /// What to install for the workers `engines` declare that are missing
+    /// (the voices venv), one message per tool.
+    pub fn missing_workers<'a>(&self, engines: impl Iterator<Item = &'a EngineSpec>) -> Vec<String> {
+        let mut tools: Vec<Tool> = engines
+            .flat_map(|e| e.tools.iter().copied())
+            .filter(|t| matches!(t, Tool::Piper | Tool::Kokoro))
+            .filter(|t| self.identities.get(t).is_none_or(|id| id == MISSING))
+            .collect();
+        tools.sort_unstable();
+        tools.dedup();
+        tools.into_iter().map(|t| self.voices.missing(t)).collect()
+    }
+
     /// The installed fallback fonts, for an engine that declares them.
     pub fn fallback_fonts(&self, engine: &EngineSpec) -> Result<&[Utf8PathBuf], ExecError> {
         declared(engine, Tool::FallbackFonts)?;

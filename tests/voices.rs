@@ -1,0 +1,182 @@
+//! The neural voices, for real: Piper and Kokoro workers in the voices venv
+//! that `scripts/deps.sh` makes (these tests need it, as the others need
+//! ffmpeg), speaking the tiny example's lines.
+#![allow(clippy::disallowed_methods)] // ffmpeg and pgrep are test probes
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Build, TestProject};
+
+const LINES: [(&str, &str); 3] = [
+    ("voice_line:ep01/s01/sh01/1", "Will it come?"),
+    ("voice_line:ep01/s01/sh02/1", "He said: \"100% sure.\""),
+    ("voice_line:ep01/s02/sh01/1", "Okay, you win."),
+];
+
+/// The voices venv, as studio finds it; the tests need it installed.
+fn require_venv() {
+    let venv = std::env::var("STUDIO_VOICES").unwrap_or_else(|_| {
+        let data = std::env::var("XDG_DATA_HOME")
+            .unwrap_or_else(|_| format!("{}/.local/share", std::env::var("HOME").unwrap()));
+        format!("{data}/studio/voices")
+    });
+    assert!(
+        Path::new(&venv).join("bin/python").is_file(),
+        "the voices venv {venv} is missing: run `bash scripts/deps.sh`"
+    );
+}
+
+fn build(p: &TestProject, targets: &[&str], env: &[(String, String)]) -> Build {
+    let mut args = vec!["build", "--json"];
+    args.extend_from_slice(targets);
+    Build::parse_run(p.run_env(&args, env))
+}
+
+fn ffmpeg_stderr(wav: &Path, filter: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(wav)
+        .args(["-af", filter, "-f", "null", "-"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `(mean volume dB, seconds before the first sound above −40 dB)`.
+fn level_and_onset(wav: &Path) -> (f64, f64) {
+    let err = ffmpeg_stderr(wav, "volumedetect");
+    let mean: f64 = err
+        .lines()
+        .find_map(|l| l.split("mean_volume:").nth(1))
+        .and_then(|v| v.trim().trim_end_matches("dB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no mean volume in {err}"));
+    let err = ffmpeg_stderr(wav, "silencedetect=noise=-40dB:d=0.01");
+    // A file that starts silent reports `silence_start: 0` first.
+    let mut onset = 0.0;
+    let mut lines = err.lines().filter(|l| l.contains("silence_"));
+    let start = |l: &str| -> Option<f64> { l.split("silence_start:").nth(1)?.trim().parse().ok() };
+    if let Some(first) = lines.next()
+        && start(first).is_some_and(|s| s < 0.001)
+    {
+        onset = lines
+            .next()
+            .and_then(|l| l.split("silence_end:").nth(1))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(f64::INFINITY);
+    }
+    (mean, onset)
+}
+
+/// The worker processes started from this project's cache, still running.
+fn workers_of(p: &TestProject) -> String {
+    let pattern = p.path("cache/workers/voice_worker.py");
+    let out = Command::new("pgrep")
+        .args(["-af", pattern.to_str().unwrap()])
+        .output()
+        .expect("pgrep (procps) is installed by scripts/deps.sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check_speech(p: &TestProject, b: &Build, id: &str, text: &str, engine: &str) {
+    let n = b.node(id);
+    assert_eq!(n["status"], "built", "{n}");
+    assert_eq!(n["engine"], engine, "{n}");
+    let rel = id.trim_start_matches("voice_line:");
+    let (dir, line) = rel.rsplit_once('/').unwrap();
+    let wav = p.path(&format!("out/{dir}/voice-{line}.wav"));
+    let seconds = common::media::stream_duration(&wav, "audio");
+    let (mean, onset) = level_and_onset(&wav);
+    let words = text.split_whitespace().count() as f64;
+    assert!(mean > -35.0, "{id}: speech, not silence (mean {mean} dB)");
+    assert!(
+        seconds > 0.12 * words && seconds < 1.5 * words + 1.0,
+        "{id}: {seconds} s for {words} words"
+    );
+    assert!(onset < 0.1, "{id}: the voice starts {onset} s after its cue");
+}
+
+#[test]
+fn piper_speaks_the_lines_as_a_worker_that_ends_with_the_build() {
+    require_venv();
+    let p = TestProject::example("tiny");
+    let ids: Vec<&str> = LINES.iter().map(|(id, _)| *id).collect();
+    let b = build(&p, &ids, &[]).ok();
+    for (id, text) in LINES {
+        check_speech(&p, &b, id, text, "piper");
+        assert!(
+            b.node(id)["metadata"]["seed"].is_u64(),
+            "a stochastic engine reports its seed"
+        );
+    }
+    assert!(
+        p.path("cache/workers/piper.log").is_file(),
+        "the lines came from a worker"
+    );
+    assert_eq!(workers_of(&p), "", "no worker outlives `studio build`");
+
+    // Same line, seed and settings: the same bytes from a new worker.
+    let q = TestProject::example("tiny");
+    let again = build(&q, &ids, &[]).ok();
+    assert_eq!(b.hashes(), again.hashes());
+
+    // A character's delivery is in its lines' keys, and only theirs.
+    q.edit(
+        "studio.yaml",
+        "piper: {pitch: -1, length_scale: 1.0}",
+        "piper: {pitch: -3, length_scale: 1.2}",
+    );
+    let edited = build(&q, &ids, &[]).ok();
+    assert_eq!(
+        edited.built(),
+        common::set(&["voice_line:ep01/s01/sh01/1", "voice_line:ep01/s02/sh01/1"]),
+        "kai's two lines, not mio's"
+    );
+    let seconds = |p: &TestProject| common::media::stream_duration(&p.path("out/ep01/s02/sh01/voice-1.wav"), "audio");
+    assert!(seconds(&q) > seconds(&p), "a slower delivery is a longer line");
+}
+
+#[test]
+fn without_the_venv_the_lines_fall_back_to_espeak_and_say_how_to_install() {
+    let p = TestProject::example("tiny");
+    let env = [("STUDIO_VOICES".to_string(), "/nonexistent/voices".to_string())];
+    let b = build(&p, &[LINES[0].0, LINES[1].0], &env).ok();
+    let n = b.node(LINES[0].0);
+    assert_eq!(n["engine"], "espeak", "{n}");
+    assert_eq!(n["error"], "fell back to espeak", "{n}");
+    let warnings: Vec<&str> = b.run.stderr.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "one warning per build: {}", b.run.stderr);
+    assert!(warnings[0].contains("run `bash scripts/deps.sh`"), "{}", warnings[0]);
+    assert!(warnings[0].contains("/nonexistent/voices"), "{}", warnings[0]);
+    // Installing the voices changes the primary's identity: the line is
+    // made again by Piper, not kept from the fallback.
+    require_venv();
+    let b = build(&p, &[LINES[0].0], &[]).ok();
+    assert_eq!(b.node(LINES[0].0)["engine"], "piper");
+}
+
+#[test]
+fn kokoro_reads_japanese_with_the_projects_readings() {
+    require_venv();
+    let p = TestProject::example("tiny");
+    p.edit("rules/audio.yaml", "engine: piper\n", "engine: kokoro_ja\n");
+    p.edit("episodes/ep01.yaml", "Will it come?", "月城さん、来るかな。");
+    p.edit(
+        "studio.yaml",
+        "piper: {pitch: -1, length_scale: 1.0}",
+        "kokoro: {voice: jm_kumo, speed: 1.1}",
+    );
+    let b = build(&p, &[LINES[0].0], &[]).ok();
+    check_speech(&p, &b, LINES[0].0, "月城 さん 来る かな", "kokoro_ja");
+    assert_eq!(workers_of(&p), "");
+    p.edit("studio.yaml", "voice: jm_kumo", "voice: af_bella");
+    let run = p.run(&["build", LINES[0].0]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`af_bella` is not a Kokoro voice"),
+        "{}",
+        run.stderr
+    );
+}
