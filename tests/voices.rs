@@ -180,3 +180,42 @@ fn kokoro_reads_japanese_with_the_projects_readings() {
         run.stderr
     );
 }
+
+/// Ctrl-C while the worker speaks: the worker goes with the build, no
+/// line is left half-written, and the next build makes the lines.
+#[test]
+fn ctrl_c_stops_the_worker_mid_line() {
+    require_venv();
+    let p = TestProject::example("tiny");
+    let ids: Vec<&str> = LINES.iter().map(|(id, _)| *id).collect();
+    let mut args = vec!["build"];
+    args.extend_from_slice(&ids);
+    let child = p.spawn(&args);
+    let started = std::time::Instant::now();
+    while workers_of(&p).is_empty() {
+        assert!(started.elapsed().as_secs() < 120, "no worker started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    common::signal(child.id(), "-INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let gone = std::time::Instant::now();
+    while !workers_of(&p).is_empty() {
+        assert!(
+            gone.elapsed().as_secs() < 10,
+            "the worker outlived Ctrl-C: {}",
+            workers_of(&p)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let tmp: Vec<_> = std::fs::read_dir(p.path("cache/tmp"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "scratch left behind: {tmp:?}");
+    let b = build(&p, &ids, &[]).ok();
+    for (id, text) in LINES {
+        if b.node(id)["status"] == "built" {
+            check_speech(&p, &b, id, text, "piper");
+        }
+    }
+}
