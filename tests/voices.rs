@@ -219,3 +219,47 @@ fn ctrl_c_stops_the_worker_mid_line() {
         }
     }
 }
+
+/// A character's `voice.engines` is its own chain: kai speaks with Kokoro
+/// then espeak, mio keeps the rule's chain; a bad entry is a located error.
+#[test]
+fn a_character_lists_its_own_voice_engines() {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "studio.yaml",
+        "piper: {pitch: -1, length_scale: 1.0}",
+        "piper: {pitch: -1, length_scale: 1.0}\n      engines: [kokoro_ja, rvc, espeak]",
+    );
+    // The sim profile runs `full`: rvc is named by its rule, kokoro_ja and
+    // espeak run here.
+    let sim = p.build(&[LINES[0].0, LINES[1].0]).ok();
+    assert_eq!(sim.node(LINES[0].0)["engine"], "kokoro_ja", "kai's first choice");
+    assert_eq!(sim.node(LINES[1].0)["engine"], "edge_tts", "mio keeps the rule's chain");
+    // The animatic: mio on espeak alone, for real.
+    p.edit(
+        "studio.yaml",
+        "piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}",
+        "piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}\n      engines: [espeak]",
+    );
+    let real = build(&p, &[LINES[1].0], &[]).ok();
+    assert_eq!(real.node(LINES[1].0)["engine"], "espeak");
+    assert!(
+        real.node(LINES[1].0).get("error").is_none(),
+        "espeak is mio's primary, not a fallback"
+    );
+
+    p.edit(
+        "studio.yaml",
+        "engines: [espeak]",
+        "engines: [espeak, storyboard, espeak]",
+    );
+    let run = p.run(&["build", LINES[1].0]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`storyboard` is not a voice engine"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("`espeak` is twice"), "{}", run.stderr);
+    assert!(run.stderr.contains("studio.yaml"), "{}", run.stderr);
+}

@@ -223,6 +223,12 @@ pub struct RawVoice {
     /// Kokoro's voice and speed (the `kokoro_ja` engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kokoro: Option<RawKokoroVoice>,
+    /// The engines that speak for this character, in order of preference
+    /// (each with its settings above), instead of the rule's chain: an
+    /// engine the profile's rule names runs on the rule's executor, a local
+    /// one (piper, kokoro_ja, espeak) here; others are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engines: Option<Vec<Spanned<String>>>,
 }
 
 /// `voice.piper`: how the joe voice speaks for one character.
