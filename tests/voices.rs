@@ -263,3 +263,33 @@ fn a_character_lists_its_own_voice_engines() {
     assert!(run.stderr.contains("`espeak` is twice"), "{}", run.stderr);
     assert!(run.stderr.contains("studio.yaml"), "{}", run.stderr);
 }
+
+/// `studio watch` keeps its workers while it runs and none outlives it.
+#[test]
+fn no_worker_outlives_studio_watch() {
+    require_venv();
+    let p = TestProject::example("tiny");
+    let mut args = vec!["watch", "--json"];
+    args.extend(LINES.iter().map(|(id, _)| *id));
+    let child = p.spawn(&args);
+    let last = p.path("out/ep01/s02/sh01/voice-1.wav");
+    let started = std::time::Instant::now();
+    let mut seen = false;
+    while !last.is_file() {
+        seen |= !workers_of(&p).is_empty();
+        assert!(started.elapsed().as_secs() < 300, "watch made no voice lines");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(seen || p.path("cache/workers/piper.log").is_file(), "a worker spoke");
+    common::signal(child.id(), "-INT");
+    child.wait_with_output().unwrap();
+    let gone = std::time::Instant::now();
+    while !workers_of(&p).is_empty() {
+        assert!(
+            gone.elapsed().as_secs() < 10,
+            "a worker outlived watch: {}",
+            workers_of(&p)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
