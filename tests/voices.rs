@@ -293,3 +293,40 @@ fn no_worker_outlives_studio_watch() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[path = "common/speech.rs"]
+mod speech;
+
+/// The full profile's `edge_tts` through an OpenAI-compatible speech server
+/// (a loopback fake of openai-edge-tts): the request has the server's
+/// shape, the WAV is resampled to 48 kHz; when the server fails, the line
+/// falls through to espeak.
+#[test]
+fn edge_tts_speaks_through_an_openai_speech_server() {
+    let fake = speech::Fake::default();
+    let port = speech::serve(fake.clone());
+    let p = TestProject::example("tiny");
+    p.edit("studio.yaml", "url: http://127.0.0.1:5002", &format!("url: http://127.0.0.1:{port}"));
+    let b = Build::parse_run(p.run(&["build", "--json", "--profile", "full", LINES[0].0])).ok();
+    let n = b.node(LINES[0].0);
+    assert_eq!(n["engine"], "edge_tts", "{n}");
+    assert_eq!(n["metadata"]["executor"], "tts-local", "{n}");
+    {
+        let got = fake.requests.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["input"], LINES[0].1);
+        assert_eq!(got[0]["voice"], "en-US-GuyNeural", "kai's voice.edge");
+        assert_eq!(got[0]["response_format"], "wav");
+    }
+    let wav = p.path("out/ep01/s01/sh01/voice-1.wav");
+    let probe = common::media::ffprobe(&wav);
+    assert_eq!(common::media::streams(&probe, "audio")[0]["sample_rate"], "48000");
+    let seconds = common::media::stream_duration(&wav, "audio");
+    assert!((seconds - 0.9).abs() < 0.02, "3 words of the fake's 0.3 s: {seconds}");
+
+    fake.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let b = Build::parse_run(p.run(&["build", "--json", "--profile", "full", LINES[1].0])).ok();
+    let n = b.node(LINES[1].0);
+    assert_eq!(n["engine"], "espeak", "the 500s fell through: {n}");
+    assert!(fake.requests.lock().unwrap().len() > 2, "the server was asked again before falling through");
+}

@@ -280,13 +280,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[VoiceLine],
             placement: Service(OpenaiSpeech),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: false,
             real_in_sim: false,
             cost: Fixed(2.0),
-            about: "edge-tts voice pool",
+            about: "edge-tts voices through an OpenAI-compatible /v1/audio/speech server",
         },
-        run: Run::Missing,
+        run: local!(voice::openai_speech),
     },
     Engine {
         spec: EngineSpec {

@@ -6,8 +6,10 @@
 //! the exact sample count, so shots, subtitles and the mix agree on it.
 
 pub mod neural;
+pub mod speech;
 
 pub use neural::{kokoro_ja, piper};
+pub use speech::openai_speech;
 
 use camino::Utf8Path;
 use serde_json::Value;
