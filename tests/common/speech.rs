@@ -70,7 +70,10 @@ pub fn serve(fake: Fake) -> u16 {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let app = Router::new()
                 .route("/v1/audio/speech", post(speech))
