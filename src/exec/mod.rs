@@ -9,6 +9,8 @@ pub mod runner;
 pub mod services;
 pub mod sim;
 pub mod tools;
+pub mod voices;
+pub mod worker;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

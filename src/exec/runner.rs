@@ -131,6 +131,28 @@ pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Resul
     )))
 }
 
+/// Start a long-lived worker (`exec::worker`): stdin and stdout piped for
+/// its protocol, stderr appended to `log`, in a process group of its own
+/// like every tool, killed when its handle is dropped.
+#[allow(clippy::disallowed_methods)] // the one place that may spawn
+pub fn spawn_worker(cmd: &Cmd, dir: &Utf8Path, log: &Utf8Path) -> Result<tokio::process::Child, ExecError> {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| ExecError::Permanent(format!("cannot open the worker log {log}: {e}")))?;
+    tokio::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| ExecError::Permanent(format!("cannot start `{}`: {e}", cmd.program)))
+}
+
 /// The error of a process stopped at its output cap.
 fn over_cap(cmd: &Cmd, dir: &Utf8Path) -> String {
     let program = &cmd.program;

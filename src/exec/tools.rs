@@ -80,6 +80,11 @@ pub struct Toolchain {
     /// `missing` when it is not installed. A node's key holds the
     /// identities of the tools its engines declare, and only those.
     pub identities: BTreeMap<Tool, String>,
+    /// The neural voices' venv (`scripts/deps.sh`), when it is installed.
+    pub voices: super::voices::VoiceEnv,
+    /// The build's persistent workers (the neural voices), started on
+    /// demand and stopped when the last handle to this toolchain goes.
+    pub workers: std::sync::Arc<super::worker::Workers>,
 }
 
 /// `tool version` lines remembered by the binary's (size, mtime, inode).
@@ -95,7 +100,7 @@ fn which(name: &str) -> Option<Utf8PathBuf> {
         .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
 }
 
-const MISSING: &str = "missing";
+pub(crate) const MISSING: &str = "missing";
 
 impl Toolchain {
     /// Find the tools; ask each for its version only when its binary changed.
@@ -137,6 +142,8 @@ impl Toolchain {
             fallback_fonts,
             soundfont: SOUNDFONTS.iter().map(Utf8PathBuf::from).find(|p| p.is_file()),
             identities: BTreeMap::new(),
+            voices: super::voices::VoiceEnv::discover(cache_dir),
+            workers: Default::default(),
         };
         let mut ids = BTreeMap::new();
         ids.insert(Tool::Ffmpeg, version(Tool::Ffmpeg, &t.ffmpeg, "-version"));
@@ -172,6 +179,8 @@ impl Toolchain {
                 &fallbacks.finalize().to_hex()[..16]
             ),
         );
+        ids.insert(Tool::Piper, t.voices.piper_identity(index));
+        ids.insert(Tool::Kokoro, t.voices.kokoro_identity(index));
         t.identities = ids;
         t
     }
@@ -193,12 +202,45 @@ impl Toolchain {
                     "the fallback fonts are a list: use Toolchain::fallback_fonts".into(),
                 ));
             }
+            Tool::Piper | Tool::Kokoro => {
+                return Err(ExecError::Permanent(
+                    "the neural voices run as workers: use Toolchain::voice_worker".into(),
+                ));
+            }
         };
         path.as_ref().ok_or_else(|| {
             ExecError::Permanent(format!(
                 "{what} is not installed: run `bash scripts/deps.sh` (or `apt-get install {package}`)"
             ))
         })
+    }
+
+    /// How to start the worker of a neural voice `tool` for `engine`, or
+    /// an error that says to run `scripts/deps.sh`.
+    pub fn voice_worker(
+        &self,
+        engine: &EngineSpec,
+        tool: Tool,
+        threads: usize,
+    ) -> Result<super::worker::WorkerSpec, ExecError> {
+        declared(engine, tool)?;
+        if self.identities.get(&tool).is_none_or(|id| id == MISSING) {
+            return Err(ExecError::Permanent(self.voices.missing(tool)));
+        }
+        self.voices.worker(engine.name, tool, threads)
+    }
+
+    /// What to install for the workers `engines` declare that are missing
+    /// (the voices venv), one message per tool.
+    pub fn missing_workers<'a>(&self, engines: impl Iterator<Item = &'a EngineSpec>) -> Vec<String> {
+        let mut tools: Vec<Tool> = engines
+            .flat_map(|e| e.tools.iter().copied())
+            .filter(|t| matches!(t, Tool::Piper | Tool::Kokoro))
+            .filter(|t| self.identities.get(t).is_none_or(|id| id == MISSING))
+            .collect();
+        tools.sort_unstable();
+        tools.dedup();
+        tools.into_iter().map(|t| self.voices.missing(t)).collect()
     }
 
     /// The installed fallback fonts, for an engine that declares them.

