@@ -163,6 +163,10 @@ impl<'a> Builder<'a> {
     ) -> usize {
         let mut params = rule.params.clone();
         params.append(&mut recipe);
+        // A node keys on the workflows of its own engines only.
+        if let Some(Value::Object(flows)) = params.get_mut("workflows") {
+            flows.retain(|engine, _| picks.iter().any(|p| p.engine.name == engine));
+        }
         let pools: Vec<usize> = picks.iter().map(|p| self.pool_for(p)).collect();
         let engines: Vec<&'static EngineSpec> = picks.iter().map(|p| p.engine).collect();
         let primary = engines[0];
