@@ -391,6 +391,7 @@ fn validate(inner: &Inner, prompt: &Value) -> Result<Value, (Value, Value)> {
     }
     if let Some((node, input)) = &inner.inject.reject
         && let Some(n) = nodes.get(node)
+        && n["inputs"].get(input).is_some()
     {
         let ct = n["class_type"].as_str().unwrap_or("");
         let val = n["inputs"][input].to_string();

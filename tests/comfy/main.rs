@@ -2,6 +2,9 @@
 //! loopback: each protocol path, each trap of the real server.
 #![allow(clippy::disallowed_methods)] // ffprobe checks the media
 
+mod build;
+#[path = "../common/mod.rs"]
+mod common;
 mod fake;
 
 use std::sync::{Arc, Mutex};

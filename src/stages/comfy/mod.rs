@@ -163,6 +163,14 @@ async fn bound(job: &Job, client: &Client) -> Result<(String, Value), ExecError>
 async fn run_workflow(job: &Job, cancel: &CancellationToken) -> Result<(Vec<Utf8PathBuf>, Metadata), ExecError> {
     let svc = service(job)?;
     let client = Client::new(svc.clone());
+    // The health check: a host that does not answer is set aside by the
+    // scheduler (a transient error) before anything is uploaded.
+    let vram = client.system_stats().await.map_err(|e| ExecError::from(svc.error(e)))?;
+    if let Some((free, total)) = vram {
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        job.progress
+            .report(Some(0.0), &format!("{:.1}/{:.1} GiB VRAM free", gib(free), gib(total)));
+    }
     let (file, prompt) = bound(job, &client).await?;
     let seed = job.material.key();
     let done = client
