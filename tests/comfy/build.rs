@@ -170,6 +170,18 @@ fn edits_rebuild_what_they_touch() {
     let p = on_hosts(TestProject::example("tiny"), &[&a, &b]);
     let first = full(&p, &["ep01"]).ok();
     assert_eq!(first.total("failed"), 0);
+    // Continuity: s01/sh02 (Mio alone) starts from s01/sh01's last frame,
+    // uploaded as the source image of its FramePack I2V workflow.
+    assert_eq!(
+        first.node("shot_image:ep01/s01/sh02")["metadata"]["source"],
+        "continuity"
+    );
+    assert_eq!(
+        first.node("raw_video:ep01/s01/sh02")["metadata"]["engine"],
+        "framepack_i2v"
+    );
+    let uploads = count(&a.log(), "POST /upload/image") + count(&b.log(), "POST /upload/image");
+    assert!(uploads > 0);
 
     // A character's design prompt: its art and the shots it appears in.
     let design = p.read("studio.yaml");
@@ -200,11 +212,15 @@ fn edits_rebuild_what_they_touch() {
     assert!(built_of(&edit, "voice_line").is_empty(), "no voice re-made");
 
     // A take re-rolls one shot.
-    let shot = "      - id: sh02\n";
-    p.edit("episodes/ep01.yaml", shot, "      - id: sh02\n        take: 2\n");
+    let action = "        action: Mio smiles confidently.\n";
+    p.edit("episodes/ep01.yaml", action, &format!("{action}        take: 2\n"));
     let take = full(&p, &["ep01"]).ok();
     let raws = built_of(&take, "raw_video");
-    assert_eq!(raws.len(), 1, "{raws:?}");
+    assert_eq!(raws, BTreeSet::from(["raw_video:ep01/s01/sh02".to_string()]));
+    assert_ne!(
+        take.node("raw_video:ep01/s01/sh02")["metadata"]["seed"],
+        first.node("raw_video:ep01/s01/sh02")["metadata"]["seed"]
+    );
 
     // A changed workflow file rebuilds exactly the nodes of its engine.
     let wf = p.read("rules/workflows/framepack_v2v.json");
@@ -311,4 +327,43 @@ fn ctrl_c_during_a_comfyui_job_interrupts_it_and_keeps_nothing_half_written() {
     // The interrupted prompt never became an output.
     let interrupted: Vec<_> = log.iter().filter(|l| l.starts_with("POST /interrupt")).collect();
     assert!(interrupted.iter().all(|l| l.contains("prompt_id")), "{interrupted:?}");
+}
+
+#[test]
+fn a_host_that_goes_down_mid_build_is_set_aside_and_its_jobs_run_elsewhere() {
+    let mut down = Fake::start_with(Inject {
+        step: Some(Duration::from_millis(300)),
+        ..Inject::default()
+    });
+    let up = Fake::start();
+    let p = on_hosts(TestProject::example("tiny"), &[&down, &up]);
+    let child = p.spawn_group(&["build", "--json", "--profile", "full", "ep01"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&down.log(), "POST /prompt") == 0 {
+        assert!(Instant::now() < deadline, "no prompt sent to the first host");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    down.stop();
+    let run = super::common::wait_within(child, Duration::from_secs(600));
+    let b = Build::parse_run(run).ok();
+    assert_eq!(b.total("failed"), 0);
+    let comfy: Vec<_> = b
+        .nodes
+        .iter()
+        .filter(|n| {
+            n["metadata"]["executor"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("comfy-"))
+        })
+        .collect();
+    assert!(!comfy.is_empty());
+    assert!(
+        comfy.iter().all(|n| n["metadata"]["executor"] == "comfy-1"),
+        "every ComfyUI node made on the host that stayed up"
+    );
+    assert!(
+        b.run.stderr.contains("comfy-0"),
+        "the host going down is reported: {}",
+        b.run.stderr
+    );
 }

@@ -1,13 +1,12 @@
 //! The ComfyUI engines' run functions: bind the node's parameters into its
-//! engine's workflow (the rules' `workflows:` map, [`crate::project::workflows`]),
+//! engine's workflow (the rules' `workflows:` map, [`crate::project::workflows`];
+//! the prompt text is the node's `prompt` param, [`crate::graph::prompt`]),
 //! upload its source image or video, queue it on the host the scheduler
 //! picked ([`crate::exec::comfyui`]), fetch the outputs, check they decode
 //! and turn them into what the node kind's consumers read (PNG for images,
 //! 30 fps FFV1 of the shot's length for videos). `pool_select` (the shot's
 //! source image: the continuity frame, else the first character's
 //! reference) is here too.
-
-pub mod prompt;
 
 use std::sync::Arc;
 
@@ -76,8 +75,8 @@ fn model_frames(seconds: f64, fps: f64) -> u64 {
 async fn value(job: &Job, client: &Client, name: &str) -> Result<Option<Value>, ExecError> {
     let fps = param_f64(job, "model_fps", 16.0);
     Ok(match name {
-        "prompt" => Some(json!(prompt::positive(&job.node.params.clone().into_iter().collect()))),
-        "negative" => prompt::negative(&job.node.params.clone().into_iter().collect()).map(|n| json!(n)),
+        "prompt" => param(job, "prompt").cloned(),
+        "negative" => param(job, "negative_prompt").cloned(),
         "seed" => job.node.seed.map(|s| json!(s)),
         "width" | "height" | "steps" | "cfg" | "sampler" | "checkpoint" | "denoise" => style(
             job,

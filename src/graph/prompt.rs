@@ -1,8 +1,12 @@
-//! The text prompt a ComfyUI job sends, built from the node's params (its
-//! slice of the screenplay and the project's style, all in its key): the
+//! The text prompt a ComfyUI node sends, built from its params (its slice
+//! of the screenplay and the project's style) when the graph is built, and
+//! kept in its params as `prompt`: in its key, diffed by `studio why`,
+//! printed by `studio graph --format json`. From the
 //! world's art style, each character's design prompt and appearance, their
 //! screen position, the shot type, angle and motion, the action, and each
 //! character's state in the scene.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
@@ -32,7 +36,7 @@ fn values(v: &Value) -> Vec<String> {
 }
 
 /// The positive prompt for a node with `params`.
-pub fn positive(params: &serde_json::Map<String, Value>) -> String {
+pub fn positive(params: &BTreeMap<String, Value>) -> String {
     let p = |k: &str| params.get(k).unwrap_or(&Value::Null);
     let mut parts = Vec::new();
     // A character sheet: its design prompt and appearance.
@@ -75,7 +79,7 @@ pub fn positive(params: &serde_json::Map<String, Value>) -> String {
 }
 
 /// The negative prompt: the style's.
-pub fn negative(params: &serde_json::Map<String, Value>) -> Option<String> {
+pub fn negative(params: &BTreeMap<String, Value>) -> Option<String> {
     params
         .get("style")
         .and_then(|st| st["negative_prompt"].as_str())
@@ -97,7 +101,7 @@ mod tests {
             ],
             "location": "post office", "time_of_day": "night", "art_style": "2000s TV anime"
         });
-        let text = positive(params.as_object().unwrap());
+        let text = positive(&serde_json::from_value(params).unwrap());
         for part in [
             "wide shot",
             "high angle",
@@ -117,7 +121,8 @@ mod tests {
     fn a_character_prompt_is_its_design_and_appearance() {
         let params = json!({"design_prompt": "1girl, amber eyes", "appearance": {"hair": "short bob"}, "art_style": "cel",
             "style": {"negative_prompt": "lowres,  blurry"}});
-        let m = params.as_object().unwrap();
+        let m: BTreeMap<String, Value> = serde_json::from_value(params).unwrap();
+        let m = &m;
         assert_eq!(
             positive(m),
             "1girl, amber eyes, hair: short bob, character reference sheet, full body, plain background, cel"
