@@ -35,8 +35,12 @@ fn service(job: &Job) -> Result<Arc<Service>, ExecError> {
         .ok_or_else(|| permanent(format!("{}: no ComfyUI host was given to the job", job.node.id)))
 }
 
-/// The engine's workflow (checked against the hash in the key) and its bindings.
-fn workflow(job: &Job) -> Result<(String, serde_json::Map<String, Value>, serde_json::Map<String, Value>), ExecError> {
+/// A JSON object.
+type Object = serde_json::Map<String, Value>;
+
+/// The engine's workflow file, its nodes (checked against the hash in the
+/// key) and its bindings.
+fn workflow(job: &Job) -> Result<(String, Object, Object), ExecError> {
     let engine = job.engine.name;
     let entry = param(job, "workflows").and_then(|w| w.get(engine)).ok_or_else(|| {
         permanent(format!(
