@@ -367,3 +367,42 @@ fn a_host_that_goes_down_mid_build_is_set_aside_and_its_jobs_run_elsewhere() {
         b.run.stderr
     );
 }
+
+#[test]
+fn the_prompt_is_built_from_the_screenplay_printed_by_graph_and_diffed_by_why() {
+    let p = TestProject::example("tiny");
+    let run = p.run(&["graph", "ep01", "--format", "json", "--profile", "full"]);
+    run.success();
+    let g: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let node = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "raw_video:ep01/s01/sh01")
+        .unwrap();
+    let prompt = node["prompt"].as_str().unwrap();
+    for part in [
+        "wide shot",
+        "kai on the left",
+        "mio on the right",
+        "clothing: yellow raincoat",
+        "rainy bus stop",
+    ] {
+        assert!(prompt.contains(part), "{part} in {prompt}");
+    }
+    // The animatic sends no prompt.
+    let run = p.run(&["graph", "ep01", "--format", "json"]);
+    assert!(!run.stdout.contains("\"prompt\": \""), "{}", run.stdout);
+
+    p.build(&[]).ok();
+    // Kai's state in the first scene (the second scene has its own).
+    let ep = p.read("episodes/ep01.yaml");
+    p.write(
+        "episodes/ep01.yaml",
+        &ep.replacen("clothing: yellow raincoat", "clothing: torn yellow raincoat", 1),
+    );
+    let why = p.run(&["why", "raw_video:ep01/s01/sh01", "--profile", "sim"]);
+    why.success();
+    assert!(why.stdout.contains("prompt"), "{}", why.stdout);
+    assert!(why.stdout.contains("torn yellow raincoat"), "{}", why.stdout);
+}
