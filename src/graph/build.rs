@@ -170,6 +170,7 @@ impl<'a> Builder<'a> {
                 params.remove("workflows");
             } else {
                 // The prompt it sends, from the screenplay: keyed as text.
+                params.insert("palette".into(), json!(self.project.world.color_palette));
                 params.insert("prompt".into(), json!(super::prompt::positive(&params)));
                 if let Some(negative) = super::prompt::negative(&params) {
                     params.insert("negative_prompt".into(), json!(negative));

@@ -1,8 +1,8 @@
 //! The text prompt a ComfyUI node sends, built from its params (its slice
 //! of the screenplay and the project's style) when the graph is built, and
 //! kept in its params as `prompt`: in its key, diffed by `studio why`,
-//! printed by `studio graph --format json`. From the
-//! world's art style, each character's design prompt and appearance, their
+//! printed by `studio graph --format json`. From the world's art style and
+//! colour palette, each character's design prompt and appearance, their
 //! screen position, the shot type, angle and motion, the action, and each
 //! character's state in the scene.
 
@@ -75,6 +75,10 @@ pub fn positive(params: &BTreeMap<String, Value>) -> String {
         parts.push(s(p("time_of_day")));
     }
     parts.push(s(p("art_style")));
+    let palette: Vec<String> = p("palette").as_array().into_iter().flatten().map(s).collect();
+    if !palette.is_empty() {
+        parts.push(format!("colour palette {}", palette.join(" ")));
+    }
     join(parts)
 }
 
@@ -99,7 +103,8 @@ mod tests {
                 {"id": "hana", "position": "left", "design_prompt": "1girl, chestnut bob", "state": {"clothing": "torn jacket", "injuries": "bleeding arm"}},
                 {"id": "ren", "position": "right", "design_prompt": "1boy, red scarf", "state": null}
             ],
-            "location": "post office", "time_of_day": "night", "art_style": "2000s TV anime"
+            "location": "post office", "time_of_day": "night", "art_style": "2000s TV anime",
+            "palette": ["#1d2a44", "#e8a33d"]
         });
         let text = positive(&serde_json::from_value(params).unwrap());
         for part in [
