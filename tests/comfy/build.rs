@@ -229,7 +229,7 @@ fn edits_rebuild_what_they_touch() {
 }
 
 #[test]
-fn out_of_memory_falls_back_and_a_400_names_the_workflow_node() {
+fn out_of_memory_falls_back_to_the_raw_video_and_a_400_to_the_drawn_card() {
     let oom = Fake::start_with(Inject {
         oom_class: Some("FramePackSampler".into()),
         reject: Some(("4".into(), "ckpt_name".into())),
