@@ -174,7 +174,8 @@ fn an_edited_workflow_rebuilds_what_reads_it() {
         why.stdout
     );
     assert!(
-        why.stdout.contains(&format!("{WORKFLOW} changed (`workflow`)")),
+        why.stdout
+            .contains(&format!("{WORKFLOW} changed (`workflows.comfyui_txt2img.workflow`)")),
         "{}",
         why.stdout
     );

@@ -190,6 +190,21 @@ impl Service {
         self.http.post(url)
     }
 
+    /// A GET of `url` (from [`Service::url`]).
+    pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        self.http.get(url)
+    }
+
+    /// The executor's `connect_timeout`, in seconds.
+    pub fn connect_timeout(&self) -> f64 {
+        self.connect_timeout
+    }
+
+    /// The executor's whole-request `timeout`, in seconds.
+    pub fn timeout(&self) -> f64 {
+        self.timeout
+    }
+
     /// Send `request` (to `url`) and read the whole answer.
     pub async fn send(&self, url: &str, request: reqwest::RequestBuilder) -> Result<Answer, HttpError> {
         let started = Instant::now();
@@ -229,7 +244,10 @@ impl Service {
                 url,
                 reason: root_cause(&e),
             }
-        } else if e.is_connect() {
+        } else if e.is_connect() || e.is_request() {
+            // `is_request`: the connection broke while sending (a server
+            // that went away mid-request: "connection closed before message
+            // completed"), as transient as a refused one.
             HttpError::Connect {
                 url,
                 reason: root_cause(&e),

@@ -4,6 +4,7 @@
 //! functions are in `stages/` (above), paired with their specs in
 //! `stages::registry`; nothing here names a stage or an engine.
 
+pub mod comfyui;
 pub mod http;
 pub mod runner;
 pub mod services;

@@ -163,6 +163,20 @@ impl<'a> Builder<'a> {
     ) -> usize {
         let mut params = rule.params.clone();
         params.append(&mut recipe);
+        // A node keys on the workflows of its own engines only.
+        if let Some(Value::Object(flows)) = params.get_mut("workflows") {
+            flows.retain(|engine, _| picks.iter().any(|p| p.engine.name == engine));
+            if flows.is_empty() {
+                params.remove("workflows");
+            } else {
+                // The prompt it sends, from the screenplay: keyed as text.
+                params.insert("palette".into(), json!(self.project.world.color_palette));
+                params.insert("prompt".into(), json!(super::prompt::positive(&params)));
+                if let Some(negative) = super::prompt::negative(&params) {
+                    params.insert("negative_prompt".into(), json!(negative));
+                }
+            }
+        }
         let pools: Vec<usize> = picks.iter().map(|p| self.pool_for(p)).collect();
         let engines: Vec<&'static EngineSpec> = picks.iter().map(|p| p.engine).collect();
         let primary = engines[0];

@@ -7,6 +7,7 @@
 pub mod build;
 pub mod explain;
 pub mod key;
+pub mod prompt;
 pub mod render;
 pub mod target;
 

@@ -64,6 +64,8 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
                         "engine": n.engine().name,
                         "fallbacks": n.engines[1..].iter().map(|e| e.name).collect::<Vec<_>>(),
                         "pool": graph.pools[n.pool].name,
+                        // What a ComfyUI node will send (graph::prompt).
+                        "prompt": n.params.get("prompt"),
                         "inputs": n.inputs.iter().map(|i| json!({
                             "node": graph.nodes[i.node].id,
                             "role": i.role,

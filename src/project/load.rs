@@ -200,6 +200,7 @@ pub fn load(
     let mut assets = super::assets::Resolver::new(root, index, &mut sources, &mut errors);
     assets.characters(&studio, &mut characters);
     assets.rules(&seen, &mut rules);
+    super::workflows::check(root, &seen, &rules, &mut errors);
 
     let project = Project {
         root: root.to_owned(),

@@ -11,6 +11,7 @@ pub mod raw;
 pub mod rules;
 mod screenplay;
 pub mod vocab;
+pub mod workflows;
 
 pub use diag::{Diagnostics, ProjectError};
 pub use load::{Spans, load};

@@ -56,6 +56,10 @@ pub struct RawProfileRule {
     /// Attempts after a transient failure (HTTP 5xx, timeout, refused).
     #[serde(default)]
     pub retries: Option<Spanned<u32>>,
+    /// ComfyUI engines' workflows and binding maps, by engine
+    /// ([`super::workflows`]).
+    #[serde(default)]
+    pub workflows: BTreeMap<String, super::workflows::RawWorkflow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +187,9 @@ pub struct KindRule {
     /// The rule's own `executor:` group, for entries that name none.
     pub executor: Option<Spanned<String>>,
     pub retries: u32,
+    /// The bindings of `workflows:`, where they are written (for the
+    /// loader's check against the workflow files).
+    pub binds: Vec<super::workflows::Bind>,
 }
 
 impl KindRule {
@@ -406,11 +413,12 @@ fn resolve_rule(
         );
         return None;
     }
-    let params = shared
+    let mut params: BTreeMap<String, Value> = shared
         .iter()
         .chain(&raw.params)
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
+    let binds = super::workflows::resolve(file, kind, &raw.workflows, catalog, &mut params, errors);
     let retries = raw.retries.as_ref().map_or(2, |r| {
         if bounds::RETRIES.contains(r.value.into()) {
             r.value
@@ -424,5 +432,6 @@ fn resolve_rule(
         fallbacks,
         executor: raw.executor.clone(),
         retries,
+        binds,
     })
 }

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::{episode, image, mix, music, publish, video, voice};
+use super::{comfy, episode, image, mix, music, publish, video, voice};
 use crate::engines::Cost::{Fixed, PerMediaSecond};
 use crate::engines::Placement::{Cpu, Inline, Service};
 use crate::engines::ServiceKind::*;
@@ -75,13 +75,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[CharacterRefs],
             placement: Service(Comfyui),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: true,
             real_in_sim: false,
             cost: Fixed(40.0),
             about: "ComfyUI checkpoint txt2img, vision review, approvals",
         },
-        run: Run::Missing,
+        run: local!(comfy::run),
     },
     Engine {
         spec: EngineSpec {
@@ -109,7 +109,7 @@ pub static ENGINES: &[Engine] = &[
             cost: Fixed(0.3),
             about: "continuity frame, else the best approved reference",
         },
-        run: Run::Missing,
+        run: local!(comfy::pool_select),
     },
     Engine {
         spec: EngineSpec {
@@ -131,13 +131,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[RawVideo],
             placement: Service(Comfyui),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: true,
             real_in_sim: false,
             cost: PerMediaSecond(120.0),
             about: "FramePack image-to-video (solo shot with a source)",
         },
-        run: Run::Missing,
+        run: local!(comfy::run),
     },
     Engine {
         spec: EngineSpec {
@@ -145,13 +145,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[RawVideo],
             placement: Service(Comfyui),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: true,
             real_in_sim: false,
             cost: PerMediaSecond(55.0),
             about: "Wan text-to-video",
         },
-        run: Run::Missing,
+        run: local!(comfy::run),
     },
     Engine {
         spec: EngineSpec {
@@ -159,13 +159,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[RawVideo],
             placement: Service(Comfyui),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: true,
             real_in_sim: false,
             cost: PerMediaSecond(60.0),
             about: "LTX-Video with character LoRA",
         },
-        run: Run::Missing,
+        run: local!(comfy::run),
     },
     Engine {
         spec: EngineSpec {
@@ -173,13 +173,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[RefinedVideo],
             placement: Service(Comfyui),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: true,
             real_in_sim: false,
             cost: PerMediaSecond(150.0),
             about: "FramePack video-to-video refinement",
         },
-        run: Run::Missing,
+        run: local!(comfy::run),
     },
     Engine {
         spec: EngineSpec {
@@ -201,13 +201,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[ShotVideo],
             placement: Service(Comfyui),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: false,
             real_in_sim: false,
             cost: PerMediaSecond(25.0),
             about: "RIFE interpolation and RealESRGAN upscale, then grade",
         },
-        run: Run::Missing,
+        run: local!(comfy::run),
     },
     Engine {
         spec: EngineSpec {

@@ -559,7 +559,7 @@ fn a_bad_edit_loses_nothing_already_built() {
 }
 
 const IMAGES: &str = "rules/images.yaml";
-const TXT2IMG: &str = "workflow: {file: rules/workflows/txt2img.json}";
+const TXT2IMG: &str = "file: rules/workflows/txt2img.json";
 
 /// Files rules and studio.yaml name must exist inside the project.
 #[test]
@@ -567,28 +567,28 @@ fn named_files_are_checked() {
     run_table(&[
         Case {
             name: "missing workflow file",
-            edits: &[(IMAGES, TXT2IMG, "workflow: {file: rules/workflows/nope.json}")],
+            edits: &[(IMAGES, TXT2IMG, "file: rules/workflows/nope.json")],
             at: (IMAGES, "rules/workflows/nope.json"),
-            message: &["`workflow` names rules/workflows/nope.json, which does not exist"],
+            message: &["`workflows` names rules/workflows/nope.json, which does not exist"],
             help: &["put the file at rules/workflows/nope.json"],
         },
         Case {
             name: "absolute workflow path",
-            edits: &[(IMAGES, TXT2IMG, "workflow: {file: /etc/hostname}")],
+            edits: &[(IMAGES, TXT2IMG, "file: /etc/hostname")],
             at: (IMAGES, "/etc/hostname"),
-            message: &["`workflow` names `/etc/hostname`, which is an absolute path"],
+            message: &["`workflows` names `/etc/hostname`, which is an absolute path"],
             help: &["relative to the project folder"],
         },
         Case {
             name: "workflow path leaving the project",
-            edits: &[(IMAGES, TXT2IMG, "workflow: {file: rules/../../secret.json}")],
+            edits: &[(IMAGES, TXT2IMG, "file: rules/../../secret.json")],
             at: (IMAGES, "rules/../../secret.json"),
             message: &["which leaves the project folder"],
             help: &["relative to the project folder"],
         },
         Case {
             name: "workflow under out/",
-            edits: &[(IMAGES, TXT2IMG, "workflow: {file: out/ep01/ep01.jpg}")],
+            edits: &[(IMAGES, TXT2IMG, "file: out/ep01/ep01.jpg")],
             at: (IMAGES, "out/ep01/ep01.jpg"),
             message: &["which is under studio's own `out/`"],
             help: &["relative to the project folder"],
@@ -597,11 +597,11 @@ fn named_files_are_checked() {
             name: "file reference with other keys",
             edits: &[(
                 IMAGES,
-                TXT2IMG,
-                "workflow: {file: rules/workflows/txt2img.json, hash: abc}",
+                "approve_at: 0.92",
+                "approve_at: 0.92\n    mask: {file: rules/workflows/txt2img.json, hash: abc}",
             )],
             at: (IMAGES, "file: rules/workflows/txt2img.json, hash"),
-            message: &["`workflow` is", "not a file reference"],
+            message: &["`mask` is", "not a file reference"],
             help: &["{file: PATH}"],
         },
         Case {
