@@ -6,7 +6,7 @@
 //! and tells the subscribers; nodes the build never reached are settled as
 //! skipped in [`DrainState::finish`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,10 +18,11 @@ use tokio_util::task::TaskTracker;
 use super::events::{BuildEvent, Bus, PlannedNode, PlannedPool};
 use super::materialize::materialize;
 use super::retry::{Retry, Then};
-use super::run::{Finished, NodeWork, Shared, run_node};
+use super::run::{Finished, NodeWork, Shared, run_node, store};
 use super::state::{Books, Ending, Message, Plan, Running, record};
+use super::store::{Ran, Storer};
 use super::tasks::{JobError, caught, test_panic};
-use super::{NodeRecord, Options, Report, Status, Stop, Supersede, Totals};
+use super::{InFlightGuard, NodeRecord, Options, Report, Status, Stop, Supersede, Totals};
 use crate::cache::remote::Remote;
 use crate::cache::state::NodeState;
 use crate::cache::{Manifest, Metadata};
@@ -66,6 +67,10 @@ pub(super) struct DrainState<'a> {
     /// running (a failed try is queued again).
     pending: HashMap<usize, (String, KeyMaterial)>,
     running: HashMap<usize, Running>,
+    /// Nodes whose job ended (slot free), their results being stored.
+    storing: HashSet<usize>,
+    /// Stores what jobs made, in batches, off their slots.
+    storer: Storer,
     /// Start and end of each job, for benchmarks.
     spans: Vec<(usize, f64, f64)>,
     ending: Ending,
@@ -99,6 +104,7 @@ impl<'a> DrainState<'a> {
             upload_panic: Arc::default(),
         });
         let n = nodes.len();
+        let storer = Storer::start(session.cache.clone(), session.layout.out.clone());
         DrainState {
             session,
             opts,
@@ -118,6 +124,8 @@ impl<'a> DrainState<'a> {
             },
             pending: HashMap::new(),
             running: HashMap::new(),
+            storing: HashSet::new(),
+            storer,
             spans: Vec::new(),
             ending: Ending::default(),
         }
@@ -363,7 +371,6 @@ impl<'a> DrainState<'a> {
             attempt: now.attempt,
             at,
             inputs,
-            key,
             material,
             progress,
         };
@@ -371,15 +378,15 @@ impl<'a> DrainState<'a> {
         self.tasks.spawn(caught(l, async move {
             let started = shared.began.elapsed().as_secs_f64();
             test_panic("job", &work.node.id);
-            let result = run_node(&shared, work, &token).await;
-            drop(guard);
+            let result = run_node(&shared, &work, &token).await;
             let ended = shared.began.elapsed().as_secs_f64();
-            Message::Finished {
+            Message::Ran {
                 node: l,
                 at,
                 result,
                 started,
                 ended,
+                guard,
             }
         }));
     }
@@ -431,13 +438,22 @@ impl<'a> DrainState<'a> {
 
     fn handle(&mut self, msg: Message) {
         match msg {
-            Message::Finished {
+            Message::Ran {
                 node,
                 at,
                 result,
                 started,
                 ended,
-            } => self.try_ended(node, at, result, (started, ended)),
+                guard,
+            } => self.try_ended(node, at, result, (started, ended), guard),
+            Message::Stored {
+                node,
+                at,
+                key,
+                result,
+                started,
+                ended,
+            } => self.stored(node, at, key, result, (started, ended)),
             Message::HostBack { pool, host } => self.host_back(pool, host),
             Message::Retry { node } => {
                 // Unless the build stopped meanwhile (`node_retrying` said
@@ -451,9 +467,17 @@ impl<'a> DrainState<'a> {
         }
     }
 
-    /// A try of node `l` on `at` ended, between `span.0` and `span.1`: the
-    /// node is built, tried again, or failed.
-    fn try_ended(&mut self, l: usize, at: Dispatch, result: Result<Finished, JobError>, span: (f64, f64)) {
+    /// A try of node `l` on `at` ended, between `span.0` and `span.1`: what
+    /// it made is stored (its slot is free meanwhile), or it is tried again,
+    /// or the node failed.
+    fn try_ended(
+        &mut self,
+        l: usize,
+        at: Dispatch,
+        result: Result<Ran, JobError>,
+        span: (f64, f64),
+        guard: InFlightGuard,
+    ) {
         let running = self.running.remove(&l);
         let token = running.as_ref().map(|r| &r.token);
         // An error that arrives once the job was told to stop is a
@@ -468,15 +492,53 @@ impl<'a> DrainState<'a> {
             }
             other => other,
         };
-        self.pending.remove(&l);
         match result {
-            Ok(done) => {
+            Ok(ran) => {
                 self.retry.succeeded(&self.session.graph, at);
                 // The key the job ran under: what its manifest hashes to.
-                let key = running.map_or_else(|| done.manifest.material.key(), |r| r.key);
-                self.built(l, at, key, done, span);
+                let key = running.map_or_else(|| ran.manifest.material.key(), |r| r.key);
+                self.store(l, at, key, ran, span, guard);
             }
-            Err(error) => self.failed(l, at, error, told_to_stop, span),
+            Err(error) => {
+                self.pending.remove(&l);
+                self.failed(l, at, error, told_to_stop, span);
+            }
+        }
+    }
+
+    /// Free the slot of node `l`, whose try ran, and have what it made
+    /// stored: a task that ends in [`Message::Stored`] once its batch is.
+    fn store(&mut self, l: usize, at: Dispatch, key: String, ran: Ran, (started, ended): (f64, f64), guard: InFlightGuard) {
+        self.sched.ran(l);
+        self.storing.insert(l);
+        let node = self.node(l).clone();
+        let (shared, storer) = (self.shared.clone(), self.storer.clone());
+        self.tasks.spawn(caught(l, async move {
+            let stored = store(&shared, &storer, node, &key, ran).await;
+            // Stored (or not): a later build waiting on the key looks again.
+            drop(guard);
+            match stored {
+                Ok(result) => Message::Stored {
+                    node: l,
+                    at,
+                    key,
+                    result,
+                    started,
+                    ended,
+                },
+                Err(what) => Message::Panicked { node: l, what },
+            }
+        }));
+    }
+
+    /// What node `l`'s try made is stored: the node is built; or it could
+    /// not be, which stops the build.
+    fn stored(&mut self, l: usize, at: Dispatch, key: String, result: Result<Finished, JobError>, span: (f64, f64)) {
+        self.storing.remove(&l);
+        self.pending.remove(&l);
+        match result {
+            Ok(done) => self.built(l, at, key, done, span),
+            Err(error) => self.failed(l, at, error, false, span),
         }
     }
 
@@ -656,6 +718,7 @@ impl<'a> DrainState<'a> {
         let stop = Stop::Internal(format!("{}: {what}", node.id));
         let record = record(node, Status::Failed, 0.0, node.engine().name, Some(error));
         self.running.remove(&l);
+        self.storing.remove(&l);
         // Still open unless the build stopped meanwhile.
         if self.books.status[l].is_none() {
             self.settle(l, record);
@@ -677,6 +740,11 @@ impl<'a> DrainState<'a> {
     /// not want, leave the others running for it.
     fn supersede(&mut self) {
         let wanted = self.supersede.take();
+        // Results being stored are finished work: kept, whatever the key.
+        for &l in &self.storing {
+            let id = self.session.graph.nodes[self.plan.nodes[l]].id.clone();
+            self.ending.kept.push(id);
+        }
         for (&l, run) in &self.running {
             let id = self.session.graph.nodes[self.plan.nodes[l]].id.clone();
             if wanted.contains(&run.key) {

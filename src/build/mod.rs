@@ -52,7 +52,8 @@
 //! - `drain.rs`: [`DrainState`](drain::DrainState) and its loop.
 //! - `state.rs`: what it holds (plan, books, running jobs, messages).
 //! - `retry.rs`: what becomes of a failed try; host cool-downs.
-//! - `run.rs`: one try of one node: its engine on its host, metadata, storing.
+//! - `run.rs`: one try of one node: its engine on its host, metadata.
+//! - `store.rs`: storing what tries made, off their slots, in batches.
 //! - `materialize.rs`: copying outputs under `out/`.
 //! - `events.rs`: [`BuildEvent`] and the fan-out to subscribers.
 //! - `tasks.rs`: panics caught, blocking tasks joined, the panic test seam.
@@ -75,6 +76,7 @@ mod materialize;
 mod retry;
 mod run;
 mod state;
+mod store;
 mod tasks;
 
 pub use events::{BuildEvent, Events, PlannedNode, PlannedPool, Subscriber};
