@@ -58,7 +58,11 @@ fn build(bin: &str, root: &Utf8Path, target: &str) -> Step {
             }
         }
     }
-    Step { seconds, built, slowest }
+    Step {
+        seconds,
+        built,
+        slowest,
+    }
 }
 
 fn edit(root: &Utf8Path, file: &str, from: &str, to: &str) {
@@ -79,7 +83,15 @@ fn report(what: &str, s: &Step) {
 /// The media length of `file`, from ffprobe.
 fn media_seconds(file: &Utf8Path) -> f64 {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", file.as_str()])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            file.as_str(),
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
@@ -89,7 +101,18 @@ fn media_seconds(file: &Utf8Path) -> f64 {
 fn x264_floor(episode: &Utf8Path, scratch: &Utf8Path) -> f64 {
     let t = Instant::now();
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i", episode.as_str(), "-an", "-c:v", "libx264", "-preset", "veryfast"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            episode.as_str(),
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+        ])
         .arg(scratch.join("floor.mp4").as_str())
         .output()
         .unwrap();
@@ -129,8 +152,16 @@ fn main() {
     }
     let edits = [
         ("dialogue (one vowel)", "No stamp, no sender", "No stump, no sender"),
-        ("motion (s01/sh02)", "motion: static hold, Hana's hands", "motion: slow push in, Hana's hands"),
-        ("caption (s01/sh01)", "post office glows alone", "post office shines alone"),
+        (
+            "motion (s01/sh02)",
+            "motion: static hold, Hana's hands",
+            "motion: slow push in, Hana's hands",
+        ),
+        (
+            "caption (s01/sh01)",
+            "post office glows alone",
+            "post office shines alone",
+        ),
         ("mood (s01)", "mood: mysterious", "mood: eerie"),
     ];
     for (what, from, to) in edits {

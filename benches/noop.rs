@@ -11,10 +11,12 @@
 //! Measured, not asserted. Run: `cargo bench --bench noop`. Knobs:
 //! - `NOOP_NODES=N`: about N nodes instead of 100,000;
 //! - `NOOP_QUICK=1`: a smoke run (two episodes, three runs each);
-//! - `NOOP_DIR=path`: where to generate the projects (default: a temporary
-//!   folder under /dev/shm when there is one, so the cold build that sets
-//!   the bench up is not bound by a disk's fsyncs; a no-op reads what the
-//!   page cache holds either way);
+//! - `NOOP_DIR=path`: generate the projects there and keep them (a later
+//!   run with the same `NOOP_DIR` reuses a built project instead of
+//!   building it again; for profiling). Default: a temporary folder under
+//!   /dev/shm when there is one, so the cold build that sets the bench up
+//!   is not bound by a disk's fsyncs (a no-op reads what the page cache
+//!   holds either way);
 //! - `STUDIO_BIN=path`: time another `studio` binary.
 #![allow(clippy::disallowed_methods)] // the benchmark starts the binaries it measures
 
@@ -40,24 +42,37 @@ fn main() {
         (wanted / NODES_PER_EPISODE).ceil().max(1.0) as usize
     };
     let runs = if quick { 3 } else { 8 };
-    let base = match std::env::var("NOOP_DIR") {
-        Ok(d) => tempfile::tempdir_in(d).unwrap(),
-        Err(_) if std::path::Path::new("/dev/shm").is_dir() => tempfile::tempdir_in("/dev/shm").unwrap(),
-        Err(_) => tempfile::tempdir().unwrap(),
+    let temp = match std::env::var("NOOP_DIR") {
+        Ok(_) => None,
+        Err(_) if std::path::Path::new("/dev/shm").is_dir() => Some(tempfile::tempdir_in("/dev/shm").unwrap()),
+        Err(_) => Some(tempfile::tempdir().unwrap()),
     };
-    let path = |name: &str| Utf8PathBuf::from_path_buf(base.path().join(name)).unwrap();
+    let base = match &temp {
+        Some(t) => Utf8PathBuf::from_path_buf(t.path().to_path_buf()).unwrap(),
+        None => Utf8PathBuf::from(std::env::var("NOOP_DIR").unwrap()),
+    };
+    let path = |name: &str| base.join(name);
     let bin = common::studio_bin();
 
-    // The big project, built once in this process.
+    // The big project, built once in this process (or kept from a run
+    // with the same NOOP_DIR).
     let big = path("big");
-    common::write_season(&big, episodes, 0.0);
-    let t = Instant::now();
-    let (session, nodes, _) = common::build_in_process(&big, &["all"]);
-    println!(
-        "project: {episodes} episodes, {} nodes; cold sim build (time scale 0) {:.1} s",
-        nodes.len(),
-        t.elapsed().as_secs_f64()
-    );
+    let (session, nodes) = if big.join("cache/state.json").is_file() {
+        let session = studio::session::Session::open(&big, None, 2).expect("the kept project loads");
+        let nodes = session.select(&["all".to_string()]).unwrap();
+        println!("project: {} nodes, kept in {big}", nodes.len());
+        (session, nodes)
+    } else {
+        common::write_season(&big, episodes, 0.0);
+        let t = Instant::now();
+        let (session, nodes, _) = common::build_in_process(&big, &["all"]);
+        println!(
+            "project: {episodes} episodes, {} nodes; cold sim build (time scale 0) {:.1} s",
+            nodes.len(),
+            t.elapsed().as_secs_f64()
+        );
+        (session, nodes)
+    };
     let ninja = common::ninja_file(&session, &nodes);
     drop(session);
 
@@ -81,12 +96,14 @@ fn main() {
     let (mut one, one_rss) = common::time_noop(&bin, &big, &["ep01"], runs);
     let one_ms = median(&mut one);
     let small = path("small");
-    common::write_season(&small, 1, 0.0);
-    common::build_in_process(&small, &["all"]);
+    if !small.join("cache/state.json").is_file() {
+        common::write_season(&small, 1, 0.0);
+        common::build_in_process(&small, &["all"]);
+    }
     let (mut alone, alone_rss) = common::time_noop(&bin, &small, &["ep01"], runs);
     let alone_ms = median(&mut alone);
     println!(
-        "no-op build of ep01: inside the {episodes}-episode project median {one_ms:.1} ms (peak RSS {} MiB); \
+        "no-op build of ep01: inside the big project median {one_ms:.1} ms (peak RSS {} MiB); \
          in a 1-episode project {alone_ms:.1} ms (peak RSS {} MiB); ratio {:.2}",
         mib(&one_rss),
         mib(&alone_rss),

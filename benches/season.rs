@@ -57,7 +57,12 @@ fn lower_bound(session: &Session, nodes: &[usize], dur: &[f64]) -> (f64, f64, St
         .map(|(p, w)| (p, w / session.graph.pools[p].slots as f64))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap();
-    (critical.max(load), critical, session.graph.pools[busiest].name.clone(), load)
+    (
+        critical.max(load),
+        critical,
+        session.graph.pools[busiest].name.clone(),
+        load,
+    )
 }
 
 /// What the sim executor sleeps for node `g`: its engine's cost for the
@@ -117,7 +122,10 @@ fn main() {
     let bin = common::studio_bin();
     let (mut times, rss) = common::time_noop(&bin, &root, &[], noop_runs);
     let studio_ms = median(&mut times);
-    let rss = rss.iter().max().map_or(String::new(), |k| format!(", peak RSS {} MiB", k >> 10));
+    let rss = rss
+        .iter()
+        .max()
+        .map_or(String::new(), |k| format!(", peak RSS {} MiB", k >> 10));
     println!(
         "no-op build: median {studio_ms:.1} ms, min {:.1} ms ({} nodes{rss})",
         times[0],

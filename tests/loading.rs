@@ -12,7 +12,10 @@ use common::TestProject;
 fn two_episodes() -> TestProject {
     let p = TestProject::sample();
     let ep01 = p.read("episodes/ep01.yaml");
-    p.write("episodes/ep02.yaml", &ep01.replacen("episode: ep01", "episode: ep02", 1));
+    p.write(
+        "episodes/ep02.yaml",
+        &ep01.replacen("episode: ep01", "episode: ep02", 1),
+    );
     p
 }
 
@@ -38,7 +41,11 @@ fn an_episodes_build_reads_only_its_own_screenplay() {
     assert!(!one.run.stderr.contains("ep02.yaml"), "{}", one.run.stderr);
     // The build of ep01 kept what the last full build knew of ep02's file.
     let state: serde_json::Value = serde_json::from_str(&p.read("cache/state.json")).unwrap();
-    assert!(state["sources"]["episodes/ep02.yaml"].is_string(), "{}", state["sources"]);
+    assert!(
+        state["sources"]["episodes/ep02.yaml"].is_string(),
+        "{}",
+        state["sources"]
+    );
 
     // Everything, or ep02 by name, reads it and says where it is broken.
     for args in [&[][..], &["ep02"][..], &["ep02/s01"][..]] {

@@ -116,7 +116,13 @@ pub fn time_noop(bin: &str, root: &Utf8Path, targets: &[&str], runs: usize) -> (
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
-        let mut argv: Vec<String> = vec![bin.to_string(), "-C".into(), root.to_string(), "build".into(), "--json".into()];
+        let mut argv: Vec<String> = vec![
+            bin.to_string(),
+            "-C".into(),
+            root.to_string(),
+            "build".into(),
+            "--json".into(),
+        ];
         argv.extend(targets.iter().map(|t| t.to_string()));
         let mut cmd = if gnu_time {
             let mut c = Command::new("/usr/bin/time");
@@ -138,7 +144,7 @@ pub fn time_noop(bin: &str, root: &Utf8Path, targets: &[&str], runs: usize) -> (
         if let Some(kib) = stderr
             .lines()
             .filter_map(|l| l.strip_prefix("peak-rss-kib "))
-            .last()
+            .next_back()
             .and_then(|v| v.trim().parse().ok())
         {
             rss.push(kib);
@@ -165,7 +171,13 @@ pub fn ninja_file(session: &Session, nodes: &[usize]) -> String {
         let id = &session.graph.nodes[g].id;
         let safe: String = id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("o/{safe}")
     };

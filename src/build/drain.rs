@@ -508,7 +508,15 @@ impl<'a> DrainState<'a> {
 
     /// Free the slot of node `l`, whose try ran, and have what it made
     /// stored: a task that ends in [`Message::Stored`] once its batch is.
-    fn store(&mut self, l: usize, at: Dispatch, key: String, ran: Ran, (started, ended): (f64, f64), guard: InFlightGuard) {
+    fn store(
+        &mut self,
+        l: usize,
+        at: Dispatch,
+        key: String,
+        ran: Ran,
+        (started, ended): (f64, f64),
+        guard: InFlightGuard,
+    ) {
         self.sched.ran(l);
         self.storing.insert(l);
         let node = self.node(l).clone();

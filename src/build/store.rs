@@ -133,7 +133,10 @@ fn store_batch(cache: &Cache, out: &Utf8PathBuf, batch: Vec<Request>) {
     work.into_par_iter().for_each(|(r, outputs)| {
         let Request { node, key, ran, reply } = r;
         let result = outputs.and_then(|outputs| {
-            let manifest = Manifest { outputs, ..ran.manifest };
+            let manifest = Manifest {
+                outputs,
+                ..ran.manifest
+            };
             cache
                 .record_unsynced(&key, &manifest)
                 .map_err(|e| JobError::Io(format!("could not record a result in {entries}: {e}")))?;

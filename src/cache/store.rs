@@ -30,15 +30,24 @@ use super::{Cache, Digest, Manifest, OutputFile, Suffix, index};
 /// The files one job made: each output's suffix and where it lies.
 pub type Made = Vec<(String, Utf8PathBuf)>;
 
+/// A file moved into the store, and the directory to fsync for it (none
+/// when the object was already there).
+type Moved = (OutputFile, Option<Utf8PathBuf>);
+
 impl Cache {
     /// Move the files of every job of `jobs` into the store, durably (see
     /// the module doc). Returns each job's outputs, or the first error that
     /// touched one of its files.
     pub fn ingest_batch(&self, jobs: Vec<Made>) -> Vec<io::Result<Vec<OutputFile>>> {
         // Hash, fsync and rename, in parallel; remember the directories.
-        let moved: Vec<io::Result<Vec<(OutputFile, Option<Utf8PathBuf>)>>> = jobs
+        let moved: Vec<io::Result<Vec<Moved>>> = jobs
             .into_par_iter()
-            .map(|files| files.into_iter().map(|(suffix, path)| self.move_in(&suffix, &path)).collect())
+            .map(|files| {
+                files
+                    .into_iter()
+                    .map(|(suffix, path)| self.move_in(&suffix, &path))
+                    .collect()
+            })
             .collect();
         let dirs: BTreeSet<&Utf8PathBuf> = (moved.iter().flatten().flatten())
             .filter_map(|(_, dir)| dir.as_ref())
@@ -66,7 +75,7 @@ impl Cache {
     /// One finished file into the store: hashed, fsynced, renamed. Returns
     /// the directory it was renamed into (to fsync), or `None` when the
     /// object was already there and the file was dropped.
-    fn move_in(&self, suffix: &str, file: &Utf8Path) -> io::Result<(OutputFile, Option<Utf8PathBuf>)> {
+    fn move_in(&self, suffix: &str, file: &Utf8Path) -> io::Result<Moved> {
         let suffix = Suffix::parse(suffix).map_err(io::Error::other)?;
         let hash = Digest::parse(&index::hash_file(file)?).map_err(io::Error::other)?;
         let size = fs::metadata(file)?.len();
@@ -119,7 +128,10 @@ mod tests {
     fn a_batch_moves_every_file_under_its_hash_and_dedups() {
         let (_d, cache) = cache();
         let jobs = vec![
-            vec![("png".to_string(), file(&cache, "a", b"one")), ("srt".to_string(), file(&cache, "b", b"two"))],
+            vec![
+                ("png".to_string(), file(&cache, "a", b"one")),
+                ("srt".to_string(), file(&cache, "b", b"two")),
+            ],
             vec![("png".to_string(), file(&cache, "c", b"one"))],
         ];
         let out = cache.ingest_batch(jobs);

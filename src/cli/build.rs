@@ -116,8 +116,8 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         eprintln!("error: cannot lock {root}/cache/lock: {e}");
         EXIT_IO
     })?;
-    let mut session = Session::open_for(root, profile, super::cpu_slots(req.jobs), &req.targets)
-        .map_err(super::report_open_error)?;
+    let mut session =
+        Session::open_for(root, profile, super::cpu_slots(req.jobs), &req.targets).map_err(super::report_open_error)?;
     let nodes = session.select(&req.targets).map_err(|d| {
         report(d);
         EXIT_INVALID
