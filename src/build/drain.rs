@@ -20,9 +20,9 @@ use super::materialize::materialize;
 use super::retry::{Retry, Then};
 use super::run::{Finished, NodeWork, Shared, run_node, store};
 use super::state::{Books, Ending, Message, Plan, Running, record};
-use super::store::{Ran, Storer};
+use super::store::Storer;
 use super::tasks::{JobError, caught, test_panic};
-use super::{InFlightGuard, NodeRecord, Options, Report, Status, Stop, Supersede, Totals};
+use super::{NodeRecord, Options, Report, Status, Stop, Supersede, Totals};
 use crate::cache::remote::Remote;
 use crate::cache::state::NodeState;
 use crate::cache::{Manifest, Metadata};
@@ -35,6 +35,8 @@ use crate::session::{Hit, Session};
 /// What the loop woke up for.
 enum Step {
     Message(Box<Message>),
+    /// Node `l`'s job ended (its result is being stored): free its slot.
+    Ran(usize),
     /// Ctrl-C.
     Interrupted,
     /// A newer build wants to take over.
@@ -71,6 +73,10 @@ pub(super) struct DrainState<'a> {
     storing: HashSet<usize>,
     /// Stores what jobs made, in batches, off their slots.
     storer: Storer,
+    /// Job tasks say here when their process or request ended, before
+    /// they store what it made and end in [`Message::Finished`].
+    ran_tx: tokio::sync::mpsc::UnboundedSender<usize>,
+    ran_rx: tokio::sync::mpsc::UnboundedReceiver<usize>,
     /// Start and end of each job, for benchmarks.
     spans: Vec<(usize, f64, f64)>,
     ending: Ending,
@@ -105,6 +111,7 @@ impl<'a> DrainState<'a> {
         });
         let n = nodes.len();
         let storer = Storer::start(session.cache.clone(), session.layout.out.clone());
+        let (ran_tx, ran_rx) = tokio::sync::mpsc::unbounded_channel();
         DrainState {
             session,
             opts,
@@ -126,6 +133,8 @@ impl<'a> DrainState<'a> {
             running: HashMap::new(),
             storing: HashSet::new(),
             storer,
+            ran_tx,
+            ran_rx,
             spans: Vec::new(),
             ending: Ending::default(),
         }
@@ -142,6 +151,7 @@ impl<'a> DrainState<'a> {
             }
             match self.next_step().await {
                 Step::Message(msg) => self.handle(*msg),
+                Step::Ran(l) => self.ran(l),
                 Step::Interrupted => self.interrupt(),
                 Step::Superseded => {
                     self.supersede();
@@ -374,19 +384,33 @@ impl<'a> DrainState<'a> {
             material,
             progress,
         };
-        let shared = self.shared.clone();
+        let (shared, storer, ran) = (self.shared.clone(), self.storer.clone(), self.ran_tx.clone());
         self.tasks.spawn(caught(l, async move {
             let started = shared.began.elapsed().as_secs_f64();
             test_panic("job", &work.node.id);
             let result = run_node(&shared, &work, &token).await;
             let ended = shared.began.elapsed().as_secs_f64();
-            Message::Ran {
+            // The process or request ended: the slot is free while what it
+            // made is stored. The task stores it even when the build is
+            // gone (a superseded build leaves it to finish for the next).
+            let result = match result {
+                Ok(made) => {
+                    let _ = ran.send(l);
+                    match store(&shared, &storer, work.node, &key, made).await {
+                        Ok(result) => result,
+                        Err(what) => return Message::Panicked { node: l, what },
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            // Stored (or failed): a later build waiting on the key looks again.
+            drop(guard);
+            Message::Finished {
                 node: l,
                 at,
                 result,
                 started,
                 ended,
-                guard,
             }
         }));
     }
@@ -426,6 +450,7 @@ impl<'a> DrainState<'a> {
             biased;
             () = self.cancel.cancelled(), if !self.ending.interrupted => return Step::Interrupted,
             () = self.supersede.notify.notified() => return Step::Superseded,
+            Some(l) = self.ran_rx.recv() => return Step::Ran(l),
             joined = self.tasks.join_next() => joined,
         };
         match joined {
@@ -438,22 +463,13 @@ impl<'a> DrainState<'a> {
 
     fn handle(&mut self, msg: Message) {
         match msg {
-            Message::Ran {
+            Message::Finished {
                 node,
                 at,
                 result,
                 started,
                 ended,
-                guard,
-            } => self.try_ended(node, at, result, (started, ended), guard),
-            Message::Stored {
-                node,
-                at,
-                key,
-                result,
-                started,
-                ended,
-            } => self.stored(node, at, key, result, (started, ended)),
+            } => self.try_ended(node, at, result, (started, ended)),
             Message::HostBack { pool, host } => self.host_back(pool, host),
             Message::Retry { node } => {
                 // Unless the build stopped meanwhile (`node_retrying` said
@@ -467,18 +483,20 @@ impl<'a> DrainState<'a> {
         }
     }
 
-    /// A try of node `l` on `at` ended, between `span.0` and `span.1`: what
-    /// it made is stored (its slot is free meanwhile), or it is tried again,
-    /// or the node failed.
-    fn try_ended(
-        &mut self,
-        l: usize,
-        at: Dispatch,
-        result: Result<Ran, JobError>,
-        span: (f64, f64),
-        guard: InFlightGuard,
-    ) {
+    /// Node `l`'s job ended and what it made is being stored: its slot is
+    /// free for the next job. (A stale word, from a task whose message was
+    /// handled first, is ignored.)
+    fn ran(&mut self, l: usize) {
+        if self.running.contains_key(&l) && self.storing.insert(l) {
+            self.sched.ran(l);
+        }
+    }
+
+    /// A try of node `l` on `at` ended, between `span.0` and `span.1`, and
+    /// what it made is stored: the node is built, tried again, or failed.
+    fn try_ended(&mut self, l: usize, at: Dispatch, result: Result<Finished, JobError>, span: (f64, f64)) {
         let running = self.running.remove(&l);
+        self.storing.remove(&l);
         let token = running.as_ref().map(|r| &r.token);
         // An error that arrives once the job was told to stop is a
         // cancellation, whichever of the two the job saw first.
@@ -492,61 +510,15 @@ impl<'a> DrainState<'a> {
             }
             other => other,
         };
-        match result {
-            Ok(ran) => {
-                self.retry.succeeded(&self.session.graph, at);
-                // The key the job ran under: what its manifest hashes to.
-                let key = running.map_or_else(|| ran.manifest.material.key(), |r| r.key);
-                self.store(l, at, key, ran, span, guard);
-            }
-            Err(error) => {
-                self.pending.remove(&l);
-                self.failed(l, at, error, told_to_stop, span);
-            }
-        }
-    }
-
-    /// Free the slot of node `l`, whose try ran, and have what it made
-    /// stored: a task that ends in [`Message::Stored`] once its batch is.
-    fn store(
-        &mut self,
-        l: usize,
-        at: Dispatch,
-        key: String,
-        ran: Ran,
-        (started, ended): (f64, f64),
-        guard: InFlightGuard,
-    ) {
-        self.sched.ran(l);
-        self.storing.insert(l);
-        let node = self.node(l).clone();
-        let (shared, storer) = (self.shared.clone(), self.storer.clone());
-        self.tasks.spawn(caught(l, async move {
-            let stored = store(&shared, &storer, node, &key, ran).await;
-            // Stored (or not): a later build waiting on the key looks again.
-            drop(guard);
-            match stored {
-                Ok(result) => Message::Stored {
-                    node: l,
-                    at,
-                    key,
-                    result,
-                    started,
-                    ended,
-                },
-                Err(what) => Message::Panicked { node: l, what },
-            }
-        }));
-    }
-
-    /// What node `l`'s try made is stored: the node is built; or it could
-    /// not be, which stops the build.
-    fn stored(&mut self, l: usize, at: Dispatch, key: String, result: Result<Finished, JobError>, span: (f64, f64)) {
-        self.storing.remove(&l);
         self.pending.remove(&l);
         match result {
-            Ok(done) => self.built(l, at, key, done, span),
-            Err(error) => self.failed(l, at, error, false, span),
+            Ok(done) => {
+                self.retry.succeeded(&self.session.graph, at);
+                // The key the job ran under: what its manifest hashes to.
+                let key = running.map_or_else(|| done.manifest.material.key(), |r| r.key);
+                self.built(l, at, key, done, span);
+            }
+            Err(error) => self.failed(l, at, error, told_to_stop, span),
         }
     }
 
@@ -748,14 +720,10 @@ impl<'a> DrainState<'a> {
     /// not want, leave the others running for it.
     fn supersede(&mut self) {
         let wanted = self.supersede.take();
-        // Results being stored are finished work: kept, whatever the key.
-        for &l in &self.storing {
-            let id = self.session.graph.nodes[self.plan.nodes[l]].id.clone();
-            self.ending.kept.push(id);
-        }
         for (&l, run) in &self.running {
             let id = self.session.graph.nodes[self.plan.nodes[l]].id.clone();
-            if wanted.contains(&run.key) {
+            // A result being stored is finished work: kept, whatever its key.
+            if wanted.contains(&run.key) || self.storing.contains(&l) {
                 self.ending.kept.push(id);
             } else {
                 run.token.cancel();

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
-use super::InFlightGuard;
 use super::run::Finished;
-use super::store::Ran;
 use super::tasks::JobError;
 use super::{NodeRecord, Status, Stop, expected_seconds};
 use crate::cache::{Manifest, Metadata};
@@ -19,22 +17,11 @@ use crate::session::Session;
 
 /// What a task tells the loop; every task ends in exactly one.
 pub(super) enum Message {
-    /// A try's process or request ended: its slot is free.
-    Ran {
+    /// A try ended, and what it made is stored.
+    Finished {
         node: usize,
         /// Where it ran.
         at: Dispatch,
-        result: Result<Ran, JobError>,
-        started: f64,
-        ended: f64,
-        /// Keeps its key in flight (watch mode) until it is stored.
-        guard: InFlightGuard,
-    },
-    /// What a try made is stored (or could not be).
-    Stored {
-        node: usize,
-        at: Dispatch,
-        key: String,
         result: Result<Finished, JobError>,
         started: f64,
         ended: f64,

@@ -1,9 +1,10 @@
 //! Storing finished tries, off their pool slots and in batches.
 //!
-//! A try's slot is released as soon as its process or request ends
-//! (`Message::Ran`); what it made is then handed to the build's one
-//! [`Storer`], which takes every request waiting at that moment as a
-//! batch: the files go into the object store ([`Cache::ingest_batch`]:
+//! A try's slot is released as soon as its process or request ends (its
+//! task says so on the drain state's `ran` channel, and the scheduler
+//! frees the slot: `Scheduler::ran`); the task then hands what it made to
+//! the build's one [`Storer`], which takes every request waiting at that
+//! moment as a batch: the files go into the object store ([`Cache::ingest_batch`]:
 //! one fsync per file, one per directory per batch), then each node's
 //! action-cache entry is written and its outputs copied under `out/`. A
 //! node is done for its dependents only once its batch answered. While a
@@ -82,8 +83,8 @@ impl Storer {
     }
 
     /// Store what a try of `node` under `key` made; answers once its batch
-    /// is stored. `Err(None)`: the storer is gone (a bug, reported by the
-    /// caller as one).
+    /// is stored. `Err`: the storer is gone or its batch panicked (a bug,
+    /// which the caller reports as one).
     pub(super) async fn store(&self, node: Node, key: String, ran: Ran) -> Result<Result<Finished, JobError>, String> {
         let (reply, answer) = oneshot::channel();
         let request = Request { node, key, ran, reply };
