@@ -18,7 +18,9 @@
 //!    their pools have free slots, longest remaining path first; the
 //!    scheduler picks the host. Each job is one try of the node's current
 //!    engine on that host, a task in one [`JoinSet`](tokio::task::JoinSet)
-//!    ([`run`]: running it, storing the outputs) that ends in a message.
+//!    ([`run`]: running it; once its process or request ends, its slot is
+//!    freed and [`store`] stores the outputs, a batch at a time, off the
+//!    slot) that ends in a message.
 //! 3. **Wait for one thing and handle it** (`next_step`, `handle`): Ctrl-C
 //!    (stop starting work; running jobs are cancelled), a newer build
 //!    ([`Supersede`]: cancel the jobs it does not want and return at once), or
