@@ -54,6 +54,9 @@ pub struct Session {
     pub durations: Durations,
     pub index: SourceIndex,
     pub tools: Arc<Toolchain>,
+    /// Only some episodes' screenplays were read ([`Session::open_for`]):
+    /// `project.sources` holds the files read, not all of them.
+    pub partial: bool,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -69,13 +72,35 @@ pub enum OpenError {
 impl Session {
     /// Load the project at `root` for `profile` and build its graph.
     pub fn open(root: &Utf8Path, profile: Option<&str>, cpu_slots: usize) -> Result<Session, OpenError> {
+        Session::open_episodes(root, profile, cpu_slots, None)
+    }
+
+    /// [`Session::open`] for building `targets`: only the screenplays of the
+    /// episodes they name are read, checked and graphed (all of them for
+    /// `all`), so an episode's build costs what the episode holds.
+    pub fn open_for(
+        root: &Utf8Path,
+        profile: Option<&str>,
+        cpu_slots: usize,
+        targets: &[String],
+    ) -> Result<Session, OpenError> {
+        Session::open_episodes(root, profile, cpu_slots, graph::target::episodes_of(targets).as_ref())
+    }
+
+    fn open_episodes(
+        root: &Utf8Path,
+        profile: Option<&str>,
+        cpu_slots: usize,
+        episodes: Option<&std::collections::HashSet<String>>,
+    ) -> Result<Session, OpenError> {
         let layout = Layout::new(root);
         let cache = Cache::open(&layout.cache).map_err(|source| OpenError::Cache {
             path: layout.cache.clone(),
             source,
         })?;
         let mut index = SourceIndex::load(&layout.cache.join("sources.json"));
-        let (project, spans) = project::load(&layout.root, profile, &crate::stages::registry::catalog(), &mut index)?;
+        let catalog = crate::stages::registry::catalog();
+        let (project, spans) = project::load::load_episodes(&layout.root, profile, &catalog, &mut index, episodes)?;
         let mut graph = graph::build::build(&project, &spans, cpu_slots)?;
         // Real CPU jobs key on the tools their engines declare; the sim
         // profile runs none.
@@ -98,6 +123,7 @@ impl Session {
             durations,
             index,
             tools: Arc::new(tools),
+            partial: episodes.is_some(),
         })
     }
 

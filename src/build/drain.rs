@@ -6,7 +6,7 @@
 //! and tells the subscribers; nodes the build never reached are settled as
 //! skipped in [`DrainState::finish`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,8 +18,9 @@ use tokio_util::task::TaskTracker;
 use super::events::{BuildEvent, Bus, PlannedNode, PlannedPool};
 use super::materialize::materialize;
 use super::retry::{Retry, Then};
-use super::run::{Finished, NodeWork, Shared, run_node};
+use super::run::{Finished, NodeWork, Shared, run_node, store};
 use super::state::{Books, Ending, Message, Plan, Running, record};
+use super::store::Storer;
 use super::tasks::{JobError, caught, test_panic};
 use super::{NodeRecord, Options, Report, Status, Stop, Supersede, Totals};
 use crate::cache::remote::Remote;
@@ -34,6 +35,8 @@ use crate::session::{Hit, Session};
 /// What the loop woke up for.
 enum Step {
     Message(Box<Message>),
+    /// Node `l`'s job ended (its result is being stored): free its slot.
+    Ran(usize),
     /// Ctrl-C.
     Interrupted,
     /// A newer build wants to take over.
@@ -66,6 +69,14 @@ pub(super) struct DrainState<'a> {
     /// running (a failed try is queued again).
     pending: HashMap<usize, (String, KeyMaterial)>,
     running: HashMap<usize, Running>,
+    /// Nodes whose job ended (slot free), their results being stored.
+    storing: HashSet<usize>,
+    /// Stores what jobs made, in batches, off their slots.
+    storer: Storer,
+    /// Job tasks say here when their process or request ended, before
+    /// they store what it made and end in [`Message::Finished`].
+    ran_tx: tokio::sync::mpsc::UnboundedSender<usize>,
+    ran_rx: tokio::sync::mpsc::UnboundedReceiver<usize>,
     /// Start and end of each job, for benchmarks.
     spans: Vec<(usize, f64, f64)>,
     ending: Ending,
@@ -99,6 +110,8 @@ impl<'a> DrainState<'a> {
             upload_panic: Arc::default(),
         });
         let n = nodes.len();
+        let storer = Storer::start(session.cache.clone(), session.layout.out.clone());
+        let (ran_tx, ran_rx) = tokio::sync::mpsc::unbounded_channel();
         DrainState {
             session,
             opts,
@@ -118,6 +131,10 @@ impl<'a> DrainState<'a> {
             },
             pending: HashMap::new(),
             running: HashMap::new(),
+            storing: HashSet::new(),
+            storer,
+            ran_tx,
+            ran_rx,
             spans: Vec::new(),
             ending: Ending::default(),
         }
@@ -134,6 +151,7 @@ impl<'a> DrainState<'a> {
             }
             match self.next_step().await {
                 Step::Message(msg) => self.handle(*msg),
+                Step::Ran(l) => self.ran(l),
                 Step::Interrupted => self.interrupt(),
                 Step::Superseded => {
                     self.supersede();
@@ -363,17 +381,30 @@ impl<'a> DrainState<'a> {
             attempt: now.attempt,
             at,
             inputs,
-            key,
             material,
             progress,
         };
-        let shared = self.shared.clone();
+        let (shared, storer, ran) = (self.shared.clone(), self.storer.clone(), self.ran_tx.clone());
         self.tasks.spawn(caught(l, async move {
             let started = shared.began.elapsed().as_secs_f64();
             test_panic("job", &work.node.id);
-            let result = run_node(&shared, work, &token).await;
-            drop(guard);
+            let result = run_node(&shared, &work, &token).await;
             let ended = shared.began.elapsed().as_secs_f64();
+            // The process or request ended: the slot is free while what it
+            // made is stored. The task stores it even when the build is
+            // gone (a superseded build leaves it to finish for the next).
+            let result = match result {
+                Ok(made) => {
+                    let _ = ran.send(l);
+                    match store(&shared, &storer, work.node, &key, made).await {
+                        Ok(result) => result,
+                        Err(what) => return Message::Panicked { node: l, what },
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            // Stored (or failed): a later build waiting on the key looks again.
+            drop(guard);
             Message::Finished {
                 node: l,
                 at,
@@ -419,6 +450,7 @@ impl<'a> DrainState<'a> {
             biased;
             () = self.cancel.cancelled(), if !self.ending.interrupted => return Step::Interrupted,
             () = self.supersede.notify.notified() => return Step::Superseded,
+            Some(l) = self.ran_rx.recv() => return Step::Ran(l),
             joined = self.tasks.join_next() => joined,
         };
         match joined {
@@ -451,10 +483,20 @@ impl<'a> DrainState<'a> {
         }
     }
 
-    /// A try of node `l` on `at` ended, between `span.0` and `span.1`: the
-    /// node is built, tried again, or failed.
+    /// Node `l`'s job ended and what it made is being stored: its slot is
+    /// free for the next job. (A stale word, from a task whose message was
+    /// handled first, is ignored.)
+    fn ran(&mut self, l: usize) {
+        if self.running.contains_key(&l) && self.storing.insert(l) {
+            self.sched.ran(l);
+        }
+    }
+
+    /// A try of node `l` on `at` ended, between `span.0` and `span.1`, and
+    /// what it made is stored: the node is built, tried again, or failed.
     fn try_ended(&mut self, l: usize, at: Dispatch, result: Result<Finished, JobError>, span: (f64, f64)) {
         let running = self.running.remove(&l);
+        self.storing.remove(&l);
         let token = running.as_ref().map(|r| &r.token);
         // An error that arrives once the job was told to stop is a
         // cancellation, whichever of the two the job saw first.
@@ -656,6 +698,7 @@ impl<'a> DrainState<'a> {
         let stop = Stop::Internal(format!("{}: {what}", node.id));
         let record = record(node, Status::Failed, 0.0, node.engine().name, Some(error));
         self.running.remove(&l);
+        self.storing.remove(&l);
         // Still open unless the build stopped meanwhile.
         if self.books.status[l].is_none() {
             self.settle(l, record);
@@ -679,7 +722,8 @@ impl<'a> DrainState<'a> {
         let wanted = self.supersede.take();
         for (&l, run) in &self.running {
             let id = self.session.graph.nodes[self.plan.nodes[l]].id.clone();
-            if wanted.contains(&run.key) {
+            // A result being stored is finished work: kept, whatever its key.
+            if wanted.contains(&run.key) || self.storing.contains(&l) {
                 self.ending.kept.push(id);
             } else {
                 run.token.cancel();

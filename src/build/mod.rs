@@ -18,7 +18,9 @@
 //!    their pools have free slots, longest remaining path first; the
 //!    scheduler picks the host. Each job is one try of the node's current
 //!    engine on that host, a task in one [`JoinSet`](tokio::task::JoinSet)
-//!    ([`run`]: running it, storing the outputs) that ends in a message.
+//!    ([`run`]: running it; once its process or request ends, its slot is
+//!    freed and [`store`] stores the outputs, a batch at a time, off the
+//!    slot) that ends in a message.
 //! 3. **Wait for one thing and handle it** (`next_step`, `handle`): Ctrl-C
 //!    (stop starting work; running jobs are cancelled), a newer build
 //!    ([`Supersede`]: cancel the jobs it does not want and return at once), or
@@ -52,7 +54,8 @@
 //! - `drain.rs`: [`DrainState`](drain::DrainState) and its loop.
 //! - `state.rs`: what it holds (plan, books, running jobs, messages).
 //! - `retry.rs`: what becomes of a failed try; host cool-downs.
-//! - `run.rs`: one try of one node: its engine on its host, metadata, storing.
+//! - `run.rs`: one try of one node: its engine on its host, metadata.
+//! - `store.rs`: storing what tries made, off their slots, in batches.
 //! - `materialize.rs`: copying outputs under `out/`.
 //! - `events.rs`: [`BuildEvent`] and the fan-out to subscribers.
 //! - `tasks.rs`: panics caught, blocking tasks joined, the panic test seam.
@@ -75,6 +78,7 @@ mod materialize;
 mod retry;
 mod run;
 mod state;
+mod store;
 mod tasks;
 
 pub use events::{BuildEvent, Events, PlannedNode, PlannedPool, Subscriber};

@@ -1,10 +1,11 @@
 //! One try of one node: one engine of its chain, on the host the scheduler
-//! picked; the outputs moved into the cache, the manifest (with its
-//! metadata: engine, executor, host) recorded, the outputs copied under
-//! `out/`, and the result uploaded in the background. Retries and
-//! fallbacks are [`super::retry`]'s.
+//! picked, with its metadata (engine, executor, host) — up to the end of
+//! its process or request, which frees its slot ([`run_node`]); then
+//! [`store`] hands what it made to the build's storer ([`super::store`]),
+//! which moves the outputs into the cache, records the manifest and copies
+//! the outputs under `out/`, and uploads the result in the background.
+//! Retries and fallbacks are [`super::retry`]'s.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,11 +15,11 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::materialize::materialize;
-use super::tasks::{JobError, joined, panic_text};
+use super::store::{Outputs, Ran, Storer};
+use super::tasks::{JobError, panic_text};
 use crate::cache::remote::Remote;
 use crate::cache::state::Materialized;
-use crate::cache::{Cache, Manifest, Metadata, OutputFile, Suffix, check_metadata};
+use crate::cache::{Cache, Manifest, Metadata, check_metadata};
 use crate::engines::{EngineSpec, Placement};
 use crate::exec::{ExecError, Job, JobInput, JobProgress, Produced};
 use crate::graph::key::KeyMaterial;
@@ -76,7 +77,6 @@ pub(super) struct NodeWork {
     /// The pool and host the scheduler picked.
     pub at: Dispatch,
     pub inputs: Vec<JobInput>,
-    pub key: String,
     pub material: KeyMaterial,
     pub progress: JobProgress,
 }
@@ -90,42 +90,42 @@ pub(super) struct Finished {
 }
 
 /// Run one try of the node: its engine on the host the scheduler picked
-/// ([`NodeWork::at`]); store the result. Whether a failed try is tried
-/// again, on which host or with which engine, is the drain state's
-/// ([`super::retry`]).
-pub(super) async fn run_node(
-    shared: &Shared,
-    work: NodeWork,
-    cancel: &CancellationToken,
-) -> Result<Finished, JobError> {
+/// ([`NodeWork::at`]), up to the end of its process or request. Whether a
+/// failed try is tried again, on which host or with which engine, is the
+/// drain state's ([`super::retry`]); storing what it made is [`store`]'s.
+pub(super) async fn run_node(shared: &Shared, work: &NodeWork, cancel: &CancellationToken) -> Result<Ran, JobError> {
     let inline = registry::engine_of(work.engine).is_some_and(|e| matches!(e.run, Run::Inline));
-    let manifest = if inline {
-        passthrough(shared, &work)?
+    if inline {
+        passthrough(shared, work)
     } else {
-        run_engine(shared, &work, cancel).await?
-    };
-    store(shared, &work.node, &work.key, manifest).await
+        run_engine(shared, work, cancel).await
+    }
 }
 
 /// An inline engine does no work: the output is the input.
-fn passthrough(shared: &Shared, work: &NodeWork) -> Result<Manifest, JobError> {
+fn passthrough(shared: &Shared, work: &NodeWork) -> Result<Ran, JobError> {
     let input = work
         .inputs
         .first()
         .ok_or_else(|| JobError::Failed("passthrough needs an input".into()))?;
-    Ok(Manifest {
-        node: work.node.id.clone(),
-        outputs: input.outputs.clone(),
-        duration: input.duration,
-        engine: work.engine.name.into(),
-        seconds: 0.0,
-        material: work.material.clone(),
-        metadata: driver_metadata(shared, work),
+    Ok(Ran {
+        manifest: Manifest {
+            node: work.node.id.clone(),
+            outputs: Vec::new(),
+            duration: input.duration,
+            engine: work.engine.name.into(),
+            seconds: 0.0,
+            material: work.material.clone(),
+            metadata: driver_metadata(shared, work),
+        },
+        outputs: Outputs::Stored(input.outputs.clone()),
+        scratch: None,
     })
 }
 
-/// Run the engine once, on its host, and move what it made into the cache.
-async fn run_engine(shared: &Shared, work: &NodeWork, cancel: &CancellationToken) -> Result<Manifest, JobError> {
+/// Run the engine once, on its host; what it made stays in its scratch
+/// directory for the storer.
+async fn run_engine(shared: &Shared, work: &NodeWork, cancel: &CancellationToken) -> Result<Ran, JobError> {
     let tmp = shared.cache.dir().join("tmp");
     let scratch = shared
         .cache
@@ -154,7 +154,7 @@ async fn run_engine(shared: &Shared, work: &NodeWork, cancel: &CancellationToken
     let started = Instant::now();
     let produced = execute(&job, cancel).await?;
     let seconds = started.elapsed().as_secs_f64();
-    manifest_of(shared, work, produced, scratch, seconds).await
+    ran(shared, work, produced, scratch, seconds)
 }
 
 /// Run `job` with its engine's run function from the registry, or with the
@@ -174,49 +174,32 @@ async fn execute(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
     }
 }
 
-/// Move what a job made into the cache and describe it. Metadata the
-/// engine reported that studio would not keep fails the engine.
-async fn manifest_of(
+/// Describe what a job made; its files stay where it left them until the
+/// storer moves them. Metadata the engine reported that studio would not
+/// keep fails the engine.
+fn ran(
     shared: &Shared,
     work: &NodeWork,
     produced: Produced,
     scratch: tempfile::TempDir,
     seconds: f64,
-) -> Result<Manifest, JobError> {
+) -> Result<Ran, JobError> {
     let mut metadata = produced.metadata;
     metadata.extend(driver_metadata(shared, work));
     // The engine's fault, not the host's: the next engine may run.
     check_metadata(&metadata).map_err(|e| JobError::Failed(format!("studio keeps no such metadata: {e}")))?;
-    let cache = shared.cache.clone();
-    let files = produced.files;
-    let outputs = joined(
-        tokio::task::spawn_blocking(move || {
-            let r = files
-                .into_iter()
-                .map(|(suffix, path)| {
-                    let suffix = Suffix::parse(&suffix).map_err(std::io::Error::other)?;
-                    cache
-                        .ingest(&path)
-                        .map(|(hash, size)| OutputFile { suffix, hash, size })
-                })
-                .collect::<std::io::Result<Vec<_>>>();
-            drop(scratch);
-            r
-        })
-        .await,
-    )
-    .map_err(|e| {
-        let objects = shared.cache.dir().join("objects");
-        JobError::Io(format!("could not store outputs in {objects}: {e}"))
-    })?;
-    Ok(Manifest {
-        node: work.node.id.clone(),
-        outputs,
-        duration: produced.duration,
-        engine: work.engine.name.into(),
-        seconds,
-        material: work.material.clone(),
-        metadata,
+    Ok(Ran {
+        manifest: Manifest {
+            node: work.node.id.clone(),
+            outputs: Vec::new(),
+            duration: produced.duration,
+            engine: work.engine.name.into(),
+            seconds,
+            material: work.material.clone(),
+            metadata,
+        },
+        outputs: Outputs::Files(produced.files),
+        scratch: Some(scratch),
     })
 }
 
@@ -242,27 +225,21 @@ fn driver_metadata(shared: &Shared, work: &NodeWork) -> Metadata {
     m
 }
 
-/// Record the manifest and copy the outputs under `out/`.
-/// Then, with a writable remote, upload the result in the background.
-async fn store(shared: &Shared, node: &Node, key: &str, manifest: Manifest) -> Result<Finished, JobError> {
-    let cache = shared.cache.clone();
-    let out = shared.out.clone();
-    let node = node.clone();
-    let k = key.to_string();
-    let finished = joined(
-        tokio::task::spawn_blocking(move || {
-            cache
-                .record(&k, &manifest)
-                .map_err(|e| JobError::Io(format!("could not record a result in {}: {e}", cache.dir().join("ac"))))?;
-            let (materialized, unwritten) = materialize(&cache, &out, &node, &manifest.outputs, &HashMap::new());
-            Ok::<_, JobError>(Finished {
-                manifest,
-                materialized,
-                unwritten,
-            })
-        })
-        .await,
-    )?;
+/// Store what a try of `node` under `key` made (the storer records the
+/// manifest and copies the outputs under `out/`, in a batch); then, with a
+/// writable remote, upload the result in the background. `Err`: the
+/// storer failed to answer (a bug).
+pub(super) async fn store(
+    shared: &Shared,
+    storer: &Storer,
+    node: Node,
+    key: &str,
+    ran: Ran,
+) -> Result<Result<Finished, JobError>, String> {
+    let finished = match storer.store(node, key.to_string(), ran).await? {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(e)),
+    };
     if let Some(remote) = shared.remote.clone().filter(|r| r.writable()) {
         let (cache, key, manifest) = (shared.cache.clone(), key.to_string(), finished.manifest.clone());
         let panicked = shared.upload_panic.clone();
@@ -275,5 +252,5 @@ async fn store(shared: &Shared, node: &Node, key: &str, manifest: Manifest) -> R
             }
         });
     }
-    Ok(finished)
+    Ok(Ok(finished))
 }

@@ -17,7 +17,7 @@ use crate::session::Session;
 
 /// What a task tells the loop; every task ends in exactly one.
 pub(super) enum Message {
-    /// A try ended.
+    /// A try ended, and what it made is stored.
     Finished {
         node: usize,
         /// Where it ran.

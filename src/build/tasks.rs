@@ -42,18 +42,6 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// The value of a blocking task; a panic in it goes on here, where the
-/// job's own catch turns it into an internal error.
-pub(super) fn joined<T>(r: Result<T, tokio::task::JoinError>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => match e.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(e) => panic!("a blocking task did not finish: {e}"),
-        },
-    }
-}
-
 /// Test seam, debug builds only: `STUDIO_TEST_PANIC=<site>:<node id>`
 /// panics in that node's `job` or `resolve` task.
 pub(super) fn test_panic(site: &str, id: &str) {

@@ -22,6 +22,7 @@ pub mod learn;
 pub mod lock;
 pub mod remote;
 pub mod state;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::fs;

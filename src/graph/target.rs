@@ -1,6 +1,8 @@
 //! Targets on the command line (`ep01`, `ep01/s02`, `ep01/s02/sh03`, `all`,
 //! a node id) → graph nodes; and the check that the graph has no cycle.
 
+use std::collections::{HashMap, HashSet};
+
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::DiGraph;
 
@@ -11,11 +13,7 @@ use crate::project::{Diagnostics, Project, ProjectError, Spans};
 /// The nodes a target names.
 pub fn resolve(project: &Project, spans: &Spans, graph: &Graph, target: &str) -> Result<Vec<usize>, Diagnostics> {
     if target == "all" {
-        let mut all = Vec::new();
-        for ep in project.episodes.iter().filter(|e| e.screenplay.is_some()) {
-            all.extend(resolve(project, spans, graph, &ep.id)?);
-        }
-        return Ok(all);
+        return Ok(all(project, graph));
     }
     if let Some(i) = graph.get(target) {
         return Ok(vec![i]);
@@ -106,6 +104,55 @@ pub fn resolve(project: &Project, spans: &Spans, graph: &Graph, target: &str) ->
     Ok(out)
 }
 
+/// `all`: every episode with a screenplay, each followed by its shots'
+/// last frames (as its own target would give them), in one pass over the
+/// graph.
+fn all(project: &Project, graph: &Graph) -> Vec<usize> {
+    let mut last_frames: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        if n.kind == NodeKind::LastFrame
+            && let Some((ep, _)) = n.path.split_once('/')
+        {
+            last_frames.entry(ep).or_default().push(i);
+        }
+    }
+    let mut out = Vec::new();
+    for ep in project.episodes.iter().filter(|e| e.screenplay.is_some()) {
+        out.extend(graph.get(&format!("{}:{}", NodeKind::Episode, ep.id)));
+        out.extend(last_frames.remove(ep.id.as_str()).unwrap_or_default());
+    }
+    out
+}
+
+/// The episodes whose screenplays `targets` need, or `None` for all of
+/// them (`all`, or a target of a shape this cannot tell). A node id names
+/// its episode first in its path (`voice_line:ep01/s01/sh02/1`); a
+/// character's refs (`characters/aoi`, `character_refs:aoi`) need none.
+pub fn episodes_of(targets: &[String]) -> Option<HashSet<String>> {
+    let mut episodes = HashSet::new();
+    for t in targets {
+        if t == "all" {
+            return None;
+        }
+        let (kind, path) = match t.split_once(':') {
+            Some((kind, path)) => (Some(kind), path),
+            None => (None, t.as_str()),
+        };
+        let first = path.split('/').next().unwrap_or_default();
+        let character = match kind {
+            Some(kind) => kind == NodeKind::CharacterRefs.as_str(),
+            None => first == "characters" && path.contains('/'),
+        };
+        if kind.is_some_and(|k| NodeKind::ALL.iter().all(|n| n.as_str() != k)) {
+            return None;
+        }
+        if !character {
+            episodes.insert(first.to_string());
+        }
+    }
+    Some(episodes)
+}
+
 fn one(graph: &Graph, id: &str, target: &str) -> Result<Vec<usize>, Diagnostics> {
     graph
         .get(id)
@@ -182,5 +229,33 @@ fn walk_cycle(graph: &Graph, members: &std::collections::HashSet<usize>) -> Vec<
         pos.insert(next, path.len());
         path.push(next);
         at = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(targets: &[&str]) -> Option<Vec<String>> {
+        let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+        episodes_of(&targets).map(|e| {
+            let mut e: Vec<String> = e.into_iter().collect();
+            e.sort();
+            e
+        })
+    }
+
+    #[test]
+    fn targets_name_the_episodes_they_need() {
+        assert_eq!(of(&["ep01"]), Some(vec!["ep01".to_string()]));
+        assert_eq!(
+            of(&["ep02/s01", "ep01/s01/sh02", "voice_line:ep03/s01/sh02/1"]),
+            Some(vec!["ep01".into(), "ep02".into(), "ep03".into()])
+        );
+        assert_eq!(of(&["characters/aoi", "character_refs:ren"]), Some(vec![]));
+        assert_eq!(of(&["ep01", "all"]), None);
+        // A node id of no known kind: load everything, and let the target
+        // resolution say what is wrong.
+        assert_eq!(of(&["nonsense:ep01"]), None);
     }
 }

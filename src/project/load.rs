@@ -48,6 +48,22 @@ pub fn load(
     catalog: &Catalog,
     index: &mut SourceIndex,
 ) -> Result<(Project, Spans), Diagnostics> {
+    load_episodes(root, profile, catalog, index, None)
+}
+
+/// [`load`], reading the screenplays of `episodes` only (all of them when
+/// `None`): an episode's build reads that episode's screenplay, not the
+/// season's. The others stay listed (studio.yaml is read whole) with no
+/// screenplay; their files are neither read nor checked, and are not among
+/// the project's sources.
+pub fn load_episodes(
+    root: &Utf8Path,
+    profile: Option<&str>,
+    catalog: &Catalog,
+    index: &mut SourceIndex,
+    episodes: Option<&HashSet<String>>,
+) -> Result<(Project, Spans), Diagnostics> {
+    let wanted = |id: &str| episodes.is_none_or(|e| e.contains(id));
     let mut errors = Collector::default();
     let mut spans = Spans::default();
     let mut sources = Vec::new();
@@ -119,7 +135,7 @@ pub fn load(
         let mut files = Vec::new();
         for e in &raw.episodes {
             let rel = Utf8PathBuf::from(format!("episodes/{}.yaml", e.id.value));
-            if valid_id(&e.id.value) && root.join(&rel).is_file() {
+            if valid_id(&e.id.value) && wanted(&e.id.value) && root.join(&rel).is_file() {
                 match read_source(root, &rel, index, &mut sources) {
                     Ok(file) => files.push((e.id.value.clone(), file)),
                     Err(err) => errors.push(*err),

@@ -23,6 +23,9 @@ enum State {
     Ready,
     Queued,
     Running,
+    /// Its job ended and its slot is free; its result is being stored
+    /// ([`Scheduler::ran`]). Not done for its dependents yet.
+    Storing,
     Done,
     Failed,
     Skipped,
@@ -196,6 +199,15 @@ impl Scheduler {
         self.state[node] = State::Ready;
     }
 
+    /// Running `node`'s job ended: its slot is free for the next job while
+    /// its result is stored; it stays open until [`Scheduler::finish`], and
+    /// stopping the build does not drop it.
+    pub fn ran(&mut self, node: usize) {
+        debug_assert_eq!(self.state[node], State::Running);
+        self.release_slot(node);
+        self.state[node] = State::Storing;
+    }
+
     /// Set host `host` of pool `pool` aside (`down`), or take it back.
     /// Running jobs keep their slots.
     pub fn set_down(&mut self, pool: usize, host: usize, down: bool) {
@@ -351,6 +363,29 @@ mod tests {
         assert_eq!(s.take_ready(), vec![1]);
         s.enqueue(1);
         assert_eq!(node(s.next_job()), Some(1));
+    }
+
+    #[test]
+    fn a_job_that_ran_frees_its_slot_but_not_its_dependents_and_survives_a_stop() {
+        // 0 → 2, and 1 alone; one slot.
+        let inputs = vec![vec![], vec![], vec![0]];
+        let mut s = Scheduler::new(&inputs, vec![0; 3], &[vec![1]], &[2.0, 1.0, 1.0]);
+        for r in s.take_ready() {
+            s.enqueue(r);
+        }
+        assert_eq!(node(s.next_job()), Some(0));
+        assert_eq!(s.next_job(), None, "one slot");
+        s.ran(0);
+        assert_eq!(node(s.next_job()), Some(1), "the slot is free while 0 is stored");
+        assert!(s.take_ready().is_empty(), "2 waits until 0 is stored");
+        // Stopping drops what waits, not what is being stored.
+        assert_eq!(s.abandon(), vec![2]);
+        assert!(!s.is_done());
+        s.ran(1);
+        s.finish(0, true);
+        s.finish(1, true);
+        assert!(s.is_done());
+        assert_eq!(s.running(), 0);
     }
 
     fn node(d: Option<Dispatch>) -> Option<usize> {
