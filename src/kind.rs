@@ -32,7 +32,13 @@ pub enum NodeKind {
     SceneVideo,
     /// A scene's audio: voice lines placed at their offsets over ducked music.
     SceneMix,
-    /// The episode's video: scene videos joined with transitions.
+    /// A scene's picture between its transitions, encoded once in the
+    /// delivery codec (H.264, starting on an IDR frame).
+    SceneSegment,
+    /// The crossfade into a scene: the previous scene's last frames blended
+    /// into this scene's first, its own short H.264 segment.
+    Transition,
+    /// The episode's video: the segments joined by stream copy.
     EpisodeVideo,
     /// The episode's audio: scene mixes cross-faded and loudness normalized.
     EpisodeAudio,
@@ -43,7 +49,7 @@ pub enum NodeKind {
 }
 
 impl NodeKind {
-    pub const ALL: [NodeKind; 14] = [
+    pub const ALL: [NodeKind; 16] = [
         NodeKind::CharacterRefs,
         NodeKind::ShotImage,
         NodeKind::RawVideo,
@@ -54,6 +60,8 @@ impl NodeKind {
         NodeKind::SceneMusic,
         NodeKind::SceneVideo,
         NodeKind::SceneMix,
+        NodeKind::SceneSegment,
+        NodeKind::Transition,
         NodeKind::EpisodeVideo,
         NodeKind::EpisodeAudio,
         NodeKind::Episode,
@@ -72,6 +80,8 @@ impl NodeKind {
             NodeKind::SceneMusic => "scene_music",
             NodeKind::SceneVideo => "scene_video",
             NodeKind::SceneMix => "scene_mix",
+            NodeKind::SceneSegment => "scene_segment",
+            NodeKind::Transition => "transition",
             NodeKind::EpisodeVideo => "episode_video",
             NodeKind::EpisodeAudio => "episode_audio",
             NodeKind::Episode => "episode",
@@ -87,8 +97,21 @@ impl NodeKind {
             NodeKind::SceneVideo | NodeKind::EpisodeVideo => "mkv",
             NodeKind::VoiceLine | NodeKind::SceneMusic | NodeKind::SceneMix => "wav",
             NodeKind::EpisodeAudio => "m4a",
+            NodeKind::SceneSegment | NodeKind::Transition => "mp4",
             NodeKind::Episode => "mp4",
             NodeKind::Publish => "json",
+        }
+    }
+}
+
+impl NodeKind {
+    /// The kind whose rule makes this one: the episode's segments are made
+    /// by the `episode_video` rule's engine (they are its parts, with no
+    /// rule of their own); every other kind has its own rule.
+    pub fn rule_kind(self) -> NodeKind {
+        match self {
+            NodeKind::SceneSegment | NodeKind::Transition => NodeKind::EpisodeVideo,
+            kind => kind,
         }
     }
 }

@@ -102,6 +102,8 @@ fn a_new_espeak_version_revoices_only_the_lines() {
                 "scene_video",
                 "scene_music",
                 "scene_mix",
+                "scene_segment",
+                "transition",
                 "episode_video",
                 "episode_audio",
                 "episode"

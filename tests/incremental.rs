@@ -125,6 +125,10 @@ fn design_prompt_change_rebuilds_that_character_and_their_shots() {
         "character_refs:kai",
         "scene_video:ep01/s01",
         "scene_video:ep01/s02",
+        // Both scenes changed: both segments and the transition between them.
+        "scene_segment:ep01/s01",
+        "scene_segment:ep01/s02",
+        "transition:ep01/s02",
         "episode_video:ep01",
         "episode:ep01",
     ]);
@@ -139,6 +143,28 @@ fn design_prompt_change_rebuilds_that_character_and_their_shots() {
     // Timing did not change: music and mixes stop the wave.
     assert_eq!(b.node("scene_music:ep01/s01")["status"], "cutoff");
     assert_eq!(b.node("episode_audio:ep01")["status"], "cached");
+}
+
+/// A shot's camera move changed: that shot's chain, its scene's video and
+/// segment, the transition beside the scene, the episode video (a stream
+/// copy of the segments) and the mux. The other scene's segment is not
+/// encoded again.
+#[test]
+fn motion_edit_reencodes_one_scene_segment_and_its_transition() {
+    let (_, b) = rebuilt_after(|p| p.edit("episodes/ep01.yaml", "motion: slow push in", "motion: slow pan right"));
+    let mut expected = set(&[
+        "scene_video:ep01/s01",
+        "scene_segment:ep01/s01",
+        "transition:ep01/s02",
+        "episode_video:ep01",
+        "episode:ep01",
+    ]);
+    // The storyboard's caption names the move, so the shot's image is redrawn.
+    for kind in ["shot_image", "raw_video", "refined_video", "shot_video", "last_frame"] {
+        expected.insert(format!("{kind}:ep01/s01/sh02"));
+    }
+    assert_eq!(b.built(), expected);
+    assert_eq!(b.node("scene_segment:ep01/s02")["status"], "cached");
 }
 
 #[test]
@@ -168,9 +194,16 @@ fn a_new_take_rerolls_only_that_shot() {
     let built = b.built();
     assert!(built.contains("raw_video:ep01/s01/sh02"), "{built:?}");
     assert!(
-        !built.iter().any(|id| id.contains("s01/sh01") || id.contains("/s02")),
+        !built
+            .iter()
+            .any(|id| id.contains("s01/sh01") || (id.contains("/s02") && !id.starts_with("transition:"))),
         "{built:?}"
     );
+    // Scene s01's picture is encoded again, and the crossfade out of it
+    // into s02 (`transition:ep01/s02`); s02's own segment is not.
+    for id in ["scene_segment:ep01/s01", "transition:ep01/s02", "episode_video:ep01"] {
+        assert!(built.contains(id), "{id}: {built:?}");
+    }
     assert!(
         !built.contains("voice_line:ep01/s01/sh02/1"),
         "the voice keeps its take"
@@ -192,7 +225,7 @@ fn dry_run_and_why_explain_the_change() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("1 stale, 8 more rebuilt if their inputs change"),
+        plan.stdout.contains("1 stale, 10 more rebuilt if their inputs change"),
         "{}",
         plan.stdout
     );

@@ -243,7 +243,7 @@ fn graph_renders_in_three_formats() {
     let json = p.run(&["graph", "ep01", "--format", "json", "--profile", "sim"]);
     let v: serde_json::Value = serde_json::from_str(&json.success().stdout).unwrap();
     let nodes = v["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), 34);
+    assert_eq!(nodes.len(), 37, "34 + two scene segments and a transition");
     let episode = nodes.iter().find(|n| n["id"] == "episode:ep01").unwrap();
     assert!(
         episode["inputs"]
@@ -262,7 +262,7 @@ fn status_counts_built_stale_and_missing() {
         before
             .success()
             .stdout
-            .contains("total                  0       0       34"),
+            .contains("total                  0       0       37"),
         "{}",
         before.stdout
     );

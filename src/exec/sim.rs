@@ -159,7 +159,21 @@ fn simulated_duration(job: &Job) -> Option<f64> {
             timing::seconds(timing::shot_frames(param_f64(job, "duration")?, &voices))
         }
         NodeKind::SceneMusic | NodeKind::SceneVideo | NodeKind::SceneMix => sum_roles(job, "shot:"),
-        NodeKind::EpisodeVideo | NodeKind::EpisodeAudio => {
+        NodeKind::SceneSegment => {
+            let scene = timing::frames(job.inputs.iter().find(|i| i.role == "scene")?.duration?);
+            let cut =
+                ["head_frames", "tail_frames"].map(|p| job.node.params.get(p).and_then(Value::as_u64).unwrap_or(0));
+            timing::seconds(scene.saturating_sub(cut[0] + cut[1]))
+        }
+        NodeKind::Transition => timing::seconds(job.node.params.get("frames").and_then(Value::as_u64)?),
+        NodeKind::EpisodeVideo => timing::seconds(
+            job.inputs
+                .iter()
+                .filter(|i| i.role.starts_with("scene:") || i.role.starts_with("transition:"))
+                .filter_map(|i| i.duration.map(timing::frames))
+                .sum(),
+        ),
+        NodeKind::EpisodeAudio => {
             let lengths: Vec<u64> = job
                 .inputs
                 .iter()

@@ -602,6 +602,86 @@ impl<'a> Builder<'a> {
         Ok((video, mix))
     }
 
+    /// The episode's picture in segments, each encoded once: a
+    /// `scene_segment` per scene (its frames between the transitions) and a
+    /// `transition` into every scene after the first (when transitions
+    /// overlap). Returns the `episode_video` inputs, in order. The segments
+    /// run on the `episode_video` rule's engine, with no params of the rule:
+    /// their recipe is the frames they cut and the transition they draw.
+    fn video_segments(
+        &mut self,
+        path: &str,
+        scenes: &[Scene],
+        videos: &[usize],
+        transitions: &[Value],
+        overlap_seconds: f64,
+    ) -> Result<Vec<Input>, Diagnostics> {
+        let mut rule = self.rule(NodeKind::EpisodeVideo)?.clone();
+        rule.params.clear();
+        let overlap = crate::timing::frames(overlap_seconds);
+        let n = scenes.len();
+        let mut parts = Vec::new();
+        for (i, (scene, &video)) in scenes.iter().zip(videos).enumerate() {
+            let scene_path = format!("{path}/{}", scene.id);
+            let length: f64 = scene.shots.iter().map(|s| s.duration).sum();
+            if i > 0 && overlap > 0 {
+                let recipe = map([("transition", transitions[i - 1].clone()), ("frames", json!(overlap))]);
+                let inputs = vec![
+                    Input {
+                        node: videos[i - 1],
+                        role: "from".into(),
+                        uses: Uses::Content,
+                    },
+                    Input {
+                        node: video,
+                        role: "to".into(),
+                        uses: Uses::Content,
+                    },
+                ];
+                let t = self.add(
+                    NodeKind::Transition,
+                    scene_path.clone(),
+                    format!("{scene_path}/transition"),
+                    rule.engines_for(|_| false),
+                    &rule,
+                    recipe,
+                    inputs,
+                    crate::timing::seconds(overlap),
+                );
+                parts.push(Input {
+                    node: t,
+                    role: format!("transition:{}", scene.id),
+                    uses: Uses::Content,
+                });
+            }
+            let recipe = map([
+                ("head_frames", json!(if i > 0 { overlap } else { 0 })),
+                ("tail_frames", json!(if i + 1 < n { overlap } else { 0 })),
+            ]);
+            let input = vec![Input {
+                node: video,
+                role: "scene".into(),
+                uses: Uses::Content,
+            }];
+            let segment = self.add(
+                NodeKind::SceneSegment,
+                scene_path.clone(),
+                format!("{scene_path}/segment"),
+                rule.engines_for(|_| false),
+                &rule,
+                recipe,
+                input,
+                length,
+            );
+            parts.push(Input {
+                node: segment,
+                role: format!("scene:{}", scene.id),
+                uses: Uses::Content,
+            });
+        }
+        Ok(parts)
+    }
+
     fn episode_nodes(
         &mut self,
         ep: &Episode,
@@ -645,6 +725,7 @@ impl<'a> Builder<'a> {
                 .collect()
         };
 
+        let parts = self.video_segments(&path, scenes, videos, &transitions, overlap)?;
         let rule = self.rule(NodeKind::EpisodeVideo)?;
         let engines = rule.engines_for(|_| false);
         let recipe = map([
@@ -658,7 +739,7 @@ impl<'a> Builder<'a> {
             engines,
             rule,
             recipe,
-            scene_roles(videos, Uses::Content),
+            parts,
             length,
         );
 

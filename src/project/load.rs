@@ -192,11 +192,14 @@ pub fn load_episodes(
             );
         }
     }
-    let needed = NodeKind::ALL.into_iter().filter(|k| match k {
-        NodeKind::Publish => false,
-        NodeKind::CharacterRefs => !characters.is_empty(),
-        _ => episodes.iter().any(|e| e.screenplay.is_some()),
-    });
+    let needed = NodeKind::ALL
+        .into_iter()
+        .filter(|k| k.rule_kind() == *k)
+        .filter(|k| match k {
+            NodeKind::Publish => false,
+            NodeKind::CharacterRefs => !characters.is_empty(),
+            _ => episodes.iter().any(|e| e.screenplay.is_some()),
+        });
     if profile_has_rules(&profile, &rules) {
         for kind in needed.filter(|k| !rules.named.contains(k)) {
             errors.push(missing_rule(&studio, &seen, kind, &profile.rules_profile, catalog));

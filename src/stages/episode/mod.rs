@@ -1,6 +1,7 @@
-//! Scenes into an episode: xfade video, loudness-normalized audio, and the MP4.
+//! Scenes into an episode: segmented video, loudness-normalized audio, and the MP4.
 //!
-//! `episode_video` joins the scene videos with an xfade chain into H.264;
+//! `segments.rs` encodes each scene's picture and each crossfade once in
+//! H.264 and `episode_video` joins them by stream copy;
 //! `episode_audio` joins the scene mixes with an acrossfade chain and runs a
 //! two-pass linear loudnorm into AAC; `assemble` checks both streams, writes
 //! subtitles and chapters, muxes the MP4 and takes a thumbnail (media notes §7).
@@ -15,18 +16,20 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{escape, exec, ffmpeg, inputs_with, param, param_f64, param_str, produced, scratch, tool, write};
+use super::{escape, exec, ffmpeg, input, inputs_with, param, param_f64, param_str, produced, scratch, tool, write};
 use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, JobInput, Produced};
 use crate::timing;
 
 mod loudness;
+mod segments;
 #[cfg(test)]
 mod tests;
 mod timeline;
 
 use loudness::*;
+pub use segments::{episode_video, scene_segment, transition};
 use timeline::*;
 
 fn permanent(message: impl Into<String>) -> ExecError {
@@ -174,38 +177,8 @@ fn count(stream: &Value, key: &str) -> Option<u64> {
 }
 
 // ---------------------------------------------------------------------------
-// episode_video
+// Encoding
 // ---------------------------------------------------------------------------
-
-/// The filtergraph joining the scenes: every input re-gridded to 30 fps, then
-/// an xfade chain, each xfade followed by `setpts=N/FRAME_RATE/TB` (ffmpeg
-/// 5.1 leaves a one-frame timestamp gap after each transition otherwise).
-fn video_graph(starts: &[u64], joins: &Joins) -> String {
-    let n = starts.len();
-    let mut g = String::new();
-    for i in 0..n {
-        let _ = write!(g, "[{i}:v]settb=AVTB,fps=30,format=yuv420p,setsar=1[v{i}];");
-    }
-    if n > 1 && joins.overlap == 0 {
-        for i in 0..n {
-            let _ = write!(g, "[v{i}]");
-        }
-        let _ = write!(g, "concat=n={n}:v=1:a=0[vout]");
-        return g;
-    }
-    let mut prev = "v0".to_string();
-    for (i, (start, transition)) in (1..).zip(starts.iter().skip(1).zip(&joins.xfade)) {
-        let _ = write!(
-            g,
-            "[{prev}][v{i}]xfade=transition={transition}:duration={}:offset={},setpts=N/FRAME_RATE/TB[x{i}];",
-            secs(joins.overlap),
-            secs(*start)
-        );
-        prev = format!("x{i}");
-    }
-    let _ = write!(g, "[{prev}]null[vout]");
-    g
-}
 
 /// The frames of a video file's first stream (packets: exact for FFV1 and
 /// H.264 alike) and its codec.
@@ -251,58 +224,6 @@ async fn encode_reporting(job: &Job, cmd: &Cmd, total: u64, cancel: &Cancellatio
     done?;
     report();
     Ok(())
-}
-
-/// Join the scene videos with their transitions into one H.264 stream of
-/// exactly `timing::episode_frames` frames, in Matroska.
-pub async fn episode_video(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let scenes = scene_inputs(job)?;
-    let joins = joins(job, scenes.len())?;
-    let names: Vec<String> = scenes.iter().map(|s| scene_name(&s.role)).collect();
-    let mut lengths = Vec::with_capacity(scenes.len());
-    for (scene, name) in scenes.iter().zip(&names) {
-        let (_, frames) = video_frames(job, scene.main(), cancel).await?;
-        if frames == 0 {
-            return Err(permanent(format!("the video of scene {name} has no frames")));
-        }
-        lengths.push(frames);
-    }
-    check_lengths(&names, &lengths, joins.overlap, "frames").map_err(permanent)?;
-    let overlaps = joins.overlaps();
-    let starts = timing::scene_starts(&lengths, &overlaps);
-    let total = timing::episode_frames(&lengths, &overlaps);
-
-    let out = scratch(job, "episode_video.mkv");
-    let mut cmd = ffmpeg(job)?;
-    for scene in &scenes {
-        cmd = cmd.arg("-i").arg(scene.main().as_str());
-    }
-    let cmd = cmd
-        .arg("-filter_complex")
-        .arg(video_graph(&starts, &joins))
-        .args([
-            "-map", "[vout]", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
-        ])
-        .args(["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "60", "-threads", "2"])
-        .arg("-frames:v")
-        .arg(total.to_string())
-        .args(["-fflags", "+bitexact"])
-        .args(["-progress", scratch(job, PROGRESS_FILE).as_str()])
-        .arg(out.as_str());
-    encode_reporting(job, &cmd, total, cancel).await?;
-    produced(&out, "ffmpeg")?;
-    let (_, made) = video_frames(job, &out, cancel).await?;
-    if made != total {
-        return Err(permanent(format!(
-            "the episode video came out {made} frames long instead of {total} (scenes {lengths:?}, transitions of {} frames)",
-            joins.overlap
-        )));
-    }
-    Ok(Produced {
-        files: vec![("mkv".into(), out)],
-        duration: Some(timing::seconds(total)),
-        metadata: crate::exec::Metadata::new(),
-    })
 }
 
 // ---------------------------------------------------------------------------

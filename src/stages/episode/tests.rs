@@ -1,13 +1,6 @@
 //! Tests of the episode stage: pure pieces, then real ffmpeg end to end.
 use super::*;
 
-fn joins(words: &[&'static str], overlap: u64) -> Joins {
-    Joins {
-        xfade: words.to_vec(),
-        overlap,
-    }
-}
-
 #[test]
 fn transitions_map_to_xfade() {
     assert_eq!(xfade_name("dissolve"), Some("fade"));
@@ -18,27 +11,20 @@ fn transitions_map_to_xfade() {
 }
 
 #[test]
-fn video_graph_chains_xfades_at_scene_starts() {
-    let starts = timing::scene_starts(&[230, 306, 90], &[12, 12]);
-    assert_eq!(starts, vec![0, 218, 512]);
-    let g = video_graph(&starts, &joins(&["fade", "wipeleft"], 12));
+fn segments_cut_their_frames_and_transitions_blend_from_their_start() {
     assert_eq!(
-        g,
-        "[0:v]settb=AVTB,fps=30,format=yuv420p,setsar=1[v0];\
-         [1:v]settb=AVTB,fps=30,format=yuv420p,setsar=1[v1];\
-         [2:v]settb=AVTB,fps=30,format=yuv420p,setsar=1[v2];\
-         [v0][v1]xfade=transition=fade:duration=0.400000:offset=7.266667,setpts=N/FRAME_RATE/TB[x1];\
-         [x1][v2]xfade=transition=wipeleft:duration=0.400000:offset=17.066667,setpts=N/FRAME_RATE/TB[x2];\
-         [x2]null[vout]"
+        segments::body_filter(12, 78),
+        "trim=start_frame=12:end_frame=78,settb=1/30,setpts=N,format=yuv420p,setsar=1"
     );
-}
-
-#[test]
-fn one_scene_needs_no_xfade_and_zero_overlap_concatenates() {
-    let g = video_graph(&[0], &joins(&[], 12));
-    assert!(!g.contains("xfade") && g.ends_with("[v0]null[vout]"));
-    let g = video_graph(&[0, 100], &joins(&["fade"], 0));
-    assert!(g.ends_with("[v0][v1]concat=n=2:v=1:a=0[vout]"));
+    assert_eq!(
+        segments::transition_graph("fade", 12),
+        "[0:v]trim=end_frame=12,settb=1/30,setpts=N,format=yuv420p,setsar=1[a];\
+         [1:v]trim=end_frame=12,settb=1/30,setpts=N,format=yuv420p,setsar=1[b];\
+         [a][b]xfade=transition=fade:duration=0.400000:offset=0,settb=1/30,setpts=N,format=yuv420p,setsar=1[v]"
+    );
+    // Half a frame before frame 63: Matroska's rounded milliseconds land on it.
+    assert_eq!(segments::seek_to(63).as_deref(), Some("2.083333"));
+    assert_eq!(segments::seek_to(0), None);
 }
 
 #[test]
@@ -398,7 +384,7 @@ mod media {
 
     async fn scene(bench: &Bench, name: &str, frames: u64, hue: u32) -> (Utf8PathBuf, Utf8PathBuf) {
         let video = bench.path(&format!("{name}.mkv"));
-        let src = format!("testsrc2=s=96x144:r=30,hue=h={hue}");
+        let src = format!("nullsrc=s=96x144:r=30,geq=lum='16+mod(N*37+{hue}\\,220)':cb=128:cr=128");
         let count = frames.to_string();
         bench
             .ffmpeg(&[
@@ -464,20 +450,99 @@ mod media {
                 input("scene:s2", suffix, Some(v2.clone()), 1.5),
             ]
         };
-        let mut job = bench.job(NodeKind::EpisodeVideo, "video", joins.clone(), scenes(&v1, &v2, "mkv"));
+        // The picture in segments: s1 up to its transition (48 frames),
+        // the transition (12), s2 after it (33).
+        let segment = |name: &str, v: &Utf8PathBuf, head: u64, tail: u64| {
+            bench.job(
+                NodeKind::SceneSegment,
+                name,
+                json!({"head_frames": head, "tail_frames": tail}),
+                vec![input("scene", "mkv", Some(v.clone()), 0.0)],
+            )
+        };
+        let mut job = segment("seg1", &v1, 0, 12);
         let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
         let r = reports.clone();
         job.progress = crate::exec::JobProgress::new(move |f, s| r.lock().unwrap().push((f, s.to_string())));
-        let video = episode_video(&job, &cancel).await.expect("episode video");
-        assert_eq!(video.duration, Some(timing::seconds(93)));
+        let seg1 = scene_segment(&job, &cancel).await.expect("scene segment");
+        assert_eq!(seg1.duration, Some(timing::seconds(48)));
         // The encode told how far it got, from ffmpeg's own frame count.
         let reports = reports.lock().unwrap().clone();
         let (fraction, status) = reports.last().expect("the encode reports progress");
         assert!(fraction.is_some_and(|f| f > 0.0 && f <= 1.0), "{reports:?}");
         assert!(
-            status.starts_with("encoding frame ") && status.ends_with(" of 93"),
+            status.starts_with("encoding frame ") && status.ends_with(" of 48"),
             "{reports:?}"
         );
+        let seg2 = scene_segment(&segment("seg2", &v2, 12, 0), &cancel)
+            .await
+            .expect("scene segment");
+        assert_eq!(seg2.duration, Some(timing::seconds(33)));
+        let fade = |name: &str| {
+            bench.job(
+                NodeKind::Transition,
+                name,
+                json!({"transition": "dissolve", "frames": 12}),
+                vec![
+                    input("from", "mkv", Some(v1.clone()), 2.0),
+                    input("to", "mkv", Some(v2.clone()), 1.5),
+                ],
+            )
+        };
+        let t2 = transition(&fade("t2"), &cancel).await.expect("transition");
+        assert_eq!(t2.duration, Some(timing::seconds(12)));
+
+        // The same key gives the same bytes: encoded again elsewhere, each
+        // segment is identical (x264 and the filters run on one thread).
+        let again = scene_segment(&segment("seg1-again", &v1, 0, 12), &cancel)
+            .await
+            .expect("again");
+        let t2_again = transition(&fade("t2-again"), &cancel).await.expect("again");
+        for (a, b) in [(&seg1, &again), (&t2, &t2_again)] {
+            let bytes = |p: &Produced| std::fs::read(&p.files[0].1).expect("segment");
+            assert!(bytes(a) == bytes(b), "{} and {} differ", a.files[0].1, b.files[0].1);
+        }
+
+        let part = |role: &str, p: &Produced| input(role, "mp4", Some(p.files[0].1.clone()), p.duration.unwrap());
+        let parts = vec![
+            part("scene:s1", &seg1),
+            part("transition:s2", &t2),
+            part("scene:s2", &seg2),
+        ];
+        let job = bench.job(NodeKind::EpisodeVideo, "video", joins.clone(), parts);
+        let video = episode_video(&job, &cancel).await.expect("episode video");
+        assert_eq!(video.duration, Some(timing::seconds(93)));
+
+        // Every frame is where the one-pass xfade chain puts it: compared
+        // with that chain rendered losslessly, every frame matches closely
+        // (a frame out of place, another grey, scores far under 30 dB).
+        let stats = bench.path("psnr.txt");
+        bench
+            .ffmpeg(&[
+                "-i",
+                video.files[0].1.as_str(),
+                "-i",
+                v1.as_str(),
+                "-i",
+                v2.as_str(),
+                "-filter_complex",
+                &format!(
+                    "[1:v]settb=AVTB,fps=30,format=yuv420p[a];[2:v]settb=AVTB,fps=30,format=yuv420p[b];\
+                     [a][b]xfade=transition=fade:duration=0.4:offset=1.6,settb=1/30,setpts=N[r];\
+                     [0:v]settb=1/30,setpts=N[x];[x][r]psnr=stats_file={stats}:shortest=1"
+                ),
+                "-f",
+                "null",
+                "-",
+            ])
+            .await;
+        let psnr: Vec<f64> = std::fs::read_to_string(&stats)
+            .expect("psnr stats")
+            .lines()
+            .filter_map(|l| l.split("psnr_avg:").nth(1)?.split_whitespace().next()?.parse().ok())
+            .collect();
+        assert_eq!(psnr.len(), 93, "every frame compared");
+        assert!(psnr.iter().all(|p| *p > 30.0), "{psnr:?}");
 
         let mut params = joins.clone();
         params["loudness_lufs"] = json!(-16);
