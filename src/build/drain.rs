@@ -88,14 +88,17 @@ impl<'a> DrainState<'a> {
         nodes: &'a [usize],
         opts: &'a Options,
         cancel: CancellationToken,
+        unreachable: &HashMap<usize, String>,
     ) -> DrainState<'a> {
         let began = Instant::now();
         let plan = Plan::new(session, nodes);
-        let pools: Vec<usize> = nodes.iter().map(|&g| session.graph.nodes[g].pool).collect();
+        let scale = session.project.profile.simulate.as_ref().map_or(1.0, |s| s.time_scale);
+        let mut retry = Retry::new(&session.graph, &session.project.executors, nodes, scale);
+        let pools: Vec<usize> = (nodes.iter().enumerate())
+            .map(|(l, &g)| retry.skip_unreachable(l, &session.graph.nodes[g], unreachable))
+            .collect();
         let hosts: Vec<Vec<usize>> = session.graph.pools.iter().map(Pool::host_slots).collect();
         let sched = Scheduler::new(&plan.inputs, pools, &hosts, &plan.cost);
-        let scale = session.project.profile.simulate.as_ref().map_or(1.0, |s| s.time_scale);
-        let retry = Retry::new(&session.graph, &session.project.executors, nodes, scale);
         let shared = Arc::new(Shared {
             cache: session.cache.clone(),
             root: session.layout.root.clone(),

@@ -74,6 +74,7 @@ use crate::session::Session;
 
 mod drain;
 mod events;
+mod health;
 mod materialize;
 mod retry;
 mod run;
@@ -298,7 +299,10 @@ impl Supersede {
 
 /// Build `nodes` (a closure, inputs first).
 pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cancel: CancellationToken) -> Report {
-    drain::DrainState::new(session, nodes, opts, cancel).drain().await
+    let unreachable = health::unreachable_pools(session, nodes).await;
+    drain::DrainState::new(session, nodes, opts, cancel, &unreachable)
+        .drain()
+        .await
 }
 
 /// Expected seconds of a node if it runs: the engine's estimate times what

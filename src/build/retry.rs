@@ -9,6 +9,7 @@
 //! ([`super::drain::DrainState`]) moves the scheduler, starts the timers
 //! and emits the events.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::tasks::JobError;
@@ -65,6 +66,23 @@ impl Retry {
             hosts: HostBook::new(&hosts, cooldown_policy(scale)),
             lines,
             scale,
+        }
+    }
+
+    /// `l` (`node`) before its first try: while its engine's group is
+    /// unreachable (`down`, from [`super::health`]) and a later engine
+    /// remains, move on to that engine; the pool its first try goes to.
+    pub fn skip_unreachable(&mut self, l: usize, node: &Node, down: &HashMap<usize, String>) -> usize {
+        loop {
+            let t = self.tries.current(l);
+            let pool = node.pools[t.engine];
+            match down.get(&pool) {
+                Some(reason) if t.engine + 1 < node.engines.len() => {
+                    self.tries
+                        .failed(l, false, format!("{}: {reason}", node.engines[t.engine].name));
+                }
+                _ => return pool,
+            }
         }
     }
 
@@ -162,7 +180,7 @@ fn human(d: Duration) -> String {
 }
 
 /// `error` without the `executor `ID` (studio.yaml:N): ` it may start with.
-fn strip_origin<'a>(error: &'a str, id: &str) -> &'a str {
+pub(super) fn strip_origin<'a>(error: &'a str, id: &str) -> &'a str {
     let prefix = format!("executor `{id}` (studio.yaml:");
     match error.strip_prefix(&prefix).and_then(|rest| rest.split_once("): ")) {
         Some((line, rest)) if line.bytes().all(|b| b.is_ascii_digit()) => rest,
@@ -173,7 +191,8 @@ fn strip_origin<'a>(error: &'a str, id: &str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::{human, strip_origin};
-    use std::time::Duration;
+    use std::collections::HashMap;
+use std::time::Duration;
 
     #[test]
     fn cool_downs_read_well() {
