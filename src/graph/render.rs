@@ -29,7 +29,7 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
             }
             for &i in nodes {
                 for input in &graph.nodes[i].inputs {
-                    let style = if input.uses != Uses::Content {
+                    let style = if !input.uses.reads_bytes() {
                         " [style=dashed]"
                     } else {
                         ""
@@ -48,7 +48,7 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
             }
             for &i in nodes {
                 for input in &graph.nodes[i].inputs {
-                    let arrow = if input.uses == Uses::Content { "-->" } else { "-.->" };
+                    let arrow = if input.uses.reads_bytes() { "-->" } else { "-.->" };
                     let _ = writeln!(out, "  n{} {arrow} n{i}", input.node);
                 }
             }
@@ -64,15 +64,21 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
                         "engine": n.engine().name,
                         "fallbacks": n.engines[1..].iter().map(|e| e.name).collect::<Vec<_>>(),
                         "pool": graph.pools[n.pool].name,
-                        "inputs": n.inputs.iter().map(|i| json!({
-                            "node": graph.nodes[i.node].id,
-                            "role": i.role,
-                            "uses": match i.uses {
-                                Uses::Content => "content",
-                                Uses::Duration => "duration",
-                                Uses::Speech => "speech",
-                            },
-                        })).collect::<Vec<_>>(),
+                        "inputs": n.inputs.iter().map(|i| {
+                            let mut input = json!({
+                                "node": graph.nodes[i.node].id,
+                                "role": i.role,
+                                "uses": match i.uses {
+                                    Uses::Content | Uses::File(_) => "content",
+                                    Uses::Duration => "duration",
+                                    Uses::Speech => "speech",
+                                },
+                            });
+                            if let Uses::File(suffix) = i.uses {
+                                input["file"] = json!(suffix);
+                            }
+                            input
+                        }).collect::<Vec<_>>(),
                     })
                 })
                 .collect();

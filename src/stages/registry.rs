@@ -212,7 +212,9 @@ pub static ENGINES: &[Engine] = &[
     Engine {
         spec: EngineSpec {
             name: "ffmpeg",
-            version: 1,
+            // 2: scene mixes carry their loudness measurement; the episode's
+            // audio is normalized from them in one pass.
+            version: 2,
             kinds: &[
                 ShotVideo,
                 LastFrame,
