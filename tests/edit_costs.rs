@@ -52,14 +52,23 @@ fn check_loudness(p: &TestProject, b: &common::Build) {
         (from_scenes - ffmpeg).abs() <= 0.3,
         "from the scenes {from_scenes} LUFS, ffmpeg's ebur128 {ffmpeg} LUFS"
     );
-    let (blocks, here) = (m["blocks"].as_u64().unwrap(), m["blocks_measured_here"].as_u64().unwrap());
-    assert!(here > 0 && here * 10 < blocks, "{here} of {blocks} blocks measured by the episode: {m}");
+    let (blocks, here) = (
+        m["blocks"].as_u64().unwrap(),
+        m["blocks_measured_here"].as_u64().unwrap(),
+    );
+    assert!(
+        here > 0 && here * 10 < blocks,
+        "{here} of {blocks} blocks measured by the episode: {m}"
+    );
     assert_eq!(m["encodes"], 1, "one pass: {m}");
     let (lufs, peak) = media::loudness(&p.path("out/ep01/ep01.mp4"));
     assert!((lufs + 16.0).abs() <= 1.0, "integrated loudness {lufs} LUFS");
     assert!(peak <= -1.0, "true peak {peak} dBTP");
     let recorded = m["lufs"].as_f64().unwrap();
-    assert!((recorded - lufs).abs() <= 0.3, "checked {recorded} LUFS, delivered {lufs}");
+    assert!(
+        (recorded - lufs).abs() <= 0.3,
+        "checked {recorded} LUFS, delivered {lufs}"
+    );
     for scene in ["s01", "s02"] {
         let file = p.path(&format!("out/ep01/{scene}/mix.loudness.json"));
         assert!(Path::new(&file).is_file(), "{scene}'s mix comes with its measurement");

@@ -332,10 +332,13 @@ mod tests {
             });
             m
         };
-        let changes: Vec<String> = diff(&with(Some("png"), "0123456789abcdef"), &with(Some("png"), "fedcba9876543210"))
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let changes: Vec<String> = diff(
+            &with(Some("png"), "0123456789abcdef"),
+            &with(Some("png"), "fedcba9876543210"),
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect();
         assert_eq!(
             changes,
             ["input `image` changed: its `png` 0123456789ab → its `png` fedcba987654"]

@@ -355,7 +355,11 @@ mod tests {
         let mut whole = camera.clone();
         whole.inputs[0].uses = Uses::Content;
         let graph = Graph {
-            nodes: vec![node_of("storyboard", NodeKind::ShotImage, BTreeMap::new()), camera, whole],
+            nodes: vec![
+                node_of("storyboard", NodeKind::ShotImage, BTreeMap::new()),
+                camera,
+                whole,
+            ],
             pools: vec![Pool {
                 name: "cpu".into(),
                 slots: 1,
@@ -371,9 +375,17 @@ mod tests {
         };
         let key = |n: usize, f: &InputFact| KeyMaterial::key_of(&graph, n, false, |_| Some(f)).unwrap();
         let (before, captioned, redrawn) = (board("p1", "c1"), board("p1", "c2"), board("p2", "c1"));
-        assert_eq!(key(1, &before), key(1, &captioned), "a new panel leaves the plate's reader alone");
+        assert_eq!(
+            key(1, &before),
+            key(1, &captioned),
+            "a new panel leaves the plate's reader alone"
+        );
         assert_ne!(key(1, &before), key(1, &redrawn), "a new plate changes it");
-        assert_ne!(key(2, &before), key(2, &captioned), "a reader of every file keys on every file");
+        assert_ne!(
+            key(2, &before),
+            key(2, &captioned),
+            "a reader of every file keys on every file"
+        );
         let m = KeyMaterial::of(&graph, 1, false, |_| Some(&before)).unwrap();
         assert_eq!(m.inputs[0].hash.as_deref(), Some("p1"));
         assert_eq!(m.inputs[0].file.as_deref(), Some("png"));

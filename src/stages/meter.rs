@@ -179,7 +179,10 @@ impl Wav {
         }
         let samples = u64::from(reader.duration());
         if samples > MAX_SAMPLES {
-            return Err(format!("{path} is longer than {} hours", MAX_SAMPLES / timing::RATE / 3600));
+            return Err(format!(
+                "{path} is longer than {} hours",
+                MAX_SAMPLES / timing::RATE / 3600
+            ));
         }
         Ok(Wav { reader, samples })
     }
@@ -214,8 +217,12 @@ pub struct Meter {
 impl Meter {
     pub fn new() -> Meter {
         Meter {
-            r128: EbuR128::new(u32::from(CHANNELS), timing::RATE as u32, Mode::M | Mode::TRUE_PEAK | Mode::SAMPLE_PEAK)
-                .expect("stereo at 48 kHz is a valid meter"),
+            r128: EbuR128::new(
+                u32::from(CHANNELS),
+                timing::RATE as u32,
+                Mode::M | Mode::TRUE_PEAK | Mode::SAMPLE_PEAK,
+            )
+            .expect("stereo at 48 kHz is a valid meter"),
             fed: 0,
         }
     }
@@ -256,7 +263,9 @@ impl Default for Meter {
 pub fn measure(wav: &mut Wav, cancel: &CancellationToken) -> Result<SceneLoudness, String> {
     let samples = wav.samples;
     if samples % GRID != 0 {
-        return Err(format!("the mix is {samples} samples long, not a whole number of frames"));
+        return Err(format!(
+            "the mix is {samples} samples long, not a whole number of frames"
+        ));
     }
     let mut meter = Meter::new();
     let mut energies = Vec::with_capacity(SceneLoudness::blocks_for(samples));
@@ -352,7 +361,10 @@ pub(crate) mod tests {
             let s = t as f32 / timing::RATE as f32;
             let a = 0.02 + 0.1 * s;
             let click = if t == 70_000 { 0.9 } else { 0.0 };
-            ((2.0 * std::f32::consts::PI * 440.0 * s).sin() * a + click, (2.0 * std::f32::consts::PI * 660.0 * s).sin() * a)
+            (
+                (2.0 * std::f32::consts::PI * 440.0 * s).sin() * a + click,
+                (2.0 * std::f32::consts::PI * 660.0 * s).sin() * a,
+            )
         };
         write_wav(&path, samples, f);
         let mut wav = Wav::open(&path).unwrap();
@@ -365,10 +377,12 @@ pub(crate) mod tests {
         assert_eq!(m.ending_at(GRID), None);
 
         let mut r = EbuR128::new(2, timing::RATE as u32, Mode::I | Mode::TRUE_PEAK | Mode::SAMPLE_PEAK).unwrap();
-        let all: Vec<f32> = (0..samples).flat_map(|t| {
-            let (l, r) = f(t);
-            [l, r]
-        }).collect();
+        let all: Vec<f32> = (0..samples)
+            .flat_map(|t| {
+                let (l, r) = f(t);
+                [l, r]
+            })
+            .collect();
         r.add_frames_f32(&all).unwrap();
         let crate_i = r.loudness_global().unwrap();
         let ours = m.integrated().unwrap();
@@ -378,7 +392,11 @@ pub(crate) mod tests {
             .fold(0.0, f64::max);
         assert!((m.true_peak - peak).abs() < 1e-9);
         let click = f64::from(f(70_000).0.abs());
-        assert!(click > 0.7 && m.true_peak >= click, "the click is in the peak: {}", m.true_peak);
+        assert!(
+            click > 0.7 && m.true_peak >= click,
+            "the click is in the peak: {}",
+            m.true_peak
+        );
 
         // Written and read back, and refused when it does not add up.
         let json = dir.path().join("m.json");
@@ -386,20 +404,60 @@ pub(crate) mod tests {
         let json = Utf8Path::from_path(&json).unwrap();
         // serde_json reads a float back to within an ulp.
         let back = SceneLoudness::read(json).unwrap();
-        assert_eq!((back.samples, back.true_peak, back.energies.len()), (m.samples, m.true_peak, m.energies.len()));
-        assert!(back.energies.iter().zip(&m.energies).all(|(a, b)| (a - b).abs() <= b * 1e-15));
+        assert_eq!(
+            (back.samples, back.true_peak, back.energies.len()),
+            (m.samples, m.true_peak, m.energies.len())
+        );
+        assert!(
+            back.energies
+                .iter()
+                .zip(&m.energies)
+                .all(|(a, b)| (a - b).abs() <= b * 1e-15)
+        );
         for (bad, why) in [
-            (SceneLoudness { energies: m.energies[1..].to_vec(), ..m.clone() }, "78 block energies"),
-            (SceneLoudness { samples: samples + 1, ..m.clone() }, "not a whole number of frames"),
+            (
+                SceneLoudness {
+                    energies: m.energies[1..].to_vec(),
+                    ..m.clone()
+                },
+                "78 block energies",
+            ),
+            (
+                SceneLoudness {
+                    samples: samples + 1,
+                    ..m.clone()
+                },
+                "not a whole number of frames",
+            ),
             (SceneLoudness { format: 9, ..m.clone() }, "format 9"),
-            (SceneLoudness { true_peak: -1.0, ..m.clone() }, "true peak"),
-            (SceneLoudness { energies: vec![-1.0; m.energies.len()], ..m.clone() }, "block energy of -1"),
+            (
+                SceneLoudness {
+                    true_peak: -1.0,
+                    ..m.clone()
+                },
+                "true peak",
+            ),
+            (
+                SceneLoudness {
+                    energies: vec![-1.0; m.energies.len()],
+                    ..m.clone()
+                },
+                "block energy of -1",
+            ),
         ] {
             let err = bad.check().unwrap_err();
             assert!(err.contains(why), "{err}");
         }
-        std::fs::write(json, r#"{"format":1,"samples":1600,"true_peak":0,"energies":[],"extra":1}"#).unwrap();
-        assert!(SceneLoudness::read(json).unwrap_err().contains("not a loudness measurement"));
+        std::fs::write(
+            json,
+            r#"{"format":1,"samples":1600,"true_peak":0,"energies":[],"extra":1}"#,
+        )
+        .unwrap();
+        assert!(
+            SceneLoudness::read(json)
+                .unwrap_err()
+                .contains("not a loudness measurement")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::voice::{check_rate, probe_samples};
-use super::{escape, exec, meter, ffmpeg, input, inputs_with, param_f64, produced, scratch, tool, write};
+use super::{escape, exec, ffmpeg, input, inputs_with, meter, param_f64, produced, scratch, tool, write};
 use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, JobInput, Produced};

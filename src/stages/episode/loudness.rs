@@ -58,7 +58,10 @@ pub(super) fn starts(lengths: &[u64], ns: u64) -> Vec<u64> {
 pub(super) fn block_sources(lengths: &[u64], ns: u64) -> Vec<(u64, Source)> {
     let n = lengths.len();
     let starts = starts(lengths, ns);
-    let total = lengths.iter().sum::<u64>().saturating_sub(ns * n.saturating_sub(1) as u64);
+    let total = lengths
+        .iter()
+        .sum::<u64>()
+        .saturating_sub(ns * n.saturating_sub(1) as u64);
     let mut out = Vec::new();
     let mut w = 0;
     while w + BLOCK <= total {
@@ -142,7 +145,10 @@ pub(super) fn episode_reading(scenes: &[SceneMix], ns: u64, cancel: &Cancellatio
                 .ok_or_else(|| format!("scene {scene} has no block ending at sample {end}"))?;
         }
     }
-    let mut wavs = scenes.iter().map(|s| Wav::open(&s.wav)).collect::<Result<Vec<_>, _>>()?;
+    let mut wavs = scenes
+        .iter()
+        .map(|s| Wav::open(&s.wav))
+        .collect::<Result<Vec<_>, _>>()?;
     for (wav, s) in wavs.iter().zip(scenes) {
         if wav.samples != s.loudness.samples {
             return Err(format!(
@@ -254,7 +260,9 @@ async fn encode(
     let cmd = cmd
         .arg("-filter_complex")
         .arg(graph)
-        .args(["-map", "[final]", "-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2"])
+        .args([
+            "-map", "[final]", "-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2",
+        ])
         .args(["-fflags", "+bitexact"])
         .arg(out.as_str());
     exec(job, &cmd, cancel).await?;
@@ -364,10 +372,7 @@ pub(super) async fn normalize(
         }
         last = Some(got);
     }
-    let got = last.unwrap_or(Check {
-        i: None,
-        tp: f64::NAN,
-    });
+    let got = last.unwrap_or(Check { i: None, tp: f64::NAN });
     Err(permanent(format!(
         "the episode audio measures {:.1} LUFS with a true peak of {:.1} dBTP after three tries (target {} LUFS, peaks at most {ceiling} dBTP)",
         got.i.unwrap_or(f64::NEG_INFINITY),
@@ -453,7 +458,11 @@ mod tests {
         };
         let cancel = CancellationToken::new();
         // Three scenes at different levels; the middle one short.
-        let specs = [(75 * F, tone(330.0, 0.05)), (40 * F, tone(550.0, 0.3)), (61 * F, tone(220.0, 0.1))];
+        let specs = [
+            (75 * F, tone(330.0, 0.05)),
+            (40 * F, tone(550.0, 0.3)),
+            (61 * F, tone(220.0, 0.1)),
+        ];
         let mut scenes = Vec::new();
         for (i, (len, f)) in specs.iter().enumerate() {
             let wav = root.join(format!("s{i}.wav"));
@@ -475,10 +484,19 @@ mod tests {
             }
             let direct = meter::integrated(energies.into_iter()).unwrap();
             let i = reading.i.unwrap();
-            assert!((i - direct).abs() < 0.02, "from the scenes {i}, whole {direct} (ns {ns})");
-            assert!(reading.tp >= meter::db(m.true_peak()) - 1e-9, "the peak bounds the whole's");
+            assert!(
+                (i - direct).abs() < 0.02,
+                "from the scenes {i}, whole {direct} (ns {ns})"
+            );
+            assert!(
+                reading.tp >= meter::db(m.true_peak()) - 1e-9,
+                "the peak bounds the whole's"
+            );
             assert_eq!(reading.blocks, ((total - BLOCK) / STEP + 1) as usize);
-            assert!(reading.mixed_blocks > 0 && reading.mixed_blocks < reading.blocks / 2, "{reading:?}");
+            assert!(
+                reading.mixed_blocks > 0 && reading.mixed_blocks < reading.blocks / 2,
+                "{reading:?}"
+            );
         }
         // A measurement that does not match its mix is refused.
         scenes[1].loudness.samples += F;
@@ -504,14 +522,29 @@ mod tests {
         );
         // −20 LUFS with peaks at −4 dBTP: +4 dB would put them at 0.
         let hot = target.pass(&reading(-20.0, -4.0), 0.0, 0.0);
-        assert_eq!(hot, Pass { gain: 4.0, limit: Some(-2.0) });
+        assert_eq!(
+            hot,
+            Pass {
+                gain: 4.0,
+                limit: Some(-2.0)
+            }
+        );
         assert!(gain_chain(&hot, 10).contains(",alimiter=limit=0.7943:attack=5:release=50:level=0:latency=1,"));
         // What earlier encodes taught: more headroom, a corrected gain.
         let taught = target.pass(&reading(-20.0, -8.0), 2.0, -0.5);
         assert_eq!(taught, Pass { gain: 3.5, limit: None });
         let taught = target.pass(&reading(-20.0, -6.0), 1.0, 0.0);
-        assert_eq!(taught, Pass { gain: 4.0, limit: Some(-3.0) });
-        let silent = Reading { i: None, ..reading(0.0, -90.0) };
+        assert_eq!(
+            taught,
+            Pass {
+                gain: 4.0,
+                limit: Some(-3.0)
+            }
+        );
+        let silent = Reading {
+            i: None,
+            ..reading(0.0, -90.0)
+        };
         assert_eq!(target.pass(&silent, 0.0, 0.0), Pass { gain: 0.0, limit: None });
     }
 }
