@@ -97,7 +97,7 @@ impl SceneLoudness {
     /// The energy of the block that ends at sample `end` of the mix (a
     /// multiple of [`GRID`], at least [`BLOCK`]).
     pub fn ending_at(&self, end: u64) -> Option<f64> {
-        if end % GRID != 0 || end < BLOCK {
+        if !end.is_multiple_of(GRID) || end < BLOCK {
             return None;
         }
         self.energies.get((end / GRID - BLOCK_GRIDS) as usize).copied()
@@ -114,7 +114,7 @@ impl SceneLoudness {
         if self.format != FORMAT {
             return Err(format!("format {} (this studio writes {FORMAT})", self.format));
         }
-        if self.samples == 0 || self.samples > MAX_SAMPLES || self.samples % GRID != 0 {
+        if self.samples == 0 || self.samples > MAX_SAMPLES || !self.samples.is_multiple_of(GRID) {
             return Err(format!("{} samples is not a whole number of frames", self.samples));
         }
         let want = Self::blocks_for(self.samples);
@@ -262,7 +262,7 @@ impl Default for Meter {
 /// Checks `cancel` between seconds of audio.
 pub fn measure(wav: &mut Wav, cancel: &CancellationToken) -> Result<SceneLoudness, String> {
     let samples = wav.samples;
-    if samples % GRID != 0 {
+    if !samples.is_multiple_of(GRID) {
         return Err(format!(
             "the mix is {samples} samples long, not a whole number of frames"
         ));
