@@ -263,6 +263,10 @@ async fn encode(
         .args([
             "-map", "[final]", "-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2",
         ])
+        // The fast coder: the encode is most of a dialogue edit's wait
+        // (92 s of audio: 1.2 s instead of 2.9 s), at the same loudness and
+        // peaks; at 192 kb/s it is transparent enough for an animatic.
+        .args(["-aac_coder", "fast"])
         .args(["-fflags", "+bitexact"])
         .arg(out.as_str());
     exec(job, &cmd, cancel).await?;
