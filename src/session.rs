@@ -151,10 +151,11 @@ impl Session {
             && (intact || self.cache.has_outputs(&s.outputs))
         {
             return Some(Hit {
-                fact: InputFact {
-                    hash: s.content.clone(),
-                    duration: s.duration,
-                },
+                fact: InputFact::new(
+                    s.content.clone(),
+                    s.duration,
+                    s.outputs.iter().map(|o| (o.suffix.as_str(), o.hash.as_str())),
+                ),
                 outputs: s.outputs.clone(),
                 same_as_last: true,
             });
@@ -285,10 +286,11 @@ impl Hit {
     /// A hit on an action-cache entry.
     pub fn from_manifest(m: Manifest, same_as_last: bool) -> Hit {
         Hit {
-            fact: InputFact {
-                hash: m.content_hash(),
-                duration: m.duration,
-            },
+            fact: InputFact::new(
+                m.content_hash(),
+                m.duration,
+                m.outputs.iter().map(|o| (o.suffix.as_str(), o.hash.as_str())),
+            ),
             outputs: m.outputs,
             same_as_last,
         }

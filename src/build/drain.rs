@@ -28,7 +28,7 @@ use crate::cache::state::NodeState;
 use crate::cache::{Manifest, Metadata};
 use crate::exec::JobInput;
 use crate::graph::key::{InputFact, KeyMaterial};
-use crate::graph::{Node, Pool};
+use crate::graph::{Node, Pool, Uses};
 use crate::sched::{Dispatch, Scheduler};
 use crate::session::{Hit, Session};
 
@@ -423,21 +423,31 @@ impl<'a> DrainState<'a> {
         self.shared.executor(at).map(|e| e.id.clone())
     }
 
-    /// A job's inputs: each input node's outputs in the cache.
+    /// A job's inputs: each input node's outputs in the cache (only the one
+    /// file a node keyed on, for an input it reads one file of).
     fn job_inputs(&self, node: &Node) -> Vec<JobInput> {
         (node.inputs.iter())
             .map(|i| {
                 let li = self.plan.local[&i.node];
                 let fact = self.books.facts[li].as_ref().expect("inputs are done");
-                let outputs = &self.books.outputs[li];
+                let all = &self.books.outputs[li];
+                // An input without the file is keyed on all it made (`InputFact::file`).
+                let outputs: Vec<_> = if all.iter().any(|o| i.uses.reads_file(&o.suffix)) {
+                    all.iter().filter(|o| i.uses.reads_file(&o.suffix)).cloned().collect()
+                } else {
+                    all.clone()
+                };
                 JobInput {
                     role: i.role.clone(),
                     files: (outputs.iter())
                         .map(|o| (o.suffix.to_string(), self.shared.cache.object_path(&o.hash)))
                         .collect(),
-                    outputs: outputs.clone(),
+                    outputs,
                     duration: fact.duration,
-                    hash: fact.hash.clone(),
+                    hash: match i.uses {
+                        Uses::File(suffix) => fact.file(suffix).clone(),
+                        _ => fact.hash.clone(),
+                    },
                 }
             })
             .collect()
@@ -605,10 +615,11 @@ impl<'a> DrainState<'a> {
         let state = &mut self.session.state;
         state.out.extend(done.materialized);
         state.dirty = true;
-        let fact = InputFact {
-            hash: m.content_hash(),
-            duration: m.duration,
-        };
+        let fact = InputFact::new(
+            m.content_hash(),
+            m.duration,
+            m.outputs.iter().map(|o| (o.suffix.as_str(), o.hash.as_str())),
+        );
         let node = &self.session.graph.nodes[self.plan.nodes[l]];
         let s = NodeState {
             key,

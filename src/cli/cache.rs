@@ -243,10 +243,11 @@ async fn pull(session: &Session, remote: Arc<Remote>, targets: &[String]) -> u8 
             if let Some(m) = m {
                 facts.insert(
                     n,
-                    InputFact {
-                        hash: m.content_hash(),
-                        duration: m.duration,
-                    },
+                    InputFact::new(
+                        m.content_hash(),
+                        m.duration,
+                        m.outputs.iter().map(|o| (o.suffix.as_str(), o.hash.as_str())),
+                    ),
                 );
                 fetched += 1;
             }

@@ -383,36 +383,48 @@ impl<'a> Builder<'a> {
         let rule = self.rule(NodeKind::RawVideo)?;
         let raw_engines = rule.engines_for(|pr| facts.holds(pr));
         facts.raw_engine = Some(raw_engines[0].engine.name);
-        let characters: Vec<Value> = shot
-            .characters
-            .iter()
-            .map(|c| {
-                let ch = &p.characters[c.character];
-                json!({
-                    "id": c.id,
-                    "position": c.position,
-                    "design_prompt": ch.design_prompt,
-                    "lora": ch.lora,
-                    "state": scene.state_of(&c.id),
-                })
-            })
-            .collect();
-        let recipe = map([
+        let mut recipe = map([
             ("motion", json!(shot.motion)),
-            ("action", json!(shot.action)),
-            ("shot_type", json!(shot.shot_type)),
             ("angle", json!(shot.angle)),
             ("duration", json!(shot.duration)),
-            ("characters", Value::Array(characters)),
-            ("location", json!(scene.location)),
-            ("time_of_day", json!(scene.time_of_day)),
-            ("art_style", json!(p.world.art_style)),
             ("take", json!(shot.take)),
         ]);
+        // A local engine (the animatic's camera move) films the storyboard
+        // plate: what the shot shows reaches it through the plate's bytes.
+        // Only a generator reads the prompt, so only its key holds it, and
+        // an edited action (the review panel's caption) moves no camera.
+        if raw_engines
+            .iter()
+            .any(|pick| matches!(pick.engine.placement, Placement::Service(_)))
+        {
+            let characters: Vec<Value> = shot
+                .characters
+                .iter()
+                .map(|c| {
+                    let ch = &p.characters[c.character];
+                    json!({
+                        "id": c.id,
+                        "position": c.position,
+                        "design_prompt": ch.design_prompt,
+                        "lora": ch.lora,
+                        "state": scene.state_of(&c.id),
+                    })
+                })
+                .collect();
+            recipe.append(&mut map([
+                ("action", json!(shot.action)),
+                ("shot_type", json!(shot.shot_type)),
+                ("characters", Value::Array(characters)),
+                ("location", json!(scene.location)),
+                ("time_of_day", json!(scene.time_of_day)),
+                ("art_style", json!(p.world.art_style)),
+            ]));
+        }
+        // The camera move reads the plate, not the review panel.
         let input = vec![Input {
             node: image,
             role: "image".into(),
-            uses: Uses::Content,
+            uses: Uses::File("png"),
         }];
         let raw = self.add(
             NodeKind::RawVideo,

@@ -191,7 +191,10 @@ fn param_changes(name: &str, a: Option<&Value>, b: Option<&Value>) -> Vec<Change
 
 fn describe(i: &KeyInput) -> String {
     match (&i.hash, i.duration_ms) {
-        (Some(h), _) => format!("output {}", &h[..h.len().min(12)]),
+        (Some(h), _) => match &i.file {
+            Some(file) => format!("its `{file}` {}", &h[..h.len().min(12)]),
+            None => format!("output {}", &h[..h.len().min(12)]),
+        },
         (None, Some(ms)) => format!("duration {:.3}s", ms as f64 / 1000.0),
         (None, None) => "nothing".into(),
     }
@@ -314,6 +317,39 @@ mod tests {
         assert_eq!(
             diff(&none, &old)[0].to_string(),
             r#"`workflow` changed from (unset) to "rules/workflows/a.json""#
+        );
+    }
+
+    #[test]
+    fn an_input_read_for_one_file_names_it() {
+        let with = |file: Option<&str>, hash: &str| {
+            let mut m = material(json!({}), &[]);
+            m.inputs.push(KeyInput {
+                role: "image".into(),
+                hash: Some(hash.into()),
+                file: file.map(Into::into),
+                duration_ms: None,
+            });
+            m
+        };
+        let changes: Vec<String> = diff(
+            &with(Some("png"), "0123456789abcdef"),
+            &with(Some("png"), "fedcba9876543210"),
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            changes,
+            ["input `image` changed: its `png` 0123456789ab → its `png` fedcba987654"]
+        );
+        let changes: Vec<String> = diff(&with(None, "0123456789abcdef"), &with(Some("png"), "0123456789abcdef"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            changes,
+            ["input `image` changed: output 0123456789ab → its `png` 0123456789ab"]
         );
     }
 

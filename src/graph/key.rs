@@ -8,9 +8,10 @@
 //!   espeak-ng version enters voice lines' keys, not a frame's);
 //! - every resolved rule parameter and the node's recipe (its slice of the
 //!   screenplay: text, prompts, framing);
-//! - for each input, by role: its output hash, or only its media duration
-//!   when the node uses nothing but the timing, or (for a shot timed by its
-//!   dialogue) only the length in frames the lines require;
+//! - for each input, by role: its output hash (or, for an input of which the
+//!   node reads one file, that file's hash and suffix), or only its media
+//!   duration when the node uses nothing but the timing, or (for a shot timed
+//!   by its dialogue) only the length in frames the lines require;
 //! - the seed, for stochastic engines only.
 //!
 //! Never in a key: absolute paths, mtimes, hostnames, URLs, wall-clock time,
@@ -57,6 +58,9 @@ pub struct KeyInput {
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// The one output file the node reads ([`Uses::File`]), whose hash is `hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
 }
@@ -93,11 +97,19 @@ impl<'a> View<'a> {
                 Uses::Content => inputs.push(InputView {
                     role: &input.role,
                     hash: Some(&f.hash),
+                    file: None,
+                    duration_ms: None,
+                }),
+                Uses::File(suffix) => inputs.push(InputView {
+                    role: &input.role,
+                    hash: Some(f.file(suffix)),
+                    file: Some(suffix),
                     duration_ms: None,
                 }),
                 Uses::Duration => inputs.push(InputView {
                     role: &input.role,
                     hash: None,
+                    file: None,
                     duration_ms: ms(f.duration),
                 }),
                 Uses::Speech => speech.push(f.duration.unwrap_or(0.0)),
@@ -109,6 +121,7 @@ impl<'a> View<'a> {
             inputs.push(InputView {
                 role: "length",
                 hash: None,
+                file: None,
                 duration_ms: Some(frames * 1000 / timing::FPS),
             });
         }
@@ -162,14 +175,48 @@ struct InputView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     hash: Option<&'a String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<u64>,
 }
 
-/// What a finished input contributes: its output hash and media duration.
+/// What a finished input contributes: its output hash and media duration,
+/// and, for a node that made several files, each file's hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputFact {
+    /// The hash of all its outputs together (`cache::content_hash`: a lone
+    /// output's own hash).
     pub hash: String,
     pub duration: Option<f64>,
+    /// `(suffix, hash)` of each output when there are several; empty for a
+    /// lone output, whose hash is `hash`.
+    pub files: Vec<(String, String)>,
+}
+
+impl InputFact {
+    /// The fact of a node with this content hash, duration and outputs
+    /// (`(suffix, hash)` each).
+    pub fn new<'o>(
+        hash: String,
+        duration: Option<f64>,
+        outputs: impl ExactSizeIterator<Item = (&'o str, &'o str)>,
+    ) -> InputFact {
+        let files = if outputs.len() > 1 {
+            outputs.map(|(s, h)| (s.to_string(), h.to_string())).collect()
+        } else {
+            Vec::new()
+        };
+        InputFact { hash, duration, files }
+    }
+
+    /// The hash of the output with `suffix`. A node without that file (an
+    /// engine that made only one) is keyed on all it made: more than the
+    /// reader needs, never less.
+    pub fn file(&self, suffix: &str) -> &String {
+        (self.files.iter())
+            .find(|(s, _)| s == suffix)
+            .map_or(&self.hash, |(_, h)| h)
+    }
 }
 
 impl KeyMaterial {
@@ -203,6 +250,7 @@ impl KeyMaterial {
         let fact = InputFact {
             hash: String::new(),
             duration: None,
+            files: Vec::new(),
         };
         let mut m = KeyMaterial::of(graph, node, simulated, |_| Some(&fact)).expect("every input has a fact");
         m.inputs.clear();
@@ -285,6 +333,7 @@ mod tests {
         let fact = InputFact {
             hash: "abc".into(),
             duration: Some(1.2345),
+            files: vec![("png".into(), "def".into()), ("panel.png".into(), "ghi".into())],
         };
         for n in 0..2 {
             for sim in [false, true] {
@@ -292,6 +341,60 @@ mod tests {
                 assert_eq!(KeyMaterial::key_of(&graph, n, sim, |_| Some(&fact)).unwrap(), owned);
             }
         }
+    }
+
+    #[test]
+    fn a_node_reading_one_file_keys_on_that_file_only() {
+        use crate::graph::{Input, Pool};
+        let mut camera = node_of("camera_move", NodeKind::RawVideo, BTreeMap::new());
+        camera.inputs = vec![Input {
+            node: 0,
+            role: "image".into(),
+            uses: Uses::File("png"),
+        }];
+        let mut whole = camera.clone();
+        whole.inputs[0].uses = Uses::Content;
+        let graph = Graph {
+            nodes: vec![
+                node_of("storyboard", NodeKind::ShotImage, BTreeMap::new()),
+                camera,
+                whole,
+            ],
+            pools: vec![Pool {
+                name: "cpu".into(),
+                slots: 1,
+                service: None,
+                hosts: Vec::new(),
+                model: None,
+            }],
+            ..Default::default()
+        };
+        let board = |plate: &'static str, panel: &'static str| {
+            let outputs = [("png", plate), ("panel.png", panel)];
+            InputFact::new(format!("{plate}+{panel}"), None, outputs.into_iter())
+        };
+        let key = |n: usize, f: &InputFact| KeyMaterial::key_of(&graph, n, false, |_| Some(f)).unwrap();
+        let (before, captioned, redrawn) = (board("p1", "c1"), board("p1", "c2"), board("p2", "c1"));
+        assert_eq!(
+            key(1, &before),
+            key(1, &captioned),
+            "a new panel leaves the plate's reader alone"
+        );
+        assert_ne!(key(1, &before), key(1, &redrawn), "a new plate changes it");
+        assert_ne!(
+            key(2, &before),
+            key(2, &captioned),
+            "a reader of every file keys on every file"
+        );
+        let m = KeyMaterial::of(&graph, 1, false, |_| Some(&before)).unwrap();
+        assert_eq!(m.inputs[0].hash.as_deref(), Some("p1"));
+        assert_eq!(m.inputs[0].file.as_deref(), Some("png"));
+        assert_eq!(m.key(), key(1, &before));
+        // An engine that made one file (a generator's frame): keyed on it.
+        let lone = InputFact::new("only".into(), None, [("png", "only")].into_iter());
+        assert!(lone.files.is_empty());
+        assert_eq!(lone.file("png"), "only");
+        assert_eq!(before.file("jpg"), "p1+c1", "a missing file: keyed on everything");
     }
 
     /// A node of `engine`, for key tests.
@@ -393,6 +496,7 @@ mod tests {
                 m.inputs.push(KeyInput {
                     role: "r".into(),
                     hash: Some("h".into()),
+                    file: None,
                     duration_ms: None,
                 })
             }),

@@ -30,6 +30,26 @@ pub enum Uses {
     /// require enters the key (one `length` entry for all of them), so a
     /// reworded line that still fits does not rebuild the shot.
     Speech,
+    /// One output file of a node that makes several, named by its suffix
+    /// (`png`: the storyboard's plate, not its review panel): only that
+    /// file's hash enters the key, and the job is handed only that file.
+    File(&'static str),
+}
+
+impl Uses {
+    /// Whether the input's bytes (all of them, or one file's) enter the key.
+    pub fn reads_bytes(self) -> bool {
+        matches!(self, Uses::Content | Uses::File(_))
+    }
+
+    /// Whether a dependent using the input this way reads its output file
+    /// with `suffix` (an input read for its timing reads none).
+    pub fn reads_file(self, suffix: &str) -> bool {
+        match self {
+            Uses::File(wanted) => wanted == suffix,
+            Uses::Content | Uses::Duration | Uses::Speech => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

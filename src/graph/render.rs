@@ -29,7 +29,7 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
             }
             for &i in nodes {
                 for input in &graph.nodes[i].inputs {
-                    let style = if input.uses != Uses::Content {
+                    let style = if !input.uses.reads_bytes() {
                         " [style=dashed]"
                     } else {
                         ""
@@ -48,7 +48,7 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
             }
             for &i in nodes {
                 for input in &graph.nodes[i].inputs {
-                    let arrow = if input.uses == Uses::Content { "-->" } else { "-.->" };
+                    let arrow = if input.uses.reads_bytes() { "-->" } else { "-.->" };
                     let _ = writeln!(out, "  n{} {arrow} n{i}", input.node);
                 }
             }
@@ -66,15 +66,21 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
                         "pool": graph.pools[n.pool].name,
                         // What a ComfyUI node will send (graph::prompt).
                         "prompt": n.params.get("prompt"),
-                        "inputs": n.inputs.iter().map(|i| json!({
-                            "node": graph.nodes[i.node].id,
-                            "role": i.role,
-                            "uses": match i.uses {
-                                Uses::Content => "content",
-                                Uses::Duration => "duration",
-                                Uses::Speech => "speech",
-                            },
-                        })).collect::<Vec<_>>(),
+                        "inputs": n.inputs.iter().map(|i| {
+                            let mut input = json!({
+                                "node": graph.nodes[i.node].id,
+                                "role": i.role,
+                                "uses": match i.uses {
+                                    Uses::Content | Uses::File(_) => "content",
+                                    Uses::Duration => "duration",
+                                    Uses::Speech => "speech",
+                                },
+                            });
+                            if let Uses::File(suffix) = i.uses {
+                                input["file"] = json!(suffix);
+                            }
+                            input
+                        }).collect::<Vec<_>>(),
                     })
                 })
                 .collect();

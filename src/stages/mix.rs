@@ -1,4 +1,5 @@
-//! A scene's picture (its shots joined, checked first) and its sound (voices over ducked music).
+//! A scene's picture (its shots joined, checked first) and its sound (voices
+//! over ducked music, with its loudness measured for the episode).
 //!
 //! Both keep the animatic's clock exact: the video is the shots' frames copied
 //! end to end, and the mix is exactly the scene's frames × 1600 samples with
@@ -9,7 +10,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::voice::{check_rate, probe_samples};
-use super::{escape, exec, ffmpeg, input, inputs_with, param_f64, produced, scratch, tool, write};
+use super::{escape, exec, ffmpeg, input, inputs_with, meter, param_f64, produced, scratch, tool, write};
 use crate::engines::Tool;
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, JobInput, Produced};
@@ -54,7 +55,7 @@ pub(crate) struct VideoInfo {
     pub frames: u64,
 }
 
-/// ffprobe `-count_packets` JSON → [`VideoInfo`] (FFV1 is intra-only: a packet is a frame).
+/// ffprobe `-count_packets` JSON → [`VideoInfo`] (the intermediates have no B-frames: a packet is a frame).
 pub(crate) fn parse_video_info(json: &[u8]) -> Result<VideoInfo, String> {
     let v: Value = serde_json::from_slice(json).map_err(|e| format!("unreadable ffprobe output ({e})"))?;
     let s = v.pointer("/streams/0").ok_or("no video stream")?;
@@ -143,7 +144,7 @@ async fn check_shots(job: &Job, shots: &[&JobInput], cancel: &CancellationToken)
     Ok(total)
 }
 
-/// Join the scene's shots (FFV1 in Matroska) by stream copy, after checking each one.
+/// Join the scene's shots (lossless H.264 in Matroska) by stream copy, after checking each one.
 pub async fn scene_video(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let shots: Vec<&JobInput> = inputs_with(job, "shot:").collect();
     if shots.is_empty() {
@@ -335,8 +336,17 @@ pub async fn scene_mix(job: &Job, cancel: &CancellationToken) -> Result<Produced
     if got != samples {
         return Err(fail(job, format!("the mix has {got} samples, the scene {samples}")));
     }
+    // Measured once here, so the episode integrates its loudness from the
+    // scenes' blocks instead of reading the whole episode again.
+    let loudness = meter::measure_file(&out, cancel).await;
+    if cancel.is_cancelled() {
+        return Err(ExecError::Cancelled);
+    }
+    let loudness = loudness.map_err(|e| fail(job, format!("measuring the mix: {e}")))?;
+    let json = serde_json::to_string(&loudness).map_err(|e| fail(job, e))?;
+    let measured = write(job, "scene_mix.loudness.json", &json)?;
     Ok(Produced {
-        files: vec![("wav".into(), out)],
+        files: vec![("wav".into(), out), (meter::SUFFIX.into(), measured)],
         duration: Some(samples as f64 / timing::RATE as f64),
         metadata: crate::exec::Metadata::new(),
     })

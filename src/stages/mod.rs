@@ -9,6 +9,7 @@ pub mod comfy;
 pub mod episode;
 pub mod escape;
 pub mod image;
+pub mod meter;
 pub mod mix;
 pub mod music;
 pub mod publish;

@@ -114,7 +114,9 @@ pub static ENGINES: &[Engine] = &[
     Engine {
         spec: EngineSpec {
             name: "camera_move",
-            version: 1,
+            // 2: filmed on the plate scaled to the frame size, into lossless
+            // H.264 (was: the 1200x1800 plate through `perspective`, FFV1).
+            version: 2,
             kinds: &[RawVideo],
             placement: Cpu,
             tools: &[Ffmpeg],
@@ -212,7 +214,9 @@ pub static ENGINES: &[Engine] = &[
     Engine {
         spec: EngineSpec {
             name: "ffmpeg",
-            version: 1,
+            // 2: scene mixes carry their loudness measurement; the episode's
+            // audio is normalized from them in one pass.
+            version: 2,
             kinds: &[
                 ShotVideo,
                 LastFrame,

@@ -25,7 +25,7 @@ const DUTCH_DEGREES: f64 = 6.0;
 /// Lossless H.264 in Matroska: cheap to write and to read, a key frame
 /// every 2 s (seeks decode at most that far). One thread: the bytes are a
 /// function of the input.
-const LOSSLESS: [&str; 12] = [
+pub(crate) const LOSSLESS: [&str; 12] = [
     "-c:v",
     "libx264",
     "-preset",

@@ -4,7 +4,7 @@
 //! upload its source image or video, queue it on the host the scheduler
 //! picked ([`crate::exec::comfyui`]), fetch the outputs, check they decode
 //! and turn them into what the node kind's consumers read (PNG for images,
-//! 30 fps FFV1 of the shot's length for videos). `pool_select` (the shot's
+//! 30 fps lossless H.264 of the shot's length (the intermediates' codec) for videos). `pool_select` (the shot's
 //! source image: the continuity frame, else the first character's
 //! reference) is here too.
 
@@ -248,7 +248,8 @@ pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
                         timing::FPS
                     ),
                 ])
-                .args(["-frames:v", &frames.to_string(), "-c:v", "ffv1", "-pix_fmt", "yuv420p"])
+                .args(["-frames:v", &frames.to_string()])
+                .args(crate::stages::video::LOSSLESS)
                 .args(["-fflags", "+bitexact", "-flags", "+bitexact"])
                 .arg(out.as_str());
             exec(job, &cmd, cancel).await?;

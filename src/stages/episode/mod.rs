@@ -2,8 +2,8 @@
 //!
 //! `segments.rs` encodes each scene's picture and each crossfade once in
 //! H.264 and `episode_video` joins them by stream copy;
-//! `episode_audio` joins the scene mixes with an acrossfade chain and runs a
-//! two-pass linear loudnorm into AAC; `assemble` checks both streams, writes
+//! `episode_audio` joins the scene mixes with an acrossfade chain at the
+//! gain their measurements call for, into AAC ([`loudness`]); `assemble` checks both streams, writes
 //! subtitles and chapters, muxes the MP4 and takes a thumbnail (media notes §7).
 //!
 //! Every length, offset and cue time comes from [`timing`] (frames at 30 fps,
@@ -180,7 +180,7 @@ fn count(stream: &Value, key: &str) -> Option<u64> {
 // Encoding
 // ---------------------------------------------------------------------------
 
-/// The frames of a video file's first stream (packets: exact for FFV1 and
+/// The frames of a video file's first stream (packets: exact for intermediates without B-frames and
 /// H.264 alike) and its codec.
 async fn video_frames(job: &Job, path: &Utf8Path, cancel: &CancellationToken) -> Result<(String, u64), ExecError> {
     let stream = probe_stream(job, path, "v:0", cancel).await?;
@@ -253,59 +253,59 @@ fn audio_graph(n: usize, ns: u64) -> String {
     g
 }
 
-/// The sample count of a 48 kHz audio file (exact for WAV).
-async fn audio_samples(job: &Job, path: &Utf8Path, what: &str, cancel: &CancellationToken) -> Result<u64, ExecError> {
-    let stream = probe_stream(job, path, "a:0", cancel).await?;
-    let rate = count(&stream, "sample_rate").unwrap_or(0);
-    if rate != timing::RATE {
-        return Err(permanent(format!("{what} is {rate} Hz, not {} Hz", timing::RATE)));
-    }
-    count(&stream, "duration_ts").ok_or_else(|| permanent(format!("ffprobe could not count the samples of {what}")))
-}
-
 /// Join the scene mixes with crossfades (exactly Σsamples − Σoverlaps
-/// samples), normalize the loudness linearly and encode AAC.
+/// samples) into AAC at the target loudness: integrated from the scenes'
+/// measurements, one encode with the gain (and a limiter when the peaks need
+/// one), metered after (media notes §7).
 pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let scenes = scene_inputs(job)?;
-    let joins = joins(job, scenes.len())?;
+    let inputs = scene_inputs(job)?;
+    let joins = joins(job, inputs.len())?;
     let ns = joins.overlap * timing::SAMPLES_PER_FRAME;
-    let names: Vec<String> = scenes.iter().map(|s| scene_name(&s.role)).collect();
-    let mut lengths = Vec::with_capacity(scenes.len());
-    for (scene, name) in scenes.iter().zip(&names) {
-        lengths.push(audio_samples(job, scene.main(), &format!("the mix of scene {name}"), cancel).await?);
+    let names: Vec<String> = inputs.iter().map(|s| scene_name(&s.role)).collect();
+    let mut scenes = Vec::with_capacity(inputs.len());
+    for input in &inputs {
+        scenes.push(scene_loudness(input, cancel).await?);
     }
+    let lengths: Vec<u64> = scenes.iter().map(|s| s.loudness.samples).collect();
     check_lengths(&names, &lengths, ns, "samples").map_err(permanent)?;
     let expected = lengths.iter().sum::<u64>() - ns * (lengths.len() as u64 - 1);
 
-    let raw = scratch(job, "episode_raw.wav");
-    let mut cmd = ffmpeg(job)?;
-    for scene in &scenes {
-        cmd = cmd.arg("-i").arg(scene.main().as_str());
+    let token = cancel.clone();
+    let (scenes, reading) = tokio::task::spawn_blocking(move || {
+        let reading = episode_reading(&scenes, ns, &token);
+        (scenes, reading)
+    })
+    .await
+    .map_err(|e| permanent(format!("the loudness meter stopped: {e}")))?;
+    if cancel.is_cancelled() {
+        return Err(ExecError::Cancelled);
     }
-    let cmd = cmd
-        .arg("-filter_complex")
-        .arg(audio_graph(scenes.len(), ns))
-        .args(["-map", "[aout]", "-c:a", "pcm_f32le"])
-        .arg(raw.as_str());
-    exec(job, &cmd, cancel).await?;
-    produced(&raw, "ffmpeg")?;
-    let made = audio_samples(job, &raw, "the joined episode audio", cancel).await?;
-    if made != expected {
-        return Err(permanent(format!(
-            "the joined episode audio has {made} samples instead of {expected} (scenes {lengths:?}, crossfades of {ns})"
-        )));
-    }
-
+    let reading = reading.map_err(permanent)?;
     let out = scratch(job, "episode_audio.m4a");
     let target = Target {
         i: param_f64(job, "loudness_lufs", -16.0),
         tp: param_f64(job, "true_peak_dbtp", -1.5),
     };
-    normalize(job, &raw, expected, &target, &out, cancel).await?;
+    let done = normalize(job, &scenes, ns, expected, &reading, &target, &out, cancel).await?;
+    let mut metadata = crate::exec::Metadata::new();
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    if let Some(i) = reading.i {
+        metadata.insert("scenes_lufs".into(), round(i).into());
+    }
+    metadata.insert("scenes_true_peak_dbtp".into(), round(reading.tp).into());
+    metadata.insert("blocks".into(), reading.blocks.into());
+    metadata.insert("blocks_measured_here".into(), reading.mixed_blocks.into());
+    metadata.insert("gain_db".into(), round(done.pass.gain).into());
+    metadata.insert("limited".into(), done.pass.limit.is_some().into());
+    metadata.insert("encodes".into(), done.encodes.into());
+    if let Some(i) = done.check.i {
+        metadata.insert("lufs".into(), round(i).into());
+    }
+    metadata.insert("true_peak_dbtp".into(), round(done.check.tp).into());
     Ok(Produced {
         files: vec![("m4a".into(), out)],
         duration: Some(expected as f64 / timing::RATE as f64),
-        metadata: crate::exec::Metadata::new(),
+        metadata,
     })
 }
 

@@ -132,7 +132,8 @@ pub(super) fn transition_graph(xfade: &str, frames: u64) -> String {
 
 /// Where to seek in a scene of `length` frames to start on its frame
 /// `first`: half a frame early, so Matroska's millisecond timestamps
-/// round onto the right frame (intra-only FFV1 seeks exactly).
+/// round onto the right frame (an input seek decodes from the key frame before it
+/// and drops frames up to the seek point, so it lands exactly).
 pub(super) fn seek_to(first: u64) -> Option<String> {
     (first > 0).then(|| format!("{:.6}", (first as f64 - 0.5) / timing::FPS as f64))
 }
