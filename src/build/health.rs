@@ -61,7 +61,12 @@ pub(super) async fn unreachable_pools(session: &Session, nodes: &[usize]) -> Has
         let pool = &graph.pools[p];
         let reason = super::retry::strip_origin(reason, &pool.hosts[0].id);
         let hosts: Vec<String> = (pool.hosts.iter())
-            .map(|h| format!("`{}` (studio.yaml:{})", h.id, session.project.executors[h.executor].line))
+            .map(|h| {
+                format!(
+                    "`{}` (studio.yaml:{})",
+                    h.id, session.project.executors[h.executor].line
+                )
+            })
             .collect();
         eprintln!(
             "warning: executor {} of group `{}` cannot be reached, so its jobs use their fallback engines in this \

@@ -191,8 +191,7 @@ pub(super) fn strip_origin<'a>(error: &'a str, id: &str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::{human, strip_origin};
-    use std::collections::HashMap;
-use std::time::Duration;
+    use std::time::Duration;
 
     #[test]
     fn cool_downs_read_well() {
