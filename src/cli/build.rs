@@ -28,7 +28,8 @@ pub struct Args {
     /// Keep building what does not depend on a failure.
     #[arg(short, long)]
     keep_going: bool,
-    /// Print the plan: each stale node and why, without building.
+    /// Print the plan: each stale node and why (and the prompt a ComfyUI
+    /// node will send), without building.
     #[arg(short = 'n', long)]
     dry_run: bool,
     /// Print a JSON report on stdout: one record per node, then totals.
@@ -390,6 +391,12 @@ fn dry_run(session: &crate::session::Session, nodes: &[usize], as_json: bool) ->
         for (n, r) in &stale {
             let node = &session.graph.nodes[*n];
             text.push_str(&format!("{:<44} {}\n", node.id, r));
+            // What a ComfyUI node will send (its workflow's text prompts).
+            for (key, label) in [("prompt", "prompt"), ("negative_prompt", "negative")] {
+                if let Some(p) = node.params.get(key).and_then(|v| v.as_str()) {
+                    text.push_str(&format!("    {label}: {p}\n"));
+                }
+            }
         }
         text.push_str(&format!(
             "{} stale, {maybe} more rebuilt if their inputs change, {} up to date\n",

@@ -406,3 +406,35 @@ fn the_prompt_is_built_from_the_screenplay_printed_by_graph_and_diffed_by_why() 
     assert!(why.stdout.contains("prompt"), "{}", why.stdout);
     assert!(why.stdout.contains("torn yellow raincoat"), "{}", why.stdout);
 }
+
+#[test]
+fn a_dry_run_prints_the_prompt_each_comfyui_node_will_send() {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "studio.yaml",
+        "characters:\n",
+        "world:\n  art_style: ink wash cel shading\n\ncharacters:\n",
+    );
+    let run = p.run(&["build", "-n", "--profile", "full"]);
+    let out = &run.success().stdout;
+    // The plan line of a ComfyUI node, then its prompt indented under it.
+    let lines: Vec<&str> = out.lines().collect();
+    let prompts: Vec<(&str, &str)> = lines
+        .windows(2)
+        .filter_map(|w| w[1].strip_prefix("    prompt: ").map(|p| (w[0], p)))
+        .collect();
+    assert!(!prompts.is_empty(), "no prompt in the plan:\n{out}");
+    let (node, prompt) = prompts
+        .iter()
+        .find(|(_, p)| p.contains("1girl, long brown hair, blue umbrella"))
+        .unwrap_or_else(|| panic!("no prompt with a design prompt:\n{out}"));
+    assert!(prompt.contains("ink wash cel shading"), "{prompt}");
+    assert!(!node.starts_with(' '), "the prompt follows its node's line: {node}");
+    // Only nodes with a workflow carry one: the animatic plan has none.
+    let animatic = p.run(&["build", "-n", "--profile", "animatic"]);
+    assert!(
+        !animatic.success().stdout.contains("    prompt: "),
+        "{}",
+        animatic.stdout
+    );
+}

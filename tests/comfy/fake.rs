@@ -48,6 +48,10 @@ pub struct Inject {
     pub step: Option<Duration>,
     /// Answer this many `/prompt` requests with a 500 first.
     pub fail_5xx: u32,
+    /// Make each shape of file (kind, size, rate, frames) with ffmpeg once
+    /// and answer later saves of that shape with the same bytes: still
+    /// valid media, at the cost of a copy (for benchmarks).
+    pub reuse_media: bool,
 }
 
 /// Node classes the fake knows: (class, is an output node).
@@ -119,6 +123,8 @@ struct Inner {
     interrupt: bool,
     number: u64,
     counter: u64,
+    /// Shape → bytes, with [`Inject::reuse_media`].
+    made: HashMap<String, Vec<u8>>,
     log: Vec<String>,
     prompts: Vec<Value>,
     inject: Inject,
@@ -811,6 +817,29 @@ async fn save(s: &St, prompt: &Value, node: &str, ct: &str) -> Value {
             .filter(|f| *f > 0)
             .unwrap_or(17)
             .min(400);
+        let shape = format!("{video}/{width}x{height}/{fps}/{frames}");
+        let reuse = {
+            let inner = s.inner.lock().unwrap();
+            inner
+                .inject
+                .reuse_media
+                .then(|| inner.made.get(&shape).cloned())
+                .flatten()
+        };
+        if let Some(bytes) = reuse {
+            s.inner
+                .lock()
+                .unwrap()
+                .files
+                .insert(("output".into(), sub.clone(), name.clone()), bytes);
+            files.push(json!({"filename": name, "subfolder": sub, "type": "output"}));
+            if ct == "VHS_VideoCombine" {
+                let last = files.last_mut().unwrap();
+                last["format"] = json!("video/h264-mp4");
+                last["frame_rate"] = json!(fps);
+            }
+            continue;
+        }
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i"]);
         if video {
@@ -843,11 +872,12 @@ async fn save(s: &St, prompt: &Value, node: &str, ct: &str) -> Value {
             String::from_utf8_lossy(&out.stderr)
         );
         let bytes = std::fs::read(&path).unwrap();
-        s.inner
-            .lock()
-            .unwrap()
-            .files
-            .insert(("output".into(), sub.clone(), name.clone()), bytes);
+        let mut inner = s.inner.lock().unwrap();
+        if inner.inject.reuse_media {
+            inner.made.insert(shape, bytes.clone());
+        }
+        inner.files.insert(("output".into(), sub.clone(), name.clone()), bytes);
+        drop(inner);
         let mut entry = json!({"filename": name, "subfolder": sub, "type": "output"});
         if ct == "VHS_VideoCombine" {
             entry["format"] = json!("video/h264-mp4");
