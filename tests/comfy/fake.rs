@@ -93,6 +93,11 @@ const CLASSES: &[(&str, bool)] = &[
     ("UpscaleModelLoader", false),
     ("ImageUpscaleWithModel", false),
     ("CreateVideo", false),
+    ("ConditioningZeroOut", false),
+    ("VAEDecodeTiled", false),
+    ("LoadVideo", false),
+    ("GetVideoComponents", false),
+    ("ImageFromBatch", false),
     ("SaveImage", true),
     ("PreviewImage", true),
     ("SaveVideo", true),
@@ -374,8 +379,12 @@ fn validate(inner: &Inner, prompt: &Value) -> Result<Value, (Value, Value)> {
                 );
             }
         }
-        if matches!(ct, "LoadImage" | "VHS_LoadVideo") {
-            let input = if ct == "LoadImage" { "image" } else { "video" };
+        if matches!(ct, "LoadImage" | "VHS_LoadVideo" | "LoadVideo") {
+            let input = match ct {
+                "LoadImage" => "image",
+                "LoadVideo" => "file",
+                _ => "video",
+            };
             let name = node["inputs"][input].as_str().unwrap_or("");
             let (sub, file) = name.rsplit_once('/').unwrap_or(("", name));
             if !inner.files.contains_key(&("input".into(), sub.into(), file.into())) {
