@@ -60,7 +60,15 @@ fn check_loudness(p: &TestProject, b: &common::Build) {
         here > 0 && here * 10 < blocks,
         "{here} of {blocks} blocks measured by the episode: {m}"
     );
-    assert_eq!(m["encodes"], 1, "one pass: {m}");
+    // One encode when the gain alone reaches the target; when the limiter
+    // has to hold the gained peaks down (Piper's lines peak near full scale,
+    // so the tiny example needs ~5 dB of limiting), the limiter costs some
+    // loudness and the gain is corrected by encoding again.
+    if m["limited"] == false {
+        assert_eq!(m["encodes"], 1, "one pass: {m}");
+    } else {
+        assert!((1..=3).contains(&m["encodes"].as_u64().unwrap()), "{m}");
+    }
     let (lufs, peak) = media::loudness(&p.path("out/ep01/ep01.mp4"));
     assert!((lufs + 16.0).abs() <= 1.0, "integrated loudness {lufs} LUFS");
     assert!(peak <= -1.0, "true peak {peak} dBTP");
