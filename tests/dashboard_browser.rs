@@ -332,6 +332,14 @@ async fn cancel_from_produce_stops_the_tools() {
         !nodes_in(&c, "built").await.is_empty() && !nodes_in(&c, "running").await.is_empty()
     })
     .await;
+    // Pool bars only for the pools this build uses: the animatic's own,
+    // not the idle services of studio.yaml (ComfyUI, the LLM, voices).
+    let pools = js(
+        &c,
+        "return [...document.querySelectorAll('#pools .pool b')].map(b => b.textContent).join(',')",
+    )
+    .await;
+    assert_eq!(pools, "cpu,inline", "the pools shown");
     c.find(Locator::Css("#produce button.cancel"))
         .await
         .unwrap()

@@ -101,7 +101,9 @@ document.addEventListener('click', ev => {
 });
 
 // Produce: the build's typed events over SSE; every node by scene and shot.
-const produce = {nodes: new Map(), pools: [], busy: [], running: false, expected: new Map()};
+// `used`: the pools this build's nodes start on or were queued in; the
+// others (a profile's idle services) are not shown.
+const produce = {nodes: new Map(), pools: [], busy: [], used: new Set(), running: false, expected: new Map()};
 // Seconds of work a pool still has (queued and running jobs, as earlier
 // builds measured them), spread over its slots.
 function eta(pool) {
@@ -120,6 +122,7 @@ function group(id) {
 function renderPools() {
   $('#pools').innerHTML = '';
   produce.pools.forEach((p, i) => {
+    if (!produce.used.has(i) && !produce.busy[i]) return;
     const div = document.createElement('div');
     div.className = 'pool';
     const used = produce.busy[i] || 0;
@@ -151,6 +154,7 @@ function onStarted(d) {
   produce.nodes.clear();
   produce.expected.clear();
   produce.pools = d.pools; produce.busy = d.pools.map(() => 0); produce.running = true;
+  produce.used = new Set(d.nodes.map(n => n.pool));
   const box = $('#nodes');
   box.innerHTML = '';
   const groups = new Map();
@@ -176,10 +180,10 @@ function onStarted(d) {
 }
 const handlers = {
   build_started: onStarted,
-  node_queued: d => { produce.expected.set(d.id, {pool: d.pool, seconds: d.expected_seconds || 0}); setNode(d.id, 'queued'); renderPools(); },
+  node_queued: d => { produce.used.add(d.pool); produce.expected.set(d.id, {pool: d.pool, seconds: d.expected_seconds || 0}); setNode(d.id, 'queued'); renderPools(); },
   node_started: d => { setNode(d.id, 'running', d.id + ' · ' + d.engine + (d.host ? ' on ' + d.host : '')); produce.busy[d.pool]++; renderPools(); },
   node_progress: d => { const el = produce.nodes.get(d.id); if (el && d.fraction != null) el.style.backgroundImage = 'linear-gradient(90deg,#4a7fd8 ' + (100 * d.fraction) + '%,transparent 0)'; },
-  node_retrying: d => setNode(d.id, 'queued', d.id + ': retrying: ' + d.error),
+  node_retrying: d => { produce.used.add(d.pool); setNode(d.id, 'queued', d.id + ': retrying: ' + d.error); },
   node_finished: d => { setNode(d.id, d.status === 'built' ? 'built' : 'failed', d.error ? d.id + ': ' + d.error : d.id);
     if (d.error && produce.nodes.get(d.id)) produce.nodes.get(d.id).dataset.error = d.error;
     produce.busy[d.pool] = Math.max(0, produce.busy[d.pool] - 1);
