@@ -406,9 +406,9 @@ mod tests {
         assert!(check_metadata(&big).unwrap_err().contains("bytes as JSON"));
     }
 
-    #[test]
-    fn entries_without_metadata_still_parse() {
-        let material = KeyMaterial {
+    /// The key material of a simulated espeak voice line, for entries made by hand.
+    pub(crate) fn voice_material() -> KeyMaterial {
+        KeyMaterial {
             schema: 0,
             kind: crate::kind::NodeKind::VoiceLine,
             engine: "espeak".into(),
@@ -422,7 +422,12 @@ mod tests {
             params: Default::default(),
             inputs: Vec::new(),
             seed: None,
-        };
+        }
+    }
+
+    #[test]
+    fn entries_without_metadata_still_parse() {
+        let material = voice_material();
         let key = material.key();
         let mut entry = json!({
             "node": "voice_line:ep01/s01/sh01/1",

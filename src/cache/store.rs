@@ -167,21 +167,7 @@ mod tests {
     fn an_unsynced_entry_reads_back_checked() {
         let (_d, cache) = cache();
         let outputs = cache.ingest_batch(vec![vec![("wav".to_string(), file(&cache, "a", b"x"))]]);
-        let material = crate::graph::key::KeyMaterial {
-            schema: 0,
-            kind: crate::kind::NodeKind::VoiceLine,
-            engine: "espeak".into(),
-            engine_version: 1,
-            backend: crate::graph::key::Backend {
-                simulated: true,
-                service: None,
-                model: None,
-                tools: Default::default(),
-            },
-            params: Default::default(),
-            inputs: Vec::new(),
-            seed: None,
-        };
+        let material = crate::cache::tests::voice_material();
         let key = material.key();
         let m = Manifest {
             node: "voice_line:ep01/s01/sh01/1".into(),

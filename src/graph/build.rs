@@ -72,20 +72,8 @@ struct Builder<'a> {
 impl<'a> Builder<'a> {
     fn new(project: &'a Project, cpu_slots: usize) -> Result<Self, Diagnostics> {
         let mut graph = Graph::default();
-        graph.pools.push(Pool {
-            name: "cpu".into(),
-            slots: cpu_slots.max(1),
-            service: None,
-            hosts: Vec::new(),
-            model: None,
-        });
-        graph.pools.push(Pool {
-            name: "inline".into(),
-            slots: usize::MAX / 2,
-            service: None,
-            hosts: Vec::new(),
-            model: None,
-        });
+        graph.pools.push(Pool::local("cpu", cpu_slots.max(1)));
+        graph.pools.push(Pool::local("inline", usize::MAX / 2));
         for g in crate::project::groups::groups(&project.executors) {
             let hosts: Vec<Host> = g
                 .hosts

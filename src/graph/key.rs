@@ -360,13 +360,7 @@ mod tests {
                 camera,
                 whole,
             ],
-            pools: vec![Pool {
-                name: "cpu".into(),
-                slots: 1,
-                service: None,
-                hosts: Vec::new(),
-                model: None,
-            }],
+            pools: vec![Pool::local("cpu", 1)],
             ..Default::default()
         };
         let board = |plate: &'static str, panel: &'static str| {
@@ -431,13 +425,7 @@ mod tests {
                 node_of("procedural", NodeKind::SceneMusic, BTreeMap::new()),
                 node_of("procedural", NodeKind::SceneMusic, soundfont),
             ],
-            pools: vec![Pool {
-                name: "cpu".into(),
-                slots: 1,
-                service: None,
-                hosts: Vec::new(),
-                model: None,
-            }],
+            pools: vec![Pool::local("cpu", 1)],
             ..Default::default()
         };
         graph.tools = Tool::ALL.iter().map(|t| (*t, format!("{} 1.0", t.as_str()))).collect();

@@ -120,6 +120,18 @@ pub struct Host {
 }
 
 impl Pool {
+    /// A pool of work done on this machine (`cpu`, `inline`): no hosts, no
+    /// service, no model.
+    pub fn local(name: &str, slots: usize) -> Pool {
+        Pool {
+            name: name.into(),
+            slots,
+            service: None,
+            hosts: Vec::new(),
+            model: None,
+        }
+    }
+
     /// The slots of each host; `cpu` and `inline` are one host.
     pub fn host_slots(&self) -> Vec<usize> {
         if self.hosts.is_empty() {
