@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("kind", 0),
     ("timing", 0),
     ("text", 0),
+    ("review", 0),
     ("cache::atomic", 0),
     ("cache::index", 0),
     // The pure core: the model, engine data, the graph and keys, the scheduler.

@@ -14,6 +14,7 @@ pub mod kind;
 mod layers;
 pub mod progress;
 pub mod project;
+pub mod review;
 pub mod sched;
 pub mod session;
 pub mod stages;
