@@ -165,3 +165,39 @@ fn long_cjk_and_emoji_titles_publish_with_names_that_fit_in_bytes() {
         assert!(names.contains(&nfo), "{nfo} beside the episode: {names:?}");
     }
 }
+
+/// Without `--to`, the library is studio.yaml's `publish.library` (relative
+/// to the project); with neither, publish says how to name one and builds
+/// nothing.
+#[test]
+fn the_library_comes_from_studio_yaml() {
+    let p = TestProject::example("tiny");
+    let out = p.command(&["publish", "ep01", "--profile", "sim"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("publish: {library: DIR}") && stderr.contains("--to DIR"),
+        "{stderr}"
+    );
+    assert!(!p.path("cache/state.json").exists(), "nothing was built: {stderr}");
+
+    p.edit(
+        "studio.yaml",
+        "executors:\n",
+        "publish:\n  library: media/anime\n\nexecutors:\n",
+    );
+    let out = p.command(&["publish", "ep01", "--profile", "sim"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let names = components(&p.path("media/anime"));
+    assert!(names.iter().any(|n| n.ends_with(" S01E01 - Bus Stop.mp4")), "{names:?}");
+
+    p.edit("studio.yaml", "  library: media/anime\n", "  library: \"\"\n");
+    let out = p.command(&["publish", "ep01", "--profile", "sim"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("studio.yaml") && stderr.contains("publish.library"),
+        "{stderr}"
+    );
+}

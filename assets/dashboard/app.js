@@ -42,6 +42,10 @@ document.addEventListener('click', async ev => {
     refresh(['script']);
     return;
   }
+  if (out && !r.ok && r.data.log) {
+    showLog(out, r.data.error, r.data.log);
+    return;
+  }
   if (out) out.textContent = r.ok ? (r.data.started ? 'build started' : r.data.cancelled ? 'cancelling…'
     : r.data.started === false ? 'a build is running' : 'no build is running') : (r.data.error || 'refused');
 });
@@ -78,6 +82,36 @@ async function save(el) {
   }
 }
 wireScript();
+
+// The writer's messages (what the terminal would show) under its button.
+function showLog(out, head, log) {
+  out.textContent = head;
+  const pre = document.createElement('pre');
+  pre.className = 'diag';
+  pre.textContent = log;
+  out.appendChild(pre);
+}
+
+// Script: Rewrite asks the LLM for a shot's or a scene's dialogue again.
+document.addEventListener('click', async ev => {
+  const b = ev.target.closest('button.rewrite');
+  if (!b) return;
+  const shot = b.closest('.shot');
+  const scene = b.closest('.scene');
+  const out = b.parentElement.querySelector('.result');
+  const body = {episode: b.closest('.screenplay').dataset.episode, scene: scene.dataset.scene};
+  if (shot) body.shot = shot.dataset.shot;
+  b.disabled = true;
+  out.textContent = 'writing with the LLM…';
+  const r = await post('/api/script/rewrite', body);
+  b.disabled = false;
+  if (r.ok) {
+    out.textContent = 'rewrote ' + r.data.rewrote;
+    refresh(['script']);
+  } else {
+    showLog(out, r.data.error || ('refused: ' + r.status), r.data.log || '');
+  }
+});
 
 // An image the browser cannot show (the sim profile's stand-in files) says so.
 document.addEventListener('error', ev => {
@@ -225,6 +259,7 @@ async function refresh(ids) {
     const openEps = $$('details[open]', old).map(d => d.dataset.episode);
     const players = new Map($$('video', old).map(v => [v.closest('details').dataset.episode, v]));
     old.innerHTML = fresh.innerHTML;
+    if (id === 'script') wireScript();
     $$('details', old).forEach(d => { if (openEps.includes(d.dataset.episode)) d.open = true; });
     // A player keeps playing when its episode did not change, and a new
     // build of the episode picks up where the old one was.

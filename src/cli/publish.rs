@@ -16,9 +16,10 @@ use crate::stages::publish::Layout;
 pub struct Args {
     /// The episode, e.g. `ep01`.
     episode: String,
-    /// The library folder (Jellyfin's TV library root).
+    /// The library folder (Jellyfin's TV library root); default:
+    /// `publish.library` in studio.yaml.
     #[arg(long, value_name = "DIR")]
-    to: Utf8PathBuf,
+    to: Option<Utf8PathBuf>,
     #[arg(short, long)]
     jobs: Option<usize>,
 }
@@ -31,6 +32,10 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Ar
         );
         return EXIT_INVALID;
     }
+    let to = match args.to.clone().map_or_else(|| library(root, profile), Ok) {
+        Ok(to) => to,
+        Err(code) => return code,
+    };
     let request = Request {
         targets: vec![format!("publish:{}", args.episode)],
         jobs: args.jobs,
@@ -51,17 +56,17 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Ar
         eprintln!("error: {} was built but its outputs are not on record", args.episode);
         return EXIT_IO;
     };
-    let placed = match place(session, &publish.outputs, &episode.outputs, &args.to) {
+    let placed = match place(session, &publish.outputs, &episode.outputs, &to) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: publishing to {}: {e}", args.to);
+            eprintln!("error: publishing to {to}: {e}");
             return EXIT_IO;
         }
     };
     for p in &placed {
         eprintln!("  {p}");
     }
-    eprintln!("published {} to {}", args.episode, args.to);
+    eprintln!("published {} to {to}", args.episode);
     match rescan(session) {
         Ok(Some(url)) => {
             eprintln!("asked Jellyfin at {url} to rescan its libraries");
@@ -73,6 +78,23 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Ar
             EXIT_FAILED
         }
     }
+}
+
+/// `publish.library` from studio.yaml, for a publish without `--to`.
+pub(super) fn library(root: &Utf8Path, profile: Option<&str>) -> Result<Utf8PathBuf, u8> {
+    let mut index = crate::cache::index::SourceIndex::load(&root.join("cache/sources.json"));
+    let (project, _) =
+        crate::project::load(root, profile, &crate::stages::registry::catalog(), &mut index).map_err(|d| {
+            super::report(d);
+            EXIT_INVALID
+        })?;
+    project.library.ok_or_else(|| {
+        eprintln!(
+            "error: publish to where? studio.yaml names no library\n  help: add `publish: {{library: DIR}}` to \
+             studio.yaml (the folder of Jellyfin's TV library), or pass `--to DIR`"
+        );
+        EXIT_INVALID
+    })
 }
 
 fn output<'a>(outputs: &'a [OutputFile], suffix: &str) -> Option<&'a OutputFile> {

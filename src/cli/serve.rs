@@ -282,7 +282,8 @@ pub struct Args {
     #[arg(long, value_name = "T")]
     token: Option<String>,
     /// The library folder (Jellyfin's TV library root) the Publish tab
-    /// publishes to; the watcher then keeps each episode's `publish` node built.
+    /// publishes to (default: `publish.library` in studio.yaml); the watcher
+    /// then keeps each episode's `publish` node built.
     #[arg(long, value_name = "DIR")]
     publish_to: Option<Utf8PathBuf>,
     /// CPU jobs at once (default: the number of cores).
@@ -317,17 +318,24 @@ pub fn run(root: &camino::Utf8Path, profile: Option<&str>, remote: &super::Remot
         return super::EXIT_INVALID;
     }
     let mut targets = args.targets;
-    if args.publish_to.is_some() {
-        match publish_targets(root, profile, &targets) {
-            Ok(more) => {
-                if targets.is_empty() {
-                    targets.push("all".to_string());
-                }
-                targets.extend(more);
-            }
-            Err(code) => return code,
+    let mut index = crate::cache::index::SourceIndex::load(&root.join("cache/sources.json"));
+    let project = match crate::project::load(root, profile, &crate::stages::registry::catalog(), &mut index) {
+        Ok((project, _)) => project,
+        Err(d) => {
+            super::report(d);
+            return super::EXIT_INVALID;
         }
+    };
+    // `--publish-to`, else studio.yaml's `publish.library`.
+    let publish_to = args.publish_to.or_else(|| project.library.clone());
+    if publish_to.is_some() {
+        let more = publish_targets(&project, &targets);
+        if targets.is_empty() {
+            targets.push("all".to_string());
+        }
+        targets.extend(more);
     }
+    drop(project);
     let watch = super::watch::Args {
         targets,
         jobs: args.jobs,
@@ -338,7 +346,7 @@ pub fn run(root: &camino::Utf8Path, profile: Option<&str>, remote: &super::Remot
             bind: args.bind,
             port: args.port,
             token,
-            publish_to: args.publish_to,
+            publish_to,
         }),
     };
     super::watch::run(root, profile, remote, watch)
@@ -346,18 +354,12 @@ pub fn run(root: &camino::Utf8Path, profile: Option<&str>, remote: &super::Remot
 
 /// The `publish:EP` nodes of the targeted episodes (every episode with a
 /// screenplay when no target is given), so the watcher keeps them built.
-fn publish_targets(root: &camino::Utf8Path, profile: Option<&str>, targets: &[String]) -> Result<Vec<String>, u8> {
-    let mut index = crate::cache::index::SourceIndex::load(&root.join("cache/sources.json"));
-    let (project, _) =
-        crate::project::load(root, profile, &crate::stages::registry::catalog(), &mut index).map_err(|d| {
-            super::report(d);
-            super::EXIT_INVALID
-        })?;
-    Ok(project
+fn publish_targets(project: &crate::project::model::Project, targets: &[String]) -> Vec<String> {
+    project
         .episodes
         .iter()
         .filter(|e| e.screenplay.is_some())
         .filter(|e| targets.is_empty() || targets.iter().any(|t| *t == e.id || t == "all"))
         .map(|e| format!("publish:{}", e.id))
-        .collect())
+        .collect()
 }

@@ -58,7 +58,7 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let w = match Writer::open(root, profile, args.seed) {
+    let w = match Writer::open(root, profile, args.seed, Log::Stderr) {
         Ok(w) => w,
         Err(code) => return code,
     };
@@ -90,7 +90,7 @@ pub(super) fn write_missing(root: &Utf8Path, profile: Option<&str>, targets: &[S
         return Ok(());
     }
     let _lock = lock(root)?;
-    let w = Writer::open(root, profile, None)?;
+    let w = Writer::open(root, profile, None, Log::Stderr)?;
     for ep in missing {
         match w.whole(&ep, false) {
             EXIT_OK => {}
@@ -101,13 +101,33 @@ pub(super) fn write_missing(root: &Utf8Path, profile: Option<&str>, targets: &[S
 }
 
 /// `studio write EP` for the dashboard's Story tab. Its server's watcher
-/// holds the build lock, so none is taken here; progress and diagnostics go
-/// to stderr as with the command. The exit code.
-pub(super) fn write_episode(root: &Utf8Path, profile: Option<&str>, episode: &str) -> u8 {
-    match Writer::open(root, profile, None) {
+/// holds the build lock, so none is taken here. The exit code, and what the
+/// terminal would have shown (progress and diagnostics).
+pub(super) fn write_episode(root: &Utf8Path, profile: Option<&str>, episode: &str) -> (u8, String) {
+    let log = Log::buffer();
+    let code = match Writer::open(root, profile, None, log.clone()) {
         Ok(w) => w.whole(episode, false),
         Err(code) => code,
-    }
+    };
+    (code, log.text())
+}
+
+/// `studio write --dialogue EP/SCENE[/SHOT]` for the Script tab's Rewrite
+/// button (the watcher holds the lock here too). The exit code and the log.
+pub(super) fn rewrite_dialogue(
+    root: &Utf8Path,
+    profile: Option<&str>,
+    episode: &str,
+    scene: &str,
+    shot: Option<&str>,
+) -> (u8, String) {
+    let log = Log::buffer();
+    let part = Part::Dialogue(scene.to_string(), shot.map(str::to_string));
+    let code = match Writer::open(root, profile, None, log.clone()) {
+        Ok(w) => w.part(episode, part),
+        Err(code) => code,
+    };
+    (code, log.text())
 }
 
 fn lock(root: &Utf8Path) -> Result<BuildLock, u8> {
@@ -154,20 +174,62 @@ fn parse_part(args: &Args) -> Result<(String, Part), String> {
     })
 }
 
+/// Where a writer's messages go: the terminal, or a buffer the dashboard
+/// returns with its answer (so the page shows what the terminal would).
+#[derive(Clone, Default)]
+pub(super) enum Log {
+    #[default]
+    Stderr,
+    Buffer(Arc<Mutex<String>>),
+}
+
+impl Log {
+    pub(super) fn buffer() -> Log {
+        Log::Buffer(Arc::default())
+    }
+
+    fn line(&self, text: &str) {
+        match self {
+            Log::Stderr => eprintln!("{text}"),
+            Log::Buffer(b) => {
+                let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+                b.push_str(text);
+                b.push('\n');
+            }
+        }
+    }
+
+    fn diagnostics(&self, d: crate::project::Diagnostics) {
+        match self {
+            Log::Stderr => report(d),
+            Log::Buffer(_) => self.line(&super::dashboard::plain_all(d)),
+        }
+    }
+
+    /// What was logged (empty for the terminal).
+    pub(super) fn text(&self) -> String {
+        match self {
+            Log::Stderr => String::new(),
+            Log::Buffer(b) => b.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+}
+
 /// A loaded project and the LLM that writes for it.
 struct Writer {
     project: Project,
     spans: Spans,
     llm: Llm,
     slots: usize,
+    log: Log,
 }
 
 impl Writer {
-    fn open(root: &Utf8Path, profile: Option<&str>, seed: Option<u64>) -> Result<Writer, u8> {
+    fn open(root: &Utf8Path, profile: Option<&str>, seed: Option<u64>, log: Log) -> Result<Writer, u8> {
         let mut index = SourceIndex::load(&root.join("cache/sources.json"));
         let (project, spans) = crate::project::load(root, profile, &crate::stages::registry::catalog(), &mut index)
             .map_err(|d| {
-                report(d);
+                log.diagnostics(d);
                 EXIT_INVALID
             })?;
         let id = project
@@ -176,19 +238,19 @@ impl Writer {
             .clone()
             .or_else(|| project.writing.executor.clone());
         let Some(executor) = id.and_then(|id| project.executors.iter().find(|e| e.id == id)) else {
-            eprintln!(
+            log.line(
                 "error: studio.yaml has no LLM executor to write with\n  help: add one under `executors:`, e.g. \
-                 `- {{id: llm, kind: ollama, url: http://127.0.0.1:11434, model: qwen2.5:7b}}` (or `kind: openai_chat` for \
-                 llama.cpp, vLLM, LM Studio), and optionally `writing: {{executor: llm, seed: 1}}`"
+                 `- {id: llm, kind: ollama, url: http://127.0.0.1:11434, model: qwen2.5:7b}` (or `kind: openai_chat` for \
+                 llama.cpp, vLLM, LM Studio), and optionally `writing: {executor: llm, seed: 1}`",
             );
             return Err(EXIT_INVALID);
         };
         let client = Client::new(executor).map_err(|e| {
-            report(at_executor(&spans, &executor.id, e.to_string(), None).into());
+            log.diagnostics(at_executor(&spans, &executor.id, e.to_string(), None).into());
             EXIT_INVALID
         })?;
         let templates = Templates::load(root).map_err(|d| {
-            report(d);
+            log.diagnostics(d);
             EXIT_INVALID
         })?;
         let llm = Llm {
@@ -209,6 +271,7 @@ impl Writer {
             project,
             spans,
             llm,
+            log,
         })
     }
 
@@ -221,7 +284,12 @@ impl Writer {
 
     fn announce(&self, what: &str) {
         let c = &self.llm.client;
-        eprintln!("writing {what} with `{}` ({} at {})", c.executor, c.model, c.url());
+        self.log.line(&format!(
+            "writing {what} with `{}` ({} at {})",
+            c.executor,
+            c.model,
+            c.url()
+        ));
     }
 
     fn whole(&self, ep_id: &str, force: bool) -> u8 {
@@ -232,15 +300,15 @@ impl Writer {
         let rel = format!("episodes/{ep_id}.yaml");
         let mut written = Written::load(&root.join("cache"));
         if written.owner(root, &rel) == Owner::Writer && !force {
-            eprintln!(
+            self.log.line(&format!(
                 "error: {rel} is the writer's: it changed since studio wrote it (or studio has no record of writing \
                  it), and studio never overwrites a writer's screenplay\n  help: regenerate a part with `studio write \
                  {ep_id} --scene s02` or `studio write --dialogue {ep_id}/s02[/sh03]`, or replace it all with --force"
-            );
+            ));
             return EXIT_INVALID;
         }
         self.announce(ep_id);
-        let progress = |line: String| eprintln!("  {line}");
+        let progress = |line: String| self.log.line(&format!("  {line}"));
         let result = Self::runtime().block_on(write::episode(&self.llm, &self.project, episode, self.slots, &progress));
         let out = match result {
             Ok(out) => out,
@@ -250,17 +318,19 @@ impl Writer {
         let keep_timeline = written.owner(root, &trel) == Owner::Writer && !force;
         let mut files = vec![(rel.as_str(), &out.screenplay)];
         if keep_timeline {
-            eprintln!("note: kept {trel}: it was edited (pass --force to replace it)");
+            self.log.line(&format!(
+                "note: kept {trel}: it was edited (pass --force to replace it)"
+            ));
         } else {
             files.push((trel.as_str(), &out.timeline));
         }
         for (rel, text) in files {
             if let Err(e) = write_atomic(&root.join(rel), text.as_bytes()) {
-                eprintln!("error: writing {rel}: {e}");
+                self.log.line(&format!("error: writing {rel}: {e}"));
                 return EXIT_IO;
             }
             written.record(rel, text.as_bytes());
-            eprintln!("wrote {rel}");
+            self.log.line(&format!("wrote {rel}"));
         }
         self.finish(&written)
     }
@@ -272,7 +342,9 @@ impl Writer {
         let root = &self.project.root;
         let rel = format!("episodes/{ep_id}.yaml");
         let Ok(text) = std::fs::read_to_string(root.join(&rel)) else {
-            eprintln!("error: {rel} does not exist\n  help: write the whole episode first: `studio write {ep_id}`");
+            self.log.line(&format!(
+                "error: {rel} does not exist\n  help: write the whole episode first: `studio write {ep_id}`"
+            ));
             return EXIT_INVALID;
         };
         let mut written = Written::load(&root.join("cache"));
@@ -304,27 +376,34 @@ impl Writer {
             Err(e) => return self.fail(e),
         };
         if new == text {
-            eprintln!("{rel} is unchanged");
+            self.log.line(&format!("{rel} is unchanged"));
             return self.finish(&written);
         }
         if let Err(e) = write_atomic(&root.join(&rel), new.as_bytes()) {
-            eprintln!("error: writing {rel}: {e}");
+            self.log.line(&format!("error: writing {rel}: {e}"));
             return EXIT_IO;
         }
         if owner == Owner::Studio {
             written.record(&rel, new.as_bytes());
         }
-        eprintln!("wrote {rel}");
+        self.log.line(&format!("wrote {rel}"));
         self.finish(&written)
     }
 
     fn finish(&self, written: &Written) -> u8 {
         let s = self.llm.stats();
-        eprintln!("done: {} requests, {} cached replies{}", s.requests, s.cached, s.rate());
+        self.log.line(&format!(
+            "done: {} requests, {} cached replies{}",
+            s.requests,
+            s.cached,
+            s.rate()
+        ));
         match written.save() {
             Ok(()) => EXIT_OK,
             Err(e) => {
-                eprintln!("error: recording what studio wrote in cache/written.json: {e}");
+                self.log.line(&format!(
+                    "error: recording what studio wrote in cache/written.json: {e}"
+                ));
                 EXIT_IO
             }
         }
@@ -334,10 +413,10 @@ impl Writer {
         let e = self.project.episode(id);
         if e.is_none() {
             let known: Vec<&str> = self.project.episodes.iter().map(|e| e.id.as_str()).collect();
-            eprintln!(
+            self.log.line(&format!(
                 "error: unknown episode `{id}`\n  help: episodes in studio.yaml: {}",
                 known.join(", ")
-            );
+            ));
         }
         e
     }
@@ -347,8 +426,9 @@ impl Writer {
             WriteError::Call { what, error } => {
                 let help = help_for(&error, &self.llm.client);
                 let msg = format!("writing {what}: {error}");
-                report(at_executor(&self.spans, &self.llm.client.executor, msg, Some(help)).into());
-                eprintln!("nothing was written");
+                self.log
+                    .diagnostics(at_executor(&self.spans, &self.llm.client.executor, msg, Some(help)).into());
+                self.log.line("nothing was written");
                 EXIT_FAILED
             }
             WriteError::Invalid {
@@ -357,21 +437,21 @@ impl Writer {
                 problems,
                 reply,
             } => {
-                eprintln!(
+                self.log.line(&format!(
                     "error: writing {what}: no usable reply in {tries} tries; the last one had these problems:\n  - {}\n\
                      the last reply began: {}\nnothing was written\n  help: raise `writing.retries`, try another \
                      seed (`--seed N`), or a stronger model",
                     problems.join("\n  - "),
                     write::client::excerpt(&reply, 400)
-                );
+                ));
                 EXIT_FAILED
             }
             WriteError::Project(d) => {
-                report(d);
+                self.log.diagnostics(d);
                 EXIT_INVALID
             }
             WriteError::Target(msg) => {
-                eprintln!("error: {msg}");
+                self.log.line(&format!("error: {msg}"));
                 EXIT_INVALID
             }
         }

@@ -84,6 +84,7 @@ pub fn load_episodes(
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
     let remote = remote_cache(&studio, &raw.cache, &mut errors);
+    let library = library(&studio, root, &raw.publish, &mut errors);
     spans.executors = raw
         .executors
         .iter()
@@ -252,6 +253,7 @@ pub fn load_episodes(
         remote,
         profile,
         writing,
+        library,
         rules,
         catalog: catalog.clone(),
         sources,
@@ -734,6 +736,28 @@ fn remote_cache(file: &SourceFile, raw: &RawCacheConfig, errors: &mut Collector)
         url: url.value.clone(),
         mode,
     })
+}
+
+/// `publish.library`: a folder path, resolved against the project root.
+/// Publishing creates it; here it only has to be a plausible path.
+fn library(
+    file: &SourceFile,
+    root: &Utf8Path,
+    raw: &super::raw::RawPublish,
+    errors: &mut Collector,
+) -> Option<Utf8PathBuf> {
+    let dir = raw.library.as_ref()?;
+    bounds::text(file, "`publish.library`", dir, bounds::text::PATH, errors);
+    let path = dir.value.trim();
+    if path.is_empty() || path.contains('\0') {
+        errors.push(
+            ProjectError::at(file, "publish::library", "`publish.library` is not a folder path")
+                .label_loc(file, &dir.referenced, "here")
+                .help("name the folder of Jellyfin's TV library, e.g. `library: /srv/media/anime`"),
+        );
+        return None;
+    }
+    Some(root.join(path))
 }
 
 /// The selected profile; `None` after pushing the mistake when it does not exist.

@@ -28,6 +28,8 @@ pub struct Project {
     pub remote: Option<RemoteConfig>,
     pub profile: Profile,
     pub writing: Writing,
+    /// `publish.library`: the media library folder, resolved against the root.
+    pub library: Option<Utf8PathBuf>,
     pub rules: Rules,
     /// The engines rules may name (the caller's: the registry's, or a test's).
     pub catalog: crate::engines::Catalog,

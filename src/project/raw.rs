@@ -34,6 +34,19 @@ pub struct RawProject {
     pub writing: Option<RawWriting>,
     #[serde(default)]
     pub cache: RawCacheConfig,
+    /// Where `studio publish` and the dashboard's Publish tab put episodes.
+    #[serde(default)]
+    pub publish: RawPublish,
+}
+
+/// `publish:` — the media library episodes are published to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublish {
+    /// The folder of Jellyfin's TV library (absolute, or relative to the
+    /// project); `studio publish --to` overrides it.
+    #[serde(default)]
+    pub library: Option<Spanned<String>>,
 }
 
 /// `cache:` — the shared remote cache behind the local one.

@@ -13,6 +13,7 @@ pub mod guard;
 mod publish;
 mod render;
 mod script;
+mod writer;
 
 use std::collections::HashMap;
 
@@ -50,7 +51,8 @@ pub fn routes() -> Router<Served> {
         .route("/api/script/line", post(script::save_line))
         .route("/api/script/action", post(script::save_action))
         .route("/api/publish/{episode}", post(publish::publish))
-        .route("/api/write/{episode}", post(write))
+        .route("/api/write/{episode}", post(writer::write))
+        .route("/api/script/rewrite", post(writer::rewrite))
 }
 
 fn asset(mime: &'static str, body: &'static str) -> Response {
@@ -220,35 +222,6 @@ fn srt_to_vtt(srt: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// `studio write EP` for an episode without a screenplay.
-async fn write(State(served): State<Served>, Path(ep): Path<String>) -> Response {
-    let session = match open(&served).await {
-        Ok(s) => s,
-        Err(text) => return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"error": text}))).into_response(),
-    };
-    let episode = match session.project.episode(&ep) {
-        None => return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such episode"}))).into_response(),
-        Some(e) if e.screenplay.is_some() => {
-            let e = format!("{} has a screenplay; edit it in Script", e.id);
-            return (StatusCode::CONFLICT, axum::Json(json!({ "error": e }))).into_response();
-        }
-        // The id from the project, not the request.
-        Some(e) => e.id.clone(),
-    };
-    drop(session);
-    let (root, profile) = (served.root.clone(), served.profile.clone());
-    let ep_id = episode.clone();
-    let code = tokio::task::spawn_blocking(move || super::write::write_episode(&root, profile.as_deref(), &ep_id))
-        .await
-        .unwrap_or(super::EXIT_IO);
-    if code == super::EXIT_OK {
-        axum::Json(json!({"wrote": format!("episodes/{episode}.yaml")})).into_response()
-    } else {
-        let e = format!("writing {episode} failed (exit {code}); the studio's terminal says why");
-        (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({ "error": e }))).into_response()
-    }
 }
 
 async fn start_build(State(served): State<Served>) -> Response {

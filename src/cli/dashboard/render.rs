@@ -97,7 +97,7 @@ fn in_library(session: &Session, ep: &Episode, library: Option<&Utf8Path>) -> Op
 }
 
 /// What an episode is now: not written, written, stale, built, or
-/// published (this build is in the `--publish-to` library).
+/// published (this build is in the library the studio publishes to).
 fn episode_state(
     session: &Session,
     plan: &HashMap<usize, Reason>,
@@ -273,6 +273,7 @@ fn cast(h: &mut String, session: &Session) {
 
 fn script(h: &mut String, p: &Project, ep: Option<&Episode>) {
     h.push_str("<section id=\"script\" class=\"tab\"><h2>Script</h2>");
+    let writer = p.profile.writer.is_some() || p.writing.executor.is_some();
     let Some(ep) = ep.filter(|e| e.screenplay.is_some()) else {
         h.push_str(
             "<p>No episode has a screenplay yet: write one with <code>studio write EPISODE</code>.</p></section>\n",
@@ -296,10 +297,11 @@ fn script(h: &mut String, p: &Project, ep: Option<&Episode>) {
     for s in &sp.scenes {
         let _ = write!(
             h,
-            "<div class=\"scene\" data-scene=\"{id}\"><h4 class=\"slug\">{id} · {} — {}<span class=\"mood\">{}</span></h4>",
+            "<div class=\"scene\" data-scene=\"{id}\"><h4 class=\"slug\">{id} · {} — {}<span class=\"mood\">{}</span>{}</h4>",
             esc(&s.location.to_uppercase()),
             esc(&s.time_of_day.as_str().replace('_', " ").to_uppercase()),
             esc(s.mood.as_str()),
+            rewrite_button(writer, "Rewrite the scene's dialogue"),
             id = esc(&s.id),
         );
         if !s.title.is_empty() {
@@ -345,13 +347,34 @@ fn script(h: &mut String, p: &Project, ep: Option<&Episode>) {
                     esc(&l.text)
                 );
             }
+            if !sh.dialogue.is_empty() {
+                h.push_str(&rewrite_button(writer, "Rewrite this dialogue"));
+            }
             h.push_str("</div>");
         }
         h.push_str("</div>");
     }
-    h.push_str(
-        "</div><p class=\"muted\">Click a line or an action to edit it; Enter saves, Esc undoes.</p></section>\n",
+    let how = if writer {
+        " A Rewrite button asks the LLM for new dialogue (<code>studio write --dialogue</code>): the rest of the file stays as it is."
+    } else {
+        " Rewriting dialogue with the LLM needs an LLM executor in studio.yaml (<code>writing: {executor: ...}</code>)."
+    };
+    let _ = writeln!(
+        h,
+        "</div><p class=\"muted\">Click a line or an action to edit it; Enter saves, Esc undoes.{how}</p></section>"
     );
+}
+
+/// The Script tab's button that rewrites the dialogue of its shot or scene
+/// with the LLM; none when the project has no LLM to write with.
+fn rewrite_button(writer: bool, label: &str) -> String {
+    if writer {
+        format!(
+            "<span class=\"rewrite\"><button class=\"rewrite\">{label}</button> <span class=\"result\"></span></span>"
+        )
+    } else {
+        String::new()
+    }
 }
 
 fn produce(h: &mut String) {
@@ -481,7 +504,7 @@ fn publish(
             let _ = write!(h, "<p>Library folder: <code>{}</code></p>", esc(dir.as_str()));
         }
         None => h.push_str(
-            "<p class=\"muted\">Start the studio with <code>--publish-to DIR</code> (Jellyfin's TV library root) to publish from here.</p>",
+            "<p class=\"muted\">To publish from here, name Jellyfin's TV library folder in studio.yaml (<code>publish: {library: DIR}</code>) or start the studio with <code>--publish-to DIR</code>.</p>",
         ),
     }
     let jf: Vec<_> = p
@@ -490,7 +513,7 @@ fn publish(
         .filter(|x| x.kind == crate::engines::ServiceKind::Jellyfin)
         .collect();
     if jf.is_empty() {
-        h.push_str("<p class=\"muted\">No Jellyfin executor in studio.yaml: <code>studio publish EP --to DIR</code> lays the episode out in a library folder.</p>");
+        h.push_str("<p class=\"muted\">No Jellyfin executor in studio.yaml: <code>studio publish EP</code> lays the episode out in the library folder.</p>");
     }
     for x in jf {
         let _ = write!(
