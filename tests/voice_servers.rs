@@ -215,7 +215,7 @@ fn rvc_converts_the_line_espeak_spoke_into_kais_model() {
         None,
     );
     p.write("voices/kai.pth", "trained weights");
-    let b = build(&p, &[KAI_1, KAI_2], &[]).ok();
+    let b = build(&p, &[KAI_1, KAI_2, MIO], &[]).ok();
     for id in [KAI_1, KAI_2] {
         let n = b.node(id);
         assert_eq!(n["engine"], "rvc", "{n}");
