@@ -261,6 +261,10 @@ fn a_fallback_for_an_unreachable_server_is_provisional_until_the_server_is_back(
     let ids = [KAI_1, KAI_2];
     let with_remote = ["--remote", remote.url.as_str()];
     let b = build(&p, &ids, &with_remote).ok();
+    // A teammate's checkout, also built while the server was down.
+    let r = copy_of(&p);
+    let r_first = build(&r, &ids, &with_remote).ok();
+    assert_eq!(r_first.node(KAI_1)["provisional"], true);
     for id in ids {
         let n = b.node(id);
         assert_eq!(n["engine"], "espeak", "{n}");
@@ -315,15 +319,27 @@ fn a_fallback_for_an_unreachable_server_is_provisional_until_the_server_is_back(
     remote_settled(|| entries("ac") == 2);
     let status = p.run(&["status", "--profile", "full"]);
     assert!(!status.stdout.contains("provisional"), "{}", status.stdout);
-    // And a fresh checkout fetches the server's lines from the remote.
+    // The teammate's stand-ins are replaced by the server's lines from the
+    // remote, in the cache, under out/ and in the state.
+    let fetched = build(&r, &ids, &with_remote).ok();
+    assert_eq!(fetched.with("fetched"), common::set(&ids), "{}", fetched.run.stdout);
+    let wav = |p: &TestProject| std::fs::read(p.path("out/ep01/s01/sh01/voice-1.wav")).unwrap();
+    assert_eq!(wav(&r), wav(&p));
+    let status = r.run(&["status", "--profile", "full"]);
+    assert!(!status.stdout.contains("provisional"), "{}", status.stdout);
+    let again = build(&r, &ids, &with_remote).ok();
+    assert_eq!(again.with("cached"), common::set(&ids), "{}", again.run.stdout);
+}
+
+/// A second checkout of `p`'s project (its config and reference clip).
+fn copy_of(p: &TestProject) -> TestProject {
     let q = TestProject::example("tiny");
     for f in ["studio.yaml", "rules/audio.yaml"] {
         q.write(f, &p.read(f));
     }
     std::fs::create_dir_all(q.path("refs")).unwrap();
     std::fs::copy(p.path("refs/kai.wav"), q.path("refs/kai.wav")).unwrap();
-    let fetched = build(&q, &ids, &with_remote).ok();
-    assert_eq!(fetched.with("fetched"), common::set(&ids));
+    q
 }
 
 /// Uploads end before the build returns; the file system may lag a moment.
@@ -374,4 +390,38 @@ fn ctrl_c_mid_request_leaves_nothing_half_written() {
     let b = build(&p, &[KAI_1], &[]).ok();
     assert_eq!(b.node(KAI_1)["engine"], "xtts");
     assert!(seconds(&p, KAI_1) > 0.8);
+}
+
+/// RVC over Piper: the worker in the voices venv (`scripts/deps.sh`, as
+/// `tests/voices.rs` needs it) speaks with kai's delivery, RVC converts.
+#[test]
+fn rvc_converts_the_line_piper_spoke() {
+    let venv = std::env::var("STUDIO_VOICES").unwrap_or_else(|_| {
+        let data = std::env::var("XDG_DATA_HOME")
+            .unwrap_or_else(|_| format!("{}/.local/share", std::env::var("HOME").unwrap()));
+        format!("{data}/studio/voices")
+    });
+    assert!(
+        std::path::Path::new(&venv).join("bin/python").is_file(),
+        "the voices venv {venv} is missing: run `bash scripts/deps.sh`"
+    );
+    let fake = Rvc::with_preset();
+    let port = voice_servers::rvc(fake.clone());
+    let p = project("      model: preset\n      rvc: {over: piper}", "rvc", port, None);
+    let b = build(&p, &[KAI_1], &[]).ok();
+    let n = b.node(KAI_1);
+    assert_eq!(n["engine"], "rvc", "{n}");
+    assert_eq!(n["metadata"]["spoken_by"], "piper", "{n}");
+    assert_eq!(fake.uploads.load(Ordering::SeqCst), 0, "a named model is the server's");
+    let conversions = fake.conversions.lock().unwrap().clone();
+    assert_eq!(conversions.len(), 1);
+    assert_eq!(
+        (conversions[0].0.as_str(), &conversions[0].1),
+        ("preset", &Value::from(0))
+    );
+    let (spoken, made) = (conversions[0].2, seconds(&p, KAI_1));
+    assert!(
+        spoken > 0.4 && (spoken - made).abs() < 0.1,
+        "spoken {spoken} s, converted {made} s"
+    );
 }

@@ -713,7 +713,10 @@ impl<'a> DrainState<'a> {
         };
         let (key, _) = self.pending.remove(&l).expect("resolving nodes have a key");
         let id = &self.node(l).id;
-        let same_as_last = self.session.state.nodes.get(id).is_some_and(|s| s.key == key);
+        // Not the last build's when that was a fallback's stand-in under the
+        // same key: the state takes the new entry.
+        let same_as_last = (self.session.state.nodes.get(id))
+            .is_some_and(|s| s.key == key && s.provisional.is_none() && s.content == m.content_hash());
         let metadata = m.metadata.clone();
         let hit = Hit::from_manifest(m, same_as_last);
         let status = if remote { Status::Fetched } else { Status::Cached };
