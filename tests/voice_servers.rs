@@ -6,15 +6,13 @@
 #![allow(clippy::disallowed_methods)] // the tests start studio and signal it
 
 mod common;
-#[path = "common/servers.rs"]
-mod servers;
 #[path = "common/voice_servers.rs"]
 mod voice_servers;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Build, TestProject};
+use common::{Build, TestProject, servers};
 use serde_json::Value;
 use voice_servers::{Knobs, Rvc};
 
@@ -144,6 +142,21 @@ fn gpt_sovits_clones_kai_from_his_reference_clip() {
     assert_eq!(n["engine"], "gpt_sovits", "{n}");
     assert!(n.get("provisional").is_none(), "{n}");
     assert_eq!(knobs.count(), before + 2, "asked twice");
+
+    // An answer longer than the longest line is cut off at its bound
+    // (here 2 s of 48 kHz stereo float: 772 kB; the fake sends 16 s, 1 MB).
+    knobs.seconds.store(16, Ordering::SeqCst);
+    std::fs::write(p.path("refs/kai.wav"), clip(500.0)).unwrap();
+    let env = [("STUDIO_TEST_MAX_LINE_SECONDS".to_string(), "2".to_string())];
+    let args = ["build", "--json", "--profile", "full", KAI_1];
+    let b = Build::parse_run(p.run_env(&args, &env)).ok();
+    let n = b.node(KAI_1);
+    assert_eq!(n["engine"], "espeak", "{n}");
+    assert!(
+        n["error"].as_str().unwrap().contains("answered more than 772096 bytes"),
+        "{n}"
+    );
+    knobs.seconds.store(0, Ordering::SeqCst);
 
     // Silence is refused: a permanent fault of the server's answer, so the
     // fallback's line stands (not provisional).

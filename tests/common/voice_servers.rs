@@ -45,6 +45,8 @@ pub struct Knobs {
     pub silence: Arc<AtomicBool>,
     /// Requests that arrived (before any delay), for tests that wait for one.
     pub arrived: Arc<AtomicUsize>,
+    /// Answer this many seconds of audio whatever the text (0: 0.3 s a word).
+    pub seconds: Arc<AtomicU64>,
 }
 
 impl Knobs {
@@ -72,6 +74,8 @@ impl Knobs {
     }
 
     fn wav(&self, rate: u32, seconds: f64) -> Response {
+        let forced = self.seconds.load(Ordering::SeqCst);
+        let seconds = if forced > 0 { forced as f64 } else { seconds };
         let samples = (seconds * f64::from(rate)) as usize;
         let silent = self.silence.load(Ordering::SeqCst);
         let data: Vec<i16> = (0..samples)

@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::server::{self, language};
-use super::speech::MAX_WAV_BYTES;
 use crate::exec::{ExecError, Job, Metadata, Produced};
 use crate::stages::{asset_in, param, param_str};
 
@@ -109,7 +108,7 @@ pub async fn gpt_sovits(job: &Job, cancel: &CancellationToken) -> Result<Produce
     .ok_or_else(|| fail("GPT-SoVITS needs the speaker's `voice.reference_audio: {file: …}` in studio.yaml".into()))?;
     let seed = job.material.seed.unwrap_or(0) % (1 << 31);
     let body = request(text, reference.as_str(), &s, seed);
-    let wav = server::post_json(service, "/tts", &body, MAX_WAV_BYTES, cancel).await?;
+    let wav = server::post_json(service, "/tts", &body, server::max_wav_bytes(), cancel).await?;
     let mut metadata = Metadata::new();
     metadata.insert("seed".into(), seed.into());
     server::into_line(job, service, "/tts", &wav, metadata, cancel).await

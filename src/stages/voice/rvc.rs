@@ -30,7 +30,6 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::server;
-use super::speech::MAX_WAV_BYTES;
 use crate::exec::{ExecError, Job, Produced};
 use crate::project::assets::file_of;
 use crate::stages::{asset_in, param};
@@ -149,7 +148,7 @@ pub async fn rvc(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
     let params = json!({"params": {"f0up_key": s.pitch, "f0method": "rmvpe"}});
     server::post_json(service, "/params", &params, MAX_JSON, cancel).await?;
     let body = json!({"audio_data": base64::engine::general_purpose::STANDARD.encode(&audio)});
-    let wav = server::post_json(service, "/convert", &body, MAX_WAV_BYTES, cancel).await?;
+    let wav = server::post_json(service, "/convert", &body, server::max_wav_bytes(), cancel).await?;
     let mut metadata = crate::exec::Metadata::new();
     metadata.insert("spoken_by".into(), s.over.clone().into());
     server::into_line(job, service, "/convert", &wav, metadata, cancel).await

@@ -3,7 +3,7 @@
 //! the WAV it carries decoded and checked before it becomes a voice line.
 //!
 //! Nothing a server answers is trusted: the body is read up to
-//! [`super::speech::MAX_WAV_BYTES`]; a WAV must decode (`hound`), have a sane rate and
+//! [`max_wav_bytes`]; a WAV must decode (`hound`), have a sane rate and
 //! channel count, last between [`MIN_SECONDS`] and the longest line, and
 //! not be silence. Errors follow `exec::http`: refused, timed out, 5xx and
 //! 429 may pass (transient), the rest do not; the servers' JSON error
@@ -28,6 +28,13 @@ pub const MIN_SECONDS: f64 = 0.05;
 pub const RATES: std::ops::RangeInclusive<u32> = 8_000..=192_000;
 /// A line whose loudest sample is under this (−60 dBFS) is silence.
 pub const SILENCE_PEAK: f64 = 0.001;
+
+/// The most bytes a server's WAV may take: the longest line
+/// ([`max_line_seconds`]) at 48 kHz stereo float, with room for the header
+/// ([`super::speech::MAX_WAV_BYTES`] for the usual limit).
+pub(crate) fn max_wav_bytes() -> usize {
+    (max_line_seconds() as usize) * 48_000 * 2 * 4 + 4096
+}
 
 /// The job's service client, or a permanent error naming the node.
 pub(crate) fn service(job: &Job) -> Result<&Service, ExecError> {

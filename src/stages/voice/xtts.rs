@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::server::{self, language};
-use super::speech::MAX_WAV_BYTES;
 use crate::exec::{ExecError, Job, Metadata, Produced};
 use crate::stages::{asset_in, param, param_str};
 
@@ -62,7 +61,7 @@ pub async fn xtts(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exe
         )));
     }
     let body = request(text, reference.as_str(), &lang);
-    let wav = server::post_json(service, PATH, &body, MAX_WAV_BYTES, cancel).await?;
+    let wav = server::post_json(service, PATH, &body, server::max_wav_bytes(), cancel).await?;
     server::into_line(job, service, PATH, &wav, Metadata::new(), cancel).await
 }
 
