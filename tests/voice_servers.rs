@@ -438,3 +438,32 @@ fn rvc_converts_the_line_piper_spoke() {
         "spoken {spoken} s, converted {made} s"
     );
 }
+
+/// A server slower than its executor's `timeout`: a failure that may pass,
+/// so the fallback's line is provisional.
+#[test]
+fn a_slow_server_times_out_into_a_provisional_fallback() {
+    let knobs = Knobs::default();
+    knobs.delay_ms.store(5_000, Ordering::SeqCst);
+    let port = voice_servers::xtts(knobs.clone());
+    let p = project("      reference_audio: {file: refs/kai.wav}", "xtts", port, None);
+    p.edit(
+        "studio.yaml",
+        &format!("url: http://127.0.0.1:{port}\n"),
+        &format!("url: http://127.0.0.1:{port}\n    timeout: 1\n"),
+    );
+    // One try: the time-out, not the driver's cool-downs, is under test.
+    p.edit(
+        "rules/audio.yaml",
+        "    full:\n      choose:",
+        "    full:\n      retries: 0\n      choose:",
+    );
+    let b = build(&p, &[KAI_1], &[]).ok();
+    let n = b.node(KAI_1);
+    assert_eq!(n["engine"], "espeak", "{n}");
+    assert_eq!(n["provisional"], true, "{n}");
+    assert!(
+        n["error"].as_str().unwrap().contains("did not answer within 1 s"),
+        "{n}"
+    );
+}
