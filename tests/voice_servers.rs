@@ -342,6 +342,19 @@ fn a_fallback_for_an_unreachable_server_is_provisional_until_the_server_is_back(
     assert!(!status.stdout.contains("provisional"), "{}", status.stdout);
     let again = build(&r, &ids, &with_remote).ok();
     assert_eq!(again.with("cached"), common::set(&ids), "{}", again.run.stdout);
+
+    // An entry on the remote that claims to be provisional (studio never
+    // uploads one) is refused: the node is made here instead.
+    let ac = remote.data().join("studio-cache/ac");
+    let entry = std::fs::read_dir(&ac).unwrap().next().unwrap().unwrap().path();
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    let forged = m["node"].as_str().unwrap().to_string();
+    m["provisional"] = "fell back to espeak after: gpt_sovits: refused".into();
+    std::fs::write(&entry, serde_json::to_vec(&m).unwrap()).unwrap();
+    let q = copy_of(&p);
+    let b = build(&q, &ids, &with_remote).ok();
+    assert_eq!(b.node(&forged)["status"], "built", "{}", b.run.stdout);
+    assert_eq!(b.with("fetched").len(), 1, "the other entry is fetched");
 }
 
 /// A second checkout of `p`'s project (its config and reference clip).
