@@ -480,3 +480,28 @@ fn a_slow_server_times_out_into_a_provisional_fallback() {
         "{n}"
     );
 }
+
+/// The voice servers' settings are checked when the project loads, each
+/// mistake located in studio.yaml.
+#[test]
+fn bad_voice_server_settings_are_located() {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "studio.yaml",
+        KAI_PIPER,
+        &format!(
+            "{KAI_PIPER}\n      rvc: {{over: xtts, pitch: 30}}\n      xtts: {{language: \"EN US\"}}\n      gpt_sovits: {{speed: 4}}"
+        ),
+    );
+    let run = p.run(&["build", KAI_1]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    for want in [
+        "`xtts` cannot speak a line for RVC",
+        "`pitch` must be",
+        "`EN US` is not a language code",
+        "`speed` must be",
+        "studio.yaml",
+    ] {
+        assert!(run.stderr.contains(want), "lacks {want:?}:\n{}", run.stderr);
+    }
+}
