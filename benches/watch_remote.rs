@@ -182,6 +182,7 @@ fn remote_throughput(name: &str, url: &str, size: u64) {
         seconds: 0.0,
         material,
         metadata: Default::default(),
+        provisional: None,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = RemoteConfig {

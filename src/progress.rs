@@ -85,6 +85,14 @@ impl Progress {
         let (id, engine) = (&r.id, &r.engine);
         let line = match &r.error {
             None => format!("   built {id} ({engine}, {:.2}s)", r.seconds),
+            // A fallback made it: built, with why.
+            Some(e) if r.status == crate::build::Status::Built => {
+                format!(
+                    "   built {id} ({engine}, {:.2}s): {}",
+                    r.seconds,
+                    e.lines().next().unwrap_or("")
+                )
+            }
             Some(e) => format!("  FAILED {id} ({engine}): {}", e.lines().next().unwrap_or("")),
         };
         match &self.bars {

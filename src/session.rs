@@ -158,6 +158,7 @@ impl Session {
                 ),
                 outputs: s.outputs.clone(),
                 same_as_last: true,
+                provisional: s.provisional.clone(),
             });
         }
         self.cache.lookup(key).map(|m| Hit::from_manifest(m, false))
@@ -280,6 +281,8 @@ pub struct Hit {
     pub outputs: Vec<crate::cache::OutputFile>,
     /// The key equals the one this node had after the last build.
     pub same_as_last: bool,
+    /// Made by a fallback standing in for the key's first engine: why.
+    pub provisional: Option<String>,
 }
 
 impl Hit {
@@ -293,6 +296,7 @@ impl Hit {
             ),
             outputs: m.outputs,
             same_as_last,
+            provisional: m.provisional,
         }
     }
 }

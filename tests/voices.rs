@@ -145,7 +145,16 @@ fn without_the_venv_the_lines_fall_back_to_espeak_and_say_how_to_install() {
     let b = build(&p, &[LINES[0].0, LINES[1].0], &env).ok();
     let n = b.node(LINES[0].0);
     assert_eq!(n["engine"], "espeak", "{n}");
-    assert_eq!(n["error"], "fell back to espeak", "{n}");
+    let error = n["error"].as_str().unwrap();
+    assert!(error.starts_with("fell back to espeak after: piper:"), "{error}");
+    assert!(
+        error.contains("scripts/deps.sh"),
+        "the primary's error is kept: {error}"
+    );
+    assert!(
+        n.get("provisional").is_none(),
+        "a missing venv is no passing fault: {n}"
+    );
     let warnings: Vec<&str> = b.run.stderr.lines().filter(|l| l.starts_with("warning:")).collect();
     assert_eq!(warnings.len(), 1, "one warning per build: {}", b.run.stderr);
     assert!(warnings[0].contains("run `bash scripts/deps.sh`"), "{}", warnings[0]);

@@ -80,6 +80,9 @@ pub(super) struct DrainState<'a> {
     /// Start and end of each job, for benchmarks.
     spans: Vec<(usize, f64, f64)>,
     ending: Ending,
+    /// The service groups (pools) the health check found unreachable: a
+    /// provisional result whose first engine runs on one of them is kept.
+    down: HashSet<usize>,
 }
 
 impl<'a> DrainState<'a> {
@@ -140,6 +143,7 @@ impl<'a> DrainState<'a> {
             ran_rx,
             spans: Vec::new(),
             ending: Ending::default(),
+            down: unreachable.keys().copied().collect(),
         }
     }
 
@@ -226,7 +230,11 @@ impl<'a> DrainState<'a> {
         let key = KeyMaterial::key_of(&self.session.graph, g, self.plan.simulated, facts)
             .expect("ready nodes have all inputs");
         let intact = self.plan.intact[l];
-        if let Some(hit) = self.session.lookup(g, &key, intact) {
+        // A fallback's stand-in is a hit only while the key's first engine
+        // is still out of reach; otherwise that engine makes the node now.
+        let primary_down = self.down.contains(&self.session.graph.nodes[g].pools[0]);
+        let hit = (self.session.lookup(g, &key, intact)).filter(|h| h.provisional.is_none() || primary_down);
+        if let Some(hit) = hit {
             let rebuilt_input = (self.plan.inputs[l].iter()).any(|&i| self.books.status[i] == Some(Status::Built));
             let status = if hit.same_as_last && rebuilt_input {
                 Status::Cutoff
@@ -331,11 +339,13 @@ impl<'a> DrainState<'a> {
                 content: hit.fact.hash.clone(),
                 duration: hit.fact.duration,
                 outputs: hit.outputs.clone(),
+                provisional: hit.provisional.clone(),
             };
             state.nodes.insert(node.id.clone(), s);
             state.dirty = true;
         }
-        let mut record = record(node, status, 0.0, node.engine().name, None);
+        let mut record = record(node, status, 0.0, node.engine().name, hit.provisional.clone());
+        record.provisional = hit.provisional.is_some();
         record.metadata = metadata;
         self.books.facts[l] = Some(hit.fact);
         self.books.outputs[l] = hit.outputs;
@@ -362,6 +372,9 @@ impl<'a> DrainState<'a> {
         let inputs = self.job_inputs(&node);
         let now = self.retry.current(l);
         let engine = node.engines[now.engine];
+        let provisional = (self.retry.fallback(l))
+            .filter(|f| f.provisional)
+            .map(|f| crate::cache::provisional_reason(&fell_back(engine.name, f.primary)));
         self.bus.emit(|| BuildEvent::NodeStarted {
             node: l,
             id: node.id.clone(),
@@ -386,6 +399,7 @@ impl<'a> DrainState<'a> {
             inputs,
             material,
             progress,
+            provisional,
         };
         let (shared, storer, ran) = (self.shared.clone(), self.storer.clone(), self.ran_tx.clone());
         self.tasks.spawn(caught(l, async move {
@@ -626,10 +640,16 @@ impl<'a> DrainState<'a> {
             content: fact.hash.clone(),
             duration: m.duration,
             outputs: m.outputs.clone(),
+            provisional: m.provisional.clone(),
         };
         state.nodes.insert(node.id.clone(), s);
-        let fallback = (m.engine != node.engine().name).then(|| format!("fell back to {}", m.engine));
+        let fallback = match (&m.provisional, self.retry.fallback(l)) {
+            (Some(why), _) => Some(why.clone()),
+            (None, Some(f)) => Some(fell_back(&m.engine, f.primary)),
+            (None, None) => None,
+        };
         let mut record = record(node, Status::Built, seconds, &m.engine, fallback);
+        record.provisional = m.provisional.is_some();
         record.metadata = m.metadata;
         record.host = self.host_id(at);
         (record.started, record.ended) = (Some(started), Some(ended));
@@ -693,7 +713,10 @@ impl<'a> DrainState<'a> {
         };
         let (key, _) = self.pending.remove(&l).expect("resolving nodes have a key");
         let id = &self.node(l).id;
-        let same_as_last = self.session.state.nodes.get(id).is_some_and(|s| s.key == key);
+        // Not the last build's when that was a fallback's stand-in under the
+        // same key: the state takes the new entry.
+        let same_as_last = (self.session.state.nodes.get(id))
+            .is_some_and(|s| s.key == key && s.provisional.is_none() && s.content == m.content_hash());
         let metadata = m.metadata.clone();
         let hit = Hit::from_manifest(m, same_as_last);
         let status = if remote { Status::Fetched } else { Status::Cached };
@@ -859,4 +882,10 @@ impl<'a> DrainState<'a> {
     fn node(&self, l: usize) -> &Node {
         &self.session.graph.nodes[self.plan.nodes[l]]
     }
+}
+
+/// What a fallback's record says: the engine that made the node and the
+/// first engine's error (`primary`, which names that engine).
+fn fell_back(engine: &str, primary: &str) -> String {
+    format!("fell back to {engine} after: {primary}")
 }

@@ -141,6 +141,11 @@ pub struct NodeRecord {
     pub output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Made by a fallback engine standing in for the first one, which was
+    /// unreachable or failed in a way that may pass (`error` says how): not
+    /// uploaded, and made again by a build that reaches the first engine.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
     /// The manifest's metadata, for the nodes whose manifest this build
     /// made or read (built, fetched, or resolved from a job in flight);
     /// `studio why` shows it for any node.

@@ -18,7 +18,7 @@ use crate::graph::{Graph, Node};
 use crate::project::model::Executor;
 use crate::sched::Dispatch;
 use crate::sched::hosts::{HostBook, cooldown_policy};
-use crate::sched::tries::{Next, Tries, Try};
+use crate::sched::tries::{Fallback, Next, Tries, Try};
 
 impl From<ExecError> for JobError {
     fn from(e: ExecError) -> JobError {
@@ -78,12 +78,16 @@ impl Retry {
             let pool = node.pools[t.engine];
             match down.get(&pool) {
                 Some(reason) if t.engine + 1 < node.engines.len() => {
-                    self.tries
-                        .failed(l, false, format!("{}: {reason}", node.engines[t.engine].name));
+                    self.tries.skip(l, format!("{}: {reason}", node.engines[t.engine].name));
                 }
                 _ => return pool,
             }
         }
+    }
+
+    /// How `l` came to its current engine, when it is not its first.
+    pub fn fallback(&self, l: usize) -> Option<Fallback<'_>> {
+        self.tries.fallback(l)
     }
 
     /// The engine and attempt of `l`'s next try.

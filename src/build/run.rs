@@ -79,6 +79,9 @@ pub(super) struct NodeWork {
     pub inputs: Vec<JobInput>,
     pub material: KeyMaterial,
     pub progress: JobProgress,
+    /// This try is a fallback's standing in for an engine that may come
+    /// back: why, for the manifest ([`Manifest::provisional`]).
+    pub provisional: Option<String>,
 }
 
 /// A node made and stored.
@@ -117,6 +120,7 @@ fn passthrough(shared: &Shared, work: &NodeWork) -> Result<Ran, JobError> {
             seconds: 0.0,
             material: work.material.clone(),
             metadata: driver_metadata(shared, work),
+            provisional: work.provisional.clone(),
         },
         outputs: Outputs::Stored(input.outputs.clone()),
         scratch: None,
@@ -197,6 +201,7 @@ fn ran(
             seconds,
             material: work.material.clone(),
             metadata,
+            provisional: work.provisional.clone(),
         },
         outputs: Outputs::Files(produced.files),
         scratch: Some(scratch),
@@ -227,7 +232,9 @@ fn driver_metadata(shared: &Shared, work: &NodeWork) -> Metadata {
 
 /// Store what a try of `node` under `key` made (the storer records the
 /// manifest and copies the outputs under `out/`, in a batch); then, with a
-/// writable remote, upload the result in the background. `Err`: the
+/// writable remote, upload the result in the background — unless it is
+/// provisional: the remote's entries are what the key's first engine made,
+/// and a fallback standing in for it stays on this machine. `Err`: the
 /// storer failed to answer (a bug).
 pub(super) async fn store(
     shared: &Shared,
@@ -240,7 +247,8 @@ pub(super) async fn store(
         Ok(f) => f,
         Err(e) => return Ok(Err(e)),
     };
-    if let Some(remote) = shared.remote.clone().filter(|r| r.writable()) {
+    let provisional = finished.manifest.provisional.is_some();
+    if let Some(remote) = shared.remote.clone().filter(|r| r.writable() && !provisional) {
         let (cache, key, manifest) = (shared.cache.clone(), key.to_string(), finished.manifest.clone());
         let panicked = shared.upload_panic.clone();
         shared.uploads.spawn(async move {

@@ -116,6 +116,7 @@ pub(super) fn record(node: &Node, status: Status, seconds: f64, engine: &str, er
         ended: None,
         output: None,
         error,
+        provisional: false,
         metadata: Metadata::new(),
     }
 }

@@ -63,6 +63,32 @@ pub struct Manifest {
     /// existed have none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: Metadata,
+    /// Made by a fallback engine because an engine before it was
+    /// unreachable or failed in a way that may pass ("fell back to espeak
+    /// after: edge_tts: …"). The entry stands in for the key's first
+    /// engine only until a build reaches that engine again: it is never
+    /// uploaded to the remote, and a build that finds the first engine's
+    /// service reachable makes the node again (`build::drain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisional: Option<String>,
+}
+
+/// The longest `provisional` reason an entry keeps.
+pub const MAX_PROVISIONAL_LEN: usize = 1024;
+
+/// `reason` as an entry keeps it: control characters (a server's
+/// multi-line error) as spaces, at most [`MAX_PROVISIONAL_LEN`] bytes.
+pub fn provisional_reason(reason: &str) -> String {
+    let mut s: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if s.len() > MAX_PROVISIONAL_LEN {
+        let mut end = MAX_PROVISIONAL_LEN - 3;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
 }
 
 /// A manifest's metadata: short words → small JSON values.
@@ -131,6 +157,13 @@ impl Manifest {
             return Err(format!("`{}` is not a node id", digest::shorten(&self.node)));
         }
         check_metadata(&self.metadata)?;
+        if let Some(p) = &self.provisional
+            && (p.len() > MAX_PROVISIONAL_LEN || p.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "its provisional reason is not a line of at most {MAX_PROVISIONAL_LEN} bytes"
+            ));
+        }
         if self.material.key() != key {
             return Err("its contents belong to another key".to_string());
         }

@@ -18,6 +18,10 @@ pub struct NodeState {
     pub content: String,
     pub duration: Option<f64>,
     pub outputs: Vec<OutputFile>,
+    /// Made by a fallback standing in for the key's first engine (the
+    /// manifest's `provisional`): why. `studio status` lists these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisional: Option<String>,
 }
 
 /// A file under `out/`: the object it was copied from and its stat then.

@@ -177,6 +177,7 @@ mod tests {
             seconds: 0.1,
             material,
             metadata: Default::default(),
+            provisional: None,
         };
         cache.record_unsynced(&key, &m).unwrap();
         assert_eq!(cache.lookup(&key).unwrap().outputs, m.outputs);

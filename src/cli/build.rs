@@ -208,6 +208,8 @@ struct NodeLine<'a> {
     metadata: &'a crate::cache::Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    provisional: bool,
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     started: Option<f64>,
@@ -227,6 +229,7 @@ impl<'a> NodeLine<'a> {
             kind: r.kind,
             metadata: &r.metadata,
             output: r.output.as_deref(),
+            provisional: r.provisional,
             seconds: r.seconds,
             started: r.started,
             status: r.status,

@@ -158,9 +158,13 @@ async fn push(session: &Session, remote: Arc<Remote>, targets: &[String]) -> u8 
             return EXIT_INVALID;
         }
     };
-    let keys: Vec<String> = nodes
-        .iter()
+    let states: Vec<_> = (nodes.iter())
         .filter_map(|&n| session.state.nodes.get(&session.graph.nodes[n].id))
+        .collect();
+    // A fallback's stand-in stays here (the remote holds first engines' results).
+    let provisional = states.iter().filter(|s| s.provisional.is_some()).count();
+    let keys: Vec<String> = (states.iter())
+        .filter(|s| s.provisional.is_none())
         .map(|s| s.key.clone())
         .collect();
     let results: Vec<Option<bool>> = futures_util::stream::iter(keys)
@@ -191,6 +195,9 @@ async fn push(session: &Session, remote: Arc<Remote>, targets: &[String]) -> u8 
         remote.url(),
         results.iter().filter(|r| r.is_none()).count()
     );
+    if provisional > 0 {
+        eprintln!("{provisional} provisional entries (made by a fallback engine) were not pushed");
+    }
     if remote.failed() { EXIT_FAILED } else { EXIT_OK }
 }
 

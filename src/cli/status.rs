@@ -1,4 +1,7 @@
-//! `studio status [TARGET]`: per node kind, what is built, stale, missing.
+//! `studio status [TARGET]`: per node kind, what is built, stale, missing;
+//! then the provisional nodes (built by a fallback standing in for an
+//! unreachable or failing first engine: the next build that reaches that
+//! engine makes them again).
 
 use std::collections::BTreeMap;
 
@@ -32,8 +35,14 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
     let plan = session.plan(&nodes);
     let mut counts: BTreeMap<NodeKind, [usize; 3]> = BTreeMap::new();
     let mut list = String::new();
+    let mut provisional = String::new();
     for (n, reason) in &plan {
         let node = &session.graph.nodes[*n];
+        if matches!(reason, Reason::Fresh)
+            && let Some(why) = session.state.nodes.get(&node.id).and_then(|s| s.provisional.as_ref())
+        {
+            provisional.push_str(&format!("provisional {}  ({why})\n", node.id));
+        }
         let slot = match reason {
             Reason::Fresh => 0,
             _ if session.state.nodes.contains_key(&node.id) => 1,
@@ -61,6 +70,7 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
         "total", total[0], total[1], total[2]
     ));
     text.push_str(&list);
+    text.push_str(&provisional);
     out(&text);
     EXIT_OK
 }

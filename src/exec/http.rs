@@ -218,6 +218,39 @@ impl Service {
         })
     }
 
+    /// [`Service::send`], reading at most `max` bytes of the body: a
+    /// longer answer (by its `Content-Length` or as it streams) is a
+    /// protocol error, and nothing past `max` is held.
+    pub async fn send_limited(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+        max: usize,
+    ) -> Result<Answer, HttpError> {
+        let started = Instant::now();
+        let too_big = || HttpError::Protocol {
+            url: url.to_string(),
+            reason: format!("answered more than {max} bytes"),
+        };
+        let mut response = request.send().await.map_err(|e| self.transport(url, e))?;
+        if response.content_length().is_some_and(|n| n > max as u64) {
+            return Err(too_big());
+        }
+        let status = response.status().as_u16();
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(url, e))? {
+            if body.len() + chunk.len() > max {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            body: body.freeze(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
     /// An answer that is not 2xx, as an error quoting the start of its body.
     pub fn check_status(&self, url: &str, answer: &Answer) -> Result<(), HttpError> {
         if (200..300).contains(&answer.status) {

@@ -82,6 +82,8 @@ pub const NOISE: Range = range(0.0, 1.5, "", "0.667");
 pub const SEMITONES: Range = range(-12.0, 12.0, "semitones", "2");
 /// Kokoro's speed.
 pub const SPEED: Range = range(0.5, 2.0, "", "1.0");
+/// RVC's pitch shift (`f0up_key`), whole semitones.
+pub const RVC_PITCH: Range = whole(-24.0, 24.0, "semitones", "-3");
 /// A shot's take: raising it re-rolls the shot.
 pub const TAKE: Range = whole(1.0, 9999.0, "", "2");
 /// An LLM's context window.

@@ -499,6 +499,59 @@ fn voice(file: &SourceFile, v: &RawVoice, catalog: &Catalog, errors: &mut Collec
             );
         }
     }
+    if let Some(speed) = v.gpt_sovits.as_ref().and_then(|g| g.speed.as_ref()) {
+        bounds::number(file, "speed", speed, bounds::SPEED, 1.0, errors);
+    }
+    if let Some(r) = &v.rvc {
+        if let Some(p) = &r.pitch {
+            bounds::number(
+                file,
+                "pitch",
+                &Spanned::new(p.value as f64, p.referenced, p.defined),
+                bounds::RVC_PITCH,
+                0.0,
+                errors,
+            );
+        }
+        if let Some(over) = &r.over
+            && !super::raw::RVC_OVER.contains(&over.value.as_str())
+        {
+            errors.push(
+                ProjectError::at(
+                    file,
+                    "character::voice",
+                    format!("`{}` cannot speak a line for RVC", over.value),
+                )
+                .label_loc(file, &over.referenced, "here")
+                .help(format!("voice.rvc.over is one of {}", super::raw::RVC_OVER.join(", "))),
+            );
+        }
+    }
+    for (what, t) in [
+        ("text_lang", v.gpt_sovits.as_ref().and_then(|g| g.text_lang.as_ref())),
+        (
+            "prompt_lang",
+            v.gpt_sovits.as_ref().and_then(|g| g.prompt_lang.as_ref()),
+        ),
+        ("language", v.xtts.as_ref().and_then(|x| x.language.as_ref())),
+    ] {
+        let Some(t) = t else { continue };
+        let ok = (1..=12).contains(&t.value.len()) && t.value.bytes().all(|b| matches!(b, b'a'..=b'z' | b'_' | b'-'));
+        if !ok {
+            errors.push(
+                ProjectError::at(
+                    file,
+                    "character::voice",
+                    format!("`{}` is not a language code", t.value),
+                )
+                .label_loc(file, &t.referenced, what)
+                .help("a short lowercase code the server knows: en, ja, zh-cn, all_ja, ..."),
+            );
+        }
+    }
+    if let Some(t) = v.gpt_sovits.as_ref().and_then(|g| g.prompt_text.as_ref()) {
+        bounds::text(file, "prompt_text", t, text::LINE, errors);
+    }
     let file_or_name = |v: &Option<Spanned<super::assets::NameOrFile>>| v.as_ref().map(super::assets::text_of);
     for (what, t, max) in [
         ("espeak", v.espeak.clone(), text::WORD),

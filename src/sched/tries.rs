@@ -6,6 +6,10 @@
 //! permanent one, or a transient one with no retry left, moves to the next
 //! engine of the chain (a fallback, perhaps in another pool); past the last
 //! engine the node fails with every engine's error.
+//!
+//! The book also remembers whether an engine was left behind for a failure
+//! that may pass (a transient one, or its service unreachable before the
+//! build): what a later engine makes is then provisional ([`Tries::fallback`]).
 
 /// Where a node stands: the index of its engine in the chain, and the
 /// attempt with that engine (0 for the first).
@@ -30,6 +34,18 @@ pub enum Next {
 struct Node {
     at: Try,
     errors: Vec<String>,
+    /// An engine was left behind for a failure that may pass.
+    soft: bool,
+}
+
+/// How a node came to its current engine, when it is not the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback<'a> {
+    /// The first engine's error (naming the engine).
+    pub primary: &'a str,
+    /// An engine before the current one was left for a failure that may
+    /// pass: what the current one makes stands in for it.
+    pub provisional: bool,
 }
 
 /// The tries of nodes `0..n`.
@@ -64,6 +80,7 @@ impl Tries {
         }
         n.errors.push(error);
         if n.at.engine + 1 < self.chain[node] {
+            n.soft |= transient;
             n.at = Try {
                 engine: n.at.engine + 1,
                 attempt: 0,
@@ -71,6 +88,29 @@ impl Tries {
             return Next::Fallback(n.at);
         }
         Next::GiveUp(n.errors.join("\n"))
+    }
+
+    /// Leave `node`'s current engine before trying it, because its service
+    /// cannot be reached (`error`): like a failure that may pass, with no
+    /// retry. The caller checks a later engine remains.
+    pub fn skip(&mut self, node: usize, error: String) -> Next {
+        let n = &mut self.nodes[node];
+        n.errors.push(error);
+        n.soft = true;
+        n.at = Try {
+            engine: n.at.engine + 1,
+            attempt: 0,
+        };
+        Next::Fallback(n.at)
+    }
+
+    /// How `node` came to its current engine; `None` on its first.
+    pub fn fallback(&self, node: usize) -> Option<Fallback<'_>> {
+        let n = &self.nodes[node];
+        (n.at.engine > 0).then(|| Fallback {
+            primary: n.errors.first().map_or("", String::as_str),
+            provisional: n.soft,
+        })
     }
 }
 
@@ -98,6 +138,37 @@ mod tests {
         assert_eq!(
             t.failed(0, false, "b: broken".into()),
             Next::GiveUp("a: 503\nb: broken".into())
+        );
+    }
+
+    #[test]
+    fn a_fallback_after_a_failure_that_may_pass_is_provisional() {
+        let mut t = Tries::new(vec![3, 2, 3], vec![0, 0, 0]);
+        assert_eq!(t.fallback(0), None, "the first engine is no fallback");
+        t.failed(0, false, "a: 400".into());
+        assert_eq!(
+            t.fallback(0),
+            Some(Fallback {
+                primary: "a: 400",
+                provisional: false
+            }),
+            "a permanent failure: the fallback's result stands"
+        );
+        t.failed(0, true, "b: 503".into());
+        assert_eq!(t.fallback(0).unwrap().primary, "a: 400");
+        assert!(t.fallback(0).unwrap().provisional, "b may come back");
+        t.failed(1, true, "a: refused".into());
+        assert!(t.fallback(1).unwrap().provisional);
+        assert_eq!(
+            t.skip(2, "a: unreachable".into()),
+            Next::Fallback(Try { engine: 1, attempt: 0 })
+        );
+        assert_eq!(
+            t.fallback(2),
+            Some(Fallback {
+                primary: "a: unreachable",
+                provisional: true
+            })
         );
     }
 

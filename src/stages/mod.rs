@@ -35,7 +35,13 @@ pub(crate) fn tool(job: &Job, tool: Tool) -> Result<&Utf8PathBuf, ExecError> {
 /// edited since the project was loaded would make an output the key does
 /// not describe.
 pub(crate) fn asset(job: &Job, name: &str) -> Result<Option<Utf8PathBuf>, ExecError> {
-    let Some((file, hash)) = param(job, name).and_then(crate::project::assets::file_of) else {
+    asset_in(job, param(job, name), name)
+}
+
+/// [`asset`] for a value inside a param (`voice.reference_audio`), named
+/// `name` in errors.
+pub(crate) fn asset_in(job: &Job, value: Option<&Value>, name: &str) -> Result<Option<Utf8PathBuf>, ExecError> {
+    let Some((file, hash)) = value.and_then(crate::project::assets::file_of) else {
         return Ok(None);
     };
     let path = job.root.join(file);

@@ -300,13 +300,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[VoiceLine],
             placement: Service(Xtts),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: true,
             real_in_sim: false,
             cost: Fixed(8.0),
             about: "XTTS v2 zero-shot cloning from a reference clip",
         },
-        run: Run::Missing,
+        run: local!(voice::xtts),
     },
     Engine {
         spec: EngineSpec {
@@ -314,13 +314,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[VoiceLine],
             placement: Service(GptSovits),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: true,
             real_in_sim: false,
             cost: Fixed(6.0),
             about: "GPT-SoVITS with a trained voice",
         },
-        run: Run::Missing,
+        run: local!(voice::gpt_sovits),
     },
     Engine {
         spec: EngineSpec {
@@ -328,13 +328,13 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[VoiceLine],
             placement: Service(Rvc),
-            tools: &[],
+            tools: &[EspeakNg, Piper, Ffmpeg, Ffprobe],
             stochastic: false,
             real_in_sim: false,
             cost: Fixed(6.0),
-            about: "RVC v2 voice conversion with a trained model",
+            about: "RVC v2 voice conversion (rvc-python API) of a line espeak-ng or Piper speaks first",
         },
-        run: Run::Missing,
+        run: local!(voice::rvc),
     },
     Engine {
         spec: EngineSpec {

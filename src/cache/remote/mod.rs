@@ -246,6 +246,14 @@ impl Remote {
         // Every field is checked before any is used: digests and suffixes
         // by their types, numbers for range, the material against the key.
         let manifest = match Manifest::parse(&bytes, &key) {
+            // studio never uploads one: another engine's stand-in, refused.
+            Ok(m) if m.provisional.is_some() => {
+                self.refuse(
+                    &path,
+                    &format!("{path}: a provisional entry (made by a fallback engine)"),
+                );
+                return None;
+            }
             Ok(m) => m,
             Err(why) => {
                 self.refuse(&path, &format!("{path}: {why}"));
@@ -352,10 +360,11 @@ impl Remote {
 
     /// Upload the objects of `manifest` the remote lacks, then its entry (so
     /// a reader never finds an entry whose objects are missing). `Ok(false)`:
-    /// not uploaded (the remote is not writable, or a local object no longer
-    /// matches its name, which is reported).
+    /// not uploaded (the remote is not writable, the entry is provisional,
+    /// or a local object no longer matches its name, which is reported).
     pub async fn upload(&self, cache: &Cache, key: &str, manifest: &Manifest) -> Result<bool, RemoteError> {
-        if !self.writable() {
+        // A fallback's stand-in is not what the key's first engine makes.
+        if !self.writable() || manifest.provisional.is_some() {
             return Ok(false);
         }
         let Ok(key) = Digest::parse(key) else {

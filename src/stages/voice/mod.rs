@@ -1,15 +1,23 @@
 //! Voice lines with espeak-ng: the line's text from a UTF-8 file, resampled
-//! to 48 kHz mono (the neural voices are in [`neural`]).
+//! to 48 kHz mono (the neural voices are in [`neural`]; the voice servers
+//! in [`speech`], [`gpt_sovits`], [`xtts`] and [`rvc`], over [`server`]).
 //!
 //! The text never becomes an argument (espeak-ng reads `-Don't` as an option,
 //! exits 0 and writes nothing), so it goes through `-f line.txt`. The length is
 //! the exact sample count, so shots, subtitles and the mix agree on it.
 
+pub mod gpt_sovits;
 pub mod neural;
+pub mod rvc;
+pub mod server;
 pub mod speech;
+pub mod xtts;
 
+pub use gpt_sovits::gpt_sovits;
 pub use neural::{kokoro_ja, piper};
+pub use rvc::rvc;
 pub use speech::openai_speech;
+pub use xtts::xtts;
 
 use camino::Utf8Path;
 use serde_json::Value;
