@@ -34,6 +34,9 @@ pub struct RawProject {
     pub writing: Option<RawWriting>,
     #[serde(default)]
     pub cache: RawCacheConfig,
+    /// The user's tracks tagged by mood (`library_music`).
+    #[serde(default)]
+    pub music_library: Option<super::music_library::RawMusicLibrary>,
 }
 
 /// `cache:` — the shared remote cache behind the local one.
@@ -138,6 +141,10 @@ pub struct RawWorld {
     pub color_palette: Vec<Text>,
     #[serde(default = "no_text")]
     pub cinematography: Text,
+    /// How the show's music sounds (ACE-Step's prompt); default: the
+    /// project's genre and the storyline's tone.
+    #[serde(default = "no_text")]
+    pub music_style: Text,
 }
 
 impl Default for RawWorld {
@@ -147,6 +154,7 @@ impl Default for RawWorld {
             location: no_text(),
             color_palette: Vec::new(),
             cinematography: no_text(),
+            music_style: no_text(),
         }
     }
 }
