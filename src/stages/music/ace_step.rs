@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{bed, check_rate, fail, scene_samples, style};
 use crate::exec::http::{HttpError, Service, excerpt};
-use crate::exec::{ExecError, Job, Metadata, Produced};
+use crate::exec::{ExecError, Job, JobProgress, Produced};
 use crate::project::vocab::Mood;
 use crate::stages::{param_str, probe_duration, scratch};
 use crate::timing;
@@ -59,7 +59,7 @@ const INSTRUMENTAL: &str = "[Instrumental]";
 
 /// What one scene asks ACE-Step for.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Ask<'a> {
+pub struct Ask<'a> {
     pub prompt: &'a str,
     /// Seconds, within [`MIN_SECONDS`, `MAX_SECONDS`].
     pub seconds: f64,
@@ -253,19 +253,20 @@ pub async fn ace_step(job: &Job, cancel: &CancellationToken) -> Result<Produced,
         mood,
         model: job.pool.model.as_deref(),
     };
-    let client = Client { job, service };
-    let deadline = Instant::now() + crate::exec::http::seconds(service.timeout());
-    let raw = scratch(job, "ace_step.audio");
-    let work = async {
-        let id = client.release(&ask).await?;
-        let path = client.wait(&id, deadline).await?;
-        client.download(&path, &raw, max_bytes(seconds)).await
+    let api_key = job
+        .host
+        .as_ref()
+        .and_then(|h| h.api_key_env.as_deref())
+        .and_then(|var| std::env::var(var).ok());
+    let client = Client {
+        service,
+        progress: &job.progress,
+        api_key,
     };
+    let raw = scratch(job, "ace_step.audio");
+    let budget = crate::exec::http::seconds(service.timeout());
     tokio::select! {
-        r = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), work) => match r {
-            Ok(r) => r?,
-            Err(_) => return Err(client.late()),
-        },
+        r = client.generate(&ask, &raw, budget) => r.map_err(|e| named(job, e))?,
         () = cancel.cancelled() => return Err(ExecError::Cancelled),
     }
     // It must decode, as audio, before anything else reads it.
@@ -276,18 +277,55 @@ pub async fn ace_step(job: &Job, cancel: &CancellationToken) -> Result<Produced,
         return Err(client.protocol("answered an empty audio file".into()));
     }
     let mut made = bed(job, &raw, samples, cancel).await?;
-    made.metadata = Metadata::new();
     made.metadata.insert("seed".into(), json!(seed));
     Ok(made)
 }
 
-/// One job's calls to its host.
-struct Client<'a> {
-    job: &'a Job,
-    service: &'a Service,
+/// A permanent failure named with the node it failed.
+fn named(job: &Job, e: ExecError) -> ExecError {
+    match e {
+        ExecError::Permanent(m) => ExecError::Permanent(format!("{}: {m}", job.node.id)),
+        e => e,
+    }
+}
+
+/// One job's calls to an ACE-Step host.
+pub struct Client<'a> {
+    pub service: &'a Service,
+    /// Where the polls report how far the task got.
+    pub progress: &'a JobProgress,
+    /// Sent as `Authorization: Bearer` (the server's `ACESTEP_API_KEY`).
+    pub api_key: Option<String>,
 }
 
 impl Client<'_> {
+    /// Submit `ask`, poll until it is done and download its audio into
+    /// `to`, all within `budget`: a task still pending then is a permanent
+    /// failure (the rule's fallback makes the music instead of a retry
+    /// waiting as long again).
+    pub async fn generate(&self, ask: &Ask<'_>, to: &Utf8Path, budget: Duration) -> Result<(), ExecError> {
+        let deadline = Instant::now() + budget;
+        let work = async {
+            let id = self.release(ask).await?;
+            let path = self.wait(&id, deadline).await?;
+            self.download(&path, to, max_bytes(ask.seconds)).await
+        };
+        match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), work).await {
+            Ok(r) => r,
+            Err(_) => Err(ExecError::Permanent(
+                self.service
+                    .error(HttpError::Protocol {
+                        url: self.service.base.clone(),
+                        reason: format!(
+                            "the music was not ready within {} s (the executor's `timeout`)",
+                            budget.as_secs_f64()
+                        ),
+                    })
+                    .to_string(),
+            )),
+        }
+    }
+
     fn error(&self, e: HttpError) -> ExecError {
         self.service.error(e).into()
     }
@@ -299,28 +337,9 @@ impl Client<'_> {
         })
     }
 
-    /// The job ran past the executor's `timeout`: permanent, so the scene
-    /// falls back now instead of waiting for it again.
-    fn late(&self) -> ExecError {
-        ExecError::Permanent(format!(
-            "{}: {}",
-            self.job.node.id,
-            self.service.error(HttpError::Protocol {
-                url: self.service.base.clone(),
-                reason: format!(
-                    "the music was not ready within {} s (the executor's `timeout`)",
-                    self.service.timeout()
-                ),
-            })
-        ))
-    }
-
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self.job.host.as_ref().and_then(|h| h.api_key_env.as_deref()) {
-            Some(var) => match std::env::var(var) {
-                Ok(key) => req.bearer_auth(key),
-                Err(_) => req,
-            },
+        match &self.api_key {
+            Some(key) => req.bearer_auth(key),
             None => req,
         }
     }
@@ -347,8 +366,8 @@ impl Client<'_> {
         task_id(&body).map_err(|e| self.protocol(format!("/release_task {e}")))
     }
 
-    /// Poll until the task is done, failed, or `deadline` passes (the
-    /// caller's timeout ends the wait).
+    /// Poll until the task is done or failed; the caller's deadline ends
+    /// the wait.
     async fn wait(&self, id: &str, deadline: Instant) -> Result<String, ExecError> {
         let mut pause = POLL_FIRST;
         let query = json!({"task_id_list": [id]});
@@ -358,11 +377,11 @@ impl Client<'_> {
                 State::Done(path) => return Ok(path),
                 State::Failed(why) => {
                     return Err(ExecError::Permanent(format!(
-                        "{}: ACE-Step task {id} failed: {why}",
-                        self.job.node.id
+                        "executor `{}` (studio.yaml:{}): ACE-Step task {id} failed: {why}",
+                        self.service.executor, self.service.line
                     )));
                 }
-                State::Pending(fraction) => self.job.progress.report(fraction, "ACE-Step generating"),
+                State::Pending(fraction) => self.progress.report(fraction, "ACE-Step generating"),
             }
             let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(pause.min(left)).await;
@@ -389,7 +408,7 @@ impl Client<'_> {
                 body: String::new(),
             }));
         }
-        let write = |e: std::io::Error| fail(self.job, format!("cannot write {to}: {e}"));
+        let write = |e: std::io::Error| ExecError::Permanent(format!("cannot write {to}: {e}"));
         let mut file = tokio::fs::File::create(to).await.map_err(write)?;
         let mut size = 0u64;
         while let Some(chunk) = response

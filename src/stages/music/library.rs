@@ -71,6 +71,9 @@ pub(crate) fn loop_graph(passes: u64, fade: u64) -> String {
 pub async fn library_music(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     check_rate(job)?;
     let samples = scene_samples(job)?;
+    let file = crate::stages::param(job, "track")
+        .and_then(crate::project::assets::file_of)
+        .map(|(f, _)| f.to_string());
     let Some(track) = asset(job, "track")? else {
         return Err(fail(
             job,
@@ -111,6 +114,7 @@ pub async fn library_music(job: &Job, cancel: &CancellationToken) -> Result<Prod
     };
     let mut made = bed(job, &raw, samples, cancel).await?;
     made.metadata.insert("passes".into(), json!(passes));
+    made.metadata.insert("track".into(), json!(file));
     Ok(made)
 }
 
