@@ -175,7 +175,12 @@ fn the_pick_is_by_mood_and_stays_when_the_library_grows() {
         "{:?}",
         edited.built()
     );
-    assert_eq!(pick(&edited, "s01"), Some(s01));
+    assert_eq!(
+        pick(&edited, "s01"),
+        Some(s01),
+        "{}",
+        edited.node("scene_music:ep01/s01")
+    );
 }
 
 #[test]

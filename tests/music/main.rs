@@ -276,7 +276,10 @@ fn a_job_that_never_completes_times_out_into_procedural_music() {
     for n in music_nodes(&b) {
         assert_eq!(n["engine"], "procedural", "{n}");
     }
-    assert!(ace.count("release_task") >= 1);
+    // Each scene was asked once and polled until the timeout, not retried:
+    // the timeout is permanent, so the fallback plays at once.
+    assert_eq!(ace.count("release_task"), 2, "{:?}", ace.requests());
+    assert!(ace.count("query_result") >= 4);
+    assert!(ace.served().is_empty());
     assert!(p.path("out/ep01/ep01.mp4").is_file(), "the build still delivers");
-    assert!(b.run.stderr.contains("not ready within 2 s"), "{}", b.run.stderr);
 }
