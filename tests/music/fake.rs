@@ -21,7 +21,9 @@
 //! The music is a real FLAC (48 kHz stereo, made by ffmpeg), a chord whose
 //! pitch comes from the seed, of the asked length. Injectable: 500s,
 //! a full queue, tasks that fail with a traceback, tasks that never finish,
-//! slow tasks, a result that is not audio, and one larger than asked.
+//! slow tasks, a result that is not audio, one larger than asked, and an
+//! `--api-key` (`verify_token_from_request`: the body's `ai_token` or the
+//! `Authorization` header, else 401 `{"detail": …}`).
 #![allow(dead_code, clippy::disallowed_methods)] // ffmpeg makes the fake's audio
 
 use std::collections::HashMap;
@@ -55,6 +57,11 @@ pub struct Inject {
     pub not_audio: bool,
     /// The result file is this many bytes of padding after the audio.
     pub oversize: Option<usize>,
+    /// Tasks (by the order they came) that finish at once with a file that
+    /// is not audio, whatever else is injected.
+    pub not_audio_tasks: Vec<usize>,
+    /// The server's `--api-key`: every endpoint then wants it.
+    pub api_key: Option<String>,
 }
 
 struct Task {
@@ -116,6 +123,32 @@ const FIELDS: &[(&str, &str)] = &[
 
 fn detail(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({"detail": text}))).into_response()
+}
+
+/// `verify_token_from_request` (with a body) and `verify_api_key`
+/// (without): the 401 to answer, if any.
+fn verify(fake: &Fake, body: Option<&Value>, headers: &HeaderMap) -> Option<Response> {
+    let key = fake.inner.lock().unwrap().inject.api_key.clone()?;
+    let unauthorized = |text: &str| Some(detail(StatusCode::UNAUTHORIZED, text));
+    if let Some(token) = body.and_then(|b| b.get("ai_token")).and_then(Value::as_str) {
+        return if token == key {
+            None
+        } else {
+            unauthorized("Invalid ai_token")
+        };
+    }
+    match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(auth) => {
+            let token = auth.strip_prefix("Bearer ").unwrap_or(auth);
+            if token == key {
+                None
+            } else {
+                unauthorized("Invalid API key")
+            }
+        }
+        None if body.is_some() => unauthorized("Missing ai_token or Authorization header"),
+        None => unauthorized("Missing Authorization header"),
+    }
 }
 
 fn wrap(data: Value) -> Response {
@@ -266,6 +299,9 @@ async fn release(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> R
     if fake.fail_now() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
     }
+    if let Some(r) = verify(&fake, Some(&value), &headers) {
+        return r;
+    }
     if let Err(e) = check(&value) {
         return detail(StatusCode::BAD_REQUEST, &e);
     }
@@ -299,7 +335,7 @@ fn uuid_like(n: usize) -> String {
     )
 }
 
-async fn query(State(fake): State<Fake>, body: Bytes) -> Response {
+async fn query(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
     let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     fake.inner
         .lock()
@@ -308,6 +344,9 @@ async fn query(State(fake): State<Fake>, body: Bytes) -> Response {
         .push(("query_result".into(), value.clone()));
     if fake.fail_now() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+    }
+    if let Some(r) = verify(&fake, Some(&value), &headers) {
+        return r;
     }
     let ids: Vec<String> = match value.get("task_id_list") {
         Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
@@ -331,6 +370,14 @@ fn entry(fake: &Fake, id: &str) -> Value {
         (inner.inject.clone(), t.started, t.body.clone(), t.file.clone())
     };
     let elapsed = started.elapsed();
+    let index = fake.inner.lock().unwrap().order.iter().position(|t| t == id);
+    let inject = match index {
+        Some(i) if inject.not_audio_tasks.contains(&i) => Inject {
+            not_audio: true,
+            ..Inject::default()
+        },
+        _ => inject,
+    };
     let pending = |progress: f64| {
         let item = json!([{"file": "", "wave": "", "status": 0, "create_time": 0, "env": "development",
             "prompt": "", "lyrics": "", "metas": {}, "progress": progress, "stage": "running", "error": null}]);
@@ -406,7 +453,10 @@ fn make_audio(dir: &Path, id: &str, body: &Value, inject: &Inject) -> PathBuf {
     path
 }
 
-async fn audio(State(fake): State<Fake>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn audio(State(fake): State<Fake>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Some(r) = verify(&fake, None, &headers) {
+        return r;
+    }
     let Some(path) = q.get("path") else {
         return detail(StatusCode::UNPROCESSABLE_ENTITY, "field required: path");
     };

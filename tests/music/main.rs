@@ -55,12 +55,21 @@ fn ask(seconds: f64) -> Ask<'static> {
 
 /// Run the client against `url` with `budget` seconds; the file it wrote.
 async fn generate(url: &str, budget: f64, seconds: f64) -> (Result<(), ExecError>, tempfile::TempDir) {
+    generate_with(url, budget, seconds, None).await
+}
+
+async fn generate_with(
+    url: &str,
+    budget: f64,
+    seconds: f64,
+    api_key: Option<&str>,
+) -> (Result<(), ExecError>, tempfile::TempDir) {
     let service = Service::new(&executor(url, budget)).unwrap();
     let progress = JobProgress::none();
     let client = Client {
         service: &service,
         progress: &progress,
-        api_key: None,
+        api_key: api_key.map(str::to_string),
     };
     let dir = tempfile::tempdir().unwrap();
     let to = Utf8PathBuf::from_path_buf(dir.path().join("music.audio")).unwrap();
@@ -102,6 +111,28 @@ async fn a_task_is_released_polled_and_its_audio_downloaded() {
     // The server path came back as the query value, nothing else.
     assert_eq!(fake.served().len(), 1);
     assert!(fake.served()[0].ends_with(" take.flac"), "{:?}", fake.served());
+}
+
+#[tokio::test]
+async fn a_server_with_an_api_key_gets_it_on_every_call_and_a_wrong_one_is_permanent() {
+    let fake = Fake::start_with(Inject {
+        api_key: Some("s3cret".into()),
+        ..Inject::default()
+    });
+    let (r, dir) = generate_with(&fake.url, 30.0, 10.0, Some("s3cret")).await;
+    r.unwrap();
+    assert!(dir.path().join("music.audio").is_file());
+    assert_eq!(fake.served().len(), 1, "the download carried the key too");
+    let (r, _dir) = generate_with(&fake.url, 30.0, 10.0, Some("wrong")).await;
+    assert!(
+        matches!(&r, Err(ExecError::Permanent(m)) if m.contains("401") && m.contains("Invalid API key")),
+        "{r:?}"
+    );
+    let (r, _dir) = generate(&fake.url, 30.0, 10.0).await;
+    assert!(
+        matches!(&r, Err(ExecError::Permanent(m)) if m.contains("Missing ai_token")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -265,10 +296,12 @@ fn a_full_build_makes_scene_music_with_ace_step_normalized_like_the_bed() {
 }
 
 #[test]
-fn a_job_that_never_completes_times_out_into_procedural_music() {
+fn a_job_that_never_completes_or_answers_no_audio_falls_back_to_procedural_music() {
     let comfy = comfy::Fake::start();
+    // One scene's task never finishes; the other's "music" is not audio.
     let ace = Fake::start_with(Inject {
         never: true,
+        not_audio_tasks: vec![1],
         ..Inject::default()
     });
     let p = on_fakes(TestProject::example("tiny"), &comfy.url, &ace.url, 2);
@@ -276,10 +309,10 @@ fn a_job_that_never_completes_times_out_into_procedural_music() {
     for n in music_nodes(&b) {
         assert_eq!(n["engine"], "procedural", "{n}");
     }
-    // Each scene was asked once and polled until the timeout, not retried:
-    // the timeout is permanent, so the fallback plays at once.
+    // Each scene was asked once, not retried: both failures are permanent,
+    // so the fallback plays at once.
     assert_eq!(ace.count("release_task"), 2, "{:?}", ace.requests());
-    assert!(ace.count("query_result") >= 4);
-    assert!(ace.served().is_empty());
+    assert!(ace.count("query_result") >= 3, "the stuck one polled until the timeout");
+    assert_eq!(ace.served().len(), 1, "only the finished one downloaded");
     assert!(p.path("out/ep01/ep01.mp4").is_file(), "the build still delivers");
 }
