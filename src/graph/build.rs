@@ -201,7 +201,12 @@ impl<'a> Builder<'a> {
             .any(|pick| matches!(pick.engine.placement, Placement::Service(_)))
         {
             let style = if p.world.music_style.is_empty() {
-                format!("{}, {}", p.meta.genre, p.storyline.tone)
+                let parts = [p.meta.genre.as_str(), p.storyline.tone.as_str()];
+                parts
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             } else {
                 p.world.music_style.clone()
             };

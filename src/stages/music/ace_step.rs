@@ -28,7 +28,9 @@
 //! (ffprobe) before it is fitted. The whole job — submit, polls, download —
 //! runs within the executor's `timeout`; a job that never finishes (or that
 //! the server forgot) ends there as a permanent failure, so the rule's
-//! fallback (procedural music) makes the scene's bed.
+//! fallback (procedural music) makes the scene's bed. The server has no
+//! way to cancel a task: on Ctrl-C studio stops polling and the task runs
+//! out on the server, its file unused.
 
 use std::time::{Duration, Instant};
 
