@@ -316,3 +316,51 @@ fn a_job_that_never_completes_or_answers_no_audio_falls_back_to_procedural_music
     assert_eq!(ace.served().len(), 1, "only the finished one downloaded");
     assert!(p.path("out/ep01/ep01.mp4").is_file(), "the build still delivers");
 }
+
+#[test]
+fn the_music_prompt_is_keyed_printed_by_graph_and_diffed_by_why() {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "studio.yaml",
+        "characters:\n",
+        "world:\n  music_style: lo-fi rain piano\n\ncharacters:\n",
+    );
+    let prompt_of = |p: &TestProject, profile: &str| -> Option<String> {
+        let run = p.run(&["graph", "ep01", "--format", "json", "--profile", profile]);
+        let g: Value = serde_json::from_str(&run.success().stdout).unwrap();
+        let node = g["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == "scene_music:ep01/s01")
+            .unwrap()
+            .clone();
+        node["prompt"].as_str().map(str::to_string)
+    };
+    let prompt = prompt_of(&p, "full").unwrap();
+    for part in [
+        "instrumental",
+        "calm",
+        "evening atmosphere",
+        "a bus stop",
+        "lo-fi rain piano",
+    ] {
+        assert!(prompt.contains(part), "{part} in {prompt}");
+    }
+    assert_eq!(prompt_of(&p, "animatic"), None, "procedural music reads no prompt");
+
+    p.build(&[]).ok();
+    p.edit("studio.yaml", "lo-fi rain piano", "brass band march");
+    let why = p.run(&["why", "scene_music:ep01/s01", "--profile", "sim"]);
+    why.success();
+    assert!(why.stdout.contains("`prompt` changed"), "{}", why.stdout);
+    let b = p.build(&[]).ok();
+    assert!(b.built().contains("scene_music:ep01/s01"));
+    assert!(
+        !b.built()
+            .iter()
+            .any(|id| id.starts_with("shot_") || id.starts_with("voice_line")),
+        "only the music and what it feeds: {:?}",
+        b.built()
+    );
+}
