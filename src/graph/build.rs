@@ -190,6 +190,35 @@ impl<'a> Builder<'a> {
         index
     }
 
+    /// What a scene's music engines read beyond the scene: a generator's
+    /// text prompt, the library's track for the scene's mood (picked here,
+    /// so the key holds that one track). Only a chain holding such an
+    /// engine gets them: the procedural bed keys on neither.
+    fn music_recipe(&self, engines: &[Pick<'_>], scene: &Scene, path: &str, recipe: &mut BTreeMap<String, Value>) {
+        let p = self.project;
+        if engines
+            .iter()
+            .any(|pick| matches!(pick.engine.placement, Placement::Service(_)))
+        {
+            let style = if p.world.music_style.is_empty() {
+                let parts = [p.meta.genre.as_str(), p.storyline.tone.as_str()];
+                parts
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                p.world.music_style.clone()
+            };
+            recipe.insert("prompt".into(), json!(super::prompt::music(recipe, &style)));
+        }
+        if engines.iter().any(|pick| pick.engine.name == LIBRARY_MUSIC)
+            && let Some(track) = p.music_library.as_ref().and_then(|l| l.pick(scene.mood, path))
+        {
+            recipe.insert("track".into(), json!({"file": track.file, "hash": track.hash}));
+        }
+    }
+
     fn character_refs(&mut self, _index: usize, c: &Character) -> Result<(), Diagnostics> {
         let rule = self.rule(NodeKind::CharacterRefs)?;
         let p = self.project;
@@ -546,12 +575,13 @@ impl<'a> Builder<'a> {
 
         let rule = self.rule(NodeKind::SceneMusic)?;
         let engines = rule.engines_for(|_| false);
-        let recipe = map([
+        let mut recipe = map([
             ("mood", json!(scene.mood)),
             ("time_of_day", json!(scene.time_of_day)),
             ("location", json!(scene.location)),
             ("scene", json!(path)),
         ]);
+        self.music_recipe(&engines, scene, &path, &mut recipe);
         let music = self.add(
             NodeKind::SceneMusic,
             path.clone(),
@@ -878,6 +908,9 @@ fn continuity_scope(rule: &KindRule) -> Result<ContinuityScope, Diagnostics> {
 fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String, Value> {
     items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
+
+/// The engine that plays the music library's tracks (`stages::music::library`).
+const LIBRARY_MUSIC: &str = "library_music";
 
 /// The seed of a generated node: derived from its stable path and take.
 fn seed_for(path: &str, take: Option<&Value>) -> u64 {

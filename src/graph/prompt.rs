@@ -82,6 +82,47 @@ pub fn positive(params: &BTreeMap<String, Value>) -> String {
     join(parts)
 }
 
+/// How a mood sounds, in words a text-to-music model knows.
+fn mood_words(mood: &str) -> &'static str {
+    match crate::project::vocab::Mood::parse(mood) {
+        Some(m) => {
+            use crate::project::vocab::Mood::*;
+            match m {
+                Calm => "calm, gentle, soft piano and warm strings, slow tempo",
+                Tense => "tense, suspenseful, low pulsing strings, ticking percussion",
+                Melancholy => "melancholic, sad, solo piano and cello, slow",
+                Joyful => "joyful, bright, upbeat, acoustic guitar and glockenspiel",
+                Mysterious => "mysterious, atmospheric, celesta and harp, minor key",
+                Action => "energetic action, driving drums, fast staccato strings",
+                Romantic => "romantic, tender, flute and strings, lush",
+                Comedic => "comedic, playful, pizzicato strings and bassoon, bouncy",
+                Hopeful => "hopeful, uplifting, rising strings and french horn",
+                Eerie => "eerie, unsettling ambient drones, dissonant, sparse",
+            }
+        }
+        None => "",
+    }
+}
+
+/// The text prompt of a scene's music for a generator (ACE-Step), from the
+/// scene's `mood`, `time_of_day` and `location` params and the world's
+/// music style (`music_style`, else the project's genre and tone).
+pub fn music(params: &BTreeMap<String, Value>, music_style: &str) -> String {
+    let p = |k: &str| params.get(k).map(s).unwrap_or_default();
+    let time = p("time_of_day");
+    join([
+        "instrumental anime soundtrack, background score, no vocals".to_string(),
+        mood_words(&p("mood")).to_string(),
+        if time.is_empty() {
+            time
+        } else {
+            format!("{time} atmosphere")
+        },
+        p("location"),
+        music_style.to_string(),
+    ])
+}
+
 /// The negative prompt: the style's.
 pub fn negative(params: &BTreeMap<String, Value>) -> Option<String> {
     params
@@ -120,6 +161,28 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part} in {text}");
         }
+    }
+
+    #[test]
+    fn a_music_prompt_names_mood_time_place_and_style() {
+        let params =
+            json!({"mood": "tense", "time_of_day": "night", "location": "post office  counter", "scene": "ep01/s01"});
+        let m: BTreeMap<String, Value> = serde_json::from_value(params).unwrap();
+        assert_eq!(
+            music(&m, "slice-of-life fantasy, quiet and wintry"),
+            "instrumental anime soundtrack, background score, no vocals, \
+             tense, suspenseful, low pulsing strings, ticking percussion, night atmosphere, \
+             post office counter, slice-of-life fantasy, quiet and wintry"
+        );
+        // Every mood has words, and the words differ.
+        let words: std::collections::BTreeSet<_> = crate::project::vocab::Mood::WORDS
+            .iter()
+            .map(|w| mood_words(w))
+            .collect();
+        assert_eq!(words.len(), crate::project::vocab::Mood::WORDS.len());
+        assert!(!words.contains(""));
+        let bare: BTreeMap<String, Value> = serde_json::from_value(json!({"mood": "calm"})).unwrap();
+        assert!(music(&bare, "").ends_with("slow tempo"));
     }
 
     #[test]

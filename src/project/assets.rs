@@ -171,6 +171,29 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// One project file studio.yaml names at `span` (a music library's
+    /// track): checked and hashed like any `{file:}`, or reported.
+    pub fn file(
+        &mut self,
+        studio: &SourceFile,
+        raw: &str,
+        span: Option<SourceSpan>,
+        what: String,
+    ) -> Option<(Utf8PathBuf, String)> {
+        let place = Place {
+            file: studio,
+            span,
+            from: 0,
+            what,
+        };
+        self.resolve(raw, &place)
+    }
+
+    /// Report a mistake found beside the files (a track's unknown mood).
+    pub fn push(&mut self, e: ProjectError) {
+        self.errors.push(e);
+    }
+
     /// Every `{file: PATH}` in the rules' params, at any depth.
     pub fn rules(&mut self, files: &BTreeMap<NodeKind, SourceFile>, rules: &mut Rules) {
         for (kind, rule) in &mut rules.by_kind {

@@ -220,6 +220,7 @@ pub fn load_episodes(
     let mut assets = super::assets::Resolver::new(root, index, &mut sources, &mut errors);
     assets.characters(&studio, &mut characters);
     assets.rules(&seen, &mut rules);
+    let music_library = super::music_library::resolve(&studio, raw.music_library.as_ref(), &mut assets);
     super::workflows::check(root, &seen, &rules, &mut errors);
 
     let project = Project {
@@ -245,6 +246,7 @@ pub fn load_episodes(
             location: raw.world.location.value,
             color_palette: raw.world.color_palette.into_iter().map(|c| c.value).collect(),
             cinematography: raw.world.cinematography.value,
+            music_style: raw.world.music_style.value,
         },
         style,
         characters,
@@ -257,6 +259,7 @@ pub fn load_episodes(
         rules,
         catalog: catalog.clone(),
         sources,
+        music_library,
     };
     errors.finish((project, spans))
 }
@@ -628,6 +631,7 @@ fn studio_texts(file: &SourceFile, raw: &RawProject, errors: &mut Collector) {
     check("art_style", &raw.world.art_style, text::PROMPT);
     check("world location", &raw.world.location, text::PROMPT);
     check("cinematography", &raw.world.cinematography, text::PROMPT);
+    check("music_style", &raw.world.music_style, text::PROMPT);
     for c in &raw.world.color_palette {
         check("palette color", c, text::WORD);
     }

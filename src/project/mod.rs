@@ -7,6 +7,7 @@ pub mod executor;
 pub mod groups;
 pub mod load;
 pub mod model;
+pub mod music_library;
 pub mod raw;
 pub mod rules;
 mod screenplay;

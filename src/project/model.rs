@@ -35,6 +35,8 @@ pub struct Project {
     pub catalog: crate::engines::Catalog,
     /// Source files read, relative to the root, with their hashes.
     pub sources: Vec<(Utf8PathBuf, String)>,
+    /// `music_library:` (the `library_music` engine's tracks).
+    pub music_library: Option<super::music_library::MusicLibrary>,
 }
 
 /// How a build uses the remote cache (`cache.mode`, `--remote-mode`).
@@ -144,6 +146,8 @@ pub struct World {
     pub location: String,
     pub color_palette: Vec<String>,
     pub cinematography: String,
+    /// How the show's music sounds, for music generators (`world.music_style`).
+    pub music_style: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -37,6 +37,9 @@ pub struct RawProject {
     /// Where `studio publish` and the dashboard's Publish tab put episodes.
     #[serde(default)]
     pub publish: RawPublish,
+    /// The user's tracks tagged by mood (`library_music`).
+    #[serde(default)]
+    pub music_library: Option<super::music_library::RawMusicLibrary>,
 }
 
 /// `publish:` — the media library episodes are published to.
@@ -151,6 +154,10 @@ pub struct RawWorld {
     pub color_palette: Vec<Text>,
     #[serde(default = "no_text")]
     pub cinematography: Text,
+    /// How the show's music sounds (ACE-Step's prompt); default: the
+    /// project's genre and the storyline's tone.
+    #[serde(default = "no_text")]
+    pub music_style: Text,
 }
 
 impl Default for RawWorld {
@@ -160,6 +167,7 @@ impl Default for RawWorld {
             location: no_text(),
             color_palette: Vec::new(),
             cinematography: no_text(),
+            music_style: no_text(),
         }
     }
 }

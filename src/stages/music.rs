@@ -13,6 +13,12 @@ use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, T
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub mod ace_step;
+pub mod library;
+
+pub use ace_step::ace_step;
+pub use library::library_music;
+
 use super::voice::{check_rate, probe_samples};
 use super::{asset, exec, ffmpeg, inputs_with, param_str, produced, scratch, tool};
 use crate::engines::Tool;
@@ -320,9 +326,21 @@ pub async fn procedural(job: &Job, cancel: &CancellationToken) -> Result<Produce
     let var = variation(param_str(job, "scene"), param_str(job, "time_of_day"));
     let song = compose(&style(mood), &var, samples);
     let raw = render(job, &smf_bytes(&song), cancel).await?;
+    bed(job, &raw, samples, cancel).await
+}
 
+/// The scene's music bed from any decodable audio `raw`: resampled, padded
+/// or cut to exactly `samples`, faded ([`fit_filter`]) and brought to
+/// [`TARGET_LUFS`] with one linear gain; stereo f32 WAV. Every music engine
+/// ends here, so `music_volume` in the mix means the same for all of them.
+pub(crate) async fn bed(
+    job: &Job,
+    raw: &Utf8Path,
+    samples: u64,
+    cancel: &CancellationToken,
+) -> Result<Produced, ExecError> {
     let fit = fit_filter(samples);
-    let gain = gain_db(measure_loudness(job, &raw, &fit, cancel).await?);
+    let gain = gain_db(measure_loudness(job, raw, &fit, cancel).await?);
     let wav = scratch(job, "music.wav");
     let finish = ffmpeg(job)?
         .args([
@@ -345,7 +363,7 @@ pub async fn procedural(job: &Job, cancel: &CancellationToken) -> Result<Produce
     })
 }
 
-fn fail(job: &Job, what: impl std::fmt::Display) -> ExecError {
+pub(crate) fn fail(job: &Job, what: impl std::fmt::Display) -> ExecError {
     ExecError::Permanent(format!("{}: {what}", job.node.id))
 }
 
