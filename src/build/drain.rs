@@ -306,7 +306,53 @@ impl<'a> DrainState<'a> {
             pool,
             expected_seconds,
         });
+        self.fall_back_if_group_down(l);
         self.sched.enqueue(l);
+    }
+
+    /// Ready `l` would queue in a pool every host of which is set aside:
+    /// with a later engine, it goes to that engine's pool now.
+    fn fall_back_if_group_down(&mut self, l: usize) {
+        let pool = self.sched.pool_of(l);
+        if !self.retry.group_down(pool) {
+            return;
+        }
+        let graph = &self.session.graph;
+        let error = format!("every host of group `{}` is set aside", graph.pools[pool].name);
+        let node = &graph.nodes[self.plan.nodes[l]];
+        if let Some(to) = self.retry.fall_back_from_down(l, node, &error) {
+            self.sched.set_pool(l, to);
+            self.rerouted(l, to, error);
+        }
+    }
+
+    /// Every host of `pool` is set aside (the last one just failed with
+    /// `error`): its queued jobs that have a later engine go to it now.
+    fn reroute_from(&mut self, pool: usize, error: &str) {
+        let graph = &self.session.graph;
+        let error = format!("every host of group `{}` is set aside: {error}", graph.pools[pool].name);
+        let (plan, retry) = (&self.plan, &mut self.retry);
+        let moved = self.sched.reroute(pool, |l| {
+            retry.fall_back_from_down(l, &graph.nodes[plan.nodes[l]], &error)
+        });
+        for (l, to) in moved {
+            self.rerouted(l, to, error.clone());
+        }
+    }
+
+    /// `node_retrying` for a job sent to its fallback engine's pool `to`
+    /// before it ran.
+    fn rerouted(&self, l: usize, to: usize, error: String) {
+        let node = self.node(l);
+        let engine = node.engines[self.retry.current(l).engine].name;
+        self.bus.emit(|| BuildEvent::NodeRetrying {
+            node: l,
+            id: node.id.clone(),
+            pool: to,
+            engine: engine.to_string(),
+            after_seconds: 0.0,
+            error,
+        });
     }
 
     /// Node `l` is done from a cache under `key`: materialize its outputs,
@@ -562,6 +608,8 @@ impl<'a> DrainState<'a> {
         if transient {
             self.set_aside(at, &error);
         }
+        // No host of the group is left: its queued jobs fall back too.
+        let reroute = (transient && self.retry.group_down(at.pool)).then(|| error.clone());
         let l = at.node;
         let node = &self.session.graph.nodes[self.plan.nodes[l]];
         let (pool, wait, engine) = match self.retry.next(&self.session.graph, at, node, transient, &error) {
@@ -577,7 +625,12 @@ impl<'a> DrainState<'a> {
                 });
                 (at.pool, wait.as_secs_f64(), engine)
             }
-            Then::GiveUp(errors) => return Some(errors),
+            Then::GiveUp(errors) => {
+                if let Some(error) = reroute {
+                    self.reroute_from(at.pool, &error);
+                }
+                return Some(errors);
+            }
         };
         self.bus.emit(|| BuildEvent::NodeRetrying {
             node: l,
@@ -587,6 +640,9 @@ impl<'a> DrainState<'a> {
             after_seconds: wait,
             error,
         });
+        if let Some(error) = reroute {
+            self.reroute_from(at.pool, &error);
+        }
         None
     }
 

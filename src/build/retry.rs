@@ -90,6 +90,28 @@ impl Retry {
         self.tries.fallback(l)
     }
 
+    /// Every host of service pool `pool` is set aside.
+    pub fn group_down(&self, pool: usize) -> bool {
+        self.hosts.all_down(pool)
+    }
+
+    /// `l` (`node`, not running) is bound for a pool every host of which is
+    /// set aside: move on to its next engine whose pool is not, each engine
+    /// skipped recording `error`. The pool it goes to now; `None`: it stays
+    /// (no later engine, or its pool has a host up).
+    pub fn fall_back_from_down(&mut self, l: usize, node: &Node, error: &str) -> Option<usize> {
+        let mut moved = None;
+        loop {
+            let t = self.tries.current(l);
+            if !(self.group_down(node.pools[t.engine]) && t.engine + 1 < node.engines.len()) {
+                return moved;
+            }
+            // A host that is down may come back: the fallback's result is provisional.
+            self.tries.skip(l, format!("{}: {error}", node.engines[t.engine].name));
+            moved = Some(node.pools[t.engine + 1]);
+        }
+    }
+
     /// The engine and attempt of `l`'s next try.
     pub fn current(&self, l: usize) -> Try {
         self.tries.current(l)
@@ -137,14 +159,23 @@ impl Retry {
     }
 
     /// A try of `at.node` (`node`) failed with `error` (transient or not):
-    /// where it goes next.
+    /// where it goes next. A transient failure is tried again, unless every
+    /// host of its group is set aside and a later engine remains: then the
+    /// node falls back at once rather than wait out the cool-downs.
     pub fn next(&mut self, graph: &Graph, at: Dispatch, node: &Node, transient: bool, error: &str) -> Then {
-        let engine = node.engines[self.tries.current(at.node).engine];
+        let current = self.tries.current(at.node).engine;
+        let engine = node.engines[current];
         let on_host = !graph.pools[at.pool].hosts.is_empty();
-        match self
-            .tries
-            .failed(at.node, transient, format!("{}: {error}", engine.name))
-        {
+        let group_down = on_host && self.hosts.all_down(at.pool) && current + 1 < node.engines.len();
+        let error = format!("{}: {error}", engine.name);
+        // Every host down: no retry, but a failure that may pass all the
+        // same, so what the next engine makes is provisional.
+        let next = if transient && group_down {
+            self.tries.skip(at.node, error)
+        } else {
+            self.tries.failed(at.node, transient, error)
+        };
+        match next {
             Next::Again(_) if on_host => Then::Requeue {
                 pool: at.pool,
                 engine: engine.name,

@@ -225,3 +225,67 @@ fn a_refused_try_is_an_event_and_the_host_is_in_the_record() {
         assert_eq!(r.host.as_deref(), Some("speech-b"), "{r:?}");
     }
 }
+
+/// A group whose only host dies (here: refuses from the start, which the
+/// sim's host check meets mid-build, as a real build meets a host that
+/// died): each job tries it at most once, and the jobs waiting for it go
+/// to their fallback engine (`espeak` for `edge_tts`) instead of waiting
+/// out its cool-downs one after another.
+#[test]
+fn a_lone_host_going_down_sends_its_jobs_to_their_fallback_at_once() {
+    let (_dir, root) = tiny();
+    let (up, down) = up_and_down();
+    let path = root.join("studio.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = (text.find("executors:\n").unwrap(), text.find("\nprofiles:").unwrap());
+    let mut executors = String::from("executors:\n");
+    for (id, kind) in [
+        ("comfy-main", "comfyui"),
+        ("xtts-local", "xtts"),
+        ("rvc-local", "rvc"),
+        ("ace-step", "ace_step"),
+    ] {
+        executors.push_str(&format!("  - {{id: {id}, kind: {kind}, url: \"{up}\"}}\n"));
+    }
+    executors.push_str(&format!(
+        "  - {{id: speech-a, kind: openai_speech, url: \"{down}\", slots: 1}}\n"
+    ));
+    let text = format!("{}{executors}{}", &text[..start], &text[end..])
+        .replace("time_scale: 0.0002", "time_scale: 0.01")
+        .replace("    simulate:\n", "    simulate:\n      check_hosts: true\n");
+    std::fs::write(&path, text).unwrap();
+
+    let session = Session::open(&root, Some("sim"), 2).unwrap();
+    let voices: Vec<String> = (session.graph.nodes.iter())
+        .filter(|n| n.kind == crate::kind::NodeKind::VoiceLine)
+        .map(|n| n.id.clone())
+        .collect();
+    drop(session);
+    assert!(voices.len() >= 3, "several jobs for the one host: {voices:?}");
+    let ids: Vec<&str> = voices.iter().map(String::as_str).collect();
+    let (report, events, _) = build_ids(&root, &ids);
+    assert!(report.ok(), "{:?}", report.records);
+    let json: Vec<serde_json::Value> = events.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+    let mut tries_on_dead_host = std::collections::HashMap::new();
+    for e in json
+        .iter()
+        .filter(|e| e["type"] == "node_started" && e["host"] == "speech-a")
+    {
+        *tries_on_dead_host.entry(e["node"].to_string()).or_insert(0) += 1;
+    }
+    assert!(!tries_on_dead_host.is_empty(), "the host was tried");
+    assert!(
+        tries_on_dead_host.values().all(|&n| n == 1),
+        "no job waited for the dead host to try it again: {tries_on_dead_host:?}"
+    );
+    for id in &voices {
+        let r = report.records.iter().find(|r| &r.id == id).unwrap();
+        assert_eq!(r.engine, "espeak", "{r:?}");
+        assert!(r.provisional, "a host that is down may come back: {r:?}");
+    }
+    // The jobs that never reached the host fell back with the group's error.
+    let rerouted = (json.iter())
+        .filter(|e| e["type"] == "node_retrying" && e["engine"] == "espeak")
+        .count();
+    assert_eq!(rerouted, voices.len(), "{json:#?}");
+}

@@ -160,7 +160,15 @@ impl<'a> Builder<'a> {
                 // The prompt it sends, from the screenplay: keyed as text.
                 params.insert("palette".into(), json!(self.project.world.color_palette));
                 params.insert("prompt".into(), json!(super::prompt::positive(&params)));
-                if let Some(negative) = super::prompt::negative(&params) {
+                // The style's negative prompt, to the workflows that bind
+                // one (a video node has no `style` param of its own).
+                let binds_negative = params
+                    .get("workflows")
+                    .and_then(Value::as_object)
+                    .is_some_and(|flows| flows.values().any(|f| f["bind"].get("negative").is_some()));
+                if binds_negative {
+                    let negative = super::prompt::negative(&params)
+                        .unwrap_or_else(|| crate::text::normalize(&self.project.style.negative_prompt));
                     params.insert("negative_prompt".into(), json!(negative));
                 }
             }

@@ -39,6 +39,7 @@ pub const PARAMS: &[&str] = &[
     "width",
     "height",
     "frames",
+    "seconds",
     "fps",
     "steps",
     "cfg",

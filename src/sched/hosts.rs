@@ -104,6 +104,11 @@ impl HostBook {
     pub fn is_down(&self, pool: usize, host: usize) -> bool {
         self.hosts[pool][host].down
     }
+
+    /// Every host of `pool` is set aside (false for a pool without hosts).
+    pub fn all_down(&self, pool: usize) -> bool {
+        !self.hosts[pool].is_empty() && self.hosts[pool].iter().all(|h| h.down)
+    }
 }
 
 #[cfg(test)]

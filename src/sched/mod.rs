@@ -191,6 +191,35 @@ impl Scheduler {
         });
     }
 
+    /// The pool `node` runs in now (its current engine's).
+    pub fn pool_of(&self, node: usize) -> usize {
+        self.pool[node]
+    }
+
+    /// Ready `node` will queue in `pool` (a fallback engine's).
+    pub fn set_pool(&mut self, node: usize, pool: usize) {
+        debug_assert_eq!(self.state[node], State::Ready);
+        self.pool[node] = pool;
+    }
+
+    /// Move the queued nodes of `pool` for which `to` names another pool to
+    /// that pool's queue (their fallback engine's, when every host of
+    /// `pool` is set aside); the moved nodes with their new pool.
+    pub fn reroute(&mut self, pool: usize, mut to: impl FnMut(usize) -> Option<usize>) -> Vec<(usize, usize)> {
+        let mut moved = Vec::new();
+        for ranked in std::mem::take(&mut self.queues[pool]).into_vec() {
+            match to(ranked.node) {
+                Some(p) if p != pool => {
+                    self.pool[ranked.node] = p;
+                    moved.push((ranked.node, p));
+                    self.queues[p].push(ranked);
+                }
+                _ => self.queues[pool].push(ranked),
+            }
+        }
+        moved
+    }
+
     /// Running `node` stops and frees its slot, to be queued again later
     /// with [`Scheduler::enqueue`] (a retry after a backoff).
     pub fn release(&mut self, node: usize) {
@@ -352,6 +381,28 @@ mod tests {
         assert!(!s.is_done());
         s.finish(3, true);
         assert!(s.is_done());
+    }
+
+    #[test]
+    fn queued_jobs_of_a_dead_pool_move_to_their_fallback_pool() {
+        // Three jobs for pool 0 (one host, down), a fallback pool 1.
+        let inputs = vec![vec![], vec![], vec![]];
+        let mut s = Scheduler::new(&inputs, vec![0, 0, 0], &[vec![1], vec![2]], &[1.0, 2.0, 3.0]);
+        for n in s.take_ready() {
+            s.enqueue(n);
+        }
+        s.set_down(0, 0, true);
+        assert_eq!(s.next_job(), None, "the host is down");
+        // Job 1 has no fallback: it stays.
+        let mut moved = s.reroute(0, |n| (n != 1).then_some(1));
+        moved.sort_unstable();
+        assert_eq!(moved, [(0, 1), (2, 1)]);
+        assert_eq!((s.pool_of(0), s.pool_of(1), s.pool_of(2)), (1, 0, 1));
+        let mut ran: Vec<usize> = std::iter::from_fn(|| s.next_job()).map(|d| d.node).collect();
+        ran.sort_unstable();
+        assert_eq!(ran, [0, 2], "the moved jobs run on the fallback pool's host");
+        s.set_down(0, 0, false);
+        assert_eq!(node(s.next_job()), Some(1));
     }
 
     #[test]

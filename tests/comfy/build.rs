@@ -87,6 +87,33 @@ fn the_sample_episode_builds_on_two_fake_hosts_and_rebuilds_nothing() {
     ] {
         assert!(engines.contains(e), "{e} in {engines:?}");
     }
+    // What the video workflows were sent: the style's negative prompt (as
+    // txt2img's), and FramePack's length from the shot in whole sections
+    // of 1.2 s (latent_window_size 9), not the workflow's 4 s.
+    let prompts: Vec<serde_json::Value> = a.prompts().into_iter().chain(b.prompts()).collect();
+    let of = |class: &str| -> Vec<&serde_json::Value> {
+        (prompts.iter())
+            .filter(|p| p.as_object().unwrap().values().any(|n| n["class_type"] == class))
+            .collect()
+    };
+    let negative = &of("CheckpointLoaderSimple")[0]["7"]["inputs"]["text"];
+    assert!(negative.as_str().is_some_and(|t| t.contains("lowres")), "{negative}");
+    for class in ["UNETLoader", "FramePackSampler"] {
+        let sent = of(class);
+        assert!(!sent.is_empty(), "a {class} workflow ran");
+        assert!(
+            sent.iter().all(|p| p["7"]["inputs"]["text"] == *negative),
+            "{class}: {sent:?}"
+        );
+    }
+    for p in of("FramePackSampler") {
+        let seconds = p["9"]["inputs"]["total_second_length"].as_f64().unwrap();
+        let sections = seconds / 1.2;
+        assert!(
+            (sections - sections.round()).abs() < 1e-6 && sections >= 1.0,
+            "{seconds}"
+        );
+    }
     // Voices and music fell back to the offline engines.
     assert!(
         first
@@ -390,6 +417,22 @@ fn the_prompt_is_built_from_the_screenplay_printed_by_graph_and_diffed_by_why() 
     ] {
         assert!(prompt.contains(part), "{part} in {prompt}");
     }
+    // The style's negative prompt goes to the video workflows that bind
+    // one (Wan, FramePack, LTX), the image workflow's too.
+    let negative = |id: &str| {
+        let n = g["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap();
+        n["negative"].clone()
+    };
+    assert_eq!(node["negative"], "lowres, bad anatomy, watermark", "{node}");
+    assert_eq!(negative("character_refs:kai"), node["negative"]);
+    let refined: Vec<&serde_json::Value> = (g["nodes"].as_array().unwrap().iter())
+        .filter(|n| n["kind"] == "refined_video" && n["engine"] == "framepack_v2v")
+        .collect();
+    assert!(!refined.is_empty());
+    assert!(refined.iter().all(|n| n["negative"] == node["negative"]), "{refined:?}");
+    // Nodes whose engines bind none key on none.
+    let shot = negative("shot_video:ep01/s01/sh01");
+    assert!(shot.is_null(), "{shot}");
     // The animatic sends no prompt.
     let run = p.run(&["graph", "ep01", "--format", "json"]);
     assert!(!run.stdout.contains("\"prompt\": \""), "{}", run.stdout);

@@ -98,10 +98,23 @@ const CLASSES: &[(&str, bool)] = &[
     ("LoadVideo", false),
     ("GetVideoComponents", false),
     ("ImageFromBatch", false),
+    ("EmptyImage", false),
+    ("ImageBlur", false),
     ("SaveImage", true),
     ("PreviewImage", true),
     ("SaveVideo", true),
     ("VHS_VideoCombine", true),
+];
+
+/// INT inputs with their range (`validate_inputs` checks `min` and `max`),
+/// as ComfyUI 0.8.0's nodes declare them.
+const RANGES: &[(&str, &str, i64, i64)] = &[
+    ("EmptyImage", "width", 1, 16384),
+    ("EmptyImage", "height", 1, 16384),
+    ("EmptyImage", "batch_size", 1, 4096),
+    ("EmptyLatentImage", "width", 16, 16384),
+    ("EmptyLatentImage", "height", 16, 16384),
+    ("ImageBlur", "blur_radius", 1, 31),
 ];
 
 fn class(name: &str) -> Option<bool> {
@@ -113,12 +126,17 @@ struct Item {
     id: String,
     prompt: Value,
     client: Option<String>,
+    /// `extra_data`: `client_id` (when given) and `create_time`.
+    extra: Value,
+    /// The output nodes it will run (`outputs_to_execute`).
+    targets: Vec<String>,
 }
 
 #[derive(Default)]
 struct Inner {
     queue: VecDeque<Item>,
-    running: Option<(u64, String)>,
+    /// The running prompt's id and its queue item.
+    running: Option<(String, Value)>,
     history: serde_json::Map<String, Value>,
     sockets: HashMap<String, mpsc::UnboundedSender<Option<Value>>>,
     /// Prompt text → its outputs (ComfyUI's own cache).
@@ -254,6 +272,29 @@ impl Drop for Fake {
     }
 }
 
+/// Milliseconds since the epoch, as `add_message` stamps every status message.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// `PromptExecutor.add_message`: stamp `data`, keep it for the history's
+/// `status.messages`, send it to the prompt's client (or to every socket
+/// when the prompt has none and `broadcast`: execution.py sends to
+/// `server.client_id`, which is the prompt's when it has one, so even a
+/// "broadcast" `execution_interrupted` reaches only that client).
+fn message(s: &St, client: &Option<String>, messages: &mut Vec<Value>, event: &str, mut data: Value, broadcast: bool) {
+    data["timestamp"] = json!(now_ms());
+    messages.push(json!([event, data.clone()]));
+    if client.is_some() {
+        send(s, client, event, data);
+    } else if broadcast {
+        self::broadcast(s, event, data);
+    }
+}
+
 fn note(s: &St, line: String) {
     s.inner.lock().unwrap().log.push(line);
 }
@@ -268,7 +309,7 @@ fn send(s: &St, client: &Option<String>, event: &str, data: Value) {
     }
 }
 
-/// Broadcast (`execution_interrupted`, `status`).
+/// To every socket (`status`; a client-less prompt's `execution_interrupted`).
 fn broadcast(s: &St, event: &str, data: Value) {
     let inner = s.inner.lock().unwrap();
     for tx in inner.sockets.values() {
@@ -358,6 +399,24 @@ fn validate(inner: &Inner, prompt: &Value) -> Result<Value, (Value, Value)> {
     let mut errors = serde_json::Map::new();
     for (id, node) in nodes {
         let ct = node["class_type"].as_str().unwrap();
+        for &(_, input, min, max) in RANGES.iter().filter(|r| r.0 == ct) {
+            let Some(v) = node["inputs"][input].as_i64() else {
+                continue;
+            };
+            let (kind, message) = if v < min {
+                ("value_smaller_than_min", format!("Value {v} smaller than min of {min}"))
+            } else if v > max {
+                ("value_bigger_than_max", format!("Value {v} bigger than max of {max}"))
+            } else {
+                continue;
+            };
+            let error = json!({"type": kind, "message": message, "details": input,
+                "extra_info": {"input_name": input, "input_config": ["INT", {"min": min, "max": max}], "received_value": v}});
+            let entry = errors
+                .entry(id.clone())
+                .or_insert_with(|| json!({"errors": [], "dependent_outputs": [], "class_type": ct}));
+            entry["errors"].as_array_mut().unwrap().push(error);
+        }
         for (input, v) in node["inputs"].as_object().into_iter().flatten() {
             if let Some(link) = v.as_array()
                 && link.len() == 2
@@ -425,6 +484,16 @@ fn validate(inner: &Inner, prompt: &Value) -> Result<Value, (Value, Value)> {
         );
     }
     if !errors.is_empty() {
+        // Every output depends on the failing node here (one chain per
+        // workflow); ComfyUI lists the outputs that do.
+        let outputs: Vec<&String> = nodes
+            .iter()
+            .filter(|(_, n)| n["class_type"].as_str().and_then(class) == Some(true))
+            .map(|(id, _)| id)
+            .collect();
+        for e in errors.values_mut() {
+            e["dependent_outputs"] = json!(outputs);
+        }
         let error = json!({"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": "", "extra_info": {}});
         return Err((error, Value::Object(errors)));
     }
@@ -478,11 +547,25 @@ async fn post_prompt(State(s): State<St>, body: String) -> Response {
     let number = inner.number;
     inner.number += 1;
     inner.prompts.push(prompt.clone());
+    let client = v["client_id"].as_str().map(str::to_string);
+    let mut extra = json!({"create_time": now_ms()});
+    if let Some(c) = &client {
+        extra["client_id"] = json!(c);
+    }
+    let targets = prompt
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n["class_type"].as_str().and_then(class) == Some(true))
+        .map(|(id, _)| id.clone())
+        .collect();
     inner.queue.push_back(Item {
         number,
         id: id.clone(),
         prompt,
-        client: v["client_id"].as_str().map(str::to_string),
+        client,
+        extra,
+        targets,
     });
     drop(inner);
     s.wake.notify_one();
@@ -492,11 +575,12 @@ async fn post_prompt(State(s): State<St>, body: String) -> Response {
 async fn get_queue(State(s): State<St>) -> Response {
     note(&s, "GET /queue".into());
     let inner = s.inner.lock().unwrap();
-    let running: Vec<Value> = inner.running.iter().map(|(n, id)| json!([n, id, {}, {}, []])).collect();
+    // Items as `[number, prompt_id, prompt, extra_data, outputs_to_execute]`.
+    let running: Vec<Value> = inner.running.iter().map(|(_, item)| item.clone()).collect();
     let pending: Vec<Value> = inner
         .queue
         .iter()
-        .map(|i| json!([i.number, i.id, {}, {}, []]))
+        .map(|i| json!([i.number, i.id, i.prompt, i.extra, i.targets]))
         .collect();
     axum::Json(json!({"queue_running": running, "queue_pending": pending})).into_response()
 }
@@ -520,7 +604,7 @@ async fn post_interrupt(State(s): State<St>, body: String) -> Response {
     let mut inner = s.inner.lock().unwrap();
     match v["prompt_id"].as_str() {
         Some(id) => {
-            if inner.running.as_ref().is_some_and(|(_, r)| r == id) {
+            if inner.running.as_ref().is_some_and(|(r, _)| r == id) {
                 inner.interrupt = true;
             }
         }
@@ -617,7 +701,8 @@ async fn worker(s: St) {
             let mut inner = s.inner.lock().unwrap();
             let item = inner.queue.pop_front();
             if let Some(i) = &item {
-                inner.running = Some((i.number, i.id.clone()));
+                let listed = json!([i.number, i.id, i.prompt, i.extra, i.targets]);
+                inner.running = Some((i.id.clone(), listed));
                 inner.interrupt = false;
             }
             item
@@ -632,8 +717,20 @@ async fn worker(s: St) {
         {
             let mut inner = s.inner.lock().unwrap();
             inner.running = None;
-            let entry = json!({"prompt": [item.number, item.id, item.prompt, {"client_id": item.client}, []],
-                "outputs": outputs, "status": {"status_str": status, "completed": status == "success", "messages": messages}, "meta": {}});
+            // `meta`: one entry per node that wrote output.
+            let meta: serde_json::Map<String, Value> = outputs
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(n, _)| {
+                    (
+                        n.clone(),
+                        json!({"node_id": n, "display_node": n, "parent_node": null, "real_node_id": n}),
+                    )
+                })
+                .collect();
+            let entry = json!({"prompt": [item.number, item.id, item.prompt, item.extra, item.targets],
+                "outputs": outputs, "status": {"status_str": status, "completed": status == "success", "messages": messages}, "meta": meta});
             inner.history.insert(item.id.clone(), entry);
         }
         send(
@@ -693,13 +790,20 @@ fn find_input(prompt: &Value, names: &[&str]) -> Option<Value> {
 async fn execute(s: &St, item: &Item) -> (String, Value, Value) {
     let c = &item.client;
     let pid = &item.id;
-    let mut messages = vec![json!(["execution_start", {"prompt_id": pid}])];
-    send(s, c, "execution_start", json!({"prompt_id": pid}));
+    let mut messages = Vec::new();
+    message(s, c, &mut messages, "execution_start", json!({"prompt_id": pid}), false);
     let key = item.prompt.to_string();
     let cached = s.inner.lock().unwrap().cache.get(&key).cloned();
     if let Some(outputs) = cached {
         let nodes: Vec<String> = item.prompt.as_object().unwrap().keys().cloned().collect();
-        send(s, c, "execution_cached", json!({"nodes": nodes, "prompt_id": pid}));
+        message(
+            s,
+            c,
+            &mut messages,
+            "execution_cached",
+            json!({"nodes": nodes, "prompt_id": pid}),
+            false,
+        );
         for (node, out) in outputs.as_object().unwrap() {
             send(
                 s,
@@ -708,20 +812,44 @@ async fn execute(s: &St, item: &Item) -> (String, Value, Value) {
                 json!({"node": node, "display_node": node, "output": out, "prompt_id": pid}),
             );
         }
-        send(s, c, "execution_success", json!({"prompt_id": pid}));
-        messages.push(json!(["execution_success", {"prompt_id": pid}]));
+        message(
+            s,
+            c,
+            &mut messages,
+            "execution_success",
+            json!({"prompt_id": pid}),
+            false,
+        );
         return ("success".into(), outputs, Value::Array(messages));
     }
-    send(s, c, "execution_cached", json!({"nodes": [], "prompt_id": pid}));
+    message(
+        s,
+        c,
+        &mut messages,
+        "execution_cached",
+        json!({"nodes": [], "prompt_id": pid}),
+        false,
+    );
     let (inject, step) = {
         let i = s.inner.lock().unwrap();
         (i.inject.clone(), i.inject.step.unwrap_or(Duration::from_millis(2)))
     };
     let mut outputs = serde_json::Map::new();
     let mut dropped = false;
+    let mut executed: Vec<String> = Vec::new();
+    // `InterruptProcessingException`: raised at the next node's start or
+    // progress tick; the message names the node and what ran before it.
+    let interrupted = |node: &str, ct: &str, executed: &[String], messages: &mut Vec<Value>| {
+        let data = json!({"prompt_id": pid, "node_id": node, "node_type": ct, "executed": executed});
+        message(s, c, messages, "execution_interrupted", data, true);
+    };
     for node in order(&item.prompt) {
         let n = &item.prompt[&node];
         let ct = n["class_type"].as_str().unwrap_or("");
+        if s.inner.lock().unwrap().interrupt {
+            interrupted(&node, ct, &executed, &mut messages);
+            return ("error".into(), json!({}), Value::Array(messages));
+        }
         send(
             s,
             c,
@@ -729,20 +857,21 @@ async fn execute(s: &St, item: &Item) -> (String, Value, Value) {
             json!({"node": node, "display_node": node, "prompt_id": pid}),
         );
         if inject.oom_class.as_deref() == Some(ct) {
-            let data = json!({"prompt_id": pid, "node_id": node, "node_type": ct, "executed": [],
+            let data = json!({"prompt_id": pid, "node_id": node, "node_type": ct, "executed": executed,
                 "exception_message": "Allocation on device \nThis error means you ran out of memory on your GPU.",
                 "exception_type": "torch.OutOfMemoryError", "traceback": [], "current_inputs": {}, "current_outputs": []});
-            send(s, c, "execution_error", data.clone());
-            messages.push(json!(["execution_error", data]));
+            message(s, c, &mut messages, "execution_error", data, false);
             return ("error".into(), json!({}), Value::Array(messages));
+        }
+        if ct == "ImageBlur" {
+            // A slow node without progress ticks (a big blur on a CPU).
+            tokio::time::sleep(step).await;
         }
         let steps = n["inputs"]["steps"].as_u64().map_or(0, |v| v.min(50));
         for i in 1..=steps {
             tokio::time::sleep(step).await;
             if s.inner.lock().unwrap().interrupt {
-                let data = json!({"prompt_id": pid, "node_id": node, "node_type": ct, "executed": []});
-                broadcast(s, "execution_interrupted", data.clone());
-                messages.push(json!(["execution_interrupted", data]));
+                interrupted(&node, ct, &executed, &mut messages);
                 return ("error".into(), json!({}), Value::Array(messages));
             }
             send(
@@ -770,9 +899,16 @@ async fn execute(s: &St, item: &Item) -> (String, Value, Value) {
             );
             outputs.insert(node.clone(), out);
         }
+        executed.push(node);
     }
-    send(s, c, "execution_success", json!({"prompt_id": pid}));
-    messages.push(json!(["execution_success", {"prompt_id": pid}]));
+    message(
+        s,
+        c,
+        &mut messages,
+        "execution_success",
+        json!({"prompt_id": pid}),
+        false,
+    );
     let outputs = Value::Object(outputs);
     s.inner.lock().unwrap().cache.insert(key, outputs.clone());
     ("success".into(), outputs, Value::Array(messages))
@@ -821,7 +957,10 @@ async fn save(s: &St, prompt: &Value, node: &str, ct: &str) -> Value {
             .and_then(|v| v.as_f64())
             .unwrap_or(16.0)
             .clamp(1.0, 60.0);
+        // A video's frames: a latent's length, else the image batch
+        // (`EmptyImage` → `CreateVideo`).
         let frames = find_input(prompt, &["length", "frame_count", "num_frames", "frame_load_cap"])
+            .or_else(|| find_input(prompt, &["batch_size"]))
             .and_then(|v| v.as_u64())
             .filter(|f| *f > 0)
             .unwrap_or(17)

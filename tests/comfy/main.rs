@@ -6,6 +6,7 @@ mod build;
 #[path = "../common/mod.rs"]
 mod common;
 mod fake;
+mod real;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

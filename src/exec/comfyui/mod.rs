@@ -467,8 +467,8 @@ fn finish(req: Request<'_>, prompt_id: &str, entry: wire::Entry) -> Result<Done,
             failure,
         });
     }
-    if entry.interrupted {
-        return Err(ComfyError::Interrupted { node: "?".into() });
+    if let Some(node) = entry.interrupted {
+        return Err(ComfyError::Interrupted { node });
     }
     if !entry.success {
         return Err(ComfyError::Output(format!(

@@ -145,7 +145,8 @@ pub struct Entry {
     pub success: bool,
     /// The failure its status messages record, if it failed.
     pub failure: Option<Failure>,
-    pub interrupted: bool,
+    /// The node an `execution_interrupted` stopped at, if one did.
+    pub interrupted: Option<String>,
     pub outputs: Vec<OutputRef>,
 }
 
@@ -176,11 +177,11 @@ pub fn history(body: &[u8], prompt_id: &str) -> Result<Option<Entry>, String> {
     let status = &entry["status"];
     let success = status["status_str"].as_str() == Some("success");
     let mut failure = None;
-    let mut interrupted = false;
+    let mut interrupted = None;
     for m in status["messages"].as_array().into_iter().flatten() {
         match m[0].as_str() {
             Some("execution_error") => failure = Some(Failure::from_data(&m[1])),
-            Some("execution_interrupted") => interrupted = true,
+            Some("execution_interrupted") => interrupted = Some(text(&m[1]["node_id"])),
             _ => {}
         }
     }
@@ -379,6 +380,20 @@ mod tests {
         }
         let body = json!({"p1": {"outputs": {"9": {"images": [{"filename": "a.png", "subfolder": "../x", "type": "output"}]}}}});
         assert!(history(body.to_string().as_bytes(), "p1").is_err());
+    }
+
+    #[test]
+    fn an_interrupted_entry_names_its_node() {
+        // As ComfyUI 0.8.0 on CPU stored it (`/history/{id}` after `/interrupt`).
+        let body = json!({"p1": {"prompt": [0, "p1", {}, {"client_id": "c", "create_time": 1}, ["9"]], "outputs": {},
+            "status": {"status_str": "error", "completed": false, "messages": [
+                ["execution_start", {"prompt_id": "p1", "timestamp": 1}],
+                ["execution_cached", {"nodes": [], "prompt_id": "p1", "timestamp": 1}],
+                ["execution_interrupted", {"prompt_id": "p1", "node_id": "10", "node_type": "ImageBlur", "executed": ["1"], "timestamp": 2}]]},
+            "meta": {}}});
+        let e = history(body.to_string().as_bytes(), "p1").unwrap().unwrap();
+        assert_eq!(e.interrupted.as_deref(), Some("10"));
+        assert!(!e.success && e.failure.is_none() && e.outputs.is_empty());
     }
 
     #[test]

@@ -74,12 +74,49 @@ fn model_frames(seconds: f64, fps: f64) -> u64 {
     n.div_ceil(4) * 4 + 1
 }
 
+/// The shot's length in seconds: the node's `duration`, else the media
+/// length the graph gave it (a refined video's is its shot's).
+fn shot_seconds(job: &Job) -> f64 {
+    param_f64(job, "duration", job.node.media_seconds)
+}
+
+/// Longest and shortest video FramePack's sampler takes
+/// (`total_second_length`, kijai/ComfyUI-FramePackWrapper nodes.py at
+/// a7c4b704: FLOAT min 0.1, max 120, step 0.1).
+const SECONDS_RANGE: (f64, f64) = (0.1, 120.0);
+
+/// `seconds` for a video node: the shot's length, within
+/// [`SECONDS_RANGE`], in the node's 0.1 s steps, never shorter than the
+/// shot. With FramePack's `latent_window_size` (`window`) it is rounded up
+/// to whole sections: the sampler makes `max(round(s·30 / (4·window)), 1)`
+/// sections of `4·window` frames at 30 fps, so a length rounded to the
+/// nearest section could end before the shot does.
+fn model_seconds(shot: f64, window: Option<u64>) -> f64 {
+    let (min, max) = SECONDS_RANGE;
+    let shot = if shot.is_finite() { shot.clamp(min, max) } else { min };
+    let seconds = match window.filter(|w| *w > 0) {
+        Some(w) => {
+            let section = (4 * w) as f64 / 30.0;
+            let most = (max / section).floor().max(1.0);
+            ((shot / section - 1e-9).ceil().clamp(1.0, most)) * section
+        }
+        None => shot,
+    };
+    // Up to the next 0.1 s (the sections' count is unchanged: a section is
+    // at least 4/30 s, and this moves the length by under 0.1 s).
+    ((seconds * 10.0 - 1e-6).ceil() / 10.0).clamp(min, max)
+}
+
 /// The value of bound parameter `name` for this job; `None`: leave the
-/// workflow's own value.
-async fn value(job: &Job, client: &Client, name: &str) -> Result<Option<Value>, ExecError> {
+/// workflow's own value. `target` is the node the value goes to.
+async fn value(job: &Job, client: &Client, name: &str, target: &Value) -> Result<Option<Value>, ExecError> {
     let fps = param_f64(job, "model_fps", 16.0);
     Ok(match name {
         "prompt" => param(job, "prompt").cloned(),
+        "seconds" => Some(json!(model_seconds(
+            shot_seconds(job),
+            target["inputs"]["latent_window_size"].as_u64()
+        ))),
         "negative" => param(job, "negative_prompt").cloned(),
         "seed" => job.node.seed.map(|s| json!(s)),
         "width" | "height" | "steps" | "cfg" | "sampler" | "checkpoint" | "denoise" => style(
@@ -90,7 +127,7 @@ async fn value(job: &Job, client: &Client, name: &str) -> Result<Option<Value>, 
             },
         )
         .cloned(),
-        "frames" => Some(json!(model_frames(param_f64(job, "duration", 4.0), fps))),
+        "frames" => Some(json!(model_frames(shot_seconds(job), fps))),
         "fps" => Some(json!(fps)),
         "batch" => param(job, "candidates").cloned(),
         "lora" => lora(job).map(|l| json!(l)),
@@ -149,7 +186,8 @@ async fn bound(job: &Job, client: &Client) -> Result<(String, Value), ExecError>
         let Some((node, input)) = target.as_str().and_then(crate::project::workflows::split_target) else {
             continue;
         };
-        let Some(v) = value(job, client, name).await? else {
+        let target_node = prompt.get(node).cloned().unwrap_or(Value::Null);
+        let Some(v) = value(job, client, name, &target_node).await? else {
             continue;
         };
         let slot = prompt
@@ -235,7 +273,7 @@ pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
             })
         }
         NodeKind::RawVideo | NodeKind::RefinedVideo => {
-            let frames = timing::frames(param_f64(job, "duration", 4.0)).max(1);
+            let frames = timing::frames(shot_seconds(job)).max(1);
             let out = scratch(job, "video.mkv");
             let hold = timing::seconds(frames);
             // Decodes; 30 fps, even size, the shot's exact length (the last frame held).
@@ -311,5 +349,38 @@ mod tests {
         assert_eq!(model_frames(3.0, 16.0), 49);
         assert_eq!(model_frames(0.01, 16.0), 5);
         assert_eq!((model_frames(2.5, 16.0) - 1) % 4, 0);
+    }
+
+    #[test]
+    fn model_seconds_cover_the_shot_within_the_nodes_range() {
+        // (shot, latent_window_size) → total_second_length
+        let cases: &[(f64, Option<u64>, f64)] = &[
+            (4.0, None, 4.0),
+            (2.34, None, 2.4),
+            (0.0, None, 0.1),
+            (500.0, None, 120.0),
+            (f64::NAN, None, 0.1),
+            // window 9: sections of 36 frames = 1.2 s.
+            (4.0, Some(9), 4.8),
+            (3.6, Some(9), 3.6),
+            (1.5, Some(9), 2.4),
+            (0.2, Some(9), 1.2),
+            (500.0, Some(9), 120.0),
+            // window 7: sections of 28/30 s; 3 of them, up to 0.1 s.
+            (2.5, Some(7), 2.8),
+        ];
+        for &(shot, window, want) in cases {
+            let got = model_seconds(shot, window);
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{shot} s, window {window:?}: {got}, want {want}"
+            );
+            if let Some(w) = window {
+                // The sampler's own section count covers the shot.
+                let sections = ((got * 30.0) / (4 * w) as f64).round().max(1.0);
+                let made = sections * (4 * w) as f64 / 30.0;
+                assert!(made + 1e-9 >= shot.min(120.0), "{shot} s: the sampler makes {made} s");
+            }
+        }
     }
 }
