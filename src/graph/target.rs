@@ -138,7 +138,8 @@ pub fn episodes_of(targets: &[String]) -> Option<HashSet<String>> {
             Some((kind, path)) => (Some(kind), path),
             None => (None, t.as_str()),
         };
-        let first = path.split('/').next().unwrap_or_default();
+        // A dub's node names its episode before a dot: `episode_audio:ep01.ja`.
+        let first = path.split(['/', '.']).next().unwrap_or_default();
         let character = match kind {
             Some(kind) => kind == NodeKind::CharacterRefs.as_str(),
             None => first == "characters" && path.contains('/'),

@@ -31,6 +31,9 @@ pub struct Project {
     pub rules: Rules,
     /// The engines rules may name (the caller's: the registry's, or a test's).
     pub catalog: crate::engines::Catalog,
+    /// The spoken languages (`languages:`), the default first; empty when
+    /// studio.yaml declares none (one untagged language, no dubs).
+    pub languages: Vec<super::languages::Language>,
     /// Source files read, relative to the root, with their hashes.
     pub sources: Vec<(Utf8PathBuf, String)>,
 }
@@ -166,6 +169,8 @@ pub struct Character {
     pub color: String,
     /// A name the image service knows, or `{file, hash}` of a project file.
     pub lora: Option<serde_saphyr::Spanned<super::assets::NameOrFile>>,
+    /// The voice per dub language (`voices:`), each with its own engines.
+    pub voices: BTreeMap<String, RawVoice>,
 }
 
 #[derive(Debug)]
@@ -184,6 +189,11 @@ pub struct Episode {
 pub struct Screenplay {
     pub file: Utf8PathBuf,
     pub scenes: Vec<Scene>,
+    /// The dub languages some line is written in, in `languages:` order:
+    /// each is one more audio and subtitle track.
+    pub dubs: Vec<String>,
+    /// Dub languages some lines leave out (spoken in the default language).
+    pub fallbacks: Vec<super::languages::Fallback>,
 }
 
 #[derive(Debug)]
@@ -238,6 +248,8 @@ pub struct Line {
     /// Index into [`Project::characters`].
     pub speaker: usize,
     pub text: String,
+    /// The text per dub language (`ja: …`).
+    pub dubs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +320,29 @@ impl Project {
 
     pub fn episode(&self, id: &str) -> Option<&Episode> {
         self.episodes.iter().find(|e| e.id == id)
+    }
+
+    /// A declared language by its code.
+    pub fn language(&self, code: &str) -> Option<&super::languages::Language> {
+        self.languages.iter().find(|l| l.code == code)
+    }
+
+    /// One warning per episode and dub language that some lines leave out.
+    pub fn dub_warnings(&self) -> Vec<String> {
+        let default = self.languages.first().map_or("", |l| l.code.as_str());
+        self.episodes
+            .iter()
+            .filter_map(|e| Some((e, e.screenplay.as_ref()?)))
+            .flat_map(|(e, sp)| sp.fallbacks.iter().map(|f| f.warning(&e.id, default)))
+            .collect()
+    }
+
+    /// What a screenplay check needs of the languages and voices.
+    pub fn dub_context(&self) -> super::languages::Dubs {
+        super::languages::Dubs::of(
+            &self.languages,
+            self.characters.iter().map(|c| c.voices.keys().cloned().collect()),
+        )
     }
 }
 
