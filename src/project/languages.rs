@@ -179,27 +179,26 @@ impl Dubs {
                     "the default language's text is `text:`; other keys are dub languages".to_string(),
                 ))
             } else if !self.languages.iter().any(|l| &l.code == code) {
-                let what = match Language::of(code) {
-                    Some(l) => format!("`{code}:` ({}) is not a language of studio.yaml", l.name),
-                    None => format!("unknown key `{code}:` in a dialogue line"),
+                let dubs: Vec<&str> = self.languages.iter().skip(1).map(|l| l.code.as_str()).collect();
+                let declared = match dubs.as_slice() {
+                    [] => "none is declared".to_string(),
+                    d => format!("declared: {}", d.join(", ")),
                 };
-                Some((
-                    what,
-                    match self.languages.len() {
-                        0 | 1 => format!(
-                            "a line has `speaker:`, `text:` and a text per dub language; declare dubs in studio.yaml: `languages: [en, {code}]`"
+                Some(match Language::of(code) {
+                    Some(l) => (
+                        format!("`{code}:` ({}) is not a language of studio.yaml", l.name),
+                        format!(
+                            "add `{code}` to `languages:` in studio.yaml (the default first, e.g. `languages: [{}, {code}]`) ({declared})",
+                            self.languages.first().map_or("en", |l| l.code.as_str())
                         ),
-                        _ => format!(
-                            "a line has `speaker:`, `text:` and a text per dub language: {}",
-                            self.languages
-                                .iter()
-                                .skip(1)
-                                .map(|l| l.code.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                    ),
+                    None => (
+                        format!("unknown key `{code}:` in a dialogue line"),
+                        format!(
+                            "a line has `speaker:`, `text:` and a text per dub language, keyed by its ISO 639-1 code in studio.yaml's `languages:` ({declared})"
                         ),
-                    },
-                ))
+                    ),
+                })
             } else if !self.voices.get(speaker).is_some_and(|v| v.contains(code)) {
                 Some((
                     format!("`{}` has no `{code}` voice for this line", line.speaker.value),
