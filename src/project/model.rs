@@ -89,14 +89,17 @@ pub enum WriteStage {
     Shots,
     Dialogue,
     Timeline,
+    /// A scene's lines in a dub language (`studio write EP --dub LANG`).
+    Dub,
 }
 
 impl WriteStage {
-    pub const ALL: [WriteStage; 4] = [
+    pub const ALL: [WriteStage; 5] = [
         WriteStage::Scenes,
         WriteStage::Shots,
         WriteStage::Dialogue,
         WriteStage::Timeline,
+        WriteStage::Dub,
     ];
 
     /// The prompt template (rules/prompts/NAME.j2), also the call's name.
@@ -106,6 +109,7 @@ impl WriteStage {
             WriteStage::Shots => "shots",
             WriteStage::Dialogue => "dialogue",
             WriteStage::Timeline => "timeline",
+            WriteStage::Dub => "dub",
         }
     }
 
@@ -119,7 +123,7 @@ impl WriteStage {
         match self {
             WriteStage::Scenes => 4096,
             WriteStage::Shots | WriteStage::Timeline => 3072,
-            WriteStage::Dialogue => 2048,
+            WriteStage::Dialogue | WriteStage::Dub => 2048,
         }
     }
 }
