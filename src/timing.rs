@@ -141,7 +141,11 @@ mod tests {
     fn the_longest_track_decides_a_dubbed_shot() {
         let roles = [("voice:1", 1.0), ("voice:2", 1.0), ("ja:voice:2", 3.0)];
         let tracks = speech_tracks(&roles);
-        assert_eq!(tracks, vec![vec![1.0, 1.0], vec![1.0, 3.0]], "line 1 keeps the default voice");
+        assert_eq!(
+            tracks,
+            vec![vec![1.0, 1.0], vec![1.0, 3.0]],
+            "line 1 keeps the default voice"
+        );
         assert_eq!(tracks_frames(2.0, &tracks), 15 + 30 + 9 + 90 + 15);
         // Without a dub: exactly the one-track length, so keys stay put.
         let one = speech_tracks(&roles[..2]);

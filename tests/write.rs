@@ -919,7 +919,11 @@ fn a_server_that_refuses_json_schema_gets_json_object() {
 fn a_dub_fills_only_the_lines_without_one() {
     let fake = good_fake(Api::Ollama);
     let p = project(Api::Ollama, &fake.url);
-    p.edit("studio.yaml", "\ncharacters:\n", "\nlanguages: [en, ja]\n\ncharacters:\n");
+    p.edit(
+        "studio.yaml",
+        "\ncharacters:\n",
+        "\nlanguages: [en, ja]\n\ncharacters:\n",
+    );
     for (piper, kokoro) in [
         ("piper: {pitch: -1, length_scale: 1.0}", "jm_kumo"),
         ("piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}", "jf_alpha"),
@@ -936,7 +940,11 @@ fn a_dub_fills_only_the_lines_without_one() {
     let run = studio(&p, &["write", "ep01", "--dub", "ja"]);
     run.success();
     fake.assert_shapes();
-    assert_eq!(kinds(&fake), ["dub", "dub"], "s01 and s02 each have a line without Japanese");
+    assert_eq!(
+        kinds(&fake),
+        ["dub", "dub"],
+        "s01 and s02 each have a line without Japanese"
+    );
     let want = before
         .replace(
             "            text: 'He said: \"100% sure.\"'\n",
@@ -952,7 +960,10 @@ fn a_dub_fills_only_the_lines_without_one() {
         .into_iter()
         .find(|r| r.prompt().contains("Scene s01"))
         .expect("a request for s01");
-    for part in ["Write the Japanese dub of sh02/1:", "sh01/1 kai: \"Will it come?\" → \"来るかな？\""] {
+    for part in [
+        "Write the Japanese dub of sh02/1:",
+        "sh01/1 kai: \"Will it come?\" → \"来るかな？\"",
+    ] {
         assert!(first.prompt().contains(part), "{part} in:\n{}", first.prompt());
     }
     // Every line has its dub now: no call, no change.

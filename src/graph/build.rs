@@ -36,6 +36,8 @@ pub fn build(project: &Project, spans: &Spans, cpu_slots: usize) -> Result<Graph
 /// voices written in a dub (node, `<lang>:voice:<scene>/<shot>/<n>`), which
 /// time that language's subtitles.
 struct Tracks<'t> {
+    /// The default language's lines: (node, shot video, `<scene>/<shot>/<n>`).
+    voices: &'t [(usize, usize, String)],
     dubs: &'t [(&'t str, Vec<usize>)],
     dub_voices: &'t [(usize, String)],
 }
@@ -304,10 +306,11 @@ impl<'a> Builder<'a> {
         }
         let dubs: Vec<(&str, Vec<usize>)> = dubs.iter().map(String::as_str).zip(dub_mixes).collect();
         let tracks = Tracks {
+            voices: &all_voices,
             dubs: &dubs,
             dub_voices: &dub_voices,
         };
-        self.episode_nodes(ep, scenes, &scene_videos, &scene_mixes, &all_voices, &all_shots, &tracks)
+        self.episode_nodes(ep, scenes, &scene_videos, &scene_mixes, &all_shots, &tracks)
     }
 
     fn shot_image(
@@ -810,7 +813,6 @@ impl<'a> Builder<'a> {
         scenes: &[Scene],
         videos: &[usize],
         mixes: &[usize],
-        voices: &[(usize, usize, String)],
         shots: &[usize],
         tracks: &Tracks<'_>,
     ) -> Result<(), Diagnostics> {
@@ -970,7 +972,7 @@ impl<'a> Builder<'a> {
             role: format!("timing:{}", self.graph.nodes[s].path),
             uses: Uses::Duration,
         }));
-        inputs.extend(voices.iter().map(|(v, _, role)| Input {
+        inputs.extend(tracks.voices.iter().map(|(v, _, role)| Input {
             node: *v,
             role: format!("voice:{role}"),
             uses: Uses::Duration,

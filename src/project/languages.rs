@@ -72,7 +72,9 @@ pub(super) fn languages(file: &SourceFile, raw: Option<&[Spanned<String>]>, erro
         errors.push(
             ProjectError::at(file, "languages::empty", "`languages:` lists no language")
                 .label(file, file.key_span("languages"), "here")
-                .help("list the project's spoken languages as ISO 639-1 codes, the default first: `languages: [en, ja]`"),
+                .help(
+                    "list the project's spoken languages as ISO 639-1 codes, the default first: `languages: [en, ja]`",
+                ),
         );
     }
     let mut out: Vec<Language> = Vec::new();
@@ -105,7 +107,14 @@ pub(super) fn character_voices(
     languages: &[Language],
     errors: &mut Collector,
 ) -> Vec<BTreeMap<String, RawVoice>> {
-    let declared = || languages.iter().skip(1).map(|l| l.code.as_str()).collect::<Vec<_>>().join(", ");
+    let declared = || {
+        languages
+            .iter()
+            .skip(1)
+            .map(|l| l.code.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     raw.iter()
         .map(|c| {
             let mut out = BTreeMap::new();
@@ -115,7 +124,9 @@ pub(super) fn character_voices(
                         "`voices.{code}`: `{code}` is the default language, which `voice:` speaks"
                     ))
                 } else if !languages.iter().any(|l| &l.code == code) {
-                    Some(format!("`voices.{code}`: `{code}` is not a dub language of `languages:`"))
+                    Some(format!(
+                        "`voices.{code}`: `{code}` is not a dub language of `languages:`"
+                    ))
                 } else if v.value.engines.as_ref().is_none_or(Vec::is_empty) {
                     Some(format!(
                         "{}'s `{code}` voice names no `engines:` (the rule's chain speaks the default language)",
@@ -284,7 +295,7 @@ mod tests {
         let langs: Vec<Language> = ["en", "ja", "fr"].iter().map(|c| Language::of(c).unwrap()).collect();
         let ja = BTreeMap::from([("ja".to_string(), "はい".to_string())]);
         let none = BTreeMap::new();
-        let lines = vec![("s01/sh01/1".to_string(), &none), ("s01/sh02/1".to_string(), &ja)];
+        let lines = [("s01/sh01/1".to_string(), &none), ("s01/sh02/1".to_string(), &ja)];
         let (dubs, fallbacks) = episode_dubs(&langs, lines.iter().cloned());
         assert_eq!(dubs, vec!["ja"], "no line is in French: no French track");
         assert_eq!(

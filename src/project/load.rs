@@ -89,7 +89,10 @@ pub fn load_episodes(
         }
         c.voices = v;
     }
-    let dubs = super::languages::Dubs::of(&languages, characters.iter().map(|c| c.voices.keys().cloned().collect()));
+    let dubs = super::languages::Dubs::of(
+        &languages,
+        characters.iter().map(|c| c.voices.keys().cloned().collect()),
+    );
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
     let remote = remote_cache(&studio, &raw.cache, &mut errors);
@@ -170,15 +173,13 @@ pub fn load_episodes(
         if !valid_id(&e.id.value) {
             errors.push(bad_id(&studio, "episode", &e.id));
         }
-        let screenplay = parsed
-            .remove(&e.id.value)
-            .and_then(|(file, raw)| {
-                let ctx = Cast {
-                    chars: &char_ids,
-                    dubs: &dubs,
-                };
-                screenplay(&file, raw, &e.id.value, &ctx, overlap, &mut spans, &mut errors)
-            });
+        let screenplay = parsed.remove(&e.id.value).and_then(|(file, raw)| {
+            let ctx = Cast {
+                chars: &char_ids,
+                dubs: &dubs,
+            };
+            screenplay(&file, raw, &e.id.value, &ctx, overlap, &mut spans, &mut errors)
+        });
         episodes.push(Episode {
             id: e.id.value.clone(),
             number: n + 1,

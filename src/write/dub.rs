@@ -36,7 +36,10 @@ fn schema(n: usize) -> Value {
 fn check(d: &DubDraft, n: usize) -> Vec<String> {
     let mut problems = Vec::new();
     if d.dub.len() != n {
-        problems.push(format!("`dub` has {} lines; write exactly {n}, one per asked line, in order", d.dub.len()));
+        problems.push(format!(
+            "`dub` has {} lines; write exactly {n}, one per asked line, in order",
+            d.dub.len()
+        ));
     }
     for (i, t) in d.dub.iter().enumerate() {
         if t.trim().is_empty() {
@@ -50,9 +53,12 @@ fn check(d: &DubDraft, n: usize) -> Vec<String> {
     problems
 }
 
+/// Per scene (its id), per shot, each line's `speaker` offset.
+type LineOffsets = Vec<(String, Vec<Vec<usize>>)>;
+
 /// The byte offset of every dialogue line's `speaker` value, by scene, in
 /// file order (the order the loader reads them in).
-fn speaker_offsets(text: &str) -> Result<Vec<(String, Vec<Vec<usize>>)>, WriteError> {
+fn speaker_offsets(text: &str) -> Result<LineOffsets, WriteError> {
     let raw: RawScreenplay =
         serde_saphyr::from_str(text).map_err(|e| WriteError::Target(format!("cannot read the screenplay: {e}")))?;
     let at = |loc: &serde_saphyr::Location| loc.span().byte_offset().map(|o| o as usize);
@@ -79,20 +85,30 @@ fn speaker_offsets(text: &str) -> Result<Vec<(String, Vec<Vec<usize>>)>, WriteEr
 }
 
 /// Fill `lang` for the lines of `episode` that lack it, in `text` (the file).
-pub async fn dub(llm: &Llm, project: &Project, episode: &Episode, lang: &str, text: &str) -> Result<String, WriteError> {
+pub async fn dub(
+    llm: &Llm,
+    project: &Project,
+    episode: &Episode,
+    lang: &str,
+    text: &str,
+) -> Result<String, WriteError> {
     let dubs: Vec<&str> = project.languages.iter().skip(1).map(|l| l.code.as_str()).collect();
-    let language = project
-        .language(lang)
-        .filter(|_| dubs.contains(&lang))
-        .ok_or_else(|| {
-            WriteError::Target(format!(
-                "`{lang}` is not a dub language of studio.yaml's `languages:` ({})",
-                if dubs.is_empty() { "none declared".to_string() } else { dubs.join(", ") }
-            ))
-        })?;
+    let language = project.language(lang).filter(|_| dubs.contains(&lang)).ok_or_else(|| {
+        WriteError::Target(format!(
+            "`{lang}` is not a dub language of studio.yaml's `languages:` ({})",
+            if dubs.is_empty() {
+                "none declared".to_string()
+            } else {
+                dubs.join(", ")
+            }
+        ))
+    })?;
     let offsets = speaker_offsets(text)?;
     let sp = episode.screenplay.as_ref().ok_or_else(|| {
-        WriteError::Target(format!("{} has no screenplay yet; run `studio write {}`", episode.id, episode.id))
+        WriteError::Target(format!(
+            "{} has no screenplay yet; run `studio write {}`",
+            episode.id, episode.id
+        ))
     })?;
     // Every new text with the offset of its line's `speaker`.
     let mut edits: Vec<(usize, String)> = Vec::new();
@@ -126,15 +142,19 @@ pub async fn dub(llm: &Llm, project: &Project, episode: &Episode, lang: &str, te
         ctx["targets"] = json!(targets.iter().map(|(id, _)| id).collect::<Vec<_>>());
         let n = targets.len();
         let what = format!("the {} dub of {}/{}", language.name, episode.id, s.id);
-        let draft: DubDraft = llm.ask(&what, WriteStage::Dub, &ctx, &schema(n), |d| check(d, n)).await?;
+        let draft: DubDraft = llm
+            .ask(&what, WriteStage::Dub, &ctx, &schema(n), |d| check(d, n))
+            .await?;
         edits.extend(targets.into_iter().map(|(_, off)| off).zip(draft.dub));
     }
     // Splice from the end backwards so earlier offsets hold.
     edits.sort_by_key(|(off, _)| std::cmp::Reverse(*off));
     let mut new = text.to_string();
     for (off, line) in edits {
-        new = splice::set_key_by(&new, off, "speaker", lang, |_| format!("{lang}: {}\n", super::render::scalar(&line)))
-            .map_err(|e| WriteError::Target(format!("cannot add a `{lang}:` line: {e}")))?;
+        new = splice::set_key_by(&new, off, "speaker", lang, |_| {
+            format!("{lang}: {}\n", super::render::scalar(&line))
+        })
+        .map_err(|e| WriteError::Target(format!("cannot add a `{lang}:` line: {e}")))?;
     }
     recheck(project, episode, &new)?;
     Ok(new)

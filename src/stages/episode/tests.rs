@@ -560,8 +560,17 @@ mod media {
         let video = bench.path("v.mp4");
         bench
             .ffmpeg(&[
-                "-f", "lavfi", "-i", "testsrc=s=64x64:r=30", "-frames:v", "60", "-c:v", "libx264", "-pix_fmt",
-                "yuv420p", video.as_str(),
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=s=64x64:r=30",
+                "-frames:v",
+                "60",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                video.as_str(),
             ])
             .await;
         let mut audio = Vec::new();
@@ -601,7 +610,12 @@ mod media {
 
         let ffprobe = job.tools.ffprobe.clone().expect("ffprobe");
         let cmd = Cmd::new(ffprobe.as_str())
-            .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name:stream_tags=language,handler_name"])
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_type,codec_name:stream_tags=language,handler_name",
+            ])
             .args(["-show_entries", "stream_disposition=default", "-of", "json"])
             .arg(episode.files[0].1.as_str());
         let out = runner::run(&cmd, &bench.path(""), &cancel).await.expect("ffprobe");
@@ -620,7 +634,10 @@ mod media {
             })
             .collect();
         let want = |t: &str, l: &str, n: &str, d: i64| (t.to_string(), l.to_string(), n.to_string(), d);
-        assert_eq!(got[1..3], [want("audio", "eng", "English", 1), want("audio", "jpn", "Japanese", 0)]);
+        assert_eq!(
+            got[1..3],
+            [want("audio", "eng", "English", 1), want("audio", "jpn", "Japanese", 0)]
+        );
         assert_eq!(
             got[3..]
                 .iter()
@@ -634,6 +651,9 @@ mod media {
         let mut job = job;
         job.inputs[2] = input("ja:audio", "m4a", Some(bench.path("v.mp4")), 2.0);
         let err = assemble(&job, &cancel).await.expect_err("gate").to_string();
-        assert!(err.contains("the audio is h264, not aac") || err.contains("has no `a:0` stream"), "{err}");
+        assert!(
+            err.contains("the audio is h264, not aac") || err.contains("has no `a:0` stream"),
+            "{err}"
+        );
     }
 }

@@ -69,8 +69,12 @@ pub(super) fn dub_voices(job: &Job, code: &str, default: &[VoiceTiming]) -> Resu
     let mut voices = default.to_vec();
     for input in inputs_with(job, &prefix) {
         let path = &input.role[prefix.len()..];
-        let (scene, shot, n) = line_ref(path)
-            .ok_or_else(|| permanent(format!("voice input `{}` is not <lang>:voice:<scene>/<shot>/<n>", input.role)))?;
+        let (scene, shot, n) = line_ref(path).ok_or_else(|| {
+            permanent(format!(
+                "voice input `{}` is not <lang>:voice:<scene>/<shot>/<n>",
+                input.role
+            ))
+        })?;
         let seconds = input
             .duration
             .ok_or_else(|| permanent(format!("voice line {path} ({code}) has no recorded length")))?;
@@ -79,7 +83,11 @@ pub(super) fn dub_voices(job: &Job, code: &str, default: &[VoiceTiming]) -> Resu
             .find(|v| v.scene == scene && v.shot == shot && v.n == n)
         {
             Some(v) => v.seconds = seconds,
-            None => return Err(permanent(format!("the `{code}` line {path} has no line in the default language"))),
+            None => {
+                return Err(permanent(format!(
+                    "the `{code}` line {path} has no line in the default language"
+                )));
+            }
         }
     }
     Ok(voices)
@@ -139,7 +147,10 @@ mod tests {
 
     #[test]
     fn one_untagged_track_maps_as_before() {
-        assert_eq!(track_args(&[track(None, true)], 1), ["-map", "0:v:0", "-map", "1:a:0", "-map", "2:s:0"]);
+        assert_eq!(
+            track_args(&[track(None, true)], 1),
+            ["-map", "0:v:0", "-map", "1:a:0", "-map", "2:s:0"]
+        );
         assert_eq!(track_args(&[track(None, false)], 1), ["-map", "0:v:0", "-map", "1:a:0"]);
     }
 
@@ -150,7 +161,10 @@ mod tests {
             track(Some(("ja", "jpn", "Japanese")), true),
         ];
         let args = track_args(&tracks, 1).join(" ");
-        assert!(args.starts_with("-map 0:v:0 -map 1:a:0 -map 2:a:0 -map 3:s:0 -map 4:s:0"), "{args}");
+        assert!(
+            args.starts_with("-map 0:v:0 -map 1:a:0 -map 2:a:0 -map 3:s:0 -map 4:s:0"),
+            "{args}"
+        );
         for want in [
             "-metadata:s:a:0 language=eng",
             "-metadata:s:a:1 language=jpn",
@@ -163,9 +177,15 @@ mod tests {
             assert!(args.contains(want), "{want} in {args}");
         }
         // A dub with no visible cue has no subtitle stream: the next one moves up.
-        let tracks = [track(Some(("en", "eng", "English")), false), track(Some(("ja", "jpn", "Japanese")), true)];
+        let tracks = [
+            track(Some(("en", "eng", "English")), false),
+            track(Some(("ja", "jpn", "Japanese")), true),
+        ];
         let args = track_args(&tracks, 1).join(" ");
-        assert!(args.contains("-map 3:s:0 -metadata:s:a:0") && args.contains("-metadata:s:s:0 language=jpn"), "{args}");
+        assert!(
+            args.contains("-map 3:s:0 -metadata:s:a:0") && args.contains("-metadata:s:s:0 language=jpn"),
+            "{args}"
+        );
     }
 
     #[test]
