@@ -254,6 +254,11 @@ mod tests {
             Some(vec!["ep01".into(), "ep02".into(), "ep03".into()])
         );
         assert_eq!(of(&["characters/aoi", "character_refs:ren"]), Some(vec![]));
+        // A dub's nodes name their episode before the language.
+        assert_eq!(
+            of(&["episode_audio:ep04.ja", "scene_mix:ep05/s01.ja"]),
+            Some(vec!["ep04".into(), "ep05".into()])
+        );
         assert_eq!(of(&["ep01", "all"]), None);
         // A node id of no known kind: load everything, and let the target
         // resolution say what is wrong.
