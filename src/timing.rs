@@ -54,6 +54,44 @@ pub fn shot_frames(written: f64, voices: &[f64]) -> u64 {
     }
 }
 
+/// The spoken tracks of a shot from its voice inputs, `(role, seconds)` in
+/// line order: `voice:<n>` are the default language's lines, `<lang>:voice:<n>`
+/// a dub's. Returns the default track, then one per dub language (by code),
+/// in which a line not written in the dub keeps the default's voice.
+pub fn speech_tracks(voices: &[(&str, f64)]) -> Vec<Vec<f64>> {
+    let default: Vec<(&str, f64)> = voices
+        .iter()
+        .filter_map(|(role, d)| Some((role.strip_prefix("voice:")?, *d)))
+        .collect();
+    let mut dubs: std::collections::BTreeMap<&str, Vec<(&str, f64)>> = std::collections::BTreeMap::new();
+    for (role, d) in voices {
+        if let Some((lang, n)) = role.split_once(":voice:") {
+            dubs.entry(lang).or_default().push((n, *d));
+        }
+    }
+    let mut tracks = vec![default.iter().map(|(_, d)| *d).collect::<Vec<f64>>()];
+    for own in dubs.values() {
+        tracks.push(
+            default
+                .iter()
+                .map(|(n, d)| own.iter().find(|(m, _)| m == n).map_or(*d, |(_, o)| *o))
+                .collect(),
+        );
+    }
+    tracks
+}
+
+/// A shot's length in frames with several spoken tracks (a dub): each
+/// stretches it to fit its own lines, and the longest decides, so every
+/// track fits the one picture. One track: [`shot_frames`].
+pub fn tracks_frames(written: f64, tracks: &[Vec<f64>]) -> u64 {
+    tracks
+        .iter()
+        .map(|t| shot_frames(written, t))
+        .max()
+        .unwrap_or_else(|| shot_frames(written, &[]))
+}
+
 /// The fewest frames a shot can last: as written, or its dialogue's lead-in,
 /// gaps and tail around `lines` lines of one frame each. Known before any
 /// voice is made, so the loader can check scene lengths.
@@ -97,6 +135,25 @@ mod tests {
         assert_eq!(shot_frames(2.0, &[2.5]), 15 + 75 + 15);
         assert_eq!(shot_frames(2.0, &[1.0, 1.0]), 15 + 30 + 9 + 30 + 15);
         assert_eq!(line_starts(&[1.01, 2.0]), vec![15, 15 + 31 + 9]);
+    }
+
+    #[test]
+    fn the_longest_track_decides_a_dubbed_shot() {
+        let roles = [("voice:1", 1.0), ("voice:2", 1.0), ("ja:voice:2", 3.0)];
+        let tracks = speech_tracks(&roles);
+        assert_eq!(
+            tracks,
+            vec![vec![1.0, 1.0], vec![1.0, 3.0]],
+            "line 1 keeps the default voice"
+        );
+        assert_eq!(tracks_frames(2.0, &tracks), 15 + 30 + 9 + 90 + 15);
+        // Without a dub: exactly the one-track length, so keys stay put.
+        let one = speech_tracks(&roles[..2]);
+        assert_eq!(tracks_frames(2.0, &one), shot_frames(2.0, &[1.0, 1.0]));
+        // A shorter dub changes nothing.
+        let short = speech_tracks(&[("voice:1", 2.0), ("ja:voice:1", 0.5)]);
+        assert_eq!(tracks_frames(1.0, &short), shot_frames(1.0, &[2.0]));
+        assert_eq!(tracks_frames(2.0, &speech_tracks(&[])), 60);
     }
 
     #[test]

@@ -912,3 +912,68 @@ fn a_server_that_refuses_json_schema_gets_json_object() {
     );
     assert!(p.read("episodes/ep02.yaml").contains("Is it coming? (s02)"));
 }
+
+/// `write EP --dub ja`: one call per scene with lines left without Japanese;
+/// each new text is spliced in after its line, the rest of the file stays.
+#[test]
+fn a_dub_fills_only_the_lines_without_one() {
+    let fake = good_fake(Api::Ollama);
+    let p = project(Api::Ollama, &fake.url);
+    p.edit(
+        "studio.yaml",
+        "\ncharacters:\n",
+        "\nlanguages: [en, ja]\n\ncharacters:\n",
+    );
+    for (piper, kokoro) in [
+        ("piper: {pitch: -1, length_scale: 1.0}", "jm_kumo"),
+        ("piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}", "jf_alpha"),
+    ] {
+        p.edit(
+            "studio.yaml",
+            piper,
+            &format!("{piper}\n    voices:\n      ja: {{engines: [kokoro_ja, espeak], kokoro: {{voice: {kokoro}}}}}"),
+        );
+    }
+    let mine = "            text: \"Will it come?\"\n            ja: \"来るかな？\"   # mine\n";
+    p.edit("episodes/ep01.yaml", "            text: \"Will it come?\"\n", mine);
+    let before = p.read("episodes/ep01.yaml");
+    let run = studio(&p, &["write", "ep01", "--dub", "ja"]);
+    run.success();
+    fake.assert_shapes();
+    assert_eq!(
+        kinds(&fake),
+        ["dub", "dub"],
+        "s01 and s02 each have a line without Japanese"
+    );
+    let want = before
+        .replace(
+            "            text: 'He said: \"100% sure.\"'\n",
+            "            text: 'He said: \"100% sure.\"'\n            ja: \"1番目の台詞だよ。\"\n",
+        )
+        .replace(
+            "            text: \"Okay, you win.\"\n",
+            "            text: \"Okay, you win.\"\n            ja: \"1番目の台詞だよ。\"\n",
+        );
+    assert_eq!(p.read("episodes/ep01.yaml"), want);
+    let first = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.prompt().contains("Scene s01"))
+        .expect("a request for s01");
+    for part in [
+        "Write the Japanese dub of sh02/1:",
+        "sh01/1 kai: \"Will it come?\" → \"来るかな？\"",
+    ] {
+        assert!(first.prompt().contains(part), "{part} in:\n{}", first.prompt());
+    }
+    // Every line has its dub now: no call, no change.
+    studio(&p, &["write", "ep01", "--dub", "ja"]).success();
+    assert_eq!(fake.count(), 2);
+    assert_eq!(p.read("episodes/ep01.yaml"), want);
+    let b = build(&p, &["ep01"]).ok();
+    assert!(b.built().contains("voice_line:ep01/s02/sh01/1.ja"), "{:?}", b.built());
+    // A language the project does not dub is refused before any call.
+    let run = studio(&p, &["write", "ep01", "--dub", "fr"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("`fr` is not a dub language"), "{}", run.stderr);
+}

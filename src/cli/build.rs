@@ -124,6 +124,10 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         EXIT_INVALID
     })?;
 
+    // Once per episode and dub language: lines spoken in the default language.
+    for warning in session.project.dub_warnings() {
+        eprintln!("warning: {warning}");
+    }
     // Once per build: an engine whose worker is not installed (the voices venv).
     let engines = nodes.iter().map(|n| session.graph.nodes[*n].engine());
     for missing in session.tools.missing_workers(engines) {

@@ -31,6 +31,10 @@ pub struct Args {
     /// Regenerate only dialogue: `ep01/s02` (a scene) or `ep01/s02/sh03` (a shot).
     #[arg(long, value_name = "TARGET")]
     dialogue: Option<String>,
+    /// Write the dub text of every line that has none in this language
+    /// (one of `languages:`), e.g. `--dub ja`.
+    #[arg(long, value_name = "LANG", conflicts_with_all = ["scene", "dialogue"])]
+    dub: Option<String>,
     /// Replace the screenplay even if a writer has edited it.
     #[arg(long)]
     force: bool,
@@ -44,6 +48,7 @@ enum Part {
     Whole,
     Scene(String),
     Dialogue(String, Option<String>),
+    Dub(String),
 }
 
 pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
@@ -168,9 +173,10 @@ fn parse_part(args: &Args) -> Result<(String, Part), String> {
             "write takes an episode id such as ep01, not `{ep}` (use --scene or --dialogue for parts)"
         ));
     }
-    Ok(match &args.scene {
-        Some(s) => (ep, Part::Scene(s.clone())),
-        None => (ep, Part::Whole),
+    Ok(match (&args.scene, &args.dub) {
+        (Some(s), _) => (ep, Part::Scene(s.clone())),
+        (None, Some(lang)) => (ep, Part::Dub(lang.clone())),
+        (None, None) => (ep, Part::Whole),
     })
 }
 
@@ -368,6 +374,10 @@ impl Writer {
                     shot.as_deref(),
                     &text,
                 ))
+            }
+            Part::Dub(lang) => {
+                self.announce(&format!("the `{lang}` dub of {ep_id}"));
+                rt.block_on(write::dub(&self.llm, &self.project, episode, lang, &text))
             }
             Part::Whole => unreachable!("whole episodes go through `whole`"),
         };

@@ -145,18 +145,21 @@ fn simulated_duration(job: &Job) -> Option<f64> {
     let d = match job.node.kind {
         NodeKind::VoiceLine => {
             let text = job.node.params.get("text").and_then(Value::as_str).unwrap_or("");
-            let words = text.split_whitespace().count() as f64;
+            // Text without spaces (Japanese): about three characters a word.
+            let cjk = text.chars().filter(|c| !c.is_ascii()).count() / 3;
+            let words = text.split_whitespace().count().max(cjk) as f64;
             0.35 + words * 0.38
         }
         NodeKind::RawVideo | NodeKind::RefinedVideo => param_f64(job, "duration")?,
         NodeKind::ShotVideo => {
-            let voices: Vec<f64> = job
+            let voices: Vec<(&str, f64)> = job
                 .inputs
                 .iter()
-                .filter(|i| i.role.starts_with("voice:"))
-                .filter_map(|i| i.duration)
+                .filter(|i| i.role.contains("voice:"))
+                .filter_map(|i| Some((i.role.as_str(), i.duration?)))
                 .collect();
-            timing::seconds(timing::shot_frames(param_f64(job, "duration")?, &voices))
+            let tracks = timing::speech_tracks(&voices);
+            timing::seconds(timing::tracks_frames(param_f64(job, "duration")?, &tracks))
         }
         NodeKind::SceneMusic | NodeKind::SceneVideo | NodeKind::SceneMix => sum_roles(job, "shot:"),
         NodeKind::SceneSegment => {

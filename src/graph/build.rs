@@ -25,11 +25,21 @@ pub fn build(project: &Project, spans: &Spans, cpu_slots: usize) -> Result<Graph
     }
     for ep in &project.episodes {
         if let Some(sp) = &ep.screenplay {
-            b.episode(ep, &sp.scenes)?;
+            b.episode(ep, &sp.scenes, &sp.dubs)?;
         }
     }
     super::target::check_acyclic(&b.graph, spans)?;
     Ok(b.graph)
+}
+
+/// An episode's dub tracks: each language with its scenes' mixes, and the
+/// voices written in a dub (node, `<lang>:voice:<scene>/<shot>/<n>`), which
+/// time that language's subtitles.
+struct Tracks<'t> {
+    /// The default language's lines: (node, shot video, `<scene>/<shot>/<n>`).
+    voices: &'t [(usize, usize, String)],
+    dubs: &'t [(&'t str, Vec<usize>)],
+    dub_voices: &'t [(usize, String)],
 }
 
 /// Facts about a shot the `when` conditions test.
@@ -255,7 +265,7 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn episode(&mut self, ep: &Episode, scenes: &[Scene]) -> Result<(), Diagnostics> {
+    fn episode(&mut self, ep: &Episode, scenes: &[Scene], dubs: &[String]) -> Result<(), Diagnostics> {
         let scope = continuity_scope(self.rule(NodeKind::ShotImage)?)?;
         // The last frame of the latest shot each character appeared in.
         let mut last_seen: HashMap<usize, usize> = HashMap::new();
@@ -265,6 +275,10 @@ impl<'a> Builder<'a> {
         let mut scene_videos = Vec::new();
         let mut scene_mixes = Vec::new();
         let mut all_voices: Vec<(usize, usize, String)> = Vec::new();
+        // Per dub language: each scene's mix, and the lines voiced in it
+        // (node, `<lang>:voice:<scene>/<shot>/<n>`) for its subtitles.
+        let mut dub_mixes: Vec<Vec<usize>> = vec![Vec::new(); dubs.len()];
+        let mut dub_voices: Vec<(usize, String)> = Vec::new();
         let mut all_shots: Vec<usize> = Vec::new();
 
         for scene in scenes {
@@ -273,6 +287,7 @@ impl<'a> Builder<'a> {
             }
             let mut shot_videos = Vec::new();
             let mut voices = Vec::new();
+            let mut track_voices: Vec<Vec<(usize, String)>> = vec![Vec::new(); dubs.len()];
             for shot in &scene.shots {
                 let path = format!("{}/{}/{}", ep.id, scene.id, shot.id);
                 // An explicit `continue_from` is wired below, once every shot exists.
@@ -288,7 +303,7 @@ impl<'a> Builder<'a> {
                 if let (Some(target), false) = (&shot.continue_from, scope == ContinuityScope::Off) {
                     pending_continue.push((image, format!("{}/{target}", ep.id)));
                 }
-                let (video, line_nodes) = self.shot_nodes(scene, shot, &path, image)?;
+                let (video, line_nodes, tracks) = self.shot_nodes(scene, shot, &path, image, dubs)?;
                 let last = self.last_frame(&path, video)?;
                 last_frames.insert(path.clone(), last);
                 for c in &shot.characters {
@@ -298,13 +313,22 @@ impl<'a> Builder<'a> {
                     let role = format!("{}/{}", shot.id, i + 1);
                     voices.push((*l, role.clone()));
                     all_voices.push((*l, video, format!("{}/{role}", scene.id)));
+                    for ((lang, track), own) in dubs.iter().zip(&tracks).zip(&mut track_voices) {
+                        own.push((track[i], role.clone()));
+                        if track[i] != *l {
+                            dub_voices.push((track[i], format!("{lang}:voice:{}/{role}", scene.id)));
+                        }
+                    }
                 }
                 shot_videos.push((video, shot.id.clone()));
                 all_shots.push(video);
             }
-            let (sv, mix) = self.scene_nodes(ep, scene, &shot_videos, &voices)?;
+            let (sv, mix) = self.scene_nodes(ep, scene, &shot_videos, &voices, None)?;
             scene_videos.push(sv);
             scene_mixes.push(mix);
+            for ((lang, track), mixes) in dubs.iter().zip(&track_voices).zip(&mut dub_mixes) {
+                mixes.push(self.scene_nodes(ep, scene, &shot_videos, track, Some(lang))?.1);
+            }
         }
         for (image, target) in pending_continue {
             let last = last_frames[&target];
@@ -317,7 +341,13 @@ impl<'a> Builder<'a> {
                 .params
                 .insert("continue_from".into(), json!(target));
         }
-        self.episode_nodes(ep, scenes, &scene_videos, &scene_mixes, &all_voices, &all_shots)
+        let dubs: Vec<(&str, Vec<usize>)> = dubs.iter().map(String::as_str).zip(dub_mixes).collect();
+        let tracks = Tracks {
+            voices: &all_voices,
+            dubs: &dubs,
+            dub_voices: &dub_voices,
+        };
+        self.episode_nodes(ep, scenes, &scene_videos, &scene_mixes, &all_shots, &tracks)
     }
 
     fn shot_image(
@@ -388,14 +418,18 @@ impl<'a> Builder<'a> {
         ))
     }
 
-    /// raw → refined → shot video, and the shot's voice lines.
+    /// raw → refined → shot video, and the shot's voice lines: those of the
+    /// default language, then per dub language each line's voice (its own
+    /// when the line is written in it, else the default one).
+    #[allow(clippy::type_complexity)]
     fn shot_nodes(
         &mut self,
         scene: &Scene,
         shot: &Shot,
         path: &str,
         image: usize,
-    ) -> Result<(usize, Vec<usize>), Diagnostics> {
+        dubs: &[String],
+    ) -> Result<(usize, Vec<usize>, Vec<Vec<usize>>), Diagnostics> {
         let p = self.project;
         let has_source = !self.graph.nodes[image].inputs.is_empty() || shot.continue_from.is_some();
         let mut facts = ShotFacts {
@@ -514,6 +548,25 @@ impl<'a> Builder<'a> {
                 2.0,
             ));
         }
+        let mut tracks = Vec::new();
+        let mut dub_inputs = Vec::new();
+        for lang in dubs {
+            let mut track = Vec::new();
+            for (i, line) in shot.dialogue.iter().enumerate() {
+                let Some(text) = line.dubs.get(lang) else {
+                    track.push(lines[i]);
+                    continue;
+                };
+                let node = self.dub_line(path, i, line.speaker, lang, text)?;
+                dub_inputs.push(Input {
+                    node,
+                    role: format!("{lang}:voice:{}", i + 1),
+                    uses: Uses::Speech,
+                });
+                track.push(node);
+            }
+            tracks.push(track);
+        }
 
         let rule = self.rule(NodeKind::ShotVideo)?;
         let engines = rule.engines_for(|pr| facts.holds(pr));
@@ -527,6 +580,8 @@ impl<'a> Builder<'a> {
             role: format!("voice:{}", i + 1),
             uses: Uses::Speech,
         }));
+        // Every track's lines must fit: the longest decides the length.
+        inputs.extend(dub_inputs);
         let recipe = map([("duration", json!(shot.duration))]);
         let video = self.add(
             NodeKind::ShotVideo,
@@ -538,7 +593,44 @@ impl<'a> Builder<'a> {
             inputs,
             shot.duration,
         );
-        Ok((video, lines))
+        Ok((video, lines, tracks))
+    }
+
+    /// Line `i` of the shot at `path` in dub language `lang`: the speaker's
+    /// voice for it (`voices.<lang>`, its own engine chain).
+    fn dub_line(&mut self, path: &str, i: usize, speaker: usize, lang: &str, text: &str) -> Result<usize, Diagnostics> {
+        let p = self.project;
+        let rule = self.rule(NodeKind::VoiceLine)?;
+        let speaker = &p.characters[speaker];
+        let voice = &speaker.voices[lang];
+        let engines = voice_chain(rule, &p.catalog, voice.engines.as_deref().unwrap_or_default());
+        if engines.is_empty() {
+            return Err(ProjectError::plain(
+                "graph::dub_voice",
+                format!(
+                    "{}'s `{lang}` voice has no engine profile `{}` can run",
+                    speaker.id, p.profile.rules_profile
+                ),
+            )
+            .help("list a local engine (kokoro_ja, piper, espeak) or one the voice_line rule names in its `engines:`")
+            .into());
+        }
+        let recipe = map([
+            ("text", json!(text)),
+            ("speaker", json!(speaker.id)),
+            ("voice", json!(voice)),
+            ("language", json!(lang)),
+        ]);
+        Ok(self.add(
+            NodeKind::VoiceLine,
+            format!("{path}/{}.{lang}", i + 1),
+            format!("{path}/voice-{}.{lang}", i + 1),
+            engines,
+            rule,
+            recipe,
+            Vec::new(),
+            2.0,
+        ))
     }
 
     fn last_frame(&mut self, path: &str, video: usize) -> Result<usize, Diagnostics> {
@@ -567,8 +659,16 @@ impl<'a> Builder<'a> {
         scene: &Scene,
         shots: &[(usize, String)],
         voices: &[(usize, String)],
+        dub: Option<&str>,
     ) -> Result<(usize, usize), Diagnostics> {
         let path = format!("{}/{}", ep.id, scene.id);
+        if let Some(lang) = dub {
+            // A dub's mix: the same music under the dub's voices.
+            let music = self.graph.by_id[&format!("{}:{path}", NodeKind::SceneMusic)];
+            let video = self.graph.by_id[&format!("{}:{path}", NodeKind::SceneVideo)];
+            let mix = self.scene_mix(&path, shots, voices, music, Some(lang))?;
+            return Ok((video, mix));
+        }
         let length: f64 = scene.shots.iter().map(|s| s.duration).sum();
         let timing = |uses| -> Vec<Input> {
             shots
@@ -614,9 +714,31 @@ impl<'a> Builder<'a> {
             length,
         );
 
+        let mix = self.scene_mix(&path, shots, voices, music, None)?;
+        Ok((video, mix))
+    }
+
+    /// A scene's mix: its voices (of one language) over its music, placed
+    /// on its shots' lengths. A dub's is `<path>.<lang>`.
+    fn scene_mix(
+        &mut self,
+        path: &str,
+        shots: &[(usize, String)],
+        voices: &[(usize, String)],
+        music: usize,
+        dub: Option<&str>,
+    ) -> Result<usize, Diagnostics> {
+        let length: f64 = shots.iter().map(|&(n, _)| self.graph.nodes[n].media_seconds).sum();
         let rule = self.rule(NodeKind::SceneMix)?;
         let engines = rule.engines_for(|_| false);
-        let mut inputs = timing(Uses::Duration);
+        let mut inputs: Vec<Input> = shots
+            .iter()
+            .map(|(n, id)| Input {
+                node: *n,
+                role: format!("shot:{id}"),
+                uses: Uses::Duration,
+            })
+            .collect();
         inputs.extend(voices.iter().map(|(n, role)| Input {
             node: *n,
             role: format!("voice:{role}"),
@@ -627,17 +749,20 @@ impl<'a> Builder<'a> {
             role: "music".into(),
             uses: Uses::Content,
         });
-        let mix = self.add(
+        let (node_path, stem) = match dub {
+            None => (path.to_string(), format!("{path}/mix")),
+            Some(lang) => (format!("{path}.{lang}"), format!("{path}/mix.{lang}")),
+        };
+        Ok(self.add(
             NodeKind::SceneMix,
-            path.clone(),
-            format!("{path}/mix"),
+            node_path,
+            stem,
             engines,
             rule,
             BTreeMap::new(),
             inputs,
             length,
-        );
-        Ok((video, mix))
+        ))
     }
 
     /// The episode's picture in segments, each encoded once: a
@@ -726,8 +851,8 @@ impl<'a> Builder<'a> {
         scenes: &[Scene],
         videos: &[usize],
         mixes: &[usize],
-        voices: &[(usize, usize, String)],
         shots: &[usize],
+        tracks: &Tracks<'_>,
     ) -> Result<(), Diagnostics> {
         let p = self.project;
         let path = ep.id.clone();
@@ -791,29 +916,49 @@ impl<'a> Builder<'a> {
             NodeKind::EpisodeAudio,
             path.clone(),
             format!("{path}/audio"),
-            engines,
+            engines.clone(),
             rule,
-            recipe,
+            recipe.clone(),
             scene_roles(mixes, Uses::Content),
             length,
         );
+        // One more audio track per dub, joined the same way.
+        let mut dub_audio = Vec::new();
+        for (lang, mixes) in tracks.dubs {
+            dub_audio.push(self.add(
+                NodeKind::EpisodeAudio,
+                format!("{path}.{lang}"),
+                format!("{path}/audio.{lang}"),
+                engines.clone(),
+                rule,
+                recipe.clone(),
+                scene_roles(mixes, Uses::Content),
+                length,
+            ));
+        }
 
         // Subtitles and chapters: the text of every line, timed by the
         // durations of the voices and shots.
         let rule = self.rule(NodeKind::Episode)?;
         let engines = rule.engines_for(|_| false);
-        let mut cues = Vec::new();
-        for scene in scenes {
-            for shot in &scene.shots {
-                for (i, line) in shot.dialogue.iter().enumerate() {
-                    cues.push(json!({
-                        "line": format!("{}/{}/{}", scene.id, shot.id, i + 1),
-                        "speaker": p.characters[line.speaker].name,
-                        "text": crate::text::normalize(&line.text),
-                    }));
+        let cues_in = |lang: Option<&str>| -> Vec<Value> {
+            let mut cues = Vec::new();
+            for scene in scenes {
+                for shot in &scene.shots {
+                    for (i, line) in shot.dialogue.iter().enumerate() {
+                        // A line not written in the dub is spoken (and shown) in the default language.
+                        let text = lang.and_then(|l| line.dubs.get(l)).unwrap_or(&line.text);
+                        cues.push(json!({
+                            "line": format!("{}/{}/{}", scene.id, shot.id, i + 1),
+                            "speaker": p.characters[line.speaker].name,
+                            "text": crate::text::normalize(text),
+                        }));
+                    }
                 }
             }
-        }
+            cues
+        };
+        let cues = cues_in(None);
         let chapters: Vec<Value> = scenes
             .iter()
             .map(|s| json!({"scene": s.id, "title": s.title}))
@@ -828,6 +973,22 @@ impl<'a> Builder<'a> {
             ("transitions", Value::Array(transitions)),
             ("transition_seconds", json!(overlap)),
         ]);
+        let mut recipe = recipe;
+        // Tagged tracks only in a project that declares its languages: one
+        // that does not keeps its episode keys.
+        if let Some(default) = p.languages.first() {
+            recipe.insert("language".into(), json!(default));
+            let dubs: Vec<Value> = tracks
+                .dubs
+                .iter()
+                .map(|(lang, _)| {
+                    let mut l = json!(p.language(lang).expect("the loader checked the dub's language"));
+                    l["cues"] = Value::Array(cues_in(Some(lang)));
+                    l
+                })
+                .collect();
+            recipe.insert("dubs".into(), Value::Array(dubs));
+        }
         let mut inputs = vec![
             Input {
                 node: video,
@@ -849,9 +1010,21 @@ impl<'a> Builder<'a> {
             role: format!("timing:{}", self.graph.nodes[s].path),
             uses: Uses::Duration,
         }));
-        inputs.extend(voices.iter().map(|(v, _, role)| Input {
+        inputs.extend(tracks.voices.iter().map(|(v, _, role)| Input {
             node: *v,
             role: format!("voice:{role}"),
+            uses: Uses::Duration,
+        }));
+        for ((lang, _), node) in tracks.dubs.iter().zip(dub_audio) {
+            inputs.push(Input {
+                node,
+                role: format!("{lang}:audio"),
+                uses: Uses::Content,
+            });
+        }
+        inputs.extend(tracks.dub_voices.iter().map(|(v, role)| Input {
+            node: *v,
+            role: role.clone(),
             uses: Uses::Duration,
         }));
         let episode = self.add(

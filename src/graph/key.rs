@@ -112,12 +112,12 @@ impl<'a> View<'a> {
                     file: None,
                     duration_ms: ms(f.duration),
                 }),
-                Uses::Speech => speech.push(f.duration.unwrap_or(0.0)),
+                Uses::Speech => speech.push((input.role.as_str(), f.duration.unwrap_or(0.0))),
             }
         }
         if !speech.is_empty() {
             let written = n.params.get("duration").and_then(Value::as_f64).unwrap_or(0.0);
-            let frames = timing::shot_frames(written, &speech);
+            let frames = timing::tracks_frames(written, &timing::speech_tracks(&speech));
             inputs.push(InputView {
                 role: "length",
                 hash: None,

@@ -138,7 +138,8 @@ pub fn episodes_of(targets: &[String]) -> Option<HashSet<String>> {
             Some((kind, path)) => (Some(kind), path),
             None => (None, t.as_str()),
         };
-        let first = path.split('/').next().unwrap_or_default();
+        // A dub's node names its episode before a dot: `episode_audio:ep01.ja`.
+        let first = path.split(['/', '.']).next().unwrap_or_default();
         let character = match kind {
             Some(kind) => kind == NodeKind::CharacterRefs.as_str(),
             None => first == "characters" && path.contains('/'),
@@ -253,6 +254,11 @@ mod tests {
             Some(vec!["ep01".into(), "ep02".into(), "ep03".into()])
         );
         assert_eq!(of(&["characters/aoi", "character_refs:ren"]), Some(vec![]));
+        // A dub's nodes name their episode before the language.
+        assert_eq!(
+            of(&["episode_audio:ep04.ja", "scene_mix:ep05/s01.ja"]),
+            Some(vec!["ep04".into(), "ep05".into()])
+        );
         assert_eq!(of(&["ep01", "all"]), None);
         // A node id of no known kind: load everything, and let the target
         // resolution say what is wrong.

@@ -17,7 +17,7 @@ use super::diag::{Collector, Diagnostics, ProjectError, SourceFile, yaml_error};
 use super::model::*;
 use super::raw::*;
 use super::rules::{self, Rules};
-use super::screenplay::{screenplay, transition_overlap};
+use super::screenplay::{Cast, screenplay, transition_overlap};
 use crate::cache::index::SourceIndex;
 use crate::engines::Catalog;
 use crate::engines::ServiceKind;
@@ -80,7 +80,19 @@ pub fn load_episodes(
 
     studio_texts(&studio, &raw, &mut errors);
     let style = style(&studio, &raw.style, &mut errors);
+    let languages = super::languages::languages(&studio, raw.languages.as_deref(), &mut errors);
     let mut characters = characters(&studio, &raw.characters, catalog, &mut errors);
+    let voices = super::languages::character_voices(&studio, &raw.characters, &languages, &mut errors);
+    for (c, v) in characters.iter_mut().zip(voices) {
+        for dub in v.values() {
+            voice(&studio, dub, catalog, &mut errors);
+        }
+        c.voices = v;
+    }
+    let dubs = super::languages::Dubs::of(
+        &languages,
+        characters.iter().map(|c| c.voices.keys().cloned().collect()),
+    );
     let char_ids: HashMap<&str, usize> = characters.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
     let executors = executors(&studio, &raw.executors, &mut errors);
     let remote = remote_cache(&studio, &raw.cache, &mut errors);
@@ -162,9 +174,13 @@ pub fn load_episodes(
         if !valid_id(&e.id.value) {
             errors.push(bad_id(&studio, "episode", &e.id));
         }
-        let screenplay = parsed
-            .remove(&e.id.value)
-            .and_then(|(file, raw)| screenplay(&file, raw, &e.id.value, &char_ids, overlap, &mut spans, &mut errors));
+        let screenplay = parsed.remove(&e.id.value).and_then(|(file, raw)| {
+            let ctx = Cast {
+                chars: &char_ids,
+                dubs: &dubs,
+            };
+            screenplay(&file, raw, &e.id.value, &ctx, overlap, &mut spans, &mut errors)
+        });
         episodes.push(Episode {
             id: e.id.value.clone(),
             number: n + 1,
@@ -258,6 +274,7 @@ pub fn load_episodes(
         library,
         rules,
         catalog: catalog.clone(),
+        languages,
         sources,
         music_library,
     };
@@ -451,6 +468,7 @@ fn characters(file: &SourceFile, raw: &[RawCharacter], catalog: &Catalog, errors
             voice: c.voice.clone(),
             color: c.color.value.to_ascii_lowercase(),
             lora: c.lora.clone(),
+            voices: BTreeMap::new(),
         });
     }
     out

@@ -5,6 +5,7 @@ pub mod bounds;
 pub mod diag;
 pub mod executor;
 pub mod groups;
+pub mod languages;
 pub mod load;
 pub mod model;
 pub mod music_library;

@@ -33,6 +33,9 @@ pub struct Project {
     pub rules: Rules,
     /// The engines rules may name (the caller's: the registry's, or a test's).
     pub catalog: crate::engines::Catalog,
+    /// The spoken languages (`languages:`), the default first; empty when
+    /// studio.yaml declares none (one untagged language, no dubs).
+    pub languages: Vec<super::languages::Language>,
     /// Source files read, relative to the root, with their hashes.
     pub sources: Vec<(Utf8PathBuf, String)>,
     /// `music_library:` (the `library_music` engine's tracks).
@@ -90,14 +93,17 @@ pub enum WriteStage {
     Shots,
     Dialogue,
     Timeline,
+    /// A scene's lines in a dub language (`studio write EP --dub LANG`).
+    Dub,
 }
 
 impl WriteStage {
-    pub const ALL: [WriteStage; 4] = [
+    pub const ALL: [WriteStage; 5] = [
         WriteStage::Scenes,
         WriteStage::Shots,
         WriteStage::Dialogue,
         WriteStage::Timeline,
+        WriteStage::Dub,
     ];
 
     /// The prompt template (rules/prompts/NAME.j2), also the call's name.
@@ -107,6 +113,7 @@ impl WriteStage {
             WriteStage::Shots => "shots",
             WriteStage::Dialogue => "dialogue",
             WriteStage::Timeline => "timeline",
+            WriteStage::Dub => "dub",
         }
     }
 
@@ -120,7 +127,7 @@ impl WriteStage {
         match self {
             WriteStage::Scenes => 4096,
             WriteStage::Shots | WriteStage::Timeline => 3072,
-            WriteStage::Dialogue => 2048,
+            WriteStage::Dialogue | WriteStage::Dub => 2048,
         }
     }
 }
@@ -172,6 +179,8 @@ pub struct Character {
     pub color: String,
     /// A name the image service knows, or `{file, hash}` of a project file.
     pub lora: Option<serde_saphyr::Spanned<super::assets::NameOrFile>>,
+    /// The voice per dub language (`voices:`), each with its own engines.
+    pub voices: BTreeMap<String, RawVoice>,
 }
 
 #[derive(Debug)]
@@ -190,6 +199,11 @@ pub struct Episode {
 pub struct Screenplay {
     pub file: Utf8PathBuf,
     pub scenes: Vec<Scene>,
+    /// The dub languages some line is written in, in `languages:` order:
+    /// each is one more audio and subtitle track.
+    pub dubs: Vec<String>,
+    /// Dub languages some lines leave out (spoken in the default language).
+    pub fallbacks: Vec<super::languages::Fallback>,
 }
 
 #[derive(Debug)]
@@ -244,6 +258,8 @@ pub struct Line {
     /// Index into [`Project::characters`].
     pub speaker: usize,
     pub text: String,
+    /// The text per dub language (`ja: …`).
+    pub dubs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +330,29 @@ impl Project {
 
     pub fn episode(&self, id: &str) -> Option<&Episode> {
         self.episodes.iter().find(|e| e.id == id)
+    }
+
+    /// A declared language by its code.
+    pub fn language(&self, code: &str) -> Option<&super::languages::Language> {
+        self.languages.iter().find(|l| l.code == code)
+    }
+
+    /// One warning per episode and dub language that some lines leave out.
+    pub fn dub_warnings(&self) -> Vec<String> {
+        let default = self.languages.first().map_or("", |l| l.code.as_str());
+        self.episodes
+            .iter()
+            .filter_map(|e| Some((e, e.screenplay.as_ref()?)))
+            .flat_map(|(e, sp)| sp.fallbacks.iter().map(|f| f.warning(&e.id, default)))
+            .collect()
+    }
+
+    /// What a screenplay check needs of the languages and voices.
+    pub fn dub_context(&self) -> super::languages::Dubs {
+        super::languages::Dubs::of(
+            &self.languages,
+            self.characters.iter().map(|c| c.voices.keys().cloned().collect()),
+        )
     }
 }
 

@@ -40,6 +40,10 @@ pub struct RawProject {
     /// The user's tracks tagged by mood (`library_music`).
     #[serde(default)]
     pub music_library: Option<super::music_library::RawMusicLibrary>,
+    /// The spoken languages, ISO 639-1 codes, the default first (`[en, ja]`):
+    /// a dialogue line may carry a text in each of the others (a dub).
+    #[serde(default)]
+    pub languages: Option<Vec<Spanned<String>>>,
 }
 
 /// `publish:` — the media library episodes are published to.
@@ -213,6 +217,10 @@ pub struct RawCharacter {
     /// A LoRA: a name the image service knows, or `{file: PATH}` in the project.
     #[serde(default)]
     pub lora: Option<Spanned<NameOrFile>>,
+    /// The character's voice in each dub language (`ja: {engines: [kokoro_ja, espeak], …}`);
+    /// `voice:` speaks the default language.
+    #[serde(default)]
+    pub voices: BTreeMap<String, Spanned<RawVoice>>,
 }
 
 /// How a character sounds, for every TTS engine that may speak for them.
@@ -618,9 +626,55 @@ fn default_position() -> Spanned<String> {
     unspanned("center".into())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A dialogue line: `speaker`, `text` (the default language) and a text per
+/// dub language (`ja: …`). Read by hand: any other key is a language code,
+/// which the loader checks against `languages:` (serde's `flatten` would lose
+/// the spans).
+#[derive(Debug)]
 pub struct RawLine {
     pub speaker: Spanned<String>,
     pub text: Text,
+    /// `(code, text)` of every other key, in file order.
+    pub dubs: Vec<(String, Text)>,
+}
+
+impl<'de> Deserialize<'de> for RawLine {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawLine;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a dialogue line: `speaker`, `text` and a text per dub language (`ja: ...`)")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawLine, A::Error> {
+                use serde::de::Error;
+                let (mut speaker, mut text, mut dubs) = (None, None, Vec::<(String, Text)>::new());
+                while let Some(key) = map.next_key::<String>()? {
+                    let slot = match key.as_str() {
+                        "speaker" => &mut speaker,
+                        "text" => &mut text,
+                        _ => {
+                            if dubs.iter().any(|(k, _)| *k == key) {
+                                return Err(A::Error::custom(format!("duplicate field `{key}`")));
+                            }
+                            dubs.push((key, map.next_value()?));
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(A::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(RawLine {
+                    speaker: speaker.ok_or_else(|| A::Error::missing_field("speaker"))?,
+                    text: text.ok_or_else(|| A::Error::missing_field("text"))?,
+                    dubs,
+                })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }

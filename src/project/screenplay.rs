@@ -9,6 +9,7 @@ use serde_saphyr::Spanned;
 
 use super::bounds::{self, text};
 use super::diag::{Collector, Diagnostics, ProjectError, SourceFile};
+use super::languages::{Dubs, episode_dubs};
 use super::load::{Spans, bad_id, duplicate, parse, valid_id};
 use super::model::*;
 use super::raw::*;
@@ -57,11 +58,16 @@ fn unknown_character(file: &SourceFile, id: &Spanned<String>, chars: &HashMap<&s
 pub fn check_screenplay(project: &Project, name: &Utf8Path, text: &str, episode: &str) -> Result<(), Diagnostics> {
     let file = SourceFile::new(name, text.to_string());
     let chars = project.character_index();
+    let dubs = project.dub_context();
     let mut errors = Collector::default();
     let mut spans = Spans::default();
     let raw = parse::<RawScreenplay>(&file);
     let overlap = transition_overlap(&project.rules);
-    screenplay(&file, raw, episode, &chars, overlap, &mut spans, &mut errors);
+    let cast = Cast {
+        chars: &chars,
+        dubs: &dubs,
+    };
+    screenplay(&file, raw, episode, &cast, overlap, &mut spans, &mut errors);
     errors.finish(())
 }
 
@@ -76,12 +82,18 @@ pub(super) fn transition_overlap(rules: &Rules) -> Option<u64> {
     Some(timing::frames(seconds))
 }
 
+/// Who may speak, and in which languages: the character index and the dubs.
+pub(super) struct Cast<'a> {
+    pub chars: &'a HashMap<&'a str, usize>,
+    pub dubs: &'a Dubs,
+}
+
 /// Check one screenplay; `overlap` is [`transition_overlap`].
 pub(super) fn screenplay(
     file: &SourceFile,
     raw: Result<RawScreenplay, Diagnostics>,
     episode: &str,
-    chars: &HashMap<&str, usize>,
+    cast: &Cast<'_>,
     overlap: Option<u64>,
     spans: &mut Spans,
     errors: &mut Collector,
@@ -93,6 +105,7 @@ pub(super) fn screenplay(
             return None;
         }
     };
+    let chars = cast.chars;
     spans.files.insert(episode.to_string(), file.clone());
     if raw.episode.value != episode {
         errors.push(
@@ -216,6 +229,7 @@ pub(super) fn screenplay(
                         dialogue.push(Line {
                             speaker: i,
                             text: l.text.value.clone(),
+                            dubs: cast.dubs.line(file, l, i, errors),
                         });
                     }
                 }
@@ -297,9 +311,20 @@ pub(super) fn screenplay(
                 .help("add scenes under `scenes:`"),
         );
     }
+    let lines = scenes.iter().flat_map(|s| {
+        s.shots.iter().flat_map(move |sh| {
+            sh.dialogue
+                .iter()
+                .enumerate()
+                .map(move |(i, l)| (format!("{}/{}/{}", s.id, sh.id, i + 1), &l.dubs))
+        })
+    });
+    let (dubs, fallbacks) = episode_dubs(&cast.dubs.languages, lines);
     Some(Screenplay {
         file: file.name.clone(),
         scenes,
+        dubs,
+        fallbacks,
     })
 }
 

@@ -14,7 +14,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::image::PLATE_SCALE;
-use super::{exec, ffmpeg, input, inputs_with, param_f64, param_str, probe_duration, produced, scratch};
+use super::{exec, ffmpeg, input, param_f64, param_str, probe_duration, produced, scratch};
 use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, Produced};
 use crate::timing;
@@ -75,13 +75,17 @@ pub async fn shot_video(job: &Job, cancel: &CancellationToken) -> Result<Produce
     check_fps(job)?;
     let source = input(job, "video")?;
     let mut voices = Vec::new();
-    for voice in inputs_with(job, "voice:") {
-        voices.push(match voice.duration {
-            Some(d) => d,
-            None => probe_duration(job, voice.main(), cancel).await?,
-        });
+    // `voice:<n>` and a dub's `<lang>:voice:<n>`: every track must fit.
+    for voice in job.inputs.iter().filter(|i| i.role.contains("voice:")) {
+        voices.push((
+            voice.role.as_str(),
+            match voice.duration {
+                Some(d) => d,
+                None => probe_duration(job, voice.main(), cancel).await?,
+            },
+        ));
     }
-    let frames = timing::shot_frames(param_f64(job, "duration", 4.0), &voices);
+    let frames = timing::tracks_frames(param_f64(job, "duration", 4.0), &timing::speech_tracks(&voices));
     let grade = Grade {
         width: even(param_f64(job, "width", 960.0)),
         height: even(param_f64(job, "height", 1440.0)),

@@ -11,6 +11,7 @@
 //! Nothing here writes project files; the CLI does, once everything passed.
 
 pub mod client;
+mod dub;
 mod parts;
 pub mod prompts;
 pub mod render;
@@ -20,6 +21,7 @@ pub mod store;
 pub mod timeline;
 pub mod validate;
 
+pub use dub::dub;
 pub use parts::{dialogue, offsets, scene};
 
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@ use crate::project::model::{Episode, Project, Scene};
 use crate::project::raw::RawScreenplay;
 
 /// A scene of the loaded screenplay as the prompts see it.
-fn scene_json(project: &Project, s: &Scene) -> Value {
+pub(super) fn scene_json(project: &Project, s: &Scene) -> Value {
     json!({
         "id": s.id, "title": s.title, "description": s.description, "location": s.location,
         "time_of_day": s.time_of_day.as_str(), "mood": s.mood.as_str(),
@@ -48,7 +48,7 @@ pub fn offsets(text: &str) -> Result<Offsets, WriteError> {
     Ok(out)
 }
 
-fn find_scene<'a>(episode: &'a Episode, scene: &str) -> Result<&'a Scene, WriteError> {
+pub(super) fn find_scene<'a>(episode: &'a Episode, scene: &str) -> Result<&'a Scene, WriteError> {
     let sp = episode.screenplay.as_ref().ok_or_else(|| {
         WriteError::Target(format!(
             "{} has no screenplay yet; run `studio write {}`",
@@ -166,7 +166,7 @@ pub async fn dialogue(
     Ok(new)
 }
 
-fn recheck(project: &Project, episode: &Episode, text: &str) -> Result<(), WriteError> {
+pub(super) fn recheck(project: &Project, episode: &Episode, text: &str) -> Result<(), WriteError> {
     let name = format!("episodes/{}.yaml", episode.id);
     crate::project::load::check_screenplay(project, name.as_ref(), text, &episode.id)?;
     Ok(())

@@ -24,6 +24,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("shots", include_str!("../../rules/prompts/shots.j2")),
     ("dialogue", include_str!("../../rules/prompts/dialogue.j2")),
     ("timeline", include_str!("../../rules/prompts/timeline.j2")),
+    ("dub", include_str!("../../rules/prompts/dub.j2")),
     ("repair", include_str!("../../rules/prompts/repair.j2")),
 ];
 

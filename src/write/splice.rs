@@ -54,7 +54,7 @@ struct Item {
     col: usize,
 }
 
-fn item(text: &str, ls: &[Line], id_at: usize) -> Result<Item, String> {
+fn item(text: &str, ls: &[Line], id_at: usize, anchor: &str) -> Result<Item, String> {
     let li = ls
         .iter()
         .position(|l| l.start <= id_at && id_at < l.end)
@@ -66,8 +66,8 @@ fn item(text: &str, ls: &[Line], id_at: usize) -> Result<Item, String> {
     let before = prefix
         .trim_end_matches(['"', '\''])
         .trim_end()
-        .strip_suffix("id:")
-        .ok_or("its `id:` is not where its span says")?;
+        .strip_suffix(&format!("{anchor}:"))
+        .ok_or_else(|| format!("its `{anchor}:` is not where its span says"))?;
     if !before.bytes().all(|b| b == b' ' || b == b'-') {
         return Err("its `id:` is not a key of a block mapping".into());
     }
@@ -124,8 +124,20 @@ fn key_block(text: &str, ls: &[Line], it: &Item, key: &str) -> Option<(usize, us
 /// byte `id_at`. `render(col)` gives the new `key: …` text for keys at
 /// column `col`: its first line unindented, every line ending in `\n`.
 pub fn set_key(text: &str, id_at: usize, key: &str, render: impl Fn(usize) -> String) -> Result<String, String> {
+    set_key_by(text, id_at, "id", key, render)
+}
+
+/// [`set_key`] in a block mapping found by the value of its key `anchor`
+/// (a dialogue line by its `speaker:`).
+pub fn set_key_by(
+    text: &str,
+    at: usize,
+    anchor: &str,
+    key: &str,
+    render: impl Fn(usize) -> String,
+) -> Result<String, String> {
     let ls = lines(text);
-    let it = item(text, &ls, id_at)?;
+    let it = item(text, &ls, at, anchor)?;
     let block = render(it.col);
     let mut out = String::with_capacity(text.len() + block.len());
     match key_block(text, &ls, &it, key) {

@@ -43,7 +43,7 @@ pub fn default_max_tokens(kind: &str) -> u64 {
     match kind {
         "scenes" => 4096,
         "shots" | "timeline" => 3072,
-        "dialogue" => 2048,
+        "dialogue" | "dub" => 2048,
         other => panic!("no call `{other}`"),
     }
 }
@@ -77,6 +77,8 @@ impl Request {
         let props = &self.schema(api)["properties"];
         if props.get("scenes").is_some() {
             "scenes"
+        } else if props.get("dub").is_some() {
+            "dub"
         } else if props.get("summary").is_some() {
             "timeline"
         } else if props["shots"]["items"]["properties"].get("type").is_some() {
@@ -471,6 +473,14 @@ pub mod good {
         json!({"shots": shots}).to_string()
     }
 
+    /// A Japanese line for each line the schema asks for (its count is the
+    /// schema's `minItems`), numbered.
+    pub fn dub(req: &Request, api: Api) -> String {
+        let n = req.schema(api)["properties"]["dub"]["minItems"].as_u64().unwrap_or(0);
+        let lines: Vec<String> = (1..=n).map(|i| format!("{i}番目の台詞だよ。")).collect();
+        json!({"dub": lines}).to_string()
+    }
+
     /// The scene id a shots prompt is about ("… break scene s02 …").
     pub fn scene_of(req: &Request) -> String {
         let p = req.prompt();
@@ -487,6 +497,7 @@ pub mod good {
             "scenes" => scenes(),
             "shots" => shots(&scene_of(req), "kai"),
             "timeline" => timeline(),
+            "dub" => dub(req, api),
             _ => dialogue(req, api),
         })
     }

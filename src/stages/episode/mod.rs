@@ -27,10 +27,12 @@ mod segments;
 #[cfg(test)]
 mod tests;
 mod timeline;
+mod tracks;
 
 use loudness::*;
 pub use segments::{episode_video, scene_segment, transition};
 use timeline::*;
+use tracks::*;
 
 fn permanent(message: impl Into<String>) -> ExecError {
     ExecError::Permanent(message.into())
@@ -370,7 +372,12 @@ fn media_timings(job: &Job) -> Result<(Vec<ShotTiming>, Vec<VoiceTiming>), ExecE
 
 /// The dialogue lines of the `cues` param.
 fn cue_specs(job: &Job) -> Result<Vec<CueSpec>, ExecError> {
-    let Some(cues) = param(job, "cues").and_then(Value::as_array) else {
+    cue_list(param(job, "cues"))
+}
+
+/// A list of cues (`{line, text}`), as in the `cues` param and each dub's.
+fn cue_list(cues: Option<&Value>) -> Result<Vec<CueSpec>, ExecError> {
+    let Some(cues) = cues.and_then(Value::as_array) else {
         return Ok(Vec::new());
     };
     cues.iter()
@@ -419,33 +426,29 @@ fn tags(job: &Job) -> Vec<(&'static str, String)> {
     tags
 }
 
-/// Stream-copy the video and audio into an MP4 with soft subtitles, chapters
-/// and tags. Matroska keeps millisecond timestamps; a 600 Hz video timescale
-/// (20 units a frame) rounds them back onto the exact 30 fps grid.
+/// Stream-copy the video and the tracks' audio into an MP4 with soft
+/// subtitles (one per track with cues), chapters and tags ([`track_args`]).
+/// Matroska keeps millisecond timestamps; a 600 Hz video timescale (20 units
+/// a frame) rounds them back onto the exact 30 fps grid.
 async fn mux(
     job: &Job,
     video: &Utf8Path,
-    audio: &Utf8Path,
-    subtitles: Option<&Utf8Path>,
+    tracks: &[Track],
     metadata: &Utf8Path,
     out: &Utf8Path,
     cancel: &CancellationToken,
 ) -> Result<(), ExecError> {
-    let mut cmd = ffmpeg(job)?
-        .args(["-i", video.as_str(), "-i", audio.as_str()])
+    let subtitles: Vec<&Utf8PathBuf> = tracks.iter().filter_map(|t| t.srt.as_ref()).collect();
+    let meta = (1 + tracks.len() + subtitles.len()).to_string();
+    let cmd = ffmpeg(job)?
+        .args(["-i", video.as_str()])
+        .args(tracks.iter().flat_map(|t| ["-i", t.audio.as_str()]))
         .args(subtitles.iter().flat_map(|s| ["-i", s.as_str()]))
         .args(["-f", "ffmetadata", "-i", metadata.as_str()])
-        .args(["-map", "0:v:0", "-map", "1:a:0"]);
-    let meta = if subtitles.is_some() {
-        cmd = cmd.args(["-map", "2:s:0"]);
-        "3"
-    } else {
-        "2"
-    };
-    let cmd = cmd
-        .args(["-map_metadata", meta, "-map_chapters", meta])
+        .args(track_args(tracks, 1))
+        .args(["-map_metadata", meta.as_str(), "-map_chapters", meta.as_str()])
         .args(["-c:v", "copy", "-c:a", "copy"])
-        .args(subtitles.iter().flat_map(|_| ["-c:s", "mov_text"]))
+        .args(subtitles.first().iter().flat_map(|_| ["-c:s", "mov_text"]))
         .args(["-video_track_timescale", "600", "-movflags", "+faststart"])
         .args(["-fflags", "+bitexact"])
         .arg(out.as_str());
@@ -474,24 +477,49 @@ async fn thumbnail(
 }
 
 /// The episode: check the streams, write subtitles and chapters, mux the MP4
-/// and take a thumbnail.
+/// and take a thumbnail. A dubbed episode has a track per language
+/// ([`tracks`]): its audio, and its subtitles timed at its own voices.
 pub async fn assemble(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let video = super::input(job, "video")?.main().clone();
-    let audio = super::input(job, "audio")?.main().clone();
+    let mut tracks = vec![Track {
+        lang: default_lang(job)?,
+        audio: super::input(job, "audio")?.main().clone(),
+        srt: None,
+    }];
+    let dubs = dubs(job)?;
+    for (lang, _) in &dubs {
+        tracks.push(Track {
+            audio: super::input(job, &format!("{}:audio", lang.code))?.main().clone(),
+            lang: Some(lang.clone()),
+            srt: None,
+        });
+    }
     let tl = timeline(job)?;
-    quality_gate(job, &video, &audio, tl.total, cancel).await?;
+    for track in &tracks {
+        quality_gate(job, &video, &track.audio, tl.total, cancel).await?;
+    }
 
     let mut files = Vec::new();
-    let mut subtitles = None;
     if flag(job, "subtitles") {
         let (shots, voices) = media_timings(job)?;
-        let cues = place_cues(&tl, &shots, &voices, &cue_specs(job)?).map_err(permanent)?;
-        let text = srt(&cues);
-        let path = write(job, "episode.srt", &text)?;
-        if !text.is_empty() {
-            subtitles = Some(path.clone());
+        let mut specs = vec![(String::new(), voices.clone(), cue_specs(job)?)];
+        for (lang, cues) in dubs {
+            let own = dub_voices(job, &lang.code, &voices)?;
+            specs.push((lang.code, own, cues));
         }
-        files.push(("srt".to_string(), path));
+        for ((code, voices, lines), track) in specs.into_iter().zip(&mut tracks) {
+            let cues = place_cues(&tl, &shots, &voices, &lines).map_err(permanent)?;
+            let text = srt(&cues);
+            let (name, suffix) = match code.as_str() {
+                "" => ("episode.srt".to_string(), "srt".to_string()),
+                code => (format!("episode.{code}.srt"), format!("{code}.srt")),
+            };
+            let path = write(job, &name, &text)?;
+            if !text.is_empty() {
+                track.srt = Some(path.clone());
+            }
+            files.push((suffix, path));
+        }
     }
     let chapters = if flag(job, "chapters") {
         chapters(&tl, &chapter_titles(job))
@@ -501,7 +529,7 @@ pub async fn assemble(job: &Job, cancel: &CancellationToken) -> Result<Produced,
     let metadata = write(job, "chapters.ffmeta", &ffmetadata(&tags(job), &chapters))?;
 
     let mp4 = scratch(job, "episode.mp4");
-    mux(job, &video, &audio, subtitles.as_deref(), &metadata, &mp4, cancel).await?;
+    mux(job, &video, &tracks, &metadata, &mp4, cancel).await?;
     let thumb = thumbnail(job, &mp4, tl.total, cancel).await?;
     files.insert(0, ("mp4".to_string(), mp4));
     files.push(("jpg".to_string(), thumb));

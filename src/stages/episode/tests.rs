@@ -539,4 +539,121 @@ mod media {
             }
         }
     }
+
+    /// A dubbed episode: one audio and one subtitle track per language,
+    /// tagged (ISO 639-2), the default language first and the default audio;
+    /// each language's cues at its own voices.
+    #[tokio::test]
+    async fn a_dub_is_a_tagged_second_track() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache = Utf8Path::from_path(dir.path()).expect("utf-8").to_owned();
+        let tools = Toolchain::discover(&cache, &mut SourceIndex::load(&cache.join("index.json")));
+        if tools.ffmpeg.is_none() || tools.ffprobe.is_none() {
+            eprintln!("ffmpeg is not installed; skipping");
+            return;
+        }
+        let bench = Bench {
+            dir,
+            tools: Arc::new(tools),
+        };
+        let cancel = CancellationToken::new();
+        let video = bench.path("v.mp4");
+        bench
+            .ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=s=64x64:r=30",
+                "-frames:v",
+                "60",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                video.as_str(),
+            ])
+            .await;
+        let mut audio = Vec::new();
+        for (name, hz) in [("en.m4a", 330), ("ja.m4a", 550)] {
+            let path = bench.path(name);
+            let tone = format!("sine=f={hz}:sample_rate=48000:d=2");
+            bench
+                .ffmpeg(&["-f", "lavfi", "-i", &tone, "-ac", "2", "-c:a", "aac", path.as_str()])
+                .await;
+            audio.push(path);
+        }
+        let cue = |text: &str| json!([{"line": "s1/a/1", "speaker": "Kai", "text": text}]);
+        let params = json!({
+            "transitions": [], "transition_seconds": 0.4, "episode": "ep01",
+            "cues": cue("Hello there."),
+            "language": {"code": "en", "tag": "eng", "name": "English"},
+            "dubs": [{"code": "ja", "tag": "jpn", "name": "Japanese", "cues": cue("こんにちは。")}],
+        });
+        let inputs = vec![
+            input("video", "mp4", Some(video), 2.0),
+            input("audio", "m4a", Some(audio[0].clone()), 2.0),
+            input("ja:audio", "m4a", Some(audio[1].clone()), 2.0),
+            input("length:scene:s1", "wav", None, 2.0),
+            input("timing:ep01/s1/a", "mkv", None, 2.0),
+            input("voice:s1/a/1", "wav", None, 0.4),
+            input("ja:voice:s1/a/1", "wav", None, 1.2),
+        ];
+        let job = bench.job(NodeKind::Episode, "dub", params, inputs);
+        let episode = assemble(&job, &cancel).await.expect("episode");
+        let suffixes: Vec<&str> = episode.files.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(suffixes, ["mp4", "srt", "ja.srt", "jpg"]);
+        let en = std::fs::read_to_string(&episode.files[1].1).expect("srt");
+        let ja = std::fs::read_to_string(&episode.files[2].1).expect("ja srt");
+        // Both start at the lead-in; each lasts its own voice (at least 1 s).
+        assert_eq!(en, "1\n00:00:00,500 --> 00:00:01,500\nHello there.\n\n");
+        assert_eq!(ja, "1\n00:00:00,500 --> 00:00:01,700\nこんにちは。\n\n");
+
+        let ffprobe = job.tools.ffprobe.clone().expect("ffprobe");
+        let cmd = Cmd::new(ffprobe.as_str())
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_type,codec_name:stream_tags=language,handler_name",
+            ])
+            .args(["-show_entries", "stream_disposition=default", "-of", "json"])
+            .arg(episode.files[0].1.as_str());
+        let out = runner::run(&cmd, &bench.path(""), &cancel).await.expect("ffprobe");
+        let streams: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let got: Vec<(String, String, String, i64)> = streams["streams"]
+            .as_array()
+            .expect("streams")
+            .iter()
+            .map(|s| {
+                (
+                    s["codec_type"].as_str().unwrap_or("").to_string(),
+                    s["tags"]["language"].as_str().unwrap_or("").to_string(),
+                    s["tags"]["handler_name"].as_str().unwrap_or("").to_string(),
+                    s["disposition"]["default"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        let want = |t: &str, l: &str, n: &str, d: i64| (t.to_string(), l.to_string(), n.to_string(), d);
+        assert_eq!(
+            got[1..3],
+            [want("audio", "eng", "English", 1), want("audio", "jpn", "Japanese", 0)]
+        );
+        assert_eq!(
+            got[3..]
+                .iter()
+                .filter(|s| s.0 == "subtitle")
+                .map(|s| (s.0.as_str(), s.1.as_str()))
+                .collect::<Vec<_>>(),
+            [("subtitle", "eng"), ("subtitle", "jpn")]
+        );
+
+        // The gate checks the dub's audio too.
+        let mut job = job;
+        job.inputs[2] = input("ja:audio", "m4a", Some(bench.path("v.mp4")), 2.0);
+        let err = assemble(&job, &cancel).await.expect_err("gate").to_string();
+        assert!(
+            err.contains("the audio is h264, not aac") || err.contains("has no `a:0` stream"),
+            "{err}"
+        );
+    }
 }

@@ -1,0 +1,226 @@
+//! Dubs: a second spoken language (`languages:`, `ja:` on a line) adds its
+//! own voice lines, mixes and episode audio, keeps every default-language
+//! key, and an edit to its text rebuilds only its own track.
+
+mod common;
+
+use common::{TestProject, set};
+
+/// Declare `[en, ja]` and give both characters of examples/tiny a Japanese voice.
+fn declare_ja(p: &TestProject) {
+    p.edit(
+        "studio.yaml",
+        "\ncharacters:\n",
+        "\nlanguages: [en, ja]\n\ncharacters:\n",
+    );
+    for (piper, kokoro) in [
+        ("piper: {pitch: -1, length_scale: 1.0}", "jm_kumo"),
+        ("piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}", "jf_alpha"),
+    ] {
+        p.edit(
+            "studio.yaml",
+            piper,
+            &format!("{piper}\n    voices:\n      ja: {{engines: [kokoro_ja, espeak], kokoro: {{voice: {kokoro}}}, espeak: ja}}"),
+        );
+    }
+}
+
+const LINE: &str = "            text: \"Will it come?\"\n";
+
+fn with_ja(text: &str) -> String {
+    format!("{LINE}            ja: \"{text}\"\n")
+}
+
+#[test]
+fn a_dub_adds_its_track_and_keeps_every_default_key() {
+    let p = TestProject::example("tiny");
+    p.build(&[]).ok();
+    declare_ja(&p);
+    // Five characters: shorter than the English line, so no shot is retimed.
+    p.edit("episodes/ep01.yaml", LINE, &with_ja("来るかな？"));
+    let b = p.build(&[]).ok();
+    // Every default-language node is a cache hit; scene s02 has no Japanese
+    // line, so its Japanese mix is the English one (same key, a hit too).
+    assert_eq!(
+        b.built(),
+        set(&[
+            "voice_line:ep01/s01/sh01/1.ja",
+            "scene_mix:ep01/s01.ja",
+            "episode_audio:ep01.ja",
+            "episode:ep01",
+        ])
+    );
+    assert_eq!(b.node("scene_mix:ep01/s02.ja")["status"], "cached");
+    assert_eq!(b.node("voice_line:ep01/s01/sh01/1.ja")["engine"], "kokoro_ja");
+    // The lines left in English are named once for the episode.
+    let warning = "ep01: 2 of 3 dialogue lines have no `ja:` text (first: s01/sh02/1)";
+    assert_eq!(b.run.stderr.matches(warning).count(), 1, "{}", b.run.stderr);
+    assert!(
+        p.path("out/ep01/audio.ja.m4a").is_file(),
+        "the Japanese episode audio is materialized"
+    );
+
+    // An edit to the Japanese text rebuilds only the Japanese track.
+    p.edit("episodes/ep01.yaml", "来るかな？", "来るのかな");
+    let b = p.build(&[]).ok();
+    assert_eq!(
+        b.built(),
+        set(&[
+            "voice_line:ep01/s01/sh01/1.ja",
+            "scene_mix:ep01/s01.ja",
+            "episode_audio:ep01.ja",
+            "episode:ep01",
+        ])
+    );
+}
+
+#[test]
+fn the_longer_language_sets_the_shot_length() {
+    let p = TestProject::example("tiny");
+    p.build(&[]).ok();
+    declare_ja(&p);
+    // Far longer than the English line: the 2 s shot stretches to fit it,
+    // so both tracks fit the one picture; the English voice stays as it was.
+    let long =
+        "バスは来るのかな、それとも来ないのかな、もう三十分も待っているのに、雨はやまないし、傘もないし、どうしよう";
+    p.edit("episodes/ep01.yaml", LINE, &with_ja(long));
+    let b = p.build(&[]).ok();
+    let built = b.built();
+    for id in [
+        "voice_line:ep01/s01/sh01/1.ja",
+        "shot_video:ep01/s01/sh01",
+        "scene_mix:ep01/s01",
+        "scene_mix:ep01/s01.ja",
+        "episode_audio:ep01",
+        "episode_audio:ep01.ja",
+    ] {
+        assert!(built.contains(id), "{id} not rebuilt: {built:?}");
+    }
+    assert_eq!(
+        b.node("voice_line:ep01/s01/sh01/1")["status"],
+        "cached",
+        "the English voice is kept"
+    );
+    // The sim executor writes the length it models into its output.
+    let seconds = |prefix: &str| -> f64 {
+        let dir = p.path("out/ep01/s01/sh01");
+        let file = std::fs::read_dir(&dir)
+            .expect("shot folder")
+            .map(|e| e.expect("entry").path())
+            .find(|f| {
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .unwrap_or_else(|| panic!("no {prefix}* in {}", dir.display()));
+        let text = String::from_utf8_lossy(&std::fs::read(&file).expect("output")).into_owned();
+        let d = text.split("duration=").nth(1).expect("a sim output names its duration");
+        d.split_whitespace().next().expect("seconds").parse().expect("seconds")
+    };
+    let (shot, ja) = (seconds("shot."), seconds("voice-1.ja."));
+    assert!(
+        shot >= ja + 1.0,
+        "the shot ({shot} s) holds the Japanese line ({ja} s) with its lead-in and tail"
+    );
+}
+
+/// `build` refuses `edits` with exit code 2 and a diagnostic at the line of
+/// `at` (in `file`) saying `message` and `help`.
+fn refused(edits: &[(&str, &str, &str)], at: (&str, &str), message: &str, help: &str) {
+    let p = TestProject::example("tiny");
+    for (file, from, to) in edits {
+        p.edit(file, from, to);
+    }
+    let text = p.read(at.0);
+    assert_eq!(text.matches(at.1).count(), 1, "`{}` once in {}", at.1, at.0);
+    let line = text[..text.find(at.1).unwrap()].matches('\n').count() + 1;
+    let run = p.run(&["build", "--profile", "sim"]);
+    let squash = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '│')
+            .collect::<String>()
+    };
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("[{}:{line}:", at.0)),
+        "not at {}:{line}:\n{}",
+        at.0,
+        run.stderr
+    );
+    let all = squash(&run.stderr);
+    assert!(all.contains(&squash(message)), "no `{message}`:\n{}", run.stderr);
+    let help_at = run.stderr.find("help:").expect("a help line");
+    assert!(
+        squash(&run.stderr[help_at..]).contains(&squash(help)),
+        "no help `{help}`:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn language_mistakes_are_located() {
+    const EP: &str = "episodes/ep01.yaml";
+    const DECLARE: (&str, &str, &str) = (
+        "studio.yaml",
+        "\ncharacters:\n",
+        "\nlanguages: [en, ja]\n\ncharacters:\n",
+    );
+    let line = |key: &str, text: &str| (EP, LINE, format!("{LINE}            {key}: \"{text}\"\n"));
+    let (f, a, b) = line("jx", "来るかな？");
+    refused(
+        &[DECLARE, (f, a, &b)],
+        (EP, "jx:"),
+        "unknown key `jx:` in a dialogue line",
+        "declared: ja",
+    );
+    let (f, a, b) = line("fr", "Viendra-t-il ?");
+    refused(
+        &[DECLARE, (f, a, &b)],
+        (EP, "fr:"),
+        "`fr:` (French) is not a language of studio.yaml",
+        "add `fr` to `languages:`",
+    );
+    let (f, a, b) = line("ja", "来るかな？");
+    refused(
+        &[DECLARE, (f, a, &b)],
+        (EP, "ja:"),
+        "`kai` has no `ja` voice for this line",
+        "voices: {ja: {engines: [...], ...}}",
+    );
+    refused(
+        &[(
+            "studio.yaml",
+            "\ncharacters:\n",
+            "\nlanguages: [en, jp]\n\ncharacters:\n",
+        )],
+        ("studio.yaml", "languages:"),
+        "`jp` is not an ISO 639-1 language code",
+        "two-letter ISO 639-1 code",
+    );
+    refused(
+        &[
+            DECLARE,
+            (
+                "studio.yaml",
+                "piper: {pitch: -1, length_scale: 1.0}",
+                "piper: {pitch: -1, length_scale: 1.0}\n    voices:\n      fr: {engines: [espeak], espeak: fr}",
+            ),
+        ],
+        ("studio.yaml", "fr: {engines"),
+        "`voices.fr`: `fr` is not a dub language of `languages:`",
+        "one voice per dub language (ja)",
+    );
+    refused(
+        &[
+            DECLARE,
+            (
+                "studio.yaml",
+                "piper: {pitch: -1, length_scale: 1.0}",
+                "piper: {pitch: -1, length_scale: 1.0}\n    voices:\n      ja: {kokoro: {voice: jm_kumo}}",
+            ),
+        ],
+        ("studio.yaml", "ja: {kokoro"),
+        "kai's `ja` voice names no `engines:`",
+        "engines: [kokoro_ja, espeak]",
+    );
+}
