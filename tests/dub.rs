@@ -224,3 +224,31 @@ fn language_mistakes_are_located() {
         "engines: [kokoro_ja, espeak]",
     );
 }
+
+/// `studio publish` puts a dub's subtitles beside the episode as
+/// `… .ja.srt` (the name Jellyfin reads the language from).
+#[test]
+fn publish_puts_each_languages_subtitles_in_the_library() {
+    let p = TestProject::example("tiny");
+    declare_ja(&p);
+    p.edit("episodes/ep01.yaml", LINE, &with_ja("来るかな？"));
+    let library = p.path("library");
+    let out = p
+        .command(&["publish", "ep01", "--to", library.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let season = library.join("Tiny/Season 01");
+    let names: Vec<String> = std::fs::read_dir(&season)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let ja = names
+        .iter()
+        .find(|n| n.ends_with(".ja.srt"))
+        .expect("the Japanese subtitles");
+    let en = ja.replace(".ja.srt", ".srt");
+    assert!(names.contains(&en), "{names:?}");
+    let text = std::fs::read_to_string(season.join(ja)).unwrap();
+    assert!(text.contains("来るかな？"), "{text}");
+}

@@ -126,6 +126,11 @@ pub(super) fn place(
             files.push((layout.episode_file(library_suffix), o));
         }
     }
+    // A dub's subtitles (`ja.srt`) beside the episode as `… .ja.srt`, the
+    // name Jellyfin reads the language from. Suffixes are checked names.
+    for o in episode.iter().filter(|o| o.suffix.ends_with(".srt")) {
+        files.push((layout.episode_file(&format!(".{}", o.suffix)), o));
+    }
     let mut placed = Vec::new();
     for (rel, o) in files {
         let dest = to.join(&rel);

@@ -191,8 +191,13 @@ async fn fountain(State(served): State<Served>, Path(file): Path<String>) -> Res
 
 /// The episode's subtitles as WebVTT (browsers' `<track>` reads no SRT).
 async fn subtitles(State(served): State<Served>, Path(file): Path<String>) -> Response {
-    let Some(ep) = file.strip_suffix(".vtt") else {
+    // `ep01.vtt`, or a dub's `ep01.ja.vtt`.
+    let Some(stem) = file.strip_suffix(".vtt") else {
         return StatusCode::NOT_FOUND.into_response();
+    };
+    let (ep, suffix) = match stem.split_once('.') {
+        Some((ep, code)) => (ep, format!("{code}.srt")),
+        None => (stem, "srt".to_string()),
     };
     let session = match open(&served).await {
         Ok(s) => s,
@@ -202,7 +207,7 @@ async fn subtitles(State(served): State<Served>, Path(file): Path<String>) -> Re
         .state
         .nodes
         .get(&format!("episode:{ep}"))
-        .and_then(|s| s.outputs.iter().find(|o| o.suffix == "srt"))
+        .and_then(|s| s.outputs.iter().find(|o| o.suffix.as_str() == suffix))
         .and_then(|o| std::fs::read_to_string(session.cache.object_path(&o.hash)).ok());
     match srt {
         Some(srt) => ([(header::CONTENT_TYPE, "text/vtt; charset=utf-8")], srt_to_vtt(&srt)).into_response(),

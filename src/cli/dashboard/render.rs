@@ -425,6 +425,11 @@ fn chapters(path: &Utf8Path) -> Vec<(f64, String)> {
         .unwrap_or_default()
 }
 
+/// A subtitle track's label: the language's English name from its code.
+fn language_name(code: &str) -> String {
+    isolang::Language::from_639_1(code).map_or_else(|| code.to_string(), |l| l.to_name().to_string())
+}
+
 fn publish(
     h: &mut String,
     session: &Session,
@@ -464,11 +469,20 @@ fn publish(
                 .map(|o| format!(" poster=\"/object/{}/jpg\"", o.hash))
                 .unwrap_or_default(),
         );
-        if st.outputs.iter().any(|o| o.suffix == "srt") {
+        // One track per language: the default's `srt`, a dub's `ja.srt`.
+        for o in st.outputs.iter().filter(|o| o.suffix.as_str().ends_with("srt")) {
+            let (file, label, default) = match o.suffix.as_str().strip_suffix(".srt") {
+                Some(code) => (format!("{}.{code}", e.id), language_name(code), ""),
+                None => match p.languages.first() {
+                    Some(l) => (e.id.clone(), language_name(&l.code), " default"),
+                    None => (e.id.clone(), "Subtitles".to_string(), " default"),
+                },
+            };
             let _ = write!(
                 h,
-                "<track kind=\"subtitles\" label=\"Subtitles\" src=\"/subtitles/{}.vtt\" default>",
-                esc(&e.id)
+                "<track kind=\"subtitles\" label=\"{}\" src=\"/subtitles/{}.vtt\"{default}>",
+                esc(&label),
+                esc(&file)
             );
         }
         h.push_str("</video>");
