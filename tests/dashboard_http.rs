@@ -53,6 +53,21 @@ fn pages_files_and_same_origin_edits() {
         "project text is escaped"
     );
     assert!(get(port, "/app.js").text().contains("EventSource"));
+    // The watcher builds each character's voice sample; Cast plays it.
+    for c in ["kai", "mio"] {
+        let at = html
+            .find(&format!("data-character=\"{c}\""))
+            .expect("a card per character");
+        let card = &html[at..at + html[at..].find("</article>").unwrap()];
+        let src = card
+            .split("<audio controls preload=\"none\" src=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("{c}'s voice sample plays: {card}"));
+        let wav = get(port, src);
+        assert_eq!(wav.status, 200, "{src}");
+        assert!(card.contains("This is how I sound."), "{card}");
+    }
 
     // The episode, with ranges for seeking; the Fountain export; subtitles.
     let mp4 = std::fs::read(p.path("out/ep01/ep01.mp4")).unwrap();

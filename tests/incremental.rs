@@ -330,3 +330,29 @@ fn manifests_keep_metadata_shown_by_json_and_why() {
     let why = p.run(&["why", "raw_video:ep01/s01/sh02", "--profile", "sim"]);
     assert!(why.stdout.contains(&format!("seed: {new_seed}")), "{}", why.stdout);
 }
+
+/// Each character's voice sample (`cast`) is a voice line like any other:
+/// `build cast` makes one per character in their voice; a change to one
+/// character's voice remakes that sample, and a dialogue edit none.
+#[test]
+fn voice_samples_follow_their_characters_voice() {
+    let p = TestProject::example("tiny");
+    let b = p.build(&["cast"]).ok();
+    assert_eq!(b.built(), set(&["voice_line:cast/kai", "voice_line:cast/mio"]));
+    assert!(
+        p.path("out/cast/kai/voice-sample.wav").is_file(),
+        "materialized for the page"
+    );
+    assert_eq!(p.build(&["cast"]).ok().total("built"), 0, "a no-op");
+
+    p.edit("episodes/ep01.yaml", "Will it come?", "Will it ever come?");
+    assert_eq!(
+        p.build(&["cast"]).ok().total("built"),
+        0,
+        "dialogue is not the sample's"
+    );
+
+    p.edit("studio.yaml", "piper: {pitch: 4,", "piper: {pitch: 5,");
+    let b = p.build(&["cast"]).ok();
+    assert_eq!(b.built(), set(&["voice_line:cast/mio"]), "only the changed voice");
+}

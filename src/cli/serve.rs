@@ -335,6 +335,13 @@ pub fn run(root: &camino::Utf8Path, profile: Option<&str>, remote: &super::Remot
         }
         targets.extend(more);
     }
+    // The Cast tab plays each character's voice sample.
+    if !project.characters.is_empty() {
+        if targets.is_empty() {
+            targets.push("all".to_string());
+        }
+        targets.push("cast".to_string());
+    }
     drop(project);
     let watch = super::watch::Args {
         targets,

@@ -23,6 +23,9 @@ pub fn build(project: &Project, spans: &Spans, cpu_slots: usize) -> Result<Graph
     for (i, c) in project.characters.iter().enumerate() {
         b.character_refs(i, c)?;
     }
+    for c in &project.characters {
+        b.voice_sample(c);
+    }
     for ep in &project.episodes {
         if let Some(sp) = &ep.screenplay {
             b.episode(ep, &sp.scenes, &sp.dubs)?;
@@ -519,17 +522,7 @@ impl<'a> Builder<'a> {
         let mut lines = Vec::new();
         for (i, line) in shot.dialogue.iter().enumerate() {
             let speaker = &p.characters[line.speaker];
-            let mut engines = rule.engines_for(|pr| match pr {
-                Predicate::HasVoiceModel => speaker.voice.model.is_some(),
-                Predicate::HasReferenceAudio => speaker.voice.reference_audio.is_some(),
-                _ => false,
-            });
-            if let Some(names) = &speaker.voice.engines {
-                let own = voice_chain(rule, &p.catalog, names);
-                if !own.is_empty() {
-                    engines = own;
-                }
-            }
+            let engines = speaker_chain(rule, &p.catalog, speaker);
             let recipe = map([
                 ("text", json!(line.text)),
                 ("speaker", json!(speaker.id)),
@@ -594,6 +587,32 @@ impl<'a> Builder<'a> {
             shot.duration,
         );
         Ok((video, lines, tracks))
+    }
+
+    /// A character's voice sample (`voice_line:cast/<id>`): a fixed line
+    /// in their default-language voice, keyed like any line (its text and
+    /// voice), for the dashboard's Cast tab. None when no rule makes lines.
+    fn voice_sample(&mut self, c: &Character) {
+        let p = self.project;
+        let Ok(rule) = self.rule(NodeKind::VoiceLine) else {
+            return;
+        };
+        let engines = speaker_chain(rule, &p.catalog, c);
+        let recipe = map([
+            ("text", json!(sample_text(&c.name))),
+            ("speaker", json!(c.id)),
+            ("voice", json!(c.voice)),
+        ]);
+        self.add(
+            NodeKind::VoiceLine,
+            format!("cast/{}", c.id),
+            format!("cast/{}/voice-sample", c.id),
+            engines,
+            rule,
+            recipe,
+            Vec::new(),
+            2.0,
+        );
     }
 
     /// Line `i` of the shot at `path` in dub language `lang`: the speaker's
@@ -1098,6 +1117,28 @@ fn seed_for(path: &str, take: Option<&Value>) -> u64 {
     let take = take.and_then(Value::as_u64).unwrap_or(1);
     let h = blake3::hash(format!("{path}#take{take}").as_bytes());
     u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// The engines that speak `speaker`'s default-language lines: their own
+/// `voice.engines` when they list any this profile can run, else the rule's.
+fn speaker_chain<'r>(rule: &'r KindRule, catalog: &crate::engines::Catalog, speaker: &Character) -> Vec<Pick<'r>> {
+    let engines = rule.engines_for(|pr| match pr {
+        Predicate::HasVoiceModel => speaker.voice.model.is_some(),
+        Predicate::HasReferenceAudio => speaker.voice.reference_audio.is_some(),
+        _ => false,
+    });
+    match &speaker.voice.engines {
+        Some(names) => {
+            let own = voice_chain(rule, catalog, names);
+            if own.is_empty() { engines } else { own }
+        }
+        None => engines,
+    }
+}
+
+/// The line a character's voice sample says (the Cast tab plays it).
+pub fn sample_text(name: &str) -> String {
+    format!("Hi, I'm {name}. This is how I sound.")
 }
 
 /// A character's own voice chain (`voice.engines`), in its order: an

@@ -29,6 +29,20 @@ pub fn resolve(project: &Project, spans: &Spans, graph: &Graph, target: &str) ->
     if parts[0] == "characters" && parts.len() == 2 {
         return one(graph, &format!("character_refs:{}", parts[1]), target);
     }
+    // The characters' voice samples: `cast`, or one: `cast/hana`.
+    if parts[0] == "cast" {
+        return match parts[..] {
+            [_] => Ok((project.characters.iter())
+                .filter_map(|c| graph.get(&format!("voice_line:cast/{}", c.id)))
+                .collect()),
+            [_, id] => one(graph, &format!("voice_line:cast/{id}"), target),
+            _ => Err(
+                ProjectError::plain("target::cast", format!("`{target}` is not a target"))
+                    .help("`cast` names every character's voice sample, `cast/ID` one")
+                    .into(),
+            ),
+        };
+    }
     let ep_id = parts[0];
     let Some(ep) = project.episode(ep_id) else {
         let known: Vec<&str> = project.episodes.iter().map(|e| e.id.as_str()).collect();
@@ -140,10 +154,12 @@ pub fn episodes_of(targets: &[String]) -> Option<HashSet<String>> {
         };
         // A dub's node names its episode before a dot: `episode_audio:ep01.ja`.
         let first = path.split(['/', '.']).next().unwrap_or_default();
-        let character = match kind {
-            Some(kind) => kind == NodeKind::CharacterRefs.as_str(),
-            None => first == "characters" && path.contains('/'),
-        };
+        // A character's refs and voice sample (`cast`, `voice_line:cast/hana`).
+        let character = first == "cast"
+            || match kind {
+                Some(kind) => kind == NodeKind::CharacterRefs.as_str(),
+                None => first == "characters" && path.contains('/'),
+            };
         if kind.is_some_and(|k| NodeKind::ALL.iter().all(|n| n.as_str() != k)) {
             return None;
         }
@@ -254,6 +270,7 @@ mod tests {
             Some(vec!["ep01".into(), "ep02".into(), "ep03".into()])
         );
         assert_eq!(of(&["characters/aoi", "character_refs:ren"]), Some(vec![]));
+        assert_eq!(of(&["cast", "cast/aoi", "voice_line:cast/ren"]), Some(vec![]));
         // A dub's nodes name their episode before the language.
         assert_eq!(
             of(&["episode_audio:ep04.ja", "scene_mix:ep05/s01.ja"]),

@@ -263,10 +263,35 @@ fn cast(h: &mut String, session: &Session) {
         for (k, v) in &c.appearance {
             let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
         }
+        if let Some(engines) = &c.voice.engines {
+            let names: Vec<&str> = engines.iter().map(|e| e.value.as_str()).collect();
+            let _ = write!(h, "<dt>Voices</dt><dd>{}</dd>", esc(&names.join(" → ")));
+        }
         if let Some(v) = &c.voice.espeak {
             let _ = write!(h, "<dt>Voice (espeak)</dt><dd>{}</dd>", esc(&v.value));
         }
-        h.push_str("</dl></article>");
+        h.push_str("</dl>");
+        // The voice sample node (`voice_line:cast/<id>`), as it was last built.
+        let sample = format!("voice_line:cast/{}", c.id);
+        match output_url(session, &sample, "wav") {
+            Some(url) => {
+                let _ = write!(
+                    h,
+                    "<figure class=\"voice-sample\"><audio controls preload=\"none\" src=\"{url}\"></audio>\
+                     <figcaption>“{}”{}</figcaption></figure>",
+                    esc(&crate::graph::build::sample_text(&c.name)),
+                    match session.state.nodes.get(&sample).and_then(|s| s.provisional.as_ref()) {
+                        Some(why) => format!(
+                            " <span class=\"muted\" title=\"{}\">(a fallback voice)</span>",
+                            esc(why)
+                        ),
+                        None => String::new(),
+                    }
+                );
+            }
+            None => h.push_str("<p class=\"muted\">No voice sample built yet.</p>"),
+        }
+        h.push_str("</article>");
     }
     h.push_str("</div></section>\n");
 }
