@@ -138,6 +138,8 @@ impl Session {
         // The review rounds the cache already knows, so planning, `why`
         // and a no-op build see the graph the last build had.
         session.rounds = session.expand_rounds()?;
+        let all: Vec<usize> = (0..session.graph.nodes.len()).collect();
+        session.expand_takes(&all);
         Ok(session)
     }
 

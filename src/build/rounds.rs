@@ -58,6 +58,28 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
             break;
         }
     }
+    // The quality gate: shots below it take their next take, until they
+    // pass or reach their last (judged by the final pass).
+    while !cancel.is_cancelled() {
+        let closure = session.graph.closure(nodes);
+        let unknown = session.expand_takes(&closure);
+        if unknown.is_empty() {
+            break;
+        }
+        let pass = session.graph.closure(&unknown);
+        let report = drain_pass(session, &pass, &quiet, cancel.clone(), HashMap::new()).await;
+        for r in &report.records {
+            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
+                prior.insert(r.id.clone(), r.clone());
+            }
+        }
+        if report.interrupted || report.superseded || report.stopped.is_some() {
+            return report;
+        }
+        if !report.ok() {
+            break;
+        }
+    }
     for r in session.rounds.iter().filter(|r| pools.contains(&r.character)) {
         if let Some(Next::Short { approved, pending }) = r.next {
             eprintln!(

@@ -8,15 +8,15 @@
 //! a no-op rebuild re-derives every round from the cache this way, and the
 //! build driver runs the missing reviews between calls.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use camino::Utf8PathBuf;
 use serde_json::json;
 
 use super::Session;
 use crate::graph::key::{InputFact, KeyMaterial};
-use crate::graph::review::{Decisions, LoopRules, Next, Reviewed, decided, next, tally};
-use crate::graph::rounds::{add_round, candidate_path, rounds_of};
+use crate::graph::review::{Decisions, GateRules, LoopRules, Next, Reviewed, decided, next, tally};
+use crate::graph::rounds::{add_round, candidate_path, reroll, rounds_of};
 use crate::kind::NodeKind;
 use crate::project::Diagnostics;
 use crate::review::{ReviewFile, Verdict};
@@ -206,6 +206,68 @@ impl Session {
             });
         }
         out
+    }
+}
+
+impl Session {
+    /// The facts of `nodes` (a closure, inputs first) the cache knows.
+    fn known_facts(&self, nodes: &[usize]) -> HashMap<usize, InputFact> {
+        let simulated = self.simulated();
+        let mut facts: HashMap<usize, InputFact> = HashMap::new();
+        for &n in nodes {
+            if let Some(key) = KeyMaterial::key_of(&self.graph, n, simulated, |i| facts.get(&i))
+                && let Some(hit) = self.lookup(n, &key, false)
+            {
+                facts.insert(n, hit.fact);
+            }
+        }
+        facts
+    }
+
+    /// The quality gate's re-rolls, derived from the cache: each shot of
+    /// `nodes` whose review at its take is cached and below the gate takes
+    /// its next take, up to its last. Returns the gate reviews of takes
+    /// before the last whose outcome is not cached yet (the last take is
+    /// judged by the build itself, where a failure is reported).
+    pub fn expand_takes(&mut self, nodes: &[usize]) -> Vec<usize> {
+        let Ok(Some(gate)) = GateRules::of(&self.project) else {
+            return Vec::new();
+        };
+        let simulated = self.simulated();
+        let reviews: Vec<usize> = (nodes.iter().copied())
+            .filter(|&n| self.graph.nodes[n].kind == NodeKind::ShotReview)
+            .collect();
+        let mut open: Vec<usize> = reviews;
+        let mut unknown = Vec::new();
+        while !open.is_empty() {
+            let facts = self.known_facts(&self.graph.closure(&open));
+            let mut rerolled = Vec::new();
+            for &g in &open {
+                let node = &self.graph.nodes[g];
+                let take = node.params.get("take").and_then(|v| v.as_u64()).unwrap_or(1);
+                let last = node.params.get("last_take").and_then(|v| v.as_u64()).unwrap_or(take);
+                if take >= last {
+                    continue;
+                }
+                let Some(key) = KeyMaterial::key_of(&self.graph, g, simulated, |i| facts.get(&i)) else {
+                    unknown.push(g);
+                    continue;
+                };
+                let review: Option<ReviewFile> = (self.cache.lookup(&key))
+                    .and_then(|m| serde_json::from_value(m.metadata.get("review")?.clone()).ok());
+                match review {
+                    None => unknown.push(g),
+                    Some(r) if r.scores.overall() < gate.threshold => {
+                        let path = node.path.clone();
+                        reroll(&mut self.graph, &path, take + 1);
+                        rerolled.push(g);
+                    }
+                    Some(_) => {}
+                }
+            }
+            open = rerolled;
+        }
+        unknown
     }
 }
 
