@@ -14,6 +14,7 @@ pub mod mix;
 pub mod music;
 pub mod publish;
 pub mod registry;
+pub mod review;
 pub mod video;
 pub mod voice;
 
