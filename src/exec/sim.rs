@@ -185,7 +185,13 @@ fn simulated_duration(job: &Job) -> Option<f64> {
             timing::seconds(timing::episode_frames(&lengths, &overlaps))
         }
         NodeKind::Episode => job.inputs.iter().find(|i| i.role == "video")?.duration?,
-        NodeKind::CharacterRefs | NodeKind::ShotImage | NodeKind::LastFrame | NodeKind::Publish => return None,
+        NodeKind::Candidate
+        | NodeKind::Review
+        | NodeKind::ShotReview
+        | NodeKind::CharacterRefs
+        | NodeKind::ShotImage
+        | NodeKind::LastFrame
+        | NodeKind::Publish => return None,
     };
     Some(round(d))
 }

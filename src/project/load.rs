@@ -196,7 +196,8 @@ pub fn load_episodes(
         .into_iter()
         .filter(|k| k.rule_kind() == *k)
         .filter(|k| match k {
-            NodeKind::Publish => false,
+            // The review loop's kinds are optional: the animatic has none.
+            NodeKind::Publish | NodeKind::Candidate | NodeKind::Review | NodeKind::ShotReview => false,
             NodeKind::CharacterRefs => !characters.is_empty(),
             _ => episodes.iter().any(|e| e.screenplay.is_some()),
         });
