@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{asset, exec, ffmpeg, param, param_f64, param_str, probe_duration, produced, scratch};
 use crate::exec::http::ServiceError;
 use crate::exec::{ExecError, Job, JobInput, Metadata, Produced};
+use crate::kind::NodeKind;
 use crate::review::{Framing, Scores, Thresholds, Verdict};
 use crate::write::client::CallError;
 use client::{ReviewError, Vision};
@@ -160,6 +161,16 @@ fn write_json(job: &Job, name: &str, v: &Value) -> Result<camino::Utf8PathBuf, E
     let text = serde_json::to_string_pretty(v).expect("JSON serializes");
     std::fs::write(&out, text + "\n").map_err(|e| permanent(format!("writing {out}: {e}")))?;
     Ok(out)
+}
+
+/// The `vision_review` engines' run function: a candidate's review or a
+/// shot's quality gate, by the node's kind.
+pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    match job.node.kind {
+        NodeKind::Review => candidate(job, cancel).await,
+        NodeKind::ShotReview => shot(job, cancel).await,
+        kind => Err(super::registry::no_executor(job.engine, kind)),
+    }
 }
 
 /// A `review` node: the candidate image scored, the thresholds' verdict.
