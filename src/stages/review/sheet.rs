@@ -121,7 +121,7 @@ pub fn command(
     graph.pop();
     Ok(cmd
         .args(["-filter_complex", &graph, "-map", &format!("[bg{}]", tiles.len())])
-        .args(["-frames:v", "1", "-fflags", "+bitexact"])
+        .args(["-frames:v", "1", "-pix_fmt", "rgb24", "-fflags", "+bitexact"])
         .arg(out.as_str())
         .max_output(256 << 20, "a contact sheet is one PNG"))
 }
