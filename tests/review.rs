@@ -401,3 +401,233 @@ async fn the_contact_sheet_holds_one_labelled_tile_per_candidate() {
     let (ex, ey) = (3 * sheet::TILE_W + 100, sheet::TILE_H + sheet::LABEL_H + 100);
     assert_eq!(px(ex, ey), (0x1e, 0x1e, 0x1e), "an empty cell is background");
 }
+
+// --- the vision_review engines' run function ------------------------------
+
+mod engine {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+    use studio::exec::runner::{self, Cmd};
+    use studio::exec::{Job, JobInput, JobProgress};
+    use studio::graph::key::{Backend, KeyMaterial};
+    use studio::graph::{Node, Pool};
+    use studio::kind::NodeKind;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    fn job(kind: NodeKind, engine: &str, exec: &Executor, root: &Utf8Path, params: Value, input: JobInput) -> Job {
+        let engine = studio::stages::registry::find(engine).unwrap();
+        let params: BTreeMap<String, Value> = serde_json::from_value(params).unwrap();
+        let scratch = root.join(format!("scratch-{}", kind.as_str()));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let mut index = studio::cache::index::SourceIndex::load(&root.join("index"));
+        let tools = studio::exec::tools::Toolchain::discover(root, &mut index);
+        Job {
+            node: Node {
+                id: format!("{}:aiko/r1/0", kind.as_str()),
+                kind,
+                path: "aiko/r1/0".into(),
+                engines: vec![engine],
+                pool: 0,
+                pools: vec![0],
+                params: params.clone(),
+                inputs: Vec::new(),
+                seed: None,
+                media_seconds: 0.0,
+                retries: 0,
+                out_stem: "characters/aiko/r1-0".into(),
+            },
+            engine,
+            attempt: 0,
+            inputs: vec![input],
+            scratch,
+            root: root.to_owned(),
+            pool: Pool::local("vision", 1),
+            host: Some(exec.clone()),
+            service: Some(Arc::new(Service::new(exec).unwrap())),
+            simulate: None,
+            tools: Arc::new(tools),
+            progress: JobProgress::none(),
+            material: KeyMaterial {
+                schema: 0,
+                kind,
+                engine: engine.name.into(),
+                engine_version: engine.version,
+                backend: Backend {
+                    simulated: false,
+                    service: None,
+                    model: None,
+                    tools: BTreeMap::new(),
+                },
+                params,
+                inputs: Vec::new(),
+                seed: None,
+            },
+        }
+    }
+
+    fn params() -> Value {
+        json!({
+            "character": "aiko", "name": "Aiko", "design_prompt": "short black hair, red scarf", "appearance": "",
+            "categories": {"off_model": "wrong outfit", "bad_hands": "bad hands", "blurry": "blurry"},
+            "approve_at": 0.92, "reject_below": 0.4, "gate_threshold": 0.5,
+        })
+    }
+
+    fn input(role: &str, path: &Utf8Path, duration: Option<f64>) -> JobInput {
+        JobInput {
+            role: role.into(),
+            files: vec![(path.extension().unwrap().into(), path.to_owned())],
+            outputs: Vec::new(),
+            duration,
+            hash: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_review_node_writes_its_scores_verdict_and_image_hash() {
+        for (kind, engine) in [
+            (ServiceKind::Ollama, "vision_review"),
+            (ServiceKind::OpenaiChat, "vision_review_openai"),
+        ] {
+            let fake = Fake::start(MODEL);
+            let (_d, root) = temp();
+            let image = root.join("candidate.png");
+            let bytes = png(40, 60, 7);
+            std::fs::write(&image, &bytes).unwrap();
+            let exec = executor(kind, &fake.url, 5.0);
+            let job = job(
+                NodeKind::Review,
+                engine,
+                &exec,
+                &root,
+                params(),
+                input("image", &image, None),
+            );
+            let made = studio::stages::review::run(&job, &CancellationToken::new())
+                .await
+                .unwrap();
+            let review: Value = serde_json::from_slice(&std::fs::read(&made.files[0].1).unwrap()).unwrap();
+            assert_eq!(made.files[0].0, "json");
+            assert_eq!(review["image"], blake3::hash(&bytes).to_hex().as_str());
+            let want = scores_for(&bytes, &categories());
+            assert_eq!(review["framing"], want["framing"]);
+            let overall = review["overall"].as_f64().unwrap();
+            let verdict = if overall >= 0.92 {
+                "approved"
+            } else if overall < 0.4 {
+                "rejected"
+            } else {
+                "pending"
+            };
+            assert_eq!(review["verdict"], verdict);
+            assert_eq!(made.metadata["review"], review, "the manifest carries the same review");
+            studio::cache::check_metadata(&made.metadata).unwrap();
+            // The prompt was the shipped template, filled with the character's design.
+            let prompt = &fake.seen()[0].texts[0];
+            assert!(
+                prompt.contains("Aiko (aiko)")
+                    && prompt.contains("red scarf")
+                    && prompt.contains("- bad_hands: bad hands"),
+                "{prompt}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shot_review_scores_key_frames_and_the_weakest_decides() {
+        let fake = Fake::start(MODEL);
+        let (_d, root) = temp();
+        let video = root.join("shot.mp4");
+        let mut index = studio::cache::index::SourceIndex::load(&root.join("index"));
+        let tools = studio::exec::tools::Toolchain::discover(&root, &mut index);
+        let cmd = Cmd::new(tools.ffmpeg.as_ref().unwrap().as_str())
+            .args(["-hide_banner", "-nostdin", "-y", "-v", "error", "-f", "lavfi", "-i"])
+            .args(["testsrc2=size=160x240:rate=30:duration=3", "-pix_fmt", "yuv420p"])
+            .arg(video.as_str());
+        runner::run(&cmd, &root, &CancellationToken::new()).await.unwrap();
+        let exec = executor(ServiceKind::Ollama, &fake.url, 5.0);
+        let job = job(
+            NodeKind::ShotReview,
+            "vision_review",
+            &exec,
+            &root,
+            params(),
+            input("video", &video, Some(3.0)),
+        );
+        let made = studio::stages::review::run(&job, &CancellationToken::new())
+            .await
+            .unwrap();
+        let review: Value = serde_json::from_slice(&std::fs::read(&made.files[0].1).unwrap()).unwrap();
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 3, "three key frames, one request each");
+        assert!(
+            seen.iter().all(|s| s.images == vec![(160, 240)]),
+            "each frame decoded at the video's size"
+        );
+        assert!(seen[0].texts[0].contains("a frame of an animated shot"));
+        // Each frame got the fake's scores of its own bytes; the weakest is kept.
+        let overall = |b: &[u8]| {
+            let s = scores_for(b, &categories());
+            ["character_match", "clarity", "training_value"]
+                .iter()
+                .map(|k| s[*k].as_f64().unwrap())
+                .fold(1.0, f64::min)
+        };
+        let weakest = seen.iter().map(|s| overall(&s.image_bytes[0])).fold(1.0, f64::min);
+        assert!((review["overall"].as_f64().unwrap() - weakest).abs() < 1e-9, "{review}");
+        assert_eq!(review["frames"].as_array().unwrap().len(), 3);
+        assert_eq!(review["verdict"], if weakest >= 0.5 { "approved" } else { "rejected" });
+        assert_eq!(made.metadata["review"]["overall"], review["overall"]);
+        studio::cache::check_metadata(&made.metadata).unwrap();
+        // A forced low score fails the gate.
+        fake.script(|s| s.score = Some(0.2));
+        let job = super::engine::job(
+            NodeKind::ShotReview,
+            "vision_review",
+            &exec,
+            &root,
+            params(),
+            input("video", &video, Some(3.0)),
+        );
+        let made = studio::stages::review::run(&job, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(made.metadata["review"]["verdict"], "rejected");
+    }
+
+    #[tokio::test]
+    async fn a_failing_server_is_a_transient_job_failure() {
+        let fake = Fake::start(MODEL);
+        fake.script(|s| s.fail_500 = 1);
+        let (_d, root) = temp();
+        let image = root.join("candidate.png");
+        std::fs::write(&image, png(8, 8, 1)).unwrap();
+        let exec = executor(ServiceKind::Ollama, &fake.url, 5.0);
+        let job = job(
+            NodeKind::Review,
+            "vision_review",
+            &exec,
+            &root,
+            params(),
+            input("image", &image, None),
+        );
+        let err = studio::stages::review::run(&job, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, studio::exec::ExecError::Transient(ref m) if m.contains("studio.yaml:7")),
+            "{err}"
+        );
+        fake.script(|s| s.invalid = 9);
+        let err = studio::stages::review::run(&job, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, studio::exec::ExecError::Permanent(ref m) if m.contains("not valid JSON")),
+            "{err}"
+        );
+    }
+}

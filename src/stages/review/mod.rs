@@ -176,7 +176,7 @@ pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
 /// A `review` node: the candidate image scored, the thresholds' verdict.
 pub async fn candidate(job: &Job, _cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let vision = vision(job)?;
-    let image = reviewed(job, "candidate")?;
+    let image = reviewed(job, "image")?;
     let (png, hash) = read_png(image.main())?;
     let cats = categories(job);
     let names: Vec<&str> = cats.iter().map(|(n, _)| n.as_str()).collect();
