@@ -80,6 +80,9 @@ pub(super) struct DrainState<'a> {
     /// Start and end of each job, for benchmarks.
     spans: Vec<(usize, f64, f64)>,
     ending: Ending,
+    /// Records of nodes an earlier pass of this build made (the review
+    /// rounds): found in the cache now, they keep the status they had.
+    prior: HashMap<String, NodeRecord>,
 }
 
 impl<'a> DrainState<'a> {
@@ -89,6 +92,7 @@ impl<'a> DrainState<'a> {
         opts: &'a Options,
         cancel: CancellationToken,
         unreachable: &HashMap<usize, String>,
+        prior: HashMap<String, NodeRecord>,
     ) -> DrainState<'a> {
         let began = Instant::now();
         let plan = Plan::new(session, nodes);
@@ -140,6 +144,7 @@ impl<'a> DrainState<'a> {
             ran_rx,
             spans: Vec::new(),
             ending: Ending::default(),
+            prior,
         }
     }
 
@@ -337,6 +342,9 @@ impl<'a> DrainState<'a> {
         }
         let mut record = record(node, status, 0.0, node.engine().name, None);
         record.metadata = metadata;
+        if let Some(earlier) = self.prior.remove(&node.id) {
+            record = earlier;
+        }
         self.books.facts[l] = Some(hit.fact);
         self.books.outputs[l] = hit.outputs;
         self.settle(l, record);

@@ -20,6 +20,7 @@ use crate::project::{Diagnostics, ProjectError, Spans};
 /// Build the graph of every episode that has a screenplay.
 pub fn build(project: &Project, spans: &Spans, cpu_slots: usize) -> Result<Graph, Diagnostics> {
     let mut b = Builder::new(project, cpu_slots)?;
+    b.review = super::review::LoopRules::of(project)?;
     for (i, c) in project.characters.iter().enumerate() {
         b.character_refs(i, c)?;
     }
@@ -60,13 +61,15 @@ impl ShotFacts<'_> {
     }
 }
 
-struct Builder<'a> {
-    project: &'a Project,
-    graph: Graph,
+pub(super) struct Builder<'a> {
+    pub(super) project: &'a Project,
+    pub(super) graph: Graph,
     cpu_pool: usize,
     inline_pool: usize,
     /// `character id` → its refs node.
-    refs: HashMap<String, usize>,
+    pub(super) refs: HashMap<String, usize>,
+    /// The review loop's rules, when the profile has the loop.
+    pub(super) review: Option<super::review::LoopRules>,
 }
 
 impl<'a> Builder<'a> {
@@ -98,10 +101,31 @@ impl<'a> Builder<'a> {
             cpu_pool: 0,
             inline_pool: 1,
             refs: HashMap::new(),
+            review: None,
         })
     }
 
-    fn rule(&self, kind: NodeKind) -> Result<&'a KindRule, Diagnostics> {
+    /// A builder that adds to `graph`, built before for `project` (the
+    /// session adds review rounds between builds).
+    pub(super) fn resume(project: &'a Project, graph: Graph) -> Builder<'a> {
+        let refs = (project.characters.iter())
+            .filter_map(|c| {
+                graph
+                    .get(&format!("{}:{}", NodeKind::CharacterRefs, c.id))
+                    .map(|n| (c.id.clone(), n))
+            })
+            .collect();
+        Builder {
+            project,
+            graph,
+            cpu_pool: 0,
+            inline_pool: 1,
+            refs,
+            review: None,
+        }
+    }
+
+    pub(super) fn rule(&self, kind: NodeKind) -> Result<&'a KindRule, Diagnostics> {
         self.project.rules.get(kind).ok_or_else(|| {
             ProjectError::plain(
                 "rules::missing",
@@ -138,7 +162,7 @@ impl<'a> Builder<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add(
+    pub(super) fn add(
         &mut self,
         kind: NodeKind,
         path: String,
@@ -191,18 +215,11 @@ impl<'a> Builder<'a> {
     }
 
     fn character_refs(&mut self, _index: usize, c: &Character) -> Result<(), Diagnostics> {
+        if self.review.is_some() {
+            return self.pool(c);
+        }
         let rule = self.rule(NodeKind::CharacterRefs)?;
-        let p = self.project;
-        let recipe = map([
-            ("character", json!(c.id)),
-            ("name", json!(c.name)),
-            ("design_prompt", json!(c.design_prompt)),
-            ("appearance", json!(c.appearance)),
-            ("color", json!(c.color)),
-            ("lora", json!(c.lora)),
-            ("style", json!(p.style)),
-            ("art_style", json!(p.world.art_style)),
-        ]);
+        let recipe = self.design(c);
         let engines = rule.engines_for(|_| false);
         let n = self.add(
             NodeKind::CharacterRefs,
@@ -216,6 +233,21 @@ impl<'a> Builder<'a> {
         );
         self.refs.insert(c.id.clone(), n);
         Ok(())
+    }
+
+    /// What a character's art is drawn from.
+    pub(super) fn design(&self, c: &Character) -> BTreeMap<String, Value> {
+        let p = self.project;
+        map([
+            ("character", json!(c.id)),
+            ("name", json!(c.name)),
+            ("design_prompt", json!(c.design_prompt)),
+            ("appearance", json!(c.appearance)),
+            ("color", json!(c.color)),
+            ("lora", json!(c.lora)),
+            ("style", json!(p.style)),
+            ("art_style", json!(p.world.art_style)),
+        ])
     }
 
     fn episode(&mut self, ep: &Episode, scenes: &[Scene]) -> Result<(), Diagnostics> {
@@ -875,7 +907,7 @@ fn continuity_scope(rule: &KindRule) -> Result<ContinuityScope, Diagnostics> {
     }
 }
 
-fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String, Value> {
+pub(super) fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String, Value> {
     items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 

@@ -806,6 +806,7 @@ fn select_profile(
                 0.0
             },
             failures: s.failures.clone(),
+            reviews: s.reviews.clone(),
             check_hosts: s.check_hosts,
         }),
         writer: p.writer.as_ref().map(|w| w.value.clone()),

@@ -12,6 +12,7 @@ pub mod image;
 pub mod meter;
 pub mod mix;
 pub mod music;
+pub mod pool;
 pub mod publish;
 pub mod registry;
 pub mod review;

@@ -1,0 +1,71 @@
+//! The review loop in a build: rounds first, then the user's targets.
+//!
+//! The graph grows at the session level, between passes of the (unchanged,
+//! pure) drain loop: [`Session::expand_rounds`] derives every round the
+//! cache knows and adds the next one a pool needs; a silent pass builds the
+//! reviews still unknown (with their candidates); this repeats until every
+//! pool the targets need is decided. Only then is the whole closure
+//! drained, so no target is built against a half-filled pool. Nodes made
+//! by a round's pass keep their `built` record in the final pass (one
+//! record per node, totals counted once).
+
+use std::collections::{HashMap, HashSet};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Events, NodeRecord, Options, Report, Status, drain_pass};
+use crate::graph::review::Next;
+use crate::kind::NodeKind;
+use crate::session::Session;
+
+pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cancel: CancellationToken) -> Report {
+    let pools: HashSet<String> = (nodes.iter().map(|&n| &session.graph.nodes[n]))
+        .filter(|n| n.kind == NodeKind::CharacterRefs && n.params.contains_key("pool_target"))
+        .map(|n| n.path.clone())
+        .collect();
+    let mut prior: HashMap<String, NodeRecord> = HashMap::new();
+    let quiet = Options {
+        events: Events::default(),
+        ..opts.clone()
+    };
+    while !pools.is_empty() {
+        let rounds = match session.expand_rounds() {
+            Ok(r) => r,
+            // The loader checked the rules the rounds read: the final pass
+            // builds what the graph holds.
+            Err(_) => break,
+        };
+        let unknown: Vec<usize> = (rounds.iter())
+            .filter(|r| pools.contains(&r.character))
+            .flat_map(|r| r.unknown.iter().copied())
+            .collect();
+        session.rounds = rounds;
+        if unknown.is_empty() || cancel.is_cancelled() {
+            break;
+        }
+        let pass = session.graph.closure(&unknown);
+        let report = drain_pass(session, &pass, &quiet, cancel.clone(), HashMap::new()).await;
+        for r in &report.records {
+            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
+                prior.insert(r.id.clone(), r.clone());
+            }
+        }
+        if report.interrupted || report.superseded || report.stopped.is_some() {
+            return report;
+        }
+        if !report.ok() {
+            // The final pass tries the failed reviews again and reports them.
+            break;
+        }
+    }
+    for r in session.rounds.iter().filter(|r| pools.contains(&r.character)) {
+        if let Some(Next::Short { approved, pending }) = r.next {
+            eprintln!(
+                "warning: the pool of `{}` has {approved} approved image(s) after {} round(s), below pool_target; it goes on with them, and {pending} candidate(s) wait for a person: `studio review {}`",
+                r.character, r.rounds, r.character
+            );
+        }
+    }
+    let all = session.graph.closure(nodes);
+    drain_pass(session, &all, opts, cancel, prior).await
+}

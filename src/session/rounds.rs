@@ -1,0 +1,234 @@
+//! The review loop's rounds, derived from the cache: which rounds each
+//! character has, what their reviews said, and whether another is needed.
+//!
+//! [`Session::expand_rounds`] reads every known review from the action
+//! cache (a review's verdict is its manifest's `review` metadata), applies
+//! the people's decisions and adds round r+1 while the pool is short, the
+//! round limit allows and every review of round r is known. It runs no job:
+//! a no-op rebuild re-derives every round from the cache this way, and the
+//! build driver runs the missing reviews between calls.
+
+use std::collections::BTreeSet;
+
+use camino::Utf8PathBuf;
+use serde_json::json;
+
+use super::Session;
+use crate::graph::key::{InputFact, KeyMaterial};
+use crate::graph::review::{Decisions, LoopRules, Next, Reviewed, decided, next, tally};
+use crate::graph::rounds::{add_round, candidate_path, rounds_of};
+use crate::kind::NodeKind;
+use crate::project::Diagnostics;
+use crate::review::{ReviewFile, Verdict};
+
+/// Where one character's loop stands.
+#[derive(Debug, Clone)]
+pub struct CharacterRounds {
+    pub character: String,
+    pub rounds: u32,
+    /// The reviews known so far, every round.
+    pub reviewed: Vec<Reviewed>,
+    /// Review nodes of the last round whose outcome is not in the cache.
+    pub unknown: Vec<usize>,
+    /// What comes next, once every review is known.
+    pub next: Option<Next>,
+}
+
+/// One candidate, for `studio review`.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub character: String,
+    pub round: u32,
+    pub index: u32,
+    /// The image's content hash (what approvals.yaml names).
+    pub image: String,
+    /// The image in the cache, and its copy under `out/`.
+    pub path: Utf8PathBuf,
+    pub out: Utf8PathBuf,
+    /// The review, when it is known.
+    pub review: Option<ReviewFile>,
+    /// The verdict once the people's decisions apply (`None`: not reviewed).
+    pub verdict: Option<Verdict>,
+}
+
+impl Session {
+    /// Derive every character's rounds from the cache, adding rounds the
+    /// known reviews call for. Also sets each pool's key to its own
+    /// character's decisions (of its candidates' hashes only).
+    pub fn expand_rounds(&mut self) -> Result<Vec<CharacterRounds>, Diagnostics> {
+        let Some(rules) = LoopRules::of(&self.project)? else {
+            return Ok(Vec::new());
+        };
+        let characters: Vec<String> = self.project.characters.iter().map(|c| c.id.clone()).collect();
+        let mut out = Vec::new();
+        for c in characters {
+            loop {
+                let rounds = rounds_of(&self.graph, &c);
+                if rounds == 0 {
+                    break;
+                }
+                let (reviewed, unknown) = self.read_reviews(&c, rounds, &rules);
+                self.key_pool_on_decisions(&c, &reviewed);
+                let decision = unknown
+                    .is_empty()
+                    .then(|| next(&rules, rounds as usize, &tally(&reviewed, &self.decisions)));
+                if let Some(Next::Round(rejected)) = &decision {
+                    add_round(&self.project, &mut self.graph, &c, rounds + 1, rejected)?;
+                    continue;
+                }
+                out.push(CharacterRounds {
+                    character: c.clone(),
+                    rounds,
+                    reviewed,
+                    unknown,
+                    next: decision,
+                });
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every review of `character`'s rounds known to the cache, and the
+    /// review nodes whose outcome is not.
+    fn read_reviews(&self, character: &str, rounds: u32, rules: &LoopRules) -> (Vec<Reviewed>, Vec<usize>) {
+        let simulated = self.simulated();
+        let mut reviewed = Vec::new();
+        let mut unknown = Vec::new();
+        for round in 1..=rounds {
+            for index in 1..=rules.candidates_per_round as u32 {
+                let path = candidate_path(character, round, index);
+                let (Some(cand), Some(review)) = (
+                    self.graph.get(&format!("{}:{path}", NodeKind::Candidate)),
+                    self.graph.get(&format!("{}:{path}", NodeKind::Review)),
+                ) else {
+                    continue;
+                };
+                match self.read_review(cand, review, simulated) {
+                    Some(file) => reviewed.push(Reviewed {
+                        round,
+                        index,
+                        image: file.image,
+                        scores: file.scores,
+                        verdict: file.verdict,
+                    }),
+                    None => unknown.push(review),
+                }
+            }
+        }
+        (reviewed, unknown)
+    }
+
+    /// The cached review of a candidate, through the candidate's cached image.
+    fn read_review(&self, cand: usize, review: usize, simulated: bool) -> Option<ReviewFile> {
+        let (_, fact) = self.cached(cand, simulated, &[])?;
+        let material = KeyMaterial::key_of(&self.graph, review, simulated, |i| (i == cand).then_some(&fact))?;
+        let manifest = self.cache.lookup(&material)?;
+        let file: ReviewFile = serde_json::from_value(manifest.metadata.get("review")?.clone()).ok()?;
+        // A review of another image than its candidate's is not this one's.
+        (file.image == fact.hash).then_some(file)
+    }
+
+    /// A node without inputs (or with `facts` for them) from the cache: its
+    /// key and its fact.
+    fn cached(&self, node: usize, simulated: bool, facts: &[(usize, &InputFact)]) -> Option<(String, InputFact)> {
+        let key = KeyMaterial::key_of(&self.graph, node, simulated, |i| {
+            facts.iter().find(|(n, _)| *n == i).map(|(_, f)| *f)
+        })?;
+        let hit = self.lookup(node, &key, false)?;
+        Some((key, hit.fact))
+    }
+
+    /// The pool of `character` keys on the decisions about its own
+    /// candidates only: a decision about another character's image
+    /// rebuilds nothing here.
+    fn key_pool_on_decisions(&mut self, character: &str, reviewed: &[Reviewed]) {
+        let hashes: BTreeSet<&str> = reviewed.iter().map(|r| r.image.as_str()).collect();
+        let own: Decisions = (self.decisions.iter())
+            .filter(|(h, _)| hashes.contains(h.as_str()))
+            .map(|(h, d)| (h.clone(), d.clone()))
+            .collect();
+        if let Some(pool) = self.graph.get(&format!("{}:{character}", NodeKind::CharacterRefs)) {
+            self.graph.nodes[pool].params.insert("decisions".into(), json!(own));
+        }
+    }
+
+    /// Every candidate of every character (or of `character`), with its
+    /// review and verdict as far as the cache knows: what `studio review`
+    /// lists. Call after [`Session::expand_rounds`] (the session's open does).
+    pub fn candidates(&self, character: Option<&str>) -> Vec<Candidate> {
+        let simulated = self.simulated();
+        let mut out = Vec::new();
+        for node in self
+            .graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.kind == NodeKind::Candidate)
+        {
+            let (cand, n) = node;
+            let who = n.params.get("character").and_then(|v| v.as_str()).unwrap_or("");
+            if character.is_some_and(|c| c != who) {
+                continue;
+            }
+            let Some((_, fact)) = self.cached(cand, simulated, &[]) else {
+                continue;
+            };
+            let image = fact.hash;
+            let round = n.params.get("round").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+            let index = n.params.get("index").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+            let review = self
+                .graph
+                .get(&format!("{}:{}", NodeKind::Review, n.path))
+                .and_then(|r| self.read_review(cand, r, simulated));
+            let verdict = review.as_ref().map(|r| {
+                let reviewed = Reviewed {
+                    round,
+                    index,
+                    image: image.clone(),
+                    scores: r.scores.clone(),
+                    verdict: r.verdict,
+                };
+                decided(&reviewed, &self.decisions).0
+            });
+            let path = crate::cache::digest::Digest::parse(&image)
+                .map(|d| self.cache.object_path(&d))
+                .unwrap_or_default();
+            out.push(Candidate {
+                character: who.to_string(),
+                round,
+                index,
+                image,
+                path,
+                out: self.layout.out.join(format!("{}.png", n.out_stem)),
+                review,
+                verdict,
+            });
+        }
+        out
+    }
+}
+
+/// The people's decisions, from `approvals.yaml` at the project root (none
+/// when there is no file).
+///
+/// Interim reader until `project::approvals` (the located loader that keeps
+/// comments) is merged: `decisions: {HASH: {verdict: approved|rejected,
+/// category: C}}`.
+pub(super) fn load_decisions(root: &camino::Utf8Path) -> Result<Decisions, Diagnostics> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        decisions: Decisions,
+    }
+    let path = root.join("approvals.yaml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Decisions::new());
+    };
+    let file: File = serde_saphyr::from_str(&text).map_err(|e| {
+        crate::project::ProjectError::plain("approvals::parse", format!("approvals.yaml: {e}"))
+            .help("write `decisions: {HASH: {verdict: approved|rejected, category: CATEGORY}}`")
+    })?;
+    Ok(file.decisions)
+}
