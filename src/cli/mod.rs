@@ -15,6 +15,9 @@ mod export;
 mod graph;
 mod housekeeping;
 mod publish;
+// Wired to `studio review` once the session lists candidates (review-core).
+#[allow(dead_code)]
+mod review;
 mod serve;
 mod status;
 mod watch;

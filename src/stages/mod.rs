@@ -15,6 +15,7 @@ pub mod music;
 pub mod pool;
 pub mod publish;
 pub mod registry;
+pub mod review;
 pub mod video;
 pub mod voice;
 

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::{comfy, episode, image, mix, music, pool, publish, video, voice};
+use super::{comfy, episode, image, mix, music, pool, publish, review, video, voice};
 use crate::engines::Cost::{Fixed, PerMediaSecond};
 use crate::engines::Placement::{Cpu, Inline, Service};
 use crate::engines::ServiceKind::*;
@@ -105,13 +105,27 @@ pub static ENGINES: &[Engine] = &[
             version: 1,
             kinds: &[Review, ShotReview],
             placement: Service(Ollama),
-            tools: &[],
+            tools: &[Ffmpeg, Ffprobe],
             stochastic: false,
             real_in_sim: false,
             cost: Fixed(8.0),
-            about: "a vision model's scores of an image or a shot's key frames",
+            about: "a vision model scores an image or a shot's key frames (Ollama /api/chat with images)",
         },
-        run: Run::Missing,
+        run: local!(review::run),
+    },
+    Engine {
+        spec: EngineSpec {
+            name: "vision_review_openai",
+            version: 1,
+            kinds: &[Review, ShotReview],
+            placement: Service(OpenaiChat),
+            tools: &[Ffmpeg, Ffprobe],
+            stochastic: false,
+            real_in_sim: false,
+            cost: Fixed(8.0),
+            about: "the same review through /v1/chat/completions with image_url parts (llama.cpp, vLLM)",
+        },
+        run: local!(review::run),
     },
     Engine {
         spec: EngineSpec {
