@@ -251,7 +251,7 @@ fn dry_run_and_why_explain_the_change() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("1 stale, 10 more rebuilt if their inputs change"),
+        plan.stdout.contains("1 stale, 11 more rebuilt if their inputs change"),
         "{}",
         plan.stdout
     );

@@ -129,7 +129,7 @@ fn an_approval_rebuilds_the_pool_and_only_the_shots_whose_source_changed() {
     let image = reviewed_image(&p, "hana/reviews/r1-2");
     p.write(
         "approvals.yaml",
-        &format!("decisions:\n  {image}: {{verdict: approved}}\n"),
+        &format!("hana:\n  - {{image: {image}, decision: approve}}\n"),
     );
     let second = p.build(&["ep01"]).ok();
     let built = second.built();
@@ -182,7 +182,10 @@ fn a_rejection_with_a_category_adds_its_terms_to_the_next_round() {
     let image = reviewed_image(&p, "hana/reviews/r1-2");
     p.write(
         "approvals.yaml",
-        &format!("# people's decisions\ndecisions:\n  {image}: {{verdict: rejected, category: blurry}}\n"),
+        &format!(
+            "# people's decisions\nhana:\n  - {{image: {}, decision: reject, category: blurry}}\n",
+            &image[..16]
+        ),
     );
     let why = p.run(&["why", "candidate:hana/r2/1", "--profile", "sim"]);
     assert!(why.success().stdout.contains("blurry"), "{}", why.stdout);

@@ -8,17 +8,18 @@
 //! a no-op rebuild re-derives every round from the cache this way, and the
 //! build driver runs the missing reviews between calls.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use camino::Utf8PathBuf;
 use serde_json::json;
 
 use super::Session;
 use crate::graph::key::{InputFact, KeyMaterial};
-use crate::graph::review::{Decisions, GateRules, LoopRules, Next, Reviewed, decided, next, tally};
+use crate::graph::review::{Decision, Decisions, GateRules, LoopRules, Next, Reviewed, decided, next, tally};
 use crate::graph::rounds::{add_round, candidate_path, reroll, rounds_of};
 use crate::kind::NodeKind;
 use crate::project::Diagnostics;
+use crate::project::approvals::{Approvals, Decision as ApprovalDecision, Known};
 use crate::review::{ReviewFile, Verdict};
 
 /// Where one character's loop stands.
@@ -68,10 +69,11 @@ impl Session {
                     break;
                 }
                 let (reviewed, unknown) = self.read_reviews(&c, rounds, &rules);
-                self.key_pool_on_decisions(&c, &reviewed);
+                let decisions = decisions_of(&self.approvals, &c, &reviewed);
+                self.key_pool_on_decisions(&c, &decisions);
                 let decision = unknown
                     .is_empty()
-                    .then(|| next(&rules, rounds as usize, &tally(&reviewed, &self.decisions)));
+                    .then(|| next(&rules, rounds as usize, &tally(&reviewed, &decisions)));
                 if let Some(Next::Round(rejected)) = &decision {
                     add_round(&self.project, &mut self.graph, &c, rounds + 1, rejected)?;
                     continue;
@@ -142,12 +144,7 @@ impl Session {
     /// The pool of `character` keys on the decisions about its own
     /// candidates only: a decision about another character's image
     /// rebuilds nothing here.
-    fn key_pool_on_decisions(&mut self, character: &str, reviewed: &[Reviewed]) {
-        let hashes: BTreeSet<&str> = reviewed.iter().map(|r| r.image.as_str()).collect();
-        let own: Decisions = (self.decisions.iter())
-            .filter(|(h, _)| hashes.contains(h.as_str()))
-            .map(|(h, d)| (h.clone(), d.clone()))
-            .collect();
+    fn key_pool_on_decisions(&mut self, character: &str, own: &Decisions) {
         if let Some(pool) = self.graph.get(&format!("{}:{character}", NodeKind::CharacterRefs)) {
             self.graph.nodes[pool].params.insert("decisions".into(), json!(own));
         }
@@ -189,7 +186,11 @@ impl Session {
                     scores: r.scores.clone(),
                     verdict: r.verdict,
                 };
-                decided(&reviewed, &self.decisions).0
+                decided(
+                    &reviewed,
+                    &decisions_of(&self.approvals, who, std::slice::from_ref(&reviewed)),
+                )
+                .0
             });
             let path = crate::cache::digest::Digest::parse(&image)
                 .map(|d| self.cache.object_path(&d))
@@ -253,11 +254,12 @@ impl Session {
                     unknown.push(g);
                     continue;
                 };
-                let review: Option<ReviewFile> = (self.cache.lookup(&key))
+                // The scores (a shot's review names its video, not an image).
+                let review: Option<crate::review::Scores> = (self.cache.lookup(&key))
                     .and_then(|m| serde_json::from_value(m.metadata.get("review")?.clone()).ok());
                 match review {
                     None => unknown.push(g),
-                    Some(r) if r.scores.overall() < gate.threshold => {
+                    Some(r) if r.overall() < gate.threshold => {
                         let path = node.path.clone();
                         reroll(&mut self.graph, &path, take + 1);
                         rerolled.push(g);
@@ -271,26 +273,39 @@ impl Session {
     }
 }
 
-/// The people's decisions, from `approvals.yaml` at the project root (none
-/// when there is no file).
-///
-/// Interim reader until `project::approvals` (the located loader that keeps
-/// comments) is merged: `decisions: {HASH: {verdict: approved|rejected,
-/// category: C}}`.
-pub(super) fn load_decisions(root: &camino::Utf8Path) -> Result<Decisions, Diagnostics> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        #[serde(default)]
-        decisions: Decisions,
-    }
-    let path = root.join("approvals.yaml");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(Decisions::new());
+/// The people's decisions (`approvals.yaml`, checked with located
+/// diagnostics against the characters and the rules' categories; a hash
+/// names a candidate once its round exists).
+pub(super) fn load_approvals(
+    root: &camino::Utf8Path,
+    project: &crate::project::Project,
+) -> Result<Approvals, Diagnostics> {
+    let categories = LoopRules::of(project)?
+        .map(|r| r.categories.into_keys().collect())
+        .unwrap_or_default();
+    let known = Known {
+        characters: project.characters.iter().map(|c| c.id.clone()).collect(),
+        categories,
+        candidates: None,
     };
-    let file: File = serde_saphyr::from_str(&text).map_err(|e| {
-        crate::project::ProjectError::plain("approvals::parse", format!("approvals.yaml: {e}"))
-            .help("write `decisions: {HASH: {verdict: approved|rejected, category: CATEGORY}}`")
-    })?;
-    Ok(file.decisions)
+    crate::project::approvals::load(root, &known)
+}
+
+/// `character`'s decisions about the images `reviewed` holds, by full hash.
+fn decisions_of(approvals: &Approvals, character: &str, reviewed: &[Reviewed]) -> Decisions {
+    (reviewed.iter())
+        .filter_map(|r| {
+            let d = match approvals.decision(character, &r.image)? {
+                ApprovalDecision::Approve => Decision {
+                    verdict: Verdict::Approved,
+                    category: None,
+                },
+                ApprovalDecision::Reject { category } => Decision {
+                    verdict: Verdict::Rejected,
+                    category: Some(category.clone()),
+                },
+            };
+            Some((r.image.clone(), d))
+        })
+        .collect()
 }
