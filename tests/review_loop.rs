@@ -274,3 +274,38 @@ fn a_shot_below_the_gate_is_rerolled_then_reported_and_the_episode_is_not_assemb
     // The passing shot's take 2 is found in the cache.
     assert_eq!(again.node("raw_video:ep01/s01/sh01")["status"], "cached");
 }
+
+#[test]
+fn an_approval_that_fills_the_pool_earlier_keeps_the_rounds_already_made() {
+    let p = looped();
+    p.edit("rules/images.yaml", "pool_target: 2 ", "pool_target: 1 ");
+    p.build(&["ep01"]).ok();
+    let image = reviewed_image(&p, "hana/reviews/r1-2");
+    p.write(
+        "approvals.yaml",
+        &format!("hana:\n  - {{image: {image}, decision: approve}}\n"),
+    );
+    let b = p.build(&["ep01"]).ok();
+    assert!(of_kind(&b, "candidate").is_empty(), "{:?}", b.built());
+    let pool: Value = serde_json::from_str(&p.read("out/characters/hana/pool.json")).unwrap();
+    let rounds: Vec<u64> = (pool["images"].as_array().unwrap().iter())
+        .map(|i| i["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 3, "round 2's two images and the approved one: {pool}");
+    assert_eq!(pool["rounds"], 2, "{pool}");
+    assert_eq!(b.node("character_refs:hana")["metadata"]["approved"], 3);
+}
+
+#[test]
+fn bad_loop_rules_are_refused_before_anything_is_built() {
+    let p = TestProject::sample();
+    p.edit("rules/images.yaml", "pool_minimum: 2 ", "pool_minimum: 9 ");
+    let run = p.run(&["build", "ep01", "--profile", "sim"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pool_minimum") && run.stderr.contains("rules/images.yaml"),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.path("cache/ac").exists() || std::fs::read_dir(p.path("cache/ac")).unwrap().next().is_none());
+}
