@@ -120,7 +120,7 @@ impl Session {
         };
         let state = State::load(&layout.state_file());
         let durations = Durations::load(&layout.cache.join("durations.json"));
-        let decisions = rounds::load_decisions(&layout.root)?;
+        let decisions = rounds::load_decisions(&layout.root, &project)?;
         let mut session = Session {
             layout,
             project,

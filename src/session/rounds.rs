@@ -210,25 +210,39 @@ impl Session {
 }
 
 /// The people's decisions, from `approvals.yaml` at the project root (none
-/// when there is no file).
-///
-/// Interim reader until `project::approvals` (the located loader that keeps
-/// comments) is merged: `decisions: {HASH: {verdict: approved|rejected,
-/// category: C}}`.
-pub(super) fn load_decisions(root: &camino::Utf8Path) -> Result<Decisions, Diagnostics> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        #[serde(default)]
-        decisions: Decisions,
-    }
-    let path = root.join("approvals.yaml");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+/// when there is no file, or when the profile runs no review loop), checked
+/// by [`crate::project::approvals`]: a mistake is a located diagnostic.
+pub(super) fn load_decisions(
+    root: &camino::Utf8Path,
+    project: &crate::project::Project,
+) -> Result<Decisions, Diagnostics> {
+    use crate::graph::review::Decision;
+    use crate::project::approvals;
+    let Some(rules) = LoopRules::of(project)? else {
         return Ok(Decisions::new());
     };
-    let file: File = serde_saphyr::from_str(&text).map_err(|e| {
-        crate::project::ProjectError::plain("approvals::parse", format!("approvals.yaml: {e}"))
-            .help("write `decisions: {HASH: {verdict: approved|rejected, category: CATEGORY}}`")
-    })?;
-    Ok(file.decisions)
+    let known = approvals::Known {
+        characters: project.characters.iter().map(|c| c.id.clone()).collect(),
+        categories: rules.categories.keys().cloned().collect(),
+        candidates: None,
+    };
+    let file = approvals::load(root, &known)?;
+    Ok(file
+        .by_character
+        .into_values()
+        .flatten()
+        .map(|e| {
+            let decision = match e.decision {
+                approvals::Decision::Approve => Decision {
+                    verdict: Verdict::Approved,
+                    category: None,
+                },
+                approvals::Decision::Reject { category } => Decision {
+                    verdict: Verdict::Rejected,
+                    category: Some(category),
+                },
+            };
+            (e.image, decision)
+        })
+        .collect())
 }

@@ -77,6 +77,15 @@ fn verdict_color(v: Verdict) -> &'static str {
     }
 }
 
+/// Whether `path` starts like a PNG or JPEG file.
+fn is_image(path: &Utf8Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head.starts_with(b"\x89PNG\r\n\x1a\n") || head.starts_with(&[0xff, 0xd8, 0xff]))
+}
+
 /// The ffmpeg command that draws `tiles` (at most [`MAX_TILES`]) into `out`,
 /// its label files written into `dir`.
 pub fn command(
@@ -94,8 +103,17 @@ pub fn command(
     let mut cmd = Cmd::new(ffmpeg.as_str()).args(["-hide_banner", "-nostdin", "-y", "-v", "error"]);
     let mut graph = format!("color=c={BACKGROUND}:s={w}x{h}:d=1,format=rgb24[bg0];");
     let font = filter_value(font.as_str());
+    let mut inputs = 0;
     for (i, tile) in tiles.iter().enumerate() {
-        cmd = cmd.args(["-i", tile.image.as_str()]);
+        // A file that is not an image (the sim profile's stand-ins) gets a
+        // grey cell: the label is what matters there.
+        let source = if is_image(&tile.image) {
+            cmd = cmd.args(["-i", tile.image.as_str()]);
+            inputs += 1;
+            format!("[{}:v]", inputs - 1)
+        } else {
+            format!("color=c=0x3a3a3a:s={TILE_W}x{TILE_H}:d=1,")
+        };
         let (first, second) = label(tile);
         let mut files = Vec::new();
         for (j, text) in [first, second].iter().enumerate() {
@@ -109,7 +127,7 @@ pub fn command(
             )
         };
         graph.push_str(&format!(
-            "[{i}:v]scale={TILE_W}:{TILE_H}:force_original_aspect_ratio=decrease,\
+            "{source}scale={TILE_W}:{TILE_H}:force_original_aspect_ratio=decrease,\
              pad={TILE_W}:{}:(ow-iw)/2:({TILE_H}-ih)/2:color={BACKGROUND},format=rgb24,{},{}[t{i}];",
             TILE_H + LABEL_H,
             text(&files[0], 17, verdict_color(tile.verdict), TILE_H + 5),
