@@ -112,7 +112,12 @@ pub fn command(
             inputs += 1;
             format!("[{}:v]", inputs - 1)
         } else {
-            format!("color=c=0x3a3a3a:s={TILE_W}x{TILE_H}:d=1,")
+            let path = dir.join(format!("label-{i}-none.txt"));
+            std::fs::write(&path, "no image (simulated)").map_err(|e| format!("writing {path}: {e}"))?;
+            format!(
+                "color=c=0x3a3a3a:s={TILE_W}x{TILE_H}:d=1,drawtext=fontfile={font}:textfile={}:expansion=none:fontsize=16:fontcolor=0xb0b0b0:x=(w-text_w)/2:y=(h-text_h)/2,",
+                filter_value(path.as_str())
+            )
         };
         let (first, second) = label(tile);
         let mut files = Vec::new();
@@ -163,6 +168,10 @@ pub async fn draw(
     crate::stages::produced(&tmp, "ffmpeg")?;
     let bytes = std::fs::read(&tmp).map_err(|e| ExecError::Permanent(format!("reading {tmp}: {e}")))?;
     crate::cache::atomic::write_atomic(out, &bytes).map_err(|e| ExecError::Permanent(format!("writing {out}: {e}")))?;
+    // Readable like the rest of out/ (the temporary file was private).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| ExecError::Permanent(format!("{out}: {e}")))?;
     Ok(())
 }
 
