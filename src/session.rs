@@ -61,7 +61,7 @@ pub struct Session {
     /// `project.sources` holds the files read, not all of them.
     pub partial: bool,
     /// The people's decisions about candidate images (approvals.yaml).
-    pub decisions: crate::graph::review::Decisions,
+    pub approvals: crate::project::approvals::Approvals,
     /// Where each character's review loop stood when last derived.
     pub rounds: Vec<CharacterRounds>,
 }
@@ -120,7 +120,7 @@ impl Session {
         };
         let state = State::load(&layout.state_file());
         let durations = Durations::load(&layout.cache.join("durations.json"));
-        let decisions = rounds::load_decisions(&layout.root, &project)?;
+        let approvals = rounds::load_approvals(&layout.root, &project)?;
         let mut session = Session {
             layout,
             project,
@@ -132,12 +132,14 @@ impl Session {
             index,
             tools: Arc::new(tools),
             partial: episodes.is_some(),
-            decisions,
+            approvals,
             rounds: Vec::new(),
         };
         // The review rounds the cache already knows, so planning, `why`
         // and a no-op build see the graph the last build had.
         session.rounds = session.expand_rounds()?;
+        let all: Vec<usize> = (0..session.graph.nodes.len()).collect();
+        session.expand_takes(&all);
         Ok(session)
     }
 

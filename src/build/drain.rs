@@ -342,7 +342,10 @@ impl<'a> DrainState<'a> {
         }
         let mut record = record(node, status, 0.0, node.engine().name, None);
         record.metadata = metadata;
-        if let Some(earlier) = self.prior.remove(&node.id) {
+        // Made by an earlier pass of this build (the same output): its record.
+        if let Some(earlier) = self.prior.remove(&node.id)
+            && earlier.output.as_deref() == Some(hit.fact.hash.as_str())
+        {
             record = earlier;
         }
         self.books.facts[l] = Some(hit.fact);

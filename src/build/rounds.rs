@@ -28,6 +28,7 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         events: Events::default(),
         ..opts.clone()
     };
+    let mut last_unknown: Vec<usize> = Vec::new();
     while !pools.is_empty() {
         let rounds = match session.expand_rounds() {
             Ok(r) => r,
@@ -40,9 +41,10 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
             .flat_map(|r| r.unknown.iter().copied())
             .collect();
         session.rounds = rounds;
-        if unknown.is_empty() || cancel.is_cancelled() {
+        if unknown.is_empty() || unknown == last_unknown || cancel.is_cancelled() {
             break;
         }
+        last_unknown.clone_from(&unknown);
         let pass = session.graph.closure(&unknown);
         let report = drain_pass(session, &pass, &quiet, cancel.clone(), HashMap::new()).await;
         for r in &report.records {
@@ -55,6 +57,32 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         }
         if !report.ok() {
             // The final pass tries the failed reviews again and reports them.
+            break;
+        }
+    }
+    // The quality gate: shots below it take their next take, until they
+    // pass or reach their last (judged by the final pass).
+    let mut last: Vec<usize> = Vec::new();
+    while !cancel.is_cancelled() {
+        let closure = session.graph.closure(nodes);
+        let unknown = session.expand_takes(&closure);
+        // A pass that made them and left them unknown (a review the cache
+        // cannot read back) would repeat forever: the final pass decides.
+        if unknown.is_empty() || unknown == last {
+            break;
+        }
+        last.clone_from(&unknown);
+        let pass = session.graph.closure(&unknown);
+        let report = drain_pass(session, &pass, &quiet, cancel.clone(), HashMap::new()).await;
+        for r in &report.records {
+            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
+                prior.insert(r.id.clone(), r.clone());
+            }
+        }
+        if report.interrupted || report.superseded || report.stopped.is_some() {
+            return report;
+        }
+        if !report.ok() {
             break;
         }
     }

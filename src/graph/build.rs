@@ -267,6 +267,7 @@ impl<'a> Builder<'a> {
                 last_seen.clear();
             }
             let mut shot_videos = Vec::new();
+            let mut gates = Vec::new();
             let mut voices = Vec::new();
             for shot in &scene.shots {
                 let path = format!("{}/{}/{}", ep.id, scene.id, shot.id);
@@ -284,6 +285,7 @@ impl<'a> Builder<'a> {
                     pending_continue.push((image, format!("{}/{target}", ep.id)));
                 }
                 let (video, line_nodes) = self.shot_nodes(scene, shot, &path, image)?;
+                let gate = self.shot_review(shot, &path, video)?;
                 let last = self.last_frame(&path, video)?;
                 last_frames.insert(path.clone(), last);
                 for c in &shot.characters {
@@ -295,9 +297,19 @@ impl<'a> Builder<'a> {
                     all_voices.push((*l, video, format!("{}/{role}", scene.id)));
                 }
                 shot_videos.push((video, shot.id.clone()));
+                gates.extend(gate.map(|g| (g, shot.id.clone())));
                 all_shots.push(video);
             }
             let (sv, mix) = self.scene_nodes(ep, scene, &shot_videos, &voices)?;
+            // The quality gate: the scene is not assembled from a shot
+            // that failed it.
+            self.graph.nodes[sv]
+                .inputs
+                .extend(gates.into_iter().map(|(g, id)| Input {
+                    node: g,
+                    role: format!("gate:{id}"),
+                    uses: Uses::Content,
+                }));
             scene_videos.push(sv);
             scene_mixes.push(mix);
         }
@@ -912,7 +924,7 @@ pub(super) fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String,
 }
 
 /// The seed of a generated node: derived from its stable path and take.
-fn seed_for(path: &str, take: Option<&Value>) -> u64 {
+pub(super) fn seed_for(path: &str, take: Option<&Value>) -> u64 {
     let take = take.and_then(Value::as_u64).unwrap_or(1);
     let h = blake3::hash(format!("{path}#take{take}").as_bytes());
     u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))

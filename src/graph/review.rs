@@ -145,6 +145,23 @@ impl GateRules {
     }
 }
 
+/// The gate's judgment of a shot's review at its last allowed take: the
+/// message that reports the shot by name when it scores below the gate.
+/// Earlier takes are judged by the session, which re-rolls them.
+pub fn gate_failure(path: &str, params: &BTreeMap<String, Value>, scores: &Scores) -> Option<String> {
+    let take = params.get("take").and_then(Value::as_u64)?;
+    let first = params.get("first_take").and_then(Value::as_u64)?;
+    let last = params.get("last_take").and_then(Value::as_u64)?;
+    let threshold = params.get("gate_threshold").and_then(Value::as_f64)?;
+    (take >= last && scores.overall() < threshold).then(|| {
+        format!(
+            "shot {path} failed the quality gate: it scored {:.3} (below gate_threshold {threshold}) at take {take}, after {} re-roll(s) from take {first}; the episode is not assembled from it. Edit the shot (action, take) or the gate in rules/images.yaml",
+            scores.overall(),
+            take - first,
+        )
+    })
+}
+
 /// A category name: a short word of `a-z`, `0-9`, `_`.
 pub fn valid_category(s: &str) -> bool {
     !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))

@@ -131,6 +131,66 @@ impl Builder<'_> {
     }
 }
 
+impl Builder<'_> {
+    /// The quality gate's review of a shot video, when the profile has the
+    /// gate (`shot_review` rule): its key frames scored; its params say
+    /// which take it is and whether it is the last one allowed.
+    pub(super) fn shot_review(
+        &mut self,
+        shot: &crate::project::model::Shot,
+        path: &str,
+        video: usize,
+    ) -> Result<Option<usize>, Diagnostics> {
+        let Some(gate) = super::review::GateRules::of(self.project)? else {
+            return Ok(None);
+        };
+        let rule = self.rule(NodeKind::ShotReview)?;
+        let recipe = map([
+            ("take", json!(shot.take)),
+            ("first_take", json!(shot.take)),
+            ("last_take", json!(u64::from(shot.take) + u64::from(gate.reroll_limit))),
+            ("action", json!(shot.action)),
+        ]);
+        Ok(Some(self.add(
+            NodeKind::ShotReview,
+            path.to_string(),
+            format!("{path}/review"),
+            rule.engines_for(|_| false),
+            rule,
+            recipe,
+            vec![Input {
+                node: video,
+                role: "video".into(),
+                uses: Uses::Content,
+            }],
+            shot.duration,
+        )))
+    }
+}
+
+/// The kinds of a shot's nodes that carry its take.
+const TAKEN: [NodeKind; 4] = [
+    NodeKind::ShotImage,
+    NodeKind::RawVideo,
+    NodeKind::RefinedVideo,
+    NodeKind::ShotReview,
+];
+
+/// Re-roll shot `path` (`ep01/s01/sh02`) with `take`: its image, raw and
+/// refined video and gate review take it, and each stochastic one a new
+/// seed from it.
+pub fn reroll(graph: &mut Graph, path: &str, take: u64) {
+    for kind in TAKEN {
+        if let Some(n) = graph.get(&format!("{kind}:{path}")) {
+            let node = &mut graph.nodes[n];
+            node.params.insert("take".into(), json!(take));
+            if node.seed.is_some() {
+                node.seed = Some(super::build::seed_for(path, node.params.get("take")));
+            }
+        }
+    }
+}
+
 /// Add round `round` of character `character` to `graph` (built for
 /// `project`), its negative prompt carrying the terms of `rejected`.
 pub fn add_round(

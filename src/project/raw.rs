@@ -449,6 +449,9 @@ pub struct RawSimReview {
     /// Only for shots of this take (the gate's re-rolls); any when absent.
     #[serde(default)]
     pub take: Option<u64>,
+    /// The framing the reviewer reports; derived from the bytes when absent.
+    #[serde(default)]
+    pub framing: Option<crate::review::Framing>,
 }
 
 /// `episodes/<id>.yaml`: one episode's screenplay.

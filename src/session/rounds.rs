@@ -8,17 +8,18 @@
 //! a no-op rebuild re-derives every round from the cache this way, and the
 //! build driver runs the missing reviews between calls.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 
 use camino::Utf8PathBuf;
 use serde_json::json;
 
 use super::Session;
 use crate::graph::key::{InputFact, KeyMaterial};
-use crate::graph::review::{Decisions, LoopRules, Next, Reviewed, decided, next, tally};
-use crate::graph::rounds::{add_round, candidate_path, rounds_of};
+use crate::graph::review::{Decision, Decisions, GateRules, LoopRules, Next, Reviewed, decided, next, tally};
+use crate::graph::rounds::{add_round, candidate_path, reroll, rounds_of};
 use crate::kind::NodeKind;
 use crate::project::Diagnostics;
+use crate::project::approvals::{Approvals, Decision as ApprovalDecision, Known};
 use crate::review::{ReviewFile, Verdict};
 
 /// Where one character's loop stands.
@@ -68,10 +69,11 @@ impl Session {
                     break;
                 }
                 let (reviewed, unknown) = self.read_reviews(&c, rounds, &rules);
-                self.key_pool_on_decisions(&c, &reviewed);
+                let decisions = decisions_of(&self.approvals, &c, &reviewed);
+                self.key_pool_on_decisions(&c, &decisions);
                 let decision = unknown
                     .is_empty()
-                    .then(|| next(&rules, rounds as usize, &tally(&reviewed, &self.decisions)));
+                    .then(|| next(&rules, rounds as usize, &tally(&reviewed, &decisions)));
                 if let Some(Next::Round(rejected)) = &decision {
                     add_round(&self.project, &mut self.graph, &c, rounds + 1, rejected)?;
                     continue;
@@ -142,12 +144,7 @@ impl Session {
     /// The pool of `character` keys on the decisions about its own
     /// candidates only: a decision about another character's image
     /// rebuilds nothing here.
-    fn key_pool_on_decisions(&mut self, character: &str, reviewed: &[Reviewed]) {
-        let hashes: BTreeSet<&str> = reviewed.iter().map(|r| r.image.as_str()).collect();
-        let own: Decisions = (self.decisions.iter())
-            .filter(|(h, _)| hashes.contains(h.as_str()))
-            .map(|(h, d)| (h.clone(), d.clone()))
-            .collect();
+    fn key_pool_on_decisions(&mut self, character: &str, own: &Decisions) {
         if let Some(pool) = self.graph.get(&format!("{}:{character}", NodeKind::CharacterRefs)) {
             self.graph.nodes[pool].params.insert("decisions".into(), json!(own));
         }
@@ -189,7 +186,11 @@ impl Session {
                     scores: r.scores.clone(),
                     verdict: r.verdict,
                 };
-                decided(&reviewed, &self.decisions).0
+                decided(
+                    &reviewed,
+                    &decisions_of(&self.approvals, who, std::slice::from_ref(&reviewed)),
+                )
+                .0
             });
             let path = crate::cache::digest::Digest::parse(&image)
                 .map(|d| self.cache.object_path(&d))
@@ -209,40 +210,102 @@ impl Session {
     }
 }
 
-/// The people's decisions, from `approvals.yaml` at the project root (none
-/// when there is no file, or when the profile runs no review loop), checked
-/// by [`crate::project::approvals`]: a mistake is a located diagnostic.
-pub(super) fn load_decisions(
+impl Session {
+    /// The facts of `nodes` (a closure, inputs first) the cache knows.
+    fn known_facts(&self, nodes: &[usize]) -> HashMap<usize, InputFact> {
+        let simulated = self.simulated();
+        let mut facts: HashMap<usize, InputFact> = HashMap::new();
+        for &n in nodes {
+            if let Some(key) = KeyMaterial::key_of(&self.graph, n, simulated, |i| facts.get(&i))
+                && let Some(hit) = self.lookup(n, &key, false)
+            {
+                facts.insert(n, hit.fact);
+            }
+        }
+        facts
+    }
+
+    /// The quality gate's re-rolls, derived from the cache: each shot of
+    /// `nodes` whose review at its take is cached and below the gate takes
+    /// its next take, up to its last. Returns the gate reviews of takes
+    /// before the last whose outcome is not cached yet (the last take is
+    /// judged by the build itself, where a failure is reported).
+    pub fn expand_takes(&mut self, nodes: &[usize]) -> Vec<usize> {
+        let Ok(Some(gate)) = GateRules::of(&self.project) else {
+            return Vec::new();
+        };
+        let simulated = self.simulated();
+        let reviews: Vec<usize> = (nodes.iter().copied())
+            .filter(|&n| self.graph.nodes[n].kind == NodeKind::ShotReview)
+            .collect();
+        let mut open: Vec<usize> = reviews;
+        let mut unknown = Vec::new();
+        while !open.is_empty() {
+            let facts = self.known_facts(&self.graph.closure(&open));
+            let mut rerolled = Vec::new();
+            for &g in &open {
+                let node = &self.graph.nodes[g];
+                let take = node.params.get("take").and_then(|v| v.as_u64()).unwrap_or(1);
+                let last = node.params.get("last_take").and_then(|v| v.as_u64()).unwrap_or(take);
+                if take >= last {
+                    continue;
+                }
+                let Some(key) = KeyMaterial::key_of(&self.graph, g, simulated, |i| facts.get(&i)) else {
+                    unknown.push(g);
+                    continue;
+                };
+                // The scores (a shot's review names its video, not an image).
+                let review: Option<crate::review::Scores> = (self.cache.lookup(&key))
+                    .and_then(|m| serde_json::from_value(m.metadata.get("review")?.clone()).ok());
+                match review {
+                    None => unknown.push(g),
+                    Some(r) if r.overall() < gate.threshold => {
+                        let path = node.path.clone();
+                        reroll(&mut self.graph, &path, take + 1);
+                        rerolled.push(g);
+                    }
+                    Some(_) => {}
+                }
+            }
+            open = rerolled;
+        }
+        unknown
+    }
+}
+
+/// The people's decisions (`approvals.yaml`, checked with located
+/// diagnostics against the characters and the rules' categories; a hash
+/// names a candidate once its round exists).
+pub(super) fn load_approvals(
     root: &camino::Utf8Path,
     project: &crate::project::Project,
-) -> Result<Decisions, Diagnostics> {
-    use crate::graph::review::Decision;
-    use crate::project::approvals;
-    let Some(rules) = LoopRules::of(project)? else {
-        return Ok(Decisions::new());
-    };
-    let known = approvals::Known {
+) -> Result<Approvals, Diagnostics> {
+    let categories = LoopRules::of(project)?
+        .map(|r| r.categories.into_keys().collect())
+        .unwrap_or_default();
+    let known = Known {
         characters: project.characters.iter().map(|c| c.id.clone()).collect(),
-        categories: rules.categories.keys().cloned().collect(),
+        categories,
         candidates: None,
     };
-    let file = approvals::load(root, &known)?;
-    Ok(file
-        .by_character
-        .into_values()
-        .flatten()
-        .map(|e| {
-            let decision = match e.decision {
-                approvals::Decision::Approve => Decision {
+    crate::project::approvals::load(root, &known)
+}
+
+/// `character`'s decisions about the images `reviewed` holds, by full hash.
+fn decisions_of(approvals: &Approvals, character: &str, reviewed: &[Reviewed]) -> Decisions {
+    (reviewed.iter())
+        .filter_map(|r| {
+            let d = match approvals.decision(character, &r.image)? {
+                ApprovalDecision::Approve => Decision {
                     verdict: Verdict::Approved,
                     category: None,
                 },
-                approvals::Decision::Reject { category } => Decision {
+                ApprovalDecision::Reject { category } => Decision {
                     verdict: Verdict::Rejected,
-                    category: Some(category),
+                    category: Some(category.clone()),
                 },
             };
-            (e.image, decision)
+            Some((r.image.clone(), d))
         })
-        .collect())
+        .collect()
 }

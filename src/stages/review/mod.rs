@@ -257,6 +257,11 @@ pub async fn shot(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exe
         .enumerate()
         .min_by(|a, b| a.1.1.overall().total_cmp(&b.1.1.overall()))
         .ok_or_else(|| permanent(format!("{}: no key frame to review", job.node.id)))?;
+    // The last take allowed fails the gate here, naming the shot (earlier
+    // takes are re-rolled by the build).
+    if let Some(message) = crate::graph::review::gate_failure(&job.node.path, &job.node.params, worst) {
+        return Err(permanent(message));
+    }
     let gate = param_f64(job, "gate_threshold", 0.6);
     let verdict = if worst.overall() >= gate {
         Verdict::Approved
