@@ -3,6 +3,7 @@
 //! comment-keeping edits, and the contact sheet drawn with real ffmpeg.
 //! No request leaves 127.0.0.1.
 
+mod common;
 mod vision;
 
 use std::sync::Arc;
@@ -630,4 +631,102 @@ mod engine {
             "{err}"
         );
     }
+}
+
+// --- `studio review` on the sample project (sim profile) -----------------
+
+/// (character, short hash) of each pending line `studio review` printed.
+fn pending_lines(stdout: &str) -> Vec<(String, String)> {
+    let mut who = String::new();
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        if let Some((c, _)) = line.split_once(": ")
+            && !line.starts_with(' ')
+        {
+            who = c.to_string();
+        } else if let Some(h) = line.strip_prefix("  ").and_then(|l| l.split_whitespace().next())
+            && h.len() == sheet::SHORT_HASH
+            && h.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            out.push((who.clone(), h.to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn studio_review_lists_draws_and_records_decisions() {
+    let p = common::TestProject::sample();
+    p.build(&["ep01"]).ok();
+    let listing = p.run(&["review", "--profile", "sim"]);
+    listing.success();
+    let pending = pending_lines(&listing.stdout);
+    assert!(
+        pending.len() >= 2,
+        "the sample has candidates in the band:\n{}",
+        listing.stdout
+    );
+    // One contact sheet per character with pending candidates, one tile each.
+    let mut per: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (c, _) in &pending {
+        *per.entry(c.as_str()).or_default() += 1;
+    }
+    for (c, n) in &per {
+        let bytes = std::fs::read(p.path(&format!("out/review/{c}.png"))).unwrap();
+        let info = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap()
+            .info()
+            .clone();
+        assert_eq!((info.width, info.height), sheet::size(*n), "{c}");
+    }
+    // Decisions: comments kept, full hashes written.
+    p.write("approvals.yaml", "# People decide the band here.\n");
+    let (c0, h0) = &pending[0];
+    let (c1, h1) = &pending[1];
+    p.run(&["review", "--profile", "sim", "approve", h0]).success();
+    p.run(&["review", "--profile", "sim", "reject", h1, "--category", "blurry"])
+        .success();
+    let text = p.read("approvals.yaml");
+    assert!(text.starts_with("# People decide the band here.\n"), "{text}");
+    assert!(
+        text.contains(&format!("{c0}:\n")) && text.contains(&format!("{c1}:\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{{image: {h0}")) && text.contains("decision: approve}"),
+        "{text}"
+    );
+    assert!(text.contains("decision: reject, category: blurry}"), "{text}");
+    let line = text.lines().find(|l| l.contains(h0.as_str())).unwrap();
+    let image = line.split("image: ").nth(1).unwrap().split(',').next().unwrap();
+    assert!(
+        image.len() == 64 && image.starts_with(h0.as_str()),
+        "the full hash is written: {line}"
+    );
+    // Wrong input changes nothing and exits 2.
+    for args in [
+        vec!["review", "--profile", "sim", "approve", "0123456789abcdef"],
+        vec!["review", "--profile", "sim", "reject", h0, "--category", "ugly"],
+        vec!["review", "--profile", "sim", "approve", "12ab"],
+    ] {
+        let r = p.run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert_eq!(p.read("approvals.yaml"), text, "{args:?} changed the file");
+    }
+    // The decided candidates are no longer pending, and the build reads the file.
+    let again = p.run(&["review", "--profile", "sim"]);
+    again.success();
+    let now = pending_lines(&again.stdout);
+    assert!(!now.iter().any(|(_, h)| h == h0 || h == h1), "{}", again.stdout);
+    p.build(&["ep01"]).ok();
+    // A broken approvals.yaml is a located diagnostic at build time, and nothing is built.
+    p.write("approvals.yaml", &text.replace("category: blurry", "category: ugly"));
+    let r = p.run(&["build", "--profile", "sim", "ep01"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a rejection category") && r.stderr.contains("approvals.yaml:"),
+        "{}",
+        r.stderr
+    );
 }

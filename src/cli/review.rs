@@ -15,7 +15,6 @@ use crate::review::{Scores, Verdict};
 use crate::stages::review::sheet::{self, Tile};
 
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     /// Only this character's candidates (default: every character's).
     character: Option<String>,
@@ -257,6 +256,99 @@ pub fn record(root: &Utf8Path, cands: &[Listed], known: &Known, hashes: &[String
     text.push_str(&format!("recorded in {}; the next build uses it\n", approvals::FILE));
     out(&text);
     EXIT_OK
+}
+
+impl From<crate::session::Candidate> for Listed {
+    fn from(c: crate::session::Candidate) -> Listed {
+        Listed {
+            character: c.character,
+            round: c.round,
+            index: c.index,
+            hash: c.image,
+            image: c.path,
+            out: c.out,
+            scores: c.review.map(|r| r.scores),
+            verdict: c.verdict,
+        }
+    }
+}
+
+pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
+    let mut session = match super::open(root, profile, None) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let rules = match crate::graph::review::LoopRules::of(&session.project) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            eprintln!(
+                "error: profile `{}` has no review loop (no `candidate` and `review` rules); use `--profile full` or `--profile sim`",
+                session.project.profile.name
+            );
+            return EXIT_INVALID;
+        }
+        Err(d) => {
+            report(d);
+            return EXIT_INVALID;
+        }
+    };
+    let cands: Vec<Listed> = session.candidates(None).into_iter().map(Listed::from).collect();
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for c in &cands {
+        by.entry(c.character.clone()).or_default().push(c.hash.clone());
+    }
+    let known = Known {
+        characters: session.project.characters.iter().map(|c| c.id.clone()).collect(),
+        categories: rules.categories.keys().cloned().collect(),
+        candidates: Some(by),
+    };
+    match args.action {
+        Some(Action::Approve { hashes }) => return record(root, &cands, &known, &hashes, &Decision::Approve),
+        Some(Action::Reject { hashes, category }) => {
+            return record(root, &cands, &known, &hashes, &Decision::Reject { category });
+        }
+        None => {}
+    }
+    if let Some(c) = &args.character
+        && !known.characters.contains(c)
+    {
+        eprintln!(
+            "error: no character `{c}`; the characters are {}",
+            known.characters.join(", ")
+        );
+        return EXIT_INVALID;
+    }
+    let cands: Vec<Listed> = cands
+        .into_iter()
+        .filter(|c| args.character.as_ref().is_none_or(|w| *w == c.character))
+        .collect();
+    if !cands.iter().any(Listed::pending) {
+        return list(&cands, Ok(Vec::new()));
+    }
+    // The sim profile discovers no tools for its jobs; the sheet needs two.
+    let tools = match (&session.tools.ffmpeg, &session.tools.font) {
+        (Some(f), Some(t)) => Ok((f.clone(), t.clone())),
+        _ => {
+            let t = crate::exec::tools::Toolchain::discover(&session.layout.cache, &mut session.index);
+            match (t.ffmpeg, t.font) {
+                (Some(f), Some(t)) => Ok((f, t)),
+                _ => Err("it needs ffmpeg and the Noto Sans CJK font: run `bash scripts/deps.sh`".to_string()),
+            }
+        }
+    };
+    let dir = session.layout.out.join("review");
+    let sheets = match tools {
+        Ok((ffmpeg, font)) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("a runtime: {e}"))
+            .and_then(|rt| {
+                let cancel = tokio_util::sync::CancellationToken::new();
+                rt.block_on(sheets(&ffmpeg, &font, &cands, &dir, &cancel))
+            }),
+        Err(e) => Err(e),
+    };
+    list(&cands, sheets)
 }
 
 /// The exit code of a listing: 0, or 1 when a sheet could not be drawn.

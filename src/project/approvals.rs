@@ -107,8 +107,21 @@ type RawFile = BTreeMap<String, Option<Vec<RawEntry>>>;
 /// Read `approvals.yaml` under `root` (none: no decisions) and check it.
 pub fn load(root: &Utf8Path, known: &Known) -> Result<Approvals, Diagnostics> {
     let path = root.join(FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
+    let mut bytes = Vec::new();
+    let read = {
+        use std::io::Read;
+        std::fs::File::open(&path).and_then(|f| f.take(super::bounds::MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+    };
+    let bytes = match read {
+        Ok(_) if bytes.len() as u64 > super::bounds::MAX_FILE_BYTES => {
+            return Err(ProjectError::plain(
+                "limits::file_size",
+                format!("{FILE} is larger than {} MiB", super::bounds::MAX_FILE_BYTES >> 20),
+            )
+            .help("remove the decisions of candidates that no longer exist")
+            .into());
+        }
+        Ok(_) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Approvals::default()),
         Err(e) => return Err(ProjectError::plain("approvals::io", format!("cannot read {FILE}: {e}")).into()),
     };

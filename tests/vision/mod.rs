@@ -48,6 +48,9 @@ pub struct Script {
     pub fail_500: u32,
     /// Wait this long before answering.
     pub delay: Option<Duration>,
+    /// The next requests' scores (and category), one per request in
+    /// arrival order, before `score`/`category` apply.
+    pub plan: std::collections::VecDeque<(f64, Option<String>)>,
 }
 
 /// One request as received.
@@ -181,6 +184,13 @@ fn reply(state: &St, png: Option<&[u8]>, categories: &[String]) -> Result<String
         return Ok("{\"character_match\": 0.9, \"clarity\":".into());
     }
     let mut v = scores_for(png.unwrap_or(b""), categories);
+    if let Some((x, c)) = s.plan.pop_front() {
+        for k in ["character_match", "clarity", "training_value"] {
+            v[k] = json!(x);
+        }
+        v["rejection_categories"] = json!(c.into_iter().filter(|c| categories.contains(c)).collect::<Vec<_>>());
+        return Ok(v.to_string());
+    }
     if let Some(x) = s.score {
         for k in ["character_match", "clarity", "training_value"] {
             v[k] = json!(x);

@@ -77,6 +77,15 @@ fn verdict_color(v: Verdict) -> &'static str {
     }
 }
 
+/// Whether `path` starts like a PNG or JPEG file.
+fn is_image(path: &Utf8Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head.starts_with(b"\x89PNG\r\n\x1a\n") || head.starts_with(&[0xff, 0xd8, 0xff]))
+}
+
 /// The ffmpeg command that draws `tiles` (at most [`MAX_TILES`]) into `out`,
 /// its label files written into `dir`.
 pub fn command(
@@ -94,8 +103,22 @@ pub fn command(
     let mut cmd = Cmd::new(ffmpeg.as_str()).args(["-hide_banner", "-nostdin", "-y", "-v", "error"]);
     let mut graph = format!("color=c={BACKGROUND}:s={w}x{h}:d=1,format=rgb24[bg0];");
     let font = filter_value(font.as_str());
+    let mut inputs = 0;
     for (i, tile) in tiles.iter().enumerate() {
-        cmd = cmd.args(["-i", tile.image.as_str()]);
+        // A file that is not an image (the sim profile's stand-ins) gets a
+        // grey cell: the label is what matters there.
+        let source = if is_image(&tile.image) {
+            cmd = cmd.args(["-i", tile.image.as_str()]);
+            inputs += 1;
+            format!("[{}:v]", inputs - 1)
+        } else {
+            let path = dir.join(format!("label-{i}-none.txt"));
+            std::fs::write(&path, "no image (simulated)").map_err(|e| format!("writing {path}: {e}"))?;
+            format!(
+                "color=c=0x3a3a3a:s={TILE_W}x{TILE_H}:d=1,drawtext=fontfile={font}:textfile={}:expansion=none:fontsize=16:fontcolor=0xb0b0b0:x=(w-text_w)/2:y=(h-text_h)/2,",
+                filter_value(path.as_str())
+            )
+        };
         let (first, second) = label(tile);
         let mut files = Vec::new();
         for (j, text) in [first, second].iter().enumerate() {
@@ -109,7 +132,7 @@ pub fn command(
             )
         };
         graph.push_str(&format!(
-            "[{i}:v]scale={TILE_W}:{TILE_H}:force_original_aspect_ratio=decrease,\
+            "{source}scale={TILE_W}:{TILE_H}:force_original_aspect_ratio=decrease,\
              pad={TILE_W}:{}:(ow-iw)/2:({TILE_H}-ih)/2:color={BACKGROUND},format=rgb24,{},{}[t{i}];",
             TILE_H + LABEL_H,
             text(&files[0], 17, verdict_color(tile.verdict), TILE_H + 5),
@@ -145,6 +168,10 @@ pub async fn draw(
     crate::stages::produced(&tmp, "ffmpeg")?;
     let bytes = std::fs::read(&tmp).map_err(|e| ExecError::Permanent(format!("reading {tmp}: {e}")))?;
     crate::cache::atomic::write_atomic(out, &bytes).map_err(|e| ExecError::Permanent(format!("writing {out}: {e}")))?;
+    // Readable like the rest of out/ (the temporary file was private).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| ExecError::Permanent(format!("{out}: {e}")))?;
     Ok(())
 }
 
