@@ -12,7 +12,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
-    /// A character's approved reference images (generate → review → approve).
+    /// One generated image of a character: round r, index i, seed from its key.
+    Candidate,
+    /// A vision model's scores of one candidate (its `review.json`).
+    Review,
+    /// A character's approved pool (`pool.json` and the approved images),
+    /// from the reviews and the person's decisions; the animatic's
+    /// character card.
     CharacterRefs,
     /// A shot's source image (storyboard frame, or chosen from the pool / continuity).
     ShotImage,
@@ -24,6 +30,8 @@ pub enum NodeKind {
     ShotVideo,
     /// The last frame of a shot video, which feeds continuity.
     LastFrame,
+    /// The quality gate's scores of one shot video's key frames.
+    ShotReview,
     /// One spoken dialogue line.
     VoiceLine,
     /// A scene's music bed, as long as the scene.
@@ -49,13 +57,16 @@ pub enum NodeKind {
 }
 
 impl NodeKind {
-    pub const ALL: [NodeKind; 16] = [
+    pub const ALL: [NodeKind; 19] = [
+        NodeKind::Candidate,
+        NodeKind::Review,
         NodeKind::CharacterRefs,
         NodeKind::ShotImage,
         NodeKind::RawVideo,
         NodeKind::RefinedVideo,
         NodeKind::ShotVideo,
         NodeKind::LastFrame,
+        NodeKind::ShotReview,
         NodeKind::VoiceLine,
         NodeKind::SceneMusic,
         NodeKind::SceneVideo,
@@ -70,12 +81,15 @@ impl NodeKind {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            NodeKind::Candidate => "candidate",
+            NodeKind::Review => "review",
             NodeKind::CharacterRefs => "character_refs",
             NodeKind::ShotImage => "shot_image",
             NodeKind::RawVideo => "raw_video",
             NodeKind::RefinedVideo => "refined_video",
             NodeKind::ShotVideo => "shot_video",
             NodeKind::LastFrame => "last_frame",
+            NodeKind::ShotReview => "shot_review",
             NodeKind::VoiceLine => "voice_line",
             NodeKind::SceneMusic => "scene_music",
             NodeKind::SceneVideo => "scene_video",
@@ -92,7 +106,8 @@ impl NodeKind {
     /// The file extension of the node's main output.
     pub fn extension(self) -> &'static str {
         match self {
-            NodeKind::CharacterRefs | NodeKind::ShotImage | NodeKind::LastFrame => "png",
+            NodeKind::Candidate | NodeKind::CharacterRefs | NodeKind::ShotImage | NodeKind::LastFrame => "png",
+            NodeKind::Review | NodeKind::ShotReview => "json",
             NodeKind::RawVideo | NodeKind::RefinedVideo | NodeKind::ShotVideo => "mkv",
             NodeKind::SceneVideo | NodeKind::EpisodeVideo => "mkv",
             NodeKind::VoiceLine | NodeKind::SceneMusic | NodeKind::SceneMix => "wav",

@@ -15,6 +15,9 @@ use crate::graph::key::{InputFact, KeyMaterial};
 use crate::graph::{self, Graph};
 use crate::project::{self, Diagnostics, Project, Spans};
 
+mod rounds;
+pub use rounds::{Candidate, CharacterRounds};
+
 /// Where a project keeps its files.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -57,6 +60,10 @@ pub struct Session {
     /// Only some episodes' screenplays were read ([`Session::open_for`]):
     /// `project.sources` holds the files read, not all of them.
     pub partial: bool,
+    /// The people's decisions about candidate images (approvals.yaml).
+    pub approvals: crate::project::approvals::Approvals,
+    /// Where each character's review loop stood when last derived.
+    pub rounds: Vec<CharacterRounds>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -113,7 +120,8 @@ impl Session {
         };
         let state = State::load(&layout.state_file());
         let durations = Durations::load(&layout.cache.join("durations.json"));
-        Ok(Session {
+        let approvals = rounds::load_approvals(&layout.root, &project)?;
+        let mut session = Session {
             layout,
             project,
             spans,
@@ -124,7 +132,15 @@ impl Session {
             index,
             tools: Arc::new(tools),
             partial: episodes.is_some(),
-        })
+            approvals,
+            rounds: Vec::new(),
+        };
+        // The review rounds the cache already knows, so planning, `why`
+        // and a no-op build see the graph the last build had.
+        session.rounds = session.expand_rounds()?;
+        let all: Vec<usize> = (0..session.graph.nodes.len()).collect();
+        session.expand_takes(&all);
+        Ok(session)
     }
 
     pub fn simulated(&self) -> bool {

@@ -135,10 +135,29 @@ fn design_prompt_change_rebuilds_that_character_and_their_shots() {
     // Kai is in s01/sh01 and s02/sh01; s01/sh02 continues from s01/sh01's
     // last frame (Mio is in both), so it is redone too.
     for shot in ["s01/sh01", "s01/sh02", "s02/sh01"] {
-        for kind in ["shot_image", "raw_video", "refined_video", "shot_video", "last_frame"] {
+        for kind in [
+            "shot_image",
+            "raw_video",
+            "refined_video",
+            "shot_video",
+            "shot_review",
+            "last_frame",
+        ] {
             expected.insert(format!("{kind}:ep01/{shot}"));
         }
     }
+    // The sim profile runs the review loop: Kai's candidates are drawn
+    // again from the new design and reviewed, round after round; nobody
+    // else's.
+    let rounds: std::collections::BTreeSet<String> = (b.built().into_iter())
+        .filter(|id| id.starts_with("candidate:") || id.starts_with("review:"))
+        .collect();
+    assert!(
+        rounds.contains("candidate:kai/r1/1") && rounds.contains("review:kai/r1/1"),
+        "{rounds:?}"
+    );
+    assert!(rounds.iter().all(|id| id.contains(":kai/")), "{rounds:?}");
+    expected.extend(rounds);
     assert_eq!(b.built(), expected);
     // Timing did not change: music and mixes stop the wave.
     assert_eq!(b.node("scene_music:ep01/s01")["status"], "cutoff");
@@ -160,7 +179,14 @@ fn motion_edit_reencodes_one_scene_segment_and_its_transition() {
         "episode:ep01",
     ]);
     // The storyboard's caption names the move, so the shot's image is redrawn.
-    for kind in ["shot_image", "raw_video", "refined_video", "shot_video", "last_frame"] {
+    for kind in [
+        "shot_image",
+        "raw_video",
+        "refined_video",
+        "shot_video",
+        "shot_review",
+        "last_frame",
+    ] {
         expected.insert(format!("{kind}:ep01/s01/sh02"));
     }
     assert_eq!(b.built(), expected);
@@ -225,7 +251,7 @@ fn dry_run_and_why_explain_the_change() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("1 stale, 10 more rebuilt if their inputs change"),
+        plan.stdout.contains("1 stale, 11 more rebuilt if their inputs change"),
         "{}",
         plan.stdout
     );

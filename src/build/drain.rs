@@ -83,6 +83,9 @@ pub(super) struct DrainState<'a> {
     /// The service groups (pools) the health check found unreachable: a
     /// provisional result whose first engine runs on one of them is kept.
     down: HashSet<usize>,
+    /// Records of nodes an earlier pass of this build made (the review
+    /// rounds): found in the cache now, they keep the status they had.
+    prior: HashMap<String, NodeRecord>,
 }
 
 impl<'a> DrainState<'a> {
@@ -92,6 +95,7 @@ impl<'a> DrainState<'a> {
         opts: &'a Options,
         cancel: CancellationToken,
         unreachable: &HashMap<usize, String>,
+        prior: HashMap<String, NodeRecord>,
     ) -> DrainState<'a> {
         let began = Instant::now();
         let plan = Plan::new(session, nodes);
@@ -144,6 +148,7 @@ impl<'a> DrainState<'a> {
             spans: Vec::new(),
             ending: Ending::default(),
             down: unreachable.keys().copied().collect(),
+            prior,
         }
     }
 
@@ -181,27 +186,7 @@ impl<'a> DrainState<'a> {
 
     /// `build_started`, with the plan.
     fn announce(&self) {
-        let graph = &self.session.graph;
-        self.bus.emit(|| BuildEvent::BuildStarted {
-            nodes: (self.plan.nodes.iter())
-                .map(|&g| {
-                    let n = &graph.nodes[g];
-                    PlannedNode {
-                        id: n.id.clone(),
-                        kind: n.kind,
-                        engine: n.engine().name,
-                        pool: n.pool,
-                    }
-                })
-                .collect(),
-            pools: (graph.pools.iter())
-                .map(|p| PlannedPool {
-                    name: p.name.clone(),
-                    slots: p.slots,
-                    hosts: p.hosts.iter().map(|h| h.id.clone()).collect(),
-                })
-                .collect(),
-        });
+        self.bus.emit(|| started(&self.session.graph, self.plan.nodes));
     }
 
     // ----- Classifying ready nodes -----
@@ -393,9 +378,18 @@ impl<'a> DrainState<'a> {
         let mut record = record(node, status, 0.0, node.engine().name, hit.provisional.clone());
         record.provisional = hit.provisional.is_some();
         record.metadata = metadata;
+        // Made by an earlier pass of this build (the same output): its
+        // record, already told to the subscribers by that pass.
+        let earlier = (self.prior.remove(&node.id)).filter(|e| e.output.as_deref() == Some(hit.fact.hash.as_str()));
         self.books.facts[l] = Some(hit.fact);
         self.books.outputs[l] = hit.outputs;
-        self.settle(l, record);
+        match earlier {
+            Some(earlier) => {
+                self.books.status[l] = Some(earlier.status);
+                self.books.records[l] = Some(earlier);
+            }
+            None => self.settle(l, record),
+        }
         unwritten
     }
 
@@ -944,4 +938,28 @@ impl<'a> DrainState<'a> {
 /// first engine's error (`primary`, which names that engine).
 fn fell_back(engine: &str, primary: &str) -> String {
     format!("fell back to {engine} after: {primary}")
+}
+
+/// The `build_started` event of a build of `nodes`.
+pub(super) fn started(graph: &crate::graph::Graph, nodes: &[usize]) -> BuildEvent {
+    BuildEvent::BuildStarted {
+        nodes: (nodes.iter())
+            .map(|&g| {
+                let n = &graph.nodes[g];
+                PlannedNode {
+                    id: n.id.clone(),
+                    kind: n.kind,
+                    engine: n.engine().name,
+                    pool: n.pool,
+                }
+            })
+            .collect(),
+        pools: (graph.pools.iter())
+            .map(|p| PlannedPool {
+                name: p.name.clone(),
+                slots: p.slots,
+                hosts: p.hosts.iter().map(|h| h.id.clone()).collect(),
+            })
+            .collect(),
+    }
 }

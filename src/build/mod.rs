@@ -77,6 +77,7 @@ mod events;
 mod health;
 mod materialize;
 mod retry;
+mod rounds;
 mod run;
 mod state;
 mod store;
@@ -302,10 +303,22 @@ impl Supersede {
     }
 }
 
-/// Build `nodes` (a closure, inputs first).
+/// Build `nodes` (a closure, inputs first): first the review rounds their
+/// pools need ([`rounds`]), then everything.
 pub async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cancel: CancellationToken) -> Report {
+    rounds::build(session, nodes, opts, cancel).await
+}
+
+/// One pass of the drain loop over `nodes`.
+async fn drain_pass(
+    session: &mut Session,
+    nodes: &[usize],
+    opts: &Options,
+    cancel: CancellationToken,
+    prior: HashMap<String, NodeRecord>,
+) -> Report {
     let unreachable = health::unreachable_pools(session, nodes).await;
-    drain::DrainState::new(session, nodes, opts, cancel, &unreachable)
+    drain::DrainState::new(session, nodes, opts, cancel, &unreachable, prior)
         .drain()
         .await
 }

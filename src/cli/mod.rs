@@ -15,6 +15,7 @@ mod export;
 mod graph;
 mod housekeeping;
 mod publish;
+mod review;
 mod serve;
 mod status;
 mod watch;
@@ -79,6 +80,9 @@ enum Command {
     Export(export::Args),
     /// Write a screenplay with the LLM, or regenerate a scene's shots or some dialogue.
     Write(write::Args),
+    /// Candidates waiting for a person (scores, files, a contact sheet),
+    /// and `review approve|reject HASH…` to decide them.
+    Review(review::Args),
     /// The local cache and the shared remote cache: stats, push, pull.
     Cache {
         #[command(subcommand)]
@@ -145,6 +149,7 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => publish::run(&root, profile, &cli.remote, args),
         Command::Export(args) => export::run(&root, profile, args),
         Command::Write(args) => write::run(&root, profile, args),
+        Command::Review(args) => review::run(&root, profile, args),
         Command::Cache { command } => cache::run(&root, profile, &cli.remote, command),
     };
     ExitCode::from(code)

@@ -66,6 +66,9 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
             }
         }
     }
+    if matches!(job.node.kind, NodeKind::Review | NodeKind::ShotReview) {
+        return review(job, sim);
+    }
     let identity = identity(job);
     let body = format!(
         "studio-sim {} {}\n{identity}\nduration={}\n",
@@ -82,6 +85,96 @@ pub async fn run(job: &Job, sim: &Simulate, cancel: &CancellationToken) -> Resul
     Ok(Produced {
         files: vec![(job.node.kind.extension().to_string(), path)],
         duration,
+        metadata,
+    })
+}
+
+/// The simulated vision reviewer: scores derived from the reviewed
+/// file's bytes ([`crate::review::sim_scores`]), or the profile's forced
+/// outcome for this node (`simulate.reviews`), as `review.json` and the
+/// manifest's `review` metadata.
+fn review(job: &Job, sim: &Simulate) -> Result<Produced, ExecError> {
+    use crate::review::{ReviewFile, Thresholds};
+    let input = (job.inputs.iter())
+        .find(|i| i.role == "image" || i.role == "video")
+        .ok_or_else(|| ExecError::Permanent(format!("{} has nothing to review", job.node.id)))?;
+    let bytes =
+        std::fs::read(input.main()).map_err(|e| ExecError::Permanent(format!("reading {}: {e}", input.main())))?;
+    let categories: Vec<String> = (job
+        .node
+        .params
+        .get("categories")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten())
+    .filter_map(|c| c.as_str().map(str::to_string))
+    .collect();
+    let mut scores = crate::review::sim_scores(&bytes, &categories);
+    if job.node.kind == NodeKind::ShotReview {
+        // Simulated shots pass the gate (every score at 0.55 or more)
+        // unless a test forces an outcome.
+        for x in [
+            &mut scores.character_match,
+            &mut scores.clarity,
+            &mut scores.training_value,
+        ] {
+            *x = ((0.55 + 0.45 * *x) * 1000.0).round() / 1000.0;
+        }
+        scores.rejection_categories.clear();
+    }
+    let take = job.node.params.get("take").and_then(Value::as_u64);
+    let forced = (sim.reviews.iter())
+        .filter(|f| job.node.id.starts_with(&f.node))
+        .find(|f| f.take.is_none_or(|t| Some(t) == take));
+    if let Some(f) = forced {
+        if !(0.0..=1.0).contains(&f.score) {
+            return Err(ExecError::Permanent(format!(
+                "simulate.reviews: score {} for `{}` is not in 0..1",
+                f.score, f.node
+            )));
+        }
+        if let Some(c) = f.categories.iter().find(|c| !categories.contains(c)) {
+            return Err(ExecError::Permanent(format!(
+                "simulate.reviews: `{c}` is not a rejection category of the rules ({})",
+                categories.join(", ")
+            )));
+        }
+        scores.character_match = f.score;
+        scores.clarity = f.score;
+        scores.training_value = f.score;
+        scores.rejection_categories = f.categories.clone();
+        if let Some(framing) = f.framing {
+            scores.framing = framing;
+        }
+    }
+    let thresholds = Thresholds {
+        approve_at: param_f64(job, "approve_at").unwrap_or(0.92),
+        reject_below: param_f64(job, "reject_below").unwrap_or(0.4),
+    };
+    if job.node.kind == NodeKind::ShotReview
+        && let Some(message) = crate::graph::review::gate_failure(&job.node.path, &job.node.params, &scores)
+    {
+        return Err(ExecError::Permanent(message));
+    }
+    let file = ReviewFile {
+        verdict: thresholds.verdict(&scores),
+        image: input
+            .outputs
+            .first()
+            .map_or_else(|| input.hash.clone(), |o| o.hash.to_string()),
+        scores,
+    };
+    let path = job.scratch.join("review.json");
+    let text = serde_json::to_string_pretty(&file).expect("a review serializes");
+    std::fs::write(&path, text).map_err(|e| ExecError::Permanent(format!("writing {path}: {e}")))?;
+    let mut metadata = super::Metadata::new();
+    metadata.insert(
+        "review".into(),
+        serde_json::to_value(&file).expect("a review serializes"),
+    );
+    Ok(Produced {
+        files: vec![("json".into(), path)],
+        duration: None,
         metadata,
     })
 }
@@ -188,7 +281,13 @@ fn simulated_duration(job: &Job) -> Option<f64> {
             timing::seconds(timing::episode_frames(&lengths, &overlaps))
         }
         NodeKind::Episode => job.inputs.iter().find(|i| i.role == "video")?.duration?,
-        NodeKind::CharacterRefs | NodeKind::ShotImage | NodeKind::LastFrame | NodeKind::Publish => return None,
+        NodeKind::Candidate
+        | NodeKind::Review
+        | NodeKind::ShotReview
+        | NodeKind::CharacterRefs
+        | NodeKind::ShotImage
+        | NodeKind::LastFrame
+        | NodeKind::Publish => return None,
     };
     Some(round(d))
 }

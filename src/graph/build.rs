@@ -20,6 +20,7 @@ use crate::project::{Diagnostics, ProjectError, Spans};
 /// Build the graph of every episode that has a screenplay.
 pub fn build(project: &Project, spans: &Spans, cpu_slots: usize) -> Result<Graph, Diagnostics> {
     let mut b = Builder::new(project, cpu_slots)?;
+    b.review = super::review::LoopRules::of(project)?;
     for (i, c) in project.characters.iter().enumerate() {
         b.character_refs(i, c)?;
     }
@@ -73,13 +74,15 @@ impl ShotFacts<'_> {
     }
 }
 
-struct Builder<'a> {
-    project: &'a Project,
-    graph: Graph,
+pub(super) struct Builder<'a> {
+    pub(super) project: &'a Project,
+    pub(super) graph: Graph,
     cpu_pool: usize,
     inline_pool: usize,
     /// `character id` → its refs node.
-    refs: HashMap<String, usize>,
+    pub(super) refs: HashMap<String, usize>,
+    /// The review loop's rules, when the profile has the loop.
+    pub(super) review: Option<super::review::LoopRules>,
 }
 
 impl<'a> Builder<'a> {
@@ -111,10 +114,31 @@ impl<'a> Builder<'a> {
             cpu_pool: 0,
             inline_pool: 1,
             refs: HashMap::new(),
+            review: None,
         })
     }
 
-    fn rule(&self, kind: NodeKind) -> Result<&'a KindRule, Diagnostics> {
+    /// A builder that adds to `graph`, built before for `project` (the
+    /// session adds review rounds between builds).
+    pub(super) fn resume(project: &'a Project, graph: Graph) -> Builder<'a> {
+        let refs = (project.characters.iter())
+            .filter_map(|c| {
+                graph
+                    .get(&format!("{}:{}", NodeKind::CharacterRefs, c.id))
+                    .map(|n| (c.id.clone(), n))
+            })
+            .collect();
+        Builder {
+            project,
+            graph,
+            cpu_pool: 0,
+            inline_pool: 1,
+            refs,
+            review: None,
+        }
+    }
+
+    pub(super) fn rule(&self, kind: NodeKind) -> Result<&'a KindRule, Diagnostics> {
         self.project.rules.get(kind).ok_or_else(|| {
             ProjectError::plain(
                 "rules::missing",
@@ -151,7 +175,7 @@ impl<'a> Builder<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add(
+    pub(super) fn add(
         &mut self,
         kind: NodeKind,
         path: String,
@@ -241,18 +265,11 @@ impl<'a> Builder<'a> {
     }
 
     fn character_refs(&mut self, _index: usize, c: &Character) -> Result<(), Diagnostics> {
+        if self.review.is_some() {
+            return self.pool(c);
+        }
         let rule = self.rule(NodeKind::CharacterRefs)?;
-        let p = self.project;
-        let recipe = map([
-            ("character", json!(c.id)),
-            ("name", json!(c.name)),
-            ("design_prompt", json!(c.design_prompt)),
-            ("appearance", json!(c.appearance)),
-            ("color", json!(c.color)),
-            ("lora", json!(c.lora)),
-            ("style", json!(p.style)),
-            ("art_style", json!(p.world.art_style)),
-        ]);
+        let recipe = self.design(c);
         let engines = rule.engines_for(|_| false);
         let n = self.add(
             NodeKind::CharacterRefs,
@@ -266,6 +283,21 @@ impl<'a> Builder<'a> {
         );
         self.refs.insert(c.id.clone(), n);
         Ok(())
+    }
+
+    /// What a character's art is drawn from.
+    pub(super) fn design(&self, c: &Character) -> BTreeMap<String, Value> {
+        let p = self.project;
+        map([
+            ("character", json!(c.id)),
+            ("name", json!(c.name)),
+            ("design_prompt", json!(c.design_prompt)),
+            ("appearance", json!(c.appearance)),
+            ("color", json!(c.color)),
+            ("lora", json!(c.lora)),
+            ("style", json!(p.style)),
+            ("art_style", json!(p.world.art_style)),
+        ])
     }
 
     fn episode(&mut self, ep: &Episode, scenes: &[Scene], dubs: &[String]) -> Result<(), Diagnostics> {
@@ -289,6 +321,7 @@ impl<'a> Builder<'a> {
                 last_seen.clear();
             }
             let mut shot_videos = Vec::new();
+            let mut gates = Vec::new();
             let mut voices = Vec::new();
             let mut track_voices: Vec<Vec<(usize, String)>> = vec![Vec::new(); dubs.len()];
             for shot in &scene.shots {
@@ -307,6 +340,7 @@ impl<'a> Builder<'a> {
                     pending_continue.push((image, format!("{}/{target}", ep.id)));
                 }
                 let (video, line_nodes, tracks) = self.shot_nodes(scene, shot, &path, image, dubs)?;
+                let gate = self.shot_review(shot, &path, video)?;
                 let last = self.last_frame(&path, video)?;
                 last_frames.insert(path.clone(), last);
                 for c in &shot.characters {
@@ -324,9 +358,19 @@ impl<'a> Builder<'a> {
                     }
                 }
                 shot_videos.push((video, shot.id.clone()));
+                gates.extend(gate.map(|g| (g, shot.id.clone())));
                 all_shots.push(video);
             }
             let (sv, mix) = self.scene_nodes(ep, scene, &shot_videos, &voices, None)?;
+            // The quality gate: the scene is not assembled from a shot
+            // that failed it.
+            self.graph.nodes[sv]
+                .inputs
+                .extend(gates.into_iter().map(|(g, id)| Input {
+                    node: g,
+                    role: format!("gate:{id}"),
+                    uses: Uses::Content,
+                }));
             scene_videos.push(sv);
             scene_mixes.push(mix);
             for ((lang, track), mixes) in dubs.iter().zip(&track_voices).zip(&mut dub_mixes) {
@@ -1105,7 +1149,7 @@ fn continuity_scope(rule: &KindRule) -> Result<ContinuityScope, Diagnostics> {
     }
 }
 
-fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String, Value> {
+pub(super) fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String, Value> {
     items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
@@ -1113,7 +1157,7 @@ fn map<const N: usize>(items: [(&str, Value); N]) -> BTreeMap<String, Value> {
 const LIBRARY_MUSIC: &str = "library_music";
 
 /// The seed of a generated node: derived from its stable path and take.
-fn seed_for(path: &str, take: Option<&Value>) -> u64 {
+pub(super) fn seed_for(path: &str, take: Option<&Value>) -> u64 {
     let take = take.and_then(Value::as_u64).unwrap_or(1);
     let h = blake3::hash(format!("{path}#take{take}").as_bytes());
     u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))

@@ -9,6 +9,8 @@ pub mod explain;
 pub mod key;
 pub mod prompt;
 pub mod render;
+pub mod review;
+pub mod rounds;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap};

@@ -125,10 +125,25 @@ pub fn music(params: &BTreeMap<String, Value>, music_style: &str) -> String {
 
 /// The negative prompt: the style's.
 pub fn negative(params: &BTreeMap<String, Value>) -> Option<String> {
-    params
+    let base = params
         .get("style")
         .and_then(|st| st["negative_prompt"].as_str())
-        .map(crate::text::normalize)
+        .map(crate::text::normalize);
+    // A review round's candidates add the terms of the categories
+    // rejected in earlier rounds.
+    let rejected: Vec<String> = (params
+        .get("rejected_terms")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten())
+    .filter_map(Value::as_str)
+    .map(crate::text::normalize)
+    .collect();
+    match (base, rejected.is_empty()) {
+        (base, true) => base,
+        (Some(base), false) => Some(format!("{base}, {}", rejected.join(", "))),
+        (None, false) => Some(rejected.join(", ")),
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub fn render(graph: &Graph, nodes: &[usize], format: Format) -> String {
                         "pool": graph.pools[n.pool].name,
                         // What a ComfyUI node will send (graph::prompt).
                         "prompt": n.params.get("prompt"),
-                        "negative": n.params.get("negative_prompt"),
+                        "negative_prompt": n.params.get("negative_prompt"),
                         "inputs": n.inputs.iter().map(|i| {
                             let mut input = json!({
                                 "node": graph.nodes[i.node].id,

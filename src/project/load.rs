@@ -213,7 +213,8 @@ pub fn load_episodes(
         .into_iter()
         .filter(|k| k.rule_kind() == *k)
         .filter(|k| match k {
-            NodeKind::Publish => false,
+            // The review loop's kinds are optional: the animatic has none.
+            NodeKind::Publish | NodeKind::Candidate | NodeKind::Review | NodeKind::ShotReview => false,
             NodeKind::CharacterRefs => !characters.is_empty(),
             _ => episodes.iter().any(|e| e.screenplay.is_some()),
         });
@@ -904,6 +905,7 @@ fn select_profile(
                 0.0
             },
             failures: s.failures.clone(),
+            reviews: s.reviews.clone(),
             check_hosts: s.check_hosts,
         }),
         writer: p.writer.as_ref().map(|w| w.value.clone()),

@@ -1,5 +1,6 @@
 //! The project model: raw YAML structs → validated, resolved [`model::Project`].
 
+pub mod approvals;
 pub mod assets;
 pub mod bounds;
 pub mod diag;

@@ -317,6 +317,7 @@ pub struct Simulate {
     /// refuses is a transient failure of that host (`check_hosts: true`).
     pub check_hosts: bool,
     pub failures: Vec<super::raw::RawSimFailure>,
+    pub reviews: Vec<super::raw::RawSimReview>,
 }
 
 impl Project {

@@ -484,6 +484,10 @@ pub struct RawSimulate {
     /// Injected failures, for tests of retries, fallbacks and --keep-going.
     #[serde(default)]
     pub failures: Vec<RawSimFailure>,
+    /// Forced review outcomes, for tests of the review loop: the simulated
+    /// reviewer scores these nodes `score` with these categories.
+    #[serde(default)]
+    pub reviews: Vec<RawSimReview>,
     /// Connect to each job's service host first (loopback hosts only): a
     /// refused connection is a transient failure of that host.
     #[serde(default)]
@@ -506,6 +510,24 @@ pub struct RawSimFailure {
     /// fail permanently.
     #[serde(default)]
     pub transient: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSimReview {
+    /// Node id prefix, e.g. `review:hana/r1` or `shot_review:ep01/s01/sh02`.
+    pub node: String,
+    /// Every score of the review (0..1).
+    pub score: f64,
+    /// Rejection categories (from the rules' list).
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Only for shots of this take (the gate's re-rolls); any when absent.
+    #[serde(default)]
+    pub take: Option<u64>,
+    /// The framing the reviewer reports; derived from the bytes when absent.
+    #[serde(default)]
+    pub framing: Option<crate::review::Framing>,
 }
 
 /// `episodes/<id>.yaml`: one episode's screenplay.

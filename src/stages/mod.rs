@@ -12,8 +12,10 @@ pub mod image;
 pub mod meter;
 pub mod mix;
 pub mod music;
+pub mod pool;
 pub mod publish;
 pub mod registry;
+pub mod review;
 pub mod video;
 pub mod voice;
 

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::{comfy, episode, image, mix, music, publish, video, voice};
+use super::{comfy, episode, image, mix, music, pool, publish, review, video, voice};
 use crate::engines::Cost::{Fixed, PerMediaSecond};
 use crate::engines::Placement::{Cpu, Inline, Service};
 use crate::engines::ServiceKind::*;
@@ -73,7 +73,7 @@ pub static ENGINES: &[Engine] = &[
         spec: EngineSpec {
             name: "comfyui_txt2img",
             version: 1,
-            kinds: &[CharacterRefs],
+            kinds: &[CharacterRefs, Candidate],
             placement: Service(Comfyui),
             tools: &[Ffmpeg, Ffprobe],
             stochastic: true,
@@ -82,6 +82,50 @@ pub static ENGINES: &[Engine] = &[
             about: "ComfyUI checkpoint txt2img, vision review, approvals",
         },
         run: local!(comfy::run),
+    },
+    Engine {
+        spec: EngineSpec {
+            name: "review_pool",
+            version: 1,
+            kinds: &[CharacterRefs],
+            placement: Cpu,
+            tools: &[Ffmpeg],
+            stochastic: false,
+            // The pool is arithmetic over the reviews: sim runs it for
+            // real (brightness derived from the bytes instead of measured).
+            real_in_sim: true,
+            cost: Fixed(0.5),
+            about: "a character's approved pool: reviews and approvals.yaml",
+        },
+        run: local!(pool::review_pool),
+    },
+    Engine {
+        spec: EngineSpec {
+            name: "vision_review",
+            version: 1,
+            kinds: &[Review, ShotReview],
+            placement: Service(Ollama),
+            tools: &[Ffmpeg, Ffprobe],
+            stochastic: false,
+            real_in_sim: false,
+            cost: Fixed(8.0),
+            about: "a vision model scores an image or a shot's key frames (Ollama /api/chat with images)",
+        },
+        run: local!(review::run),
+    },
+    Engine {
+        spec: EngineSpec {
+            name: "vision_review_openai",
+            version: 1,
+            kinds: &[Review, ShotReview],
+            placement: Service(OpenaiChat),
+            tools: &[Ffmpeg, Ffprobe],
+            stochastic: false,
+            real_in_sim: false,
+            cost: Fixed(8.0),
+            about: "the same review through /v1/chat/completions with image_url parts (llama.cpp, vLLM)",
+        },
+        run: local!(review::run),
     },
     Engine {
         spec: EngineSpec {
@@ -100,12 +144,15 @@ pub static ENGINES: &[Engine] = &[
     Engine {
         spec: EngineSpec {
             name: "pool_select",
-            version: 1,
+            // 2: the best approved image by score for the shot's framing.
+            version: 2,
             kinds: &[ShotImage],
             placement: Cpu,
             tools: &[],
             stochastic: false,
-            real_in_sim: false,
+            // It copies a file it chose: sim runs it for real, so a new
+            // approval re-selects and stops where the choice is unchanged.
+            real_in_sim: true,
             cost: Fixed(0.3),
             about: "continuity frame, else the best approved reference",
         },

@@ -258,7 +258,7 @@ async fn run_workflow(job: &Job, cancel: &CancellationToken) -> Result<(Vec<Utf8
 pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let (files, metadata) = run_workflow(job, cancel).await?;
     match job.node.kind {
-        NodeKind::CharacterRefs | NodeKind::ShotImage => {
+        NodeKind::CharacterRefs | NodeKind::Candidate | NodeKind::ShotImage => {
             let out = scratch(job, "image.png");
             // Decodes, and is a PNG whatever the workflow saved.
             let cmd = ffmpeg(job)?
@@ -318,26 +318,74 @@ pub async fn run(job: &Job, cancel: &CancellationToken) -> Result<Produced, Exec
 }
 
 /// `pool_select`: the shot's source image — the previous shot's last frame
-/// when continuity gives one, else the first character's reference.
+/// when continuity gives one, else the best approved image of its main
+/// character's pool by [`crate::graph::review::source_score`] (for the
+/// framing its shot type wants; ties broken by hash), else (a pool made
+/// without the review loop) the character's reference.
 pub async fn pool_select(job: &Job, _cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let from = input(job, "continuity")
-        .ok()
-        .or_else(|| inputs_with(job, "ref:").next())
-        .ok_or_else(|| {
+    let out = scratch(job, "image.png");
+    let mut metadata = Metadata::new();
+    let copy =
+        |from: &camino::Utf8Path| std::fs::copy(from, &out).map_err(|e| permanent(format!("cannot copy {from}: {e}")));
+    if let Ok(from) = input(job, "continuity") {
+        copy(from.main())?;
+        metadata.insert("source".into(), json!(from.role));
+    } else {
+        let from = inputs_with(job, "ref:").next().ok_or_else(|| {
             permanent(format!(
                 "{}: no continuity frame and no character reference",
                 job.node.id
             ))
         })?;
-    let out = scratch(job, "image.png");
-    std::fs::copy(from.main(), &out).map_err(|e| permanent(format!("cannot copy {}: {e}", from.main())))?;
-    let mut metadata = Metadata::new();
-    metadata.insert("source".into(), json!(from.role));
+        match from.files.iter().find(|(suffix, _)| suffix == "json") {
+            Some((_, pool)) => {
+                let (file, chosen) = choose(job, pool)?;
+                let path = (from.files.iter())
+                    .find(|(suffix, _)| *suffix == file)
+                    .map(|(_, p)| p)
+                    .ok_or_else(|| permanent(format!("{}: the pool has no file {file}", job.node.id)))?;
+                copy(path)?;
+                metadata.insert("source".into(), json!("pool"));
+                metadata.insert("chosen".into(), chosen);
+            }
+            None => {
+                copy(from.main())?;
+                metadata.insert("source".into(), json!(from.role));
+            }
+        }
+    }
     Ok(Produced {
         files: vec![("png".into(), out)],
         duration: None,
         metadata,
     })
+}
+
+/// The best image of a `pool.json` for this shot: its file suffix, and
+/// what `studio why` shows of the choice.
+fn choose(job: &Job, pool: &camino::Utf8Path) -> Result<(String, Value), ExecError> {
+    use crate::graph::review::{PoolFile, best, framing_for, source_score};
+    let size = std::fs::metadata(pool).map(|m| m.len()).unwrap_or(u64::MAX);
+    if size > 1 << 20 {
+        return Err(permanent(format!("{pool}: a pool of {size} bytes is too large")));
+    }
+    let text = std::fs::read_to_string(pool).map_err(|e| permanent(format!("reading {pool}: {e}")))?;
+    let pool: PoolFile = serde_json::from_str(&text).map_err(|e| permanent(format!("{pool}: not a pool: {e}")))?;
+    let shot_type = param(job, "shot_type").and_then(Value::as_str).unwrap_or("medium");
+    let wanted = framing_for(shot_type);
+    let img = best(&pool.images, wanted)
+        .ok_or_else(|| permanent(format!("{}: the pool of `{}` is empty", job.node.id, pool.character)))?;
+    let why = json!({
+        "image": img.image,
+        "round": img.round,
+        "index": img.index,
+        "score": (source_score(img, wanted) * 1000.0).round() / 1000.0,
+        "framing": img.scores.framing.as_str(),
+        "wanted": wanted.as_str(),
+        "brightness": img.brightness,
+        "of": pool.images.len(),
+    });
+    Ok((img.file.clone(), why))
 }
 
 #[cfg(test)]

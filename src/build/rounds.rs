@@ -1,0 +1,130 @@
+//! The review loop in a build: rounds first, then the user's targets.
+//!
+//! The graph grows at the session level, between passes of the (unchanged,
+//! pure) drain loop: [`Session::expand_rounds`] derives every round the
+//! cache knows and adds the next one a pool needs; a silent pass builds the
+//! reviews still unknown (with their candidates); this repeats until every
+//! pool the targets need is decided. Only then is the whole closure
+//! drained, so no target is built against a half-filled pool. A pass tells
+//! the subscribers its nodes' events but not its start or end; the nodes it
+//! made settle quietly in the final pass with their `built` record (one
+//! record per node, totals counted once).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{BuildEvent, Events, NodeRecord, Options, Report, Status, Subscriber, drain_pass};
+use crate::graph::review::Next;
+use crate::kind::NodeKind;
+use crate::session::Session;
+
+pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cancel: CancellationToken) -> Report {
+    let pools: HashSet<String> = (nodes.iter().map(|&n| &session.graph.nodes[n]))
+        .filter(|n| n.kind == NodeKind::CharacterRefs && n.params.contains_key("pool_target"))
+        .map(|n| n.path.clone())
+        .collect();
+    let mut prior: HashMap<String, NodeRecord> = HashMap::new();
+    // A pass tells its nodes' events (queued, started, progress, finished)
+    // but not its start and end: the build starts and finishes once.
+    let quiet = Options {
+        events: Events::default().with(Arc::new(Pass(opts.events.clone()))),
+        ..opts.clone()
+    };
+    let mut last_unknown: Vec<usize> = Vec::new();
+    let mut announced = false;
+    while !pools.is_empty() {
+        let rounds = match session.expand_rounds() {
+            Ok(r) => r,
+            // The loader checked the rules the rounds read: the final pass
+            // builds what the graph holds.
+            Err(_) => break,
+        };
+        let unknown: Vec<usize> = (rounds.iter())
+            .filter(|r| pools.contains(&r.character))
+            .flat_map(|r| r.unknown.iter().copied())
+            .collect();
+        session.rounds = rounds;
+        if unknown.is_empty() || unknown == last_unknown || cancel.is_cancelled() {
+            break;
+        }
+        last_unknown.clone_from(&unknown);
+        announce(session, nodes, opts, &mut announced);
+        let pass = session.graph.closure(&unknown);
+        let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
+        for r in &report.records {
+            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
+                prior.insert(r.id.clone(), r.clone());
+            }
+        }
+        if report.interrupted || report.superseded || report.stopped.is_some() {
+            return report;
+        }
+        if !report.ok() {
+            // The final pass tries the failed reviews again and reports them.
+            break;
+        }
+    }
+    // The quality gate: shots below it take their next take, until they
+    // pass or reach their last (judged by the final pass).
+    let mut last: Vec<usize> = Vec::new();
+    while !cancel.is_cancelled() {
+        let closure = session.graph.closure(nodes);
+        let unknown = session.expand_takes(&closure);
+        // A pass that made them and left them unknown (a review the cache
+        // cannot read back) would repeat forever: the final pass decides.
+        if unknown.is_empty() || unknown == last {
+            break;
+        }
+        last.clone_from(&unknown);
+        announce(session, nodes, opts, &mut announced);
+        let pass = session.graph.closure(&unknown);
+        let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
+        for r in &report.records {
+            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
+                prior.insert(r.id.clone(), r.clone());
+            }
+        }
+        if report.interrupted || report.superseded || report.stopped.is_some() {
+            return report;
+        }
+        if !report.ok() {
+            break;
+        }
+    }
+    for r in session.rounds.iter().filter(|r| pools.contains(&r.character)) {
+        if let Some(Next::Short { approved, pending }) = r.next {
+            eprintln!(
+                "warning: the pool of `{}` has {approved} approved image(s) after {} round(s), below pool_target; it goes on with them, and {pending} candidate(s) wait for a person: `studio review {}`",
+                r.character, r.rounds, r.character
+            );
+        }
+    }
+    let all = session.graph.closure(nodes);
+    drain_pass(session, &all, opts, cancel, prior).await
+}
+
+/// The build's subscribers, as a pass's: every event but the build's start
+/// and end.
+struct Pass(Events);
+
+impl Subscriber for Pass {
+    fn on_event(&self, event: &BuildEvent) {
+        if !matches!(
+            event,
+            BuildEvent::BuildStarted { .. } | BuildEvent::BuildFinished { .. }
+        ) {
+            self.0.deliver(event);
+        }
+    }
+}
+
+/// Before the first pass: `build_started` with the plan as known so far
+/// (the final pass announces the whole plan again, the rounds included).
+fn announce(session: &Session, nodes: &[usize], opts: &Options, announced: &mut bool) {
+    if !std::mem::replace(announced, true) {
+        opts.events
+            .deliver(&super::drain::started(&session.graph, &session.graph.closure(nodes)));
+    }
+}

@@ -1,0 +1,348 @@
+//! The review loop's rounds, derived from the cache: which rounds each
+//! character has, what their reviews said, and whether another is needed.
+//!
+//! [`Session::expand_rounds`] reads every known review from the action
+//! cache (a review's verdict is its manifest's `review` metadata), applies
+//! the people's decisions and adds round r+1 while the pool is short, the
+//! round limit allows and every review of round r is known. It runs no job:
+//! a no-op rebuild re-derives every round from the cache this way, and the
+//! build driver runs the missing reviews between calls.
+
+use std::collections::HashMap;
+
+use camino::Utf8PathBuf;
+use serde_json::json;
+
+use super::Session;
+use crate::graph::key::{InputFact, KeyMaterial};
+use crate::graph::review::{Decision, Decisions, GateRules, LoopRules, Next, Reviewed, decided, next, tally};
+use crate::graph::rounds::{add_round, candidate_path, reroll, rounds_of};
+use crate::kind::NodeKind;
+use crate::project::Diagnostics;
+use crate::project::approvals::{Approvals, Decision as ApprovalDecision, Known};
+use crate::review::{ReviewFile, Verdict};
+
+/// Where one character's loop stands.
+#[derive(Debug, Clone)]
+pub struct CharacterRounds {
+    pub character: String,
+    pub rounds: u32,
+    /// The reviews known so far, every round.
+    pub reviewed: Vec<Reviewed>,
+    /// Review nodes of the last round whose outcome is not in the cache.
+    pub unknown: Vec<usize>,
+    /// What comes next, once every review is known.
+    pub next: Option<Next>,
+}
+
+/// One candidate, for `studio review`.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub character: String,
+    pub round: u32,
+    pub index: u32,
+    /// The image's content hash (what approvals.yaml names).
+    pub image: String,
+    /// The image in the cache, and its copy under `out/`.
+    pub path: Utf8PathBuf,
+    pub out: Utf8PathBuf,
+    /// The review, when it is known.
+    pub review: Option<ReviewFile>,
+    /// The verdict once the people's decisions apply (`None`: not reviewed).
+    pub verdict: Option<Verdict>,
+}
+
+impl Session {
+    /// Derive every character's rounds from the cache, adding rounds the
+    /// known reviews call for. Also sets each pool's key to its own
+    /// character's decisions (of its candidates' hashes only).
+    pub fn expand_rounds(&mut self) -> Result<Vec<CharacterRounds>, Diagnostics> {
+        let Some(rules) = LoopRules::of(&self.project)? else {
+            return Ok(Vec::new());
+        };
+        let characters: Vec<String> = self.project.characters.iter().map(|c| c.id.clone()).collect();
+        let mut out = Vec::new();
+        for c in characters {
+            loop {
+                let rounds = rounds_of(&self.graph, &c);
+                if rounds == 0 {
+                    break;
+                }
+                let (reviewed, unknown) = self.read_reviews(&c, rounds, &rules);
+                let decisions = decisions_of(&self.approvals, &c, &reviewed);
+                self.key_pool_on_decisions(&c, &decisions);
+                let decision = unknown
+                    .is_empty()
+                    .then(|| next(&rules, rounds as usize, &tally(&reviewed, &decisions)));
+                if let Some(Next::Round(rejected)) = &decision {
+                    add_round(&self.project, &mut self.graph, &c, rounds + 1, rejected)?;
+                    continue;
+                }
+                // A round made before stays while it is still what the loop
+                // would make (the same negative terms, so the same keys):
+                // a person's approval that fills the pool earlier does not
+                // throw away images already reviewed.
+                if decision == Some(Next::Full)
+                    && (rounds as usize) < rules.round_limit
+                    && self.keep_made_round(&c, rounds, &rules, &tally(&reviewed, &decisions).categories)?
+                {
+                    continue;
+                }
+                out.push(CharacterRounds {
+                    character: c.clone(),
+                    rounds,
+                    reviewed,
+                    unknown,
+                    next: decision,
+                });
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Add round `rounds + 1` of `character` if all its reviews are in the
+    /// cache; otherwise leave the graph as it was.
+    fn keep_made_round(
+        &mut self,
+        character: &str,
+        rounds: u32,
+        rules: &LoopRules,
+        rejected: &std::collections::BTreeSet<String>,
+    ) -> Result<bool, Diagnostics> {
+        let Some(pool) = self.graph.get(&format!("{}:{character}", NodeKind::CharacterRefs)) else {
+            return Ok(false);
+        };
+        let (nodes, inputs) = (self.graph.nodes.len(), self.graph.nodes[pool].inputs.len());
+        add_round(&self.project, &mut self.graph, character, rounds + 1, rejected)?;
+        let (_, unknown) = self.read_reviews(character, rounds + 1, rules);
+        if unknown.is_empty() {
+            return Ok(true);
+        }
+        for n in self.graph.nodes.drain(nodes..) {
+            self.graph.by_id.remove(&n.id);
+        }
+        let node = &mut self.graph.nodes[pool];
+        node.inputs.truncate(inputs);
+        node.params.insert("rounds".into(), json!(rounds));
+        Ok(false)
+    }
+
+    /// Every review of `character`'s rounds known to the cache, and the
+    /// review nodes whose outcome is not.
+    fn read_reviews(&self, character: &str, rounds: u32, rules: &LoopRules) -> (Vec<Reviewed>, Vec<usize>) {
+        let simulated = self.simulated();
+        let mut reviewed = Vec::new();
+        let mut unknown = Vec::new();
+        for round in 1..=rounds {
+            for index in 1..=rules.candidates_per_round as u32 {
+                let path = candidate_path(character, round, index);
+                let (Some(cand), Some(review)) = (
+                    self.graph.get(&format!("{}:{path}", NodeKind::Candidate)),
+                    self.graph.get(&format!("{}:{path}", NodeKind::Review)),
+                ) else {
+                    continue;
+                };
+                match self.read_review(cand, review, simulated) {
+                    Some(file) => reviewed.push(Reviewed {
+                        round,
+                        index,
+                        image: file.image,
+                        scores: file.scores,
+                        verdict: file.verdict,
+                    }),
+                    None => unknown.push(review),
+                }
+            }
+        }
+        (reviewed, unknown)
+    }
+
+    /// The cached review of a candidate, through the candidate's cached image.
+    fn read_review(&self, cand: usize, review: usize, simulated: bool) -> Option<ReviewFile> {
+        let (_, fact) = self.cached(cand, simulated, &[])?;
+        let material = KeyMaterial::key_of(&self.graph, review, simulated, |i| (i == cand).then_some(&fact))?;
+        let manifest = self.cache.lookup(&material)?;
+        let file: ReviewFile = serde_json::from_value(manifest.metadata.get("review")?.clone()).ok()?;
+        // A review of another image than its candidate's is not this one's.
+        (file.image == fact.hash).then_some(file)
+    }
+
+    /// A node without inputs (or with `facts` for them) from the cache: its
+    /// key and its fact.
+    fn cached(&self, node: usize, simulated: bool, facts: &[(usize, &InputFact)]) -> Option<(String, InputFact)> {
+        let key = KeyMaterial::key_of(&self.graph, node, simulated, |i| {
+            facts.iter().find(|(n, _)| *n == i).map(|(_, f)| *f)
+        })?;
+        let hit = self.lookup(node, &key, false)?;
+        Some((key, hit.fact))
+    }
+
+    /// The pool of `character` keys on the decisions about its own
+    /// candidates only: a decision about another character's image
+    /// rebuilds nothing here.
+    fn key_pool_on_decisions(&mut self, character: &str, own: &Decisions) {
+        if let Some(pool) = self.graph.get(&format!("{}:{character}", NodeKind::CharacterRefs)) {
+            self.graph.nodes[pool].params.insert("decisions".into(), json!(own));
+        }
+    }
+
+    /// Every candidate of every character (or of `character`), with its
+    /// review and verdict as far as the cache knows: what `studio review`
+    /// lists. Call after [`Session::expand_rounds`] (the session's open does).
+    pub fn candidates(&self, character: Option<&str>) -> Vec<Candidate> {
+        let simulated = self.simulated();
+        let mut out = Vec::new();
+        for node in self
+            .graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.kind == NodeKind::Candidate)
+        {
+            let (cand, n) = node;
+            let who = n.params.get("character").and_then(|v| v.as_str()).unwrap_or("");
+            if character.is_some_and(|c| c != who) {
+                continue;
+            }
+            let Some((_, fact)) = self.cached(cand, simulated, &[]) else {
+                continue;
+            };
+            let image = fact.hash;
+            let round = n.params.get("round").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+            let index = n.params.get("index").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+            let review = self
+                .graph
+                .get(&format!("{}:{}", NodeKind::Review, n.path))
+                .and_then(|r| self.read_review(cand, r, simulated));
+            let verdict = review.as_ref().map(|r| {
+                let reviewed = Reviewed {
+                    round,
+                    index,
+                    image: image.clone(),
+                    scores: r.scores.clone(),
+                    verdict: r.verdict,
+                };
+                decided(
+                    &reviewed,
+                    &decisions_of(&self.approvals, who, std::slice::from_ref(&reviewed)),
+                )
+                .0
+            });
+            let path = crate::cache::digest::Digest::parse(&image)
+                .map(|d| self.cache.object_path(&d))
+                .unwrap_or_default();
+            out.push(Candidate {
+                character: who.to_string(),
+                round,
+                index,
+                image,
+                path,
+                out: self.layout.out.join(format!("{}.png", n.out_stem)),
+                review,
+                verdict,
+            });
+        }
+        out
+    }
+}
+
+impl Session {
+    /// The facts of `nodes` (a closure, inputs first) the cache knows.
+    fn known_facts(&self, nodes: &[usize]) -> HashMap<usize, InputFact> {
+        let simulated = self.simulated();
+        let mut facts: HashMap<usize, InputFact> = HashMap::new();
+        for &n in nodes {
+            if let Some(key) = KeyMaterial::key_of(&self.graph, n, simulated, |i| facts.get(&i))
+                && let Some(hit) = self.lookup(n, &key, false)
+            {
+                facts.insert(n, hit.fact);
+            }
+        }
+        facts
+    }
+
+    /// The quality gate's re-rolls, derived from the cache: each shot of
+    /// `nodes` whose review at its take is cached and below the gate takes
+    /// its next take, up to its last. Returns the gate reviews of takes
+    /// before the last whose outcome is not cached yet (the last take is
+    /// judged by the build itself, where a failure is reported).
+    pub fn expand_takes(&mut self, nodes: &[usize]) -> Vec<usize> {
+        let Ok(Some(gate)) = GateRules::of(&self.project) else {
+            return Vec::new();
+        };
+        let simulated = self.simulated();
+        let reviews: Vec<usize> = (nodes.iter().copied())
+            .filter(|&n| self.graph.nodes[n].kind == NodeKind::ShotReview)
+            .collect();
+        let mut open: Vec<usize> = reviews;
+        let mut unknown = Vec::new();
+        while !open.is_empty() {
+            let facts = self.known_facts(&self.graph.closure(&open));
+            let mut rerolled = Vec::new();
+            for &g in &open {
+                let node = &self.graph.nodes[g];
+                let take = node.params.get("take").and_then(|v| v.as_u64()).unwrap_or(1);
+                let last = node.params.get("last_take").and_then(|v| v.as_u64()).unwrap_or(take);
+                if take >= last {
+                    continue;
+                }
+                let Some(key) = KeyMaterial::key_of(&self.graph, g, simulated, |i| facts.get(&i)) else {
+                    unknown.push(g);
+                    continue;
+                };
+                // The scores (a shot's review names its video, not an image).
+                let review: Option<crate::review::Scores> = (self.cache.lookup(&key))
+                    .and_then(|m| serde_json::from_value(m.metadata.get("review")?.clone()).ok());
+                match review {
+                    None => unknown.push(g),
+                    Some(r) if r.overall() < gate.threshold => {
+                        let path = node.path.clone();
+                        reroll(&mut self.graph, &path, take + 1);
+                        rerolled.push(g);
+                    }
+                    Some(_) => {}
+                }
+            }
+            open = rerolled;
+        }
+        unknown
+    }
+}
+
+/// The people's decisions (`approvals.yaml`, checked with located
+/// diagnostics against the characters and the rules' categories; a hash
+/// names a candidate once its round exists).
+pub(super) fn load_approvals(
+    root: &camino::Utf8Path,
+    project: &crate::project::Project,
+) -> Result<Approvals, Diagnostics> {
+    let categories = LoopRules::of(project)?
+        .map(|r| r.categories.into_keys().collect())
+        .unwrap_or_default();
+    let known = Known {
+        characters: project.characters.iter().map(|c| c.id.clone()).collect(),
+        categories,
+        candidates: None,
+    };
+    crate::project::approvals::load(root, &known)
+}
+
+/// `character`'s decisions about the images `reviewed` holds, by full hash.
+fn decisions_of(approvals: &Approvals, character: &str, reviewed: &[Reviewed]) -> Decisions {
+    (reviewed.iter())
+        .filter_map(|r| {
+            let d = match approvals.decision(character, &r.image)? {
+                ApprovalDecision::Approve => Decision {
+                    verdict: Verdict::Approved,
+                    category: None,
+                },
+                ApprovalDecision::Reject { category } => Decision {
+                    verdict: Verdict::Rejected,
+                    category: Some(category.clone()),
+                },
+            };
+            Some((r.image.clone(), d))
+        })
+        .collect()
+}
