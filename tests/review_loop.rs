@@ -68,6 +68,15 @@ fn reviewed_image(p: &TestProject, rel: &str) -> String {
     v["image"].as_str().unwrap().to_string()
 }
 
+/// A node's last record (a re-rolled shot's gate has one per take).
+fn last<'b>(b: &'b Build, id: &str) -> &'b Value {
+    b.nodes
+        .iter()
+        .rev()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("no node {id}"))
+}
+
 fn of_kind(b: &Build, kind: &str) -> BTreeSet<String> {
     b.built()
         .into_iter()
@@ -251,8 +260,13 @@ fn a_shot_below_the_gate_is_rerolled_then_reported_and_the_episode_is_not_assemb
     );
     let b = Build::parse_run(p.run(&["build", "--json", "--profile", "sim", "ep01"]));
     assert_ne!(b.run.code, 0, "{}", b.run.stderr);
-    assert_eq!(b.node("shot_review:ep01/s01/sh01")["status"], "built");
-    let gate = b.node("shot_review:ep01/s01/sh02");
+    assert_eq!(last(&b, "shot_review:ep01/s01/sh01")["status"], "built");
+    // Takes 1 and 2 were reviewed, below the gate, then take 3 failed it.
+    let takes = (b.nodes.iter())
+        .filter(|n| n["id"] == "shot_review:ep01/s01/sh02")
+        .count();
+    assert_eq!(takes, 3, "one review per take");
+    let gate = last(&b, "shot_review:ep01/s01/sh02");
     assert_eq!(gate["status"], "failed");
     let error = gate["error"].as_str().unwrap();
     assert!(
@@ -270,7 +284,42 @@ fn a_shot_below_the_gate_is_rerolled_then_reported_and_the_episode_is_not_assemb
     let again = Build::parse_run(p.run(&["build", "--json", "--profile", "sim", "ep01"]));
     assert_ne!(again.run.code, 0);
     assert_eq!(of_kind(&again, "raw_video"), BTreeSet::new());
-    assert_eq!(again.node("shot_review:ep01/s01/sh02")["status"], "failed");
+    assert_eq!(last(&again, "shot_review:ep01/s01/sh02")["status"], "failed");
     // The passing shot's take 2 is found in the cache.
     assert_eq!(again.node("raw_video:ep01/s01/sh01")["status"], "cached");
+}
+
+#[test]
+fn an_approval_that_fills_the_pool_earlier_keeps_the_rounds_already_made() {
+    let p = looped();
+    p.edit("rules/images.yaml", "pool_target: 2 ", "pool_target: 1 ");
+    p.build(&["ep01"]).ok();
+    let image = reviewed_image(&p, "hana/reviews/r1-2");
+    p.write(
+        "approvals.yaml",
+        &format!("hana:\n  - {{image: {image}, decision: approve}}\n"),
+    );
+    let b = p.build(&["ep01"]).ok();
+    assert!(of_kind(&b, "candidate").is_empty(), "{:?}", b.built());
+    let pool: Value = serde_json::from_str(&p.read("out/characters/hana/pool.json")).unwrap();
+    let rounds: Vec<u64> = (pool["images"].as_array().unwrap().iter())
+        .map(|i| i["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 3, "round 2's two images and the approved one: {pool}");
+    assert_eq!(pool["rounds"], 2, "{pool}");
+    assert_eq!(b.node("character_refs:hana")["metadata"]["approved"], 3);
+}
+
+#[test]
+fn bad_loop_rules_are_refused_before_anything_is_built() {
+    let p = TestProject::sample();
+    p.edit("rules/images.yaml", "pool_minimum: 2 ", "pool_minimum: 9 ");
+    let run = p.run(&["build", "ep01", "--profile", "sim"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pool_minimum") && run.stderr.contains("rules/images.yaml"),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.path("cache/ac").exists() || std::fs::read_dir(p.path("cache/ac")).unwrap().next().is_none());
 }

@@ -182,27 +182,7 @@ impl<'a> DrainState<'a> {
 
     /// `build_started`, with the plan.
     fn announce(&self) {
-        let graph = &self.session.graph;
-        self.bus.emit(|| BuildEvent::BuildStarted {
-            nodes: (self.plan.nodes.iter())
-                .map(|&g| {
-                    let n = &graph.nodes[g];
-                    PlannedNode {
-                        id: n.id.clone(),
-                        kind: n.kind,
-                        engine: n.engine().name,
-                        pool: n.pool,
-                    }
-                })
-                .collect(),
-            pools: (graph.pools.iter())
-                .map(|p| PlannedPool {
-                    name: p.name.clone(),
-                    slots: p.slots,
-                    hosts: p.hosts.iter().map(|h| h.id.clone()).collect(),
-                })
-                .collect(),
-        });
+        self.bus.emit(|| started(&self.session.graph, self.plan.nodes));
     }
 
     // ----- Classifying ready nodes -----
@@ -342,15 +322,18 @@ impl<'a> DrainState<'a> {
         }
         let mut record = record(node, status, 0.0, node.engine().name, None);
         record.metadata = metadata;
-        // Made by an earlier pass of this build (the same output): its record.
-        if let Some(earlier) = self.prior.remove(&node.id)
-            && earlier.output.as_deref() == Some(hit.fact.hash.as_str())
-        {
-            record = earlier;
-        }
+        // Made by an earlier pass of this build (the same output): its
+        // record, already told to the subscribers by that pass.
+        let earlier = (self.prior.remove(&node.id)).filter(|e| e.output.as_deref() == Some(hit.fact.hash.as_str()));
         self.books.facts[l] = Some(hit.fact);
         self.books.outputs[l] = hit.outputs;
-        self.settle(l, record);
+        match earlier {
+            Some(earlier) => {
+                self.books.status[l] = Some(earlier.status);
+                self.books.records[l] = Some(earlier);
+            }
+            None => self.settle(l, record),
+        }
         unwritten
     }
 
@@ -869,5 +852,29 @@ impl<'a> DrainState<'a> {
 
     fn node(&self, l: usize) -> &Node {
         &self.session.graph.nodes[self.plan.nodes[l]]
+    }
+}
+
+/// The `build_started` event of a build of `nodes`.
+pub(super) fn started(graph: &crate::graph::Graph, nodes: &[usize]) -> BuildEvent {
+    BuildEvent::BuildStarted {
+        nodes: (nodes.iter())
+            .map(|&g| {
+                let n = &graph.nodes[g];
+                PlannedNode {
+                    id: n.id.clone(),
+                    kind: n.kind,
+                    engine: n.engine().name,
+                    pool: n.pool,
+                }
+            })
+            .collect(),
+        pools: (graph.pools.iter())
+            .map(|p| PlannedPool {
+                name: p.name.clone(),
+                slots: p.slots,
+                hosts: p.hosts.iter().map(|h| h.id.clone()).collect(),
+            })
+            .collect(),
     }
 }

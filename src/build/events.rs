@@ -206,6 +206,14 @@ impl Events {
     pub fn is_empty(&self) -> bool {
         self.subscribers.is_empty()
     }
+
+    /// Hand `event` to every subscriber (a review round's pass forwards
+    /// its node events to the build's subscribers).
+    pub(super) fn deliver(&self, event: &BuildEvent) {
+        for s in &self.subscribers {
+            s.on_event(event);
+        }
+    }
 }
 
 /// One build's side of [`Events`]: emits while the build runs and goes quiet

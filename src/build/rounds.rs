@@ -5,15 +5,17 @@
 //! cache knows and adds the next one a pool needs; a silent pass builds the
 //! reviews still unknown (with their candidates); this repeats until every
 //! pool the targets need is decided. Only then is the whole closure
-//! drained, so no target is built against a half-filled pool. Nodes made
-//! by a round's pass keep their `built` record in the final pass (one
+//! drained, so no target is built against a half-filled pool. A pass tells
+//! the subscribers its nodes' events but not its start or end; the nodes it
+//! made settle quietly in the final pass with their `built` record (one
 //! record per node, totals counted once).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Events, NodeRecord, Options, Report, Status, drain_pass};
+use super::{BuildEvent, Events, NodeRecord, Options, Report, Status, Subscriber, drain_pass};
 use crate::graph::review::Next;
 use crate::kind::NodeKind;
 use crate::session::Session;
@@ -24,11 +26,14 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         .map(|n| n.path.clone())
         .collect();
     let mut prior: HashMap<String, NodeRecord> = HashMap::new();
+    // A pass tells its nodes' events (queued, started, progress, finished)
+    // but not its start and end: the build starts and finishes once.
     let quiet = Options {
-        events: Events::default(),
+        events: Events::default().with(Arc::new(Pass(opts.events.clone()))),
         ..opts.clone()
     };
     let mut last_unknown: Vec<usize> = Vec::new();
+    let mut announced = false;
     while !pools.is_empty() {
         let rounds = match session.expand_rounds() {
             Ok(r) => r,
@@ -45,8 +50,9 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
             break;
         }
         last_unknown.clone_from(&unknown);
+        announce(session, nodes, opts, &mut announced);
         let pass = session.graph.closure(&unknown);
-        let report = drain_pass(session, &pass, &quiet, cancel.clone(), HashMap::new()).await;
+        let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
         for r in &report.records {
             if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
                 prior.insert(r.id.clone(), r.clone());
@@ -72,8 +78,9 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
             break;
         }
         last.clone_from(&unknown);
+        announce(session, nodes, opts, &mut announced);
         let pass = session.graph.closure(&unknown);
-        let report = drain_pass(session, &pass, &quiet, cancel.clone(), HashMap::new()).await;
+        let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
         for r in &report.records {
             if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
                 prior.insert(r.id.clone(), r.clone());
@@ -96,4 +103,28 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     }
     let all = session.graph.closure(nodes);
     drain_pass(session, &all, opts, cancel, prior).await
+}
+
+/// The build's subscribers, as a pass's: every event but the build's start
+/// and end.
+struct Pass(Events);
+
+impl Subscriber for Pass {
+    fn on_event(&self, event: &BuildEvent) {
+        if !matches!(
+            event,
+            BuildEvent::BuildStarted { .. } | BuildEvent::BuildFinished { .. }
+        ) {
+            self.0.deliver(event);
+        }
+    }
+}
+
+/// Before the first pass: `build_started` with the plan as known so far
+/// (the final pass announces the whole plan again, the rounds included).
+fn announce(session: &Session, nodes: &[usize], opts: &Options, announced: &mut bool) {
+    if !std::mem::replace(announced, true) {
+        opts.events
+            .deliver(&super::drain::started(&session.graph, &session.graph.closure(nodes)));
+    }
 }

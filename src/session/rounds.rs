@@ -78,6 +78,16 @@ impl Session {
                     add_round(&self.project, &mut self.graph, &c, rounds + 1, rejected)?;
                     continue;
                 }
+                // A round made before stays while it is still what the loop
+                // would make (the same negative terms, so the same keys):
+                // a person's approval that fills the pool earlier does not
+                // throw away images already reviewed.
+                if decision == Some(Next::Full)
+                    && (rounds as usize) < rules.round_limit
+                    && self.keep_made_round(&c, rounds, &rules, &tally(&reviewed, &decisions).categories)?
+                {
+                    continue;
+                }
                 out.push(CharacterRounds {
                     character: c.clone(),
                     rounds,
@@ -89,6 +99,33 @@ impl Session {
             }
         }
         Ok(out)
+    }
+
+    /// Add round `rounds + 1` of `character` if all its reviews are in the
+    /// cache; otherwise leave the graph as it was.
+    fn keep_made_round(
+        &mut self,
+        character: &str,
+        rounds: u32,
+        rules: &LoopRules,
+        rejected: &std::collections::BTreeSet<String>,
+    ) -> Result<bool, Diagnostics> {
+        let Some(pool) = self.graph.get(&format!("{}:{character}", NodeKind::CharacterRefs)) else {
+            return Ok(false);
+        };
+        let (nodes, inputs) = (self.graph.nodes.len(), self.graph.nodes[pool].inputs.len());
+        add_round(&self.project, &mut self.graph, character, rounds + 1, rejected)?;
+        let (_, unknown) = self.read_reviews(character, rounds + 1, rules);
+        if unknown.is_empty() {
+            return Ok(true);
+        }
+        for n in self.graph.nodes.drain(nodes..) {
+            self.graph.by_id.remove(&n.id);
+        }
+        let node = &mut self.graph.nodes[pool];
+        node.inputs.truncate(inputs);
+        node.params.insert("rounds".into(), json!(rounds));
+        Ok(false)
     }
 
     /// Every review of `character`'s rounds known to the cache, and the
