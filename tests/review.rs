@@ -210,6 +210,28 @@ async fn a_forced_category_and_score_come_back_checked() {
 }
 
 #[tokio::test]
+async fn a_server_that_refuses_json_schema_gets_the_schema_as_json_object() {
+    let fake = Fake::start(MODEL);
+    fake.script(|s| s.llama_cpp_python = true);
+    let v = vision_for(ServiceKind::OpenaiChat, &fake);
+    let image = png(8, 8, 6);
+    let (scores, _) = ask(&v, &image, 0).await.unwrap();
+    assert_eq!(scores.framing.as_str(), scores_for(&image, &categories())["framing"]);
+    ask(&v, &image, 0).await.unwrap();
+    let seen = fake.seen();
+    // Refused once (not recorded: the fake answers before reading images),
+    // then `json_object` with the schema from then on.
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert_eq!(s.body["response_format"]["type"], "json_object");
+        assert_eq!(
+            s.body["response_format"]["schema"]["properties"]["rejection_categories"]["items"]["enum"],
+            json!(categories())
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_host_outside_the_rule_is_refused_before_any_request() {
     let mut e = executor(ServiceKind::Ollama, "http://10.9.8.7:11434", 5.0);
     assert!(Service::new(&e).is_err());

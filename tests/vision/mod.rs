@@ -48,6 +48,10 @@ pub struct Script {
     pub fail_500: u32,
     /// Wait this long before answering.
     pub delay: Option<Duration>,
+    /// Be llama-cpp-python's server: refuse `response_format.type:
+    /// json_schema` as it does (HTTP 500, its pydantic literal error) and
+    /// take `{type: json_object, schema}`.
+    pub llama_cpp_python: bool,
     /// The next requests' scores (and category), one per request in
     /// arrival order, before `score`/`category` apply.
     pub plan: std::collections::VecDeque<(f64, Option<String>)>,
@@ -318,6 +322,12 @@ async fn openai(State(state): State<St>, body: axum::body::Bytes) -> Response {
         return err(StatusCode::BAD_REQUEST, m);
     }
     let rf = &body["response_format"];
+    if rf["type"] == "json_schema" && state.1.lock().unwrap().script.llama_cpp_python {
+        let message = "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), \
+                       'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}";
+        let body = json!({"error": {"message": message, "type": "internal_server_error", "param": null, "code": null}});
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    }
     let schema = match rf["type"].as_str() {
         Some("json_schema") => &rf["json_schema"]["schema"],
         Some("json_object") => &rf["schema"],
