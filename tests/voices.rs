@@ -171,24 +171,35 @@ fn kokoro_reads_japanese_with_the_projects_readings() {
     require_venv();
     let p = TestProject::example("tiny");
     p.edit("rules/audio.yaml", "engine: piper\n", "engine: kokoro_ja\n");
-    p.edit("episodes/ep01.yaml", "Will it come?", "桐山の月城さん、来るかな。");
+    p.edit(
+        "episodes/ep01.yaml",
+        "Will it come?",
+        "桐山のLantern、月城さん、来るかな。",
+    );
+    p.edit(
+        "rules/audio.yaml",
+        "        小夜: さよ\n",
+        "        小夜: さよ\n        Lantern: らんたん\n",
+    );
     p.edit(
         "studio.yaml",
         "piper: {pitch: -1, length_scale: 1.0}",
         "kokoro: {voice: jm_kumo, speed: 1.1}",
     );
     let b = build(&p, &[LINES[0].0], &[]).ok();
-    check_speech(&p, &b, LINES[0].0, "桐山 の 月城 さん 来る かな", "kokoro_ja");
+    check_speech(&p, &b, LINES[0].0, "桐山 の Lantern 月城 さん 来る かな", "kokoro_ja");
     assert_eq!(workers_of(&p), "");
     // The names went through the OpenJTalk user dictionary made from
     // `pronounce.ja`: each is one word with its reading. OpenJTalk alone
-    // reads 月城 "tsuki-jō"; kana put in the text split きりやま in two.
+    // reads 月城 "tsuki-jō"; kana put in the text split きりやま in two;
+    // a Latin word is looked up as OpenJTalk sees it (full width), not
+    // spelled out letter by letter.
     let phonemes = b.node(LINES[0].0)["metadata"]["phonemes"].as_str().unwrap().to_string();
     let words: Vec<&str> = phonemes
         .split_whitespace()
         .map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation()))
         .collect();
-    for name in ["kʲiɾʲijama", "ʦɨkʲiɕiɾo"] {
+    for name in ["kʲiɾʲijama", "ʦɨkʲiɕiɾo", "ɾantaɴ"] {
         assert!(words.contains(&name), "{name} in {phonemes}");
     }
     p.edit("studio.yaml", "voice: jm_kumo", "voice: af_bella");

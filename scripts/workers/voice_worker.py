@@ -100,10 +100,14 @@ class Kokoro:
             self.jtalk.unset_user_dict()
             self.readings = []
             return
+        import jaconv
+
         small = set("ァィゥェォャュョヮ")
         rows = []
         for word, kana in readings:
             moras = sum(1 for c in kana if c not in small)
+            # OpenJTalk looks words up in full width (its text2mecab widens the text).
+            word = jaconv.h2z(word, kana=True, ascii=True, digit=True)
             # naist-jdic: surface, context ids (assigned), cost, part of speech
             # (proper noun), base form, reading, pronunciation, accent/moras, chain rule.
             rows.append(f"{word},,,1,名詞,固有名詞,一般,*,*,*,{word},{kana},{kana},0/{moras},*\n")
