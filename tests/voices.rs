@@ -202,6 +202,14 @@ fn kokoro_reads_japanese_with_the_projects_readings() {
     for name in ["kʲiɾʲijama", "ʦɨkʲiɕiɾo", "ɾantaɴ"] {
         assert!(words.contains(&name), "{name} in {phonemes}");
     }
+    let dicts: Vec<String> = std::fs::read_dir(p.path("cache/workers/userdict"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        dicts.len() == 1 && dicts[0].ends_with(".dic"),
+        "one compiled dictionary, nothing half-made: {dicts:?}"
+    );
     p.edit("studio.yaml", "voice: jm_kumo", "voice: af_bella");
     let run = p.run(&["build", LINES[0].0]);
     assert_eq!(run.code, 2, "{}", run.stderr);

@@ -12,16 +12,17 @@ first {"ready": true, "rate": HZ} (or {"ready": false, "error": ...} and exit
 Kokoro's readings (the project's `pronounce.ja` list) become an OpenJTalk
 user dictionary (pyopenjtalk's `mecab_dict_index` compiles the naist-jdic
 CSV, `update_global_jtalk_with_user_dict` applies it, reading-protected),
-rebuilt only when the list changes; its reply carries the phonemes spoken.
+compiled once per list into userdict/HASH.dic (in the worker's folder,
+cache/workers); its reply carries the phonemes spoken.
 
 The WAV (mono s16 at the model's rate) is written to OUT.part and renamed to
 OUT, so a killed worker leaves no file that looks whole. It exits when its
 stdin closes, and (Linux) when studio dies.
 """
+import hashlib
 import json
 import os
 import sys
-import tempfile
 import wave
 
 
@@ -89,8 +90,9 @@ class Kokoro:
 
         self.jtalk = pyopenjtalk
         self.readings = []
-        # The compiled dictionaries live as long as the worker.
-        self.dicts = tempfile.TemporaryDirectory(prefix="userdict-", dir=os.getcwd())
+        # Compiled dictionaries, by their CSV's hash: kept across builds
+        # (the worker is killed at the end of one), one per list.
+        self.dicts = os.path.join(os.getcwd(), "userdict")
 
     def use_readings(self, readings):
         """Make `readings` the user dictionary, unless it already is."""
@@ -111,12 +113,23 @@ class Kokoro:
             # naist-jdic: surface, context ids (assigned), cost, part of speech
             # (proper noun), base form, reading, pronunciation, accent/moras, chain rule.
             rows.append(f"{word},,,1,名詞,固有名詞,一般,*,*,*,{word},{kana},{kana},0/{moras},*\n")
-        n = len(os.listdir(self.dicts.name))
-        csv = os.path.join(self.dicts.name, f"{n}.csv")
-        dic = os.path.join(self.dicts.name, f"{n}.dic")
-        with open(csv, "w", encoding="utf-8") as f:
-            f.writelines(rows)
-        self.jtalk.mecab_dict_index(csv, dic)
+        text = "".join(rows)
+        name = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+        dic = os.path.join(self.dicts, f"{name}.dic")
+        if not os.path.isfile(dic):
+            # Made under this process's names, then renamed: another worker
+            # may make the same one at once, and a killed one leaves no half.
+            os.makedirs(self.dicts, exist_ok=True)
+            part = os.path.join(self.dicts, f"{name}.{os.getpid()}")
+            with open(part + ".csv", "w", encoding="utf-8") as f:
+                f.write(text)
+            try:
+                self.jtalk.mecab_dict_index(part + ".csv", part + ".dic")
+                os.replace(part + ".dic", dic)
+            finally:
+                for leftover in (part + ".csv", part + ".dic"):
+                    if os.path.exists(leftover):
+                        os.remove(leftover)
         self.jtalk.update_global_jtalk_with_user_dict([{"dic_path": dic, "is_reading_protected": True}])
         self.readings = readings
 
