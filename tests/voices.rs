@@ -171,15 +171,45 @@ fn kokoro_reads_japanese_with_the_projects_readings() {
     require_venv();
     let p = TestProject::example("tiny");
     p.edit("rules/audio.yaml", "engine: piper\n", "engine: kokoro_ja\n");
-    p.edit("episodes/ep01.yaml", "Will it come?", "月城さん、来るかな。");
+    p.edit(
+        "episodes/ep01.yaml",
+        "Will it come?",
+        "桐山のLantern、月城さん、来るかな。",
+    );
+    p.edit(
+        "rules/audio.yaml",
+        "        小夜: さよ\n",
+        "        小夜: さよ\n        Lantern: らんたん\n",
+    );
     p.edit(
         "studio.yaml",
         "piper: {pitch: -1, length_scale: 1.0}",
         "kokoro: {voice: jm_kumo, speed: 1.1}",
     );
     let b = build(&p, &[LINES[0].0], &[]).ok();
-    check_speech(&p, &b, LINES[0].0, "月城 さん 来る かな", "kokoro_ja");
+    check_speech(&p, &b, LINES[0].0, "桐山 の Lantern 月城 さん 来る かな", "kokoro_ja");
     assert_eq!(workers_of(&p), "");
+    // The names went through the OpenJTalk user dictionary made from
+    // `pronounce.ja`: each is one word with its reading. OpenJTalk alone
+    // reads 月城 "tsuki-jō"; kana put in the text split きりやま in two;
+    // a Latin word is looked up as OpenJTalk sees it (full width), not
+    // spelled out letter by letter.
+    let phonemes = b.node(LINES[0].0)["metadata"]["phonemes"].as_str().unwrap().to_string();
+    let words: Vec<&str> = phonemes
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation()))
+        .collect();
+    for name in ["kʲiɾʲijama", "ʦɨkʲiɕiɾo", "ɾantaɴ"] {
+        assert!(words.contains(&name), "{name} in {phonemes}");
+    }
+    let dicts: Vec<String> = std::fs::read_dir(p.path("cache/workers/userdict"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        dicts.len() == 1 && dicts[0].ends_with(".dic"),
+        "one compiled dictionary, nothing half-made: {dicts:?}"
+    );
     p.edit("studio.yaml", "voice: jm_kumo", "voice: af_bella");
     let run = p.run(&["build", LINES[0].0]);
     assert_eq!(run.code, 2, "{}", run.stderr);
@@ -271,6 +301,79 @@ fn a_character_lists_its_own_voice_engines() {
     );
     assert!(run.stderr.contains("`espeak` is twice"), "{}", run.stderr);
     assert!(run.stderr.contains("studio.yaml"), "{}", run.stderr);
+}
+
+/// The running workers' process ids.
+fn worker_pids(p: &TestProject) -> Vec<u32> {
+    workers_of(p)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Build the lines with one job at a time (so one worker) and `kill -9`
+/// the first `kills` workers that appear, then return the build.
+fn build_killing_workers(p: &TestProject, kills: usize) -> Build {
+    let mut args = vec!["build", "--json", "-j", "1"];
+    args.extend(LINES.iter().map(|(id, _)| *id));
+    let mut child = p.spawn(&args);
+    let mut killed = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    while killed.len() < kills {
+        for pid in worker_pids(p) {
+            if killed.len() < kills && killed.insert(pid) {
+                Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before {kills} workers were killed ({killed:?})"
+        );
+        assert!(started.elapsed().as_secs() < 300, "no worker to kill");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let b = Build::parse_run(common::wait_within(child, std::time::Duration::from_secs(600)));
+    assert_eq!(workers_of(p), "", "no worker outlives `studio build`");
+    b
+}
+
+/// A worker killed mid-build is restarted once and the lines are Piper's.
+#[test]
+fn a_killed_worker_is_restarted_once() {
+    require_venv();
+    let p = TestProject::example("tiny");
+    let b = build_killing_workers(&p, 1).ok();
+    for (id, text) in LINES {
+        check_speech(&p, &b, id, text, "piper");
+        assert!(b.node(id).get("error").is_none(), "{}", b.node(id));
+    }
+}
+
+/// Killed twice, the pool gives up: every line falls through to espeak with
+/// the worker's failure in its record, provisionally, and the next build
+/// (with a worker that lives) makes them with Piper.
+#[test]
+fn a_worker_killed_twice_falls_through_to_espeak_provisionally() {
+    require_venv();
+    let p = TestProject::example("tiny");
+    let b = build_killing_workers(&p, 2).ok();
+    for (id, _) in LINES {
+        let n = b.node(id);
+        assert_eq!(n["engine"], "espeak", "{n}");
+        let error = n["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("fell back to espeak after: piper: ")
+                && error.contains("the piper worker failed (it exited)"),
+            "{error}"
+        );
+        assert!(error.contains("piper.log"), "{error}");
+        assert_eq!(n["provisional"], true, "a crash may pass: {n}");
+    }
+    let again = build(&p, &LINES.map(|(id, _)| id), &[]).ok();
+    for (id, text) in LINES {
+        check_speech(&p, &again, id, text, "piper");
+    }
+    assert_eq!(workers_of(&p), "");
 }
 
 /// `studio watch` keeps its workers while it runs and none outlives it.

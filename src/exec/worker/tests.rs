@@ -103,7 +103,10 @@ async fn a_crash_is_restarted_once_then_the_pool_gives_up() {
         .call(serde_json::json!({"op": "crash"}), &cancel)
         .await
         .unwrap_err();
-    assert!(matches!(e, ExecError::Permanent(_)), "{e:?}");
+    assert!(
+        matches!(e, ExecError::Transient(_)),
+        "a crash may pass: the fallback is provisional: {e:?}"
+    );
     assert!(e.to_string().contains("the fake worker failed (it exited)"), "{e}");
     assert!(e.to_string().contains("fake.log"), "{e}");
     let again = pool.call(serde_json::json!({"op": "echo"}), &cancel).await.unwrap_err();
@@ -138,6 +141,13 @@ async fn a_worker_that_cannot_start_says_why_once() {
     assert!(e.contains("no module named piper"), "{e}");
     assert!(!e.contains("deps.sh\n"), "one line of the reason: {e}");
     assert_eq!(pool.started(), 1, "a refusal is not a crash: no restart");
+    assert!(
+        matches!(
+            pool.call(serde_json::json!({}), &CancellationToken::new()).await,
+            Err(ExecError::Permanent(_))
+        ),
+        "no later try fixes a missing package"
+    );
 }
 
 #[tokio::test]

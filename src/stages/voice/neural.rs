@@ -2,9 +2,12 @@
 //! Kokoro (Japanese), each a persistent worker in the voices venv
 //! (`exec::worker`, `exec::voices`), shared by every voice line of a build.
 //!
-//! The line's text first goes through the project's pronunciation list (the
-//! `pronounce` param of `rules/audio.yaml`: English respellings or Piper's
-//! `[[ phonemes ]]`, Japanese readings in kana); the worker writes a WAV at
+//! The project's pronunciation list (the `pronounce` param of
+//! `rules/audio.yaml`) reaches each engine its own way: Piper's lines get
+//! English respellings or Piper's `[[ phonemes ]]` put in their text; Kokoro's
+//! worker makes the Japanese readings (kana) an OpenJTalk user dictionary, so
+//! a name is one word with its reading, not kana the analyzer splits again.
+//! The worker writes a WAV at
 //! the model's rate, which is trimmed of leading silence (so the line starts
 //! where its subtitle cue does), shifted in pitch when the character's voice
 //! asks, and resampled to the pipeline's 48 kHz like espeak-ng's lines.
@@ -149,7 +152,7 @@ pub async fn piper(job: &Job, cancel: &CancellationToken) -> Result<Produced, Ex
     let fail = |what: String| ExecError::Permanent(format!("{}: {what}", job.node.id));
     let s = piper_settings(param(job, "voice")).map_err(fail)?;
     let seed = job.material.seed.unwrap_or(0);
-    let text = spoken(job, "en")?;
+    let text = pronounce(spoken(job)?, param(job, "pronounce"), "en");
     let request = json!({
         "text": text, "seed": seed, "length_scale": s.length_scale,
         "noise_scale": s.noise_scale, "noise_w_scale": s.noise_w_scale,
@@ -163,13 +166,13 @@ pub async fn piper(job: &Job, cancel: &CancellationToken) -> Result<Produced, Ex
 pub async fn kokoro_ja(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let fail = |what: String| ExecError::Permanent(format!("{}: {what}", job.node.id));
     let s = kokoro_settings(param(job, "voice")).map_err(fail)?;
-    let text = spoken(job, "ja")?;
-    let request = json!({"text": text, "voice": s.voice, "speed": s.speed});
+    let readings = readings(param(job, "pronounce")).map_err(fail)?;
+    let request = json!({"text": spoken(job)?, "voice": s.voice, "speed": s.speed, "readings": readings});
     speak(job, Tool::Kokoro, request, s.pitch, Metadata::new(), cancel).await
 }
 
-/// The node's text with the pronunciations for `lang` put in.
-fn spoken(job: &Job, lang: &str) -> Result<String, ExecError> {
+/// The node's text, checked.
+fn spoken(job: &Job) -> Result<&str, ExecError> {
     check_rate(job)?;
     let text = param_str(job, "text");
     if text.trim().is_empty() {
@@ -178,8 +181,46 @@ fn spoken(job: &Job, lang: &str) -> Result<String, ExecError> {
             job.node.id
         )));
     }
-    Ok(pronounce(text, param(job, "pronounce"), lang))
+    Ok(text)
 }
+
+/// The `pronounce.ja` list as user-dictionary rows: `(word, reading in
+/// katakana)`, sorted by word. A word may not hold what would break the
+/// dictionary's CSV; a reading is kana (the loader says the same, located).
+pub(crate) fn readings(list: Option<&Value>) -> Result<Vec<(String, String)>, String> {
+    let Some(entries) = list.and_then(|l| l.get("ja")).and_then(Value::as_object) else {
+        return Ok(Vec::new());
+    };
+    let mut rows = Vec::with_capacity(entries.len());
+    for (word, reading) in entries {
+        let reading = reading.as_str().unwrap_or("");
+        if let Some(problem) = crate::project::bounds::ja_reading_problem(word, reading) {
+            return Err(format!("pronounce.ja.{word}: {problem}"));
+        }
+        rows.push((word.clone(), katakana(reading)));
+    }
+    rows.sort();
+    Ok(rows)
+}
+
+/// Hiragana to katakana (the dictionary's readings); other characters kept.
+fn katakana(kana: &str) -> String {
+    kana.chars()
+        .map(|c| match c {
+            '\u{3041}'..='\u{3096}' => char::from_u32(c as u32 + 0x60).unwrap_or(c),
+            _ => c,
+        })
+        .collect()
+}
+
+/// The phonemes a worker reports it spoke: printable, bounded.
+fn phonemes_of(reply: &Value) -> Option<String> {
+    let p = reply.get("phonemes")?.as_str()?;
+    Some(p.chars().filter(|c| !c.is_control()).take(MAX_PHONEMES).collect())
+}
+
+/// The most phoneme characters kept in a line's record.
+const MAX_PHONEMES: usize = 2000;
 
 /// Ask the engine's worker for the line, then trim, shift and resample it.
 async fn speak(
@@ -187,7 +228,7 @@ async fn speak(
     tool: Tool,
     mut request: Value,
     pitch: f64,
-    metadata: Metadata,
+    mut metadata: Metadata,
     cancel: &CancellationToken,
 ) -> Result<Produced, ExecError> {
     let fail = |what: String| ExecError::Permanent(format!("{}: {what}", job.node.id));
@@ -221,6 +262,9 @@ async fn speak(
         }
     }
     produced(&raw, job.engine.name)?;
+    if let Some(p) = phonemes_of(&reply) {
+        metadata.insert("phonemes".into(), p.into());
+    }
     let wav = scratch(job, "voice.wav");
     let resample = ffmpeg(job)?
         .args(["-i", raw.as_str(), "-af", &filter(rate, pitch), "-ac", "1"])
@@ -284,6 +328,23 @@ mod tests {
             "Ren",
             "only texts"
         );
+    }
+
+    #[test]
+    fn japanese_readings_become_dictionary_rows() {
+        let list = json!({"en": {"Ren": "Wren"}, "ja": {"桐山": "きりやま", "月城": "ツキシロ", "小夜": "さよ"}});
+        assert_eq!(
+            readings(Some(&list)).unwrap(),
+            vec![
+                ("小夜".to_string(), "サヨ".to_string()),
+                ("月城".to_string(), "ツキシロ".to_string()),
+                ("桐山".to_string(), "キリヤマ".to_string()),
+            ]
+        );
+        assert!(readings(None).unwrap().is_empty());
+        let bad = readings(Some(&json!({"ja": {"月,城": "つきしろ"}}))).unwrap_err();
+        assert!(bad.contains("no commas"), "{bad}");
+        assert!(readings(Some(&json!({"ja": {"月城": "tsuki"}}))).is_err());
     }
 
     #[test]
