@@ -101,7 +101,7 @@ impl Limiter {
         if self.window.len() > self.look {
             self.sum -= self.window.pop_front().unwrap_or(0.0);
         }
-        if at % 4096 == 0 {
+        if at.is_multiple_of(4096) {
             self.sum = self.window.iter().sum(); // now and then afresh: no drift
         }
         let attack = self.sum / self.look as f64;
@@ -170,7 +170,7 @@ mod tests {
         let limit = -3.0;
         let linear = 10f32.powf(limit as f32 / 20.0);
         for (look, chunk) in [(64, 1), (64, 777), (240, 4096), (1, 3)] {
-            let (out, deepest) = limited(&input, limit as f64, look, chunk);
+            let (out, deepest) = limited(&input, limit, look, chunk);
             assert_eq!(out.len(), input.len(), "every frame comes out, in order");
             let over = out.iter().map(|s| s.abs()).fold(0.0, f32::max);
             assert!(over <= linear * 1.000_001, "peak {over} over {linear} (look {look})");
@@ -181,7 +181,7 @@ mod tests {
             }
         }
         // The gain ramps down ahead of a burst rather than jumping.
-        let (out, _) = limited(&input, limit as f64, 64, 1000);
+        let (out, _) = limited(&input, limit, 64, 1000);
         let gain_at = |t: usize| out[t * 2 + 1] / input[t * 2 + 1];
         let ramp: Vec<f32> = (4_940..5_000)
             .filter(|&t| input[t * 2 + 1].abs() > 0.05)

@@ -719,7 +719,10 @@ mod tests {
     }
 
     /// Scenes of `f` made and measured as the mixes are.
-    fn scenes_of(root: &Utf8Path, name: &str, specs: &[(u64, &dyn Fn(u64) -> (f32, f32))]) -> Vec<SceneMix> {
+    /// A stereo signal by sample.
+    type Signal<'a> = &'a dyn Fn(u64) -> (f32, f32);
+
+    fn scenes_of(root: &Utf8Path, name: &str, specs: &[(u64, Signal)]) -> Vec<SceneMix> {
         let cancel = CancellationToken::new();
         specs
             .iter()
