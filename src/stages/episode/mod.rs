@@ -26,6 +26,7 @@ use crate::timing;
 mod limiter;
 mod loudness;
 mod segments;
+mod shape;
 #[cfg(test)]
 mod tests;
 mod timeline;
