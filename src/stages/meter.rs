@@ -216,13 +216,20 @@ pub struct Meter {
 
 impl Meter {
     pub fn new() -> Meter {
+        Meter::with(Mode::M | Mode::TRUE_PEAK | Mode::SAMPLE_PEAK)
+    }
+
+    /// Block energies and sample peaks only, without the oversampling true
+    /// peak meter (most of the metering's time): for trial renders whose
+    /// peaks are checked again.
+    pub fn sample_peaks() -> Meter {
+        Meter::with(Mode::M | Mode::SAMPLE_PEAK)
+    }
+
+    fn with(mode: Mode) -> Meter {
         Meter {
-            r128: EbuR128::new(
-                u32::from(CHANNELS),
-                timing::RATE as u32,
-                Mode::M | Mode::TRUE_PEAK | Mode::SAMPLE_PEAK,
-            )
-            .expect("stereo at 48 kHz is a valid meter"),
+            r128: EbuR128::new(u32::from(CHANNELS), timing::RATE as u32, mode)
+                .expect("stereo at 48 kHz is a valid meter"),
             fed: 0,
         }
     }

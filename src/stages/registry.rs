@@ -262,8 +262,10 @@ pub static ENGINES: &[Engine] = &[
         spec: EngineSpec {
             name: "ffmpeg",
             // 2: scene mixes carry their loudness measurement; the episode's
-            // audio is normalized from them in one pass.
-            version: 2,
+            // audio is normalized from them in one pass. 3: the episode's
+            // gain and limiter applied in process; segments on two sliced
+            // x264 threads (other bytes: old segments must not mix in).
+            version: 3,
             kinds: &[
                 ShotVideo,
                 LastFrame,

@@ -1,6 +1,7 @@
 //! Loudness: the episode's integrated loudness put together from its scene
-//! mixes' measurements, then one pass of gain (with a limiter only when the
-//! peaks need one) into AAC, checked by metering what was encoded.
+//! mixes' measurements, then gain (and, only when the peaks need it, the
+//! limiter, metered and corrected in process) on the mixed samples, one
+//! encode into AAC, checked by metering what was encoded.
 //!
 //! Each scene mix comes with the energy of the gating block ending on each
 //! of its frames ([`meter::SceneLoudness`]). The episode's blocks (400 ms
@@ -9,6 +10,7 @@
 //! crossfade (or a cut) are measured here, on the mixed audio around it.
 //! A dialogue edit therefore re-measures one scene, not the episode.
 
+use super::shape::{Part, Shaped, shape};
 use super::*;
 use crate::stages::meter::{self, BLOCK, Meter, STEP, SceneLoudness, Wav};
 
@@ -100,7 +102,7 @@ fn crossfade_gain(u: u64, len: u64, ns: u64, fades_in: bool, fades_out: bool) ->
 }
 
 /// The episode's audio `from..to` as the acrossfade chain mixes it.
-fn render(wavs: &mut [Wav], lengths: &[u64], ns: u64, from: u64, to: u64) -> Result<Vec<f32>, String> {
+pub(super) fn render(wavs: &mut [Wav], lengths: &[u64], ns: u64, from: u64, to: u64) -> Result<Vec<f32>, String> {
     let n = lengths.len();
     let mut out = vec![0f32; ((to - from) * 2) as usize];
     for (i, (wav, start)) in wavs.iter_mut().zip(starts(lengths, ns)).enumerate() {
@@ -194,75 +196,12 @@ pub(super) fn episode_reading(scenes: &[SceneMix], ns: u64, cancel: &Cancellatio
     })
 }
 
-/// How one encode is done: the gain in dB, and the limiter's ceiling
-/// (dBFS) when the gained peaks would pass the target.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Pass {
-    pub(super) gain: f64,
-    pub(super) limit: Option<f64>,
-}
-
-impl Target {
-    /// The pass for `reading`, with `headroom` dB kept spare under the
-    /// true-peak target and `correction` dB added to the gain (what earlier
-    /// encodes of this episode taught).
-    pub(super) fn pass(&self, reading: &Reading, headroom: f64, correction: f64) -> Pass {
-        let Some(i) = reading.i else {
-            return Pass { gain: 0.0, limit: None };
-        };
-        let gain = self.i - i + correction;
-        let ceiling = self.tp - headroom;
-        let limit = (reading.tp + gain > ceiling).then_some(ceiling - LIMIT_MARGIN_DB);
-        Pass { gain, limit }
-    }
-}
-
-/// How far under the true-peak ceiling the limiter holds the sample peaks:
-/// it limits samples, and the true peak between them sits higher.
-const LIMIT_MARGIN_DB: f64 = 0.5;
-
-/// The filter after the join: gain, the look-ahead limiter when needed
-/// (`level=0`: no auto-gain; `latency=1`: the length stays exact), exactly
-/// `samples` long.
-pub(super) fn gain_chain(pass: &Pass, samples: u64) -> String {
-    let mut chain = format!("volume={:.4}dB:precision=double", pass.gain);
-    if let Some(limit) = pass.limit {
-        let linear = 10f64.powf(limit / 20.0).clamp(0.0625, 1.0);
-        let _ = write!(
-            chain,
-            ",alimiter=limit={linear:.4}:attack=5:release=50:level=0:latency=1"
-        );
-    }
-    let _ = write!(chain, ",apad=whole_len={samples},atrim=end_sample={samples}");
-    chain
-}
-
-/// The one pass: join the mixes with their crossfades, gain (and limit),
-/// AAC 192k stereo.
-async fn encode(
-    job: &Job,
-    scenes: &[SceneMix],
-    ns: u64,
-    samples: u64,
-    pass: &Pass,
-    out: &Utf8Path,
-    cancel: &CancellationToken,
-) -> Result<(), ExecError> {
-    let mut cmd = ffmpeg(job)?;
-    for scene in scenes {
-        cmd = cmd.arg("-i").arg(scene.wav.as_str());
-    }
-    let graph = format!(
-        "{};[aout]{}[final]",
-        audio_graph(scenes.len(), ns),
-        gain_chain(pass, samples)
-    );
-    let cmd = cmd
-        .arg("-filter_complex")
-        .arg(graph)
-        .args([
-            "-map", "[final]", "-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2",
-        ])
+/// The one encode: the shaped samples into AAC 192k stereo.
+async fn encode(job: &Job, wav: &Utf8Path, out: &Utf8Path, cancel: &CancellationToken) -> Result<(), ExecError> {
+    let cmd = ffmpeg(job)?
+        .arg("-i")
+        .arg(wav.as_str())
+        .args(["-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2"])
         // The fast coder: the encode is most of a dialogue edit's wait
         // (92 s of audio: 1.2 s instead of 2.9 s), at the same loudness and
         // peaks; at 192 kb/s it is transparent enough for an animatic.
@@ -328,15 +267,16 @@ async fn check(job: &Job, encoded: &Utf8Path, cancel: &CancellationToken) -> Res
 /// What `normalize` did, for the node's metadata.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Normalized {
-    pub(super) pass: Pass,
+    pub(super) shaped: Shaped,
     pub(super) check: Check,
     pub(super) encodes: u32,
 }
 
-/// Encode with the gain the reading asks for, and meter the result. AAC can
-/// overshoot the peaks and the limiter costs a little loudness: when the
-/// true peak is over `max_true_peak_dbtp` or the loudness more than half a
-/// LU off, limit harder or correct the gain and encode again (three tries).
+/// Shape the samples in process ([`shape`]), encode them once, and meter
+/// the encode. AAC can overshoot the peaks a little: when the true peak is
+/// over `max_true_peak_dbtp` or the loudness more than half a LU off, shape
+/// again with more headroom or a corrected gain and encode again (three
+/// tries).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn normalize(
     job: &Job,
@@ -349,14 +289,25 @@ pub(super) async fn normalize(
     cancel: &CancellationToken,
 ) -> Result<Normalized, ExecError> {
     let ceiling = param_f64(job, "max_true_peak_dbtp", -1.0);
+    let parts: Vec<Part> = scenes.iter().map(|s| (s.wav.clone(), s.loudness.samples)).collect();
+    let wav = scratch(job, "episode_mix.wav");
     let (mut headroom, mut correction) = (0.0, 0.0);
     let mut last = None;
     for round in 1..=3 {
-        let pass = target.pass(reading, headroom, correction);
-        encode(job, scenes, ns, samples, &pass, out, cancel).await?;
+        let (p, r, t, w, token) = (parts.clone(), *reading, *target, wav.clone(), cancel.clone());
+        let shaped =
+            tokio::task::spawn_blocking(move || shape(&p, ns, samples, &r, &t, headroom, correction, &w, &token))
+                .await
+                .map_err(|e| permanent(format!("shaping the episode audio stopped: {e}")))?;
+        if cancel.is_cancelled() {
+            return Err(ExecError::Cancelled);
+        }
+        let shaped = shaped.map_err(permanent)?;
+        encode(job, &wav, out, cancel).await?;
+        let _ = std::fs::remove_file(&wav);
         let got = check(job, out, cancel).await?;
         let done = Normalized {
-            pass,
+            shaped,
             check: got,
             encodes: round,
         };
@@ -507,48 +458,5 @@ mod tests {
         scenes[1].loudness.energies.push(0.0);
         let err = episode_reading(&scenes, 12 * F, &cancel).unwrap_err();
         assert!(err.contains("s1.wav has 64000 samples, its measurement 65600"), "{err}");
-    }
-
-    #[test]
-    fn a_pass_limits_only_when_the_gained_peaks_would_pass_the_target() {
-        let target = Target { i: -16.0, tp: -1.5 };
-        let reading = |i, tp| Reading {
-            i: Some(i),
-            tp,
-            mixed_blocks: 0,
-            blocks: 1,
-        };
-        let quiet = target.pass(&reading(-20.0, -8.0), 0.0, 0.0);
-        assert_eq!(quiet, Pass { gain: 4.0, limit: None });
-        assert_eq!(
-            gain_chain(&quiet, 48_000),
-            "volume=4.0000dB:precision=double,apad=whole_len=48000,atrim=end_sample=48000"
-        );
-        // −20 LUFS with peaks at −4 dBTP: +4 dB would put them at 0.
-        let hot = target.pass(&reading(-20.0, -4.0), 0.0, 0.0);
-        assert_eq!(
-            hot,
-            Pass {
-                gain: 4.0,
-                limit: Some(-2.0)
-            }
-        );
-        assert!(gain_chain(&hot, 10).contains(",alimiter=limit=0.7943:attack=5:release=50:level=0:latency=1,"));
-        // What earlier encodes taught: more headroom, a corrected gain.
-        let taught = target.pass(&reading(-20.0, -8.0), 2.0, -0.5);
-        assert_eq!(taught, Pass { gain: 3.5, limit: None });
-        let taught = target.pass(&reading(-20.0, -6.0), 1.0, 0.0);
-        assert_eq!(
-            taught,
-            Pass {
-                gain: 4.0,
-                limit: Some(-3.0)
-            }
-        );
-        let silent = Reading {
-            i: None,
-            ..reading(0.0, -90.0)
-        };
-        assert_eq!(target.pass(&silent, 0.0, 0.0), Pass { gain: 0.0, limit: None });
     }
 }

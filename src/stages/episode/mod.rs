@@ -2,8 +2,9 @@
 //!
 //! `segments.rs` encodes each scene's picture and each crossfade once in
 //! H.264 and `episode_video` joins them by stream copy;
-//! `episode_audio` joins the scene mixes with an acrossfade chain at the
-//! gain their measurements call for, into AAC ([`loudness`]); `assemble` checks both streams, writes
+//! `episode_audio` joins the scene mixes with their crossfades at the
+//! gain their measurements call for, limited in process when the peaks
+//! need it ([`limiter`]), into AAC ([`loudness`]); `assemble` checks both streams, writes
 //! subtitles and chapters, muxes the MP4 and takes a thumbnail (media notes §7).
 //!
 //! Every length, offset and cue time comes from [`timing`] (frames at 30 fps,
@@ -22,8 +23,10 @@ use crate::exec::runner::Cmd;
 use crate::exec::{ExecError, Job, JobInput, Produced};
 use crate::timing;
 
+mod limiter;
 mod loudness;
 mod segments;
+mod shape;
 #[cfg(test)]
 mod tests;
 mod timeline;
@@ -232,33 +235,10 @@ async fn encode_reporting(job: &Job, cmd: &Cmd, total: u64, cancel: &Cancellatio
 // episode_audio
 // ---------------------------------------------------------------------------
 
-/// The filtergraph joining the scene mixes: an acrossfade chain of `ns`
-/// samples with triangular (linear) curves.
-fn audio_graph(n: usize, ns: u64) -> String {
-    let mut g = String::new();
-    for i in 0..n {
-        let _ = write!(g, "[{i}:a]aformat=sample_fmts=flt:channel_layouts=stereo[s{i}];");
-    }
-    if n > 1 && ns == 0 {
-        for i in 0..n {
-            let _ = write!(g, "[s{i}]");
-        }
-        let _ = write!(g, "concat=n={n}:v=0:a=1[aout]");
-        return g;
-    }
-    let mut prev = "s0".to_string();
-    for i in 1..n {
-        let _ = write!(g, "[{prev}][s{i}]acrossfade=ns={ns}:c1=tri:c2=tri[a{i}];");
-        prev = format!("a{i}");
-    }
-    let _ = write!(g, "[{prev}]anull[aout]");
-    g
-}
-
 /// Join the scene mixes with crossfades (exactly Σsamples − Σoverlaps
 /// samples) into AAC at the target loudness: integrated from the scenes'
-/// measurements, one encode with the gain (and a limiter when the peaks need
-/// one), metered after (media notes §7).
+/// measurements, gained (and limited when the peaks need it) in process,
+/// one encode, metered after (media notes §7).
 pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let inputs = scene_inputs(job)?;
     let joins = joins(job, inputs.len())?;
@@ -297,8 +277,10 @@ pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Prod
     metadata.insert("scenes_true_peak_dbtp".into(), round(reading.tp).into());
     metadata.insert("blocks".into(), reading.blocks.into());
     metadata.insert("blocks_measured_here".into(), reading.mixed_blocks.into());
-    metadata.insert("gain_db".into(), round(done.pass.gain).into());
-    metadata.insert("limited".into(), done.pass.limit.is_some().into());
+    metadata.insert("gain_db".into(), round(done.shaped.pass.gain).into());
+    metadata.insert("limited".into(), done.shaped.pass.limit.is_some().into());
+    metadata.insert("limiter_reduction_db".into(), round(done.shaped.reduction_db).into());
+    metadata.insert("shaping_rounds".into(), done.shaped.rounds.into());
     metadata.insert("encodes".into(), done.encodes.into());
     if let Some(i) = done.check.i {
         metadata.insert("lufs".into(), round(i).into());
