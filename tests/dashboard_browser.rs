@@ -168,7 +168,8 @@ async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
         nodes_in(&c, "built").await.len() > 30
     })
     .await;
-    for tab in ["story", "cast", "script", "produce", "review", "publish"] {
+    // Review is shot by the review test, on a project with the loop.
+    for tab in ["story", "cast", "script", "produce", "publish"] {
         shoot(&c, tab).await;
     }
     let name = js(
@@ -407,5 +408,69 @@ async fn with_a_token_the_page_needs_it_once() {
     .await;
     let kept = js(&c, "return document.querySelector('#publish video').mark === 1").await;
     assert_eq!(kept, true, "an unchanged episode keeps its player (and its position)");
+    c.close().await.unwrap();
+}
+
+/// The sample in the sim profile runs the review loop: Review shows the
+/// candidates in the band with their scores; Approve writes approvals.yaml
+/// (as `studio review approve` does) and the watcher's next build remakes
+/// that character's pool.
+#[tokio::test(flavor = "multi_thread")]
+async fn approve_in_review_records_it_and_rebuilds_the_pool() {
+    let p = TestProject::sample();
+    let mut s = Server::start(&p, &["ep01", "--profile", "sim"]);
+    assert_eq!(s.next("build")["state"], "done");
+    let d = driver();
+    let c = browser(&d).await;
+    c.goto(&format!("http://127.0.0.1:{}/#review", s.port)).await.unwrap();
+    // Read by script: the tab is redrawn whenever a build finishes.
+    let first = js(
+        &c,
+        "const k = document.querySelector('#review .candidate'); return k ? [k.dataset.hash, \
+         k.closest('.review-character').dataset.character, k.querySelector('.scores').textContent] : null",
+    )
+    .await;
+    let first = first.as_array().expect("a candidate waits for a person");
+    let (hash, character, scores) = (
+        first[0].as_str().unwrap().to_string(),
+        first[1].as_str().unwrap().to_string(),
+        first[2].as_str().unwrap().to_string(),
+    );
+    assert!(scores.starts_with("match 0."), "{scores}");
+    shoot(&c, "review").await;
+
+    let this = format!("#review .candidate[data-hash=\"{hash}\"]");
+    c.find(Locator::Css(&format!("{this} button.review-approve")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until("the page to say it is recorded", || async {
+        js(
+            &c,
+            &format!("const e = document.querySelector('{this} .result'); return e ? e.textContent : ''"),
+        )
+        .await
+        .as_str()
+        .is_some_and(|t| t.ends_with(": approved"))
+    })
+    .await;
+    let approvals = p.read("approvals.yaml");
+    assert!(approvals.contains(&hash), "{approvals}");
+    assert!(approvals.contains("decision: approve"), "{approvals}");
+    let build = s.next("build");
+    assert_eq!(build["state"], "done", "{build}");
+    let built = build["built"].as_array().unwrap();
+    assert!(
+        built.iter().any(|n| n == &json!(format!("character_refs:{character}"))),
+        "the pool is made again: {build}"
+    );
+    assert!(
+        !built
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.starts_with("review:"))),
+        "no candidate is reviewed again: {build}"
+    );
     c.close().await.unwrap();
 }

@@ -312,3 +312,55 @@ fn the_publish_button_lays_out_the_library() {
             .contains("<span class=\"state published\">published</span>")
     );
 }
+
+/// `POST /api/review`: a same-origin request records a decision in
+/// approvals.yaml; a bad category, an unknown hash or another origin change
+/// nothing.
+#[test]
+fn review_decisions_are_checked_and_recorded() {
+    let p = TestProject::sample();
+    let mut s = Server::start(&p, &["ep01", "--profile", "sim"]);
+    assert_eq!(s.next("build")["state"], "done");
+    let port = s.port;
+    let html = get(port, "/").text();
+    let hash = html
+        .split("<article class=\"candidate\" data-hash=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a candidate waits for a person")
+        .to_string();
+    let before = std::fs::read_to_string(p.path("approvals.yaml")).unwrap_or_default();
+    let same = [("Sec-Fetch-Site", "same-origin")];
+    let body = |decision: &str, category: &str| {
+        format!(r#"{{"hash":"{hash}","decision":"{decision}","category":"{category}"}}"#)
+    };
+    let cross = json_post(
+        port,
+        "/api/review",
+        &[("Origin", "http://evil.example")],
+        &body("approve", ""),
+    );
+    assert_eq!(cross.status, 403);
+    let bad = json_post(port, "/api/review", &same, &body("reject", "too_shiny"));
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    assert!(bad.text().contains("too_shiny"), "{}", bad.text());
+    let unknown = json_post(
+        port,
+        "/api/review",
+        &same,
+        r#"{"hash":"000000000000","decision":"approve"}"#,
+    );
+    assert_eq!(unknown.status, 422, "{}", unknown.text());
+    assert_eq!(
+        std::fs::read_to_string(p.path("approvals.yaml")).unwrap_or_default(),
+        before,
+        "refused decisions change nothing"
+    );
+    let ok = json_post(port, "/api/review", &same, &body("reject", "anatomy"));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert!(ok.text().contains("rejected (anatomy)"), "{}", ok.text());
+    let after = p.read("approvals.yaml");
+    assert!(after.contains(&hash) && after.contains("category: anatomy"), "{after}");
+    // The watcher sees the decision: a build follows.
+    assert_eq!(s.next("build")["state"], "done");
+}

@@ -84,6 +84,10 @@ fn executors(url: &str, speech: &[(&str, &str)]) -> String {
     ] {
         s.push_str(&format!("  - {{id: {id}, kind: {kind}, url: \"{url}\"}}\n"));
     }
+    // The vision model of the review loop.
+    s.push_str(&format!(
+        "  - {{id: ollama-local, kind: ollama, url: \"{url}\", model: vision}}\n"
+    ));
     for (id, url) in speech {
         s.push_str(&format!(
             "  - {{id: {id}, kind: openai_speech, url: \"{url}\", slots: 1}}\n"
@@ -260,7 +264,7 @@ fn choose_entries_and_fallbacks_name_their_own_executor_group() {
     for n in b
         .nodes
         .iter()
-        .filter(|n| n["kind"] == "shot_video" || n["kind"] == "character_refs")
+        .filter(|n| n["kind"] == "shot_video" || n["kind"] == "candidate")
     {
         assert_eq!(n["host"], "comfy-main", "{n}");
     }

@@ -167,7 +167,8 @@ fn an_edited_workflow_rebuilds_what_reads_it() {
     assert_eq!(p.build(&[]).ok().total("built"), 0);
 
     p.edit(WORKFLOW, "\"steps\": 28", "\"steps\": 30");
-    let why = p.run(&["why", "character_refs:kai", "--profile", "sim"]);
+    // The txt2img workflow makes the character art's candidates.
+    let why = p.run(&["why", "candidate:kai/r1/1", "--profile", "sim"]);
     why.success();
     assert!(
         why.stdout
@@ -182,15 +183,17 @@ fn an_edited_workflow_rebuilds_what_reads_it() {
         why.stdout
     );
     let planned = plan(&p, &["--profile", "sim"], &[]);
-    assert_eq!(
-        with_status(&planned, "stale"),
-        set(&["character_refs:kai", "character_refs:mio"])
-    );
+    let candidates: Vec<String> = ["kai", "mio"]
+        .iter()
+        .flat_map(|c| (1..=4).map(move |i| format!("candidate:{c}/r1/{i}")))
+        .collect();
+    let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    assert_eq!(with_status(&planned, "stale"), set(&candidates));
 
     let b = p.build(&[]).ok();
     let built = b.built();
     assert!(
-        built.contains("character_refs:kai") && built.contains("character_refs:mio"),
+        built.contains("candidate:kai/r1/1") && built.contains("candidate:mio/r1/1"),
         "{built:?}"
     );
     for id in &built {

@@ -35,7 +35,11 @@ fn bases() -> [Files; 2] {
         .iter()
         .map(|k| (format!("rules/{k}.yaml"), read(&format!("rules/{k}.yaml"))))
         .collect();
-    // The files the rules name.
+    // The files the rules name: the vision review's prompt, the workflows.
+    rules.push((
+        "rules/prompts/vision_review.j2".to_string(),
+        read("rules/prompts/vision_review.j2"),
+    ));
     for f in fs::read_dir(Path::new(REPO).join("rules/workflows")).unwrap() {
         let name = f.unwrap().file_name().into_string().unwrap();
         let rel = format!("rules/workflows/{name}");

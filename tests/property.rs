@@ -149,7 +149,7 @@ impl Project {
             ));
         }
         studio.push_str("episodes:\n  - {id: ep01, title: One}\n");
-        studio.push_str("executors:\n  - {id: comfy, kind: comfyui, url: \"http://127.0.0.1:8188\"}\n  - {id: tts, kind: openai_speech, url: \"http://127.0.0.1:5002\", slots: 2}\n  - {id: xtts, kind: xtts, url: \"http://127.0.0.1:8020\"}\n  - {id: rvc, kind: rvc, url: \"http://127.0.0.1:5050\"}\n  - {id: ace, kind: ace_step, url: \"http://127.0.0.1:8440\"}\n");
+        studio.push_str("executors:\n  - {id: comfy, kind: comfyui, url: \"http://127.0.0.1:8188\"}\n  - {id: tts, kind: openai_speech, url: \"http://127.0.0.1:5002\", slots: 2}\n  - {id: xtts, kind: xtts, url: \"http://127.0.0.1:8020\"}\n  - {id: rvc, kind: rvc, url: \"http://127.0.0.1:5050\"}\n  - {id: ace, kind: ace_step, url: \"http://127.0.0.1:8440\"}\n  - {id: vision, kind: ollama, url: \"http://127.0.0.1:11434\", model: vision}\n");
         studio.push_str("profiles:\n  default: sim\n  full: {}\n  animatic: {}\n  sim: {rules_from: full, simulate: {time_scale: 0}}\n");
         p.write("studio.yaml", &studio);
         let mut ep = String::from("episode: ep01\nscenes:\n");

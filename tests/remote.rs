@@ -20,7 +20,16 @@ fn shares_builds(server: &Server) {
     let built = a.build_env(&["--remote", &server.url], &server.env).ok();
     assert_eq!(built.total("fetched"), 0);
     assert_eq!(built.built(), all_nodes(&built), "A builds everything");
-    assert!(!built.run.stderr.contains("warning"), "{}", built.run.stderr);
+    // (The review loop may say a pool waits for a person; the remote warns of nothing.)
+    assert!(
+        !built
+            .run
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("warning") && !l.contains("studio review")),
+        "{}",
+        built.run.stderr
+    );
 
     let b = TestProject::example("tiny");
     let fetched = b.build_env(&["--remote", &server.url], &server.env).ok();

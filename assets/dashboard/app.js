@@ -92,6 +92,30 @@ function showLog(out, head, log) {
   out.appendChild(pre);
 }
 
+// Review: approve or reject a candidate; approvals.yaml records it and the
+// watcher's build (in Produce) makes what the decision changes.
+document.addEventListener('click', async ev => {
+  const b = ev.target.closest('button.review-approve, button.review-reject');
+  if (!b) return;
+  const card = b.closest('.candidate');
+  const out = $('.result', card);
+  const body = {hash: card.dataset.hash, decision: b.classList.contains('review-approve') ? 'approve' : 'reject'};
+  if (body.decision === 'reject') body.category = $('select.category', card).value;
+  $$('button', card).forEach(x => { x.disabled = true; });
+  const r = await post('/api/review', body);
+  const diag = $('#review pre.diag');
+  if (r.ok) {
+    out.textContent = r.data.recorded;
+    card.classList.add('decided', body.decision === 'approve' ? 'approved' : 'rejected');
+    diag.hidden = true;
+  } else {
+    $$('button', card).forEach(x => { x.disabled = false; });
+    out.textContent = 'not recorded';
+    diag.textContent = r.data.diagnostic || r.data.error || ('refused: ' + r.status);
+    diag.hidden = false;
+  }
+});
+
 // Script: Rewrite asks the LLM for a shot's or a scene's dialogue again.
 document.addEventListener('click', async ev => {
   const b = ev.target.closest('button.rewrite');
@@ -185,10 +209,16 @@ function summary() {
   $('#produce-summary').textContent = Object.entries(count).map(([k, v]) => v + ' ' + k).join(' · ');
 }
 function onStarted(d) {
+  // A build that grows (the review loop's rounds) announces its whole plan
+  // again: the nodes it already settled keep their state.
+  const kept = produce.running
+    ? new Map([...produce.nodes].map(([id, el]) => [id, {state: el.dataset.state, title: el.title, error: el.dataset.error}]))
+    : new Map();
+  const used = produce.running ? produce.used : new Set();
   produce.nodes.clear();
   produce.expected.clear();
   produce.pools = d.pools; produce.busy = d.pools.map(() => 0); produce.running = true;
-  produce.used = new Set(d.nodes.map(n => n.pool));
+  produce.used = new Set([...used, ...d.nodes.map(n => n.pool)]);
   const box = $('#nodes');
   box.innerHTML = '';
   const groups = new Map();
@@ -208,6 +238,11 @@ function onStarted(d) {
     el.title = n.id;
     groups.get(g).append(el);
     produce.nodes.set(n.id, el);
+    const k = kept.get(n.id);
+    if (k && k.state !== 'planned') {
+      setNode(n.id, k.state, k.title);
+      if (k.error) el.dataset.error = k.error;
+    }
   });
   renderPools();
   $('#build-state').textContent = 'building…';
@@ -232,7 +267,7 @@ const handlers = {
     $('#build-state').textContent = d.interrupted ? 'build cancelled' : d.superseded ? 'build superseded' : 'build finished';
     // The tabs that show built things, once (the server answers when the
     // watcher has saved this build's state).
-    refresh(['story', 'publish', 'cast']);
+    refresh(['story', 'publish', 'cast', 'review']);
   },
 };
 function connect() {

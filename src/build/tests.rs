@@ -262,6 +262,9 @@ fn a_lone_host_going_down_sends_its_jobs_to_their_fallback_at_once() {
         executors.push_str(&format!("  - {{id: {id}, kind: {kind}, url: \"{up}\"}}\n"));
     }
     executors.push_str(&format!(
+        "  - {{id: ollama-local, kind: ollama, url: \"{up}\", model: vision}}\n"
+    ));
+    executors.push_str(&format!(
         "  - {{id: speech-a, kind: openai_speech, url: \"{down}\", slots: 1}}\n"
     ));
     let text = format!("{}{executors}{}", &text[..start], &text[end..])

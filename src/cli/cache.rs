@@ -42,7 +42,7 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote_args: &RemoteArgs, com
     let Ok(_lock) = super::housekeeping::lock(root) else {
         return EXIT_IO;
     };
-    let session = match super::open(root, profile, None) {
+    let mut session = match super::open(root, profile, None) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -66,9 +66,11 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote_args: &RemoteArgs, com
         Command::Push { targets } => {
             runtime.block_on(push(&session, remote.clone().expect("checked"), &default_all(targets)))
         }
-        Command::Pull { targets } => {
-            runtime.block_on(pull(&session, remote.clone().expect("checked"), &default_all(targets)))
-        }
+        Command::Pull { targets } => runtime.block_on(pull(
+            &mut session,
+            remote.clone().expect("checked"),
+            &default_all(targets),
+        )),
     };
     super::save_remote_stats(&session.cache, remote.as_deref());
     code
@@ -202,19 +204,56 @@ async fn push(session: &Session, remote: Arc<Remote>, targets: &[String]) -> u8 
 }
 
 /// Walk the targets' nodes inputs first: a node's key is known once its
-/// inputs' outputs are, so fetch in waves.
-async fn pull(session: &Session, remote: Arc<Remote>, targets: &[String]) -> u8 {
-    let nodes = match session.select(targets) {
-        Ok(n) => n,
-        Err(d) => {
-            report(d);
-            return EXIT_INVALID;
+/// inputs' outputs are, so fetch in waves. The review loop's later rounds
+/// (and a shot's re-rolls) follow from reviews in the cache, so after each
+/// pass the session derives them again, and a graph that grew is walked
+/// again until nothing new appears.
+async fn pull(session: &mut Session, remote: Arc<Remote>, targets: &[String]) -> u8 {
+    let mut fetched_before = 0usize;
+    loop {
+        let nodes = match session.select(targets) {
+            Ok(n) => n,
+            Err(d) => {
+                report(d);
+                return EXIT_INVALID;
+            }
+        };
+        let (local, fetched) = pull_pass(session, &remote, &nodes).await;
+        let size = session.graph.nodes.len();
+        if fetched > 0 {
+            match session.expand_rounds() {
+                Ok(r) => session.rounds = r,
+                Err(d) => {
+                    report(d);
+                    return EXIT_INVALID;
+                }
+            }
+            let all: Vec<usize> = (0..session.graph.nodes.len()).collect();
+            session.expand_takes(&all);
         }
-    };
+        if fetched == 0 || session.graph.nodes.len() == size {
+            // Entries fetched by an earlier pass count as pulled, not local.
+            let missing = nodes.len() - local - fetched;
+            let c = &remote.counters;
+            eprintln!(
+                "pulled {} entries ({}) from {}; {} were local; {missing} not on the remote (build them)",
+                fetched + fetched_before,
+                human_bytes(c.bytes_down.load(std::sync::atomic::Ordering::Relaxed)),
+                remote.url(),
+                local.saturating_sub(fetched_before),
+            );
+            return if remote.failed() { EXIT_FAILED } else { EXIT_OK };
+        }
+        fetched_before += fetched;
+    }
+}
+
+/// One walk over `nodes`: how many were local, and how many were fetched.
+async fn pull_pass(session: &Session, remote: &Arc<Remote>, nodes: &[usize]) -> (usize, usize) {
     let simulated = session.simulated();
     let mut facts: HashMap<usize, InputFact> = HashMap::new();
     let (mut local, mut fetched) = (0usize, 0usize);
-    let mut remaining: Vec<usize> = nodes.clone();
+    let mut remaining: Vec<usize> = nodes.to_vec();
     loop {
         // Every node whose key is computable now and not yet known.
         let mut wave = Vec::new();
@@ -263,14 +302,7 @@ async fn pull(session: &Session, remote: Arc<Remote>, targets: &[String]) -> u8 
         // unknown, and so do their dependents.
         remaining = rest;
     }
-    let missing = nodes.len() - local - fetched;
-    let c = &remote.counters;
-    eprintln!(
-        "pulled {fetched} entries ({}) from {}; {local} were local; {missing} not on the remote (build them)",
-        human_bytes(c.bytes_down.load(std::sync::atomic::Ordering::Relaxed)),
-        remote.url()
-    );
-    if remote.failed() { EXIT_FAILED } else { EXIT_OK }
+    (local, fetched)
 }
 
 fn human_bytes(b: u64) -> String {

@@ -159,6 +159,9 @@ pub struct Feed {
 struct FeedInner {
     /// The current build's events, without progress reports.
     history: VecDeque<Arc<FeedItem>>,
+    /// A build has started and not finished: a second `build_started` (a
+    /// build that grew, the review loop's) announces more, not a new build.
+    open: bool,
     live: broadcast::Sender<Arc<FeedItem>>,
 }
 
@@ -167,6 +170,7 @@ impl Feed {
         Feed {
             inner: Mutex::new(FeedInner {
                 history: VecDeque::new(),
+                open: false,
                 live: broadcast::channel(LIVE).0,
             }),
         }
@@ -186,9 +190,14 @@ impl Subscriber for Feed {
             data: serde_json::to_string(event).expect("build events serialize"),
         });
         let mut inner = self.inner.lock().expect("feed");
-        let FeedInner { history, live } = &mut *inner;
-        if matches!(event, BuildEvent::BuildStarted { .. }) {
-            history.clear();
+        let FeedInner { history, open, live } = &mut *inner;
+        match event {
+            BuildEvent::BuildStarted { .. } if !*open => {
+                history.clear();
+                *open = true;
+            }
+            BuildEvent::BuildFinished { .. } => *open = false,
+            _ => {}
         }
         if !matches!(event, BuildEvent::NodeProgress { .. }) {
             if history.len() == HISTORY {

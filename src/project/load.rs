@@ -239,6 +239,13 @@ pub fn load_episodes(
     assets.rules(&seen, &mut rules);
     let music_library = super::music_library::resolve(&studio, raw.music_library.as_ref(), &mut assets);
     super::workflows::check(root, &seen, &rules, &mut errors);
+    // approvals.yaml is checked by the session (against the cache's
+    // candidates), but it is a source: a decision is a change watch mode
+    // rebuilds for. Its mistakes are the session's to report.
+    let approvals = Utf8Path::new(super::approvals::FILE);
+    if root.join(approvals).is_file() {
+        let _ = read_source(root, approvals, index, &mut sources);
+    }
 
     let project = Project {
         root: root.to_owned(),

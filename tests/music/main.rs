@@ -203,6 +203,8 @@ async fn a_larger_file_than_the_scene_needs_is_refused() {
 /// `p` with its ComfyUI executor at `comfy`, ACE-Step at `ace` (with its
 /// `timeout`), every other service at a closed port.
 fn on_fakes(p: TestProject, comfy: &str, ace: &str, ace_timeout: u32) -> TestProject {
+    // No vision server here: character art straight from ComfyUI.
+    p.without_review_loop();
     let closed = format!("http://127.0.0.1:{}", common::servers::free_port());
     let text = p.read("studio.yaml");
     let mut out = String::new();

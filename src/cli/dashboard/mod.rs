@@ -12,6 +12,7 @@ pub mod files;
 pub mod guard;
 mod publish;
 mod render;
+mod review;
 mod script;
 mod writer;
 
@@ -53,6 +54,7 @@ pub fn routes() -> Router<Served> {
         .route("/api/publish/{episode}", post(publish::publish))
         .route("/api/write/{episode}", post(writer::write))
         .route("/api/script/rewrite", post(writer::rewrite))
+        .route("/api/review", post(review::decide_one))
 }
 
 fn asset(mime: &'static str, body: &'static str) -> Response {

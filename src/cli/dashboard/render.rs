@@ -8,6 +8,7 @@ use crate::exec::runner::{Cmd, run_sync};
 use crate::graph::explain::Reason;
 use crate::kind::NodeKind;
 use crate::project::model::{Episode, Project};
+use crate::review::Verdict;
 use crate::session::Session;
 use crate::stages::publish::Layout;
 use camino::Utf8Path;
@@ -157,7 +158,7 @@ pub fn page(session: &Session, ep: Option<&str>, publish_to: Option<&Utf8Path>) 
     cast(&mut h, session);
     script(&mut h, p, chosen);
     produce(&mut h);
-    review(&mut h);
+    review(&mut h, session);
     publish(&mut h, session, &plan, chosen, publish_to);
     h.push_str("</main>\n<script src=\"/app.js\"></script>\n</body></html>\n");
     h
@@ -413,12 +414,102 @@ fn produce(h: &mut String) {
     );
 }
 
-fn review(h: &mut String) {
+fn review(h: &mut String, session: &Session) {
+    h.push_str("<section id=\"review\" class=\"tab\"><h2>Review</h2>");
+    let rules = match crate::graph::review::LoopRules::of(&session.project) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            h.push_str(
+                "<p class=\"empty\">This profile has no review loop (no <code>candidate</code> and \
+                 <code>review</code> rules): its character cards need no review. The <code>full</code> \
+                 profile (or <code>sim</code>) generates candidates, scores them with a vision model and \
+                 brings the undecided ones here.</p></section>\n",
+            );
+            return;
+        }
+        Err(d) => {
+            let _ = write!(h, "<pre class=\"diag\">{}</pre></section>", esc(&super::plain_all(d)));
+            return;
+        }
+    };
+    let cands = session.candidates(None);
+    let t = rules.thresholds;
+    let _ = write!(
+        h,
+        "<p class=\"muted\">A vision model scores each candidate; the weakest of its three scores decides: \
+         {:.2} or more approves, under {:.2} rejects, and you decide the band between. A decision is written \
+         to <code>approvals.yaml</code> (as <code>studio review approve|reject</code> does) and the build \
+         that follows shows in Produce; a rejection's category adds its negative terms to the next round.</p>\
+         <pre class=\"diag\" hidden></pre>",
+        t.approve_at, t.reject_below
+    );
+    for c in &session.project.characters {
+        let mine: Vec<_> = cands.iter().filter(|k| k.character == c.id).collect();
+        let count = |v: Verdict| mine.iter().filter(|k| k.verdict == Some(v)).count();
+        let _ = write!(
+            h,
+            "<div class=\"review-character\" data-character=\"{id}\"><h3>{sw}{} <span class=\"id\">{id}</span></h3>\
+             <p class=\"counts\">{} approved of {} wanted · {} pending · {} rejected · {} candidates</p><div class=\"candidates\">",
+            esc(&c.name),
+            count(Verdict::Approved),
+            rules.pool_target,
+            count(Verdict::Pending),
+            count(Verdict::Rejected),
+            mine.len(),
+            id = esc(&c.id),
+            sw = swatch(&c.color),
+        );
+        let pending: Vec<_> = mine.iter().filter(|k| k.verdict == Some(Verdict::Pending)).collect();
+        if pending.is_empty() {
+            h.push_str("<p class=\"muted\">Nothing waits for you here.</p>");
+        }
+        for k in pending {
+            candidate(h, k, &rules);
+        }
+        h.push_str("</div></div>");
+    }
+    h.push_str("</section>\n");
+}
+
+/// One candidate waiting for a person: the image, its scores, and the
+/// buttons that approve it or reject it for a category.
+fn candidate(h: &mut String, k: &crate::session::Candidate, rules: &crate::graph::review::LoopRules) {
+    let short = &k.image[..k.image.len().min(12)];
+    let _ = write!(
+        h,
+        "<article class=\"candidate\" data-hash=\"{hash}\"><img src=\"/object/{hash}/png\" alt=\"candidate {short}\" loading=\"lazy\">\
+         <p class=\"hash\"><code>{short}</code> · round {} #{}</p>",
+        k.round,
+        k.index + 1,
+        hash = esc(&k.image),
+    );
+    if let Some(r) = &k.review {
+        let s = &r.scores;
+        let _ = write!(
+            h,
+            "<p class=\"scores\">match {:.2} · clarity {:.2} · training {:.2} · {}</p>",
+            s.character_match,
+            s.clarity,
+            s.training_value,
+            s.framing.as_str().replace('_', " ")
+        );
+        if !s.rejection_categories.is_empty() {
+            let _ = write!(
+                h,
+                "<p class=\"categories\">{}</p>",
+                esc(&s.rejection_categories.join(", "))
+            );
+        }
+        if !s.notes.is_empty() {
+            let _ = write!(h, "<p class=\"notes\">{}</p>", esc(&s.notes));
+        }
+    }
+    h.push_str("<p class=\"decide\"><button class=\"review-approve\">Approve</button> <select class=\"category\">");
+    for name in rules.categories.keys() {
+        let _ = write!(h, "<option value=\"{0}\">{0}</option>", esc(name));
+    }
     h.push_str(
-        "<section id=\"review\" class=\"tab\"><h2>Review</h2>\
-         <p class=\"empty\">No review loop is configured for this project: there are no scored \
-         candidates to approve or reject. Character art that reviews itself (candidates, scores, \
-         <code>approvals.yaml</code>, <code>studio review</code>) is not part of this studio yet.</p></section>\n",
+        "</select> <button class=\"review-reject cancel\">Reject</button> <span class=\"result\"></span></p></article>",
     );
 }
 
