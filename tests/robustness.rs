@@ -140,15 +140,27 @@ fn a_failing_engine_falls_back_along_its_chain() {
 
 #[test]
 fn transient_failures_are_retried() {
+    // A local job is tried again after a backoff, on its own engine.
     let p = TestProject::example("tiny");
-    with_failures(&p, "        - {node: \"voice_line:ep01/s01/sh01/1\", transient: 2}\n");
+    with_failures(&p, "        - {node: \"scene_mix:ep01/s01\", transient: 2}\n");
     let b = p.build(&[]).ok();
-    assert_eq!(b.node("voice_line:ep01/s01/sh01/1")["status"], "built");
+    assert_eq!(b.node("scene_mix:ep01/s01")["status"], "built");
     assert_eq!(
-        b.node("voice_line:ep01/s01/sh01/1")["engine"],
-        "edge_tts",
+        b.node("scene_mix:ep01/s01")["engine"],
+        "ffmpeg",
         "retried, not fallen back"
     );
+
+    // A job on a service whose only host fails is not left waiting for the
+    // host's cool-down: it falls back at once, and what the fallback makes
+    // is provisional (the next build asks the service again).
+    let q = TestProject::example("tiny");
+    with_failures(&q, "        - {node: \"voice_line:ep01/s01/sh01/1\", transient: 2}\n");
+    let b = q.build(&[]).ok();
+    let n = b.node("voice_line:ep01/s01/sh01/1");
+    assert_eq!(n["status"], "built");
+    assert_eq!(n["engine"], "espeak", "{n}");
+    assert_eq!(n["provisional"], true, "{n}");
 }
 
 #[test]
@@ -243,7 +255,11 @@ fn graph_renders_in_three_formats() {
     let json = p.run(&["graph", "ep01", "--format", "json", "--profile", "sim"]);
     let v: serde_json::Value = serde_json::from_str(&json.success().stdout).unwrap();
     let nodes = v["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), 37, "34 + two scene segments and a transition");
+    assert_eq!(
+        nodes.len(),
+        57,
+        "37, and the review loop: 8 candidates and their reviews, a shot review per shot"
+    );
     let episode = nodes.iter().find(|n| n["id"] == "episode:ep01").unwrap();
     assert!(
         episode["inputs"]
@@ -262,7 +278,7 @@ fn status_counts_built_stale_and_missing() {
         before
             .success()
             .stdout
-            .contains("total                  0       0       37"),
+            .contains("total                  0       0       57"),
         "{}",
         before.stdout
     );

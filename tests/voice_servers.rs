@@ -133,15 +133,23 @@ fn gpt_sovits_clones_kai_from_his_reference_clip() {
     let again = build(&p, &[KAI_1, MIO], &[]).ok();
     assert_eq!(again.built(), common::set(&[KAI_1]));
 
-    // A 500, then the answer: the same engine, tried again.
+    // A 500 from the group's only host sets it aside: the line falls back
+    // at once (no wait for the host's cool-down), provisionally; the next
+    // build asks the server again and gets the answer.
     knobs.fail.store(1, Ordering::SeqCst);
     std::fs::write(p.path("refs/kai.wav"), clip(440.0)).unwrap();
     let before = knobs.count();
     let b = build(&p, &[KAI_1], &[]).ok();
     let n = b.node(KAI_1);
+    assert_eq!(n["engine"], "espeak", "{n}");
+    assert_eq!(n["provisional"], true, "{n}");
+    assert!(n["error"].as_str().unwrap().contains("HTTP 500"), "{n}");
+    assert_eq!(knobs.count(), before + 1, "asked once");
+    let b = build(&p, &[KAI_1], &[]).ok();
+    let n = b.node(KAI_1);
     assert_eq!(n["engine"], "gpt_sovits", "{n}");
     assert!(n.get("provisional").is_none(), "{n}");
-    assert_eq!(knobs.count(), before + 2, "asked twice");
+    assert_eq!(knobs.count(), before + 2, "asked again by the next build");
 
     // An answer longer than the longest line is cut off at its bound
     // (here 2 s of 48 kHz stereo float: 772 kB; the fake sends 16 s, 1 MB).

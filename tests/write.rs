@@ -29,7 +29,12 @@ fn project_with(api: Api, url: &str, model: &str, timeout: u32) -> TestProject {
         "studio.yaml",
         "  - id: ollama-local\n    kind: ollama\n    url: http://127.0.0.1:11434\n    model: gemma3:12b\n",
         &format!(
-            "  - id: writer-llm\n    kind: {kind}\n    url: {url}\n    model: {model}\n    slots: 2\n    timeout: {timeout}\n    connect_timeout: 1\n    api_key_env: STUDIO_TEST_KEY\n"
+            "  - id: writer-llm\n    kind: {kind}\n    url: {url}\n    model: {model}\n    slots: 2\n    timeout: {timeout}\n    connect_timeout: 1\n    api_key_env: STUDIO_TEST_KEY\n{}",
+            // The review loop's vision model speaks Ollama's protocol.
+            match api {
+                Api::Ollama => "",
+                Api::Openai => "  - id: vision\n    kind: ollama\n    url: http://127.0.0.1:11434\n    model: gemma3:12b\n",
+            }
         ),
     );
     p.edit(
@@ -657,10 +662,11 @@ fn executors_on_other_hosts_need_remote_host() {
         "ace_step",
         "jellyfin",
     ] {
-        let model = if matches!(kind, "ollama" | "openai_chat") {
-            "    model: m\n"
-        } else {
-            ""
+        // An ollama host joins the vision model's group: the same model.
+        let model = match kind {
+            "ollama" => "    model: gemma3:12b\n",
+            "openai_chat" => "    model: m\n",
+            _ => "",
         };
         let p = with_executor(kind, "http://10.1.2.3:11434", model);
         let line = line_of(&p, "studio.yaml", "url: http://10.1.2.3:11434");

@@ -54,12 +54,12 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         let pass = session.graph.closure(&unknown);
         let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
         for r in &report.records {
-            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
+            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff | Status::Cached) {
                 prior.insert(r.id.clone(), r.clone());
             }
         }
         if report.interrupted || report.superseded || report.stopped.is_some() {
-            return report;
+            return ended_early(report, opts);
         }
         if !report.ok() {
             // The final pass tries the failed reviews again and reports them.
@@ -82,12 +82,12 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         let pass = session.graph.closure(&unknown);
         let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
         for r in &report.records {
-            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff) {
+            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff | Status::Cached) {
                 prior.insert(r.id.clone(), r.clone());
             }
         }
         if report.interrupted || report.superseded || report.stopped.is_some() {
-            return report;
+            return ended_early(report, opts);
         }
         if !report.ok() {
             break;
@@ -103,6 +103,19 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     }
     let all = session.graph.closure(nodes);
     drain_pass(session, &all, opts, cancel, prior).await
+}
+
+/// A pass that stopped the build (Ctrl-C, a newer build, a failure to
+/// store): the subscribers hear the build end, as they would from the final
+/// pass.
+fn ended_early(report: Report, opts: &Options) -> Report {
+    opts.events.deliver(&BuildEvent::BuildFinished {
+        totals: report.totals.clone(),
+        interrupted: report.interrupted,
+        superseded: report.superseded,
+        stopped: report.stopped.as_ref().map(|s| s.text().to_string()),
+    });
+    report
 }
 
 /// The build's subscribers, as a pass's: every event but the build's start

@@ -485,6 +485,11 @@ impl Watch {
     }
 
     fn finished(&self, generation: u64, session: &Session, nodes: &[usize], report: &build::Report) {
+        // A build may grow its graph (the review loop's rounds): the page
+        // gets the graph it ended with.
+        if let (Some(served), Ok(all)) = (&self.served, session.select(&self.targets)) {
+            served.set_graph(render(&session.graph, &all, Format::Json));
+        }
         let ids = |s: Status| -> Vec<&str> {
             report
                 .records
