@@ -54,7 +54,10 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         let pass = session.graph.closure(&unknown);
         let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
         for r in &report.records {
-            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff | Status::Cached) {
+            if matches!(
+                r.status,
+                Status::Built | Status::Fetched | Status::Cutoff | Status::Cached
+            ) {
                 prior.insert(r.id.clone(), r.clone());
             }
         }
@@ -82,7 +85,10 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         let pass = session.graph.closure(&unknown);
         let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
         for r in &report.records {
-            if matches!(r.status, Status::Built | Status::Fetched | Status::Cutoff | Status::Cached) {
+            if matches!(
+                r.status,
+                Status::Built | Status::Fetched | Status::Cutoff | Status::Cached
+            ) {
                 prior.insert(r.id.clone(), r.clone());
             }
         }
