@@ -329,6 +329,8 @@ fn review_decisions_are_checked_and_recorded() {
         .and_then(|r| r.split('"').next())
         .expect("a candidate waits for a person")
         .to_string();
+    // Cast shows each character's approved pool.
+    assert!(html.contains("The approved pool: "), "the pools in Cast");
     let before = std::fs::read_to_string(p.path("approvals.yaml")).unwrap_or_default();
     let same = [("Sec-Fetch-Site", "same-origin")];
     let body = |decision: &str, category: &str| {

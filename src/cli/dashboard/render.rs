@@ -249,11 +249,36 @@ fn cast(h: &mut String, session: &Session) {
             id = esc(&c.id),
             sw = swatch(&c.color),
         );
-        match output_url(session, &format!("character_refs:{}", c.id), "png") {
-            Some(url) => {
-                let _ = write!(h, "<img class=\"card\" src=\"{url}\" alt=\"{}\">", esc(&c.name));
+        // The animatic's character card (`png`), or the review loop's
+        // approved pool (`<hash12>.png`, one per approved image).
+        let images: Vec<String> = (session.state.nodes.get(&format!("character_refs:{}", c.id)))
+            .map(|s| {
+                (s.outputs.iter())
+                    .filter(|o| o.suffix.as_str() == "png" || o.suffix.as_str().ends_with(".png"))
+                    .map(|o| format!("/object/{}/png", o.hash))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match images.as_slice() {
+            [] => h.push_str("<p class=\"muted\">No character art built yet.</p>"),
+            [one] => {
+                let _ = write!(h, "<img class=\"card\" src=\"{one}\" alt=\"{}\">", esc(&c.name));
             }
-            None => h.push_str("<p class=\"muted\">No character card built yet.</p>"),
+            many => {
+                let _ = write!(
+                    h,
+                    "<p class=\"muted\">The approved pool: {} images</p><div class=\"pool-images\">",
+                    many.len()
+                );
+                for url in many {
+                    let _ = write!(
+                        h,
+                        "<img class=\"approved\" src=\"{url}\" alt=\"{}\" loading=\"lazy\">",
+                        esc(&c.name)
+                    );
+                }
+                h.push_str("</div>");
+            }
         }
         let _ = write!(
             h,
