@@ -51,16 +51,7 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         }
         last_unknown.clone_from(&unknown);
         announce(session, nodes, opts, &mut announced);
-        let pass = session.graph.closure(&unknown);
-        let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
-        for r in &report.records {
-            if matches!(
-                r.status,
-                Status::Built | Status::Fetched | Status::Cutoff | Status::Cached
-            ) {
-                prior.insert(r.id.clone(), r.clone());
-            }
-        }
+        let report = pass(session, &unknown, &quiet, &cancel, &mut prior).await;
         if report.interrupted || report.superseded || report.stopped.is_some() {
             return ended_early(report, opts);
         }
@@ -82,16 +73,7 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         }
         last.clone_from(&unknown);
         announce(session, nodes, opts, &mut announced);
-        let pass = session.graph.closure(&unknown);
-        let report = drain_pass(session, &pass, &quiet, cancel.clone(), prior.clone()).await;
-        for r in &report.records {
-            if matches!(
-                r.status,
-                Status::Built | Status::Fetched | Status::Cutoff | Status::Cached
-            ) {
-                prior.insert(r.id.clone(), r.clone());
-            }
-        }
+        let report = pass(session, &unknown, &quiet, &cancel, &mut prior).await;
         if report.interrupted || report.superseded || report.stopped.is_some() {
             return ended_early(report, opts);
         }
@@ -109,6 +91,28 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     }
     let all = session.graph.closure(nodes);
     drain_pass(session, &all, opts, cancel, prior).await
+}
+
+/// One pass: drain `unknown` with everything it needs, and remember what
+/// it settled, so the final pass gives those nodes the records they had.
+async fn pass(
+    session: &mut Session,
+    unknown: &[usize],
+    quiet: &Options,
+    cancel: &CancellationToken,
+    prior: &mut HashMap<String, NodeRecord>,
+) -> Report {
+    let closure = session.graph.closure(unknown);
+    let report = drain_pass(session, &closure, quiet, cancel.clone(), prior.clone()).await;
+    for r in &report.records {
+        if matches!(
+            r.status,
+            Status::Built | Status::Fetched | Status::Cutoff | Status::Cached
+        ) {
+            prior.insert(r.id.clone(), r.clone());
+        }
+    }
+    report
 }
 
 /// A pass that stopped the build (Ctrl-C, a newer build, a failure to
