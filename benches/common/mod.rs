@@ -44,7 +44,7 @@ pub fn write_season(root: &Utf8Path, episodes: usize, time_scale: f64) {
     for e in 1..=episodes {
         let _ = writeln!(studio, "  - {{id: ep{e:02}, title: Episode {e}}}");
     }
-    studio.push_str("executors:\n  - {id: comfy, kind: comfyui, url: \"http://127.0.0.1:8188\", slots: 1}\n  - {id: tts, kind: openai_speech, url: \"http://127.0.0.1:5002\", slots: 2}\n  - {id: xtts, kind: xtts, url: \"http://127.0.0.1:8020\"}\n  - {id: rvc, kind: rvc, url: \"http://127.0.0.1:5050\"}\n  - {id: ace, kind: ace_step, url: \"http://127.0.0.1:8440\"}\n");
+    studio.push_str("executors:\n  - {id: comfy, kind: comfyui, url: \"http://127.0.0.1:8188\", slots: 1}\n  - {id: tts, kind: openai_speech, url: \"http://127.0.0.1:5002\", slots: 2}\n  - {id: xtts, kind: xtts, url: \"http://127.0.0.1:8020\"}\n  - {id: rvc, kind: rvc, url: \"http://127.0.0.1:5050\"}\n  - {id: ace, kind: ace_step, url: \"http://127.0.0.1:8440\"}\n  - {id: vision, kind: ollama, url: \"http://127.0.0.1:11434\", model: vision, slots: 2}\n");
     let _ = writeln!(
         studio,
         "profiles:\n  default: sim\n  full: {{}}\n  animatic: {{}}\n  sim: {{rules_from: full, simulate: {{time_scale: {time_scale}}}}}"
@@ -98,6 +98,8 @@ pub fn build_in_process(root: &Utf8Path, targets: &[&str]) -> (Session, Vec<usiz
     let opts = studio::build::Options::default();
     let report = runtime.block_on(studio::build::build(&mut session, &nodes, &opts, Default::default()));
     assert!(report.ok(), "build failed: {:?}", report.totals);
+    // The review loop's rounds grow the graph while it builds.
+    let nodes = session.select(&targets).unwrap();
     session.state.save(&session.layout.state_file()).unwrap();
     session.index.save(&session.layout.cache.join("sources.json")).unwrap();
     (session, nodes, report)
@@ -217,4 +219,43 @@ pub fn time_ninja(dir: &Utf8Path, build_ninja: &str, runs: usize) -> Option<Vec<
     }
     times.remove(0);
     Some(times)
+}
+
+/// The `character_refs` rule without the review loop: character art straight
+/// from ComfyUI (a bench of the GPU hosts has no vision server).
+const REFS_WITHOUT_REVIEW: &str = "character_refs:
+  profiles:
+    animatic:
+      engine: character_card
+    full:
+      engine: comfyui_txt2img
+      fallbacks: [character_card]
+      workflows:
+        comfyui_txt2img:
+          file: rules/workflows/txt2img.json
+          bind:
+            prompt: 6.text
+            negative: 7.text
+            seed: 3.seed
+            steps: 3.steps
+            cfg: 3.cfg
+            sampler: 3.sampler_name
+            checkpoint: 4.ckpt_name
+            width: 5.width
+            height: 5.height
+            batch: 5.batch_size
+
+";
+
+/// Take the review loop's rules out of the project at `root`.
+pub fn without_review_loop(root: &Utf8Path) {
+    let path = root.join("rules/images.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("candidate:\n").expect("the loop's rules");
+    let end = text.find("shot_image:\n").expect("the shot image rule");
+    std::fs::write(
+        &path,
+        format!("{}{REFS_WITHOUT_REVIEW}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
 }
