@@ -168,6 +168,11 @@ async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
         nodes_in(&c, "built").await.len() > 30
     })
     .await;
+    // Every node of the build settled, the review loop's passes included.
+    until("no node left planned", || async {
+        nodes_in(&c, "planned").await.is_empty()
+    })
+    .await;
     // Review is shot by the review test, on a project with the loop.
     for tab in ["story", "cast", "script", "produce", "publish"] {
         shoot(&c, tab).await;

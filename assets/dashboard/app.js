@@ -161,7 +161,7 @@ document.addEventListener('click', ev => {
 // Produce: the build's typed events over SSE; every node by scene and shot.
 // `used`: the pools this build's nodes start on or were queued in; the
 // others (a profile's idle services) are not shown.
-const produce = {nodes: new Map(), pools: [], busy: [], used: new Set(), running: false, expected: new Map()};
+const produce = {seen: new Map(), nodes: new Map(), pools: [], busy: [], used: new Set(), running: false, expected: new Map()};
 // Seconds of work a pool still has (queued and running jobs, as earlier
 // builds measured them), spread over its slots.
 function eta(pool) {
@@ -197,6 +197,8 @@ function renderPools() {
   });
 }
 function setNode(id, state, title) {
+  const was = produce.seen.get(id) || {};
+  produce.seen.set(id, {state, title: title || was.title, error: was.error});
   const el = produce.nodes.get(id);
   if (!el) return;
   el.className = 'node ' + state;
@@ -211,9 +213,7 @@ function summary() {
 function onStarted(d) {
   // A build that grows (the review loop's rounds) announces its whole plan
   // again: the nodes it already settled keep their state.
-  const kept = produce.running
-    ? new Map([...produce.nodes].map(([id, el]) => [id, {state: el.dataset.state, title: el.title, error: el.dataset.error}]))
-    : new Map();
+  if (!produce.running) produce.seen.clear();
   const used = produce.running ? produce.used : new Set();
   produce.nodes.clear();
   produce.expected.clear();
@@ -238,8 +238,10 @@ function onStarted(d) {
     el.title = n.id;
     groups.get(g).append(el);
     produce.nodes.set(n.id, el);
-    const k = kept.get(n.id);
-    if (k && k.state !== 'planned') {
+    // Settled (or started) before this plan named it: a node a pass of
+    // the review loop made before the whole plan was known.
+    const k = produce.seen.get(n.id);
+    if (k) {
       setNode(n.id, k.state, k.title);
       if (k.error) el.dataset.error = k.error;
     }
@@ -254,6 +256,7 @@ const handlers = {
   node_progress: d => { const el = produce.nodes.get(d.id); if (el && d.fraction != null) el.style.backgroundImage = 'linear-gradient(90deg,#4a7fd8 ' + (100 * d.fraction) + '%,transparent 0)'; },
   node_retrying: d => { produce.used.add(d.pool); setNode(d.id, 'queued', d.id + ': retrying: ' + d.error); },
   node_finished: d => { setNode(d.id, d.status === 'built' ? 'built' : 'failed', d.error ? d.id + ': ' + d.error : d.id);
+    if (d.error) produce.seen.get(d.id).error = d.error;
     if (d.error && produce.nodes.get(d.id)) produce.nodes.get(d.id).dataset.error = d.error;
     produce.busy[d.pool] = Math.max(0, produce.busy[d.pool] - 1);
     renderPools();
