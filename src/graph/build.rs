@@ -19,6 +19,12 @@ use crate::project::{Diagnostics, ProjectError, Spans};
 
 /// Build the graph of every episode that has a screenplay.
 pub fn build(project: &Project, spans: &Spans, cpu_slots: usize) -> Result<Graph, Diagnostics> {
+    let graph = nodes(project, cpu_slots).map_err(|d| super::review::located(d, spans))?;
+    super::target::check_acyclic(&graph, spans)?;
+    Ok(graph)
+}
+
+fn nodes(project: &Project, cpu_slots: usize) -> Result<Graph, Diagnostics> {
     let mut b = Builder::new(project, cpu_slots)?;
     b.review = super::review::LoopRules::of(project)?;
     for (i, c) in project.characters.iter().enumerate() {
@@ -32,7 +38,6 @@ pub fn build(project: &Project, spans: &Spans, cpu_slots: usize) -> Result<Graph
             b.episode(ep, &sp.scenes, &sp.dubs)?;
         }
     }
-    super::target::check_acyclic(&b.graph, spans)?;
     Ok(b.graph)
 }
 

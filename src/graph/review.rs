@@ -52,6 +52,39 @@ fn bad(key: &str, what: &str) -> Diagnostics {
     .into()
 }
 
+/// The loop's rule mistakes, located: each at its key in the rules file
+/// that holds the `review:` (or `shot_review:`) rule, else at the rule.
+pub fn located(d: Diagnostics, spans: &crate::project::Spans) -> Diagnostics {
+    let errors = (d.errors.into_iter())
+        .map(|e| {
+            let message = e.to_string();
+            if e.at.is_some() || !message.contains("in the review loop's rules") {
+                return e;
+            }
+            let key = message.split('`').nth(1).unwrap_or_default();
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            let help = miette::Diagnostic::help(&e).map(|h| h.to_string());
+            for kind in [NodeKind::Review, NodeKind::ShotReview] {
+                let Some(file) = spans.rules.get(&kind) else { continue };
+                let Some(at) = file.key_span(kind.as_str()) else {
+                    continue;
+                };
+                let from = at.offset();
+                let span = (file.text[from..].find(&format!("{leaf}:")))
+                    .map(|i| miette::SourceSpan::new((from + i).into(), leaf.len()))
+                    .or(Some(at));
+                let located = ProjectError::at(file, "rules::review", message.clone()).label(file, span, "here");
+                return match &help {
+                    Some(h) => located.help(h.clone()),
+                    None => located,
+                };
+            }
+            e
+        })
+        .collect();
+    Diagnostics { errors }
+}
+
 fn unit(params: &BTreeMap<String, Value>, key: &str) -> Result<f64, Diagnostics> {
     match params.get(key).and_then(Value::as_f64) {
         Some(v) if (0.0..=1.0).contains(&v) => Ok(v),

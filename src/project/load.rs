@@ -39,6 +39,9 @@ pub struct Spans {
     /// Executor id → its entry in studio.yaml.
     pub executors: HashMap<String, Location>,
     pub studio: Option<SourceFile>,
+    /// Node kind → the rules file that holds its rule (for mistakes found
+    /// after loading, such as the review loop's).
+    pub rules: BTreeMap<NodeKind, SourceFile>,
 }
 
 /// Load and validate the project at `root` for `profile` (the default when `None`).
@@ -239,6 +242,7 @@ pub fn load_episodes(
     assets.rules(&seen, &mut rules);
     let music_library = super::music_library::resolve(&studio, raw.music_library.as_ref(), &mut assets);
     super::workflows::check(root, &seen, &rules, &mut errors);
+    spans.rules = seen.clone();
     // approvals.yaml is checked by the session (against the cache's
     // candidates), but it is a source: a decision is a change watch mode
     // rebuilds for. Its mistakes are the session's to report.
