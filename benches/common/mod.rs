@@ -2,6 +2,9 @@
 //! `studio` binary, and the same-shaped Ninja graph to compare no-ops with.
 #![allow(dead_code)] // each bench uses a part
 
+#[path = "../../tests/common/review_loop.rs"]
+mod review_loop;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -221,41 +224,10 @@ pub fn time_ninja(dir: &Utf8Path, build_ninja: &str, runs: usize) -> Option<Vec<
     Some(times)
 }
 
-/// The `character_refs` rule without the review loop: character art straight
-/// from ComfyUI (a bench of the GPU hosts has no vision server).
-const REFS_WITHOUT_REVIEW: &str = "character_refs:
-  profiles:
-    animatic:
-      engine: character_card
-    full:
-      engine: comfyui_txt2img
-      fallbacks: [character_card]
-      workflows:
-        comfyui_txt2img:
-          file: rules/workflows/txt2img.json
-          bind:
-            prompt: 6.text
-            negative: 7.text
-            seed: 3.seed
-            steps: 3.steps
-            cfg: 3.cfg
-            sampler: 3.sampler_name
-            checkpoint: 4.ckpt_name
-            width: 5.width
-            height: 5.height
-            batch: 5.batch_size
-
-";
-
-/// Take the review loop's rules out of the project at `root`.
+/// Take the review loop's rules out of the project at `root` (a bench of
+/// the GPU hosts has no vision server).
 pub fn without_review_loop(root: &Utf8Path) {
     let path = root.join("rules/images.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let start = text.find("candidate:\n").expect("the loop's rules");
-    let end = text.find("shot_image:\n").expect("the shot image rule");
-    std::fs::write(
-        &path,
-        format!("{}{REFS_WITHOUT_REVIEW}{}", &text[..start], &text[end..]),
-    )
-    .unwrap();
+    std::fs::write(&path, review_loop::without_review_loop(&text)).unwrap();
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 pub mod media;
+pub mod review_loop;
 pub mod servers;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -371,42 +372,12 @@ pub fn wait_within(mut child: Child, limit: std::time::Duration) -> Run {
     })
 }
 
-/// The `character_refs` rule without the review loop.
-const REFS_WITHOUT_REVIEW: &str = "character_refs:
-  profiles:
-    animatic:
-      engine: character_card
-    full:
-      engine: comfyui_txt2img
-      fallbacks: [character_card]
-      workflows:
-        comfyui_txt2img:
-          file: rules/workflows/txt2img.json
-          bind:
-            prompt: 6.text
-            negative: 7.text
-            seed: 3.seed
-            steps: 3.steps
-            cfg: 3.cfg
-            sampler: 3.sampler_name
-            checkpoint: 4.ckpt_name
-            width: 5.width
-            height: 5.height
-            batch: 5.batch_size
-
-";
-
 impl TestProject {
     /// Without the review loop's rules: character references made straight
     /// by ComfyUI (for full-profile tests with no vision server; the loop's
     /// own tests run with the fake vision server).
     pub fn without_review_loop(&self) {
-        let text = self.read("rules/images.yaml");
-        let start = text.find("candidate:\n").expect("the loop's rules");
-        let end = text.find("shot_image:\n").expect("the shot image rule");
-        self.write(
-            "rules/images.yaml",
-            &format!("{}{REFS_WITHOUT_REVIEW}{}", &text[..start], &text[end..]),
-        );
+        let text = review_loop::without_review_loop(&self.read("rules/images.yaml"));
+        self.write("rules/images.yaml", &text);
     }
 }
