@@ -925,21 +925,7 @@ fn a_server_that_refuses_json_schema_gets_json_object() {
 fn a_dub_fills_only_the_lines_without_one() {
     let fake = good_fake(Api::Ollama);
     let p = project(Api::Ollama, &fake.url);
-    p.edit(
-        "studio.yaml",
-        "\ncharacters:\n",
-        "\nlanguages: [en, ja]\n\ncharacters:\n",
-    );
-    for (piper, kokoro) in [
-        ("piper: {pitch: -1, length_scale: 1.0}", "jm_kumo"),
-        ("piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}", "jf_alpha"),
-    ] {
-        p.edit(
-            "studio.yaml",
-            piper,
-            &format!("{piper}\n    voices:\n      ja: {{engines: [kokoro_ja, espeak], kokoro: {{voice: {kokoro}}}}}"),
-        );
-    }
+    declare_ja(&p);
     let mine = "            text: \"Will it come?\"\n            ja: \"来るかな？\"   # mine\n";
     p.edit("episodes/ep01.yaml", "            text: \"Will it come?\"\n", mine);
     let before = p.read("episodes/ep01.yaml");
@@ -982,4 +968,135 @@ fn a_dub_fills_only_the_lines_without_one() {
     let run = studio(&p, &["write", "ep01", "--dub", "fr"]);
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("`fr` is not a dub language"), "{}", run.stderr);
+}
+
+/// `languages: [en, ja]` and a Japanese voice for both characters.
+fn declare_ja(p: &TestProject) {
+    p.edit(
+        "studio.yaml",
+        "\ncharacters:\n",
+        "\nlanguages: [en, ja]\n\ncharacters:\n",
+    );
+    for (piper, kokoro) in [
+        ("piper: {pitch: -1, length_scale: 1.0}", "jm_kumo"),
+        ("piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}", "jf_alpha"),
+    ] {
+        p.edit(
+            "studio.yaml",
+            piper,
+            &format!("{piper}\n    voices:\n      ja: {{engines: [kokoro_ja, espeak], kokoro: {{voice: {kokoro}}}}}"),
+        );
+    }
+}
+
+/// examples/tiny dubbed: every line of ep01 has its `ja:`.
+fn dubbed(url: &str) -> TestProject {
+    let p = project(Api::Ollama, url);
+    declare_ja(&p);
+    for (en, ja) in [
+        ("\"Will it come?\"", "来るかな？"),
+        ("'He said: \"100% sure.\"'", "「絶対」だって。"),
+        ("\"Okay, you win.\"", "はいはい、私の負け。"),
+    ] {
+        let line = format!("            text: {en}\n");
+        p.edit(
+            "episodes/ep01.yaml",
+            &line,
+            &format!("{line}            ja: \"{ja}\"\n"),
+        );
+    }
+    p
+}
+
+/// New dialogue for s01: sh01 keeps kai's line word for word and adds one
+/// of mio's; sh02's line is new.
+fn rewrite_s01() -> String {
+    serde_json::json!({"shots": [
+        {"id": "sh01", "dialogue": [
+            {"speaker": "kai", "text": "Will it come?"},
+            {"speaker": "mio", "text": "It always does."},
+        ]},
+        {"id": "sh02", "dialogue": [{"speaker": "mio", "text": "Trust me."}]},
+    ]})
+    .to_string()
+}
+
+/// `--dialogue` on a dubbed episode: a line whose text is unchanged keeps
+/// its `ja:`; the new lines get theirs from the dub prompt, in one call
+/// that shows the scene as rewritten; the other scene's dub stays.
+#[test]
+fn a_dialogue_rewrite_keeps_and_fills_the_dub() {
+    let fake = Fake::start(Api::Ollama, expect(), |r, _| match r.kind(Api::Ollama) {
+        "dialogue" => Answer::Content(rewrite_s01()),
+        _ => good::answer(r, Api::Ollama),
+    });
+    let p = dubbed(&fake.url);
+    let before = p.read("episodes/ep01.yaml");
+    let run = studio(&p, &["write", "--dialogue", "ep01/s01"]);
+    run.success();
+    fake.assert_shapes();
+    assert_eq!(kinds(&fake), ["dialogue", "dub"]);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    let text = p.read("episodes/ep01.yaml");
+    let s01 = "          - speaker: kai\n            text: Will it come?\n            ja: \"来るかな？\"\n          \
+               - speaker: mio\n            text: It always does.\n            ja: \"1番目の台詞だよ。\"\n";
+    assert!(text.contains(s01), "{text}");
+    assert!(
+        text.contains("          - speaker: mio\n            text: Trust me.\n            ja: \"2番目の台詞だよ。\"\n"),
+        "{text}"
+    );
+    assert!(!text.contains("絶対"), "sh02's old line is gone with its dub: {text}");
+    let s02 = before.find("  - id: s02").unwrap();
+    assert!(text.ends_with(&before[s02..]), "s02 and its dub stay: {text}");
+    let dub = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.kind(Api::Ollama) == "dub")
+        .unwrap();
+    for part in [
+        "Write the Japanese dub of sh01/2, sh02/1:",
+        "sh01/1 kai: \"Will it come?\" → \"来るかな？\"",
+        "sh02/1 mio: \"Trust me.\"",
+    ] {
+        assert!(dub.prompt().contains(part), "{part} in:\n{}", dub.prompt());
+    }
+    // Every line of the episode has its Japanese: no fallback warning.
+    let b = build(&p, &["ep01"]).ok();
+    assert!(!b.run.stderr.contains("no `ja:` text"), "{}", b.run.stderr);
+    assert!(b.built().contains("voice_line:ep01/s01/sh01/2.ja"), "{:?}", b.built());
+}
+
+/// When the dub prompt fails, the rewrite is still written: the new lines
+/// have no `ja:` (they fall back to English, with the build's warning) and
+/// the writer is told; the unchanged line keeps its `ja:`.
+#[test]
+fn a_dialogue_rewrite_whose_dub_fails_says_so() {
+    let fake = Fake::start(Api::Ollama, expect(), |r, _| match r.kind(Api::Ollama) {
+        "dialogue" => Answer::Content(rewrite_s01()),
+        // Always the wrong number of lines: the repairs fail too.
+        _ => Answer::Content(serde_json::json!({"dub": ["一つだけ。"]}).to_string()),
+    });
+    let p = dubbed(&fake.url);
+    let run = studio(&p, &["write", "--dialogue", "ep01/s01"]);
+    run.success();
+    assert_eq!(
+        kinds(&fake),
+        ["dialogue", "dub", "dub", "dub"],
+        "two repairs, then given up"
+    );
+    let warning = "warning: the `ja` text of 2 new lines of ep01/s01 was not written (no usable reply in 3 tries: \
+                   `dub` has 1 lines; write exactly 2";
+    assert!(run.stderr.contains(warning), "{}", run.stderr);
+    assert!(run.stderr.contains("`studio write ep01 --dub ja`"), "{}", run.stderr);
+    assert!(run.stderr.contains("wrote episodes/ep01.yaml"), "{}", run.stderr);
+    let text = p.read("episodes/ep01.yaml");
+    assert!(
+        text.contains("text: Will it come?\n            ja: \"来るかな？\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("text: It always does.\n      - id: sh02"), "{text}");
+    assert!(!text.contains("一つだけ"), "{text}");
+    let b = build(&p, &["ep01"]).ok();
+    let fallback = "ep01: 2 of 4 dialogue lines have no `ja:` text (first: s01/sh01/2)";
+    assert!(b.run.stderr.contains(fallback), "{}", b.run.stderr);
 }

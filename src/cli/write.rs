@@ -360,6 +360,7 @@ impl Writer {
             Part::Scene(s) => {
                 self.announce(&format!("the shots of {ep_id}/{s}"));
                 rt.block_on(write::scene(&self.llm, &self.project, episode, s, &text))
+                    .map(|t| (t, Vec::new()))
             }
             Part::Dialogue(s, shot) => {
                 let target = shot
@@ -374,15 +375,22 @@ impl Writer {
                     shot.as_deref(),
                     &text,
                 ))
+                .map(|r| (r.text, r.warnings))
             }
             Part::Dub(lang) => {
                 self.announce(&format!("the `{lang}` dub of {ep_id}"));
                 rt.block_on(write::dub(&self.llm, &self.project, episode, lang, &text))
+                    .map(|t| (t, Vec::new()))
             }
             Part::Whole => unreachable!("whole episodes go through `whole`"),
         };
         let new = match result {
-            Ok(t) => t,
+            Ok((t, warnings)) => {
+                for w in warnings {
+                    self.log.line(&format!("warning: {w}"));
+                }
+                t
+            }
             Err(e) => return self.fail(e),
         };
         if new == text {

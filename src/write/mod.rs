@@ -22,7 +22,7 @@ pub mod timeline;
 pub mod validate;
 
 pub use dub::dub;
-pub use parts::{dialogue, offsets, scene};
+pub use parts::{Rewritten, dialogue, line_dubs, offsets, scene};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,6 +65,23 @@ impl From<Box<ProjectError>> for WriteError {
 impl From<Diagnostics> for WriteError {
     fn from(d: Diagnostics) -> Self {
         WriteError::Project(d)
+    }
+}
+
+/// What went wrong, in a few words (for a warning; the CLI reports a
+/// `WriteError` that stops a write in full).
+pub fn describe(e: &WriteError) -> String {
+    match e {
+        WriteError::Call { error, .. } => error.to_string(),
+        WriteError::Invalid { tries, problems, .. } => format!(
+            "no usable reply in {tries} tries: {}",
+            problems.first().map_or("", String::as_str)
+        ),
+        WriteError::Project(d) => d.errors.first().map_or_else(
+            || "a template or the screenplay is wrong".to_string(),
+            |e| e.message().to_string(),
+        ),
+        WriteError::Target(msg) => msg.clone(),
     }
 }
 

@@ -2,12 +2,14 @@
 //! and `--dialogue` (the dialogue of a scene's shots, or of one shot),
 //! spliced into the writer's file by byte range ([`super::splice`]).
 
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
 
-use super::validate::{DialogueDraft, LineDraft, ShotsDraft};
+use super::validate::{DialogueDraft, LineDraft, ShotDialogue, ShotsDraft};
 use super::{Llm, WriteError, base_context, char_ids, checker, render, schema, splice};
 use crate::project::model::WriteStage;
-use crate::project::model::{Episode, Project, Scene};
+use crate::project::model::{Episode, Line, Project, Scene};
 use crate::project::raw::RawScreenplay;
 
 /// A scene of the loaded screenplay as the prompts see it.
@@ -104,8 +106,61 @@ pub async fn scene(
     Ok(new)
 }
 
+/// A dialogue rewrite: the new file, and what the writer should know
+/// (dub texts that could not be written).
+#[derive(Debug)]
+pub struct Rewritten {
+    pub text: String,
+    pub warnings: Vec<String>,
+}
+
+/// A line's dub texts, in `languages:` order.
+pub fn line_dubs(project: &Project, line: &Line) -> Vec<(String, String)> {
+    project
+        .languages
+        .iter()
+        .filter_map(|l| Some((l.code.clone(), line.dubs.get(&l.code)?.clone())))
+        .collect()
+}
+
+/// The dub texts of each new line of shot `shot`: those of an old line of
+/// the shot (else of another rewritten shot of the scene, `old`: each
+/// rewritten shot's id and old lines) with the same speaker and
+/// default-language text, each old line used once (`used`: `(shot, index)`);
+/// `None` for a changed line.
+fn carried(
+    project: &Project,
+    new: &[LineDraft],
+    shot: &str,
+    old: &[(&str, &[Line])],
+    used: &mut BTreeSet<(String, usize)>,
+) -> Vec<Option<Vec<(String, String)>>> {
+    let own = old.iter().filter(|(id, _)| *id == shot);
+    let rest = old.iter().filter(|(id, _)| *id != shot);
+    let candidates: Vec<(&str, usize, &Line)> = own
+        .chain(rest)
+        .flat_map(|(id, lines)| lines.iter().enumerate().map(move |(i, l)| (*id, i, l)))
+        .collect();
+    new.iter()
+        .map(|n| {
+            let (id, i, line) = candidates.iter().find(|(id, i, o)| {
+                !used.contains(&(id.to_string(), *i))
+                    && o.text == n.text
+                    && project.characters[o.speaker].id == n.speaker
+            })?;
+            used.insert((id.to_string(), *i));
+            Some(line_dubs(project, line))
+        })
+        .collect()
+}
+
 /// `--dialogue`: new dialogue for one scene's shots (or one shot), spliced
-/// into `text`; shots, comments and every other edit stay.
+/// into `text`; shots, comments and every other edit stay. A new line whose
+/// speaker and text an old line of the rewritten shots had keeps that
+/// line's dub texts; for each dub language the episode carries, the other
+/// new lines get theirs through the dub prompt (one call), and when that
+/// fails they are left without (spoken in the default language) and a
+/// warning says so.
 pub async fn dialogue(
     llm: &Llm,
     project: &Project,
@@ -113,7 +168,7 @@ pub async fn dialogue(
     scene: &str,
     shot: Option<&str>,
     text: &str,
-) -> Result<String, WriteError> {
+) -> Result<Rewritten, WriteError> {
     let s = find_scene(episode, scene)?;
     let targets: Vec<String> = match shot {
         Some(id) if s.shots.iter().any(|sh| sh.id == id) => vec![id.to_string()],
@@ -145,25 +200,64 @@ pub async fn dialogue(
         .into_iter()
         .find(|(id, ..)| id == scene)
         .ok_or_else(|| WriteError::Target(format!("scene `{scene}` is not in the file")))?;
-    // Splice from the end of the file backwards so earlier offsets hold.
-    let mut edits: Vec<(usize, &Vec<LineDraft>, bool)> = Vec::new();
+    let old_of = |id: &str| -> &[Line] {
+        s.shots
+            .iter()
+            .find(|sh| sh.id == id)
+            .map_or(&[][..], |sh| sh.dialogue.as_slice())
+    };
+    let rewritten: Vec<(&str, &[Line])> = draft.shots.iter().map(|d| (d.id.as_str(), old_of(&d.id))).collect();
+    // Each line's dub texts, decided in file order; then spliced from the
+    // end of the file backwards so earlier offsets hold.
+    let mut used = BTreeSet::new();
+    let mut changed: Vec<(String, usize)> = Vec::new();
+    let mut edits: Vec<(usize, &ShotDialogue, Vec<Vec<(String, String)>>)> = Vec::new();
     for d in &draft.shots {
-        let had = s.shots.iter().any(|sh| sh.id == d.id && !sh.dialogue.is_empty());
-        if let Some((_, off)) = shot_offsets.iter().find(|(id, _)| *id == d.id) {
-            edits.push((*off, &d.dialogue, had));
+        let Some((_, off)) = shot_offsets.iter().find(|(id, _)| *id == d.id) else {
+            continue;
+        };
+        if d.dialogue.is_empty() && old_of(&d.id).is_empty() {
+            continue;
         }
+        let kept = carried(project, &d.dialogue, &d.id, &rewritten, &mut used);
+        changed.extend(
+            kept.iter()
+                .enumerate()
+                .filter(|(_, k)| k.is_none())
+                .map(|(i, _)| (d.id.clone(), i)),
+        );
+        edits.push((*off, d, kept.into_iter().map(Option::unwrap_or_default).collect()));
     }
     edits.sort_by_key(|(off, ..)| std::cmp::Reverse(*off));
     let mut new = text.to_string();
-    for (off, lines, had) in edits {
-        if lines.is_empty() && !had {
-            continue;
+    for (off, d, dubs) in edits {
+        new = splice::set_key(&new, off, "dialogue", |col| {
+            render::dialogue_block(&d.dialogue, &dubs, col)
+        })
+        .map_err(|e| WriteError::Target(format!("cannot rewrite the dialogue of {scene}: {e}")))?;
+    }
+    let mut warnings = Vec::new();
+    let carries = episode.screenplay.as_ref().map_or(&[][..], |sp| sp.dubs.as_slice());
+    if !changed.is_empty() {
+        for lang in carries {
+            match super::dub::fill(llm, project, episode, scene, lang, &changed, &new).await {
+                Ok(filled) => new = filled,
+                Err(e) => warnings.push(format!(
+                    "the `{lang}` text of {} new line{} of {}/{scene} was not written ({}); {} spoken in the \
+                     default language until `studio write {} --dub {lang}` writes {}",
+                    changed.len(),
+                    if changed.len() == 1 { "" } else { "s" },
+                    episode.id,
+                    super::describe(&e),
+                    if changed.len() == 1 { "it is" } else { "they are" },
+                    episode.id,
+                    if changed.len() == 1 { "it" } else { "them" },
+                )),
+            }
         }
-        new = splice::set_key(&new, off, "dialogue", |col| render::dialogue_block(lines, col))
-            .map_err(|e| WriteError::Target(format!("cannot rewrite the dialogue of {scene}: {e}")))?;
     }
     recheck(project, episode, &new)?;
-    Ok(new)
+    Ok(Rewritten { text: new, warnings })
 }
 
 pub(super) fn recheck(project: &Project, episode: &Episode, text: &str) -> Result<(), WriteError> {

@@ -39,15 +39,20 @@ fn pad(n: usize) -> String {
 
 /// The `dialogue:` key and its lines, for a shot whose keys are at column
 /// `col`; the first line has no indent (it continues the key's line), and the
-/// text ends with a newline.
-pub fn dialogue_block(lines: &[LineDraft], col: usize) -> String {
+/// text ends with a newline. `dubs[i]` are line `i`'s dub texts
+/// (`(code, text)`, written after its `text:` in that order); lines past
+/// its end have none.
+pub fn dialogue_block(lines: &[LineDraft], dubs: &[Vec<(String, String)>], col: usize) -> String {
     if lines.is_empty() {
         return "dialogue: []\n".to_string();
     }
     let mut out = "dialogue:\n".to_string();
-    for l in lines {
+    for (i, l) in lines.iter().enumerate() {
         let _ = writeln!(out, "{}- speaker: {}", pad(col + 2), scalar(&l.speaker));
         let _ = writeln!(out, "{}text: {}", pad(col + 4), scalar(&l.text));
+        for (code, text) in dubs.get(i).into_iter().flatten() {
+            let _ = writeln!(out, "{}{code}: {}", pad(col + 4), scalar(text));
+        }
     }
     out
 }
@@ -71,7 +76,7 @@ pub fn shots_block(shots: &[ShotDraft], col: usize) -> String {
         }
         let _ = writeln!(out, "{key}duration: {}", num(sh.duration));
         if !sh.dialogue.is_empty() {
-            let _ = write!(out, "{key}{}", dialogue_block(&sh.dialogue, col + 4));
+            let _ = write!(out, "{key}{}", dialogue_block(&sh.dialogue, &[], col + 4));
         }
     }
     out

@@ -85,7 +85,14 @@ pub async fn save_line(State(served): State<Served>, Json(edit): Json<LineEdit>)
                 .get_mut(edit.index)
                 .ok_or_else(|| Refusal::Missing(format!("shot `{}` has no line {}", sh.id, edit.index + 1)))?;
             line.text = edit.text.clone();
-            splice::set_key(text, off, "dialogue", |col| render::dialogue_block(&lines, col)).map_err(Refusal::Invalid)
+            // Every line keeps its dub texts (the edit is of the default language's).
+            let dubs: Vec<_> = sh
+                .dialogue
+                .iter()
+                .map(|l| crate::write::line_dubs(project, l))
+                .collect();
+            splice::set_key(text, off, "dialogue", |col| render::dialogue_block(&lines, &dubs, col))
+                .map_err(Refusal::Invalid)
         },
     )
     .await
