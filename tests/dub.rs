@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::media;
 use common::{TestProject, set};
 
 /// Declare `[en, ja]` and give both characters of examples/tiny a Japanese voice.
@@ -251,4 +252,69 @@ fn publish_puts_each_languages_subtitles_in_the_library() {
     assert!(names.contains(&en), "{names:?}");
     let text = std::fs::read_to_string(season.join(ja)).unwrap();
     assert!(text.contains("来るかな？"), "{text}");
+}
+
+/// The animatic of a dubbed episode, for real (Piper and Kokoro when the
+/// voices venv is there, espeak-ng otherwise): every audio track is a
+/// delivery of its own — tagged, at −16 LUFS, peaks under −1 dBTP, as long
+/// as the picture, passing `../shared/tools/media-report` remuxed alone
+/// with the picture — and each language has its subtitle track. The same
+/// check refuses a silent and a mis-levelled track.
+#[test]
+fn every_audio_track_of_a_dubbed_episode_is_a_delivery() {
+    let p = TestProject::example("tiny");
+    declare_ja(&p);
+    p.edit("episodes/ep01.yaml", LINE, &with_ja("来るかな？"));
+    p.edit(
+        "episodes/ep01.yaml",
+        "            text: \"Okay, you win.\"\n",
+        "            text: \"Okay, you win.\"\n            ja: \"はいはい、私の負け。\"\n",
+    );
+    let b = common::Build::parse_run(p.run(&["build", "ep01", "--json"])).ok();
+    assert_eq!(b.total("failed"), 0);
+    let episode = p.path("out/ep01/ep01.mp4");
+    let problems = media::audio_track_problems(&episode, &["eng", "jpn"]);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The Japanese subtitles are the Japanese lines (and the English ones
+    // where a line has none).
+    let probe = media::ffprobe(&episode);
+    assert_eq!(media::streams(&probe, "subtitle").len(), 2);
+    let ja = media::subtitle_track_of(&episode, 1);
+    assert!(ja.contains("来るかな？") && ja.contains("はいはい、私の負け。"), "{ja}");
+    assert!(ja.contains("100% sure."), "{ja}");
+
+    // A silent Japanese track, and one 10 dB too quiet, are refused by name.
+    for (name, filter, want) in [
+        ("silent", "volume=0", "audio track 1 (jpn): integrated loudness -70"),
+        ("quiet", "volume=-10dB", "audio track 1 (jpn): integrated loudness -2"),
+    ] {
+        let bad = p.path(&format!("{name}.mp4"));
+        media::run_ffmpeg(&[
+            "-i",
+            episode.to_str().unwrap(),
+            "-filter_complex",
+            &format!("[0:a:1]{filter}[ja]"),
+            "-map",
+            "0:v",
+            "-map",
+            "0:a:0",
+            "-map",
+            "[ja]",
+            "-map",
+            "0:s",
+            "-c",
+            "copy",
+            "-c:a:1",
+            "aac",
+            "-metadata:s:a:1",
+            "language=jpn",
+            bad.to_str().unwrap(),
+        ]);
+        let problems = media::audio_track_problems(&bad, &["eng", "jpn"]);
+        assert!(problems.iter().any(|p| p.starts_with(want)), "{name}: {problems:#?}");
+        assert!(
+            !problems.iter().any(|p| p.contains("track 0")),
+            "{name}: the English track still passes: {problems:#?}"
+        );
+    }
 }

@@ -114,8 +114,11 @@ pub struct Rewritten {
     pub warnings: Vec<String>,
 }
 
+/// A line's dub texts: `(code, text)`.
+type Dubs = Vec<(String, String)>;
+
 /// A line's dub texts, in `languages:` order.
-pub fn line_dubs(project: &Project, line: &Line) -> Vec<(String, String)> {
+pub fn line_dubs(project: &Project, line: &Line) -> Dubs {
     project
         .languages
         .iter()
@@ -134,7 +137,7 @@ fn carried(
     shot: &str,
     old: &[(&str, &[Line])],
     used: &mut BTreeSet<(String, usize)>,
-) -> Vec<Option<Vec<(String, String)>>> {
+) -> Vec<Option<Dubs>> {
     let own = old.iter().filter(|(id, _)| *id == shot);
     let rest = old.iter().filter(|(id, _)| *id != shot);
     let candidates: Vec<(&str, usize, &Line)> = own
@@ -211,7 +214,7 @@ pub async fn dialogue(
     // end of the file backwards so earlier offsets hold.
     let mut used = BTreeSet::new();
     let mut changed: Vec<(String, usize)> = Vec::new();
-    let mut edits: Vec<(usize, &ShotDialogue, Vec<Vec<(String, String)>>)> = Vec::new();
+    let mut edits: Vec<(usize, &ShotDialogue, Vec<Dubs>)> = Vec::new();
     for d in &draft.shots {
         let Some((_, off)) = shot_offsets.iter().find(|(id, _)| *id == d.id) else {
             continue;

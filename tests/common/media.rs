@@ -84,11 +84,18 @@ fn ffmpeg_stderr(args: &[&str]) -> String {
 
 /// Integrated loudness (LUFS) and true peak (dBTP) of the first audio stream.
 pub fn loudness(path: &Path) -> (f64, f64) {
+    loudness_of(path, 0)
+}
+
+/// Integrated loudness (LUFS) and true peak (dBTP) of audio stream `track`
+/// (a silent one measures −70 LUFS and −inf dBTP).
+pub fn loudness_of(path: &Path, track: usize) -> (f64, f64) {
+    let map = format!("0:a:{track}");
     let err = ffmpeg_stderr(&[
         "-i",
         path.to_str().unwrap(),
         "-map",
-        "0:a:0",
+        &map,
         "-af",
         "ebur128=peak=true",
         "-f",
@@ -187,7 +194,13 @@ pub fn stream_md5(path: &Path, kind: &str) -> String {
 
 /// The first subtitle track of an MP4, as SRT text.
 pub fn subtitle_track(path: &Path) -> String {
-    ffmpeg_stdout(&["-i", path.to_str().unwrap(), "-map", "0:s:0", "-f", "srt", "-"])
+    subtitle_track_of(path, 0)
+}
+
+/// Subtitle track `n` of an MP4, as SRT text.
+pub fn subtitle_track_of(path: &Path, n: usize) -> String {
+    let map = format!("0:s:{n}");
+    ffmpeg_stdout(&["-i", path.to_str().unwrap(), "-map", &map, "-f", "srt", "-"])
 }
 
 /// SRT cues: (start seconds, text without word joiners).
@@ -225,4 +238,77 @@ pub fn media_report(tool: &Path, file: &Path) -> Value {
     let out = Command::new(tool).arg(file).arg("--json").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// An episode's audio tracks checked as a delivery, one by one: each is
+/// tagged with its language (`tags`, ISO 639-2, in track order), measures
+/// −16 ± 1 LUFS integrated with a true peak at most −1 dBTP, and lasts as
+/// long as the picture (within 40 ms); there is one subtitle track per
+/// language, tagged the same. Where the workspace has
+/// `../shared/tools/media-report`, each track is also remuxed alone with the
+/// picture and measured by it. What is wrong, each naming its track; empty
+/// when the episode passes.
+pub fn audio_track_problems(episode: &Path, tags: &[&str]) -> Vec<String> {
+    let probe = ffprobe(episode);
+    let lang = |s: &Value| s["tags"]["language"].as_str().unwrap_or("").to_string();
+    let mut problems = Vec::new();
+    let audio = streams(&probe, "audio");
+    let subs: Vec<String> = streams(&probe, "subtitle").into_iter().map(lang).collect();
+    let want: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    if audio.iter().map(|s| lang(s)).collect::<Vec<_>>() != want {
+        problems.push(format!(
+            "audio tracks tagged {:?}, expected {want:?}",
+            audio.iter().map(|s| lang(s)).collect::<Vec<_>>()
+        ));
+    }
+    if subs != want {
+        problems.push(format!("subtitle tracks tagged {subs:?}, expected {want:?}"));
+    }
+    let video = num(&streams(&probe, "video")[0]["duration"]);
+    let tool = Path::new(super::REPO).join("../shared/tools/media-report");
+    let scratch = tempfile::tempdir().unwrap();
+    for (n, a) in audio.iter().enumerate() {
+        let track = format!("audio track {n} ({})", lang(a));
+        let (lufs, peak) = loudness_of(episode, n);
+        if lufs.is_nan() || (lufs + 16.0).abs() > 1.0 {
+            problems.push(format!("{track}: integrated loudness {lufs} LUFS, not −16 ± 1"));
+        }
+        if peak > -1.0 || peak.is_nan() {
+            problems.push(format!("{track}: true peak {peak} dBTP, above −1"));
+        }
+        let drift = (num(&a["duration"]) - video).abs();
+        if drift.is_nan() || drift >= 0.040 {
+            problems.push(format!(
+                "{track}: lasts {} s, the picture {video} s",
+                num(&a["duration"])
+            ));
+        }
+        if !tool.is_file() {
+            continue;
+        }
+        let alone = scratch.path().join(format!("track{n}.mp4"));
+        let map = format!("0:a:{n}");
+        run_ffmpeg(&[
+            "-i",
+            episode.to_str().unwrap(),
+            "-map",
+            "0:v",
+            "-map",
+            &map,
+            "-c",
+            "copy",
+            alone.to_str().unwrap(),
+        ]);
+        let report = media_report(&tool, &alone);
+        let got = |k: &str| report["audio"][k].as_f64().unwrap_or(f64::NAN);
+        let (lufs, peak) = (got("integrated_lufs"), got("true_peak_dbtp"));
+        let drift = report["av_drift_ms"].as_f64().unwrap_or(f64::NAN);
+        if lufs.is_nan() || (lufs + 16.0).abs() > 1.0 || peak.is_nan() || peak > -1.0 || drift.is_nan() || drift >= 40.0
+        {
+            problems.push(format!(
+                "{track}: media-report: {lufs} LUFS, {peak} dBTP, drift {drift} ms"
+            ));
+        }
+    }
+    problems
 }
