@@ -254,8 +254,8 @@ fn publish_puts_each_languages_subtitles_in_the_library() {
     assert!(text.contains("来るかな？"), "{text}");
 }
 
-/// The animatic of a dubbed episode, for real (Piper and Kokoro when the
-/// voices venv is there, espeak-ng otherwise): every audio track is a
+/// The animatic of a dubbed episode, for real (Piper and Kokoro, from the
+/// voices venv `scripts/deps.sh` makes): every audio track is a
 /// delivery of its own — tagged, at −16 LUFS, peaks under −1 dBTP, as long
 /// as the picture, passing `../shared/tools/media-report` remuxed alone
 /// with the picture — and each language has its subtitle track. The same
@@ -272,6 +272,18 @@ fn every_audio_track_of_a_dubbed_episode_is_a_delivery() {
     );
     let b = common::Build::parse_run(p.run(&["build", "ep01", "--json"])).ok();
     assert_eq!(b.total("failed"), 0);
+    // The neural voices speak both tracks (CI installs them: scripts/test.sh).
+    for (id, engine) in [
+        ("voice_line:ep01/s01/sh01/1", "piper"),
+        ("voice_line:ep01/s01/sh01/1.ja", "kokoro_ja"),
+        ("voice_line:ep01/s02/sh01/1.ja", "kokoro_ja"),
+    ] {
+        let n = b.node(id);
+        assert_eq!(
+            n["engine"], engine,
+            "run `bash scripts/deps.sh` for the voices venv: {n}"
+        );
+    }
     let episode = p.path("out/ep01/ep01.mp4");
     let problems = media::audio_track_problems(&episode, &["eng", "jpn"]);
     assert!(problems.is_empty(), "{problems:#?}");

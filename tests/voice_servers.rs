@@ -196,7 +196,12 @@ fn xtts_speaks_with_the_clip_and_a_language_it_does_not_know_is_permanent() {
     let n = b.node(KAI_1);
     assert_eq!(n["engine"], "xtts", "{n}");
     assert_eq!(n["metadata"]["executor"], "xtts-test");
+    assert!(
+        n["metadata"].get("seed").is_none(),
+        "the XTTS API server takes no seed, so none is claimed: {n}"
+    );
     let req = knobs.last();
+    assert!(req.get("seed").is_none(), "no field the server ignores: {req}");
     assert_eq!(req["text"], "Will it come?");
     assert_eq!(req["language"], "en");
     let speaker = req["speaker_wav"].as_str().unwrap();

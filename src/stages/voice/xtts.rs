@@ -16,6 +16,19 @@
 //! project clip's absolute path, so the server must see this machine's
 //! files. The clip enters the key by content (`voice.reference_audio:
 //! {file: …}`).
+//!
+//! **No seed.** `SynthesisRequest` has no seed field (pydantic would ignore
+//! one), and `tts_funcs.local_generation` samples (`temperature=0.75`,
+//! `top_k=50`, `top_p=0.85`) from torch's generator, which the server never
+//! seeds; so studio sends none and records none (`metadata.seed` is absent,
+//! unlike Piper's and GPT-SoVITS's). The line's key does not change for it:
+//! the key still names the text, clip, language and server, a cached line
+//! is reused as long as it is in a cache, and the remote cache keeps the
+//! first upload. But the bytes are not a function of the key: whenever the
+//! line is made again (a provisional fallback replaced once XTTS is back, a
+//! line evicted by `studio gc`, another machine without the cache) the take
+//! sounds different, and the scene mix after it is rebuilt rather than cut
+//! off early. Keep the cache (or push it to the remote) to keep a take.
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
