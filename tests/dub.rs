@@ -3,6 +3,8 @@
 //! key, and an edit to its text rebuilds only its own track.
 
 mod common;
+#[path = "dashboard_support/mod.rs"]
+mod support;
 
 use common::media;
 use common::{TestProject, set};
@@ -329,4 +331,30 @@ fn every_audio_track_of_a_dubbed_episode_is_a_delivery() {
             "{name}: the English track still passes: {problems:#?}"
         );
     }
+}
+
+/// The Script tab's line edit rewrites the shot's `dialogue:` block: every
+/// line of it keeps its `ja:` (the edit is of the English text).
+#[test]
+fn a_script_tab_edit_keeps_the_shots_dub_texts() {
+    let p = TestProject::example("tiny");
+    declare_ja(&p);
+    p.edit("episodes/ep01.yaml", LINE, &with_ja("来るかな？"));
+    let mut s = support::Server::start(&p, &["ep01", "--profile", "sim"]);
+    assert_eq!(s.next("build")["state"], "done");
+    let edit = r#"{"episode":"ep01","scene":"s01","shot":"sh01","index":0,"text":"Will it ever come?"}"#;
+    let origin = format!("http://{}", s.host());
+    let a = support::request(
+        s.port,
+        "POST",
+        "/api/script/line",
+        &[("Content-Type", "application/json"), ("Origin", &origin)],
+        edit,
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    let text = p.read("episodes/ep01.yaml");
+    assert!(
+        text.contains("            text: Will it ever come?\n            ja: \"来るかな？\"\n"),
+        "{text}"
+    );
 }
