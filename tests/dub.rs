@@ -260,8 +260,9 @@ fn publish_puts_each_languages_subtitles_in_the_library() {
 /// voices venv `scripts/deps.sh` makes): every audio track is a
 /// delivery of its own — tagged, at −16 LUFS, peaks under −1 dBTP, as long
 /// as the picture, passing `../shared/tools/media-report` remuxed alone
-/// with the picture — and each language has its subtitle track. The same
-/// check refuses a silent and a mis-levelled track.
+/// with the picture — and each language has its subtitle track, the
+/// Japanese cues at the Japanese voices. The same check refuses a silent
+/// and a mis-levelled track.
 #[test]
 fn every_audio_track_of_a_dubbed_episode_is_a_delivery() {
     let p = TestProject::example("tiny");
@@ -329,6 +330,21 @@ fn every_audio_track_of_a_dubbed_episode_is_a_delivery() {
         assert!(
             !problems.iter().any(|p| p.contains("track 0")),
             "{name}: the English track still passes: {problems:#?}"
+        );
+    }
+
+    // Each Japanese cue starts within 100 ms of its voice: with the music
+    // off, sound starts on the Japanese track exactly where someone speaks.
+    p.edit("rules/audio.yaml", "music_volume: 0.5", "music_volume: 0");
+    common::Build::parse_run(p.run(&["build", "ep01", "--json"])).ok();
+    let onsets = media::sound_onsets(&p.path("out/ep01/audio.ja.m4a"));
+    let cues = media::srt_cues(&std::fs::read_to_string(p.path("out/ep01/ep01.ja.srt")).unwrap());
+    assert_eq!(cues.len(), 3, "{cues:?}");
+    for (start, text) in &cues {
+        let nearest = onsets.iter().map(|o| (o - start).abs()).fold(f64::INFINITY, f64::min);
+        assert!(
+            nearest <= 0.100,
+            "cue {text:?} at {start:.3}s: nearest voice onset {nearest:.3}s away ({onsets:?})"
         );
     }
 }
