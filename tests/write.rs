@@ -1100,3 +1100,48 @@ fn a_dialogue_rewrite_whose_dub_fails_says_so() {
     let fallback = "ep01: 2 of 4 dialogue lines have no `ja:` text (first: s01/sh01/2)";
     assert!(b.run.stderr.contains(fallback), "{}", b.run.stderr);
 }
+
+/// `--scene` on a dubbed episode: the new shots' lines that an old line of
+/// the scene said word for word keep its `ja:`, the others get theirs
+/// from the dub prompt.
+#[test]
+fn a_scene_rewrite_keeps_and_fills_the_dub() {
+    let shots = serde_json::json!({"shots": [
+        {"id": "sh01", "type": "wide", "angle": "eye_level", "motion": "static hold",
+         "action": "Rain at the stop.", "characters": [{"id": "kai", "position": "left"}, {"id": "mio", "position": "right"}],
+         "duration": 3, "dialogue": [{"speaker": "mio", "text": "Look, headlights."}]},
+        {"id": "sh02", "type": "close_up", "angle": "low", "motion": "slow push in",
+         "action": "Kai squints.", "characters": [{"id": "kai", "position": "center"}],
+         "duration": 2.5, "dialogue": [{"speaker": "kai", "text": "Will it come?"}]},
+    ]})
+    .to_string();
+    let fake = Fake::start(Api::Ollama, expect(), move |r, _| match r.kind(Api::Ollama) {
+        "shots" => Answer::Content(shots.clone()),
+        _ => good::answer(r, Api::Ollama),
+    });
+    let p = dubbed(&fake.url);
+    let run = studio(&p, &["write", "ep01", "--scene", "s01"]);
+    run.success();
+    fake.assert_shapes();
+    assert_eq!(kinds(&fake), ["dub", "shots"]);
+    let text = p.read("episodes/ep01.yaml");
+    for want in [
+        "          - speaker: mio\n            text: Look, headlights.\n            ja: \"1番目の台詞だよ。\"\n",
+        "          - speaker: kai\n            text: Will it come?\n            ja: \"来るかな？\"\n",
+        "            text: \"Okay, you win.\"\n            ja: \"はいはい、私の負け。\"\n",
+    ] {
+        assert!(text.contains(want), "{want} in:\n{text}");
+    }
+    assert!(!text.contains("絶対"), "the old sh02 line is gone: {text}");
+    let dub = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.kind(Api::Ollama) == "dub")
+        .unwrap();
+    assert!(
+        dub.prompt().contains("Write the Japanese dub of sh01/1:"),
+        "{}",
+        dub.prompt()
+    );
+    build(&p, &["ep01"]).ok();
+}

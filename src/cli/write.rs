@@ -360,7 +360,7 @@ impl Writer {
             Part::Scene(s) => {
                 self.announce(&format!("the shots of {ep_id}/{s}"));
                 rt.block_on(write::scene(&self.llm, &self.project, episode, s, &text))
-                    .map(|t| (t, Vec::new()))
+                    .map(|r| (r.text, r.warnings))
             }
             Part::Dialogue(s, shot) => {
                 let target = shot

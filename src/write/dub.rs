@@ -243,20 +243,24 @@ pub(super) async fn fill(
     let Some((_, shots)) = file.into_iter().find(|(id, _)| id == scene) else {
         return Err(WriteError::Target(format!("scene `{scene}` is not in the file")));
     };
+    // The scene as the prompts see it, its shots as they are in the file now
+    // (a rewritten scene's new shots carry only their id and dialogue).
     let mut ctx_scene = scene_json(project, s);
+    let mut before: Vec<Value> = ctx_scene["shots"].as_array().cloned().unwrap_or_default();
+    let mut now = Vec::new();
     let mut lines = Vec::new();
     for (shot, file_lines) in &shots {
-        if let Some(js) = ctx_scene["shots"]
-            .as_array_mut()
-            .and_then(|a| a.iter_mut().find(|j| j["id"] == json!(shot)))
-        {
-            js["dialogue"] = json!(
-                file_lines
-                    .iter()
-                    .map(|l| json!({"speaker": l.speaker, "text": l.text}))
-                    .collect::<Vec<_>>()
-            );
-        }
+        let mut js = match before.iter().position(|j| j["id"] == json!(shot)) {
+            Some(i) => before.swap_remove(i),
+            None => json!({"id": shot}),
+        };
+        js["dialogue"] = json!(
+            file_lines
+                .iter()
+                .map(|l| json!({"speaker": l.speaker, "text": l.text}))
+                .collect::<Vec<_>>()
+        );
+        now.push(js);
         for (i, l) in file_lines.iter().enumerate() {
             let dub = l.dubs.iter().find(|(k, _)| k == lang).map(|(_, t)| t.clone());
             lines.push(Shown {
@@ -269,6 +273,7 @@ pub(super) async fn fill(
             });
         }
     }
+    ctx_scene["shots"] = json!(now);
     let edits = ask_scene(llm, project, episode, ctx_scene, language, lines).await?;
     splice_dubs(text, lang, edits)
 }

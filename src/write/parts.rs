@@ -67,14 +67,17 @@ pub(super) fn find_scene<'a>(episode: &'a Episode, scene: &str) -> Result<&'a Sc
     })
 }
 
-/// `--scene`: new shots for one scene, spliced into `text` (the file).
+/// `--scene`: new shots for one scene, spliced into `text` (the file). Dub
+/// texts as with [`dialogue`]: a new line that an old line of the scene
+/// said word for word (same speaker) keeps its dubs, the others are asked
+/// for.
 pub async fn scene(
     llm: &Llm,
     project: &Project,
     episode: &Episode,
     scene: &str,
     text: &str,
-) -> Result<String, WriteError> {
+) -> Result<Rewritten, WriteError> {
     let s = find_scene(episode, scene)?;
     let mut ctx = base_context(project, episode)?;
     ctx["scene"] = scene_json(project, s);
@@ -100,10 +103,29 @@ pub async fn scene(
         .into_iter()
         .find(|(id, ..)| id == scene)
         .ok_or_else(|| WriteError::Target(format!("scene `{scene}` is not in the file")))?;
-    let new = splice::set_key(text, off, "shots", |col| render::shots_block(&shots.shots, col))
+    let old: Vec<(&str, &[Line])> = s
+        .shots
+        .iter()
+        .map(|sh| (sh.id.as_str(), sh.dialogue.as_slice()))
+        .collect();
+    let mut used = BTreeSet::new();
+    let mut changed = Vec::new();
+    let mut dubs = Vec::new();
+    for sh in &shots.shots {
+        let kept = carried(project, &sh.dialogue, &sh.id, &old, &mut used);
+        changed.extend(
+            kept.iter()
+                .enumerate()
+                .filter(|(_, k)| k.is_none())
+                .map(|(i, _)| (sh.id.clone(), i)),
+        );
+        dubs.push(kept.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>());
+    }
+    let new = splice::set_key(text, off, "shots", |col| render::shots_block(&shots.shots, &dubs, col))
         .map_err(|e| WriteError::Target(format!("cannot rewrite scene `{scene}`: {e}")))?;
+    let (new, warnings) = fill_dubs(llm, project, episode, scene, &changed, new).await;
     recheck(project, episode, &new)?;
-    Ok(new)
+    Ok(Rewritten { text: new, warnings })
 }
 
 /// A dialogue rewrite: the new file, and what the writer should know
@@ -239,28 +261,45 @@ pub async fn dialogue(
         })
         .map_err(|e| WriteError::Target(format!("cannot rewrite the dialogue of {scene}: {e}")))?;
     }
-    let mut warnings = Vec::new();
-    let carries = episode.screenplay.as_ref().map_or(&[][..], |sp| sp.dubs.as_slice());
-    if !changed.is_empty() {
-        for lang in carries {
-            match super::dub::fill(llm, project, episode, scene, lang, &changed, &new).await {
-                Ok(filled) => new = filled,
-                Err(e) => warnings.push(format!(
-                    "the `{lang}` text of {} new line{} of {}/{scene} was not written ({}); {} spoken in the \
-                     default language until `studio write {} --dub {lang}` writes {}",
-                    changed.len(),
-                    if changed.len() == 1 { "" } else { "s" },
-                    episode.id,
-                    super::describe(&e),
-                    if changed.len() == 1 { "it is" } else { "they are" },
-                    episode.id,
-                    if changed.len() == 1 { "it" } else { "them" },
-                )),
-            }
-        }
-    }
+    let (new, warnings) = fill_dubs(llm, project, episode, scene, &changed, new).await;
     recheck(project, episode, &new)?;
     Ok(Rewritten { text: new, warnings })
+}
+
+/// For each dub language the episode carries, the dub text of the new
+/// lines `changed` (`(shot id, index)`) of `scene` in `new` (the file),
+/// through the dub prompt; when a language's call fails, the file without
+/// them and a warning.
+async fn fill_dubs(
+    llm: &Llm,
+    project: &Project,
+    episode: &Episode,
+    scene: &str,
+    changed: &[(String, usize)],
+    mut new: String,
+) -> (String, Vec<String>) {
+    let mut warnings = Vec::new();
+    let carries = episode.screenplay.as_ref().map_or(&[][..], |sp| sp.dubs.as_slice());
+    if changed.is_empty() {
+        return (new, warnings);
+    }
+    let n = changed.len();
+    for lang in carries {
+        match super::dub::fill(llm, project, episode, scene, lang, changed, &new).await {
+            Ok(filled) => new = filled,
+            Err(e) => warnings.push(format!(
+                "the `{lang}` text of {n} new line{} of {}/{scene} was not written ({}); {} spoken in the default \
+                 language until `studio write {} --dub {lang}` writes {}",
+                if n == 1 { "" } else { "s" },
+                episode.id,
+                super::describe(&e),
+                if n == 1 { "it is" } else { "they are" },
+                episode.id,
+                if n == 1 { "it" } else { "them" },
+            )),
+        }
+    }
+    (new, warnings)
 }
 
 pub(super) fn recheck(project: &Project, episode: &Episode, text: &str) -> Result<(), WriteError> {

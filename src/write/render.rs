@@ -57,11 +57,12 @@ pub fn dialogue_block(lines: &[LineDraft], dubs: &[Vec<(String, String)>], col: 
     out
 }
 
-/// The `shots:` key and its shots, for a scene whose keys are at column `col`.
-pub fn shots_block(shots: &[ShotDraft], col: usize) -> String {
+/// The `shots:` key and its shots, for a scene whose keys are at column
+/// `col`; `dubs[i]` are shot `i`'s lines' dub texts (see [`dialogue_block`]).
+pub fn shots_block(shots: &[ShotDraft], dubs: &[Vec<Vec<(String, String)>>], col: usize) -> String {
     let mut out = "shots:\n".to_string();
     let (item, key) = (pad(col + 2), pad(col + 4));
-    for sh in shots {
+    for (i, sh) in shots.iter().enumerate() {
         let _ = writeln!(out, "{item}- id: {}", scalar(&sh.id));
         let _ = writeln!(out, "{key}type: {}", sh.shot_type);
         let _ = writeln!(out, "{key}angle: {}", sh.angle);
@@ -76,7 +77,11 @@ pub fn shots_block(shots: &[ShotDraft], col: usize) -> String {
         }
         let _ = writeln!(out, "{key}duration: {}", num(sh.duration));
         if !sh.dialogue.is_empty() {
-            let _ = write!(out, "{key}{}", dialogue_block(&sh.dialogue, &[], col + 4));
+            let _ = write!(
+                out,
+                "{key}{}",
+                dialogue_block(&sh.dialogue, dubs.get(i).map_or(&[], Vec::as_slice), col + 4)
+            );
         }
     }
     out
@@ -118,7 +123,7 @@ pub fn screenplay(episode: &str, title: &str, scenes: &[(SceneDraft, Vec<ShotDra
             let _ = writeln!(out, "        emotional_state: {}", scalar(&st.emotional_state));
             let _ = writeln!(out, "        energy: {}", num(st.energy));
         }
-        let _ = write!(out, "    {}", shots_block(shots, 4));
+        let _ = write!(out, "    {}", shots_block(shots, &[], 4));
     }
     out
 }
