@@ -473,6 +473,7 @@ mod engine {
             simulate: None,
             tools: Arc::new(tools),
             progress: JobProgress::none(),
+            provisional: None,
             material: KeyMaterial {
                 schema: 0,
                 kind,

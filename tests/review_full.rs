@@ -16,23 +16,33 @@ const MODEL: &str = "gemma3:12b";
 /// The sample with its ComfyUI executor at `comfy`, its Ollama executor
 /// (the vision model's group) at `vision`, and the rest at a closed port.
 fn project(comfy: &comfy::Fake, vision: &vision::Fake) -> TestProject {
+    on_hosts(&[comfy], 2, Some(&vision.url))
+}
+
+/// The sample with one ComfyUI executor per host of `comfy` (`slots`
+/// each), its Ollama executor at `vision` (a closed port when `None`), and
+/// every other service at a closed port.
+fn on_hosts(comfy: &[&comfy::Fake], slots: usize, vision: Option<&str>) -> TestProject {
     let p = TestProject::sample();
     let text = p.read("studio.yaml");
     let start = text.find("  - id: comfy-main").unwrap();
     let end = text[start..].find("  - id: ollama-local").unwrap() + start;
     let closed = format!("http://127.0.0.1:{}", common::servers::free_port());
     let mut out = String::from(&text[..start]);
-    out.push_str(&format!(
-        "  - id: comfy-0\n    kind: comfyui\n    url: {}\n    slots: 2\n    timeout: 60\n",
-        comfy.url
-    ));
+    for (i, c) in comfy.iter().enumerate() {
+        out.push_str(&format!(
+            "  - id: comfy-{i}\n    kind: comfyui\n    url: {}\n    slots: {slots}\n    timeout: 60\n",
+            c.url
+        ));
+    }
+    let vision = vision.map_or(closed.clone(), str::to_string);
     let mut in_ollama = false;
     for line in text[end..].lines() {
         if line.starts_with("  - id: ") {
             in_ollama = line.contains("ollama-local");
         }
         match line.split_once("url: http://") {
-            Some((head, _)) if in_ollama => out.push_str(&format!("{head}url: {}\n", vision.url)),
+            Some((head, _)) if in_ollama => out.push_str(&format!("{head}url: {vision}\n")),
             Some((head, _)) => out.push_str(&format!("{head}url: {closed}\n")),
             None => out.push_str(&format!("{line}\n")),
         }
@@ -119,4 +129,59 @@ fn the_pools_fill_in_two_rounds_and_round_two_avoids_round_one_rejections() {
     let again = full(&p, TARGETS).ok();
     assert_eq!(again.built().len(), 0, "{:?}", again.built());
     assert_eq!(vision.seen().len(), seen.len());
+}
+
+/// Issue 12's acceptance with the loop: the whole sample episode on two
+/// fake ComfyUI hosts and the fake vision server, no TTS or music server.
+/// Minutes on a 2-core machine, so by hand:
+/// `cargo test --test review_full -- --ignored --nocapture whole_episode`.
+#[test]
+#[ignore = "the whole episode: minutes; run by hand"]
+fn the_whole_episode_on_two_hosts_with_the_vision_server() {
+    let (a, b) = (comfy::Fake::start(), comfy::Fake::start());
+    let vision = vision::Fake::start(MODEL);
+    let p = on_hosts(&[&a, &b], 1, Some(&vision.url));
+    vision.script(|s| {
+        s.plan = (0..12).map(|_| (0.2, Some("anatomy".to_string()))).collect();
+        s.score = Some(0.95);
+    });
+    let began = std::time::Instant::now();
+    let first = full(&p, &["ep01"]).ok();
+    let took = began.elapsed();
+    let (na, nb) = (a.prompts().len(), b.prompts().len());
+    eprintln!(
+        "whole episode: {:.1} s, {} nodes built, prompts on the hosts: {na} and {nb}, vision requests: {}",
+        took.as_secs_f64(),
+        first.total("built"),
+        vision.seen().len()
+    );
+    let mut by_kind: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
+    for n in &first.nodes {
+        if let (Some(s), Some(e)) = (n["started"].as_f64(), n["ended"].as_f64()) {
+            let k = by_kind.entry(n["kind"].as_str().unwrap_or("?").to_string()).or_default();
+            k.0 += 1;
+            k.1 += e - s;
+        }
+    }
+    eprintln!("jobs and job seconds by kind: {by_kind:?}");
+    eprintln!("{}", first.run.stderr);
+    assert!(na > 0 && nb > 0, "both hosts used: {na} and {nb}");
+    for who in ["hana", "ren", "sayo"] {
+        let pool: serde_json::Value =
+            serde_json::from_str(&p.read(&format!("out/characters/{who}/pool.json"))).unwrap();
+        assert!(pool["rounds"].as_u64().unwrap() >= 2, "{who}: {pool}");
+    }
+    let tool = std::path::Path::new(common::REPO).join("../shared/tools/media-report");
+    if tool.is_file() {
+        let report = common::media::media_report(&tool, &p.path("out/ep01/ep01.mp4"));
+        eprintln!("media-report: {report}");
+        assert_eq!(report["video"]["codec"], "h264", "{report}");
+        assert_eq!(report["chapters"], 4, "{report}");
+    }
+    let seen = vision.seen().len();
+    let began = std::time::Instant::now();
+    let again = full(&p, &["ep01"]).ok();
+    eprintln!("rebuild: {:.1} s", began.elapsed().as_secs_f64());
+    assert_eq!(again.total("built"), 0, "{:?}", again.built());
+    assert_eq!((a.prompts().len(), b.prompts().len(), vision.seen().len()), (na, nb, seen));
 }

@@ -323,3 +323,35 @@ fn bad_loop_rules_are_refused_before_anything_is_built() {
     );
     assert!(!p.path("cache/ac").exists() || std::fs::read_dir(p.path("cache/ac")).unwrap().next().is_none());
 }
+
+#[test]
+fn a_changed_forced_review_re_reviews_only_the_reviews_it_names() {
+    let p = looped();
+    p.edit(
+        "studio.yaml",
+        "      reviews:\n",
+        "      reviews:\n        - {node: 'shot_review:ep01/s01/sh01', score: 0.9}\n",
+    );
+    p.build(&["ep01"]).ok();
+    // Hana's r1/2 is still in the band, now framed as a face.
+    p.edit(
+        "studio.yaml",
+        "{node: 'review:hana/r1/2', score: 0.91, framing: full_body}",
+        "{node: 'review:hana/r1/2', score: 0.91, framing: face}",
+    );
+    let b = p.build(&["ep01"]).ok();
+    assert_eq!(of_kind(&b, "review"), common::set(&["review:hana/r1/2"]));
+    assert!(of_kind(&b, "candidate").is_empty(), "{:?}", b.built());
+    assert!(of_kind(&b, "shot_review").is_empty(), "{:?}", b.built());
+    // A gate's forced score: that shot's review only.
+    p.edit(
+        "studio.yaml",
+        "{node: 'shot_review:ep01/s01/sh01', score: 0.9}",
+        "{node: 'shot_review:ep01/s01/sh01', score: 0.8}",
+    );
+    let b = p.build(&["ep01"]).ok();
+    assert_eq!(of_kind(&b, "shot_review"), common::set(&["shot_review:ep01/s01/sh01"]));
+    assert!(of_kind(&b, "review").is_empty(), "{:?}", b.built());
+    let again = p.build(&["ep01"]).ok();
+    assert_eq!(again.total("built"), 0, "{:?}", again.built());
+}

@@ -9,6 +9,12 @@
 //! the subscribers its nodes' events but not its start or end; the nodes it
 //! made settle quietly in the final pass with their `built` record (one
 //! record per node, totals counted once).
+//!
+//! The vision service is probed once up front: while its group is out of
+//! reach, the reviews' `person` (and the gate's `structural`) fallbacks
+//! stand in, their provisional results count as known, and a round no
+//! vision model scored ends the loop; once it answers, those results are
+//! unknown again and the passes redo them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,8 +40,17 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     };
     let mut last_unknown: Vec<usize> = Vec::new();
     let mut announced = false;
+    // Each unreachable group is warned about once, whatever the passes.
+    let mut warned: HashSet<usize> = HashSet::new();
+    let reviews: Vec<usize> = (session.graph.closure(nodes).into_iter())
+        .filter(|&n| matches!(session.graph.nodes[n].kind, NodeKind::Review | NodeKind::ShotReview))
+        .collect();
+    let down: HashSet<usize> = super::health::unreachable_pools(session, &reviews, &mut warned)
+        .await
+        .into_keys()
+        .collect();
     while !pools.is_empty() {
-        let rounds = match session.expand_rounds() {
+        let rounds = match session.expand_rounds_with(Some(&down)) {
             Ok(r) => r,
             // The loader checked the rules the rounds read: the final pass
             // builds what the graph holds.
@@ -51,7 +66,7 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         }
         last_unknown.clone_from(&unknown);
         announce(session, nodes, opts, &mut announced);
-        let report = pass(session, &unknown, &quiet, &cancel, &mut prior).await;
+        let report = pass(session, &unknown, &quiet, &cancel, &mut prior, &mut warned).await;
         if report.interrupted || report.superseded || report.stopped.is_some() {
             return ended_early(report, opts);
         }
@@ -65,7 +80,7 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     let mut last: Vec<usize> = Vec::new();
     while !cancel.is_cancelled() {
         let closure = session.graph.closure(nodes);
-        let unknown = session.expand_takes(&closure);
+        let unknown = session.expand_takes_with(&closure, Some(&down));
         // A pass that made them and left them unknown (a review the cache
         // cannot read back) would repeat forever: the final pass decides.
         if unknown.is_empty() || unknown == last {
@@ -73,7 +88,7 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         }
         last.clone_from(&unknown);
         announce(session, nodes, opts, &mut announced);
-        let report = pass(session, &unknown, &quiet, &cancel, &mut prior).await;
+        let report = pass(session, &unknown, &quiet, &cancel, &mut prior, &mut warned).await;
         if report.interrupted || report.superseded || report.stopped.is_some() {
             return ended_early(report, opts);
         }
@@ -83,14 +98,20 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     }
     for r in session.rounds.iter().filter(|r| pools.contains(&r.character)) {
         if let Some(Next::Short { approved, pending }) = r.next {
+            let unscored = r.reviewed.iter().filter(|x| x.scores.is_none()).count();
+            let why = if unscored > 0 {
+                format!(" ({unscored} unscored: no vision service answered)")
+            } else {
+                String::new()
+            };
             eprintln!(
-                "warning: the pool of `{}` has {approved} approved image(s) after {} round(s), below pool_target; it goes on with them, and {pending} candidate(s) wait for a person: `studio review {}`",
+                "warning: the pool of `{}` has {approved} approved image(s) after {} round(s), below pool_target; it goes on with them, and {pending} candidate(s) wait for a person{why}: `studio review {}`",
                 r.character, r.rounds, r.character
             );
         }
     }
     let all = session.graph.closure(nodes);
-    drain_pass(session, &all, opts, cancel, prior).await
+    drain_pass(session, &all, opts, cancel, prior, &mut warned).await
 }
 
 /// One pass: drain `unknown` with everything it needs, and remember what
@@ -101,9 +122,10 @@ async fn pass(
     quiet: &Options,
     cancel: &CancellationToken,
     prior: &mut HashMap<String, NodeRecord>,
+    warned: &mut HashSet<usize>,
 ) -> Report {
     let closure = session.graph.closure(unknown);
-    let report = drain_pass(session, &closure, quiet, cancel.clone(), prior.clone()).await;
+    let report = drain_pass(session, &closure, quiet, cancel.clone(), prior.clone(), warned).await;
     for r in &report.records {
         if matches!(
             r.status,
