@@ -131,6 +131,104 @@ fn the_pools_fill_in_two_rounds_and_round_two_avoids_round_one_rejections() {
     assert_eq!(vision.seen().len(), seen.len());
 }
 
+/// The image hash Hana's review `r1-N` names (its copy under out/).
+fn reviewed_image(p: &TestProject, n: u32) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&p.read(&format!("out/characters/hana/reviews/r1-{n}.json"))).unwrap();
+    v["image"].as_str().unwrap().to_string()
+}
+
+/// `studio.yaml` with the Ollama executor (the vision group) at `url`.
+fn point_vision_at(p: &TestProject, url: &str) {
+    let text = p.read("studio.yaml");
+    let at = text.find("  - id: ollama-local").unwrap();
+    let from = text[at..].find("url: ").unwrap() + at + "url: ".len();
+    let to = text[from..].find('\n').unwrap() + from;
+    p.write("studio.yaml", &format!("{}{url}{}", &text[..from], &text[to..]));
+}
+
+#[test]
+fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is_back() {
+    let comfy = comfy::Fake::start();
+    let p = on_hosts(&[&comfy], 2, None);
+    p.edit("rules/images.yaml", "candidates_per_round: 4", "candidates_per_round: 2");
+    let first = full(&p, &["characters/hana"]);
+    assert_ne!(first.run.code, 0, "{}", first.run.stderr);
+    let stderr = &first.run.stderr;
+    // One warning for the vision group, no host set aside to wait for.
+    assert_eq!(
+        stderr.matches("warning: executor `ollama-local`").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is set aside"), "{stderr}");
+    for i in 1..=2 {
+        let r = first.node(&format!("review:hana/r1/{i}"));
+        assert_eq!(r["status"], "built", "{r}");
+        assert_eq!(r["metadata"]["engine"], "person", "{r}");
+        assert_eq!(r["provisional"], true, "{r}");
+        let review = &r["metadata"]["review"];
+        assert_eq!(review["verdict"], "pending", "{r}");
+        assert_eq!(review["unscored"], "no vision service: `ollama-local` unreachable", "{r}");
+        assert!(review.get("character_match").is_none(), "no scores: {r}");
+    }
+    // Nothing was learnt, so no second round was made.
+    assert!(!first.nodes.iter().any(|n| n["id"] == "candidate:hana/r2/1"));
+    let pool = first.node("character_refs:hana");
+    assert_eq!(pool["status"], "failed");
+    let error = pool["error"].as_str().unwrap();
+    for part in [
+        "`ollama-local` unreachable",
+        "2 candidate(s) wait for a person",
+        "`studio review hana`",
+    ] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
+    let prompts = comfy.prompts().len();
+    assert_eq!(prompts, 2, "round 1's candidates only");
+
+    // `studio review` lists them unscored and draws them.
+    let listing = p.run(&["review", "hana", "--profile", "full"]);
+    listing.success();
+    assert!(
+        listing
+            .stdout
+            .contains("2 with no score (no vision service: `ollama-local` unreachable)"),
+        "{}",
+        listing.stdout
+    );
+    assert!(p.path("out/review/hana.png").is_file());
+    let (h1, h2) = (reviewed_image(&p, 1), reviewed_image(&p, 2));
+    p.run(&["review", "--profile", "full", "approve", &h1[..16], &h2[..16]])
+        .success();
+    let second = full(&p, &["characters/hana"]).ok();
+    assert_eq!(second.node("character_refs:hana")["status"], "built");
+    assert_eq!(second.node("character_refs:hana")["metadata"]["approved"], 2);
+    assert!(
+        second.run.stderr.contains("2 approved image(s) after 1 round(s)")
+            && second.run.stderr.contains("no vision service answered"),
+        "{}",
+        second.run.stderr
+    );
+    assert_eq!(comfy.prompts().len(), prompts, "no new candidates");
+
+    // The vision service is back: the provisional reviews are redone (the
+    // candidates are not), and the loop goes on from real scores.
+    let vision = vision::Fake::start(MODEL);
+    vision.script(|s| s.score = Some(0.95));
+    point_vision_at(&p, &vision.url);
+    let third = full(&p, &["characters/hana"]).ok();
+    for i in 1..=2 {
+        let r = third.node(&format!("review:hana/r1/{i}"));
+        assert_eq!((&r["status"], &r["metadata"]["engine"]), (&"built".into(), &"vision_review".into()), "{r}");
+        assert!(r.get("provisional").is_none(), "{r}");
+        assert_eq!(third.node(&format!("candidate:hana/r1/{i}"))["status"], "cached");
+    }
+    assert!(vision.seen().len() >= 2);
+    let again = full(&p, &["characters/hana"]).ok();
+    assert_eq!(again.total("built"), 0, "{:?}", again.built());
+}
+
 /// Issue 12's acceptance with the loop: the whole sample episode on two
 /// fake ComfyUI hosts and the fake vision server, no TTS or music server.
 /// Minutes on a 2-core machine, so by hand:
