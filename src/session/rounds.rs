@@ -8,7 +8,7 @@
 //! a no-op rebuild re-derives every round from the cache this way, and the
 //! build driver runs the missing reviews between calls.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use camino::Utf8PathBuf;
 use serde_json::json;
@@ -111,7 +111,71 @@ impl Session {
                 break;
             }
         }
+        self.refuse_unknown_decisions();
         Ok(out)
+    }
+
+    /// Each character whose candidates are all known (every expanded
+    /// round's image in the cache), with their images' hashes.
+    pub fn known_candidates(&self) -> BTreeMap<String, Vec<String>> {
+        let simulated = self.simulated();
+        let mut by: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+        for (g, n) in self.graph.nodes.iter().enumerate() {
+            if n.kind != NodeKind::Candidate {
+                continue;
+            }
+            let who = n.params.get("character").and_then(|v| v.as_str()).unwrap_or("");
+            let hash = self.cached(g, simulated, &[]).map(|(_, fact)| fact.hash);
+            let list = by.entry(who.to_string()).or_insert_with(|| Some(Vec::new()));
+            match (list.as_mut(), hash) {
+                (Some(l), Some(h)) => l.push(h),
+                _ => *list = None,
+            }
+        }
+        by.into_iter().filter_map(|(c, l)| Some((c, l?))).collect()
+    }
+
+    /// A build refuses an approvals.yaml whose hash names no candidate of
+    /// its character, once that character's candidates are all known
+    /// (located diagnostics, before anything is built). Characters whose
+    /// candidates are still to be made are checked by the build itself,
+    /// before their pool runs ([`Session::expand_rounds`]).
+    pub fn check_approvals(&self) -> Result<(), Diagnostics> {
+        if self.approvals.by_character.is_empty() {
+            return Ok(());
+        }
+        crate::project::approvals::check_candidates(&self.layout.root, &self.known_candidates())
+    }
+
+    /// A pool whose character's candidates are all known and whose
+    /// decisions name an image none of them has fails (its `refused`
+    /// param says where and how to fix it) rather than run without them:
+    /// the build found this only after making the candidates.
+    fn refuse_unknown_decisions(&mut self) {
+        if self.approvals.by_character.is_empty() {
+            return;
+        }
+        for (c, hashes) in self.known_candidates() {
+            let Some(pool) = self.graph.get(&format!("{}:{c}", NodeKind::CharacterRefs)) else {
+                continue;
+            };
+            let wrong: Vec<String> = (self.approvals.by_character.get(&c).into_iter().flatten())
+                .filter(|e| hashes.iter().filter(|h| h.starts_with(e.image.as_str())).count() != 1)
+                .map(|e| format!("{}:{}: {}", crate::project::approvals::FILE, e.line, e.image))
+                .collect();
+            let params = &mut self.graph.nodes[pool].params;
+            if wrong.is_empty() {
+                params.remove("refused");
+            } else {
+                params.insert(
+                    "refused".into(),
+                    json!(format!(
+                        "approvals.yaml names image(s) that no candidate of `{c}` has ({}); `studio review {c}` lists the candidates and their hashes: fix or remove these decisions",
+                        wrong.join(", ")
+                    )),
+                );
+            }
+        }
     }
 
     /// Add round `rounds + 1` of `character` if all its reviews are in the

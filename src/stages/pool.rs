@@ -66,6 +66,11 @@ fn count(job: &Job, name: &str) -> usize {
 
 pub async fn review_pool(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let character = job.node.params.get("character").and_then(Value::as_str).unwrap_or("");
+    // approvals.yaml names an image none of the candidates has (found once
+    // the build made them): the pool does not run without that decision.
+    if let Some(refused) = job.node.params.get("refused").and_then(Value::as_str) {
+        return Err(permanent(refused));
+    }
     let decisions: Decisions = job
         .node
         .params
