@@ -151,7 +151,11 @@ fn point_vision_at(p: &TestProject, url: &str) {
 fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is_back() {
     let comfy = comfy::Fake::start();
     let p = on_hosts(&[&comfy], 2, None);
-    p.edit("rules/images.yaml", "candidates_per_round: 4", "candidates_per_round: 2");
+    p.edit(
+        "rules/images.yaml",
+        "candidates_per_round: 4",
+        "candidates_per_round: 2",
+    );
     let first = full(&p, &["characters/hana"]);
     assert_ne!(first.run.code, 0, "{}", first.run.stderr);
     let stderr = &first.run.stderr;
@@ -169,7 +173,10 @@ fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is
         assert_eq!(r["provisional"], true, "{r}");
         let review = &r["metadata"]["review"];
         assert_eq!(review["verdict"], "pending", "{r}");
-        assert_eq!(review["unscored"], "no vision service: `ollama-local` unreachable", "{r}");
+        assert_eq!(
+            review["unscored"], "no vision service: `ollama-local` unreachable",
+            "{r}"
+        );
         assert!(review.get("character_match").is_none(), "no scores: {r}");
     }
     // Nothing was learnt, so no second round was made.
@@ -220,7 +227,11 @@ fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is
     let third = full(&p, &["characters/hana"]).ok();
     for i in 1..=2 {
         let r = third.node(&format!("review:hana/r1/{i}"));
-        assert_eq!((&r["status"], &r["metadata"]["engine"]), (&"built".into(), &"vision_review".into()), "{r}");
+        assert_eq!(
+            (&r["status"], &r["metadata"]["engine"]),
+            (&"built".into(), &"vision_review".into()),
+            "{r}"
+        );
         assert!(r.get("provisional").is_none(), "{r}");
         assert_eq!(third.node(&format!("candidate:hana/r1/{i}"))["status"], "cached");
     }
@@ -256,7 +267,9 @@ fn the_whole_episode_on_two_hosts_with_the_vision_server() {
     let mut by_kind: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
     for n in &first.nodes {
         if let (Some(s), Some(e)) = (n["started"].as_f64(), n["ended"].as_f64()) {
-            let k = by_kind.entry(n["kind"].as_str().unwrap_or("?").to_string()).or_default();
+            let k = by_kind
+                .entry(n["kind"].as_str().unwrap_or("?").to_string())
+                .or_default();
             k.0 += 1;
             k.1 += e - s;
         }
@@ -281,5 +294,8 @@ fn the_whole_episode_on_two_hosts_with_the_vision_server() {
     let again = full(&p, &["ep01"]).ok();
     eprintln!("rebuild: {:.1} s", began.elapsed().as_secs_f64());
     assert_eq!(again.total("built"), 0, "{:?}", again.built());
-    assert_eq!((a.prompts().len(), b.prompts().len(), vision.seen().len()), (na, nb, seen));
+    assert_eq!(
+        (a.prompts().len(), b.prompts().len(), vision.seen().len()),
+        (na, nb, seen)
+    );
 }

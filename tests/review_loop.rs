@@ -380,7 +380,9 @@ fn an_approvals_mistake_is_refused_located_at_build_time_and_nothing_changes() {
     for (text, at, what) in [
         // A hash no candidate of Hana has, her candidates all known.
         (
-            format!("# decisions\nhana:\n  - {{image: {real}, decision: approve}}\n  - {{image: {unknown}, decision: approve}}\n"),
+            format!(
+                "# decisions\nhana:\n  - {{image: {real}, decision: approve}}\n  - {{image: {unknown}, decision: approve}}\n"
+            ),
             "approvals.yaml:4:",
             "no candidate of `hana` has an image hash",
         ),
@@ -389,7 +391,11 @@ fn an_approvals_mistake_is_refused_located_at_build_time_and_nothing_changes() {
             "approvals.yaml:2:",
             "`ugly` is not a rejection category",
         ),
-        ("hana:\n  - {image: [unclosed\n".to_string(), "approvals.yaml:", "approvals.yaml"),
+        (
+            "hana:\n  - {image: [unclosed\n".to_string(),
+            "approvals.yaml:",
+            "approvals.yaml",
+        ),
     ] {
         p.write("approvals.yaml", &text);
         let r = p.run(&["build", "--json", "--profile", "sim", "ep01"]);
