@@ -147,6 +147,9 @@ fn point_vision_at(p: &TestProject, url: &str) {
     p.write("studio.yaml", &format!("{}{url}{}", &text[..from], &text[to..]));
 }
 
+/// A shot of Hana's alone.
+const GATE: &str = "shot_review:ep01/s01/sh02";
+
 #[test]
 fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is_back() {
     let comfy = comfy::Fake::start();
@@ -191,7 +194,7 @@ fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is
     ] {
         assert!(error.contains(part), "{part}: {error}");
     }
-    let prompts = comfy.prompts().len();
+    let prompts = negatives(&comfy).len();
     assert_eq!(prompts, 2, "round 1's candidates only");
 
     // `studio review` lists them unscored and draws them.
@@ -208,7 +211,22 @@ fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is
     let (h1, h2) = (reviewed_image(&p, 1), reviewed_image(&p, 2));
     p.run(&["review", "--profile", "full", "approve", &h1[..16], &h2[..16]])
         .success();
-    let second = full(&p, &["characters/hana"]).ok();
+    // Her pool goes on with the two, and a shot of hers passes the gate's
+    // structural check (the vision service is still out of reach).
+    let second = full(&p, &["characters/hana", GATE]).ok();
+    assert_eq!(
+        second.run.stderr.matches("warning: executor `ollama-local`").count(),
+        1,
+        "{}",
+        second.run.stderr
+    );
+    let gate = second.node(GATE);
+    assert_eq!(
+        (&gate["metadata"]["engine"], &gate["provisional"]),
+        (&"structural".into(), &true.into()),
+        "{gate}"
+    );
+    assert_eq!(gate["metadata"]["review"]["verdict"], "approved", "{gate}");
     assert_eq!(second.node("character_refs:hana")["status"], "built");
     assert_eq!(second.node("character_refs:hana")["metadata"]["approved"], 2);
     assert!(
@@ -217,14 +235,17 @@ fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is
         "{}",
         second.run.stderr
     );
-    assert_eq!(comfy.prompts().len(), prompts, "no new candidates");
+    assert_eq!(negatives(&comfy).len(), prompts, "no new candidates");
 
     // The vision service is back: the provisional reviews are redone (the
     // candidates are not), and the loop goes on from real scores.
     let vision = vision::Fake::start(MODEL);
     vision.script(|s| s.score = Some(0.95));
     point_vision_at(&p, &vision.url);
-    let third = full(&p, &["characters/hana"]).ok();
+    let third = full(&p, &["characters/hana", GATE]).ok();
+    let gate = third.node(GATE);
+    assert_eq!(gate["metadata"]["engine"], "vision_review", "{gate}");
+    assert!(gate.get("provisional").is_none(), "{gate}");
     for i in 1..=2 {
         let r = third.node(&format!("review:hana/r1/{i}"));
         assert_eq!(
@@ -236,7 +257,7 @@ fn without_a_vision_service_people_decide_then_the_reviews_are_redone_when_it_is
         assert_eq!(third.node(&format!("candidate:hana/r1/{i}"))["status"], "cached");
     }
     assert!(vision.seen().len() >= 2);
-    let again = full(&p, &["characters/hana"]).ok();
+    let again = full(&p, &["characters/hana", GATE]).ok();
     assert_eq!(again.total("built"), 0, "{:?}", again.built());
 }
 
