@@ -285,17 +285,26 @@ fn the_whole_episode_on_two_hosts_with_the_vision_server() {
         first.total("built"),
         vision.seen().len()
     );
-    let mut by_kind: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
+    // Where the time goes: per kind (and engine), the jobs, their seconds,
+    // and when the first started and the last ended.
+    let mut by_kind: std::collections::BTreeMap<String, (usize, f64, f64, f64)> = Default::default();
     for n in &first.nodes {
         if let (Some(s), Some(e)) = (n["started"].as_f64(), n["ended"].as_f64()) {
-            let k = by_kind
-                .entry(n["kind"].as_str().unwrap_or("?").to_string())
-                .or_default();
+            let name = format!(
+                "{} {}",
+                n["kind"].as_str().unwrap_or("?"),
+                n["metadata"]["engine"].as_str().unwrap_or("?")
+            );
+            let k = by_kind.entry(name).or_insert((0, 0.0, f64::MAX, 0.0));
             k.0 += 1;
             k.1 += e - s;
+            k.2 = k.2.min(s);
+            k.3 = k.3.max(e);
         }
     }
-    eprintln!("jobs and job seconds by kind: {by_kind:?}");
+    for (kind, (n, secs, from, to)) in &by_kind {
+        eprintln!("{kind:<36} {n:>3} jobs {secs:>7.1} s of jobs, from {from:>6.1} s to {to:>6.1} s");
+    }
     eprintln!("{}", first.run.stderr);
     assert!(na > 0 && nb > 0, "both hosts used: {na} and {nb}");
     for who in ["hana", "ren", "sayo"] {

@@ -88,7 +88,12 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         }
         last.clone_from(&unknown);
         announce(session, nodes, opts, &mut announced);
-        let report = pass(session, &unknown, &quiet, &cancel, &mut prior, &mut warned).await;
+        // What no gate decides (the audio: voices, music, mixes, the
+        // episode's audio) is built alongside the shots the gate waits
+        // for, rather than after them in the final pass.
+        let mut with = unknown.clone();
+        with.extend(ungated(&session.graph, &closure));
+        let report = pass(session, &with, &quiet, &cancel, &mut prior, &mut warned).await;
         if report.interrupted || report.superseded || report.stopped.is_some() {
             return ended_early(report, opts);
         }
@@ -112,6 +117,18 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     }
     let all = session.graph.closure(nodes);
     drain_pass(session, &all, opts, cancel, prior, &mut warned).await
+}
+
+/// The nodes of `closure` (inputs first) that depend on no quality gate.
+fn ungated(graph: &crate::graph::Graph, closure: &[usize]) -> Vec<usize> {
+    let mut gated: HashSet<usize> = HashSet::new();
+    for &n in closure {
+        let node = &graph.nodes[n];
+        if node.kind == NodeKind::ShotReview || node.inputs.iter().any(|i| gated.contains(&i.node)) {
+            gated.insert(n);
+        }
+    }
+    closure.iter().copied().filter(|n| !gated.contains(n)).collect()
 }
 
 /// One pass: drain `unknown` with everything it needs, and remember what

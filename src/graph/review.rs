@@ -235,8 +235,6 @@ pub struct Tally {
     pub rejected: usize,
     /// The categories of every rejection so far, automatic and manual.
     pub categories: BTreeSet<String>,
-    /// Of the pending, those no vision model scored.
-    pub unscored: usize,
 }
 
 /// The verdict of `r` once a person's decision (if any) is applied, and
@@ -256,10 +254,7 @@ pub fn tally(reviews: &[Reviewed], decisions: &Decisions) -> Tally {
     for r in reviews {
         match decided(r, decisions) {
             (Verdict::Approved, _) => t.approved += 1,
-            (Verdict::Pending, _) => {
-                t.pending += 1;
-                t.unscored += usize::from(r.scores.is_none());
-            }
+            (Verdict::Pending, _) => t.pending += 1,
             (Verdict::Rejected, cats) => {
                 t.rejected += 1;
                 t.categories.extend(cats);
@@ -425,7 +420,6 @@ mod tests {
             pending: 1,
             rejected: 1,
             categories: BTreeSet::from(["anatomy".to_string()]),
-            unscored: 0,
         };
         assert_eq!(next(&rules, 1, &t, false), Next::Round(t.categories.clone()));
         assert_eq!(
