@@ -15,6 +15,10 @@
 //! stand in, their provisional results count as known, and a round no
 //! vision model scored ends the loop; once it answers, those results are
 //! unknown again and the passes redo them.
+//!
+//! A gate pass also builds what no gate decides (voices, music, mixes,
+//! the episode's audio), so that CPU work overlaps the shots' filming
+//! instead of waiting for the final pass.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
