@@ -96,13 +96,93 @@ impl Thresholds {
 
 /// `review.json`, a review node's output: the scores, the thresholds'
 /// verdict and the reviewed image's content hash (the same fields are the
-/// manifest's `review` metadata).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// manifest's `review` metadata). A review no vision model made (the
+/// `person` fallback: no vision service answered) has no scores, the
+/// verdict `pending` and why in `unscored`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReviewFile {
     #[serde(flatten)]
-    pub scores: Scores,
+    pub scores: Option<Scores>,
     pub verdict: Verdict,
     pub image: String,
+    /// Why no vision model scored it (`no vision service: … unreachable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unscored: Option<String>,
+}
+
+/// The fields of [`Scores`] a review object may hold.
+const SCORE_FIELDS: [&str; 6] = [
+    "character_match",
+    "clarity",
+    "training_value",
+    "framing",
+    "rejection_categories",
+    "notes",
+];
+
+impl ReviewFile {
+    /// A review object read back (a `review.json`, a manifest's `review`
+    /// metadata), checked: the scores all there or all absent (then the
+    /// verdict is `pending` and `unscored` says why), each in 0..=1.
+    pub fn parse(v: &serde_json::Value) -> Result<ReviewFile, String> {
+        let o = v.as_object().ok_or("a review is a JSON object")?;
+        let verdict: Verdict = serde_json::from_value(o.get("verdict").cloned().unwrap_or_default())
+            .map_err(|_| "a review's `verdict` is approved, rejected or pending")?;
+        let image = (o.get("image").and_then(|i| i.as_str()))
+            .ok_or("a review names its image's hash in `image`")?
+            .to_string();
+        let unscored = match o.get("unscored") {
+            None => None,
+            Some(serde_json::Value::String(s)) if s.len() <= 400 => Some(s.clone()),
+            Some(_) => return Err("a review's `unscored` is a line of at most 400 bytes".into()),
+        };
+        let scores = if o.contains_key("character_match") {
+            let fields: serde_json::Map<_, _> = (o.iter())
+                .filter(|(k, _)| SCORE_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let s: Scores = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| e.to_string())?;
+            if ![s.character_match, s.clarity, s.training_value]
+                .iter()
+                .all(|x| (0.0..=1.0).contains(x))
+            {
+                return Err("a review's score is out of 0..1".into());
+            }
+            Some(s)
+        } else {
+            None
+        };
+        match (&scores, verdict, &unscored) {
+            (None, Verdict::Pending, Some(_)) | (Some(_), _, None) => Ok(ReviewFile {
+                scores,
+                verdict,
+                image,
+                unscored,
+            }),
+            (None, _, _) => Err("a review without scores is `pending` and says why in `unscored`".into()),
+            (Some(_), _, Some(_)) => Err("a review with scores has no `unscored`".into()),
+        }
+    }
+}
+
+/// The note of a review no vision model made, from why its vision
+/// engine was left (`fell back to person after: vision_review: executor
+/// `ollama-local` (studio.yaml:40): cannot connect …`): `no vision
+/// service: `ollama-local` unreachable`.
+pub fn unreachable_note(reason: Option<&str>) -> String {
+    let executor = reason
+        .and_then(|r| r.split_once("executor `"))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(id, _)| id)
+        .filter(|id| !id.is_empty() && id.len() <= 64);
+    match (executor, reason) {
+        (Some(id), _) => format!("no vision service: `{id}` unreachable"),
+        (None, Some(r)) => {
+            let r: String = r.chars().take(200).collect();
+            format!("no vision review: {r}")
+        }
+        (None, None) => "no vision review: the vision engine failed".into(),
+    }
 }
 
 /// A number in 0..1 from 8 bytes of a hash of `bytes` and `salt`.
@@ -189,6 +269,40 @@ mod tests {
             assert!((0.25..=0.75).contains(&sim_brightness(&bytes)));
         }
         assert!(seen.iter().all(|&n| n > 20), "every band is reached: {seen:?}");
+    }
+
+    #[test]
+    fn a_review_reads_back_scored_or_unscored_never_half() {
+        let scored = ReviewFile {
+            scores: Some(scores(0.95, 0.93, 0.99)),
+            verdict: Verdict::Approved,
+            image: "ab".into(),
+            unscored: None,
+        };
+        let v = serde_json::to_value(&scored).unwrap();
+        assert_eq!(v["character_match"], 0.95, "{v}");
+        assert_eq!(ReviewFile::parse(&v).unwrap(), scored);
+        let unscored = ReviewFile {
+            scores: None,
+            verdict: Verdict::Pending,
+            image: "ab".into(),
+            unscored: Some(unreachable_note(Some(
+                "fell back to person after: vision_review: executor `ollama-local` (studio.yaml:40): refused",
+            ))),
+        };
+        let v = serde_json::to_value(&unscored).unwrap();
+        assert_eq!(v["unscored"], "no vision service: `ollama-local` unreachable", "{v}");
+        assert_eq!(ReviewFile::parse(&v).unwrap(), unscored);
+        let mut bad = v.clone();
+        bad["verdict"] = serde_json::json!("approved");
+        assert!(ReviewFile::parse(&bad).is_err(), "unscored is pending");
+        let mut half = serde_json::to_value(&scored).unwrap();
+        half.as_object_mut().unwrap().remove("clarity");
+        assert!(ReviewFile::parse(&half).is_err(), "all scores or none");
+        let mut range = serde_json::to_value(&scored).unwrap();
+        range["clarity"] = serde_json::json!(3);
+        assert!(ReviewFile::parse(&range).is_err());
+        assert_eq!(unreachable_note(None), "no vision review: the vision engine failed");
     }
 
     #[test]

@@ -473,6 +473,7 @@ mod engine {
             simulate: None,
             tools: Arc::new(tools),
             progress: JobProgress::none(),
+            provisional: None,
             material: KeyMaterial {
                 schema: 0,
                 kind,
@@ -650,6 +651,76 @@ mod engine {
             .unwrap_err();
         assert!(
             matches!(err, studio::exec::ExecError::Permanent(ref m) if m.contains("not valid JSON")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_vision_service_a_person_and_the_structural_check_stand_in() {
+        let (_d, root) = temp();
+        let image = root.join("candidate.png");
+        std::fs::write(&image, png(8, 8, 1)).unwrap();
+        // No server at all: the stand-ins run here.
+        let exec = executor(ServiceKind::Ollama, "http://127.0.0.1:9", 5.0);
+        let mut candidate = input("image", &image, None);
+        candidate.hash = "c0ffee".into();
+        let mut person = job(NodeKind::Review, "person", &exec, &root, params(), candidate);
+        person.provisional = Some(
+            "fell back to person after: vision_review: executor `vision-a` (studio.yaml:7): cannot connect".into(),
+        );
+        let made = studio::stages::review::stand_in::person(&person, &CancellationToken::new())
+            .await
+            .unwrap();
+        let review: Value = serde_json::from_slice(&std::fs::read(&made.files[0].1).unwrap()).unwrap();
+        assert_eq!(made.metadata["review"], review);
+        assert_eq!(review["verdict"], "pending");
+        assert_eq!(review["image"], "c0ffee");
+        assert_eq!(review["unscored"], "no vision service: `vision-a` unreachable");
+        assert!(review.get("character_match").is_none(), "{review}");
+        let file = studio::review::ReviewFile::parse(&review).unwrap();
+        assert_eq!(file.scores, None);
+
+        // The gate: the video reads and has the frames its length says.
+        let video = root.join("shot.mp4");
+        let ffmpeg = person.tools.ffmpeg.clone().unwrap();
+        let cmd = Cmd::new(ffmpeg.as_str())
+            .args(["-hide_banner", "-nostdin", "-y", "-v", "error", "-f", "lavfi", "-i"])
+            .args(["testsrc2=size=160x240:rate=30:duration=3", "-pix_fmt", "yuv420p"])
+            .arg(video.as_str());
+        runner::run(&cmd, &root, &CancellationToken::new()).await.unwrap();
+        let mut gate = job(
+            NodeKind::ShotReview,
+            "structural",
+            &exec,
+            &root,
+            params(),
+            input("video", &video, Some(3.0)),
+        );
+        gate.provisional =
+            Some("fell back to structural after: vision_review: executor `vision-a` (studio.yaml:7): x".into());
+        let made = studio::stages::review::stand_in::structural(&gate, &CancellationToken::new())
+            .await
+            .unwrap();
+        let review = &made.metadata["review"];
+        assert_eq!(review["verdict"], "approved", "{review}");
+        assert_eq!(review["structural"]["frames"], 90, "{review}");
+        assert_eq!(review["unscored"], "no vision service: `vision-a` unreachable");
+        assert!(review.get("character_match").is_none(), "{review}");
+        // A shot shorter than its length says fails, by name.
+        let short = job(
+            NodeKind::ShotReview,
+            "structural",
+            &exec,
+            &root,
+            params(),
+            input("video", &video, Some(4.0)),
+        );
+        let err = studio::stages::review::stand_in::structural(&short, &CancellationToken::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shot aiko/r1/0 is broken: 90 frames, expected 120"),
             "{err}"
         );
     }

@@ -323,3 +323,116 @@ fn bad_loop_rules_are_refused_before_anything_is_built() {
     );
     assert!(!p.path("cache/ac").exists() || std::fs::read_dir(p.path("cache/ac")).unwrap().next().is_none());
 }
+
+#[test]
+fn a_changed_forced_review_re_reviews_only_the_reviews_it_names() {
+    let p = looped();
+    p.edit(
+        "studio.yaml",
+        "      reviews:\n",
+        "      reviews:\n        - {node: 'shot_review:ep01/s01/sh01', score: 0.9}\n",
+    );
+    p.build(&["ep01"]).ok();
+    // Hana's r1/2 is still in the band, now framed as a face.
+    p.edit(
+        "studio.yaml",
+        "{node: 'review:hana/r1/2', score: 0.91, framing: full_body}",
+        "{node: 'review:hana/r1/2', score: 0.91, framing: face}",
+    );
+    let b = p.build(&["ep01"]).ok();
+    assert_eq!(of_kind(&b, "review"), common::set(&["review:hana/r1/2"]));
+    assert!(of_kind(&b, "candidate").is_empty(), "{:?}", b.built());
+    assert!(of_kind(&b, "shot_review").is_empty(), "{:?}", b.built());
+    // A gate's forced score: that shot's review only.
+    p.edit(
+        "studio.yaml",
+        "{node: 'shot_review:ep01/s01/sh01', score: 0.9}",
+        "{node: 'shot_review:ep01/s01/sh01', score: 0.8}",
+    );
+    let b = p.build(&["ep01"]).ok();
+    assert_eq!(of_kind(&b, "shot_review"), common::set(&["shot_review:ep01/s01/sh01"]));
+    assert!(of_kind(&b, "review").is_empty(), "{:?}", b.built());
+    let again = p.build(&["ep01"]).ok();
+    assert_eq!(again.total("built"), 0, "{:?}", again.built());
+}
+
+/// Everything a build may change: out/ and the cache's entries.
+fn snapshot(p: &TestProject) -> (std::collections::BTreeMap<String, String>, usize) {
+    let entries = walkdir(&p.path("cache/ac"));
+    (p.tree("out"), entries)
+}
+
+fn walkdir(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.map(|e| e.unwrap().path())
+            .map(|p| if p.is_dir() { walkdir(&p) } else { 1 })
+            .sum()
+    })
+}
+
+#[test]
+fn an_approvals_mistake_is_refused_located_at_build_time_and_nothing_changes() {
+    let p = looped();
+    p.build(&["ep01"]).ok();
+    let before = snapshot(&p);
+    let real = reviewed_image(&p, "hana/reviews/r1-2");
+    let unknown = "ab".repeat(32);
+    for (text, at, what) in [
+        // A hash no candidate of Hana has, her candidates all known.
+        (
+            format!(
+                "# decisions\nhana:\n  - {{image: {real}, decision: approve}}\n  - {{image: {unknown}, decision: approve}}\n"
+            ),
+            "approvals.yaml:4:",
+            "no candidate of `hana` has an image hash",
+        ),
+        (
+            format!("hana:\n  - {{image: {real}, decision: reject, category: ugly}}\n"),
+            "approvals.yaml:2:",
+            "`ugly` is not a rejection category",
+        ),
+        (
+            "hana:\n  - {image: [unclosed\n".to_string(),
+            "approvals.yaml:",
+            "approvals.yaml",
+        ),
+    ] {
+        p.write("approvals.yaml", &text);
+        let r = p.run(&["build", "--json", "--profile", "sim", "ep01"]);
+        assert_eq!(r.code, 2, "{text}: {}", r.stderr);
+        assert!(r.stderr.contains(at) && r.stderr.contains(what), "{text}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "nothing ran: {}", r.stdout);
+        assert_eq!(snapshot(&p), before, "{text} changed something");
+    }
+    // The fix the unknown hash's diagnostic names.
+    p.write("approvals.yaml", "# decisions\nhana:\n");
+    assert_eq!(p.build(&["ep01"]).ok().total("built"), 0);
+}
+
+#[test]
+fn on_a_fresh_cache_an_unknown_hash_stops_its_pool_once_the_candidates_are_made() {
+    let p = looped();
+    let unknown = "cd".repeat(32);
+    p.write(
+        "approvals.yaml",
+        &format!("hana:\n  - {{image: {unknown}, decision: approve}}\n"),
+    );
+    let b = Build::parse_run(p.run(&["build", "--json", "--profile", "sim", "ep01"]));
+    assert_ne!(b.run.code, 0);
+    // The candidates and reviews are made (they do not depend on it)...
+    assert_eq!(b.node("candidate:hana/r1/1")["status"], "built");
+    assert_eq!(b.node("review:hana/r1/1")["status"], "built");
+    // ...Hana's pool does not run without the decision, nor what needs it.
+    let pool = b.node("character_refs:hana");
+    assert_eq!(pool["status"], "failed");
+    let error = pool["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("approvals.yaml:2: {unknown}")) && error.contains("studio review hana"),
+        "{error}"
+    );
+    assert_eq!(b.node("episode:ep01")["status"], "skipped");
+    // Now the candidates are known: the next build refuses before it starts.
+    let r = p.run(&["build", "--profile", "sim", "ep01"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("approvals.yaml:2:"), "{}", r.stderr);
+}

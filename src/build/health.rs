@@ -8,9 +8,11 @@
 //! before their fallbacks ran (a voice server that is not running would
 //! hold an episode for many minutes). Hosts that fail during the build go
 //! through `retry` as before. Simulated builds have their own host check
-//! (`simulate.check_hosts`), so they are not probed here.
+//! (`simulate.check_hosts`), so they are not probed here. A build of the
+//! review loop probes before each of its passes; each group is warned
+//! about once a build (`warned`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::future::join_all;
 
@@ -20,7 +22,12 @@ use crate::session::Session;
 
 /// The pools (by index) that none of whose hosts answered, each with the
 /// first host's reason, for the nodes `nodes` would run on them first.
-pub(super) async fn unreachable_pools(session: &Session, nodes: &[usize]) -> HashMap<usize, String> {
+/// Warns about each one not in `warned` yet, and adds it there.
+pub(super) async fn unreachable_pools(
+    session: &Session,
+    nodes: &[usize],
+    warned: &mut HashSet<usize>,
+) -> HashMap<usize, String> {
     if session.project.profile.simulate.is_some() {
         return HashMap::new();
     }
@@ -58,6 +65,9 @@ pub(super) async fn unreachable_pools(session: &Session, nodes: &[usize]) -> Has
     });
     let down: HashMap<usize, String> = join_all(checks).await.into_iter().flatten().collect();
     for (&p, reason) in &down {
+        if !warned.insert(p) {
+            continue;
+        }
         let pool = &graph.pools[p];
         let reason = super::retry::strip_origin(reason, &pool.hosts[0].id);
         let hosts: Vec<String> = (pool.hosts.iter())

@@ -316,8 +316,9 @@ async fn drain_pass(
     opts: &Options,
     cancel: CancellationToken,
     prior: HashMap<String, NodeRecord>,
+    warned: &mut HashSet<usize>,
 ) -> Report {
-    let unreachable = health::unreachable_pools(session, nodes).await;
+    let unreachable = health::unreachable_pools(session, nodes, warned).await;
     drain::DrainState::new(session, nodes, opts, cancel, &unreachable, prior)
         .drain()
         .await

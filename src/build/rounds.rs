@@ -9,6 +9,16 @@
 //! the subscribers its nodes' events but not its start or end; the nodes it
 //! made settle quietly in the final pass with their `built` record (one
 //! record per node, totals counted once).
+//!
+//! The vision service is probed once up front: while its group is out of
+//! reach, the reviews' `person` (and the gate's `structural`) fallbacks
+//! stand in, their provisional results count as known, and a round no
+//! vision model scored ends the loop; once it answers, those results are
+//! unknown again and the passes redo them.
+//!
+//! A gate pass also builds what no gate decides (voices, music, mixes,
+//! the episode's audio), so that CPU work overlaps the shots' filming
+//! instead of waiting for the final pass.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,8 +44,17 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     };
     let mut last_unknown: Vec<usize> = Vec::new();
     let mut announced = false;
+    // Each unreachable group is warned about once, whatever the passes.
+    let mut warned: HashSet<usize> = HashSet::new();
+    let reviews: Vec<usize> = (session.graph.closure(nodes).into_iter())
+        .filter(|&n| matches!(session.graph.nodes[n].kind, NodeKind::Review | NodeKind::ShotReview))
+        .collect();
+    let down: HashSet<usize> = super::health::unreachable_pools(session, &reviews, &mut warned)
+        .await
+        .into_keys()
+        .collect();
     while !pools.is_empty() {
-        let rounds = match session.expand_rounds() {
+        let rounds = match session.expand_rounds_with(Some(&down)) {
             Ok(r) => r,
             // The loader checked the rules the rounds read: the final pass
             // builds what the graph holds.
@@ -51,7 +70,7 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         }
         last_unknown.clone_from(&unknown);
         announce(session, nodes, opts, &mut announced);
-        let report = pass(session, &unknown, &quiet, &cancel, &mut prior).await;
+        let report = pass(session, &unknown, &quiet, &cancel, &mut prior, &mut warned).await;
         if report.interrupted || report.superseded || report.stopped.is_some() {
             return ended_early(report, opts);
         }
@@ -65,7 +84,7 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     let mut last: Vec<usize> = Vec::new();
     while !cancel.is_cancelled() {
         let closure = session.graph.closure(nodes);
-        let unknown = session.expand_takes(&closure);
+        let unknown = session.expand_takes_with(&closure, Some(&down));
         // A pass that made them and left them unknown (a review the cache
         // cannot read back) would repeat forever: the final pass decides.
         if unknown.is_empty() || unknown == last {
@@ -73,7 +92,12 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
         }
         last.clone_from(&unknown);
         announce(session, nodes, opts, &mut announced);
-        let report = pass(session, &unknown, &quiet, &cancel, &mut prior).await;
+        // What no gate decides (the audio: voices, music, mixes, the
+        // episode's audio) is built alongside the shots the gate waits
+        // for, rather than after them in the final pass.
+        let mut with = unknown.clone();
+        with.extend(ungated(&session.graph, &closure));
+        let report = pass(session, &with, &quiet, &cancel, &mut prior, &mut warned).await;
         if report.interrupted || report.superseded || report.stopped.is_some() {
             return ended_early(report, opts);
         }
@@ -83,14 +107,32 @@ pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options
     }
     for r in session.rounds.iter().filter(|r| pools.contains(&r.character)) {
         if let Some(Next::Short { approved, pending }) = r.next {
+            let unscored = r.reviewed.iter().filter(|x| x.scores.is_none()).count();
+            let why = if unscored > 0 {
+                format!(" ({unscored} unscored: no vision service answered)")
+            } else {
+                String::new()
+            };
             eprintln!(
-                "warning: the pool of `{}` has {approved} approved image(s) after {} round(s), below pool_target; it goes on with them, and {pending} candidate(s) wait for a person: `studio review {}`",
+                "warning: the pool of `{}` has {approved} approved image(s) after {} round(s), below pool_target; it goes on with them, and {pending} candidate(s) wait for a person{why}: `studio review {}`",
                 r.character, r.rounds, r.character
             );
         }
     }
     let all = session.graph.closure(nodes);
-    drain_pass(session, &all, opts, cancel, prior).await
+    drain_pass(session, &all, opts, cancel, prior, &mut warned).await
+}
+
+/// The nodes of `closure` (inputs first) that depend on no quality gate.
+fn ungated(graph: &crate::graph::Graph, closure: &[usize]) -> Vec<usize> {
+    let mut gated: HashSet<usize> = HashSet::new();
+    for &n in closure {
+        let node = &graph.nodes[n];
+        if node.kind == NodeKind::ShotReview || node.inputs.iter().any(|i| gated.contains(&i.node)) {
+            gated.insert(n);
+        }
+    }
+    closure.iter().copied().filter(|n| !gated.contains(n)).collect()
 }
 
 /// One pass: drain `unknown` with everything it needs, and remember what
@@ -101,9 +143,10 @@ async fn pass(
     quiet: &Options,
     cancel: &CancellationToken,
     prior: &mut HashMap<String, NodeRecord>,
+    warned: &mut HashSet<usize>,
 ) -> Report {
     let closure = session.graph.closure(unknown);
-    let report = drain_pass(session, &closure, quiet, cancel.clone(), prior.clone()).await;
+    let report = drain_pass(session, &closure, quiet, cancel.clone(), prior.clone(), warned).await;
     for r in &report.records {
         if matches!(
             r.status,

@@ -154,6 +154,7 @@ async fn run_engine(shared: &Shared, work: &NodeWork, cancel: &CancellationToken
         tools: shared.tools.clone(),
         material: work.material.clone(),
         progress: work.progress.clone(),
+        provisional: work.provisional.clone(),
     };
     let started = Instant::now();
     let produced = execute(&job, cancel).await?;

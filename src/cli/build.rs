@@ -123,6 +123,11 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         report(d);
         EXIT_INVALID
     })?;
+    // approvals.yaml's hashes against the candidates the cache knows.
+    session.check_approvals().map_err(|d| {
+        report(d);
+        EXIT_INVALID
+    })?;
 
     // Once per episode and dub language: lines spoken in the default language.
     for warning in session.project.dub_warnings() {

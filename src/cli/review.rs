@@ -49,6 +49,8 @@ pub struct Listed {
     /// Where the build puts its copy, under `out/`.
     pub out: Utf8PathBuf,
     pub scores: Option<Scores>,
+    /// Why no vision model scored it (its review is a person's stand-in).
+    pub unscored: Option<String>,
     /// After people's decisions (`None`: not reviewed yet).
     pub verdict: Option<Verdict>,
 }
@@ -90,6 +92,15 @@ pub fn table(cands: &[Listed], sheets: &[(String, Utf8PathBuf)]) -> String {
         let pending: Vec<&&Listed> = mine.iter().filter(|c| c.pending()).collect();
         if pending.is_empty() {
             continue;
+        }
+        let mut why: Vec<&str> = pending.iter().filter_map(|c| c.unscored.as_deref()).collect();
+        why.sort_unstable();
+        why.dedup();
+        for w in why {
+            let n = pending.iter().filter(|c| c.unscored.as_deref() == Some(w)).count();
+            text.push_str(&format!(
+                "  {n} with no score ({w}): decide them here, or start the vision service and build again\n"
+            ));
         }
         text.push_str("  hash          round  match  clarity  value  overall  framing     file\n");
         for c in pending {
@@ -267,7 +278,8 @@ impl From<crate::session::Candidate> for Listed {
             hash: c.image,
             image: c.path,
             out: c.out,
-            scores: c.review.map(|r| r.scores),
+            unscored: c.review.as_ref().and_then(|r| r.unscored.clone()),
+            scores: c.review.and_then(|r| r.scores),
             verdict: c.verdict,
         }
     }
@@ -379,6 +391,7 @@ mod tests {
             hash: std::iter::repeat_n(c, 64).collect(),
             image: format!("cache/{c}.png").into(),
             out: format!("out/{who}/{c}.png").into(),
+            unscored: None,
             scores: verdict.map(|_| Scores {
                 character_match: 0.8,
                 clarity: 0.7,

@@ -68,6 +68,10 @@ pub struct Job {
     pub tools: std::sync::Arc<tools::Toolchain>,
     /// Where the job tells how far it got.
     pub progress: JobProgress,
+    /// Why what this try makes stands in for the node's first engine (a
+    /// fallback after a failure that may pass: the manifest's
+    /// `provisional`); `None` on the first engine.
+    pub provisional: Option<String>,
 }
 
 /// Files a job made, in its scratch directory.

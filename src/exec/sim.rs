@@ -162,7 +162,8 @@ fn review(job: &Job, sim: &Simulate) -> Result<Produced, ExecError> {
             .outputs
             .first()
             .map_or_else(|| input.hash.clone(), |o| o.hash.to_string()),
-        scores,
+        scores: Some(scores),
+        unscored: None,
     };
     let path = job.scratch.join("review.json");
     let text = serde_json::to_string_pretty(&file).expect("a review serializes");

@@ -220,7 +220,9 @@ pub struct Reviewed {
     pub index: u32,
     /// The candidate image's content hash.
     pub image: String,
-    pub scores: Scores,
+    /// `None`: no vision model scored it (its vision service was out of
+    /// reach), so it waits for a person.
+    pub scores: Option<Scores>,
     /// The review's own verdict (the thresholds'); a decision overrides it.
     pub verdict: Verdict,
 }
@@ -240,7 +242,10 @@ pub struct Tally {
 pub fn decided(r: &Reviewed, decisions: &Decisions) -> (Verdict, Vec<String>) {
     match decisions.get(&r.image) {
         Some(d) => (d.verdict, d.category.iter().cloned().collect()),
-        None => (r.verdict, r.scores.rejection_categories.clone()),
+        None => (
+            r.verdict,
+            r.scores.iter().flat_map(|s| s.rejection_categories.clone()).collect(),
+        ),
     }
 }
 
@@ -260,6 +265,9 @@ pub fn tally(reviews: &[Reviewed], decisions: &Decisions) -> Tally {
 }
 
 /// What to do after the reviews of rounds `1..=rounds` are known.
+/// `unscored_round`: no review of the last round was scored (its vision
+/// service was out of reach, people decide): another round would tell
+/// nothing more, so the loop stops there as at the round limit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
     /// The pool is full.
@@ -272,10 +280,10 @@ pub enum Next {
     Starved { approved: usize, pending: usize },
 }
 
-pub fn next(rules: &LoopRules, rounds: usize, t: &Tally) -> Next {
+pub fn next(rules: &LoopRules, rounds: usize, t: &Tally, unscored_round: bool) -> Next {
     if t.approved >= rules.pool_target {
         Next::Full
-    } else if rounds < rules.round_limit {
+    } else if rounds < rules.round_limit && !unscored_round {
         Next::Round(t.categories.clone())
     } else if t.approved >= rules.pool_minimum {
         Next::Short {
@@ -299,7 +307,9 @@ pub struct PoolImage {
     pub file: String,
     pub round: u32,
     pub index: u32,
-    pub scores: Scores,
+    /// `None`: approved by a person with no vision model's scores.
+    #[serde(default)]
+    pub scores: Option<Scores>,
     /// Mean luma, 0..1.
     pub brightness: f64,
     /// `auto` (the thresholds) or `person` (approvals.yaml).
@@ -327,15 +337,20 @@ pub fn framing_for(shot_type: &str) -> Framing {
 
 /// The pipeline map's source score: the review's score and the brightness,
 /// full body +0.15, face only −0.1, and +0.3 for the framing the shot wants
-/// (more than the full-body bonus: a close-up takes a face).
+/// (more than the full-body bonus: a close-up takes a face). An image
+/// without scores (a person approved it unseen by a vision model) counts
+/// its brightness only, so any scored image goes first.
 pub fn source_score(img: &PoolImage, wanted: Framing) -> f64 {
-    let framing = match img.scores.framing {
+    let Some(scores) = &img.scores else {
+        return 0.5 * img.brightness;
+    };
+    let framing = match scores.framing {
         Framing::FullBody => 0.15,
         Framing::UpperBody => 0.0,
         Framing::Face => -0.1,
     };
-    let fits = if img.scores.framing == wanted { 0.3 } else { 0.0 };
-    img.scores.overall() + 0.5 * img.brightness + framing + fits
+    let fits = if scores.framing == wanted { 0.3 } else { 0.0 };
+    scores.overall() + 0.5 * img.brightness + framing + fits
 }
 
 /// The best image of `pool` for a shot wanting `wanted`; ties by hash.
@@ -358,14 +373,14 @@ mod tests {
             file: format!("{hash}.png"),
             round: 1,
             index: 1,
-            scores: Scores {
+            scores: Some(Scores {
                 character_match: overall,
                 clarity: overall,
                 training_value: overall,
                 framing,
                 rejection_categories: Vec::new(),
                 notes: String::new(),
-            },
+            }),
             brightness,
             decided_by: "auto".into(),
         }
@@ -406,9 +421,9 @@ mod tests {
             rejected: 1,
             categories: BTreeSet::from(["anatomy".to_string()]),
         };
-        assert_eq!(next(&rules, 1, &t), Next::Round(t.categories.clone()));
+        assert_eq!(next(&rules, 1, &t, false), Next::Round(t.categories.clone()));
         assert_eq!(
-            next(&rules, 2, &t),
+            next(&rules, 2, &t, false),
             Next::Starved {
                 approved: 1,
                 pending: 1
@@ -416,14 +431,31 @@ mod tests {
         );
         t.approved = 2;
         assert_eq!(
-            next(&rules, 2, &t),
+            next(&rules, 2, &t, false),
             Next::Short {
                 approved: 2,
                 pending: 1
             }
         );
+        // A round no vision model scored ends the loop as the limit does.
+        assert_eq!(
+            next(&rules, 1, &t, true),
+            Next::Short {
+                approved: 2,
+                pending: 1
+            }
+        );
+        t.approved = 1;
+        assert_eq!(
+            next(&rules, 1, &t, true),
+            Next::Starved {
+                approved: 1,
+                pending: 1
+            }
+        );
         t.approved = 3;
-        assert_eq!(next(&rules, 1, &t), Next::Full);
+        assert_eq!(next(&rules, 1, &t, false), Next::Full);
+        assert_eq!(next(&rules, 1, &t, true), Next::Full);
         assert_eq!(rules.terms_of(&t.categories), vec!["bad anatomy".to_string()]);
     }
 }

@@ -107,6 +107,9 @@ impl Builder<'_> {
                 }],
                 0.0,
             );
+            if let Some(forced) = forced_review(self.project, &format!("{}:{path}", NodeKind::Review), None) {
+                self.graph.nodes[review].params.insert(FORCED.into(), forced);
+            }
             for key in LOOP_ONLY {
                 // `categories` is the review's list of names, not the terms.
                 if key != "categories" {
@@ -151,6 +154,11 @@ impl Builder<'_> {
             ("last_take", json!(u64::from(shot.take) + u64::from(gate.reroll_limit))),
             ("action", json!(shot.action)),
         ]);
+        let mut recipe = recipe;
+        let id = format!("{}:{path}", NodeKind::ShotReview);
+        if let Some(forced) = forced_review(self.project, &id, Some(u64::from(shot.take))) {
+            recipe.insert(FORCED.into(), forced);
+        }
         Ok(Some(self.add(
             NodeKind::ShotReview,
             path.to_string(),
@@ -176,14 +184,40 @@ const TAKEN: [NodeKind; 4] = [
     NodeKind::ShotReview,
 ];
 
+/// The param that holds a review's forced outcome in the sim profile.
+const FORCED: &str = "simulated_review";
+
+/// The sim profile's forced outcome for review node `id` at `take`
+/// (`simulate.reviews`: the first entry whose `node` prefixes the id and
+/// whose `take`, if any, is this one, as the sim reviewer picks it). It is
+/// in the node's key, so a changed entry re-reviews exactly the reviews it
+/// touches; `None` outside the sim profile and for reviews no entry names.
+fn forced_review(project: &Project, id: &str, take: Option<u64>) -> Option<Value> {
+    let sim = project.profile.simulate.as_ref()?;
+    let f = (sim.reviews.iter())
+        .filter(|f| id.starts_with(&f.node))
+        .find(|f| f.take.is_none_or(|t| Some(t) == take))?;
+    Some(json!({
+        "score": f.score,
+        "categories": f.categories,
+        "framing": f.framing,
+    }))
+}
+
 /// Re-roll shot `path` (`ep01/s01/sh02`) with `take`: its image, raw and
 /// refined video and gate review take it, and each stochastic one a new
-/// seed from it.
-pub fn reroll(graph: &mut Graph, path: &str, take: u64) {
+/// seed from it (the gate review its forced outcome at that take, in sim).
+pub fn reroll(project: &Project, graph: &mut Graph, path: &str, take: u64) {
     for kind in TAKEN {
         if let Some(n) = graph.get(&format!("{kind}:{path}")) {
             let node = &mut graph.nodes[n];
             node.params.insert("take".into(), json!(take));
+            if kind == NodeKind::ShotReview {
+                match forced_review(project, &node.id, Some(take)) {
+                    Some(forced) => node.params.insert(FORCED.into(), forced),
+                    None => node.params.remove(FORCED),
+                };
+            }
             if node.seed.is_some() {
                 node.seed = Some(super::build::seed_for(path, node.params.get("take")));
             }

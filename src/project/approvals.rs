@@ -106,6 +106,48 @@ type RawFile = BTreeMap<String, Option<Vec<RawEntry>>>;
 
 /// Read `approvals.yaml` under `root` (none: no decisions) and check it.
 pub fn load(root: &Utf8Path, known: &Known) -> Result<Approvals, Diagnostics> {
+    match read(root)? {
+        Some(file) => check(&file, known),
+        None => Ok(Approvals::default()),
+    }
+}
+
+/// Check the hashes of `approvals.yaml` under `root` against the
+/// candidates known so far: `candidates` holds each character whose
+/// candidates are all known (every expanded round's image is in the
+/// cache), and each of those characters' hashes must name exactly one of
+/// them. Other characters' hashes wait until their candidates are known.
+/// The rest of the file was checked when it was loaded.
+pub fn check_candidates(root: &Utf8Path, candidates: &BTreeMap<String, Vec<String>>) -> Result<(), Diagnostics> {
+    let Some(file) = read(root)? else {
+        return Ok(());
+    };
+    if !has_content(&file.text) {
+        return Ok(());
+    }
+    let raw: RawFile = super::load::parse(&file)?;
+    let errors: Vec<ProjectError> = (raw.iter())
+        .filter_map(|(character, entries)| Some((character, entries.as_ref()?, candidates.get(character)?)))
+        .flat_map(|(character, entries, list)| {
+            let file = &file;
+            entries.iter().filter_map(move |e| {
+                let image = e.image.value.trim().to_ascii_lowercase();
+                let hash = image.len() >= MIN_PREFIX && image.len() <= HASH_LEN && is_hex(&image);
+                hash.then(|| resolve(file, character, list, e, &image).err())
+                    .flatten()
+                    .map(|e| *e)
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics { errors })
+    }
+}
+
+/// `approvals.yaml` under `root`, `None` when there is none.
+fn read(root: &Utf8Path) -> Result<Option<SourceFile>, Diagnostics> {
     let path = root.join(FILE);
     let mut bytes = Vec::new();
     let read = {
@@ -122,7 +164,7 @@ pub fn load(root: &Utf8Path, known: &Known) -> Result<Approvals, Diagnostics> {
             .into());
         }
         Ok(_) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Approvals::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ProjectError::plain("approvals::io", format!("cannot read {FILE}: {e}")).into()),
     };
     let text = match String::from_utf8(bytes) {
@@ -132,7 +174,7 @@ pub fn load(root: &Utf8Path, known: &Known) -> Result<Approvals, Diagnostics> {
             return Err(SourceFile::not_utf8(FILE.as_ref(), e.as_bytes(), &err).into());
         }
     };
-    check(&SourceFile::new(FILE.as_ref(), text), known)
+    Ok(Some(SourceFile::new(FILE.as_ref(), text)))
 }
 
 fn is_hex(s: &str) -> bool {
@@ -232,6 +274,42 @@ fn short(hash: &str) -> &str {
     &hash[..hash.len().min(MIN_PREFIX)]
 }
 
+/// The one hash of `list` (a character's candidates) that `image` (a
+/// checked hex prefix, entry `e`) starts.
+fn resolve(
+    file: &SourceFile,
+    character: &str,
+    list: &[String],
+    e: &RawEntry,
+    image: &str,
+) -> Result<String, Box<ProjectError>> {
+    let err = |code: &str, msg: String, label: &str, help: String| {
+        Box::new(
+            ProjectError::at(file, code, msg)
+                .label_loc(file, &e.image.referenced, label)
+                .help(help),
+        )
+    };
+    let matches: Vec<&String> = list.iter().filter(|h| h.starts_with(image)).collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(err(
+            "approvals::unknown_hash",
+            format!("no candidate of `{character}` has an image hash starting with {image}"),
+            "unknown image",
+            format!(
+                "`studio review {character}` lists the candidates and their hashes; remove this decision if its image is gone"
+            ),
+        )),
+        many => Err(err(
+            "approvals::ambiguous_hash",
+            format!("{image} is the start of {} candidates' hashes", many.len()),
+            "ambiguous",
+            "write more digits of the hash (or all 64)".into(),
+        )),
+    }
+}
+
 fn entry(file: &SourceFile, known: &Known, character: &str, e: &RawEntry) -> Result<Entry, Box<ProjectError>> {
     let err = |code: &str, msg: String, at: &Spanned<String>, label: &str, help: String| {
         Box::new(
@@ -254,32 +332,7 @@ fn entry(file: &SourceFile, known: &Known, character: &str, e: &RawEntry) -> Res
     }
     let image = match known.candidates.as_ref().map(|c| c.get(character)) {
         None => image,
-        Some(list) => {
-            let matches: Vec<&String> = list.into_iter().flatten().filter(|h| h.starts_with(&image)).collect();
-            match matches.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(err(
-                        "approvals::unknown_hash",
-                        format!("no candidate of `{character}` has an image hash starting with {image}"),
-                        &e.image,
-                        "unknown image",
-                        format!(
-                            "`studio review {character}` lists the candidates and their hashes; remove this decision if its image is gone"
-                        ),
-                    ));
-                }
-                many => {
-                    return Err(err(
-                        "approvals::ambiguous_hash",
-                        format!("{image} is the start of {} candidates' hashes", many.len()),
-                        &e.image,
-                        "ambiguous",
-                        "write more digits of the hash (or all 64)".into(),
-                    ));
-                }
-            }
-        }
+        Some(list) => resolve(file, character, list.map_or(&[], Vec::as_slice), e, &image)?,
     };
     let categories = || known.categories.join(", ");
     let decision = match (e.decision.value.as_str(), &e.category) {

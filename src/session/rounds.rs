@@ -8,7 +8,7 @@
 //! a no-op rebuild re-derives every round from the cache this way, and the
 //! build driver runs the missing reviews between calls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use camino::Utf8PathBuf;
 use serde_json::json;
@@ -57,6 +57,15 @@ impl Session {
     /// known reviews call for. Also sets each pool's key to its own
     /// character's decisions (of its candidates' hashes only).
     pub fn expand_rounds(&mut self) -> Result<Vec<CharacterRounds>, Diagnostics> {
+        self.expand_rounds_with(None)
+    }
+
+    /// [`Session::expand_rounds`] for a build that knows which service
+    /// groups (pools) are out of reach (`down`): a provisional review (a
+    /// person's stand-in for an unreachable vision service) counts as
+    /// known only while its vision group is still down; once it answers,
+    /// the review is unknown again, and the build redoes it.
+    pub fn expand_rounds_with(&mut self, down: Option<&HashSet<usize>>) -> Result<Vec<CharacterRounds>, Diagnostics> {
         let Some(rules) = LoopRules::of(&self.project)? else {
             return Ok(Vec::new());
         };
@@ -68,12 +77,15 @@ impl Session {
                 if rounds == 0 {
                     break;
                 }
-                let (reviewed, unknown) = self.read_reviews(&c, rounds, &rules);
+                let (reviewed, unknown) = self.read_reviews(&c, rounds, &rules, down);
                 let decisions = decisions_of(&self.approvals, &c, &reviewed);
                 self.key_pool_on_decisions(&c, &decisions);
-                let decision = unknown
-                    .is_empty()
-                    .then(|| next(&rules, rounds as usize, &tally(&reviewed, &decisions)));
+                // No vision model scored the last round: people decide, and
+                // no further round is made (it would tell nothing new).
+                let last: Vec<&Reviewed> = reviewed.iter().filter(|r| r.round == rounds).collect();
+                let unscored_round = !last.is_empty() && last.iter().all(|r| r.scores.is_none());
+                let decision = (unknown.is_empty())
+                    .then(|| next(&rules, rounds as usize, &tally(&reviewed, &decisions), unscored_round));
                 if let Some(Next::Round(rejected)) = &decision {
                     add_round(&self.project, &mut self.graph, &c, rounds + 1, rejected)?;
                     continue;
@@ -84,7 +96,8 @@ impl Session {
                 // throw away images already reviewed.
                 if decision == Some(Next::Full)
                     && (rounds as usize) < rules.round_limit
-                    && self.keep_made_round(&c, rounds, &rules, &tally(&reviewed, &decisions).categories)?
+                    && !unscored_round
+                    && self.keep_made_round(&c, rounds, &rules, &tally(&reviewed, &decisions).categories, down)?
                 {
                     continue;
                 }
@@ -98,7 +111,71 @@ impl Session {
                 break;
             }
         }
+        self.refuse_unknown_decisions();
         Ok(out)
+    }
+
+    /// Each character whose candidates are all known (every expanded
+    /// round's image in the cache), with their images' hashes.
+    pub fn known_candidates(&self) -> BTreeMap<String, Vec<String>> {
+        let simulated = self.simulated();
+        let mut by: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+        for (g, n) in self.graph.nodes.iter().enumerate() {
+            if n.kind != NodeKind::Candidate {
+                continue;
+            }
+            let who = n.params.get("character").and_then(|v| v.as_str()).unwrap_or("");
+            let hash = self.cached(g, simulated, &[]).map(|(_, fact)| fact.hash);
+            let list = by.entry(who.to_string()).or_insert_with(|| Some(Vec::new()));
+            match (list.as_mut(), hash) {
+                (Some(l), Some(h)) => l.push(h),
+                _ => *list = None,
+            }
+        }
+        by.into_iter().filter_map(|(c, l)| Some((c, l?))).collect()
+    }
+
+    /// A build refuses an approvals.yaml whose hash names no candidate of
+    /// its character, once that character's candidates are all known
+    /// (located diagnostics, before anything is built). Characters whose
+    /// candidates are still to be made are checked by the build itself,
+    /// before their pool runs ([`Session::expand_rounds`]).
+    pub fn check_approvals(&self) -> Result<(), Diagnostics> {
+        if self.approvals.by_character.is_empty() {
+            return Ok(());
+        }
+        crate::project::approvals::check_candidates(&self.layout.root, &self.known_candidates())
+    }
+
+    /// A pool whose character's candidates are all known and whose
+    /// decisions name an image none of them has fails (its `refused`
+    /// param says where and how to fix it) rather than run without them:
+    /// the build found this only after making the candidates.
+    fn refuse_unknown_decisions(&mut self) {
+        if self.approvals.by_character.is_empty() {
+            return;
+        }
+        for (c, hashes) in self.known_candidates() {
+            let Some(pool) = self.graph.get(&format!("{}:{c}", NodeKind::CharacterRefs)) else {
+                continue;
+            };
+            let wrong: Vec<String> = (self.approvals.by_character.get(&c).into_iter().flatten())
+                .filter(|e| hashes.iter().filter(|h| h.starts_with(e.image.as_str())).count() != 1)
+                .map(|e| format!("{}:{}: {}", crate::project::approvals::FILE, e.line, e.image))
+                .collect();
+            let params = &mut self.graph.nodes[pool].params;
+            if wrong.is_empty() {
+                params.remove("refused");
+            } else {
+                params.insert(
+                    "refused".into(),
+                    json!(format!(
+                        "approvals.yaml names image(s) that no candidate of `{c}` has ({}); `studio review {c}` lists the candidates and their hashes: fix or remove these decisions",
+                        wrong.join(", ")
+                    )),
+                );
+            }
+        }
     }
 
     /// Add round `rounds + 1` of `character` if all its reviews are in the
@@ -109,13 +186,14 @@ impl Session {
         rounds: u32,
         rules: &LoopRules,
         rejected: &std::collections::BTreeSet<String>,
+        down: Option<&HashSet<usize>>,
     ) -> Result<bool, Diagnostics> {
         let Some(pool) = self.graph.get(&format!("{}:{character}", NodeKind::CharacterRefs)) else {
             return Ok(false);
         };
         let (nodes, inputs) = (self.graph.nodes.len(), self.graph.nodes[pool].inputs.len());
         add_round(&self.project, &mut self.graph, character, rounds + 1, rejected)?;
-        let (_, unknown) = self.read_reviews(character, rounds + 1, rules);
+        let (_, unknown) = self.read_reviews(character, rounds + 1, rules, down);
         if unknown.is_empty() {
             return Ok(true);
         }
@@ -130,7 +208,13 @@ impl Session {
 
     /// Every review of `character`'s rounds known to the cache, and the
     /// review nodes whose outcome is not.
-    fn read_reviews(&self, character: &str, rounds: u32, rules: &LoopRules) -> (Vec<Reviewed>, Vec<usize>) {
+    fn read_reviews(
+        &self,
+        character: &str,
+        rounds: u32,
+        rules: &LoopRules,
+        down: Option<&HashSet<usize>>,
+    ) -> (Vec<Reviewed>, Vec<usize>) {
         let simulated = self.simulated();
         let mut reviewed = Vec::new();
         let mut unknown = Vec::new();
@@ -143,7 +227,7 @@ impl Session {
                 ) else {
                     continue;
                 };
-                match self.read_review(cand, review, simulated) {
+                match self.read_review(cand, review, simulated, down) {
                     Some(file) => reviewed.push(Reviewed {
                         round,
                         index,
@@ -158,12 +242,23 @@ impl Session {
         (reviewed, unknown)
     }
 
-    /// The cached review of a candidate, through the candidate's cached image.
-    fn read_review(&self, cand: usize, review: usize, simulated: bool) -> Option<ReviewFile> {
+    /// The cached review of a candidate, through the candidate's cached
+    /// image (a provisional one only while its vision group is `down`,
+    /// when that is given).
+    fn read_review(
+        &self,
+        cand: usize,
+        review: usize,
+        simulated: bool,
+        down: Option<&HashSet<usize>>,
+    ) -> Option<ReviewFile> {
         let (_, fact) = self.cached(cand, simulated, &[])?;
         let material = KeyMaterial::key_of(&self.graph, review, simulated, |i| (i == cand).then_some(&fact))?;
         let manifest = self.cache.lookup(&material)?;
-        let file: ReviewFile = serde_json::from_value(manifest.metadata.get("review")?.clone()).ok()?;
+        if manifest.provisional.is_some() && down.is_some_and(|d| !d.contains(&self.graph.nodes[review].pools[0])) {
+            return None;
+        }
+        let file = ReviewFile::parse(manifest.metadata.get("review")?).ok()?;
         // A review of another image than its candidate's is not this one's.
         (file.image == fact.hash).then_some(file)
     }
@@ -214,7 +309,7 @@ impl Session {
             let review = self
                 .graph
                 .get(&format!("{}:{}", NodeKind::Review, n.path))
-                .and_then(|r| self.read_review(cand, r, simulated));
+                .and_then(|r| self.read_review(cand, r, simulated, None));
             let verdict = review.as_ref().map(|r| {
                 let reviewed = Reviewed {
                     round,
@@ -268,6 +363,14 @@ impl Session {
     /// before the last whose outcome is not cached yet (the last take is
     /// judged by the build itself, where a failure is reported).
     pub fn expand_takes(&mut self, nodes: &[usize]) -> Vec<usize> {
+        self.expand_takes_with(nodes, None)
+    }
+
+    /// [`Session::expand_takes`] for a build that knows its unreachable
+    /// service groups (`down`): a provisional review (the structural check
+    /// standing in for the vision service) counts only while the gate's
+    /// vision group is still down.
+    pub fn expand_takes_with(&mut self, nodes: &[usize], down: Option<&HashSet<usize>>) -> Vec<usize> {
         let Ok(Some(gate)) = GateRules::of(&self.project) else {
             return Vec::new();
         };
@@ -291,14 +394,16 @@ impl Session {
                     unknown.push(g);
                     continue;
                 };
-                // The scores (a shot's review names its video, not an image).
-                let review: Option<crate::review::Scores> = (self.cache.lookup(&key))
-                    .and_then(|m| serde_json::from_value(m.metadata.get("review")?.clone()).ok());
+                // The scores (a shot's review names its video, not an image);
+                // the structural check's has none and passes (`Ok(None)`).
+                let manifest = (self.cache.lookup(&key))
+                    .filter(|m| m.provisional.is_none() || down.is_none_or(|d| d.contains(&node.pools[0])));
+                let review = manifest.and_then(|m| gate_scores(m.metadata.get("review")?));
                 match review {
                     None => unknown.push(g),
-                    Some(r) if r.overall() < gate.threshold => {
+                    Some(Some(r)) if r.overall() < gate.threshold => {
                         let path = node.path.clone();
-                        reroll(&mut self.graph, &path, take + 1);
+                        reroll(&self.project, &mut self.graph, &path, take + 1);
                         rerolled.push(g);
                     }
                     Some(_) => {}
@@ -308,6 +413,16 @@ impl Session {
         }
         unknown
     }
+}
+
+/// A gate review's scores from its manifest metadata: `Some(None)` for
+/// the structural check's (no scores, `verdict: approved`), `None` when
+/// it cannot be read.
+fn gate_scores(v: &serde_json::Value) -> Option<Option<crate::review::Scores>> {
+    if v.get("character_match").is_none() {
+        return (v.get("verdict").and_then(|x| x.as_str()) == Some("approved")).then_some(None);
+    }
+    serde_json::from_value(v.clone()).ok().map(Some)
 }
 
 /// The people's decisions (`approvals.yaml`, checked with located

@@ -108,7 +108,7 @@ pub(crate) fn concat_list<'a>(paths: impl IntoIterator<Item = &'a Utf8Path>) -> 
     list
 }
 
-async fn probe_video(job: &Job, path: &Utf8Path, cancel: &CancellationToken) -> Result<VideoInfo, String> {
+pub(crate) async fn probe_video(job: &Job, path: &Utf8Path, cancel: &CancellationToken) -> Result<VideoInfo, String> {
     let ffprobe = tool(job, Tool::Ffprobe).map_err(|e| e.to_string())?;
     let cmd = Cmd::new(ffprobe.as_str())
         .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])

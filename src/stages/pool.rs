@@ -36,15 +36,8 @@ fn read_review(input: &JobInput) -> Result<ReviewFile, ExecError> {
         return Err(permanent(format!("{path}: a review of {size} bytes is too large")));
     }
     let text = std::fs::read_to_string(path).map_err(|e| permanent(format!("reading {path}: {e}")))?;
-    let r: ReviewFile = serde_json::from_str(&text).map_err(|e| permanent(format!("{path}: not a review: {e}")))?;
-    let s = &r.scores;
-    if ![s.character_match, s.clarity, s.training_value]
-        .iter()
-        .all(|x| (0.0..=1.0).contains(x))
-    {
-        return Err(permanent(format!("{path}: a score is out of 0..1")));
-    }
-    Ok(r)
+    let v: Value = serde_json::from_str(&text).map_err(|e| permanent(format!("{path}: not a review: {e}")))?;
+    ReviewFile::parse(&v).map_err(|e| permanent(format!("{path}: not a review: {e}")))
 }
 
 /// Mean luma of an image in 0..1: ffmpeg scales it to one gray pixel.
@@ -73,6 +66,11 @@ fn count(job: &Job, name: &str) -> usize {
 
 pub async fn review_pool(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let character = job.node.params.get("character").and_then(Value::as_str).unwrap_or("");
+    // approvals.yaml names an image none of the candidates has (found once
+    // the build made them): the pool does not run without that decision.
+    if let Some(refused) = job.node.params.get("refused").and_then(Value::as_str) {
+        return Err(permanent(refused));
+    }
     let decisions: Decisions = job
         .node
         .params
@@ -86,6 +84,8 @@ pub async fn review_pool(job: &Job, cancel: &CancellationToken) -> Result<Produc
         .collect();
     let mut approved: Vec<(Reviewed, &JobInput, &'static str)> = Vec::new();
     let mut pending = 0;
+    // Why candidates went unscored (the vision service was out of reach).
+    let mut unscored: BTreeMap<String, usize> = BTreeMap::new();
     for input in inputs_with(job, "review:") {
         let role = input.role.trim_start_matches("review:");
         let image = candidates
@@ -111,6 +111,11 @@ pub async fn review_pool(job: &Job, cancel: &CancellationToken) -> Result<Produc
             scores: file.scores,
             verdict: file.verdict,
         };
+        if let Some(why) = &file.unscored
+            && !decisions.contains_key(&reviewed.image)
+        {
+            *unscored.entry(why.clone()).or_default() += 1;
+        }
         let by = if decisions.contains_key(&reviewed.image) {
             "person"
         } else {
@@ -124,17 +129,27 @@ pub async fn review_pool(job: &Job, cancel: &CancellationToken) -> Result<Produc
     }
     let minimum = count(job, "pool_minimum");
     if approved.len() < minimum {
-        return Err(permanent(format!(
-            "the pool of `{character}` has {} approved image(s) after {} round(s), fewer than pool_minimum {minimum}; {pending} candidate(s) wait for a person: run `studio review {character}` and approve or reject them, or raise round_limit in rules/images.yaml",
-            approved.len(),
-            count(job, "rounds"),
-        )));
+        let rounds = count(job, "rounds");
+        let had = approved.len();
+        return Err(permanent(if unscored.is_empty() {
+            format!(
+                "the pool of `{character}` has {had} approved image(s) after {rounds} round(s), fewer than pool_minimum {minimum}; {pending} candidate(s) wait for a person: run `studio review {character}` and approve or reject them, or raise round_limit in rules/images.yaml"
+            )
+        } else {
+            let why: Vec<String> = unscored.iter().map(|(why, n)| format!("{n} with {why}")).collect();
+            format!(
+                "the pool of `{character}` has {had} approved image(s) after {rounds} round(s), fewer than pool_minimum {minimum}, and no vision model scored its candidates ({}): {pending} candidate(s) wait for a person: run `studio review {character}` and approve at least {} of them, or start the vision service and build again (what was built is kept)",
+                why.join(", "),
+                minimum - had,
+            )
+        }));
     }
-    // The best first; a stable order by hash among equals.
+    // The best first (a person's unscored approval after every scored
+    // one); a stable order by hash among equals.
+    let overall = |r: &Reviewed| r.scores.as_ref().map_or(-1.0, |s| s.overall());
     approved.sort_by(|a, b| {
-        b.0.scores
-            .overall()
-            .total_cmp(&a.0.scores.overall())
+        overall(&b.0)
+            .total_cmp(&overall(&a.0))
             .then_with(|| a.0.image.cmp(&b.0.image))
     });
     approved.truncate(MAX_POOL);

@@ -129,6 +129,35 @@ pub static ENGINES: &[Engine] = &[
     },
     Engine {
         spec: EngineSpec {
+            name: "person",
+            version: 1,
+            kinds: &[Review],
+            placement: Cpu,
+            tools: &[],
+            stochastic: false,
+            // It writes what it knows (nothing scored): sim runs it too.
+            real_in_sim: true,
+            cost: Fixed(0.1),
+            about: "no vision service: the candidate waits, unscored, for a person (`studio review`)",
+        },
+        run: local!(review::stand_in::person),
+    },
+    Engine {
+        spec: EngineSpec {
+            name: "structural",
+            version: 1,
+            kinds: &[ShotReview],
+            placement: Cpu,
+            tools: &[Ffprobe],
+            stochastic: false,
+            real_in_sim: false,
+            cost: Fixed(0.3),
+            about: "the gate without a vision service: the shot's video reads, with its frames",
+        },
+        run: local!(review::stand_in::structural),
+    },
+    Engine {
+        spec: EngineSpec {
             name: "storyboard",
             version: 1,
             kinds: &[ShotImage],

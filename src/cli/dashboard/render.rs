@@ -508,8 +508,13 @@ fn candidate(h: &mut String, k: &crate::session::Candidate, rules: &crate::graph
         k.index + 1,
         hash = esc(&k.image),
     );
-    if let Some(r) = &k.review {
-        let s = &r.scores;
+    if let Some(r) = &k.review
+        && r.scores.is_none()
+    {
+        let why = r.unscored.as_deref().unwrap_or_default();
+        let _ = write!(h, "<p class=\"scores\">no score · {}</p>", esc(why));
+    }
+    if let Some(s) = k.review.as_ref().and_then(|r| r.scores.as_ref()) {
         let _ = write!(
             h,
             "<p class=\"scores\">match {:.2} · clarity {:.2} · training {:.2} · {}</p>",

@@ -380,7 +380,7 @@ fn choose(job: &Job, pool: &camino::Utf8Path) -> Result<(String, Value), ExecErr
         "round": img.round,
         "index": img.index,
         "score": (source_score(img, wanted) * 1000.0).round() / 1000.0,
-        "framing": img.scores.framing.as_str(),
+        "framing": img.scores.as_ref().map_or("unknown", |s| s.framing.as_str()),
         "wanted": wanted.as_str(),
         "brightness": img.brightness,
         "of": pool.images.len(),

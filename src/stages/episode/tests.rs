@@ -266,6 +266,7 @@ mod media {
                 simulate: None,
                 tools: self.tools.clone(),
                 progress: crate::exec::JobProgress::none(),
+                provisional: None,
                 material: crate::graph::key::KeyMaterial {
                     schema: 0,
                     kind,

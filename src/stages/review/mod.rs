@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod sheet;
+pub mod stand_in;
 
 use std::sync::Arc;
 
@@ -115,7 +116,7 @@ fn retries(job: &Job) -> u32 {
 }
 
 /// The reviewed file: the input with role `role`, else the job's only input.
-fn reviewed<'a>(job: &'a Job, role: &str) -> Result<&'a JobInput, ExecError> {
+pub(super) fn reviewed<'a>(job: &'a Job, role: &str) -> Result<&'a JobInput, ExecError> {
     job.inputs
         .iter()
         .find(|i| i.role == role)
@@ -156,7 +157,7 @@ fn record(scores: &Scores, verdict: Verdict, more: Value) -> Value {
     v
 }
 
-fn write_json(job: &Job, name: &str, v: &Value) -> Result<camino::Utf8PathBuf, ExecError> {
+pub(super) fn write_json(job: &Job, name: &str, v: &Value) -> Result<camino::Utf8PathBuf, ExecError> {
     let out = scratch(job, name);
     let text = serde_json::to_string_pretty(v).expect("JSON serializes");
     std::fs::write(&out, text + "\n").map_err(|e| permanent(format!("writing {out}: {e}")))?;

@@ -64,6 +64,8 @@ pub fn label(tile: &Tile) -> (String, String) {
             s.training_value,
             s.framing.as_str()
         ),
+        // Reviewed, pending and unscored: no vision model saw it.
+        None if tile.verdict == Verdict::Pending => "no score: a person decides".to_string(),
         None => "not reviewed".to_string(),
     };
     (first, second)
