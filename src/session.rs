@@ -79,19 +79,27 @@ pub enum OpenError {
 impl Session {
     /// Load the project at `root` for `profile` and build its graph.
     pub fn open(root: &Utf8Path, profile: Option<&str>, cpu_slots: usize) -> Result<Session, OpenError> {
-        Session::open_episodes(root, profile, cpu_slots, None)
+        Session::open_episodes(root, profile, cpu_slots, None, true)
     }
 
     /// [`Session::open`] for building `targets`: only the screenplays of the
     /// episodes they name are read, checked and graphed (all of them for
     /// `all`), so an episode's build costs what the episode holds.
+    ///
+    /// The review rounds and re-rolled takes are not derived here: the
+    /// build derives them itself (`build::rounds`) before its final pass,
+    /// for the targets' closure only, so a no-op build walks the graph's
+    /// keys once for them instead of twice. Until then `rounds` is empty
+    /// and the graph holds each character's first round and each shot's
+    /// first take.
     pub fn open_for(
         root: &Utf8Path,
         profile: Option<&str>,
         cpu_slots: usize,
         targets: &[String],
     ) -> Result<Session, OpenError> {
-        Session::open_episodes(root, profile, cpu_slots, graph::target::episodes_of(targets).as_ref())
+        let episodes = graph::target::episodes_of(targets);
+        Session::open_episodes(root, profile, cpu_slots, episodes.as_ref(), false)
     }
 
     fn open_episodes(
@@ -99,6 +107,7 @@ impl Session {
         profile: Option<&str>,
         cpu_slots: usize,
         episodes: Option<&std::collections::HashSet<String>>,
+        expand: bool,
     ) -> Result<Session, OpenError> {
         let layout = Layout::new(root);
         let cache = Cache::open(&layout.cache).map_err(|source| OpenError::Cache {
@@ -135,8 +144,11 @@ impl Session {
             approvals,
             rounds: Vec::new(),
         };
+        if !expand {
+            return Ok(session);
+        }
         // The review rounds the cache already knows, so planning, `why`
-        // and a no-op build see the graph the last build had.
+        // and `status` see the graph the last build had.
         session.rounds = session.expand_rounds()?;
         let all: Vec<usize> = (0..session.graph.nodes.len()).collect();
         session.expand_takes(&all);
@@ -158,8 +170,9 @@ impl Session {
 
     /// A cached result for `node` under `key`: from the last build's state
     /// when it matches, else from the action cache.
-    /// `intact`: [`Session::intact`] already said the last build's outputs
-    /// are all in place, so they need no second look.
+    /// `intact`: the last build's objects of `node` are known to be in the
+    /// store ([`Session::intact`] said so, or a walk that stat'ed them just
+    /// now), so they need no second look.
     pub fn lookup(&self, node: usize, key: &str, intact: bool) -> Option<Hit> {
         let id = &self.graph.nodes[node].id;
         if let Some(s) = self.state.nodes.get(id)
