@@ -16,6 +16,8 @@ use crate::graph::{self, Graph};
 use crate::project::{self, Diagnostics, Project, Spans};
 
 mod rounds;
+#[cfg(test)]
+mod tests;
 pub use rounds::{Candidate, CharacterRounds};
 
 /// Where a project keeps its files.
@@ -64,6 +66,11 @@ pub struct Session {
     pub approvals: crate::project::approvals::Approvals,
     /// Where each character's review loop stood when last derived.
     pub rounds: Vec<CharacterRounds>,
+    /// What [`Session::intact_all`] found on disk, by node id, with the
+    /// state entry it checked: asked again while that entry is the same
+    /// (the review loop's walk, then the build's plan), a node is not
+    /// stat'ed twice.
+    checked: std::sync::Mutex<std::collections::HashMap<String, (crate::cache::state::NodeState, bool)>>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -143,6 +150,7 @@ impl Session {
             partial: episodes.is_some(),
             approvals,
             rounds: Vec::new(),
+            checked: Default::default(),
         };
         if !expand {
             return Ok(session);
@@ -152,6 +160,9 @@ impl Session {
         session.rounds = session.expand_rounds()?;
         let all: Vec<usize> = (0..session.graph.nodes.len()).collect();
         session.expand_takes(&all);
+        // What that walk found on disk is not kept for a build that may
+        // come much later (watch opens its next session ahead).
+        session.checked.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(session)
     }
 
@@ -210,6 +221,40 @@ impl Session {
                         })
                 })
             })
+    }
+
+    /// [`Session::intact`] of each of `nodes`, asked on disk in parallel.
+    /// A node asked since the last `forget` whose state entry has not
+    /// changed gets the earlier answer: the review loop's walk asks just
+    /// before the build's plan, which asks with `forget`, so one build
+    /// looks once and an answer never outlives the build that asked.
+    /// (What changes the answer in between is a pass of that build, which
+    /// changes the entry, or someone deleting files under `out/` or the
+    /// cache within those milliseconds: the race any look has.)
+    pub fn intact_all(&self, nodes: &[usize], forget: bool) -> Vec<bool> {
+        use rayon::prelude::*;
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = &*checked;
+        let found: Vec<(bool, bool)> = (nodes.par_iter())
+            .map(|&g| {
+                let id = &self.graph.nodes[g].id;
+                match (seen.get(id), self.state.nodes.get(id)) {
+                    (Some((was, ok)), Some(now)) if was == now => (*ok, false),
+                    _ => (self.intact(g), true),
+                }
+            })
+            .collect();
+        if forget {
+            checked.clear();
+        } else {
+            for (&g, &(ok, fresh)) in nodes.iter().zip(&found) {
+                let id = &self.graph.nodes[g].id;
+                if fresh && let Some(s) = self.state.nodes.get(id) {
+                    checked.insert(id.clone(), (s.clone(), ok));
+                }
+            }
+        }
+        found.into_iter().map(|(ok, _)| ok).collect()
     }
 
     /// The key material this node was last built with, if known.
