@@ -16,6 +16,8 @@ use crate::graph::{self, Graph};
 use crate::project::{self, Diagnostics, Project, Spans};
 
 mod rounds;
+#[cfg(test)]
+mod tests;
 pub use rounds::{Candidate, CharacterRounds};
 
 /// Where a project keeps its files.
@@ -64,6 +66,11 @@ pub struct Session {
     pub approvals: crate::project::approvals::Approvals,
     /// Where each character's review loop stood when last derived.
     pub rounds: Vec<CharacterRounds>,
+    /// What [`Session::intact_all`] found on disk, by node id, with the
+    /// state entry it checked: asked again while that entry is the same
+    /// (the review loop's walk, then the build's plan), a node is not
+    /// stat'ed twice.
+    checked: std::sync::Mutex<std::collections::HashMap<String, (crate::cache::state::NodeState, bool)>>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -79,19 +86,27 @@ pub enum OpenError {
 impl Session {
     /// Load the project at `root` for `profile` and build its graph.
     pub fn open(root: &Utf8Path, profile: Option<&str>, cpu_slots: usize) -> Result<Session, OpenError> {
-        Session::open_episodes(root, profile, cpu_slots, None)
+        Session::open_episodes(root, profile, cpu_slots, None, true)
     }
 
     /// [`Session::open`] for building `targets`: only the screenplays of the
     /// episodes they name are read, checked and graphed (all of them for
     /// `all`), so an episode's build costs what the episode holds.
+    ///
+    /// The review rounds and re-rolled takes are not derived here: the
+    /// build derives them itself (`build::rounds`) before its final pass,
+    /// for the targets' closure only, so a no-op build walks the graph's
+    /// keys once for them instead of twice. Until then `rounds` is empty
+    /// and the graph holds each character's first round and each shot's
+    /// first take.
     pub fn open_for(
         root: &Utf8Path,
         profile: Option<&str>,
         cpu_slots: usize,
         targets: &[String],
     ) -> Result<Session, OpenError> {
-        Session::open_episodes(root, profile, cpu_slots, graph::target::episodes_of(targets).as_ref())
+        let episodes = graph::target::episodes_of(targets);
+        Session::open_episodes(root, profile, cpu_slots, episodes.as_ref(), false)
     }
 
     fn open_episodes(
@@ -99,6 +114,7 @@ impl Session {
         profile: Option<&str>,
         cpu_slots: usize,
         episodes: Option<&std::collections::HashSet<String>>,
+        expand: bool,
     ) -> Result<Session, OpenError> {
         let layout = Layout::new(root);
         let cache = Cache::open(&layout.cache).map_err(|source| OpenError::Cache {
@@ -134,12 +150,19 @@ impl Session {
             partial: episodes.is_some(),
             approvals,
             rounds: Vec::new(),
+            checked: Default::default(),
         };
+        if !expand {
+            return Ok(session);
+        }
         // The review rounds the cache already knows, so planning, `why`
-        // and a no-op build see the graph the last build had.
+        // and `status` see the graph the last build had.
         session.rounds = session.expand_rounds()?;
         let all: Vec<usize> = (0..session.graph.nodes.len()).collect();
         session.expand_takes(&all);
+        // What that walk found on disk is not kept for a build that may
+        // come much later (watch opens its next session ahead).
+        session.checked.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(session)
     }
 
@@ -158,8 +181,9 @@ impl Session {
 
     /// A cached result for `node` under `key`: from the last build's state
     /// when it matches, else from the action cache.
-    /// `intact`: [`Session::intact`] already said the last build's outputs
-    /// are all in place, so they need no second look.
+    /// `intact`: the last build's objects of `node` are known to be in the
+    /// store ([`Session::intact`] said so, or a walk that stat'ed them just
+    /// now), so they need no second look.
     pub fn lookup(&self, node: usize, key: &str, intact: bool) -> Option<Hit> {
         let id = &self.graph.nodes[node].id;
         if let Some(s) = self.state.nodes.get(id)
@@ -197,6 +221,40 @@ impl Session {
                         })
                 })
             })
+    }
+
+    /// [`Session::intact`] of each of `nodes`, asked on disk in parallel.
+    /// A node asked since the last `forget` whose state entry has not
+    /// changed gets the earlier answer: the review loop's walk asks just
+    /// before the build's plan, which asks with `forget`, so one build
+    /// looks once and an answer never outlives the build that asked.
+    /// (What changes the answer in between is a pass of that build, which
+    /// changes the entry, or someone deleting files under `out/` or the
+    /// cache within those milliseconds: the race any look has.)
+    pub fn intact_all(&self, nodes: &[usize], forget: bool) -> Vec<bool> {
+        use rayon::prelude::*;
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = &*checked;
+        let found: Vec<(bool, bool)> = (nodes.par_iter())
+            .map(|&g| {
+                let id = &self.graph.nodes[g].id;
+                match (seen.get(id), self.state.nodes.get(id)) {
+                    (Some((was, ok)), Some(now)) if was == now => (*ok, false),
+                    _ => (self.intact(g), true),
+                }
+            })
+            .collect();
+        if forget {
+            checked.clear();
+        } else {
+            for (&g, &(ok, fresh)) in nodes.iter().zip(&found) {
+                let id = &self.graph.nodes[g].id;
+                if fresh && let Some(s) = self.state.nodes.get(id) {
+                    checked.insert(id.clone(), (s.clone(), ok));
+                }
+            }
+        }
+        found.into_iter().map(|(ok, _)| ok).collect()
     }
 
     /// The key material this node was last built with, if known.

@@ -311,6 +311,26 @@ fn an_approval_that_fills_the_pool_earlier_keeps_the_rounds_already_made() {
 }
 
 #[test]
+fn a_decision_about_a_later_rounds_candidate_is_no_unknown_hash() {
+    // The build's session leaves the rounds to the build; the approvals
+    // check must still see round 2's candidates, not round 1's alone.
+    let p = looped();
+    p.build(&["ep01"]).ok();
+    let image = reviewed_image(&p, "hana/reviews/r2-1");
+    p.write(
+        "approvals.yaml",
+        &format!("hana:\n  - {{image: {image}, decision: reject, category: blurry}}\n"),
+    );
+    let b = p.build(&["ep01"]).ok();
+    assert!(b.built().contains("character_refs:hana"), "{:?}", b.built());
+    let pool: Value = serde_json::from_str(&p.read("out/characters/hana/pool.json")).unwrap();
+    assert!(
+        !pool.to_string().contains(&image),
+        "the rejected image left the pool: {pool}"
+    );
+}
+
+#[test]
 fn bad_loop_rules_are_refused_before_anything_is_built() {
     let p = TestProject::sample();
     p.edit("rules/images.yaml", "pool_minimum: 2 ", "pool_minimum: 9 ");

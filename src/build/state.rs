@@ -55,7 +55,6 @@ pub(super) struct Plan<'n> {
 
 impl<'n> Plan<'n> {
     pub(super) fn new(session: &Session, nodes: &'n [usize]) -> Plan<'n> {
-        use rayon::prelude::*;
         let local: HashMap<usize, usize> = nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
         let inputs = nodes
             .iter()
@@ -64,8 +63,9 @@ impl<'n> Plan<'n> {
         let sim_scale = session.project.profile.simulate.as_ref().map(|s| s.time_scale);
         let cost = nodes.iter().map(|&g| expected_seconds(session, g, sim_scale)).collect();
         // Checked on disk once and in parallel (the no-op build's system
-        // time is these stats).
-        let intact = nodes.par_iter().map(|&g| session.intact(g)).collect();
+        // time is these stats), or found by the review loop's walk just
+        // before.
+        let intact = session.intact_all(nodes, true);
         Plan {
             nodes,
             local,

@@ -140,10 +140,15 @@ impl Session {
     /// (located diagnostics, before anything is built). Characters whose
     /// candidates are still to be made are checked by the build itself,
     /// before their pool runs ([`Session::expand_rounds`]).
-    pub fn check_approvals(&self) -> Result<(), Diagnostics> {
+    ///
+    /// The rounds are derived first (a session opened for a build leaves
+    /// them to the build): a decision about a later round's candidate is
+    /// checked against every round the cache knows, not the first alone.
+    pub fn check_approvals(&mut self) -> Result<(), Diagnostics> {
         if self.approvals.by_character.is_empty() {
             return Ok(());
         }
+        self.expand_rounds()?;
         crate::project::approvals::check_candidates(&self.layout.root, &self.known_candidates())
     }
 
@@ -343,18 +348,49 @@ impl Session {
 }
 
 impl Session {
-    /// The facts of `nodes` (a closure, inputs first) the cache knows.
-    fn known_facts(&self, nodes: &[usize]) -> HashMap<usize, InputFact> {
+    /// The keys of `nodes` (a closure, inputs first) as far as the cache
+    /// can tell, and the facts of those it knows.
+    fn known_facts(&self, nodes: &[usize]) -> (HashMap<usize, String>, HashMap<usize, InputFact>) {
+        use rayon::prelude::*;
         let simulated = self.simulated();
-        let mut facts: HashMap<usize, InputFact> = HashMap::new();
-        for &n in nodes {
-            if let Some(key) = KeyMaterial::key_of(&self.graph, n, simulated, |i| facts.get(&i))
-                && let Some(hit) = self.lookup(n, &key, false)
-            {
-                facts.insert(n, hit.fact);
+        // What the last build left, checked on disk in parallel up front
+        // (the stats are most of this walk's time in a project that did
+        // not change; the build's plan reuses what they found).
+        let intact = self.intact_all(nodes, false);
+        // By depth (a node one deeper than its deepest input): the nodes
+        // of one depth have their inputs' facts, so their keys are
+        // computed in parallel.
+        let mut depth: HashMap<usize, usize> = HashMap::with_capacity(nodes.len());
+        let mut levels: Vec<Vec<(usize, bool)>> = Vec::new();
+        for (&n, &intact) in nodes.iter().zip(&intact) {
+            let d = (self.graph.nodes[n].inputs.iter())
+                .filter_map(|i| depth.get(&i.node).map(|d| d + 1))
+                .max()
+                .unwrap_or(0);
+            depth.insert(n, d);
+            if levels.len() <= d {
+                levels.resize_with(d + 1, Vec::new);
+            }
+            levels[d].push((n, intact));
+        }
+        let mut keys: HashMap<usize, String> = HashMap::with_capacity(nodes.len());
+        let mut facts: HashMap<usize, InputFact> = HashMap::with_capacity(nodes.len());
+        for level in levels {
+            let found: Vec<(usize, String, Option<InputFact>)> = (level.par_iter())
+                .filter_map(|&(n, intact)| {
+                    let key = KeyMaterial::key_of(&self.graph, n, simulated, |i| facts.get(&i))?;
+                    let fact = self.lookup(n, &key, intact).map(|hit| hit.fact);
+                    Some((n, key, fact))
+                })
+                .collect();
+            for (n, key, fact) in found {
+                if let Some(fact) = fact {
+                    facts.insert(n, fact);
+                }
+                keys.insert(n, key);
             }
         }
-        facts
+        (keys, facts)
     }
 
     /// The quality gate's re-rolls, derived from the cache: each shot of
@@ -374,31 +410,45 @@ impl Session {
         let Ok(Some(gate)) = GateRules::of(&self.project) else {
             return Vec::new();
         };
-        let simulated = self.simulated();
-        let reviews: Vec<usize> = (nodes.iter().copied())
-            .filter(|&n| self.graph.nodes[n].kind == NodeKind::ShotReview)
+        let take_of = |n: &crate::graph::Node| {
+            let take = n.params.get("take").and_then(|v| v.as_u64()).unwrap_or(1);
+            let last = n.params.get("last_take").and_then(|v| v.as_u64()).unwrap_or(take);
+            (take, last)
+        };
+        // Only a review of a take before the last can re-roll its shot: a
+        // gate of one take walks nothing.
+        let mut open: Vec<usize> = (nodes.iter().copied())
+            .filter(|&n| {
+                let node = &self.graph.nodes[n];
+                let (take, last) = take_of(node);
+                node.kind == NodeKind::ShotReview && take < last
+            })
             .collect();
-        let mut open: Vec<usize> = reviews;
         let mut unknown = Vec::new();
         while !open.is_empty() {
-            let facts = self.known_facts(&self.graph.closure(&open));
+            use rayon::prelude::*;
+            let (keys, _) = self.known_facts(&self.graph.closure(&open));
+            // The scores (a shot's review names its video, not an image),
+            // read from the action cache in parallel; the structural
+            // check's has none and passes (`Some(None)`), and counts only
+            // while the gate's vision group is still down.
+            let scores: Vec<Option<Option<crate::review::Scores>>> = (open.par_iter())
+                .map(|&g| {
+                    let pool = self.graph.nodes[g].pools[0];
+                    let manifest = self.cache.lookup(keys.get(&g)?)?;
+                    if manifest.provisional.is_some() && down.is_some_and(|d| !d.contains(&pool)) {
+                        return None;
+                    }
+                    gate_scores(manifest.metadata.get("review")?)
+                })
+                .collect();
             let mut rerolled = Vec::new();
-            for &g in &open {
+            for (&g, review) in open.iter().zip(scores) {
                 let node = &self.graph.nodes[g];
-                let take = node.params.get("take").and_then(|v| v.as_u64()).unwrap_or(1);
-                let last = node.params.get("last_take").and_then(|v| v.as_u64()).unwrap_or(take);
+                let (take, last) = take_of(node);
                 if take >= last {
                     continue;
                 }
-                let Some(key) = KeyMaterial::key_of(&self.graph, g, simulated, |i| facts.get(&i)) else {
-                    unknown.push(g);
-                    continue;
-                };
-                // The scores (a shot's review names its video, not an image);
-                // the structural check's has none and passes (`Ok(None)`).
-                let manifest = (self.cache.lookup(&key))
-                    .filter(|m| m.provisional.is_none() || down.is_none_or(|d| d.contains(&node.pools[0])));
-                let review = manifest.and_then(|m| gate_scores(m.metadata.get("review")?));
                 match review {
                     None => unknown.push(g),
                     Some(Some(r)) if r.overall() < gate.threshold => {
