@@ -132,6 +132,25 @@ fn rounds_carry_rejection_terms_then_a_rebuild_is_a_no_op() {
 }
 
 #[test]
+fn a_loop_builds_times_count_from_the_builds_start_across_its_passes() {
+    let p = looped().time_scale(0.0002);
+    let b = p.build(&["ep01"]).ok();
+    let at = |id: &str, what: &str| b.node(id)[what].as_f64().unwrap_or_else(|| panic!("{id} has {what}"));
+    // Round 2 is made in a later pass than round 1's reviews: its job
+    // starts after they end, on the same clock.
+    let reviewed = at("review:hana/r1/2", "ended");
+    let second = at("candidate:hana/r2/1", "started");
+    assert!(
+        second >= reviewed,
+        "round 2 started at {second} s, round 1's review ended at {reviewed} s"
+    );
+    // The build's seconds cover every pass.
+    let last = (b.nodes.iter()).filter_map(|n| n["ended"].as_f64()).fold(0.0, f64::max);
+    let seconds = b.totals["seconds"].as_f64().unwrap();
+    assert!(seconds >= last, "the build took {seconds} s, a job ended at {last} s");
+}
+
+#[test]
 fn an_approval_rebuilds_the_pool_and_only_the_shots_whose_source_changed() {
     let p = looped();
     let first = p.build(&["ep01"]).ok();

@@ -98,6 +98,10 @@ pub struct Options {
     pub supersede: Option<Arc<Supersede>>,
     /// Who hears about each state change: progress bars, `--json`, watch.
     pub events: Events,
+    /// When the build began, for a build of several passes (the review
+    /// loop's): its totals' seconds and job spans count from here, not
+    /// from the last pass's start. `None`: the pass's own start.
+    pub began: Option<std::time::Instant>,
 }
 
 /// What happened to a node in this build.

@@ -31,6 +31,11 @@ use crate::kind::NodeKind;
 use crate::session::Session;
 
 pub(super) async fn build(session: &mut Session, nodes: &[usize], opts: &Options, cancel: CancellationToken) -> Report {
+    // Every pass counts its seconds and spans from the build's start.
+    let opts = &Options {
+        began: Some(opts.began.unwrap_or_else(std::time::Instant::now)),
+        ..opts.clone()
+    };
     let pools: HashSet<String> = (nodes.iter().map(|&n| &session.graph.nodes[n]))
         .filter(|n| n.kind == NodeKind::CharacterRefs && n.params.contains_key("pool_target"))
         .map(|n| n.path.clone())

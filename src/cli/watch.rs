@@ -227,6 +227,7 @@ impl Watch {
                 inflight: inflight.clone(),
                 supersede: Some(Arc::new(Supersede::default())),
                 events: self.subscribers(&session, &nodes),
+                began: None,
             };
             // The page may cancel this build alone (`--serve`).
             let this_build = match &self.served {
