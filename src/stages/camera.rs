@@ -34,8 +34,12 @@ impl<'a> Yuv420<'a> {
 
     /// `data` as a picture, if it holds exactly one frame of an even size.
     pub fn new(width: usize, height: usize, data: &'a [u8]) -> Option<Yuv420<'a>> {
-        (width >= 2 && height >= 2 && width % 2 == 0 && height % 2 == 0 && data.len() == Self::frame_len(width, height))
-            .then_some(Yuv420 { width, height, data })
+        (width >= 2
+            && height >= 2
+            && width.is_multiple_of(2)
+            && height.is_multiple_of(2)
+            && data.len() == Self::frame_len(width, height))
+        .then_some(Yuv420 { width, height, data })
     }
 
     fn planes(&self) -> [Plane<'a>; 3] {
