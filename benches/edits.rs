@@ -7,9 +7,9 @@
 //! - caption: one shot's action caption (s01/sh01 `glows` → `shines`);
 //! - mood: one scene's mood (s01 `mysterious` → `eerie`).
 //!
-//! Printed per step: wall time, nodes built, and the slowest node. The x264
-//! floor is one plain `ffmpeg -c:v libx264 -preset veryfast` encode of the
-//! episode's length (the built episode re-encoded, audio dropped): the least
+//! Printed per step: wall time (and, for an edit, ÷ the floor), nodes
+//! built, and the slowest node. The x264 floor is one plain `ffmpeg -c:v
+//! libx264 -preset veryfast` encode of the episode's length (the built episode re-encoded, audio dropped): the least
 //! a delivery encode of the episode costs on this machine.
 //!
 //! Measured, not asserted. Run: `cargo bench --bench edits` (needs the
@@ -72,12 +72,15 @@ fn edit(root: &Utf8Path, file: &str, from: &str, to: &str) {
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
-fn report(what: &str, s: &Step) {
+/// One line per step; with the floor, also the step's time ÷ the floor
+/// (the machine is shared: a ratio from the same run is the number to compare).
+fn report(what: &str, s: &Step, floor: Option<f64>) {
     let slowest = s
         .slowest
         .as_ref()
         .map_or(String::new(), |(id, t)| format!(", slowest {id} {t:.1} s"));
-    println!("{what:<28} {:>7.1} s, {} built{slowest}", s.seconds, s.built);
+    let ratio = floor.map_or(String::new(), |f| format!(" ({:.2}× the floor)", s.seconds / f));
+    println!("{what:<28} {:>7.1} s{ratio}, {} built{slowest}", s.seconds, s.built);
 }
 
 /// The media length of `file`, from ffprobe.
@@ -140,7 +143,7 @@ fn main() {
     let episode = root.join("out/ep01/ep01.mp4");
     let length = media_seconds(&episode);
     let floor = x264_floor(&episode, &root);
-    report("cold build (animatic)", &cold);
+    report("cold build (animatic)", &cold, None);
     println!(
         "episode {length:.1} s; cold build ÷ length = {:.2}; x264 veryfast floor {floor:.1} s, ÷ length = {:.2}; cold ÷ floor = {:.1}",
         cold.seconds / length,
@@ -166,6 +169,6 @@ fn main() {
     ];
     for (what, from, to) in edits {
         edit(&root, "episodes/ep01.yaml", from, to);
-        report(what, &build(&bin, &root, "ep01"));
+        report(what, &build(&bin, &root, "ep01"), Some(floor));
     }
 }

@@ -68,21 +68,57 @@ pub struct Output {
 
 /// Run `cmd` in `dir` to completion; on cancel, or when it writes more than
 /// its cap into `dir`, kill it.
-#[allow(clippy::disallowed_methods)] // the one place that may spawn
 pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Result<Output, ExecError> {
+    run_feeding(cmd, dir, cancel, None).await
+}
+
+/// [`run`] with the chunks `feed` sends written to the process's stdin,
+/// which is closed when `feed` ends (raw frames for an encoder). Dropping
+/// the receiver tells the sender the process is gone. A process that fails
+/// is reported by its stderr, not by the broken pipe its feeder met.
+pub async fn run_fed(
+    cmd: &Cmd,
+    dir: &Utf8Path,
+    cancel: &CancellationToken,
+    feed: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<Output, ExecError> {
+    run_feeding(cmd, dir, cancel, Some(feed)).await
+}
+
+#[allow(clippy::disallowed_methods)] // the one place that may spawn
+async fn run_feeding(
+    cmd: &Cmd,
+    dir: &Utf8Path,
+    cancel: &CancellationToken,
+    feed: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+) -> Result<Output, ExecError> {
+    use tokio::io::AsyncWriteExt;
     let cap = cmd.max_output.as_ref().map_or(DEFAULT_MAX_OUTPUT, |(bytes, _)| *bytes);
     let baseline = dir_size(dir);
     let over = || ExecError::Permanent(over_cap(cmd, dir));
-    let child = tokio::process::Command::new(&cmd.program)
+    let mut child = tokio::process::Command::new(&cmd.program)
         .args(&cmd.args)
         .current_dir(dir)
-        .stdin(Stdio::null())
+        .stdin(if feed.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0)
         .spawn()
         .map_err(|e| ExecError::Permanent(format!("cannot start `{}`: {e}", cmd.program)))?;
+    let stdin = child.stdin.take();
+    // Writes what `feed` sends, then closes stdin; done at once without a feed.
+    let feeding = async move {
+        if let (Some(mut rx), Some(mut stdin)) = (feed, stdin) {
+            while let Some(chunk) = rx.recv().await {
+                stdin.write_all(&chunk).await?;
+            }
+            stdin.shutdown().await?;
+        }
+        std::io::Result::Ok(())
+    };
+    tokio::pin!(feeding);
+    let mut fed: Option<std::io::Result<()>> = None;
     let wait = child.wait_with_output();
     tokio::pin!(wait);
     let mut poll = tokio::time::interval(POLL);
@@ -90,6 +126,7 @@ pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Resul
     let output = loop {
         tokio::select! {
             out = &mut wait => break out.map_err(|e| ExecError::Permanent(format!("`{}`: {e}", cmd.program)))?,
+            done = &mut feeding, if fed.is_none() => fed = Some(done),
             () = cancel.cancelled() => return Err(ExecError::Cancelled),
             _ = poll.tick() => {
                 let written = dir_size(dir).saturating_sub(baseline);
@@ -109,6 +146,18 @@ pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Resul
         return Err(ExecError::Cancelled);
     }
     if output.status.success() {
+        // The feeder ends at once: it runs out of input, or its next write
+        // meets the closed pipe.
+        let fed = match fed {
+            Some(done) => done,
+            None => feeding.await,
+        };
+        if let Err(e) = fed {
+            return Err(ExecError::Permanent(format!(
+                "`{}` exited before it read all its input: {e}",
+                cmd.program
+            )));
+        }
         return Ok(Output {
             stdout: output.stdout,
             stderr: output.stderr,
@@ -274,6 +323,55 @@ mod tests {
         assert!(matches!(r, Err(ExecError::Cancelled)), "{r:?}");
         let r = run(&Cmd::new("false"), &d, &CancellationToken::new()).await;
         assert!(matches!(r, Err(ExecError::Permanent(_))), "{r:?}");
+    }
+
+    /// A feed of `chunks` chunks of `size` bytes.
+    fn feed(chunks: usize, size: usize) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            for _ in 0..chunks {
+                if tx.send(vec![7u8; size]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    #[tokio::test]
+    async fn a_fed_process_reads_every_chunk_then_end_of_input() {
+        let (_t, d) = dir();
+        let out = run_fed(
+            &Cmd::new("wc").arg("-c"),
+            &d,
+            &CancellationToken::new(),
+            feed(5, 300_000),
+        )
+        .await
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1500000");
+    }
+
+    #[tokio::test]
+    async fn a_fed_process_that_fails_is_reported_by_its_own_error() {
+        let (_t, d) = dir();
+        let cmd = Cmd::new("sh").args(["-c", "echo no such codec >&2; exit 3"]);
+        let e = run_fed(&cmd, &d, &CancellationToken::new(), feed(8, 1 << 20))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sh` failed") && e.contains("no such codec"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_fed_process_that_stops_reading_early_did_not_take_its_input() {
+        let (_t, d) = dir();
+        let cmd = Cmd::new("head").args(["-c", "10"]);
+        let e = run_fed(&cmd, &d, &CancellationToken::new(), feed(8, 1 << 20))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`head` exited before it read all its input"), "{e}");
     }
 
     #[test]

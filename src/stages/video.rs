@@ -6,16 +6,17 @@
 //! in Matroska, yuv420p from the camera on: measured on a 4-s push-in, it
 //! writes in half the CPU time of FFV1 and decodes in 40% of it, at the
 //! same size (utvideo writes as fast but decodes slower and is 27× larger).
-//! The camera films the plate already scaled to the frame size, so every
-//! later pass works at the delivery size. See docs/media-notes/animatic.md
-//! §2 and §3.
+//! The plate is scaled once to the frame size and the camera's frames are
+//! drawn from it here ([`super::camera`]), so every pass works at the
+//! delivery size. See docs/media-notes/animatic.md §2 and §3.
 
 use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
 
+use super::camera::{self, View, Yuv420};
 use super::image::PLATE_SCALE;
 use super::{exec, ffmpeg, input, param_f64, param_str, probe_duration, produced, scratch};
-use crate::exec::runner::Cmd;
+use crate::exec::runner::{self, Cmd};
 use crate::exec::{ExecError, Job, Produced};
 use crate::timing;
 
@@ -46,7 +47,9 @@ pub(crate) const LOSSLESS: [&str; 12] = [
 
 /// The plate filmed by a smooth camera move (from the free-text `motion`),
 /// rolled for a dutch angle, at plate size / 1.25 (the plate is scaled
-/// first and filmed at that size), exactly `timing::frames(duration)` frames.
+/// once to that size by ffmpeg), exactly `timing::frames(duration)`
+/// frames: drawn here ([`super::camera`]) and piped raw into the lossless
+/// encoder.
 pub async fn camera_move(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let plate = input(job, "image")?.main();
     let (w, h) = png_size(plate)?;
@@ -61,12 +64,77 @@ pub async fn camera_move(job: &Job, cancel: &CancellationToken) -> Result<Produc
         frames,
         roll,
     };
-    let chain = camera_chain(Move::from_motion(param_str(job, "motion")), &shot);
+    let (cw, ch) = (shot.canvas.0 as usize, shot.canvas.1 as usize);
+    let scaled = exec(job, &canvas_cmd(job, plate, cw, ch)?, cancel).await?.stdout;
+    let Some(_) = Yuv420::new(cw, ch, &scaled) else {
+        return Err(ExecError::Permanent(format!(
+            "ffmpeg scaled the plate {plate} to {} bytes, not one {cw}x{ch} yuv420p frame",
+            scaled.len()
+        )));
+    };
     let out = scratch(job, "raw.mkv");
-    let cmd = encode(job, plate, &chain, frames, &out)?;
-    exec(job, &cmd, cancel).await?;
+    let cmd = ffmpeg(job)?
+        .args([
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-video_size",
+            &format!("{cw}x{ch}"),
+        ])
+        .args(["-framerate", &timing::FPS.to_string(), "-i", "pipe:0", "-an", "-sn"])
+        .args(["-frames:v".to_string(), frames.to_string()])
+        .args(LOSSLESS)
+        .args(["-fflags", "+bitexact"])
+        .arg(out.as_str());
+    let (tx, rx) = tokio::sync::mpsc::channel(FRAMES_IN_FLIGHT);
+    let m = Move::from_motion(param_str(job, "motion"));
+    let drawing = tokio::task::spawn_blocking(move || film(m, &shot, &scaled, &tx));
+    let encoded = runner::run_fed(&cmd, &job.scratch, cancel, rx).await;
+    // The drawer stops at its next frame once the encoder is gone.
+    drawing
+        .await
+        .map_err(|e| ExecError::Permanent(format!("drawing the camera move failed: {e}")))?;
+    encoded?;
     produced(&out, "ffmpeg")?;
     Ok(video(out, frames))
+}
+
+/// Frames drawn ahead of the encoder (2 MiB each at 960×1440).
+const FRAMES_IN_FLIGHT: usize = 4;
+
+/// ffmpeg: the plate scaled to `w`×`h` (bicubic) as one raw yuv420p frame on stdout.
+fn canvas_cmd(job: &Job, plate: &Utf8Path, w: usize, h: usize) -> Result<Cmd, ExecError> {
+    Ok(ffmpeg(job)?
+        .args(["-i", plate.as_str(), "-an", "-sn", "-vf"])
+        .arg(format!("scale={w}:{h}:flags=bicubic,format=yuv420p"))
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]))
+}
+
+/// Draw the `shot.frames` frames of move `m` over `canvas` and send each to
+/// `tx`; a view that does not move is drawn once and sent again. Stops
+/// when the receiver is gone.
+fn film(m: Move, shot: &Shot, canvas: &[u8], tx: &tokio::sync::mpsc::Sender<Vec<u8>>) {
+    let (w, h) = (shot.canvas.0 as usize, shot.canvas.1 as usize);
+    let Some(canvas) = Yuv420::new(w, h, canvas) else {
+        return;
+    };
+    let mut last: Option<(View, Vec<u8>)> = None;
+    for n in 0..shot.frames {
+        let view = view_at(m, shot, n);
+        let frame = match &last {
+            Some((v, f)) if *v == view => f.clone(),
+            _ => {
+                let mut f = vec![0; Yuv420::frame_len(w, h)];
+                camera::draw(&canvas, &view, &mut f);
+                last = Some((view, f.clone()));
+                f
+            }
+        };
+        if tx.blocking_send(frame).is_err() {
+            return;
+        }
+    }
 }
 
 /// The shot as cut: its frames fitted to its dialogue (the last frame held
@@ -345,50 +413,20 @@ fn corners([cx, cy, v]: [f64; 3], shot: &Shot) -> [(f64, f64); 4] {
     [rotate(-vw, -vh), rotate(vw, -vh), rotate(-vw, vh), rotate(vw, vh)]
 }
 
-/// The whole camera_move filter chain: the plate scaled once to the frame
-/// size (plate / 1.25, `shot.canvas`), then `frames` frames at 30 fps
-/// filmed by the move in planar RGB (no chroma rounding of positions) and
-/// converted to yuv420p. A static framing is filmed once and then
-/// repeated; a moving one is repeated first and filmed per frame.
-fn camera_chain(m: Move, shot: &Shot) -> String {
-    let (w, h) = shot.canvas;
-    let scale = format!("scale={w}:{h}:flags=bicubic,setsar=1,format=gbrp");
-    let repeat = format!(
-        "loop=loop={}:size=1:start=0,settb=1/{fps},setpts=N,fps={fps}",
-        shot.frames.saturating_sub(1),
-        fps = timing::FPS
-    );
-    let film = camera_filter(m, shot).map_or_else(|| "format=yuv420p".to_string(), |c| format!("{c},format=yuv420p"));
-    if m == Move::Hold {
-        format!("{scale},{film},{repeat}")
-    } else {
-        format!("{scale},{repeat},{film}")
-    }
-}
-
-/// The filter that films the move: nothing for a hold without roll (the
-/// view is the whole plate), else `perspective` with per-frame corner
-/// expressions eased by smoothstep (sub-pixel, so the move does not jitter).
-fn camera_filter(m: Move, shot: &Shot) -> Option<String> {
-    if m == Move::Hold && shot.roll == 0.0 {
-        return None;
-    }
+/// The view of frame `n` of the move: the corners of the start and end
+/// views eased by smoothstep (`e = p²(3 − 2p)`, `p = n / (frames − 1)`),
+/// so the move starts and stops gently and moves by sub-pixel steps.
+fn view_at(m: Move, shot: &Shot, n: u64) -> View {
     let (start, end) = m.views();
     let (a, b) = (corners(start, shot), corners(end, shot));
-    let ease = format!(
-        "st(0,clip(in/{},0,1));st(0,ld(0)*ld(0)*(3-2*ld(0)))",
-        shot.frames.saturating_sub(1).max(1)
-    );
-    let coord = |from: f64, to: f64| format!("'{ease};{from:.3}+{:.3}*ld(0)'", to - from);
-    let mut opts = Vec::new();
-    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-        opts.push(format!("x{i}={}", coord(p.0, q.0)));
-        opts.push(format!("y{i}={}", coord(p.1, q.1)));
+    let p = (n as f64 / shot.frames.saturating_sub(1).max(1) as f64).clamp(0.0, 1.0);
+    let e = p * p * (3.0 - 2.0 * p);
+    let at = |i: usize| (a[i].0 + (b[i].0 - a[i].0) * e, a[i].1 + (b[i].1 - a[i].1) * e);
+    View {
+        tl: at(0),
+        tr: at(1),
+        bl: at(2),
     }
-    Some(format!(
-        "perspective={}:interpolation=linear:sense=source:eval=frame",
-        opts.join(":")
-    ))
 }
 
 #[cfg(test)]
@@ -468,42 +506,28 @@ mod tests {
     }
 
     #[test]
-    fn camera_expressions_ease_between_the_views() {
-        assert_eq!(camera_filter(Move::Hold, &shot(120, 0.0)), None);
-        let f = camera_filter(Move::PanRight, &shot(120, 0.0)).expect("a pan moves");
-        assert!(
-            f.starts_with("perspective=x0='st(0,clip(in/119,0,1));st(0,ld(0)*ld(0)*(3-2*ld(0)));0.000+240.000*ld(0)'")
-        );
-        assert!(f.contains(":y3='st(0,clip(in/119,0,1));st(0,ld(0)*ld(0)*(3-2*ld(0)));1620.000+0.000*ld(0)'"));
-        assert!(f.ends_with(":interpolation=linear:sense=source:eval=frame"));
-        // A dutch hold still resamples: the view is rolled.
-        let dutch = camera_filter(Move::Hold, &shot(1, DUTCH_DEGREES)).expect("a roll");
-        assert!(dutch.contains("in/1,"), "one frame never divides by zero: {dutch}");
-    }
-
-    #[test]
-    fn plates_are_scaled_once_and_static_shots_filmed_once() {
-        let at_frame_size = |frames, roll| Shot {
-            canvas: (960.0, 1440.0),
-            frames,
-            roll,
-        };
-        let hold = camera_chain(Move::Hold, &at_frame_size(60, 0.0));
-        assert_eq!(
-            hold,
-            "scale=960:1440:flags=bicubic,setsar=1,format=gbrp,format=yuv420p,loop=loop=59:size=1:start=0,settb=1/30,setpts=N,fps=30"
-        );
-        let dutch = camera_chain(Move::Hold, &at_frame_size(60, DUTCH_DEGREES));
-        assert!(dutch.starts_with("scale=960:1440:flags=bicubic,setsar=1,format=gbrp,perspective="));
-        assert!(dutch.ends_with(",format=yuv420p,loop=loop=59:size=1:start=0,settb=1/30,setpts=N,fps=30"));
-        let push = camera_chain(Move::PushIn, &at_frame_size(90, 0.0));
-        assert!(push.starts_with(
-            "scale=960:1440:flags=bicubic,setsar=1,format=gbrp,loop=loop=89:size=1:start=0,settb=1/30,setpts=N,fps=30,perspective="
-        ));
-        assert!(push.ends_with(":interpolation=linear:sense=source:eval=frame,format=yuv420p"));
-        // The move's corners are in frame pixels: a push in ends on 80% of the frame.
-        let (_, end) = Move::PushIn.views();
-        assert_eq!(corners(end, &at_frame_size(90, 0.0))[0], (96.0, 72.0));
+    fn views_ease_from_the_start_to_the_end_of_the_move() {
+        let s = shot(121, 0.0);
+        let (start, end) = Move::PanRight.views();
+        let first = view_at(Move::PanRight, &s, 0);
+        let last = view_at(Move::PanRight, &s, 120);
+        let (a, b) = (corners(start, &s), corners(end, &s));
+        assert_eq!((first.tl, first.tr, first.bl), (a[0], a[1], a[2]));
+        assert_eq!((last.tl, last.tr, last.bl), (b[0], b[1], b[2]));
+        // Halfway in time is halfway in space; a tenth in is less than a tenth (eased).
+        assert!((view_at(Move::PanRight, &s, 60).tl.0 - 120.0).abs() < 1e-9);
+        let early = view_at(Move::PanRight, &s, 12).tl.0;
+        assert!(early > 0.0 && early < 24.0, "{early}");
+        // Past the end it stays at the end; one frame never divides by zero.
+        assert_eq!(view_at(Move::PanRight, &s, 500), last);
+        assert_eq!(view_at(Move::PanRight, &shot(1, 0.0), 0), first);
+        // A hold does not move; rolled, it is not the whole canvas.
+        let hold = view_at(Move::Hold, &s, 0);
+        assert_eq!(hold, view_at(Move::Hold, &s, 77));
+        assert_eq!((hold.tl, hold.tr, hold.bl), ((0.0, 0.0), (1200.0, 0.0), (0.0, 1800.0)));
+        let dutch = view_at(Move::Hold, &shot(1, DUTCH_DEGREES), 0);
+        assert_ne!(dutch, hold);
+        assert!(dutch.tr.1 > dutch.tl.1, "rolled clockwise: {dutch:?}");
     }
 
     #[test]
