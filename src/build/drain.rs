@@ -97,7 +97,7 @@ impl<'a> DrainState<'a> {
         unreachable: &HashMap<usize, String>,
         prior: HashMap<String, NodeRecord>,
     ) -> DrainState<'a> {
-        let began = Instant::now();
+        let began = opts.began.unwrap_or_else(Instant::now);
         let plan = Plan::new(session, nodes);
         let scale = session.project.profile.simulate.as_ref().map_or(1.0, |s| s.time_scale);
         let mut retry = Retry::new(&session.graph, &session.project.executors, nodes, scale);
