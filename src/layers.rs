@@ -5,7 +5,8 @@
 //! The check reads `src/**/*.rs` for `crate::PATH` and attributes each to
 //! the module of the file (its two-segment path when the table lists one,
 //! else its top-level module). Comments, `#[cfg(test)]` blocks at the end
-//! of a file and test-only files are not read: a unit test may build what
+//! of a file and test-only files (`tests.rs`, `*_tests.rs`,
+//! `test_support.rs`) are not read: a unit test may build what
 //! it checks from a higher layer (the registry's catalog, for one).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,7 +118,10 @@ fn edges() -> BTreeMap<&'static str, BTreeMap<&'static str, String>> {
             .into_owned();
         let stem = rel.trim_end_matches(".rs").trim_end_matches("/mod");
         let name = stem.rsplit('/').next().unwrap_or("");
-        if matches!(rel.as_str(), "lib.rs" | "main.rs" | "layers.rs") || name == "tests" || name.ends_with("_tests") {
+        if matches!(rel.as_str(), "lib.rs" | "main.rs" | "layers.rs" | "test_support.rs")
+            || name == "tests"
+            || name.ends_with("_tests")
+        {
             continue;
         }
         let own: Vec<&str> = stem.split('/').collect();

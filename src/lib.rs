@@ -18,6 +18,8 @@ pub mod review;
 pub mod sched;
 pub mod session;
 pub mod stages;
+#[cfg(test)]
+mod test_support;
 pub mod text;
 pub mod timing;
 pub mod write;

@@ -110,8 +110,9 @@ pub struct ReviewFile {
     pub unscored: Option<String>,
 }
 
-/// The fields of [`Scores`] a review object may hold.
-const SCORE_FIELDS: [&str; 6] = [
+/// The fields of [`Scores`] a review object may hold (and the vision
+/// reply's schema requires).
+pub const SCORE_FIELDS: [&str; 6] = [
     "character_match",
     "clarity",
     "training_value",

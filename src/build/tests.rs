@@ -1,35 +1,13 @@
 //! The drain state, driven on the tiny example with the sim executor and
 //! watched through its events.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use camino::Utf8PathBuf;
 
 use super::*;
 
-/// A copy of `examples/tiny` (following the `rules` link).
-fn tiny() -> (tempfile::TempDir, Utf8PathBuf) {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let (src, dest) = (e.path(), to.join(e.file_name()));
-            if std::fs::metadata(&src).unwrap().is_dir() {
-                copy(&src, &dest);
-            } else {
-                std::fs::copy(&src, &dest).unwrap();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let root = Utf8PathBuf::from_path_buf(dir.path().join("tiny")).unwrap();
-    copy(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tiny"),
-        root.as_std_path(),
-    );
-    (dir, root)
-}
+use crate::test_support::tiny;
 
 /// Build `ep01` with the sim profile, recording every event.
 fn build_recorded(root: &Utf8PathBuf) -> (Report, Vec<BuildEvent>, Vec<usize>) {

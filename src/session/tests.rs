@@ -1,8 +1,6 @@
 //! What a session remembers of the disk between the review loop's walk and
 //! the build's plan.
 
-use std::path::Path;
-
 use camino::Utf8PathBuf;
 
 use super::Session;
@@ -10,24 +8,7 @@ use super::Session;
 /// A copy of `examples/tiny` (following the `rules` link), built with the
 /// sim profile: its state saved as the CLI saves it.
 fn built_tiny() -> (tempfile::TempDir, Utf8PathBuf) {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let (src, dest) = (e.path(), to.join(e.file_name()));
-            if std::fs::metadata(&src).unwrap().is_dir() {
-                copy(&src, &dest);
-            } else {
-                std::fs::copy(&src, &dest).unwrap();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let root = Utf8PathBuf::from_path_buf(dir.path().join("tiny")).unwrap();
-    copy(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tiny"),
-        root.as_std_path(),
-    );
+    let (dir, root) = crate::test_support::tiny();
     let mut session = Session::open(&root, Some("sim"), 2).unwrap();
     let nodes = session.select(&["ep01".to_string()]).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()

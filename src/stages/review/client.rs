@@ -281,14 +281,7 @@ pub fn schema(categories: &[&str]) -> Value {
     })
 }
 
-const FIELDS: [&str; 6] = [
-    "character_match",
-    "clarity",
-    "training_value",
-    "framing",
-    "rejection_categories",
-    "notes",
-];
+use crate::review::SCORE_FIELDS as FIELDS;
 
 /// A reply's content as checked [`Scores`], or every problem with it, in
 /// words the model can act on. Nothing in it is trusted: its size, its
