@@ -8,6 +8,7 @@
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{EXIT_FAILED, EXIT_INVALID, EXIT_IO, EXIT_OK, out, report};
+use crate::graph::review::LoopRules;
 use crate::project::approvals::{self, Decision, Known};
 use crate::project::diag::SourceFile;
 use crate::project::{Diagnostics, ProjectError};
@@ -285,12 +286,28 @@ impl From<crate::session::Candidate> for Listed {
     }
 }
 
+/// Every candidate the cache knows, and what a decision is checked
+/// against: the characters, the rules' categories and those candidates.
+pub fn candidates_known(session: &crate::session::Session, rules: &LoopRules) -> (Vec<Listed>, Known) {
+    let cands: Vec<Listed> = session.candidates(None).into_iter().map(Listed::from).collect();
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for c in &cands {
+        by.entry(c.character.clone()).or_default().push(c.hash.clone());
+    }
+    let known = Known {
+        characters: session.project.characters.iter().map(|c| c.id.clone()).collect(),
+        categories: rules.categories.keys().cloned().collect(),
+        candidates: Some(by),
+    };
+    (cands, known)
+}
+
 pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
     let mut session = match super::open(root, profile, None) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let rules = match crate::graph::review::LoopRules::of(&session.project) {
+    let rules = match LoopRules::of(&session.project) {
         Ok(Some(r)) => r,
         Ok(None) => {
             eprintln!(
@@ -304,16 +321,7 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let cands: Vec<Listed> = session.candidates(None).into_iter().map(Listed::from).collect();
-    let mut by: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
-    for c in &cands {
-        by.entry(c.character.clone()).or_default().push(c.hash.clone());
-    }
-    let known = Known {
-        characters: session.project.characters.iter().map(|c| c.id.clone()).collect(),
-        categories: rules.categories.keys().cloned().collect(),
-        candidates: Some(by),
-    };
+    let (cands, known) = candidates_known(&session, &rules);
     match args.action {
         Some(Action::Approve { hashes }) => return record(root, &cands, &known, &hashes, &Decision::Approve),
         Some(Action::Reject { hashes, category }) => {

@@ -273,13 +273,25 @@ impl<'a> Builder<'a> {
         if self.review.is_some() {
             return self.pool(c);
         }
-        let rule = self.rule(NodeKind::CharacterRefs)?;
         let recipe = self.design(c);
+        self.add_refs(c, format!("characters/{}", c.id), recipe)
+    }
+
+    /// `c`'s `character_refs` node (its card, or its pool with `recipe`
+    /// from the loop's rules), writing under `out`: what shots take their
+    /// character art from.
+    pub(super) fn add_refs(
+        &mut self,
+        c: &Character,
+        out: String,
+        recipe: BTreeMap<String, Value>,
+    ) -> Result<(), Diagnostics> {
+        let rule = self.rule(NodeKind::CharacterRefs)?;
         let engines = rule.engines_for(|_| false);
         let n = self.add(
             NodeKind::CharacterRefs,
             c.id.clone(),
-            format!("characters/{}", c.id),
+            out,
             engines,
             rule,
             recipe,

@@ -33,7 +33,6 @@ impl Builder<'_> {
     /// The pool node of `c` and its first round.
     pub(super) fn pool(&mut self, c: &Character) -> Result<(), Diagnostics> {
         let rules = self.review.clone().expect("the loop's rules");
-        let rule = self.rule(NodeKind::CharacterRefs)?;
         let recipe = map([
             ("character", json!(c.id)),
             ("pool_target", json!(rules.pool_target)),
@@ -44,18 +43,7 @@ impl Builder<'_> {
             // the candidates' hashes are known.
             ("decisions", json!({})),
         ]);
-        let engines = rule.engines_for(|_| false);
-        let n = self.add(
-            NodeKind::CharacterRefs,
-            c.id.clone(),
-            format!("characters/{}/pool", c.id),
-            engines,
-            rule,
-            recipe,
-            Vec::new(),
-            0.0,
-        );
-        self.refs.insert(c.id.clone(), n);
+        self.add_refs(c, format!("characters/{}/pool", c.id), recipe)?;
         self.round(c, 1, &BTreeSet::new())
     }
 

@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::super::review::{Listed, decide, resolve};
+use super::super::review::{candidates_known, decide, resolve};
 use super::super::serve::Served;
 use crate::cache::atomic::write_atomic;
-use crate::project::approvals::{self, Decision, Known};
+use crate::project::approvals::{self, Decision};
 
 /// One decision at a time: each reads, splices and writes the file.
 static DECIDING: Mutex<()> = Mutex::new(());
@@ -54,16 +54,7 @@ pub async fn decide_one(State(served): State<Served>, Json(d): Json<Decide>) -> 
             Ok(None) => return Err((StatusCode::CONFLICT, "this profile has no review loop".to_string())),
             Err(d) => return Err((StatusCode::UNPROCESSABLE_ENTITY, super::plain_all(d))),
         };
-        let cands: Vec<Listed> = session.candidates(None).into_iter().map(Listed::from).collect();
-        let mut by: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
-        for c in &cands {
-            by.entry(c.character.clone()).or_default().push(c.hash.clone());
-        }
-        let known = Known {
-            characters: session.project.characters.iter().map(|c| c.id.clone()).collect(),
-            categories: rules.categories.keys().cloned().collect(),
-            candidates: Some(by),
-        };
+        let (cands, known) = candidates_known(&session, &rules);
         let _one = DECIDING.lock().unwrap_or_else(|e| e.into_inner());
         let path = root.join(approvals::FILE);
         let text = match std::fs::read_to_string(&path) {
