@@ -9,25 +9,6 @@ mod support;
 use common::media;
 use common::{TestProject, set};
 
-/// Declare `[en, ja]` and give both characters of examples/tiny a Japanese voice.
-fn declare_ja(p: &TestProject) {
-    p.edit(
-        "studio.yaml",
-        "\ncharacters:\n",
-        "\nlanguages: [en, ja]\n\ncharacters:\n",
-    );
-    for (piper, kokoro) in [
-        ("piper: {pitch: -1, length_scale: 1.0}", "jm_kumo"),
-        ("piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}", "jf_alpha"),
-    ] {
-        p.edit(
-            "studio.yaml",
-            piper,
-            &format!("{piper}\n    voices:\n      ja: {{engines: [kokoro_ja, espeak], kokoro: {{voice: {kokoro}}}, espeak: ja}}"),
-        );
-    }
-}
-
 const LINE: &str = "            text: \"Will it come?\"\n";
 
 fn with_ja(text: &str) -> String {
@@ -38,7 +19,7 @@ fn with_ja(text: &str) -> String {
 fn a_dub_adds_its_track_and_keeps_every_default_key() {
     let p = TestProject::example("tiny");
     p.build(&[]).ok();
-    declare_ja(&p);
+    p.declare_ja();
     // Five characters: shorter than the English line, so no shot is retimed.
     p.edit("episodes/ep01.yaml", LINE, &with_ja("来るかな？"));
     let b = p.build(&[]).ok();
@@ -81,7 +62,7 @@ fn a_dub_adds_its_track_and_keeps_every_default_key() {
 fn the_longer_language_sets_the_shot_length() {
     let p = TestProject::example("tiny");
     p.build(&[]).ok();
-    declare_ja(&p);
+    p.declare_ja();
     // Far longer than the English line: the 2 s shot stretches to fit it,
     // so both tracks fit the one picture; the English voice stays as it was.
     let long =
@@ -233,7 +214,7 @@ fn language_mistakes_are_located() {
 #[test]
 fn publish_puts_each_languages_subtitles_in_the_library() {
     let p = TestProject::example("tiny");
-    declare_ja(&p);
+    p.declare_ja();
     p.edit("episodes/ep01.yaml", LINE, &with_ja("来るかな？"));
     let library = p.path("library");
     let out = p
@@ -266,7 +247,7 @@ fn publish_puts_each_languages_subtitles_in_the_library() {
 #[test]
 fn every_audio_track_of_a_dubbed_episode_is_a_delivery() {
     let p = TestProject::example("tiny");
-    declare_ja(&p);
+    p.declare_ja();
     p.edit("episodes/ep01.yaml", LINE, &with_ja("来るかな？"));
     p.edit(
         "episodes/ep01.yaml",
@@ -354,7 +335,7 @@ fn every_audio_track_of_a_dubbed_episode_is_a_delivery() {
 #[test]
 fn a_script_tab_edit_keeps_the_shots_dub_texts() {
     let p = TestProject::example("tiny");
-    declare_ja(&p);
+    p.declare_ja();
     p.edit("episodes/ep01.yaml", LINE, &with_ja("来るかな？"));
     let mut s = support::Server::start(&p, &["ep01", "--profile", "sim"]);
     assert_eq!(s.next("build")["state"], "done");

@@ -388,4 +388,23 @@ impl TestProject {
         let text = review_loop::without_review_loop(&self.read("rules/images.yaml"));
         self.write("rules/images.yaml", &text);
     }
+
+    /// Declare `[en, ja]` and give both characters of examples/tiny a Japanese voice.
+    pub fn declare_ja(&self) {
+        self.edit(
+            "studio.yaml",
+            "\ncharacters:\n",
+            "\nlanguages: [en, ja]\n\ncharacters:\n",
+        );
+        for (piper, kokoro) in [
+            ("piper: {pitch: -1, length_scale: 1.0}", "jm_kumo"),
+            ("piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}", "jf_alpha"),
+        ] {
+            self.edit(
+                "studio.yaml",
+                piper,
+                &format!("{piper}\n    voices:\n      ja: {{engines: [kokoro_ja, espeak], kokoro: {{voice: {kokoro}}}, espeak: ja}}"),
+            );
+        }
+    }
 }

@@ -10,7 +10,7 @@ use super::*;
 fn a_dub_fills_only_the_lines_without_one() {
     let fake = good_fake(Api::Ollama);
     let p = project(Api::Ollama, &fake.url);
-    declare_ja(&p);
+    p.declare_ja();
     let mine = "            text: \"Will it come?\"\n            ja: \"来るかな？\"   # mine\n";
     p.edit("episodes/ep01.yaml", "            text: \"Will it come?\"\n", mine);
     let before = p.read("episodes/ep01.yaml");
@@ -55,29 +55,10 @@ fn a_dub_fills_only_the_lines_without_one() {
     assert!(run.stderr.contains("`fr` is not a dub language"), "{}", run.stderr);
 }
 
-/// `languages: [en, ja]` and a Japanese voice for both characters.
-fn declare_ja(p: &TestProject) {
-    p.edit(
-        "studio.yaml",
-        "\ncharacters:\n",
-        "\nlanguages: [en, ja]\n\ncharacters:\n",
-    );
-    for (piper, kokoro) in [
-        ("piper: {pitch: -1, length_scale: 1.0}", "jm_kumo"),
-        ("piper: {pitch: 4, length_scale: 0.95, noise_scale: 0.75}", "jf_alpha"),
-    ] {
-        p.edit(
-            "studio.yaml",
-            piper,
-            &format!("{piper}\n    voices:\n      ja: {{engines: [kokoro_ja, espeak], kokoro: {{voice: {kokoro}}}}}"),
-        );
-    }
-}
-
 /// examples/tiny dubbed: every line of ep01 has its `ja:`.
 fn dubbed(url: &str) -> TestProject {
     let p = project(Api::Ollama, url);
-    declare_ja(&p);
+    p.declare_ja();
     for (en, ja) in [
         ("\"Will it come?\"", "来るかな？"),
         ("'He said: \"100% sure.\"'", "「絶対」だって。"),
