@@ -190,6 +190,23 @@ impl Service {
         self.http.post(url)
     }
 
+    /// POST `body` as JSON to `url` (from [`Service::url`]), with the
+    /// executor's API key, if it has one, as `Authorization: Bearer`, and
+    /// read the whole answer.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        api_key: Option<&str>,
+    ) -> Result<Answer, HttpError> {
+        let body = serde_json::to_vec(body).expect("JSON serializes");
+        let mut request = self.post(url).header("Content-Type", "application/json").body(body);
+        if let Some(key) = api_key {
+            request = request.bearer_auth(key);
+        }
+        self.send(url, request).await
+    }
+
     /// A GET of `url` (from [`Service::url`]).
     pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
         self.http.get(url)

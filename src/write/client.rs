@@ -265,16 +265,7 @@ impl Client {
 
     /// POST `body` to the chat URL.
     async fn post(&self, body: &Value) -> Result<Answer, HttpError> {
-        let body = serde_json::to_vec(body).expect("JSON serializes");
-        let mut request = self
-            .service
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .body(body);
-        if let Some(key) = &self.api_key {
-            request = request.header("Authorization", format!("Bearer {key}"));
-        }
-        self.service.send(&self.url, request).await
+        self.service.post_json(&self.url, body, self.api_key.as_deref()).await
     }
 
     fn parse(&self, v: &Value, elapsed: f64, max_tokens: u32) -> Result<Reply, CallError> {

@@ -203,16 +203,7 @@ impl Vision {
     }
 
     async fn post(&self, body: &Value) -> Result<crate::exec::http::Answer, HttpError> {
-        let body = serde_json::to_vec(body).expect("JSON serializes");
-        let mut request = self
-            .service
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .body(body);
-        if let Some(key) = &self.api_key {
-            request = request.header("Authorization", format!("Bearer {key}"));
-        }
-        self.service.send(&self.url, request).await
+        self.service.post_json(&self.url, body, self.api_key.as_deref()).await
     }
 
     fn protocol_error(&self, reason: String) -> CallError {
