@@ -159,6 +159,17 @@ fn animatic_episode_end_to_end() {
         &format!("music_volume: {volume}"),
     );
 
+    // A shot's last frame is its video's last frame, exactly (a push-in:
+    // its first frame differs).
+    let video = media::rgb24(&p.path("out/ep01/s01/sh02/shot.mkv"));
+    let still = media::rgb24(&p.path("out/ep01/s01/sh02/last_frame.png"));
+    assert!(!still.is_empty() && video.len() > still.len() && video.len() % still.len() == 0);
+    assert!(video[..still.len()] != still[..], "the shot does not move");
+    assert!(
+        video[video.len() - still.len()..] == still[..],
+        "last_frame.png is not the shot's last frame"
+    );
+
     // Back to the first configuration: everything comes from the cache, and
     // then a build is a no-op.
     assert_eq!(animatic_build(&p).ok().total("built"), 0);

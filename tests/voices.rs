@@ -16,17 +16,19 @@ const LINES: [(&str, &str); 3] = [
     ("voice_line:ep01/s02/sh01/1", "Okay, you win."),
 ];
 
-/// The voices venv, as studio finds it; the tests need it installed.
-fn require_venv() {
+/// The voices venv's python, as studio finds it; the tests need it installed.
+fn require_venv() -> std::path::PathBuf {
     let venv = std::env::var("STUDIO_VOICES").unwrap_or_else(|_| {
         let data = std::env::var("XDG_DATA_HOME")
             .unwrap_or_else(|_| format!("{}/.local/share", std::env::var("HOME").unwrap()));
         format!("{data}/studio/voices")
     });
+    let python = Path::new(&venv).join("bin/python");
     assert!(
-        Path::new(&venv).join("bin/python").is_file(),
+        python.is_file(),
         "the voices venv {venv} is missing: run `bash scripts/deps.sh`"
     );
+    python
 }
 
 fn build(p: &TestProject, targets: &[&str], env: &[(String, String)]) -> Build {
@@ -455,4 +457,32 @@ fn edge_tts_speaks_through_an_openai_speech_server() {
         2,
         "the server was asked before falling through"
     );
+}
+
+/// A worker computes with the threads studio gives it (a core per pool
+/// slot), not with every core: Kokoro's package sizes its session to the
+/// machine, so two lines at once ran four threads on two cores.
+#[test]
+fn each_worker_computes_with_the_threads_it_is_given() {
+    use std::io::{BufRead, BufReader};
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/workers/voice_worker.py");
+    let scratch = tempfile::tempdir().unwrap();
+    for backend in ["piper", "kokoro_ja"] {
+        let mut child = Command::new(require_venv())
+            .args(["-u", script.to_str().unwrap(), backend, "1"])
+            .current_dir(scratch.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        drop(child.stdin.take()); // the worker exits when its stdin closes
+        assert!(child.wait().unwrap().success(), "{backend}");
+        let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{backend}: {e}: {line}"));
+        assert_eq!(ready["ready"], true, "{backend}: {line}");
+        assert_eq!(ready["threads"], 1, "{backend}: {line}");
+    }
 }

@@ -161,6 +161,11 @@ pub fn sound_onsets(path: &Path) -> Vec<f64> {
 
 /// Run ffmpeg and return what it wrote to stdout.
 fn ffmpeg_stdout(args: &[&str]) -> String {
+    String::from_utf8(ffmpeg_bytes(args)).unwrap()
+}
+
+/// Run ffmpeg and return the bytes it wrote to stdout.
+fn ffmpeg_bytes(args: &[&str]) -> Vec<u8> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error"])
         .args(args)
@@ -171,7 +176,12 @@ fn ffmpeg_stdout(args: &[&str]) -> String {
         "ffmpeg {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out.stdout
+}
+
+/// Every frame of a video (or an image), decoded to packed RGB, one after another.
+pub fn rgb24(path: &Path) -> Vec<u8> {
+    ffmpeg_bytes(&["-i", path.to_str().unwrap(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
 }
 
 /// MD5 of a stream's packets (`v` or `a`), to compare streams across files.
