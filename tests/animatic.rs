@@ -163,7 +163,7 @@ fn animatic_episode_end_to_end() {
     // its first frame differs).
     let video = media::rgb24(&p.path("out/ep01/s01/sh02/shot.mkv"));
     let still = media::rgb24(&p.path("out/ep01/s01/sh02/last_frame.png"));
-    assert!(!still.is_empty() && video.len() > still.len() && video.len() % still.len() == 0);
+    assert!(!still.is_empty() && video.len() > still.len() && video.len().is_multiple_of(still.len()));
     assert!(video[..still.len()] != still[..], "the shot does not move");
     assert!(
         video[video.len() - still.len()..] == still[..],
