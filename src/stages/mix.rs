@@ -9,7 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::voice::{check_rate, probe_samples};
+use super::voice::{check_rate, wav_samples};
 use super::{escape, exec, ffmpeg, input, inputs_with, meter, param_f64, produced, scratch, tool, write};
 use crate::engines::Tool;
 use crate::exec::runner::Cmd;
@@ -332,7 +332,7 @@ pub async fn scene_mix(job: &Job, cancel: &CancellationToken) -> Result<Produced
     ]);
     exec(job, &cmd, cancel).await?;
     produced(&out, "ffmpeg")?;
-    let got = probe_samples(job, &out, cancel).await?;
+    let got = wav_samples(job, &out)?;
     if got != samples {
         return Err(fail(job, format!("the mix has {got} samples, the scene {samples}")));
     }

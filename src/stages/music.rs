@@ -19,7 +19,7 @@ pub mod library;
 pub use ace_step::ace_step;
 pub use library::library_music;
 
-use super::voice::{check_rate, probe_samples};
+use super::voice::{check_rate, wav_samples};
 use super::{asset, exec, ffmpeg, inputs_with, param_str, produced, scratch, tool};
 use crate::engines::Tool;
 use crate::exec::runner::Cmd;
@@ -352,7 +352,7 @@ pub(crate) async fn bed(
         .args(["-c:a", "pcm_f32le", "-fflags", "+bitexact", wav.as_str()]);
     exec(job, &finish, cancel).await?;
     produced(&wav, "ffmpeg")?;
-    let got = probe_samples(job, &wav, cancel).await?;
+    let got = wav_samples(job, &wav)?;
     if got != samples {
         return Err(fail(job, format!("music has {got} samples, the scene {samples}")));
     }

@@ -10,8 +10,9 @@
 //! crossfade (or a cut) are measured here, on the mixed audio around it.
 //! A dialogue edit therefore re-measures one scene, not the episode.
 
-use super::shape::{Part, Shaped, shape};
+use super::shape::{self, Part, Pass, Rendered, Shaped, shape};
 use super::*;
+use crate::exec::runner;
 use crate::stages::meter::{self, BLOCK, Meter, STEP, SceneLoudness, Wav};
 
 /// Audio metered before a block that touches a crossfade, so the K-weighting
@@ -196,11 +197,23 @@ pub(super) fn episode_reading(scenes: &[SceneMix], ns: u64, cancel: &Cancellatio
     })
 }
 
-/// The one encode: the shaped samples into AAC 192k stereo.
-async fn encode(job: &Job, wav: &Utf8Path, out: &Utf8Path, cancel: &CancellationToken) -> Result<(), ExecError> {
+/// Chunks of shaped samples (a second each) queued ahead of the encoder.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The one encode: the pass rendered straight into the encoder's stdin
+/// (raw float stereo) while it encodes AAC 192k stereo, the render (and
+/// its meter) on blocking threads and the encode in ffmpeg side by side.
+/// Returns what the samples it took measure.
+async fn encode(
+    job: &Job,
+    (parts, ns, samples): (&[Part], u64, u64),
+    pass: &Pass,
+    out: &Utf8Path,
+    cancel: &CancellationToken,
+) -> Result<Rendered, ExecError> {
+    let rate = timing::RATE.to_string();
     let cmd = ffmpeg(job)?
-        .arg("-i")
-        .arg(wav.as_str())
+        .args(["-f", "f32le", "-ar", rate.as_str(), "-ac", "2", "-i", "pipe:0"])
         .args(["-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2"])
         // The fast coder: the encode is most of a dialogue edit's wait
         // (92 s of audio: 1.2 s instead of 2.9 s), at the same loudness and
@@ -208,8 +221,28 @@ async fn encode(job: &Job, wav: &Utf8Path, out: &Utf8Path, cancel: &Cancellation
         .args(["-aac_coder", "fast"])
         .args(["-fflags", "+bitexact"])
         .arg(out.as_str());
-    exec(job, &cmd, cancel).await?;
-    produced(out, "ffmpeg")
+    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    let (parts, pass, token) = (parts.to_vec(), *pass, cancel.clone());
+    let rendering = tokio::task::spawn_blocking(move || {
+        let mut send = |frames: &[f32]| {
+            let bytes = frames.iter().flat_map(|s| s.to_le_bytes()).collect();
+            tx.blocking_send(bytes).map_err(|_| "the encoder stopped".to_string())
+        };
+        shape::write(&parts, (ns, samples), &pass, &mut send, &token)
+    });
+    // The encoder's own error first: a render that stops early only ends
+    // the encoder's input, which then finishes cleanly.
+    let encoded = runner::run_fed(&cmd, &job.scratch, cancel, rx).await;
+    let rendered = rendering
+        .await
+        .map_err(|e| permanent(format!("rendering the episode audio stopped: {e}")))?;
+    encoded?;
+    if cancel.is_cancelled() {
+        return Err(ExecError::Cancelled);
+    }
+    let written = rendered.map_err(permanent)?;
+    produced(out, "ffmpeg")?;
+    Ok(written)
 }
 
 /// What the encoded audio measures, decoded as the delivery meter does.
@@ -268,6 +301,8 @@ async fn check(job: &Job, encoded: &Utf8Path, cancel: &CancellationToken) -> Res
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Normalized {
     pub(super) shaped: Shaped,
+    /// What the samples the encoder took measure.
+    pub(super) written: Rendered,
     pub(super) check: Check,
     pub(super) encodes: u32,
 }
@@ -290,24 +325,22 @@ pub(super) async fn normalize(
 ) -> Result<Normalized, ExecError> {
     let ceiling = param_f64(job, "max_true_peak_dbtp", -1.0);
     let parts: Vec<Part> = scenes.iter().map(|s| (s.wav.clone(), s.loudness.samples)).collect();
-    let wav = scratch(job, "episode_mix.wav");
     let (mut headroom, mut correction) = (0.0, 0.0);
     let mut last = None;
     for round in 1..=3 {
-        let (p, r, t, w, token) = (parts.clone(), *reading, *target, wav.clone(), cancel.clone());
-        let shaped =
-            tokio::task::spawn_blocking(move || shape(&p, ns, samples, &r, &t, headroom, correction, &w, &token))
-                .await
-                .map_err(|e| permanent(format!("shaping the episode audio stopped: {e}")))?;
+        let (p, r, t, token) = (parts.clone(), *reading, *target, cancel.clone());
+        let shaped = tokio::task::spawn_blocking(move || shape(&p, ns, samples, &r, &t, headroom, correction, &token))
+            .await
+            .map_err(|e| permanent(format!("shaping the episode audio stopped: {e}")))?;
         if cancel.is_cancelled() {
             return Err(ExecError::Cancelled);
         }
         let shaped = shaped.map_err(permanent)?;
-        encode(job, &wav, out, cancel).await?;
-        let _ = std::fs::remove_file(&wav);
+        let written = encode(job, (&parts, ns, samples), &shaped.pass, out, cancel).await?;
         let got = check(job, out, cancel).await?;
         let done = Normalized {
             shaped,
+            written,
             check: got,
             encodes: round,
         };

@@ -279,7 +279,8 @@ pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Prod
     metadata.insert("blocks_measured_here".into(), reading.mixed_blocks.into());
     metadata.insert("gain_db".into(), round(done.shaped.pass.gain).into());
     metadata.insert("limited".into(), done.shaped.pass.limit.is_some().into());
-    metadata.insert("limiter_reduction_db".into(), round(done.shaped.reduction_db).into());
+    metadata.insert("limiter_reduction_db".into(), round(done.written.reduction_db).into());
+    metadata.insert("shaped_true_peak_dbtp".into(), round(done.written.tp).into());
     metadata.insert("shaping_rounds".into(), done.shaped.rounds.into());
     metadata.insert("encodes".into(), done.encodes.into());
     if let Some(i) = done.check.i {
@@ -442,14 +443,14 @@ async fn mux(
 /// of any opening fade).
 async fn thumbnail(
     job: &Job,
-    mp4: &Utf8Path,
+    video: &Utf8Path,
     frames: u64,
     cancel: &CancellationToken,
 ) -> Result<Utf8PathBuf, ExecError> {
     let out = scratch(job, "thumbnail.jpg");
     let at = secs(frames.saturating_sub(1).min(timing::FPS));
     let cmd = ffmpeg(job)?
-        .args(["-ss", &at, "-i", mp4.as_str()])
+        .args(["-ss", &at, "-i", video.as_str()])
         .args(["-frames:v", "1", "-vf", "scale=480:-2", "-q:v", "3"])
         .args(["-fflags", "+bitexact"])
         .arg(out.as_str());
@@ -477,9 +478,8 @@ pub async fn assemble(job: &Job, cancel: &CancellationToken) -> Result<Produced,
         });
     }
     let tl = timeline(job)?;
-    for track in &tracks {
-        quality_gate(job, &video, &track.audio, tl.total, cancel).await?;
-    }
+    let audios: Vec<&Utf8Path> = tracks.iter().map(|t| t.audio.as_path()).collect();
+    quality_gate(job, &video, &audios, tl.total, cancel).await?;
 
     let mut files = Vec::new();
     if flag(job, "subtitles") {
@@ -511,8 +511,12 @@ pub async fn assemble(job: &Job, cancel: &CancellationToken) -> Result<Produced,
     let metadata = write(job, "chapters.ffmeta", &ffmetadata(&tags(job), &chapters))?;
 
     let mp4 = scratch(job, "episode.mp4");
-    mux(job, &video, &tracks, &metadata, &mp4, cancel).await?;
-    let thumb = thumbnail(job, &mp4, tl.total, cancel).await?;
+    // The still comes from the video the MP4 copies, beside the mux.
+    let (_, thumb) = futures_util::future::try_join(
+        mux(job, &video, &tracks, &metadata, &mp4, cancel),
+        thumbnail(job, &video, tl.total, cancel),
+    )
+    .await?;
     files.insert(0, ("mp4".to_string(), mp4));
     files.push(("jpg".to_string(), thumb));
     Ok(Produced {

@@ -1,9 +1,15 @@
 //! The episode's samples shaped in process: the scene mixes joined with
 //! their crossfades, the gain, and (only when the gained peaks would pass
 //! the target) the look-ahead limiter, metered here and corrected until
-//! they are on target, then written as float WAV for the one encode.
+//! they are on target ([`shape`]); then that pass rendered once more,
+//! straight into the one encode, and metered on the way ([`write`]).
+//!
+//! A render runs on two threads: this one reads, mixes, gains and limits a
+//! second at a time, and a meter thread takes each second as it is done.
 
-use camino::{Utf8Path, Utf8PathBuf};
+use std::sync::mpsc;
+
+use camino::Utf8PathBuf;
 use tokio_util::sync::CancellationToken;
 
 use super::limiter::Limiter;
@@ -19,50 +25,65 @@ pub(super) struct Pass {
     pub(super) limit: Option<f64>,
 }
 
-/// How far under the true-peak ceiling the limiter first holds the sample
-/// peaks: it limits samples, and the true peak between them sits higher.
+/// How far under the true-peak ceiling the limiter holds the sample peaks:
+/// it limits samples, and the true peak between them sits higher.
 const LIMIT_MARGIN_DB: f64 = 0.5;
 /// How close to the target the shaped samples' loudness is brought in
 /// process (the encode moves it by a few hundredths at most).
 const SHAPE_TOLERANCE_LU: f64 = 0.1;
-/// The most shaping rounds in process (each renders, limits and meters the
-/// episode once: a fraction of one encode).
+/// The most trial renders (each renders, limits and meters the episode
+/// once: a fraction of one encode).
 const SHAPE_ROUNDS: u32 = 8;
+/// Seconds of rendered samples queued ahead of the meter thread.
+const METER_QUEUE: usize = 4;
 
 /// A scene mix as the renderer reads it: its WAV and its length.
 pub(super) type Part = (Utf8PathBuf, u64);
 
-/// What one shaping round made and measured.
+/// Where a render's shaped samples go: interleaved stereo, a second at a
+/// time.
+pub(super) type Sink<'a> = &'a mut dyn FnMut(&[f32]) -> Result<(), String>;
+
+/// What a render made and measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Rendered {
-    /// Integrated loudness of the written samples (blocks every 100 ms from
-    /// the start), when metered.
-    i: Option<f64>,
-    /// Their true peak, linear, when metered.
-    tp: f64,
+pub(super) struct Rendered {
+    /// Integrated loudness of the samples (blocks every 100 ms from the
+    /// start), LUFS; `None` for silence.
+    pub(super) i: Option<f64>,
+    /// Their peak, dBFS: the true peak when written, the sample peak in a
+    /// trial.
+    pub(super) tp: f64,
     /// The deepest gain the limiter applied, dB (0 when it did nothing).
-    reduction_db: f64,
+    pub(super) reduction_db: f64,
 }
 
-/// What a render does with the shaped samples.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Use<'a> {
-    /// Write them to this WAV and meter them with true peaks.
-    Write(&'a Utf8Path),
-    /// Meter their loudness and sample peaks only (a trial).
-    Meter,
-    /// Write them unmetered (a gain alone: what they measure is known).
-    WriteOnly(&'a Utf8Path),
+/// Block energies every 100 ms from the start and the peaks of the
+/// samples `chunks` brings, as the delivery meter takes them.
+fn meter_stream(mut meter: Meter, chunks: mpsc::Receiver<Vec<f32>>) -> (Option<f64>, f64) {
+    let (mut energies, mut pending) = (Vec::new(), Vec::new());
+    let step = STEP as usize * 2;
+    for frames in chunks {
+        pending.extend_from_slice(&frames);
+        let whole = pending.len() - pending.len() % step;
+        for chunk in pending[..whole].chunks(step) {
+            meter.feed(chunk);
+            energies.extend(meter.block());
+        }
+        pending.drain(..whole);
+    }
+    meter.feed(&pending); // the tail's peaks; no whole block ends in it
+    (meter::integrated(energies.into_iter()), meter::db(meter.true_peak()))
 }
 
 /// Render the episode (the scenes with their crossfades) a second at a
-/// time and apply the pass's gain and limiter, for `usage`.
+/// time, apply the pass's gain and limiter, hand the samples to `sink`
+/// when there is one, and meter them with `meter` on its own thread.
 fn render_pass(
     parts: &[Part],
-    ns: u64,
-    samples: u64,
+    (ns, samples): (u64, u64),
     pass: &Pass,
-    usage: Use,
+    meter: Meter,
+    mut sink: Option<Sink>,
     cancel: &CancellationToken,
 ) -> Result<Rendered, String> {
     let lengths: Vec<u64> = parts.iter().map(|p| p.1).collect();
@@ -74,105 +95,86 @@ fn render_pass(
         }
         wavs.push(w);
     }
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: timing::RATE as u32,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let (mut writer, mut meter) = match usage {
-        Use::Write(wav) | Use::WriteOnly(wav) => (
-            Some((
-                hound::WavWriter::create(wav, spec).map_err(|e| format!("cannot write {wav}: {e}"))?,
-                wav,
-            )),
-            (usage == Use::Write(wav)).then(Meter::new),
-        ),
-        Use::Meter => (None, Some(Meter::sample_peaks())),
-    };
     let mut limiter = pass.limit.map(Limiter::new);
-    let (mut energies, mut pending) = (Vec::new(), Vec::new());
     let gain = 10f64.powf(pass.gain / 20.0);
-    let mut sink = |frames: &[f32], last: bool| -> Result<(), String> {
-        if let Some((writer, wav)) = writer.as_mut() {
-            for &s in frames {
-                writer.write_sample(s).map_err(|e| format!("cannot write {wav}: {e}"))?;
+    std::thread::scope(|scope| {
+        // Made in here: an early return drops the sender, ending the meter
+        // thread before the scope joins it.
+        let (tx, rx) = mpsc::sync_channel(METER_QUEUE);
+        let metering = scope.spawn(move || meter_stream(meter, rx));
+        let mut give = |frames: Vec<f32>| -> Result<(), String> {
+            if let Some(sink) = sink.as_mut() {
+                sink(&frames)?;
             }
-        }
-        let Some(meter) = meter.as_mut() else {
-            return Ok(());
+            tx.send(frames).map_err(|_| "the meter stopped".to_string())
         };
-        // Blocks every 100 ms from the start, as the delivery meter takes them.
-        pending.extend_from_slice(frames);
-        let step = STEP as usize * 2;
-        let whole = pending.len() - pending.len() % step;
-        for chunk in pending[..whole].chunks(step) {
-            meter.feed(chunk);
-            energies.extend(meter.block());
-        }
-        pending.drain(..whole);
-        if last {
-            meter.feed(&pending); // the tail's peaks; no whole block ends in it
-        }
-        Ok(())
-    };
-    let (mut at, mut out) = (0, Vec::new());
-    while at < samples {
-        if cancel.is_cancelled() {
-            return Err("cancelled".into());
-        }
-        let to = (at + timing::RATE).min(samples);
-        let mut chunk = render(&mut wavs, &lengths, ns, at, to)?;
-        for s in &mut chunk {
-            *s = (f64::from(*s) * gain) as f32;
-        }
-        match limiter.as_mut() {
-            Some(l) => {
-                out.clear();
-                l.push(&chunk, &mut out);
-                sink(&out, false)?;
+        let mut at = 0;
+        while at < samples {
+            if cancel.is_cancelled() {
+                return Err("cancelled".into());
             }
-            None => sink(&chunk, false)?,
+            let to = (at + timing::RATE).min(samples);
+            let mut chunk = render(&mut wavs, &lengths, ns, at, to)?;
+            for s in &mut chunk {
+                *s = (f64::from(*s) * gain) as f32;
+            }
+            match limiter.as_mut() {
+                Some(l) => {
+                    let mut out = Vec::with_capacity(chunk.len());
+                    l.push(&chunk, &mut out);
+                    give(out)?;
+                }
+                None => give(chunk)?,
+            }
+            at = to;
         }
-        at = to;
-    }
-    out.clear();
-    if let Some(l) = limiter.as_mut() {
-        l.finish(&mut out);
-    }
-    sink(&out, true)?;
-    if let Some((writer, wav)) = writer {
-        writer.finalize().map_err(|e| format!("cannot write {wav}: {e}"))?;
-    }
-    let tp = meter.as_ref().map_or(f64::NAN, Meter::true_peak);
-    Ok(Rendered {
-        i: meter::integrated(energies.into_iter()),
-        tp,
-        reduction_db: limiter.map_or(0.0, |l| 0.0 - meter::db(l.deepest)),
+        if let Some(l) = limiter.as_mut() {
+            let mut out = Vec::new();
+            l.finish(&mut out);
+            give(out)?;
+        }
+        drop(tx);
+        let (i, tp) = metering.join().map_err(|_| "the meter thread panicked".to_string())?;
+        Ok(Rendered {
+            i,
+            tp,
+            reduction_db: limiter.as_ref().map_or(0.0, |l| 0.0 - meter::db(l.deepest)),
+        })
     })
 }
 
-/// What shaping the episode in process made: the pass written, what its
-/// samples measure, and the rounds it took.
+/// Render the episode with `pass` into `sink` (the samples the encoder
+/// takes), metered with true peaks on the way.
+pub(super) fn write(
+    parts: &[Part],
+    (ns, samples): (u64, u64),
+    pass: &Pass,
+    sink: Sink,
+    cancel: &CancellationToken,
+) -> Result<Rendered, String> {
+    render_pass(parts, (ns, samples), pass, Meter::new(), Some(sink), cancel)
+}
+
+/// What shaping the episode in process found: the pass to write, what
+/// its samples are expected to measure, and the trial renders it took.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Shaped {
     pub(super) pass: Pass,
-    /// The written samples' loudness (LUFS) and true peak (dBTP): metered
-    /// when limited, else the reading moved by the gain (a gain is linear).
+    /// Their loudness, LUFS: the reading moved by the gain (a gain is
+    /// linear), or the last trial's when limited.
     pub(super) i: Option<f64>,
-    pub(super) tp: f64,
-    pub(super) reduction_db: f64,
     pub(super) rounds: u32,
 }
 
-/// Shape the episode into `wav` at the target, in process: the gain the
-/// reading asks for when the gained peaks stay `headroom` dB under the
-/// true-peak target; else gain and the limiter. Trial renders meter the
-/// loudness (no true peaks, nothing written) and correct the gain (secant
-/// steps: limiting makes loudness grow slower than the gain) until it is
-/// within [`SHAPE_TOLERANCE_LU`] of `target.i + correction`; the render
-/// that is written is metered with true peaks, and the limiter's margin
-/// grows and the trials go on while they pass the ceiling.
+/// Find the pass that shapes the episode to the target, in process: the
+/// gain the reading asks for when the gained peaks stay `headroom` dB
+/// under the true-peak target (no render: a gain is linear); else gain and
+/// the limiter, holding sample peaks [`LIMIT_MARGIN_DB`] under that
+/// ceiling. Trial renders meter the loudness (sample peaks only, nothing
+/// written) and correct the gain (secant steps: limiting makes loudness
+/// grow slower than the gain) until it is within [`SHAPE_TOLERANCE_LU`] of
+/// `target.i + correction`. The render that is written ([`write`]) meters
+/// true peaks; the caller adds headroom when they pass the ceiling.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn shape(
     parts: &[Part],
@@ -182,21 +184,14 @@ pub(super) fn shape(
     target: &Target,
     headroom: f64,
     correction: f64,
-    wav: &Utf8Path,
     cancel: &CancellationToken,
 ) -> Result<Shaped, String> {
-    let unlimited = |gain: f64| -> Result<Pass, String> {
-        let pass = Pass { gain, limit: None };
-        render_pass(parts, ns, samples, &pass, Use::WriteOnly(wav), cancel)?;
-        Ok(pass)
-    };
+    let unlimited = |gain: f64| Pass { gain, limit: None };
     let Some(i) = reading.i else {
         return Ok(Shaped {
-            pass: unlimited(0.0)?,
+            pass: unlimited(0.0),
             i: None,
-            tp: reading.tp,
-            reduction_db: 0.0,
-            rounds: 1,
+            rounds: 0,
         });
     };
     let want = target.i + correction;
@@ -204,55 +199,44 @@ pub(super) fn shape(
     let mut gain = want - i;
     if reading.tp + gain <= ceiling {
         return Ok(Shaped {
-            pass: unlimited(gain)?,
+            pass: unlimited(gain),
             i: Some(i + gain),
-            tp: reading.tp + gain,
-            reduction_db: 0.0,
-            rounds: 1,
+            rounds: 0,
         });
     }
-    let mut margin = LIMIT_MARGIN_DB;
     let mut before: Option<(f64, f64)> = None;
-    let mut round = 0;
-    loop {
-        round += 1;
-        let last = round == SHAPE_ROUNDS;
+    for round in 1..=SHAPE_ROUNDS {
         let pass = Pass {
             gain,
-            limit: Some(ceiling - margin),
+            limit: Some(ceiling - LIMIT_MARGIN_DB),
         };
-        let trial = render_pass(parts, ns, samples, &pass, Use::Meter, cancel)?;
+        let trial = render_pass(parts, (ns, samples), &pass, Meter::sample_peaks(), None, cancel)?;
         let Some(i) = trial.i else {
             return Err("the limited episode audio measures as silence".into());
         };
         let off = want - i;
-        if off.abs() > SHAPE_TOLERANCE_LU && !last {
-            let slope = match before {
-                Some((g, l)) if (gain - g).abs() > 1e-3 => ((i - l) / (gain - g)).clamp(0.2, 1.0),
-                _ => 1.0,
-            };
-            before = Some((gain, i));
-            gain += off / slope;
-            continue;
-        }
-        let written = render_pass(parts, ns, samples, &pass, Use::Write(wav), cancel)?;
-        let tp = meter::db(written.tp);
-        if tp <= ceiling || last {
+        if off.abs() <= SHAPE_TOLERANCE_LU || round == SHAPE_ROUNDS {
             // Out of rounds, the encode's check decides.
             return Ok(Shaped {
                 pass,
-                i: written.i,
-                tp,
-                reduction_db: written.reduction_db,
+                i: Some(i),
                 rounds: round,
             });
         }
-        margin += tp - ceiling + 0.05;
+        let slope = match before {
+            Some((g, l)) if (gain - g).abs() > 1e-3 => ((i - l) / (gain - g)).clamp(0.2, 1.0),
+            _ => 1.0,
+        };
+        before = Some((gain, i));
+        gain += off / slope;
     }
+    unreachable!("the last round returns")
 }
 
 #[cfg(test)]
 mod tests {
+    use camino::Utf8Path;
+
     use super::*;
     use crate::stages::episode::loudness::{SceneMix, episode_reading};
     use crate::stages::meter::tests::write_wav;
@@ -275,6 +259,26 @@ mod tests {
             .map(|c| r.true_peak(c).unwrap().max(r.sample_peak(c).unwrap()))
             .fold(0.0, f64::max);
         (r.loudness_global().unwrap(), meter::db(peak), wav.samples)
+    }
+
+    /// Write `pass` into a float WAV at `out`, as the encoder would take it.
+    fn write_wav_pass(parts: &[Part], ns: u64, total: u64, pass: &Pass, out: &Utf8Path) -> Rendered {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: timing::RATE as u32,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(out, spec).unwrap();
+        let mut sink = |frames: &[f32]| -> Result<(), String> {
+            frames
+                .iter()
+                .try_for_each(|&s| w.write_sample(s))
+                .map_err(|e| e.to_string())
+        };
+        let written = write(parts, (ns, total), pass, &mut sink, &CancellationToken::new()).unwrap();
+        w.finalize().unwrap();
+        written
     }
 
     /// A stereo signal by sample.
@@ -307,29 +311,26 @@ mod tests {
             let parts: Vec<Part> = scenes.iter().map(|s| (s.wav.clone(), s.loudness.samples)).collect();
             let reading = episode_reading(scenes, ns, &cancel).unwrap();
             let total = parts.iter().map(|p| p.1).sum::<u64>() - ns * (parts.len() as u64 - 1);
-            let got = shape(&parts, ns, total, &reading, &target, 0.0, 0.0, out, &cancel).unwrap();
-            (reading, got, total)
+            let got = shape(&parts, ns, total, &reading, &target, 0.0, 0.0, &cancel).unwrap();
+            let written = write_wav_pass(&parts, ns, total, &got.pass, out);
+            (reading, got, written, total)
         };
 
-        // Quiet tones: the gain alone reaches the target, one render, no meter.
+        // Quiet tones: the gain alone reaches the target, no trial render.
         let quiet_a = |t| (sine(330.0, t) * 0.05, sine(440.0, t) * 0.04);
         let quiet_b = |t| (sine(220.0, t) * 0.08, sine(220.0, t) * 0.08);
         let quiet = scenes_of(root, "q", &[(75 * F, &quiet_a), (50 * F, &quiet_b)]);
         let out = root.join("quiet.wav");
-        let (reading, got, total) = shaped(&quiet, &out);
-        assert_eq!(
-            (got.pass.limit, got.rounds, got.reduction_db),
-            (None, 1, 0.0),
-            "{got:?}"
-        );
+        let (reading, got, written, total) = shaped(&quiet, &out);
+        assert_eq!((got.pass.limit, got.rounds), (None, 0), "{got:?}");
+        assert_eq!(written.reduction_db, 0.0);
         assert!((got.pass.gain - (-16.0 - reading.i.unwrap())).abs() < 1e-9);
         let (i, tp, len) = crate_reading(&out);
         assert_eq!(len, total);
-        assert!((i + 16.0).abs() < 0.05, "{i} LUFS");
+        assert!((i + 16.0).abs() < 0.05 && (i - got.i.unwrap()).abs() < 0.05, "{i} LUFS");
         assert!(
-            (tp - got.tp).abs() < 0.05 && tp < -1.5,
-            "{tp} dBTP, predicted {}",
-            got.tp
+            (tp - written.tp).abs() < 0.01 && (tp - (reading.tp + got.pass.gain)).abs() < 0.05 && tp < -1.5,
+            "{tp} dBTP, metered {written:?}"
         );
 
         // Short bursts that peak at full scale over a quiet bed (Piper's
@@ -343,9 +344,12 @@ mod tests {
         let calm = |t: u64| (sine(300.0, t) * 0.03, sine(300.0, t) * 0.03);
         let loud = scenes_of(root, "h", &[(90 * F, &hot), (40 * F, &calm), (70 * F, &hot)]);
         let out = root.join("hot.wav");
-        let (reading, got, total) = shaped(&loud, &out);
+        let (reading, got, written, total) = shaped(&loud, &out);
         assert!(reading.tp > -1.0, "the scenes peak near full scale: {reading:?}");
-        assert!(got.pass.limit.is_some() && got.reduction_db > 1.0, "{got:?}");
+        assert!(
+            got.pass.limit.is_some() && written.reduction_db > 1.0,
+            "{got:?} {written:?}"
+        );
         assert!((2..=SHAPE_ROUNDS).contains(&got.rounds), "{got:?}");
         assert!(
             got.pass.gain > -16.0 - reading.i.unwrap(),
@@ -355,16 +359,22 @@ mod tests {
         assert_eq!(len, total);
         assert!((i + 16.0).abs() <= SHAPE_TOLERANCE_LU + 0.01, "{i} LUFS ({got:?})");
         assert!((i - got.i.unwrap()).abs() < 0.01, "metered {i}, shaped {:?}", got.i);
-        assert!(tp <= -1.5 && (tp - got.tp).abs() < 0.01, "{tp} dBTP ({got:?})");
+        assert!(
+            (i - written.i.unwrap()).abs() < 0.01,
+            "metered {i}, written {written:?}"
+        );
+        assert!(tp <= -1.5 && (tp - written.tp).abs() < 0.01, "{tp} dBTP ({written:?})");
 
         // The same scenes give the same bytes.
         let again = root.join("hot-again.wav");
-        assert_eq!(shaped(&loud, &again).1, got);
+        let twice = shaped(&loud, &again);
+        assert_eq!((twice.1, twice.2), (got, written));
         assert!(std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap());
 
         // More headroom (what a hot encode taught) lowers the ceiling.
         let parts: Vec<Part> = loud.iter().map(|s| (s.wav.clone(), s.loudness.samples)).collect();
-        let more = shape(&parts, ns, total, &reading, &target, 1.0, 0.0, &out, &cancel).unwrap();
+        let more = shape(&parts, ns, total, &reading, &target, 1.0, 0.0, &cancel).unwrap();
+        write_wav_pass(&parts, ns, total, &more.pass, &out);
         let (_, tp, _) = crate_reading(&out);
         assert!(
             tp <= -2.5 && more.pass.limit.unwrap() < got.pass.limit.unwrap(),

@@ -264,19 +264,24 @@ pub(super) fn audio_problems(stream: &Value, frames: u64) -> Vec<String> {
     problems
 }
 
-/// Refuse to assemble streams that would make a broken episode.
+/// Refuse to assemble streams that would make a broken episode: the video
+/// and every track's audio, probed side by side (each probe reads its whole
+/// file to count packets).
 pub(super) async fn quality_gate(
     job: &Job,
     video: &Utf8Path,
-    audio: &Utf8Path,
+    audios: &[&Utf8Path],
     frames: u64,
     cancel: &CancellationToken,
 ) -> Result<(), ExecError> {
-    let v = probe_stream(job, video, "v:0", cancel).await?;
-    let a = probe_stream(job, audio, "a:0", cancel).await?;
+    let probes = futures_util::future::try_join(
+        probe_stream(job, video, "v:0", cancel),
+        futures_util::future::try_join_all(audios.iter().map(|a| probe_stream(job, a, "a:0", cancel))),
+    );
+    let (v, audio) = probes.await?;
     let problems: Vec<String> = video_problems(&v, frames)
         .into_iter()
-        .chain(audio_problems(&a, frames))
+        .chain(audio.iter().flat_map(|a| audio_problems(a, frames)))
         .collect();
     if problems.is_empty() {
         Ok(())

@@ -13,7 +13,7 @@
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{bed, check_rate, fail, probe_samples, scene_samples};
+use super::{bed, check_rate, fail, scene_samples, wav_samples};
 use crate::exec::{ExecError, Job, Produced};
 use crate::stages::{asset, exec, ffmpeg, param_str, produced, scratch};
 use crate::timing;
@@ -95,7 +95,7 @@ pub async fn library_music(job: &Job, cancel: &CancellationToken) -> Result<Prod
         .await
         .map_err(|e| fail(job, format!("{track} does not decode as audio: {e}")))?;
     produced(&source, "ffmpeg")?;
-    let have = probe_samples(job, &source, cancel).await?;
+    let have = wav_samples(job, &source)?;
     let (passes, fade) = plan(have, samples).map_err(|e| fail(job, format!("{track}: {e}")))?;
     let raw = if passes == 1 {
         source

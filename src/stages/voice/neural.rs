@@ -15,7 +15,7 @@
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{check_rate, max_line_seconds, probe_samples};
+use super::{check_rate, max_line_seconds, wav_samples};
 use crate::engines::Tool;
 use crate::exec::{ExecError, Job, Metadata, Produced};
 use crate::stages::{exec, ffmpeg, param, param_str, produced, scratch};
@@ -271,7 +271,7 @@ async fn speak(
         .args(["-c:a", "pcm_s16le", "-fflags", "+bitexact", wav.as_str()]);
     exec(job, &resample, cancel).await?;
     produced(&wav, "ffmpeg")?;
-    let samples = probe_samples(job, &wav, cancel).await?;
+    let samples = wav_samples(job, &wav)?;
     if samples == 0 {
         return Err(fail(format!("{} spoke only silence", job.engine.name)));
     }

@@ -16,7 +16,7 @@ use camino::Utf8PathBuf;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{max_line_seconds, neural, probe_samples};
+use super::{max_line_seconds, neural, wav_samples};
 use crate::exec::http::{HttpError, Service, excerpt};
 use crate::exec::{ExecError, Job, Metadata, Produced};
 use crate::stages::{exec, ffmpeg, produced, scratch};
@@ -204,7 +204,7 @@ pub(crate) async fn into_line(
     std::fs::write(&raw, body).map_err(|e| fail(format!("cannot write {raw}: {e}")))?;
     let wav = scratch(job, "voice.wav");
     resample(job, &raw, &wav, u64::from(facts.rate), cancel).await?;
-    let samples = probe_samples(job, &wav, cancel).await?;
+    let samples = wav_samples(job, &wav)?;
     if samples == 0 {
         return Err(protocol("a WAV with no sound".into()));
     }

@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{check_rate, max_line_seconds, neural, probe_samples};
+use super::{check_rate, max_line_seconds, neural, wav_samples};
 use crate::exec::http::HttpError;
 use crate::exec::{ExecError, Job, Metadata, Produced};
 use crate::stages::{exec, ffmpeg, param, param_str, produced, scratch};
@@ -93,7 +93,7 @@ pub async fn openai_speech(job: &Job, cancel: &CancellationToken) -> Result<Prod
         .args(["-c:a", "pcm_s16le", "-fflags", "+bitexact", wav.as_str()]);
     exec(job, &resample, cancel).await?;
     produced(&wav, "ffmpeg")?;
-    let samples = probe_samples(job, &wav, cancel).await?;
+    let samples = wav_samples(job, &wav)?;
     if samples == 0 {
         return Err(protocol("answered a WAV with no sound".into()));
     }
