@@ -69,7 +69,7 @@ pub struct Output {
 /// Run `cmd` in `dir` to completion; on cancel, or when it writes more than
 /// its cap into `dir`, kill it.
 pub async fn run(cmd: &Cmd, dir: &Utf8Path, cancel: &CancellationToken) -> Result<Output, ExecError> {
-    run_feeding(cmd, dir, cancel, None).await
+    run_piped(cmd, dir, cancel, None, None).await
 }
 
 /// [`run`] with the chunks `feed` sends written to the process's stdin,
@@ -82,17 +82,26 @@ pub async fn run_fed(
     cancel: &CancellationToken,
     feed: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<Output, ExecError> {
-    run_feeding(cmd, dir, cancel, Some(feed)).await
+    run_piped(cmd, dir, cancel, Some(feed), None).await
 }
 
+/// Bytes read from a drained process's stdout at a time.
+const DRAIN_CHUNK: usize = 1 << 16;
+
+/// [`run`] with stdin fed from `feed` (as [`run_fed`]) and stdout, when
+/// `drain` is given, sent there as it comes instead of kept (the
+/// [`Output`]'s `stdout` is then empty): processes joined into a
+/// pipeline, each end in studio. A receiver that goes away closes the
+/// pipe, which stops the process.
 #[allow(clippy::disallowed_methods)] // the one place that may spawn
-async fn run_feeding(
+pub async fn run_piped(
     cmd: &Cmd,
     dir: &Utf8Path,
     cancel: &CancellationToken,
     feed: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+    drain: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
 ) -> Result<Output, ExecError> {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cap = cmd.max_output.as_ref().map_or(DEFAULT_MAX_OUTPUT, |(bytes, _)| *bytes);
     let baseline = dir_size(dir);
     let over = || ExecError::Permanent(over_cap(cmd, dir));
@@ -119,6 +128,22 @@ async fn run_feeding(
     };
     tokio::pin!(feeding);
     let mut fed: Option<std::io::Result<()>> = None;
+    let stdout = if drain.is_some() { child.stdout.take() } else { None };
+    // Sends stdout on as it comes; done at once without a drain.
+    let draining = async move {
+        if let (Some(tx), Some(mut stdout)) = (drain, stdout) {
+            let mut buf = vec![0; DRAIN_CHUNK];
+            loop {
+                let n = stdout.read(&mut buf).await?;
+                if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                    break; // dropping stdout closes the pipe
+                }
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    tokio::pin!(draining);
+    let mut drained: Option<std::io::Result<()>> = None;
     let wait = child.wait_with_output();
     tokio::pin!(wait);
     let mut poll = tokio::time::interval(POLL);
@@ -127,6 +152,7 @@ async fn run_feeding(
         tokio::select! {
             out = &mut wait => break out.map_err(|e| ExecError::Permanent(format!("`{}`: {e}", cmd.program)))?,
             done = &mut feeding, if fed.is_none() => fed = Some(done),
+            done = &mut draining, if drained.is_none() => drained = Some(done),
             () = cancel.cancelled() => return Err(ExecError::Cancelled),
             _ = poll.tick() => {
                 let written = dir_size(dir).saturating_sub(baseline);
@@ -155,6 +181,17 @@ async fn run_feeding(
         if let Err(e) = fed {
             return Err(ExecError::Permanent(format!(
                 "`{}` exited before it read all its input: {e}",
+                cmd.program
+            )));
+        }
+        // What it wrote last is still in the pipe.
+        let drained = match drained {
+            Some(done) => done,
+            None => draining.await,
+        };
+        if let Err(e) = drained {
+            return Err(ExecError::Permanent(format!(
+                "cannot read the output of `{}`: {e}",
                 cmd.program
             )));
         }
@@ -372,6 +409,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`head` exited before it read all its input"), "{e}");
+    }
+
+    /// Everything `rx` brings, joined.
+    async fn collect(mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            all.extend(chunk);
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_passes_every_byte_through_in_order() {
+        let (_t, d) = dir();
+        let cancel = CancellationToken::new();
+        // feed → cat → tr → here: two processes joined by a channel.
+        let (tx1, rx1) = tokio::sync::mpsc::channel(2);
+        let (tx2, rx2) = tokio::sync::mpsc::channel(2);
+        let input: Vec<u8> = (0..600_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let chunks: Vec<Vec<u8>> = input.chunks(70_001).map(<[u8]>::to_vec).collect();
+        let (tx0, rx0) = tokio::sync::mpsc::channel(2);
+        let feeding = async move {
+            for c in chunks {
+                tx0.send(c).await.unwrap();
+            }
+        };
+        let cat = Cmd::new("cat");
+        let tr = Cmd::new("tr").args(["a-z", "A-Z"]);
+        let (_, a, b, out) = tokio::join!(
+            feeding,
+            run_piped(&cat, &d, &cancel, Some(rx0), Some(tx1)),
+            run_piped(&tr, &d, &cancel, Some(rx1), Some(tx2)),
+            collect(rx2)
+        );
+        assert!(a.unwrap().stdout.is_empty() && b.unwrap().stdout.is_empty());
+        assert_eq!(out, input.to_ascii_uppercase());
+    }
+
+    #[tokio::test]
+    async fn a_drained_process_whose_reader_leaves_is_stopped() {
+        let (_t, d) = dir();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let reader = async move {
+            let first = rx.recv().await;
+            drop(rx); // reads one chunk of an endless stream, then leaves
+            first.is_some()
+        };
+        let yes = Cmd::new("yes");
+        let cancel = CancellationToken::new();
+        let (got, run) = tokio::join!(reader, run_piped(&yes, &d, &cancel, None, Some(tx)));
+        assert!(got);
+        let e = run.unwrap_err().to_string();
+        assert!(e.contains("`yes` failed"), "{e}");
     }
 
     #[test]

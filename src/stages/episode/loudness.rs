@@ -10,7 +10,7 @@
 //! crossfade (or a cut) are measured here, on the mixed audio around it.
 //! A dialogue edit therefore re-measures one scene, not the episode.
 
-use super::shape::{self, Part, Pass, Rendered, Shaped, shape};
+use super::shape::{self, Part, Pass, Shaped, shape};
 use super::*;
 use crate::exec::runner;
 use crate::stages::meter::{self, BLOCK, Meter, STEP, SceneLoudness, Wav};
@@ -197,53 +197,14 @@ pub(super) fn episode_reading(scenes: &[SceneMix], ns: u64, cancel: &Cancellatio
     })
 }
 
-/// Chunks of shaped samples (a second each) queued ahead of the encoder.
+/// Chunks queued between the stages of the encode's pipeline.
 const CHUNKS_IN_FLIGHT: usize = 4;
-
-/// The one encode: the pass rendered straight into the encoder's stdin
-/// (raw float stereo) while it encodes AAC 192k stereo, the render (and
-/// its meter) on blocking threads and the encode in ffmpeg side by side.
-/// Returns what the samples it took measure.
-async fn encode(
-    job: &Job,
-    (parts, ns, samples): (&[Part], u64, u64),
-    pass: &Pass,
-    out: &Utf8Path,
-    cancel: &CancellationToken,
-) -> Result<Rendered, ExecError> {
-    let rate = timing::RATE.to_string();
-    let cmd = ffmpeg(job)?
-        .args(["-f", "f32le", "-ar", rate.as_str(), "-ac", "2", "-i", "pipe:0"])
-        .args(["-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2"])
-        // The fast coder: the encode is most of a dialogue edit's wait
-        // (92 s of audio: 1.2 s instead of 2.9 s), at the same loudness and
-        // peaks; at 192 kb/s it is transparent enough for an animatic.
-        .args(["-aac_coder", "fast"])
-        .args(["-fflags", "+bitexact"])
-        .arg(out.as_str());
-    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-    let (parts, pass, token) = (parts.to_vec(), *pass, cancel.clone());
-    let rendering = tokio::task::spawn_blocking(move || {
-        let mut send = |frames: &[f32]| {
-            let bytes = frames.iter().flat_map(|s| s.to_le_bytes()).collect();
-            tx.blocking_send(bytes).map_err(|_| "the encoder stopped".to_string())
-        };
-        shape::write(&parts, (ns, samples), &pass, &mut send, &token)
-    });
-    // The encoder's own error first: a render that stops early only ends
-    // the encoder's input, which then finishes cleanly.
-    let encoded = runner::run_fed(&cmd, &job.scratch, cancel, rx).await;
-    let rendered = rendering
-        .await
-        .map_err(|e| permanent(format!("rendering the episode audio stopped: {e}")))?;
-    encoded?;
-    if cancel.is_cancelled() {
-        return Err(ExecError::Cancelled);
-    }
-    let written = rendered.map_err(permanent)?;
-    produced(out, "ffmpeg")?;
-    Ok(written)
-}
+/// The AAC file, in the job's scratch directory (named relative to it: the
+/// tee muxer's output list has a syntax of its own).
+const AAC_FILE: &str = "episode_audio.m4a";
+/// ffmpeg's AAC encoder delay (its `initial_padding`): the M4A's edit list
+/// skips it, the ADTS copy decodes it first.
+const AAC_PRIMING: u64 = 1024;
 
 /// What the encoded audio measures, decoded as the delivery meter does.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,57 +213,158 @@ pub(super) struct Check {
     pub(super) tp: f64,
 }
 
-/// Decode the encode to float and meter it here: integrated loudness and
-/// true peak.
-async fn check(job: &Job, encoded: &Utf8Path, cancel: &CancellationToken) -> Result<Check, ExecError> {
-    let decoded = scratch(job, "episode_check.wav");
-    let cmd = ffmpeg(job)?
-        .arg("-i")
-        .arg(encoded.as_str())
-        .args(["-c:a", "pcm_f32le", "-ar", "48000", "-ac", "2"])
-        .arg(decoded.as_str());
-    exec(job, &cmd, cancel).await?;
-    let (path, token) = (decoded.clone(), cancel.clone());
-    let measured = tokio::task::spawn_blocking(move || {
-        let mut wav = Wav::open(&path)?;
-        // Blocks every 100 ms from the start, as the delivery meter takes them.
-        let whole = wav.samples - wav.samples % STEP;
-        let mut meter = Meter::new();
-        let mut energies = Vec::new();
-        let mut at = 0;
-        while at < whole {
-            if token.is_cancelled() {
-                return Err("cancelled".to_string());
-            }
-            let to = (at + timing::RATE).min(whole);
-            for chunk in wav.read(at, to)?.chunks(STEP as usize * 2) {
-                meter.feed(chunk);
-                if let Some(e) = meter.block() {
-                    energies.push(e);
-                }
-            }
-            at = to;
+/// The one encode, checked as it goes: the pass rendered straight into the
+/// encoder's stdin (raw float stereo); the encoder writes the M4A and,
+/// through the tee muxer, the same AAC packets as ADTS on its stdout; a
+/// decoder turns those back into float, metered here (integrated loudness
+/// and true peak, past the priming, over the whole 100-ms steps) while the
+/// encode goes on. Render, encoder, decoder and meter run side by side, so
+/// the check costs next to nothing after the encode. Returns the M4A, the
+/// deepest gain the render's limiter applied (dB) and the check.
+async fn encode(
+    job: &Job,
+    (parts, ns, samples): (&[Part], u64, u64),
+    pass: &Pass,
+    cancel: &CancellationToken,
+) -> Result<(Utf8PathBuf, f64, Check), ExecError> {
+    let rate = timing::RATE.to_string();
+    let encoder = ffmpeg(job)?
+        .args(["-f", "f32le", "-ar", rate.as_str(), "-ac", "2", "-i", "pipe:0"])
+        .args(["-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-ac", "2"])
+        // The fast coder: the encode is most of a dialogue edit's wait
+        // (92 s of audio: 1.2 s instead of 2.9 s), at the same loudness and
+        // peaks; at 192 kb/s it is transparent enough for an animatic.
+        .args(["-aac_coder", "fast"])
+        // `ipod` is the muxer ffmpeg picks for .m4a: the same bytes as
+        // writing the file alone (checked with cmp).
+        .args(["-fflags", "+bitexact", "-map", "0:a", "-f", "tee"])
+        .arg(format!("[f=ipod:fflags=+bitexact]{AAC_FILE}|[f=adts]pipe:1"));
+    let decoder = ffmpeg(job)?.args(["-f", "aac", "-i", "pipe:0"]).args([
+        "-f",
+        "f32le",
+        "-c:a",
+        "pcm_f32le",
+        "-ar",
+        "48000",
+        "-ac",
+        "2",
+        "pipe:1",
+    ]);
+    let channel = || tokio::sync::mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let ((to_encoder, encoder_in), (to_decoder, decoder_in), (to_meter, mut meter_in)) =
+        (channel(), channel(), channel());
+    let (parts, pass, token) = (parts.to_vec(), *pass, cancel.clone());
+    let rendering = tokio::task::spawn_blocking(move || {
+        let mut send = |frames: &[f32]| {
+            let bytes = frames.iter().flat_map(|s| s.to_le_bytes()).collect();
+            to_encoder
+                .blocking_send(bytes)
+                .map_err(|_| "the encoder stopped".to_string())
+        };
+        shape::write(&parts, (ns, samples), &pass, &mut send, &token)
+    });
+    let metering = tokio::task::spawn_blocking(move || {
+        let mut check = CheckMeter::new(samples);
+        while let Some(bytes) = meter_in.blocking_recv() {
+            check.take(&bytes);
         }
-        Ok(Check {
-            i: meter::integrated(energies.into_iter()),
-            tp: meter::db(meter.true_peak()),
-        })
-    })
-    .await
-    .map_err(|e| permanent(format!("the loudness check stopped: {e}")))?;
-    let _ = std::fs::remove_file(&decoded);
+        check.finish()
+    });
+    let (encoded, decoded) = tokio::join!(
+        runner::run_piped(&encoder, &job.scratch, cancel, Some(encoder_in), Some(to_decoder)),
+        runner::run_piped(&decoder, &job.scratch, cancel, Some(decoder_in), Some(to_meter)),
+    );
+    let stopped = |what: &str, e: tokio::task::JoinError| permanent(format!("{what} the episode audio stopped: {e}"));
+    let rendered = rendering.await.map_err(|e| stopped("rendering", e))?;
+    let checked = metering.await.map_err(|e| stopped("checking", e))?;
+    // The encoder's own error first: a render that stops early only ends
+    // the encoder's input, which then finishes cleanly.
+    encoded?;
+    decoded?;
     if cancel.is_cancelled() {
         return Err(ExecError::Cancelled);
     }
-    measured.map_err(permanent)
+    let reduction_db = rendered.map_err(permanent)?;
+    let out = scratch(job, AAC_FILE);
+    produced(&out, "ffmpeg")?;
+    Ok((out, reduction_db, checked.map_err(permanent)?))
+}
+
+/// Meters the decoded check stream: raw float stereo that starts with the
+/// encoder's priming and may end past the audio (AAC codes whole frames of
+/// 1024 samples); what lies between is metered in blocks every 100 ms from
+/// its start, over its whole steps, as the delivery meter takes them.
+struct CheckMeter {
+    /// Bytes still to skip (the priming), and the bytes to meter after it.
+    skip: usize,
+    want: usize,
+    /// A sample split across two chunks waits here.
+    pending: Vec<u8>,
+    samples: Vec<f32>,
+    meter: Meter,
+    energies: Vec<f64>,
+}
+
+impl CheckMeter {
+    fn new(samples: u64) -> CheckMeter {
+        let whole = samples - samples % STEP;
+        CheckMeter {
+            skip: (AAC_PRIMING * 8) as usize,
+            want: (whole * 8) as usize,
+            pending: Vec::new(),
+            samples: Vec::new(),
+            meter: Meter::new(),
+            energies: Vec::new(),
+        }
+    }
+
+    /// Take the next bytes of the stream.
+    fn take(&mut self, mut bytes: &[u8]) {
+        let skipped = self.skip.min(bytes.len());
+        self.skip -= skipped;
+        bytes = &bytes[skipped..];
+        let kept = self.want.min(bytes.len());
+        self.want -= kept;
+        self.pending.extend_from_slice(&bytes[..kept]);
+        let whole = self.pending.len() - self.pending.len() % 4;
+        self.samples.extend(
+            self.pending[..whole]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        self.pending.drain(..whole);
+        let step = STEP as usize * 2;
+        let blocks = self.samples.len() - self.samples.len() % step;
+        for chunk in self.samples[..blocks].chunks(step) {
+            self.meter.feed(chunk);
+            self.energies.extend(self.meter.block());
+        }
+        self.samples.drain(..blocks);
+    }
+
+    /// The check, once the stream has ended; an error when it was short.
+    fn finish(self) -> Result<Check, String> {
+        if self.skip > 0 || self.want > 0 || !self.pending.is_empty() || !self.samples.is_empty() {
+            return Err(format!(
+                "the encoded episode audio decodes {} samples short",
+                (self.skip + self.want) / 8
+            ));
+        }
+        Ok(Check {
+            i: meter::integrated(self.energies.into_iter()),
+            tp: meter::db(self.meter.true_peak()),
+        })
+    }
 }
 
 /// What `normalize` did, for the node's metadata.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Normalized {
+    /// The encoded episode audio.
+    pub(super) aac: Utf8PathBuf,
     pub(super) shaped: Shaped,
-    /// What the samples the encoder took measure.
-    pub(super) written: Rendered,
+    /// The deepest gain the limiter applied, dB (0 when it did nothing).
+    pub(super) reduction_db: f64,
     pub(super) check: Check,
     pub(super) encodes: u32,
 }
@@ -320,7 +382,6 @@ pub(super) async fn normalize(
     samples: u64,
     reading: &Reading,
     target: &Target,
-    out: &Utf8Path,
     cancel: &CancellationToken,
 ) -> Result<Normalized, ExecError> {
     let ceiling = param_f64(job, "max_true_peak_dbtp", -1.0);
@@ -336,11 +397,11 @@ pub(super) async fn normalize(
             return Err(ExecError::Cancelled);
         }
         let shaped = shaped.map_err(permanent)?;
-        let written = encode(job, (&parts, ns, samples), &shaped.pass, out, cancel).await?;
-        let got = check(job, out, cancel).await?;
+        let (aac, reduction_db, got) = encode(job, (&parts, ns, samples), &shaped.pass, cancel).await?;
         let done = Normalized {
+            aac,
             shaped,
-            written,
+            reduction_db,
             check: got,
             encodes: round,
         };
@@ -428,6 +489,46 @@ mod tests {
         assert_eq!(gains, [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]);
         assert_eq!(crossfade_gain(0, 10, ns, false, true), 1.0);
         assert_eq!(crossfade_gain(9, 10, ns, true, false), 1.0);
+    }
+
+    /// The check meters what lies between the priming and the padding,
+    /// whatever the chunks the decoder's pipe brings, and refuses a stream
+    /// that ends short.
+    #[test]
+    fn the_check_meters_past_the_priming_across_any_chunks() {
+        let samples = 3 * timing::RATE + 777;
+        let tone = |t: u64| (2.0 * std::f32::consts::PI * 440.0 * t as f32 / timing::RATE as f32).sin() * 0.3;
+        let mut stream: Vec<u8> = Vec::new();
+        // Loud priming that must not count, the audio, then a frame's padding.
+        for _ in 0..AAC_PRIMING * 2 {
+            stream.extend(0.99f32.to_le_bytes());
+        }
+        for t in 0..samples {
+            stream.extend(tone(t).to_le_bytes());
+            stream.extend((tone(t) * 0.5).to_le_bytes());
+        }
+        stream.extend(std::iter::repeat_n(0x3f, 1000 * 8));
+        let mut direct = Meter::new();
+        let mut energies = Vec::new();
+        let whole = samples - samples % STEP;
+        let audio: Vec<f32> = (0..whole).flat_map(|t| [tone(t), tone(t) * 0.5]).collect();
+        for chunk in audio.chunks(STEP as usize * 2) {
+            direct.feed(chunk);
+            energies.extend(direct.block());
+        }
+        let want = Check {
+            i: meter::integrated(energies.into_iter()),
+            tp: meter::db(direct.true_peak()),
+        };
+        for size in [1, 7, 4096, 65_536, stream.len()] {
+            let mut check = CheckMeter::new(samples);
+            stream.chunks(size).for_each(|c| check.take(c));
+            assert_eq!(check.finish(), Ok(want), "chunks of {size} bytes");
+        }
+        let mut short = CheckMeter::new(samples);
+        short.take(&stream[..stream.len() / 2]);
+        let err = short.finish().unwrap_err();
+        assert!(err.contains("samples short"), "{err}");
     }
 
     /// The episode's loudness put together from its scenes equals the

@@ -263,12 +263,11 @@ pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Prod
         return Err(ExecError::Cancelled);
     }
     let reading = reading.map_err(permanent)?;
-    let out = scratch(job, "episode_audio.m4a");
     let target = Target {
         i: param_f64(job, "loudness_lufs", -16.0),
         tp: param_f64(job, "true_peak_dbtp", -1.5),
     };
-    let done = normalize(job, &scenes, ns, expected, &reading, &target, &out, cancel).await?;
+    let done = normalize(job, &scenes, ns, expected, &reading, &target, cancel).await?;
     let mut metadata = crate::exec::Metadata::new();
     let round = |v: f64| (v * 100.0).round() / 100.0;
     if let Some(i) = reading.i {
@@ -279,8 +278,7 @@ pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Prod
     metadata.insert("blocks_measured_here".into(), reading.mixed_blocks.into());
     metadata.insert("gain_db".into(), round(done.shaped.pass.gain).into());
     metadata.insert("limited".into(), done.shaped.pass.limit.is_some().into());
-    metadata.insert("limiter_reduction_db".into(), round(done.written.reduction_db).into());
-    metadata.insert("shaped_true_peak_dbtp".into(), round(done.written.tp).into());
+    metadata.insert("limiter_reduction_db".into(), round(done.reduction_db).into());
     metadata.insert("shaping_rounds".into(), done.shaped.rounds.into());
     metadata.insert("encodes".into(), done.encodes.into());
     if let Some(i) = done.check.i {
@@ -288,7 +286,7 @@ pub async fn episode_audio(job: &Job, cancel: &CancellationToken) -> Result<Prod
     }
     metadata.insert("true_peak_dbtp".into(), round(done.check.tp).into());
     Ok(Produced {
-        files: vec![("m4a".into(), out)],
+        files: vec![("m4a".into(), done.aac)],
         duration: Some(expected as f64 / timing::RATE as f64),
         metadata,
     })
