@@ -368,7 +368,7 @@ pub(super) mod geq {
     }
 
     /// `geq=r='…':g='…':b='…'` (quoted: `,` and `;` are literal inside).
-    pub(super) fn geq_filter(bd: &Backdrop, figures: &[Figure], canvas_w: f64) -> String {
+    pub(in crate::stages::image) fn geq_filter(bd: &Backdrop, figures: &[Figure], canvas_w: f64) -> String {
         let [r, g, b] = [0, 1, 2].map(|k| channel_expr(bd, figures, canvas_w, k));
         format!("geq=r='{r}':g='{g}':b='{b}'")
     }

@@ -1,5 +1,6 @@
 //! Tests of the drawn images: layout, expressions, wrapping.
 
+use super::paint::geq::geq_filter;
 use super::*;
 
 fn cast(name: &str, slot: Option<Slot>) -> Cast {
