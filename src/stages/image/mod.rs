@@ -36,8 +36,6 @@ mod text;
 use draw::{Graph, Painter};
 use glyphs::Fonts;
 use layout::*;
-#[cfg(test)]
-use paint::geq::*;
 use paint::*;
 use text::*;
 

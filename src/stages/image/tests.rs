@@ -1,6 +1,5 @@
-//! Tests of the drawn images: layout, expressions, wrapping.
+//! Tests of the drawn images: layout, painting, wrapping.
 
-use super::paint::geq::geq_filter;
 use super::*;
 
 fn cast(name: &str, slot: Option<Slot>) -> Cast {
@@ -245,70 +244,8 @@ fn the_painter_paints_bands_and_shadows() {
     assert_eq!(at(139, 250), [65, 72, 79]);
     assert_eq!(at(140, 250), [93, 103, 113], "its edge is outside");
     assert_eq!(at(100, 239), [89, 99, 109], "above it");
-    // No horizon: the skyline is not drawn either (as geq never drew it).
+    // No horizon: no skyline either (buildings stand on the horizon).
     assert_eq!(at(10, 180), [70, 80, 90]);
-}
-
-/// The painter against the `geq` expressions it replaces, run by ffmpeg.
-#[test]
-fn the_painter_paints_what_geq_painted() {
-    let dir = tempfile::tempdir().unwrap();
-    let geq = |bd: &Backdrop, figures: &[Figure], (w, h): (u32, u32)| {
-        let out = dir.path().join("geq.raw");
-        let cmd = crate::exec::runner::Cmd::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-y", "-v", "error", "-f", "lavfi", "-i"])
-            .arg(format!("color=c=black:s={w}x{h}:r=1,format=gbrp"))
-            .args(["-vf", &geq_filter(bd, figures, w as f64), "-frames:v", "1"])
-            .args(["-f", "rawvideo", "-pix_fmt", "gbrp"])
-            .arg(&out);
-        crate::exec::runner::run_sync(&cmd).expect("ffmpeg runs geq");
-        std::fs::read(&out).unwrap()
-    };
-    let cast = [
-        cast("Kai", Some(Slot::Left)),
-        cast("Mio", Some(Slot::Right)),
-        Cast {
-            color: [30, 200, 120],
-            ..cast("Ren", None)
-        },
-    ];
-    let mut worst = 0;
-    for (shot, angle, (w, h)) in [
-        ("establishing", "eye_level", (321, 480)),
-        ("wide", "high", (240, 360)),
-        ("wide", "birds_eye", (240, 360)),
-        ("medium", "low", (240, 360)),
-        ("over_shoulder", "eye_level", (360, 240)),
-        ("close_up", "worms_eye", (240, 360)),
-    ] {
-        let board = Board {
-            shot_type: shot.into(),
-            angle: angle.into(),
-            cast: cast.to_vec(),
-            location: "the ridge".into(),
-            time_of_day: "dusk".into(),
-            ..Board::default()
-        };
-        let (figures, horizon) = layout(shot, angle, &board.cast, w as f64, h as f64);
-        let bd = board_backdrop(&board, &figures, horizon, (w as f64, h as f64));
-        let ours = paint(&bd, &figures, w, h);
-        let theirs = geq(&bd, &figures, (w, h));
-        assert_eq!(ours.len(), theirs.len());
-        let diff = ours.iter().zip(&theirs).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
-        let differ = ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
-        eprintln!("{shot}/{angle} {w}x{h}: max difference {diff}, {differ} values differ");
-        worst = worst.max(diff);
-    }
-    let color = [120, 40, 220];
-    let (bd, fig) = (card_backdrop(color), card_figure(color));
-    let (ours, theirs) = (
-        paint(&bd, std::slice::from_ref(&fig), CARD_W, CARD_H),
-        geq(&bd, &[fig], (CARD_W, CARD_H)),
-    );
-    let diff = ours.iter().zip(&theirs).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
-    eprintln!("card: max difference {diff}");
-    worst = worst.max(diff);
-    assert!(worst <= 2, "max channel difference {worst}");
 }
 
 #[test]
