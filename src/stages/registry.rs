@@ -58,7 +58,8 @@ pub static ENGINES: &[Engine] = &[
     Engine {
         spec: EngineSpec {
             name: "character_card",
-            version: 1,
+            // 2: painted in process (stages/image/paint.rs), not by `geq`.
+            version: 2,
             kinds: &[CharacterRefs],
             placement: Cpu,
             tools: &[Ffmpeg, Font, FallbackFonts],
@@ -159,7 +160,8 @@ pub static ENGINES: &[Engine] = &[
     Engine {
         spec: EngineSpec {
             name: "storyboard",
-            version: 1,
+            // 2: painted in process (stages/image/paint.rs), not by `geq`.
+            version: 2,
             kinds: &[ShotImage],
             placement: Cpu,
             tools: &[Ffmpeg, Font, FallbackFonts],

@@ -1,9 +1,10 @@
 //! Drawn images for the animatic: character sheets and storyboard frames.
 //!
-//! Both are one ffmpeg run each: a `geq` expression paints the background and
-//! the figures (pure arithmetic, built here), and `drawtext` sets the text
-//! from files (`textfile=` + `expansion=none`), so user text never enters a
-//! filtergraph. Text is wrapped here, since drawtext does not wrap.
+//! Both are one ffmpeg run each: [`paint`] paints the background and the
+//! figures here, into a raw frame ffmpeg reads from its stdin, and
+//! `drawtext` sets the text from files (`textfile=` + `expansion=none`), so
+//! user text never enters a filtergraph. Text is wrapped here, since
+//! drawtext does not wrap.
 //! See docs/media-notes/animatic.md §1.
 
 use serde_json::Value;
@@ -11,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use unicode_width::UnicodeWidthChar;
 
 use super::escape::filter_value;
-use super::{exec, ffmpeg, param, param_f64, param_str, produced, scratch, tool};
+use super::{ffmpeg, param, param_f64, param_str, produced, scratch, tool};
 use crate::engines::Tool;
+use crate::exec::runner::{self, Cmd};
 use crate::exec::{ExecError, Job, Produced};
 
 /// The plate is this much larger than the frame, so camera moves have room.
@@ -50,15 +52,15 @@ pub async fn character_card(job: &Job, cancel: &CancellationToken) -> Result<Pro
     let (body_size, body) = card_body(job);
     let mut p = Painter::new(job, &fonts, Graph::new(1));
     p.g.start("[0:v]");
-    p.g.push(&geq_filter(&card_backdrop(color), &[card_figure(color)], CARD_W as f64));
     p.title(&name, title_size, &ink_on(color), CARD_W as f64, CARD_HEADER)?;
     p.block(&body, body_size, "0x2a2a2a", (48.0, CARD_TEXT_TOP), "the description")?;
     p.g.end("[out]");
     let out = scratch(job, "card.png");
-    let cmd = with_inputs(ffmpeg(job)?.args(["-f", "lavfi", "-i", &blank(CARD_W, CARD_H)]), &p.g)
+    let cmd = with_inputs(painted_input(job, CARD_W, CARD_H)?, &p.g)
         .args(["-filter_complex", &p.g.graph()])
         .args(["-map", "[out]", "-frames:v", "1", out.as_str()]);
-    exec(job, &cmd, cancel).await?;
+    let canvas = (card_backdrop(color), vec![card_figure(color)]);
+    run_painted(job, &cmd, canvas, (CARD_W, CARD_H), cancel).await?;
     produced(&out, "ffmpeg")?;
     Ok(Produced {
         files: vec![("png".into(), out)],
@@ -74,7 +76,7 @@ fn fonts(job: &Job) -> Result<Fonts, ExecError> {
 }
 
 /// `cmd` with the graph's extra inputs (emoji bitmaps) after the canvas.
-fn with_inputs(mut cmd: crate::exec::runner::Cmd, g: &Graph) -> crate::exec::runner::Cmd {
+fn with_inputs(mut cmd: Cmd, g: &Graph) -> Cmd {
     for input in &g.inputs {
         cmd = cmd.args(["-i", input.as_str()]);
     }
@@ -93,7 +95,6 @@ pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produce
     let backdrop = board_backdrop(&board, &figures, horizon, (pw as f64, ph as f64));
     let mut p = Painter::new(job, &fonts, Graph::new(1));
     p.g.start("[0:v]");
-    p.g.push(&geq_filter(&backdrop, &figures, pw as f64));
     // Name tags go on the plate, so viewers of the animatic can tell who is
     // who; they move with the camera like the figures they label.
     for tag in name_tags(&board, &figures, pw as f64, ph as f64, true) {
@@ -108,11 +109,11 @@ pub async fn storyboard(job: &Job, cancel: &CancellationToken) -> Result<Produce
     p.caption(&caption(&board, size, CAPTION_WIDTH * w as f64 / 960.0), size, (w, h))?;
     p.g.end("[panel]");
     let (plate, panel) = (scratch(job, "plate.png"), scratch(job, "panel.png"));
-    let cmd = with_inputs(ffmpeg(job)?.args(["-f", "lavfi", "-i", &blank(pw, ph)]), &p.g)
+    let cmd = with_inputs(painted_input(job, pw, ph)?, &p.g)
         .args(["-filter_complex", &p.g.graph()])
         .args(["-map", "[plate]", "-frames:v", "1", plate.as_str()])
         .args(["-map", "[panel]", "-frames:v", "1", panel.as_str()]);
-    exec(job, &cmd, cancel).await?;
+    run_painted(job, &cmd, (backdrop, figures), (pw, ph), cancel).await?;
     produced(&plate, "ffmpeg")?;
     produced(&panel, "ffmpeg")?;
     Ok(Produced {
@@ -134,9 +135,41 @@ pub(crate) fn plate_size(w: u32, h: u32) -> (u32, u32) {
     (up(w), up(h))
 }
 
-/// A black canvas for `geq` to paint over (planar RGB: no chroma rounding).
-fn blank(w: u32, h: u32) -> String {
-    format!("color=c=black:s={w}x{h}:r=1,format=gbrp")
+/// ffmpeg whose input 0 is the painted `w`×`h` frame, raw on its stdin
+/// (planar RGB, as [`paint`] writes it: no chroma rounding).
+fn painted_input(job: &Job, w: u32, h: u32) -> Result<Cmd, ExecError> {
+    Ok(ffmpeg(job)?.args([
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "gbrp",
+        "-video_size",
+        &format!("{w}x{h}"),
+        "-i",
+        "pipe:0",
+    ]))
+}
+
+/// Paint `backdrop` and `figures` on a `w`×`h` canvas and run `cmd` with the
+/// frame on its stdin.
+async fn run_painted(
+    job: &Job,
+    cmd: &Cmd,
+    (backdrop, figures): (Backdrop, Vec<Figure>),
+    (w, h): (u32, u32),
+    cancel: &CancellationToken,
+) -> Result<runner::Output, ExecError> {
+    // Tens of milliseconds of arithmetic: off the async workers.
+    let frame = tokio::task::spawn_blocking(move || paint(&backdrop, &figures, w, h))
+        .await
+        .map_err(|e| ExecError::Permanent(format!("painting the {w}x{h} canvas failed: {e}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    // The one frame fits the channel, so this never waits; the sender is
+    // dropped with it, which ends ffmpeg's input after the frame.
+    tx.try_send(frame)
+        .map_err(|e| ExecError::Permanent(format!("queueing the painted canvas: {e}")))?;
+    drop(tx);
+    runner::run_fed(cmd, &job.scratch, cancel, rx).await
 }
 
 const CARD_W: u32 = 960;

@@ -1,4 +1,4 @@
-//! Colours and the `geq` expressions that paint backgrounds and figures.
+//! Colours, and the painter of backgrounds and figures.
 
 use super::*;
 
@@ -105,92 +105,175 @@ pub(super) struct Backdrop {
 
 pub(super) const EYE: u8 = 25;
 
-pub(super) fn ellipse(cx: f64, cy: f64, a: f64, b: f64) -> String {
-    format!("lt(pow((X-{cx:.1})/{a:.1},2)+pow((Y-{cy:.1})/{b:.1},2),1)")
+/// `x` at the 0.1 px the `geq` expressions that painted these images wrote
+/// their numbers with (printed and read back, as ffmpeg read them), so every
+/// shape keeps the pixels it had.
+fn tenth(x: f64) -> f64 {
+    format!("{x:.1}").parse().unwrap_or(x)
 }
 
-pub(super) fn circle(cx: f64, cy: f64, r: f64) -> String {
-    format!("lt(hypot(X-{cx:.1},Y-{cy:.1}),{r:.1})")
+/// Inside the ellipse centred on (`cx`, `cy`) with half axes `a`, `b`.
+fn in_ellipse(x: f64, y: f64, [cx, cy, a, b]: [f64; 4]) -> bool {
+    ((x - cx) / a).powi(2) + ((y - cy) / b).powi(2) < 1.0
 }
 
-pub(super) fn bbox(x0: f64, x1: f64, y0: f64, y1: f64) -> String {
-    format!("between(X,{x0:.1},{x1:.1})*between(Y,{y0:.1},{y1:.1})")
+/// Inside the box from `x0` to `x1` and `y0` to `y1`, edges included.
+fn in_box(x: f64, y: f64, [x0, x1, y0, y1]: [f64; 4]) -> bool {
+    (x0..=x1).contains(&x) && (y0..=y1).contains(&y)
 }
 
-/// Inside either eye of `f` (none from behind); the eyes look toward the
-/// middle of the frame.
-pub(super) fn eyes(f: &Figure, canvas_w: f64) -> String {
-    if f.back {
-        return "0".into();
-    }
-    let off_centre = f.cx - canvas_w / 2.0;
-    let look = if off_centre.abs() > 1.0 {
-        -0.12 * f.r * off_centre.signum()
-    } else {
-        0.0
-    };
-    let (ex, ey, er) = (f.cx + look, f.head_y - 0.1 * f.r, 0.12 * f.r);
-    format!(
-        "lt(min(hypot(X-{:.1},Y-{ey:.1}),hypot(X-{:.1},Y-{ey:.1})),{er:.1})",
-        ex - 0.35 * f.r,
-        ex + 0.35 * f.r
-    )
+/// A figure's shapes in canvas pixels, and its colours.
+struct Shapes {
+    /// Outside this box nothing of the figure is drawn.
+    bounds: [f64; 4],
+    /// The eyes' centres' x, their y and radius; none from behind.
+    eyes: Option<[f64; 4]>,
+    /// The head's centre and radius, and the radius of its outline.
+    head: [f64; 4],
+    /// The body ellipse, and its outline's half axes.
+    body: [f64; 4],
+    body_outline: [f64; 2],
+    /// The face (or hair), the outline and the body.
+    light: Rgb,
+    dark: Rgb,
+    color: Rgb,
 }
 
-/// One statement painting `f` into var 0 for colour channel `k`: a bounding
-/// box test first (cheap, and `if` is lazy), then eye, head, outline, body.
-pub(super) fn figure_stmt(f: &Figure, canvas_w: f64, k: usize) -> String {
-    let r = f.r;
-    let body_y = f.head_y + 4.0 * r;
-    let o = (0.03 * r).max(2.0);
-    // A face is the colour lightened; the back of a head is hair, darker.
-    let light = if f.back {
-        scale(f.color, 0.7)
-    } else {
-        mix(f.color, [255; 3], 0.6)
-    }[k];
-    let dark = scale(f.color, 0.35)[k];
-    let eyes = eyes(f, canvas_w);
-    let test = bbox(
-        f.cx - 1.5 * r - o,
-        f.cx + 1.5 * r + o,
-        f.head_y - r - o,
-        body_y + 3.2 * r + o,
-    );
-    format!(
-        "if({test},if({eyes},st(0,{EYE}),if({},st(0,{light}),if({},st(0,{dark}),if({},st(0,{}),if({},st(0,{dark})))))))",
-        circle(f.cx, f.head_y, r),
-        circle(f.cx, f.head_y, r + o),
-        ellipse(f.cx, body_y, 1.5 * r, 3.2 * r),
-        f.color[k],
-        ellipse(f.cx, body_y, 1.5 * r + o, 3.2 * r + o),
-    )
-}
-
-/// The expression for colour channel `k`: background, then figures back to front.
-pub(super) fn channel_expr(bd: &Backdrop, figures: &[Figure], canvas_w: f64, k: usize) -> String {
-    let (top, bottom) = (bd.top[k] as i32, bd.bottom[k] as i32);
-    let mut stmts = vec![format!("st(0,{top}+{}*Y/H)", bottom - top)];
-    if let Some(y) = bd.horizon {
-        stmts.push(format!("if(gte(Y,{y:.1}),st(0,ld(0)*0.62))"));
-        for &[x0, x1, top] in &bd.skyline {
-            stmts.push(format!("if({},st(0,ld(0)*0.55))", bbox(x0, x1, top, y)));
+impl Shapes {
+    fn new(f: &Figure, canvas_w: f64) -> Shapes {
+        let r = f.r;
+        let body_y = f.head_y + 4.0 * r;
+        let o = (0.03 * r).max(2.0);
+        // The eyes look toward the middle of the frame.
+        let eyes = (!f.back).then(|| {
+            let off_centre = f.cx - canvas_w / 2.0;
+            let look = if off_centre.abs() > 1.0 {
+                -0.12 * r * off_centre.signum()
+            } else {
+                0.0
+            };
+            let ex = f.cx + look;
+            [ex - 0.35 * r, ex + 0.35 * r, f.head_y - 0.1 * r, 0.12 * r].map(tenth)
+        });
+        Shapes {
+            bounds: [
+                f.cx - 1.5 * r - o,
+                f.cx + 1.5 * r + o,
+                f.head_y - r - o,
+                body_y + 3.2 * r + o,
+            ]
+            .map(tenth),
+            eyes,
+            head: [f.cx, f.head_y, r, r + o].map(tenth),
+            body: [f.cx, body_y, 1.5 * r, 3.2 * r].map(tenth),
+            body_outline: [1.5 * r + o, 3.2 * r + o].map(tenth),
+            // A face is the colour lightened; the back of a head is hair, darker.
+            light: if f.back {
+                scale(f.color, 0.7)
+            } else {
+                mix(f.color, [255; 3], 0.6)
+            },
+            dark: scale(f.color, 0.35),
+            color: f.color,
         }
     }
-    if let Some((y, c)) = bd.band {
-        stmts.push(format!("if(lt(Y,{y:.1}),st(0,{}))", c[k]));
+
+    /// The figure's colour at (`x`, `y`), if it covers the point: eye, then
+    /// head, its outline, body, its outline.
+    fn at(&self, x: f64, y: f64) -> Option<Rgb> {
+        if !in_box(x, y, self.bounds) {
+            return None;
+        }
+        let [hx, hy, r, outline] = self.head;
+        let head = (x - hx).hypot(y - hy);
+        let [cx, cy, ..] = self.body;
+        let [a, b] = self.body_outline;
+        if let Some([left, right, ey, er]) = self.eyes
+            && (x - left).hypot(y - ey).min((x - right).hypot(y - ey)) < er
+        {
+            Some([EYE; 3])
+        } else if head < r {
+            Some(self.light)
+        } else if head < outline {
+            Some(self.dark)
+        } else if in_ellipse(x, y, self.body) {
+            Some(self.color)
+        } else if in_ellipse(x, y, [cx, cy, a, b]) {
+            Some(self.dark)
+        } else {
+            None
+        }
     }
-    for &[cx, cy, a, b] in &bd.shadows {
-        let test = bbox(cx - a, cx + a, cy - b, cy + b);
-        stmts.push(format!("if({test},if({},st(0,ld(0)*0.7)))", ellipse(cx, cy, a, b)));
-    }
-    stmts.extend(figures.iter().map(|f| figure_stmt(f, canvas_w, k)));
-    stmts.push("ld(0)".into());
-    stmts.join(";")
 }
 
-/// `geq=r='…':g='…':b='…'` (quoted: `,` and `;` are literal inside).
-pub(super) fn geq_filter(bd: &Backdrop, figures: &[Figure], canvas_w: f64) -> String {
-    let [r, g, b] = [0, 1, 2].map(|k| channel_expr(bd, figures, canvas_w, k));
-    format!("geq=r='{r}':g='{g}':b='{b}'")
+/// Paint `bd` and then `figures` (in order: the first is furthest back) on a
+/// `w`×`h` canvas, as one raw planar RGB frame (ffmpeg's `gbrp`: the green
+/// plane, then blue, then red), ready for the drawtext that sets the text.
+///
+/// The arithmetic is that of the `geq` expressions that painted these
+/// images before (kept value for value: a channel is computed in `f64` and
+/// truncated, as geq stored it), in Rust because geq interprets its
+/// expression per pixel and channel, which made a frame take seconds.
+pub(super) fn paint(bd: &Backdrop, figures: &[Figure], w: u32, h: u32) -> Vec<u8> {
+    let (w, h) = (w as usize, h as usize);
+    let shapes: Vec<Shapes> = figures.iter().map(|f| Shapes::new(f, w as f64)).collect();
+    let horizon = bd.horizon.map(tenth);
+    let skyline: Vec<[f64; 4]> = match horizon {
+        Some(y) => bd
+            .skyline
+            .iter()
+            .map(|&[x0, x1, top]| [x0, x1, top, y].map(tenth))
+            .collect(),
+        None => Vec::new(),
+    };
+    let band = bd.band.map(|(y, c)| (tenth(y), c));
+    let shadows: Vec<([f64; 4], [f64; 4])> = bd
+        .shadows
+        .iter()
+        .map(|&[cx, cy, a, b]| ([cx - a, cx + a, cy - b, cy + b].map(tenth), [cx, cy, a, b].map(tenth)))
+        .collect();
+    let n = w * h;
+    let mut out = vec![0u8; 3 * n];
+    let (g_plane, rest) = out.split_at_mut(n);
+    let (b_plane, r_plane) = rest.split_at_mut(n);
+    for row in 0..h {
+        let y = row as f64;
+        // The sky: a vertical gradient, darkened below the horizon.
+        let mut sky = [0, 1, 2].map(|k| {
+            let (top, bottom) = (f64::from(bd.top[k]), f64::from(bd.bottom[k]));
+            top + (bottom - top) * y / h as f64
+        });
+        if horizon.is_some_and(|hy| y >= hy) {
+            sky = sky.map(|v| v * 0.62);
+        }
+        for col in 0..w {
+            let x = col as f64;
+            let mut v = sky;
+            // Where buildings overlap, each darkens the ground again.
+            for &b in &skyline {
+                if in_box(x, y, b) {
+                    v = v.map(|c| c * 0.55);
+                }
+            }
+            if let Some((by, c)) = band
+                && y < by
+            {
+                v = c.map(f64::from);
+            }
+            for (bounds, ellipse) in &shadows {
+                if in_box(x, y, *bounds) && in_ellipse(x, y, *ellipse) {
+                    v = v.map(|c| c * 0.7);
+                }
+            }
+            for s in &shapes {
+                if let Some(c) = s.at(x, y) {
+                    v = c.map(f64::from);
+                }
+            }
+            let i = row * w + col;
+            // Truncated, as geq stored a channel.
+            (r_plane[i], g_plane[i], b_plane[i]) = (v[0] as u8, v[1] as u8, v[2] as u8);
+        }
+    }
+    out
 }

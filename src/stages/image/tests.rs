@@ -1,4 +1,4 @@
-//! Tests of the drawn images: layout, expressions, wrapping.
+//! Tests of the drawn images: layout, painting, wrapping.
 
 use super::*;
 
@@ -137,34 +137,115 @@ fn positions_spread_when_they_clash() {
     }
 }
 
-#[test]
-fn geq_paints_background_then_figures() {
-    let bd = Backdrop {
+/// The colour at (`x`, `y`) of a `w` pixels wide frame [`paint`] painted
+/// (planar: green, blue, red).
+fn pixel(frame: &[u8], w: usize, (x, y): (usize, usize)) -> Rgb {
+    let n = frame.len() / 3;
+    let i = y * w + x;
+    [frame[2 * n + i], frame[i], frame[n + i]]
+}
+
+/// Sky from (10, 20, 30) to (110, 120, 130) down a 200×300 canvas, ground
+/// from y 200, one building from x 0 to 20 rising to y 150.
+fn test_backdrop() -> Backdrop {
+    Backdrop {
         top: [10, 20, 30],
         bottom: [110, 120, 130],
-        horizon: Some(1000.0),
+        horizon: Some(200.0),
         band: None,
         shadows: Vec::new(),
-        skyline: vec![[0.0, 100.0, 900.0]],
-    };
-    let fig = Figure {
-        cx: 600.0,
-        head_y: 500.0,
-        r: 100.0,
+        skyline: vec![[0.0, 20.0, 150.0]],
+    }
+}
+
+/// Facing us in the middle of the 200 px canvas: head at (100, 60), r 20
+/// (outline 2 px), body centred at (100, 140) with half axes 30 and 64.
+fn front_figure() -> Figure {
+    Figure {
+        cx: 100.0,
+        head_y: 60.0,
+        r: 20.0,
         color: [200, 100, 0],
         back: false,
         who: 0,
+    }
+}
+
+#[test]
+fn the_painter_paints_background_then_a_figure() {
+    let frame = paint(&test_backdrop(), &[front_figure()], 200, 300);
+    assert_eq!(frame.len(), 200 * 300 * 3);
+    let at = |x, y| pixel(&frame, 200, (x, y));
+    // The sky's gradient, truncated: 10 + 100 × 30 / 300 = 20.
+    assert_eq!(at(160, 30), [20, 30, 40]);
+    assert_eq!(at(160, 0), [10, 20, 30]);
+    assert_eq!(at(160, 199), [76, 86, 96], "76.33… truncated");
+    // The ground: the gradient × 0.62 (90 × 0.62 = 55.8).
+    assert_eq!(at(190, 240), [55, 62, 68]);
+    // A building: the sky × 0.55 (70 × 0.55 = 38.5); not above its roof.
+    assert_eq!(at(10, 180), [38, 44, 49]);
+    assert_eq!(at(10, 140), [56, 66, 76]);
+    assert_eq!(at(30, 180), [70, 80, 90], "right of it");
+    // The figure: eyes (looking nowhere: it stands in the middle), face
+    // (the colour 60 % toward white), outline (35 %), body, body outline.
+    assert_eq!(at(93, 58), [EYE; 3]);
+    assert_eq!(at(107, 58), [EYE; 3]);
+    assert_eq!(at(100, 70), [233, 193, 153]);
+    assert_eq!(at(100, 39), [70, 35, 0]);
+    assert_eq!(at(100, 37), [22, 32, 42], "sky just above the outline");
+    assert_eq!(at(100, 140), [200, 100, 0]);
+    assert_eq!(at(131, 140), [70, 35, 0]);
+    assert_eq!(at(134, 140), [56, 66, 76], "sky beside the body");
+    // The body stands on the ground: its outline covers it, then the ground.
+    assert_eq!(at(100, 205), [70, 35, 0]);
+    assert_eq!(at(100, 208), [49, 55, 61]);
+}
+
+#[test]
+fn figures_are_painted_back_to_front() {
+    // Seen from behind, left of the one facing us and overlapping it.
+    let back = Figure {
+        cx: 80.0,
+        color: [0, 0, 200],
+        back: true,
+        who: 1,
+        ..front_figure()
     };
-    let g = geq_filter(&bd, std::slice::from_ref(&fig), 1200.0);
-    assert!(g.starts_with("geq=r='st(0,10+100*Y/H);if(gte(Y,1000.0),st(0,ld(0)*0.62));"));
-    assert!(g.contains("if(between(X,0.0,100.0)*between(Y,900.0,1000.0),st(0,ld(0)*0.55))"));
-    // Red channel: light head 200 + 0.6 × 55 = 233, dark outline 70, body 200.
-    assert!(g.contains("st(0,233)") && g.contains("st(0,70)") && g.contains("st(0,200)"));
-    assert!(g.contains(&format!("st(0,{EYE})")));
-    assert_eq!(g.matches("ld(0)'").count(), 3, "each channel ends with its value");
-    // A figure seen from behind has no eyes and hair-coloured head.
-    let back = geq_filter(&bd, &[Figure { back: true, ..fig }], 1200.0);
-    assert!(back.contains("if(0,st(0,25)") && back.contains("st(0,140)"));
+    let frame = paint(&test_backdrop(), &[back.clone(), front_figure()], 200, 300);
+    let at = |x, y| pixel(&frame, 200, (x, y));
+    // Where both bodies are, the front one shows; where only the back one
+    // is, it does.
+    assert_eq!(at(95, 140), [200, 100, 0]);
+    assert_eq!(at(55, 140), [0, 0, 200]);
+    // The back of a head is its hair (the colour × 0.7), with no eyes
+    // where they would be (75.4, 58).
+    assert_eq!(at(75, 58), [0, 0, 140]);
+    assert_eq!(at(70, 70), [0, 0, 140]);
+    // In the other order the figure behind covers the other.
+    let frame = paint(&test_backdrop(), &[front_figure(), back], 200, 300);
+    assert_eq!(pixel(&frame, 200, (95, 140)), [0, 0, 200]);
+}
+
+#[test]
+fn the_painter_paints_bands_and_shadows() {
+    let bd = Backdrop {
+        horizon: None,
+        band: Some((20.0, [1, 2, 3])),
+        shadows: vec![[100.0, 250.0, 40.0, 10.0]],
+        ..test_backdrop()
+    };
+    let frame = paint(&bd, &[], 200, 300);
+    let at = |x, y| pixel(&frame, 200, (x, y));
+    assert_eq!(at(5, 0), [1, 2, 3]);
+    assert_eq!(at(199, 19), [1, 2, 3]);
+    assert_eq!(at(5, 20), [16, 26, 36], "below the band: the sky");
+    // The shadow: the sky × 0.7 inside its ellipse (93.33 × 0.7 = 65.3).
+    assert_eq!(at(100, 250), [65, 72, 79]);
+    assert_eq!(at(139, 250), [65, 72, 79]);
+    assert_eq!(at(140, 250), [93, 103, 113], "its edge is outside");
+    assert_eq!(at(100, 239), [89, 99, 109], "above it");
+    // No horizon: no skyline either (buildings stand on the horizon).
+    assert_eq!(at(10, 180), [70, 80, 90]);
 }
 
 #[test]
