@@ -244,8 +244,13 @@ fn crafted_local_entries_are_misses_and_push_uploads_only_true_digests() {
         fs::write(path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     }
     // And replace the bytes of one honest entry's object with the secret's
-    // (same name, other bytes).
-    let honest: Value = serde_json::from_slice(&fs::read(&sorted[lies.len()]).unwrap()).unwrap();
+    // (same name, other bytes): an entry of the episode's build, which the
+    // push takes (the review candidates are no target of it), whichever
+    // the entries' names put first.
+    let honest: Value = (sorted[lies.len()..].iter())
+        .map(|path| serde_json::from_slice::<Value>(&fs::read(path).unwrap()).unwrap())
+        .find(|m| !m["node"].as_str().unwrap().starts_with("review:"))
+        .unwrap();
     let victim_node = honest["node"].as_str().unwrap().to_string();
     let victim = honest["outputs"][0]["hash"].as_str().unwrap().to_string();
     let object = p.path(&format!("cache/objects/{}/{victim}", &victim[..2]));
