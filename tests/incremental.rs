@@ -222,6 +222,71 @@ fn motion_edit_off_the_transitions_reencodes_only_its_shot() {
     assert_eq!(b.node("transition:ep01/s02")["status"], "cached");
 }
 
+/// A shot shorter than the transition out of its scene (s01 gets a 0.2-s
+/// sh03, 6 frames of the 12): the transition reads it and the shot before
+/// it, the shot before is cut by sh03's length (read for its timing only),
+/// and a motion edit on that shot draws the transition again but leaves
+/// sh03's (empty) segment alone.
+#[test]
+fn a_transition_over_two_shots_reads_both() {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "episodes/ep01.yaml",
+        "            text: 'He said: \"100% sure.\"'\n",
+        "            text: 'He said: \"100% sure.\"'\n      - id: sh03\n        type: wide\n        \
+         motion: static hold, rain\n        action: Rain on the empty stop.\n        duration: 0.2\n",
+    );
+    let json = p.run(&["graph", "ep01", "--format", "json", "--profile", "sim"]);
+    let v: serde_json::Value = serde_json::from_str(&json.success().stdout).unwrap();
+    let inputs = |id: &str| -> Vec<(String, String)> {
+        let node = v["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap();
+        (node["inputs"].as_array().unwrap().iter())
+            .map(|i| {
+                (
+                    i["role"].as_str().unwrap().to_string(),
+                    i["uses"].as_str().unwrap().to_string(),
+                )
+            })
+            .filter(|(role, _)| !role.starts_with("gate"))
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    assert_eq!(
+        inputs("transition:ep01/s02"),
+        pairs(&[
+            ("from:sh02", "content"),
+            ("from:sh03", "content"),
+            ("to:sh01", "content")
+        ])
+    );
+    assert_eq!(
+        inputs("shot_segment:ep01/s01/sh02"),
+        pairs(&[("shot", "content"), ("after:sh03", "duration")])
+    );
+    assert_eq!(inputs("shot_segment:ep01/s01/sh03"), pairs(&[("shot", "content")]));
+    assert_eq!(inputs("shot_segment:ep01/s01/sh01"), pairs(&[("shot", "content")]));
+    p.build(&[]).ok();
+
+    p.edit("episodes/ep01.yaml", "motion: slow push in", "motion: slow pan right");
+    let b = p.build(&[]).ok();
+    for id in [
+        "shot_segment:ep01/s01/sh02",
+        "transition:ep01/s02",
+        "episode_video:ep01",
+    ] {
+        assert_eq!(b.node(id)["status"], "built", "{id}");
+    }
+    for id in [
+        "shot_segment:ep01/s01/sh01",
+        "shot_segment:ep01/s01/sh03",
+        "shot_segment:ep01/s02/sh01",
+    ] {
+        assert_eq!(b.node(id)["status"], "cached", "{id}");
+    }
+}
+
 #[test]
 fn respacing_a_line_stops_at_the_voice() {
     // Speech engines read words, not spaces: the voice is rebuilt to the same
@@ -283,8 +348,11 @@ fn dry_run_and_why_explain_the_change() {
         "{}",
         plan.stdout
     );
+    // Downstream of the line: its shot (video, review, last frame), the
+    // scene's music and mix, the shot's segment, the transition into s02,
+    // the episode's video and audio, and the episode.
     assert!(
-        plan.stdout.contains("1 stale, 11 more rebuilt if their inputs change"),
+        plan.stdout.contains("1 stale, 10 more rebuilt if their inputs change"),
         "{}",
         plan.stdout
     );
