@@ -40,11 +40,12 @@ pub enum NodeKind {
     SceneVideo,
     /// A scene's audio: voice lines placed at their offsets over ducked music.
     SceneMix,
-    /// A scene's picture between its transitions, encoded once in the
-    /// delivery codec (H.264, starting on an IDR frame).
-    SceneSegment,
+    /// A shot's picture less the frames the scene's transitions take,
+    /// encoded once in the delivery codec (H.264, starting on an IDR frame).
+    ShotSegment,
     /// The crossfade into a scene: the previous scene's last frames blended
-    /// into this scene's first, its own short H.264 segment.
+    /// into this scene's first (read from the shots they lie in), its own
+    /// short H.264 segment.
     Transition,
     /// The episode's video: the segments joined by stream copy.
     EpisodeVideo,
@@ -71,7 +72,7 @@ impl NodeKind {
         NodeKind::SceneMusic,
         NodeKind::SceneVideo,
         NodeKind::SceneMix,
-        NodeKind::SceneSegment,
+        NodeKind::ShotSegment,
         NodeKind::Transition,
         NodeKind::EpisodeVideo,
         NodeKind::EpisodeAudio,
@@ -94,7 +95,7 @@ impl NodeKind {
             NodeKind::SceneMusic => "scene_music",
             NodeKind::SceneVideo => "scene_video",
             NodeKind::SceneMix => "scene_mix",
-            NodeKind::SceneSegment => "scene_segment",
+            NodeKind::ShotSegment => "shot_segment",
             NodeKind::Transition => "transition",
             NodeKind::EpisodeVideo => "episode_video",
             NodeKind::EpisodeAudio => "episode_audio",
@@ -112,7 +113,7 @@ impl NodeKind {
             NodeKind::SceneVideo | NodeKind::EpisodeVideo => "mkv",
             NodeKind::VoiceLine | NodeKind::SceneMusic | NodeKind::SceneMix => "wav",
             NodeKind::EpisodeAudio => "m4a",
-            NodeKind::SceneSegment | NodeKind::Transition => "mp4",
+            NodeKind::ShotSegment | NodeKind::Transition => "mp4",
             NodeKind::Episode => "mp4",
             NodeKind::Publish => "json",
         }
@@ -125,7 +126,7 @@ impl NodeKind {
     /// rule of their own); every other kind has its own rule.
     pub fn rule_kind(self) -> NodeKind {
         match self {
-            NodeKind::SceneSegment | NodeKind::Transition => NodeKind::EpisodeVideo,
+            NodeKind::ShotSegment | NodeKind::Transition => NodeKind::EpisodeVideo,
             kind => kind,
         }
     }

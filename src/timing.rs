@@ -124,9 +124,123 @@ pub fn episode_frames(lengths: &[u64], overlaps: &[u64]) -> u64 {
     total - overlaps.iter().take(lengths.len().saturating_sub(1)).sum::<u64>()
 }
 
+/// How many shots from the start of `lengths` a window of `frames` frames
+/// at the start reaches: the fewest whose lengths add up to `frames` (all
+/// of them when they add up to less), none for an empty window. Given the
+/// shots' least lengths ([`least_shot_frames`]) it bounds the shots the
+/// window can touch once voices stretch them: they only grow. For a window
+/// at the end, pass the lengths reversed.
+pub fn reach(lengths: &[u64], frames: u64) -> usize {
+    if frames == 0 {
+        return 0;
+    }
+    let mut sum = 0u64;
+    for (i, len) in lengths.iter().enumerate() {
+        sum += len;
+        if sum >= frames {
+            return i + 1;
+        }
+    }
+    lengths.len()
+}
+
+/// The frames a shot of `len` frames loses to its scene's transitions:
+/// `(head, tail)`, the first `head` frames under the transition into the
+/// scene (`overlap_in` frames from the scene's start, `before` frames of
+/// shots before this one) and the last `tail` under the one out of it
+/// (`overlap_out` frames before the scene's end, `after` frames of shots
+/// after it). A shot inside a transition loses all its frames (as head or
+/// tail: whichever transition covers it).
+/// `None` when the two transitions overlap in this shot: the scene is
+/// shorter than its transitions.
+pub fn shot_cut(before: u64, len: u64, after: u64, overlap_in: u64, overlap_out: u64) -> Option<(u64, u64)> {
+    let head = overlap_in.saturating_sub(before);
+    let tail = overlap_out.saturating_sub(after);
+    if head > 0 && tail > 0 && head + tail > len {
+        return None;
+    }
+    let head = head.min(len);
+    Some((head, tail.min(len - head)))
+}
+
+/// [`shot_cut`] for every shot of a scene of shots `lengths` long, between
+/// a transition of `overlap_in` frames into it and one of `overlap_out`
+/// frames out of it. What the segments keep and the transitions take add up
+/// to the scene: the transitions cover exactly `overlap_in` and
+/// `overlap_out` frames. `None` when the scene is shorter than the two.
+pub fn shot_cuts(lengths: &[u64], overlap_in: u64, overlap_out: u64) -> Option<Vec<(u64, u64)>> {
+    let total: u64 = lengths.iter().sum();
+    if overlap_in + overlap_out > total {
+        return None;
+    }
+    let mut before = 0;
+    lengths
+        .iter()
+        .map(|&len| {
+            let after = total - before - len;
+            let cut = shot_cut(before, len, after, overlap_in, overlap_out);
+            before += len;
+            cut
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transitions_reach_the_shots_they_overlap() {
+        assert_eq!(reach(&[60, 90], 12), 1);
+        assert_eq!(reach(&[12, 90], 12), 1, "exactly the first shot");
+        assert_eq!(reach(&[5, 4, 90], 12), 3, "a window over three shots");
+        assert_eq!(reach(&[5, 4], 12), 2, "a scene shorter than the window: all of it");
+        assert_eq!(reach(&[60, 90], 0), 0, "no transition, no shot");
+        assert_eq!(reach(&[], 12), 0);
+    }
+
+    #[test]
+    fn shots_lose_the_frames_their_transitions_take() {
+        // One long shot between two transitions: both ends.
+        assert_eq!(shot_cuts(&[100], 12, 9), Some(vec![(12, 9)]));
+        // The first scene (no transition in), the last (none out), a lone one.
+        assert_eq!(shot_cuts(&[60, 90], 0, 12), Some(vec![(0, 0), (0, 12)]));
+        assert_eq!(shot_cuts(&[60, 90], 12, 0), Some(vec![(12, 0), (0, 0)]));
+        assert_eq!(shot_cuts(&[60, 90], 0, 0), Some(vec![(0, 0), (0, 0)]));
+        // A last shot shorter than the transition out: all of it goes, and
+        // the rest from the shot before; the same at the start.
+        assert_eq!(shot_cuts(&[50, 10], 0, 12), Some(vec![(0, 2), (0, 10)]));
+        assert_eq!(shot_cuts(&[5, 40], 12, 0), Some(vec![(5, 0), (7, 0)]));
+        // A transition over three shots, the first two wholly inside; one
+        // out over the last two.
+        assert_eq!(
+            shot_cuts(&[4, 5, 30, 3, 3], 12, 8),
+            Some(vec![(4, 0), (5, 0), (3, 2), (0, 3), (0, 3)])
+        );
+        // Exactly a transition long: the shot is all transition.
+        assert_eq!(shot_cuts(&[12, 30], 12, 0), Some(vec![(12, 0), (0, 0)]));
+        // The two transitions meet: nothing of the scene's own is left.
+        assert_eq!(shot_cuts(&[10, 14], 12, 12), Some(vec![(10, 0), (2, 12)]));
+        assert_eq!(shot_cuts(&[24], 12, 12), Some(vec![(12, 12)]));
+        // Shorter than its transitions: refused, and by the shot where they
+        // overlap.
+        assert_eq!(shot_cuts(&[10, 13], 12, 12), None);
+        assert_eq!(shot_cut(10, 13, 0, 12, 12), None);
+        assert_eq!(shot_cuts(&[23], 12, 12), None);
+        // What the segments keep plus the transitions is the scene.
+        for (lengths, i, o) in [
+            (&[4u64, 5, 30, 3, 3][..], 12, 8),
+            (&[50, 10], 0, 12),
+            (&[7, 7, 7], 12, 9),
+        ] {
+            let cuts = shot_cuts(lengths, i, o).unwrap();
+            let kept: u64 = lengths.iter().zip(&cuts).map(|(l, (h, t))| l - h - t).sum();
+            assert_eq!(kept + i + o, lengths.iter().sum::<u64>(), "{lengths:?}");
+            let heads: u64 = cuts.iter().map(|c| c.0).sum();
+            let tails: u64 = cuts.iter().map(|c| c.1).sum();
+            assert_eq!((heads, tails), (i, o), "{lengths:?}");
+        }
+    }
 
     #[test]
     fn shots_stretch_to_fit_dialogue() {

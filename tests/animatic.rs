@@ -73,10 +73,10 @@ fn animatic_episode_end_to_end() {
         assert!(report["av_drift_ms"].as_f64().unwrap() < 40.0, "{report}");
     }
 
-    // Duration: the scenes minus the crossfade overlap, within one frame.
-    let scenes: u64 = ["s01", "s02"]
+    // Duration: the shots minus the crossfade overlap, within one frame.
+    let scenes: u64 = ["s01/sh01", "s01/sh02", "s02/sh01", "s02/sh02"]
         .iter()
-        .map(|s| media::frame_count(&p.path(&format!("out/ep01/{s}/video.mkv"))))
+        .map(|s| media::frame_count(&p.path(&format!("out/ep01/{s}/shot.mkv"))))
         .sum();
     let frames = media::frame_count(&episode);
     let expected = scenes - 12; // one 0.4 s transition at 30 fps
@@ -225,8 +225,15 @@ fn the_quality_gate_names_a_broken_shot() {
     std::fs::write(&object, vec![0u8; len]).unwrap();
     let b = common::Build::parse_run(p.run(&["build", "ep01", "--json"]));
     assert_eq!(b.run.code, 1, "{}", b.run.stderr);
-    let error = b.node("scene_video:ep01/s01")["error"].as_str().unwrap().to_string();
-    assert!(error.contains("sh02"), "the error names the shot: {error}");
+    // The shot's segment reads it, and refuses it.
+    let error = b.node("shot_segment:ep01/s01/sh02")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("sh02") && error.contains("is broken"),
+        "the error names the shot: {error}"
+    );
     assert_eq!(b.node("episode:ep01")["status"], "skipped");
 }
 

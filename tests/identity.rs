@@ -99,10 +99,9 @@ fn a_new_espeak_version_revoices_only_the_lines() {
             [
                 "shot_video",
                 "last_frame",
-                "scene_video",
                 "scene_music",
                 "scene_mix",
-                "scene_segment",
+                "shot_segment",
                 "transition",
                 "episode_video",
                 "episode_audio",

@@ -22,8 +22,9 @@ fn sample_episode_builds_then_noop() {
         "last_frame",
         "voice_line",
         "scene_music",
-        "scene_video",
         "scene_mix",
+        "shot_segment",
+        "transition",
         "episode_video",
         "episode_audio",
         "episode",
@@ -81,7 +82,7 @@ fn longer_dialogue_retimes_its_shot() {
         "shot_video:ep01/s02/sh01",
         "scene_music:ep01/s02",
         "scene_mix:ep01/s02",
-        "scene_video:ep01/s02",
+        "shot_segment:ep01/s02/sh01",
         "episode:ep01",
     ] {
         assert!(built.contains(id), "{id} rebuilt: {built:?}");
@@ -123,11 +124,11 @@ fn design_prompt_change_rebuilds_that_character_and_their_shots() {
     });
     let mut expected = set(&[
         "character_refs:kai",
-        "scene_video:ep01/s01",
-        "scene_video:ep01/s02",
-        // Both scenes changed: both segments and the transition between them.
-        "scene_segment:ep01/s01",
-        "scene_segment:ep01/s02",
+        // The three changed shots' segments, and the transition between
+        // s01/sh02 and s02/sh01. s02/sh02 keeps its segment.
+        "shot_segment:ep01/s01/sh01",
+        "shot_segment:ep01/s01/sh02",
+        "shot_segment:ep01/s02/sh01",
         "transition:ep01/s02",
         "episode_video:ep01",
         "episode:ep01",
@@ -164,16 +165,15 @@ fn design_prompt_change_rebuilds_that_character_and_their_shots() {
     assert_eq!(b.node("episode_audio:ep01")["status"], "cached");
 }
 
-/// A shot's camera move changed: that shot's chain, its scene's video and
-/// segment, the transition beside the scene, the episode video (a stream
-/// copy of the segments) and the mux. The other scene's segment is not
-/// encoded again.
+/// A shot's camera move changed: that shot's chain, its segment, the
+/// transition it lies under (s01/sh02 is its scene's last shot, under the
+/// crossfade into s02), the episode video (a stream copy of the segments)
+/// and the mux. No other shot's segment is encoded again.
 #[test]
-fn motion_edit_reencodes_one_scene_segment_and_its_transition() {
+fn motion_edit_reencodes_one_shot_segment_and_its_transition() {
     let (_, b) = rebuilt_after(|p| p.edit("episodes/ep01.yaml", "motion: slow push in", "motion: slow pan right"));
     let mut expected = set(&[
-        "scene_video:ep01/s01",
-        "scene_segment:ep01/s01",
+        "shot_segment:ep01/s01/sh02",
         "transition:ep01/s02",
         "episode_video:ep01",
         "episode:ep01",
@@ -190,7 +190,101 @@ fn motion_edit_reencodes_one_scene_segment_and_its_transition() {
         expected.insert(format!("{kind}:ep01/s01/sh02"));
     }
     assert_eq!(b.built(), expected);
-    assert_eq!(b.node("scene_segment:ep01/s02")["status"], "cached");
+    for other in ["s01/sh01", "s02/sh01", "s02/sh02"] {
+        assert_eq!(b.node(&format!("shot_segment:ep01/{other}"))["status"], "cached");
+    }
+}
+
+/// A camera move changed on a shot no transition reaches (s02/sh02, the
+/// episode's last; no character, so no continuity): its chain, its segment,
+/// the episode video and the mux. No transition is drawn again.
+#[test]
+fn motion_edit_off_the_transitions_reencodes_only_its_shot() {
+    let (_, b) = rebuilt_after(|p| {
+        p.edit(
+            "episodes/ep01.yaml",
+            "motion: static hold\n        action: The bus",
+            "motion: slow pan right\n        action: The bus",
+        )
+    });
+    let mut expected = set(&["shot_segment:ep01/s02/sh02", "episode_video:ep01", "episode:ep01"]);
+    for kind in [
+        "shot_image",
+        "raw_video",
+        "refined_video",
+        "shot_video",
+        "shot_review",
+        "last_frame",
+    ] {
+        expected.insert(format!("{kind}:ep01/s02/sh02"));
+    }
+    assert_eq!(b.built(), expected);
+    assert_eq!(b.node("transition:ep01/s02")["status"], "cached");
+}
+
+/// A shot shorter than the transition out of its scene (s01 gets a 0.2-s
+/// sh03, 6 frames of the 12): the transition reads it and the shot before
+/// it, the shot before is cut by sh03's length (read for its timing only),
+/// and a motion edit on that shot draws the transition again but leaves
+/// sh03's (empty) segment alone.
+#[test]
+fn a_transition_over_two_shots_reads_both() {
+    let p = TestProject::example("tiny");
+    p.edit(
+        "episodes/ep01.yaml",
+        "            text: 'He said: \"100% sure.\"'\n",
+        "            text: 'He said: \"100% sure.\"'\n      - id: sh03\n        type: wide\n        \
+         motion: static hold, rain\n        action: Rain on the empty stop.\n        duration: 0.2\n",
+    );
+    let json = p.run(&["graph", "ep01", "--format", "json", "--profile", "sim"]);
+    let v: serde_json::Value = serde_json::from_str(&json.success().stdout).unwrap();
+    let inputs = |id: &str| -> Vec<(String, String)> {
+        let node = v["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap();
+        (node["inputs"].as_array().unwrap().iter())
+            .map(|i| {
+                (
+                    i["role"].as_str().unwrap().to_string(),
+                    i["uses"].as_str().unwrap().to_string(),
+                )
+            })
+            .filter(|(role, _)| !role.starts_with("gate"))
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    assert_eq!(
+        inputs("transition:ep01/s02"),
+        pairs(&[
+            ("from:sh02", "content"),
+            ("from:sh03", "content"),
+            ("to:sh01", "content")
+        ])
+    );
+    assert_eq!(
+        inputs("shot_segment:ep01/s01/sh02"),
+        pairs(&[("shot", "content"), ("after:sh03", "duration")])
+    );
+    assert_eq!(inputs("shot_segment:ep01/s01/sh03"), pairs(&[("shot", "content")]));
+    assert_eq!(inputs("shot_segment:ep01/s01/sh01"), pairs(&[("shot", "content")]));
+    p.build(&[]).ok();
+
+    p.edit("episodes/ep01.yaml", "motion: slow push in", "motion: slow pan right");
+    let b = p.build(&[]).ok();
+    for id in [
+        "shot_segment:ep01/s01/sh02",
+        "transition:ep01/s02",
+        "episode_video:ep01",
+    ] {
+        assert_eq!(b.node(id)["status"], "built", "{id}");
+    }
+    for id in [
+        "shot_segment:ep01/s01/sh01",
+        "shot_segment:ep01/s01/sh03",
+        "shot_segment:ep01/s02/sh01",
+    ] {
+        assert_eq!(b.node(id)["status"], "cached", "{id}");
+    }
 }
 
 #[test]
@@ -225,9 +319,13 @@ fn a_new_take_rerolls_only_that_shot() {
             .any(|id| id.contains("s01/sh01") || (id.contains("/s02") && !id.starts_with("transition:"))),
         "{built:?}"
     );
-    // Scene s01's picture is encoded again, and the crossfade out of it
-    // into s02 (`transition:ep01/s02`); s02's own segment is not.
-    for id in ["scene_segment:ep01/s01", "transition:ep01/s02", "episode_video:ep01"] {
+    // The shot's segment is encoded again, and the crossfade out of it
+    // into s02 (`transition:ep01/s02`); no segment of s02 is.
+    for id in [
+        "shot_segment:ep01/s01/sh02",
+        "transition:ep01/s02",
+        "episode_video:ep01",
+    ] {
         assert!(built.contains(id), "{id}: {built:?}");
     }
     assert!(
@@ -250,8 +348,11 @@ fn dry_run_and_why_explain_the_change() {
         "{}",
         plan.stdout
     );
+    // Downstream of the line: its shot (video, review, last frame), the
+    // scene's music and mix, the shot's segment, the transition into s02,
+    // the episode's video and audio, and the episode.
     assert!(
-        plan.stdout.contains("1 stale, 11 more rebuilt if their inputs change"),
+        plan.stdout.contains("1 stale, 10 more rebuilt if their inputs change"),
         "{}",
         plan.stdout
     );

@@ -195,7 +195,7 @@ fn keep_going_builds_everything_not_downstream_of_a_failure() {
     let built = kept.built();
     for id in [
         "scene_mix:ep01/s02",
-        "scene_video:ep01/s02",
+        "shot_segment:ep01/s02/sh02",
         "voice_line:ep01/s01/sh02/1",
         "raw_video:ep01/s01/sh01",
     ] {
@@ -338,7 +338,7 @@ fn panic_ends_the_build(seam: &str, node: &str, extra: &[&str]) {
 #[test]
 #[cfg_attr(not(debug_assertions), ignore = "the panic seam exists in debug builds only")]
 fn a_panic_in_a_job_ends_the_build_with_an_internal_error() {
-    panic_ends_the_build("job", "scene_video:ep01/s01", &[]);
+    panic_ends_the_build("job", "shot_segment:ep01/s01/sh01", &[]);
 }
 
 #[test]

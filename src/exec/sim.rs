@@ -256,17 +256,24 @@ fn simulated_duration(job: &Job) -> Option<f64> {
             timing::seconds(timing::tracks_frames(param_f64(job, "duration")?, &tracks))
         }
         NodeKind::SceneMusic | NodeKind::SceneVideo | NodeKind::SceneMix => sum_roles(job, "shot:"),
-        NodeKind::SceneSegment => {
-            let scene = timing::frames(job.inputs.iter().find(|i| i.role == "scene")?.duration?);
-            let cut =
-                ["head_frames", "tail_frames"].map(|p| job.node.params.get(p).and_then(Value::as_u64).unwrap_or(0));
-            timing::seconds(scene.saturating_sub(cut[0] + cut[1]))
+        NodeKind::ShotSegment => {
+            let shot = timing::frames(job.inputs.iter().find(|i| i.role == "shot")?.duration?);
+            let frames = |prefix: &str| -> u64 {
+                (job.inputs.iter())
+                    .filter(|i| i.role.starts_with(prefix))
+                    .filter_map(|i| i.duration.map(timing::frames))
+                    .sum()
+            };
+            let [overlap_in, overlap_out] =
+                ["overlap_in", "overlap_out"].map(|p| job.node.params.get(p).and_then(Value::as_u64).unwrap_or(0));
+            let (head, tail) = timing::shot_cut(frames("before:"), shot, frames("after:"), overlap_in, overlap_out)?;
+            timing::seconds(shot - head - tail)
         }
         NodeKind::Transition => timing::seconds(job.node.params.get("frames").and_then(Value::as_u64)?),
         NodeKind::EpisodeVideo => timing::seconds(
             job.inputs
                 .iter()
-                .filter(|i| i.role.starts_with("scene:") || i.role.starts_with("transition:"))
+                .filter(|i| i.role.starts_with("segment:") || i.role.starts_with("transition:"))
                 .filter_map(|i| i.duration.map(timing::frames))
                 .sum(),
         ),

@@ -51,6 +51,16 @@ struct Tracks<'t> {
     dub_voices: &'t [(usize, String)],
 }
 
+/// A shot as the episode's picture reads it: its graded video, its id, the
+/// fewest frames it can last (as written, before its voices stretch it:
+/// what decides which shots a transition may reach) and its quality gate.
+struct ShotPart {
+    video: usize,
+    id: String,
+    least: u64,
+    gate: Option<usize>,
+}
+
 /// Facts about a shot the `when` conditions test.
 struct ShotFacts<'a> {
     shot: &'a Shot,
@@ -324,7 +334,7 @@ impl<'a> Builder<'a> {
         // Shot path → its last_frame node, for explicit `continue_from`.
         let mut last_frames: HashMap<String, usize> = HashMap::new();
         let mut pending_continue: Vec<(usize, String)> = Vec::new();
-        let mut scene_videos = Vec::new();
+        let mut scene_shots: Vec<Vec<ShotPart>> = Vec::new();
         let mut scene_mixes = Vec::new();
         let mut all_voices: Vec<(usize, usize, String)> = Vec::new();
         // Per dub language: each scene's mix, and the lines voiced in it
@@ -339,6 +349,7 @@ impl<'a> Builder<'a> {
             }
             let mut shot_videos = Vec::new();
             let mut gates = Vec::new();
+            let mut parts = Vec::new();
             let mut voices = Vec::new();
             let mut track_voices: Vec<Vec<(usize, String)>> = vec![Vec::new(); dubs.len()];
             for shot in &scene.shots {
@@ -376,6 +387,12 @@ impl<'a> Builder<'a> {
                 }
                 shot_videos.push((video, shot.id.clone()));
                 gates.extend(gate.map(|g| (g, shot.id.clone())));
+                parts.push(ShotPart {
+                    video,
+                    id: shot.id.clone(),
+                    least: crate::timing::least_shot_frames(shot.duration, shot.dialogue.len()),
+                    gate,
+                });
                 all_shots.push(video);
             }
             let (sv, mix) = self.scene_nodes(ep, scene, &shot_videos, &voices, None)?;
@@ -388,7 +405,7 @@ impl<'a> Builder<'a> {
                     role: format!("gate:{id}"),
                     uses: Uses::Content,
                 }));
-            scene_videos.push(sv);
+            scene_shots.push(parts);
             scene_mixes.push(mix);
             for ((lang, track), mixes) in dubs.iter().zip(&track_voices).zip(&mut dub_mixes) {
                 mixes.push(self.scene_nodes(ep, scene, &shot_videos, track, Some(lang))?.1);
@@ -411,7 +428,7 @@ impl<'a> Builder<'a> {
             dubs: &dubs,
             dub_voices: &dub_voices,
         };
-        self.episode_nodes(ep, scenes, &scene_videos, &scene_mixes, &all_shots, &tracks)
+        self.episode_nodes(ep, scenes, &scene_shots, &scene_mixes, &all_shots, &tracks)
     }
 
     fn shot_image(
@@ -846,41 +863,73 @@ impl<'a> Builder<'a> {
     }
 
     /// The episode's picture in segments, each encoded once: a
-    /// `scene_segment` per scene (its frames between the transitions) and a
-    /// `transition` into every scene after the first (when transitions
-    /// overlap). Returns the `episode_video` inputs, in order. The segments
-    /// run on the `episode_video` rule's engine, with no params of the rule:
-    /// their recipe is the frames they cut and the transition they draw.
+    /// `shot_segment` per shot (its frames less those the transitions
+    /// take) and a `transition` into every scene after the first (when
+    /// transitions overlap), which reads the shots the overlap may reach on
+    /// either side. Which shots those are is decided here, on the shots'
+    /// least lengths (`timing::reach`): voices only lengthen shots, so the
+    /// overlap never reaches further once they are made. Returns the
+    /// `episode_video` inputs, in order. The segments run on the
+    /// `episode_video` rule's engine, with no params of the rule: their
+    /// recipe is the overlaps they cut and the transition they draw.
     fn video_segments(
         &mut self,
         path: &str,
         scenes: &[Scene],
-        videos: &[usize],
+        scene_shots: &[Vec<ShotPart>],
         transitions: &[Value],
         overlap_seconds: f64,
     ) -> Result<Vec<Input>, Diagnostics> {
+        use crate::timing;
         let mut rule = self.rule(NodeKind::EpisodeVideo)?.clone();
         rule.params.clear();
-        let overlap = crate::timing::frames(overlap_seconds);
+        let overlap = timing::frames(overlap_seconds);
         let n = scenes.len();
+        // Per scene: how many of its first shots the transition into it may
+        // reach, and of its last shots the one out of it.
+        let reaches: Vec<(usize, usize)> = scene_shots
+            .iter()
+            .enumerate()
+            .map(|(i, shots)| {
+                let least: Vec<u64> = shots.iter().map(|s| s.least).collect();
+                let backwards: Vec<u64> = least.iter().rev().copied().collect();
+                let overlap_in = if i > 0 { overlap } else { 0 };
+                let overlap_out = if i + 1 < n { overlap } else { 0 };
+                (
+                    timing::reach(&least, overlap_in),
+                    timing::reach(&backwards, overlap_out),
+                )
+            })
+            .collect();
         let mut parts = Vec::new();
-        for (i, (scene, &video)) in scenes.iter().zip(videos).enumerate() {
+        for (i, (scene, shots)) in scenes.iter().zip(scene_shots).enumerate() {
             let scene_path = format!("{path}/{}", scene.id);
-            let length: f64 = scene.shots.iter().map(|s| s.duration).sum();
+            let (reach_in, reach_out) = reaches[i];
             if i > 0 && overlap > 0 {
                 let recipe = map([("transition", transitions[i - 1].clone()), ("frames", json!(overlap))]);
-                let inputs = vec![
-                    Input {
-                        node: videos[i - 1],
-                        role: "from".into(),
-                        uses: Uses::Content,
-                    },
-                    Input {
-                        node: video,
-                        role: "to".into(),
-                        uses: Uses::Content,
-                    },
-                ];
+                let before = &scene_shots[i - 1];
+                let from = &before[before.len() - reaches[i - 1].1..];
+                let to = &shots[..reach_in];
+                let mut inputs = Vec::new();
+                for (side, shots) in [("from", from), ("to", to)] {
+                    for shot in shots {
+                        inputs.push(Input {
+                            node: shot.video,
+                            role: format!("{side}:{}", shot.id),
+                            uses: Uses::Content,
+                        });
+                    }
+                }
+                // The quality gate: no crossfade drawn from a shot that failed it.
+                for (side, shots) in [("from", from), ("to", to)] {
+                    inputs.extend(shots.iter().filter_map(|shot| {
+                        Some(Input {
+                            node: shot.gate?,
+                            role: format!("gate:{side}:{}", shot.id),
+                            uses: Uses::Content,
+                        })
+                    }));
+                }
                 let t = self.add(
                     NodeKind::Transition,
                     scene_path.clone(),
@@ -889,7 +938,7 @@ impl<'a> Builder<'a> {
                     &rule,
                     recipe,
                     inputs,
-                    crate::timing::seconds(overlap),
+                    timing::seconds(overlap),
                 );
                 parts.push(Input {
                     node: t,
@@ -897,30 +946,56 @@ impl<'a> Builder<'a> {
                     uses: Uses::Content,
                 });
             }
-            let recipe = map([
-                ("head_frames", json!(if i > 0 { overlap } else { 0 })),
-                ("tail_frames", json!(if i + 1 < n { overlap } else { 0 })),
-            ]);
-            let input = vec![Input {
-                node: video,
-                role: "scene".into(),
-                uses: Uses::Content,
-            }];
-            let segment = self.add(
-                NodeKind::SceneSegment,
-                scene_path.clone(),
-                format!("{scene_path}/segment"),
-                rule.engines_for(|_| false),
-                &rule,
-                recipe,
-                input,
-                length,
-            );
-            parts.push(Input {
-                node: segment,
-                role: format!("scene:{}", scene.id),
-                uses: Uses::Content,
-            });
+            for (k, shot) in shots.iter().enumerate() {
+                // A transition that may reach this shot cuts it by the
+                // lengths of the shots between it and the scene's edge.
+                let overlap_in = if k < reach_in { overlap } else { 0 };
+                let overlap_out = if k + reach_out >= shots.len() { overlap } else { 0 };
+                let mut inputs = vec![Input {
+                    node: shot.video,
+                    role: "shot".into(),
+                    uses: Uses::Content,
+                }];
+                let timing_of = |side: &str, others: &[ShotPart]| -> Vec<Input> {
+                    others
+                        .iter()
+                        .map(|o| Input {
+                            node: o.video,
+                            role: format!("{side}:{}", o.id),
+                            uses: Uses::Duration,
+                        })
+                        .collect()
+                };
+                if overlap_in > 0 {
+                    inputs.extend(timing_of("before", &shots[..k]));
+                }
+                if overlap_out > 0 {
+                    inputs.extend(timing_of("after", &shots[k + 1..]));
+                }
+                inputs.extend(shot.gate.map(|g| Input {
+                    node: g,
+                    role: "gate".into(),
+                    uses: Uses::Content,
+                }));
+                let recipe = map([("overlap_in", json!(overlap_in)), ("overlap_out", json!(overlap_out))]);
+                let shot_path = format!("{scene_path}/{}", shot.id);
+                let length = self.graph.nodes[shot.video].media_seconds;
+                let segment = self.add(
+                    NodeKind::ShotSegment,
+                    shot_path.clone(),
+                    format!("{shot_path}/segment"),
+                    rule.engines_for(|_| false),
+                    &rule,
+                    recipe,
+                    inputs,
+                    length,
+                );
+                parts.push(Input {
+                    node: segment,
+                    role: format!("segment:{}/{}", scene.id, shot.id),
+                    uses: Uses::Content,
+                });
+            }
         }
         Ok(parts)
     }
@@ -929,7 +1004,7 @@ impl<'a> Builder<'a> {
         &mut self,
         ep: &Episode,
         scenes: &[Scene],
-        videos: &[usize],
+        scene_shots: &[Vec<ShotPart>],
         mixes: &[usize],
         shots: &[usize],
         tracks: &Tracks<'_>,
@@ -968,7 +1043,7 @@ impl<'a> Builder<'a> {
                 .collect()
         };
 
-        let parts = self.video_segments(&path, scenes, videos, &transitions, overlap)?;
+        let parts = self.video_segments(&path, scenes, scene_shots, &transitions, overlap)?;
         let rule = self.rule(NodeKind::EpisodeVideo)?;
         let engines = rule.engines_for(|_| false);
         let recipe = map([

@@ -1,6 +1,6 @@
 //! Scenes into an episode: segmented video, loudness-normalized audio, and the MP4.
 //!
-//! `segments.rs` encodes each scene's picture and each crossfade once in
+//! `segments.rs` encodes each shot's picture and each crossfade once in
 //! H.264 and `episode_video` joins them by stream copy;
 //! `episode_audio` joins the scene mixes with their crossfades at the
 //! gain their measurements call for, limited in process when the peaks
@@ -33,7 +33,7 @@ mod timeline;
 mod tracks;
 
 use loudness::*;
-pub use segments::{episode_video, scene_segment, transition};
+pub use segments::{episode_video, shot_segment, transition};
 use timeline::*;
 use tracks::*;
 

@@ -1,7 +1,9 @@
 //! The episode's picture in segments, each encoded once in the delivery
-//! codec: a scene's frames between its transitions (`scene_segment`), each
-//! crossfade on its own (`transition`), and the episode video as their
-//! concatenation by stream copy (`episode_video`).
+//! codec: a shot's frames less those its scene's transitions take
+//! (`shot_segment`), each crossfade on its own (`transition`, from the shots
+//! it overlaps), and the episode video as their concatenation by stream copy
+//! (`episode_video`). A shot edit re-encodes that shot, and a transition
+//! only when the shot lies under it.
 //!
 //! A segment is its own H.264 encode, so it starts on an IDR frame and its
 //! GOPs close inside it; the pieces join with the concat demuxer and `-c
@@ -14,8 +16,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    PROGRESS_FILE, encode_reporting, exec, ffmpeg, input, param, param_str, permanent, produced, scratch, secs,
-    video_frames, write, xfade_name,
+    PROGRESS_FILE, encode_reporting, exec, ffmpeg, input, inputs_with, param, param_str, permanent, probe_stream,
+    produced, scratch, secs, video_frames, write, xfade_name,
 };
 use crate::exec::{ExecError, Job, JobInput, Produced};
 use crate::timing;
@@ -83,27 +85,62 @@ async fn check_segment(job: &Job, out: &Utf8Path, frames: u64, cancel: &Cancella
     Ok(())
 }
 
-/// The filter that keeps frames `[from, to)` of a scene and re-grids them.
+/// The filter that keeps frames `[from, to)` of a shot and re-grids them.
 pub(super) fn body_filter(from: u64, to: u64) -> String {
     format!("trim=start_frame={from}:end_frame={to},{}", regrid())
 }
 
-/// A scene between its transitions: its frames after the `head_frames`
-/// the transition into it takes and before the `tail_frames` the one out
-/// of it takes, in H.264. A middle scene no longer than its two
-/// transitions has no frames of its own: its segment is an empty file.
-pub async fn scene_segment(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let scene = input(job, "scene")?.main();
-    let head = frames_param(job, "head_frames")?;
-    let tail = frames_param(job, "tail_frames")?;
-    let (_, frames) = video_frames(job, scene, cancel).await?;
-    let body = frames.checked_sub(head + tail).ok_or_else(|| {
+/// The frames of the inputs whose role starts with `prefix`, from their
+/// recorded lengths (a shot's neighbours, read for their timing only).
+fn recorded_frames(job: &Job, prefix: &str) -> Result<u64, ExecError> {
+    inputs_with(job, prefix)
+        .map(|i| {
+            i.duration
+                .map(timing::frames)
+                .ok_or_else(|| permanent(format!("{}: the input {} has no recorded length", job.node.id, i.role)))
+        })
+        .sum()
+}
+
+/// The frames of a shot video, checked against its recorded length: the
+/// quality gate the scene video applies, where the episode reads the shot.
+async fn shot_frames(job: &Job, shot: &JobInput, cancel: &CancellationToken) -> Result<u64, ExecError> {
+    let which = match shot.role.as_str() {
+        "shot" => String::new(),
+        role => format!(" `{role}`"),
+    };
+    let broken = |e: String| permanent(format!("{}: the shot video{which} is broken: {e}", job.node.id));
+    let (_, frames) = video_frames(job, shot.main(), cancel).await.map_err(|e| match e {
+        ExecError::Cancelled => ExecError::Cancelled,
+        e => broken(e.to_string()),
+    })?;
+    match shot.duration.map(timing::frames) {
+        Some(expected) if expected != frames => Err(broken(format!("{frames} frames, expected {expected}"))),
+        _ => Ok(frames),
+    }
+}
+
+/// A shot less what the transitions take, in H.264: its frames after the
+/// transition into its scene (`overlap_in` frames from the scene's start,
+/// the `before:` shots' lengths ahead of it) and before the one out of it
+/// (`overlap_out`, the `after:` shots behind it); [`timing::shot_cut`]. A
+/// shot wholly under a transition has no frames of its own: its segment is
+/// an empty file.
+pub async fn shot_segment(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
+    let shot = input(job, "shot")?;
+    let overlap_in = frames_param(job, "overlap_in")?;
+    let overlap_out = frames_param(job, "overlap_out")?;
+    let before = recorded_frames(job, "before:")?;
+    let after = recorded_frames(job, "after:")?;
+    let frames = shot_frames(job, shot, cancel).await?;
+    let (head, tail) = timing::shot_cut(before, frames, after, overlap_in, overlap_out).ok_or_else(|| {
         permanent(format!(
-            "{}: the scene is {frames} frames long, shorter than the {} frames its transitions overlap",
-            job.node.id,
-            head + tail
+            "{}: the scene is shorter than the {overlap_in} + {overlap_out} frames its transitions overlap \
+             (they meet in this shot of {frames} frames)",
+            job.node.id
         ))
     })?;
+    let body = frames - head - tail;
     if body == 0 {
         let empty = write(job, "segment.mp4", "")?;
         return segment(empty, 0);
@@ -111,7 +148,7 @@ pub async fn scene_segment(job: &Job, cancel: &CancellationToken) -> Result<Prod
     let out = scratch(job, "segment.mp4");
     let cmd = ffmpeg(job)?
         .args(SERIAL_FILTERS)
-        .args(["-i", scene.as_str(), "-an", "-sn", "-vf"])
+        .args(["-i", shot.main().as_str(), "-an", "-sn", "-vf"])
         .arg(body_filter(head, head + body))
         .args(X264)
         .args(["-frames:v".to_string(), body.to_string()])
@@ -122,29 +159,71 @@ pub async fn scene_segment(job: &Job, cancel: &CancellationToken) -> Result<Prod
     segment(out, body)
 }
 
-/// The filtergraph of a crossfade of `frames` frames: the first `frames`
-/// of each input (the first input already seeked to the previous scene's
-/// last `frames`), blended by `xfade` from its start.
-pub(super) fn transition_graph(xfade: &str, frames: u64) -> String {
+/// One side of a crossfade: `count` inputs from `first` on, joined, their
+/// first `frames` frames re-gridded into `[label]`. One input is trimmed
+/// alone; several are concatenated in the filter first.
+fn transition_side(label: &str, first: usize, count: usize, frames: u64) -> String {
     let grid = regrid();
+    if count == 1 {
+        return format!("[{first}:v]trim=end_frame={frames},{grid}[{label}];");
+    }
+    let mut graph = String::new();
+    let mut joined = String::new();
+    for i in 0..count {
+        graph.push_str(&format!("[{}:v]{grid}[{label}{i}];", first + i));
+        joined.push_str(&format!("[{label}{i}]"));
+    }
+    graph.push_str(&format!(
+        "{joined}concat=n={count}:v=1:a=0,trim=end_frame={frames},{grid}[{label}];"
+    ));
+    graph
+}
+
+/// The filtergraph of a crossfade of `frames` frames: the `from` inputs
+/// (the first already seeked to the previous scene's last `frames`) and
+/// the `to` inputs after them, each side joined and cut to `frames`,
+/// blended by `xfade` from its start.
+pub(super) fn transition_graph(xfade: &str, from: usize, to: usize, frames: u64) -> String {
     format!(
-        "[0:v]trim=end_frame={frames},{grid}[a];[1:v]trim=end_frame={frames},{grid}[b];\
-         [a][b]xfade=transition={xfade}:duration={}:offset=0,{grid}[v]",
-        secs(frames)
+        "{}{}[a][b]xfade=transition={xfade}:duration={}:offset=0,{}[v]",
+        transition_side("a", 0, from, frames),
+        transition_side("b", from, to, frames),
+        secs(frames),
+        regrid()
     )
 }
 
-/// Where to seek in a scene of `length` frames to start on its frame
-/// `first`: half a frame early, so Matroska's millisecond timestamps
-/// round onto the right frame (an input seek decodes from the key frame before it
-/// and drops frames up to the seek point, so it lands exactly).
+/// Where to seek in a shot to start on its frame `first`: half a frame
+/// early, so Matroska's millisecond timestamps round onto the right frame
+/// (an input seek decodes from the key frame before it and drops frames up
+/// to the seek point, so it lands exactly).
 pub(super) fn seek_to(first: u64) -> Option<String> {
     (first > 0).then(|| format!("{:.6}", (first as f64 - 0.5) / timing::FPS as f64))
 }
 
-/// The crossfade into a scene: the `frames` last frames of the `from`
-/// scene blended into the `frames` first frames of the `to` scene, drawn by
-/// the `transition` word, in H.264.
+/// The shots of one side of a transition with their frames (each checked
+/// like a segment's shot), in order.
+async fn side<'j>(
+    job: &'j Job,
+    prefix: &'j str,
+    cancel: &CancellationToken,
+) -> Result<Vec<(&'j JobInput, u64)>, ExecError> {
+    let shots: Vec<&JobInput> = inputs_with(job, prefix).collect();
+    if shots.is_empty() {
+        return Err(permanent(format!(
+            "{}: the transition has no `{prefix}` shots",
+            job.node.id
+        )));
+    }
+    let frames = futures_util::future::try_join_all(shots.iter().map(|s| shot_frames(job, s, cancel))).await?;
+    Ok(shots.into_iter().zip(frames).collect())
+}
+
+/// The crossfade into a scene: the `frames` last frames of the scene before
+/// (from its last shots, `from:<shot>`) blended into the `frames` first
+/// frames of this one (its first shots, `to:<shot>`), drawn by the
+/// `transition` word, in H.264. The graph gives it every shot the overlap
+/// may reach before voices lengthen them; only those it does reach are read.
 pub async fn transition(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let word = param_str(job, "transition");
     let xfade = xfade_name(word).ok_or_else(|| {
@@ -154,23 +233,49 @@ pub async fn transition(job: &Job, cancel: &CancellationToken) -> Result<Produce
         ))
     })?;
     let frames = frames_param(job, "frames")?;
-    let from = input(job, "from")?.main();
-    let to = input(job, "to")?.main();
-    let (_, from_len) = video_frames(job, from, cancel).await?;
-    let first = from_len.checked_sub(frames).filter(|_| frames > 0).ok_or_else(|| {
+    if frames == 0 {
+        return Err(permanent(format!("{}: a transition of no frames", job.node.id)));
+    }
+    let (from, to) = (side(job, "from:", cancel).await?, side(job, "to:", cancel).await?);
+    let too_short = |which: &str, len: u64| {
         permanent(format!(
-            "{}: the scene before is {from_len} frames long, shorter than the {frames}-frame transition",
+            "{}: the scene {which} is {len} frames long in the shots given, shorter than the {frames}-frame transition",
             job.node.id
         ))
-    })?;
+    };
+    // The last shots of the scene before that hold its last `frames`.
+    let lengths: Vec<u64> = from.iter().rev().map(|(_, f)| *f).collect();
+    let reached = timing::reach(&lengths, frames);
+    let held: u64 = lengths[..reached].iter().sum();
+    if held < frames {
+        return Err(too_short("before", held));
+    }
+    let from = &from[from.len() - reached..];
+    let first = held - frames;
+    // The first shots of this scene that hold its first `frames`.
+    let lengths: Vec<u64> = to.iter().map(|(_, f)| *f).collect();
+    let reached = timing::reach(&lengths, frames);
+    let held: u64 = lengths[..reached].iter().sum();
+    if held < frames {
+        return Err(too_short("after", held));
+    }
+    let to = &to[..reached];
+
     let out = scratch(job, "transition.mp4");
     let mut cmd = ffmpeg(job)?.args(SERIAL_FILTERS);
-    if let Some(at) = seek_to(first) {
-        cmd = cmd.args(["-ss", &at]);
+    for (i, (shot, _)) in from.iter().chain(to).enumerate() {
+        if i == 0
+            && let Some(at) = seek_to(first)
+        {
+            cmd = cmd.args(["-ss", &at]);
+        }
+        cmd = cmd.args(["-i", shot.main().as_str()]);
     }
     let cmd = cmd
-        .args(["-i", from.as_str(), "-i", to.as_str()])
-        .args(["-filter_complex", &transition_graph(xfade, frames)])
+        .args([
+            "-filter_complex",
+            &transition_graph(xfade, from.len(), to.len(), frames),
+        ])
         .args(["-map", "[v]", "-an", "-sn"])
         .args(X264)
         .args(["-frames:v".to_string(), frames.to_string()])
@@ -180,44 +285,77 @@ pub async fn transition(job: &Job, cancel: &CancellationToken) -> Result<Produce
     segment(out, frames)
 }
 
-/// The parts of the episode, in order: scene segments and transitions.
+/// The parts of the episode, in order: per scene, the transition into it
+/// (after the first), then its shots' segments.
 fn parts(job: &Job) -> Vec<&JobInput> {
     job.inputs
         .iter()
-        .filter(|i| i.role.starts_with("scene:") || i.role.starts_with("transition:"))
+        .filter(|i| i.role.starts_with("segment:") || i.role.starts_with("transition:"))
         .collect()
 }
 
+/// A segment's codec, frames and size.
+async fn segment_stream(
+    job: &Job,
+    path: &Utf8Path,
+    cancel: &CancellationToken,
+) -> Result<(String, u64, (u64, u64)), ExecError> {
+    let stream = probe_stream(job, path, "v:0", cancel).await?;
+    let codec = stream["codec_name"].as_str().unwrap_or("unknown").to_string();
+    let frames = super::count(&stream, "nb_read_packets")
+        .ok_or_else(|| permanent(format!("ffprobe could not count the frames of {path}")))?;
+    let size = (
+        super::count(&stream, "width").unwrap_or(0),
+        super::count(&stream, "height").unwrap_or(0),
+    );
+    Ok((codec, frames, size))
+}
+
 /// The episode's picture: its segments joined by stream copy (the concat
-/// demuxer), exactly the sum of their frames. Empty scene segments (a
-/// scene that is all transition) are left out.
+/// demuxer), exactly the sum of their frames, every one the size of the
+/// first (stream copy needs equal streams). Empty segments (a shot that is
+/// all transition) are left out.
 pub async fn episode_video(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
-    let parts = parts(job);
-    if parts.is_empty() {
-        return Err(permanent("the episode has no video segments"));
-    }
-    let mut paths = Vec::new();
-    let mut total = 0;
-    for part in parts {
-        let path = part.main();
+    let mut parts: Vec<(&JobInput, u64)> = Vec::new();
+    for part in self::parts(job) {
         let expected = part
             .duration
             .map(timing::frames)
             .ok_or_else(|| permanent(format!("the segment {} has no recorded length", part.role)))?;
-        if expected == 0 && std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        if expected == 0 && std::fs::metadata(part.main()).is_ok_and(|m| m.len() == 0) {
             continue;
         }
-        let (codec, frames) = video_frames(job, path, cancel).await?;
-        if codec != "h264" || frames != expected || frames == 0 {
+        parts.push((part, expected));
+    }
+    if parts.is_empty() {
+        return Err(permanent("the episode has no video segments"));
+    }
+    // One probe per segment, side by side: an episode has a segment a shot.
+    let streams =
+        futures_util::future::try_join_all(parts.iter().map(|(part, _)| segment_stream(job, part.main(), cancel)))
+            .await?;
+    let mut total = 0;
+    let first_size = streams[0].2;
+    for ((part, expected), (codec, frames, size)) in parts.iter().zip(&streams) {
+        if codec != "h264" || frames != expected || *frames == 0 {
             return Err(permanent(format!(
                 "the segment {} is {frames} frames of {codec}, not {expected} frames of h264",
                 part.role
             )));
         }
+        if *size != first_size {
+            return Err(permanent(format!(
+                "the segment {} is {}x{}, the first {}x{}: the shots differ in size",
+                part.role, size.0, size.1, first_size.0, first_size.1
+            )));
+        }
         total += frames;
-        paths.push(path.as_path());
     }
-    let list = write(job, "segments.ffconcat", &crate::stages::mix::concat_list(paths))?;
+    let list = write(
+        job,
+        "segments.ffconcat",
+        &crate::stages::mix::concat_list(parts.iter().map(|(p, _)| p.main().as_path())),
+    )?;
     let out = scratch(job, "episode_video.mkv");
     let cmd = ffmpeg(job)?
         .args(["-f", "concat", "-safe", "0", "-i", list.as_str()])

@@ -17,10 +17,20 @@ fn segments_cut_their_frames_and_transitions_blend_from_their_start() {
         "trim=start_frame=12:end_frame=78,settb=1/30,setpts=N,format=yuv420p,setsar=1"
     );
     assert_eq!(
-        segments::transition_graph("fade", 12),
+        segments::transition_graph("fade", 1, 1, 12),
         "[0:v]trim=end_frame=12,settb=1/30,setpts=N,format=yuv420p,setsar=1[a];\
          [1:v]trim=end_frame=12,settb=1/30,setpts=N,format=yuv420p,setsar=1[b];\
          [a][b]xfade=transition=fade:duration=0.400000:offset=0,settb=1/30,setpts=N,format=yuv420p,setsar=1[v]"
+    );
+    // An overlap over several shots: each side's shots joined in order first.
+    let grid = "settb=1/30,setpts=N,format=yuv420p,setsar=1";
+    assert_eq!(
+        segments::transition_graph("fade", 2, 1, 12),
+        format!(
+            "[0:v]{grid}[a0];[1:v]{grid}[a1];[a0][a1]concat=n=2:v=1:a=0,trim=end_frame=12,{grid}[a];\
+             [2:v]trim=end_frame=12,{grid}[b];\
+             [a][b]xfade=transition=fade:duration=0.400000:offset=0,{grid}[v]"
+        )
     );
     // Half a frame before frame 63: Matroska's rounded milliseconds land on it.
     assert_eq!(segments::seek_to(63).as_deref(), Some("2.083333"));
@@ -296,7 +306,34 @@ mod media {
         }
     }
 
+    /// A scene's video and audio of `frames` frames; its picture changes
+    /// every frame, from `hue` on.
     async fn scene(bench: &Bench, name: &str, frames: u64, hue: u32) -> (Utf8PathBuf, Utf8PathBuf) {
+        let video = clip(bench, name, frames, hue).await;
+        let audio = bench.path(&format!("{name}.wav"));
+        let samples = frames * timing::SAMPLES_PER_FRAME;
+        let tone =
+            "aevalsrc=0.05*sin(2*PI*330*t)+if(lt(mod(t\\,0.5)\\,0.002)\\,0.9\\,0)|0.05*sin(2*PI*440*t):s=48000:d=5";
+        let trim = format!("atrim=end_sample={samples}");
+        bench
+            .ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                tone,
+                "-af",
+                &trim,
+                "-c:a",
+                "pcm_f32le",
+                audio.as_str(),
+            ])
+            .await;
+        (video, audio)
+    }
+
+    /// The video of [`scene`] alone. From `hue + 37 × f` its frames are the
+    /// scene's from frame `f` on: a shot of it.
+    async fn clip(bench: &Bench, name: &str, frames: u64, hue: u32) -> Utf8PathBuf {
         let video = bench.path(&format!("{name}.mkv"));
         let src = format!("nullsrc=s=96x144:r=30,geq=lum='16+mod(N*37+{hue}\\,220)':cb=128:cr=128");
         let count = frames.to_string();
@@ -319,25 +356,7 @@ mod media {
                 video.as_str(),
             ])
             .await;
-        let audio = bench.path(&format!("{name}.wav"));
-        let samples = frames * timing::SAMPLES_PER_FRAME;
-        let tone =
-            "aevalsrc=0.05*sin(2*PI*330*t)+if(lt(mod(t\\,0.5)\\,0.002)\\,0.9\\,0)|0.05*sin(2*PI*440*t):s=48000:d=5";
-        let trim = format!("atrim=end_sample={samples}");
-        bench
-            .ffmpeg(&[
-                "-f",
-                "lavfi",
-                "-i",
-                tone,
-                "-af",
-                &trim,
-                "-c:a",
-                "pcm_f32le",
-                audio.as_str(),
-            ])
-            .await;
-        (video, audio)
+        video
     }
 
     #[tokio::test]
@@ -364,21 +383,30 @@ mod media {
                 input("scene:s2", suffix, Some(v2.clone()), 1.5),
             ]
         };
-        // The picture in segments: s1 up to its transition (48 frames),
-        // the transition (12), s2 after it (33).
-        let segment = |name: &str, v: &Utf8PathBuf, head: u64, tail: u64| {
+        // The picture in shot segments. s1 is two shots, 50 + 10 frames; s2
+        // two, 5 + 40. The 12-frame transition takes all of s1/b and 2
+        // frames of s1/a, all of s2/a and 7 frames of s2/b: s1/a keeps 48,
+        // s1/b and s2/a nothing (empty segments), s2/b 33.
+        let s1a = clip(&bench, "s1a", 50, 0).await;
+        let s1b = clip(&bench, "s1b", 10, 50 * 37).await;
+        let s2a = clip(&bench, "s2a", 5, 120).await;
+        let s2b = clip(&bench, "s2b", 40, 120 + 5 * 37).await;
+        let shot = |path: &Utf8PathBuf, frames: u64| input("shot", "mkv", Some(path.clone()), timing::seconds(frames));
+        let timing_of = |role: &str, frames: u64| input(role, "mkv", None, timing::seconds(frames));
+        let segment = |name: &str, inputs: Vec<JobInput>, overlap_in: u64, overlap_out: u64| {
             bench.job(
-                NodeKind::SceneSegment,
+                NodeKind::ShotSegment,
                 name,
-                json!({"head_frames": head, "tail_frames": tail}),
-                vec![input("scene", "mkv", Some(v.clone()), 0.0)],
+                json!({"overlap_in": overlap_in, "overlap_out": overlap_out}),
+                inputs,
             )
         };
-        let mut job = segment("seg1", &v1, 0, 12);
+        let seg1a = || segment("seg1a", vec![shot(&s1a, 50), timing_of("after:b", 10)], 0, 12);
+        let mut job = seg1a();
         let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
         let r = reports.clone();
         job.progress = crate::exec::JobProgress::new(move |f, s| r.lock().unwrap().push((f, s.to_string())));
-        let seg1 = scene_segment(&job, &cancel).await.expect("scene segment");
+        let seg1 = shot_segment(&job, &cancel).await.expect("shot segment");
         assert_eq!(seg1.duration, Some(timing::seconds(48)));
         // The encode told how far it got, from ffmpeg's own frame count.
         let reports = reports.lock().unwrap().clone();
@@ -388,18 +416,43 @@ mod media {
             status.starts_with("encoding frame ") && status.ends_with(" of 48"),
             "{reports:?}"
         );
-        let seg2 = scene_segment(&segment("seg2", &v2, 12, 0), &cancel)
+        let seg1b = shot_segment(&segment("seg1b", vec![shot(&s1b, 10)], 0, 12), &cancel)
             .await
-            .expect("scene segment");
+            .expect("shot segment");
+        let seg2a = shot_segment(&segment("seg2a", vec![shot(&s2a, 5)], 12, 0), &cancel)
+            .await
+            .expect("shot segment");
+        for empty in [&seg1b, &seg2a] {
+            assert_eq!(empty.duration, Some(0.0));
+            assert_eq!(std::fs::metadata(&empty.files[0].1).expect("segment").len(), 0);
+        }
+        let seg2 = shot_segment(
+            &segment("seg2b", vec![timing_of("before:a", 5), shot(&s2b, 40)], 12, 0),
+            &cancel,
+        )
+        .await
+        .expect("shot segment");
         assert_eq!(seg2.duration, Some(timing::seconds(33)));
+        // A shot not the length it was recorded at fails, naming the node.
+        let err = shot_segment(&segment("bad", vec![shot(&s2b, 41)], 12, 0), &cancel)
+            .await
+            .expect_err("a shot of the wrong length");
+        assert!(err.to_string().contains("40 frames, expected 41"), "{err}");
+        // The transition blends the shots the overlap reaches. The graph may
+        // give it more (it decides on the shots' least lengths): here a shot
+        // ahead of s1/a, which the overlap does not reach and is left out.
+        let early = clip(&bench, "s1-early", 30, 9).await;
         let fade = |name: &str| {
             bench.job(
                 NodeKind::Transition,
                 name,
                 json!({"transition": "dissolve", "frames": 12}),
                 vec![
-                    input("from", "mkv", Some(v1.clone()), 2.0),
-                    input("to", "mkv", Some(v2.clone()), 1.5),
+                    input("from:z", "mkv", Some(early.clone()), 1.0),
+                    input("from:a", "mkv", Some(s1a.clone()), timing::seconds(50)),
+                    input("from:b", "mkv", Some(s1b.clone()), timing::seconds(10)),
+                    input("to:a", "mkv", Some(s2a.clone()), timing::seconds(5)),
+                    input("to:b", "mkv", Some(s2b.clone()), timing::seconds(40)),
                 ],
             )
         };
@@ -408,9 +461,7 @@ mod media {
 
         // The same key gives the same bytes: encoded again elsewhere, each
         // segment is identical (one filter thread, x264 on sliced threads).
-        let again = scene_segment(&segment("seg1-again", &v1, 0, 12), &cancel)
-            .await
-            .expect("again");
+        let again = shot_segment(&seg1a(), &cancel).await.expect("again");
         let t2_again = transition(&fade("t2-again"), &cancel).await.expect("again");
         for (a, b) in [(&seg1, &again), (&t2, &t2_again)] {
             let bytes = |p: &Produced| std::fs::read(&p.files[0].1).expect("segment");
@@ -419,9 +470,11 @@ mod media {
 
         let part = |role: &str, p: &Produced| input(role, "mp4", Some(p.files[0].1.clone()), p.duration.unwrap());
         let parts = vec![
-            part("scene:s1", &seg1),
+            part("segment:s1/a", &seg1),
+            part("segment:s1/b", &seg1b),
             part("transition:s2", &t2),
-            part("scene:s2", &seg2),
+            part("segment:s2/a", &seg2a),
+            part("segment:s2/b", &seg2),
         ];
         let job = bench.job(NodeKind::EpisodeVideo, "video", joins.clone(), parts);
         let video = episode_video(&job, &cancel).await.expect("episode video");
