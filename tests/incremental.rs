@@ -42,6 +42,22 @@ fn sample_episode_builds_then_noop() {
 }
 
 /// Rebuilt ids after an edit, relative to a fully built tiny project.
+/// The nodes of one shot's picture (`shot` as `s01/sh02`) that a change to its
+/// camera move or storyboard rebuilds: image, video chain, review and last
+/// frame.
+fn shot_chain(shot: &str) -> impl Iterator<Item = String> + '_ {
+    [
+        "shot_image",
+        "raw_video",
+        "refined_video",
+        "shot_video",
+        "shot_review",
+        "last_frame",
+    ]
+    .into_iter()
+    .map(move |kind| format!("{kind}:ep01/{shot}"))
+}
+
 fn rebuilt_after(edit: impl FnOnce(&TestProject)) -> (TestProject, common::Build) {
     let p = TestProject::example("tiny");
     p.build(&[]).ok();
@@ -136,16 +152,7 @@ fn design_prompt_change_rebuilds_that_character_and_their_shots() {
     // Kai is in s01/sh01 and s02/sh01; s01/sh02 continues from s01/sh01's
     // last frame (Mio is in both), so it is redone too.
     for shot in ["s01/sh01", "s01/sh02", "s02/sh01"] {
-        for kind in [
-            "shot_image",
-            "raw_video",
-            "refined_video",
-            "shot_video",
-            "shot_review",
-            "last_frame",
-        ] {
-            expected.insert(format!("{kind}:ep01/{shot}"));
-        }
+        expected.extend(shot_chain(shot));
     }
     // The sim profile runs the review loop: Kai's candidates are drawn
     // again from the new design and reviewed, round after round; nobody
@@ -179,16 +186,7 @@ fn motion_edit_reencodes_one_shot_segment_and_its_transition() {
         "episode:ep01",
     ]);
     // The storyboard's caption names the move, so the shot's image is redrawn.
-    for kind in [
-        "shot_image",
-        "raw_video",
-        "refined_video",
-        "shot_video",
-        "shot_review",
-        "last_frame",
-    ] {
-        expected.insert(format!("{kind}:ep01/s01/sh02"));
-    }
+    expected.extend(shot_chain("s01/sh02"));
     assert_eq!(b.built(), expected);
     for other in ["s01/sh01", "s02/sh01", "s02/sh02"] {
         assert_eq!(b.node(&format!("shot_segment:ep01/{other}"))["status"], "cached");
@@ -208,16 +206,7 @@ fn motion_edit_off_the_transitions_reencodes_only_its_shot() {
         )
     });
     let mut expected = set(&["shot_segment:ep01/s02/sh02", "episode_video:ep01", "episode:ep01"]);
-    for kind in [
-        "shot_image",
-        "raw_video",
-        "refined_video",
-        "shot_video",
-        "shot_review",
-        "last_frame",
-    ] {
-        expected.insert(format!("{kind}:ep01/s02/sh02"));
-    }
+    expected.extend(shot_chain("s02/sh02"));
     assert_eq!(b.built(), expected);
     assert_eq!(b.node("transition:ep01/s02")["status"], "cached");
 }

@@ -331,15 +331,19 @@ pub async fn measure_file(path: &Utf8Path, cancel: &CancellationToken) -> Result
 pub(crate) mod tests {
     use super::*;
 
-    /// A stereo float WAV of `samples` per channel from `f(t) -> (l, r)`.
-    pub(crate) fn write_wav(path: &Utf8Path, samples: u64, f: impl Fn(u64) -> (f32, f32)) {
-        let spec = hound::WavSpec {
+    /// What [`Wav`] reads: stereo 32-bit float at 48 kHz.
+    pub(crate) fn stereo_float() -> hound::WavSpec {
+        hound::WavSpec {
             channels: 2,
             sample_rate: timing::RATE as u32,
             bits_per_sample: 32,
             sample_format: hound::SampleFormat::Float,
-        };
-        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        }
+    }
+
+    /// A stereo float WAV of `samples` per channel from `f(t) -> (l, r)`.
+    pub(crate) fn write_wav(path: &Utf8Path, samples: u64, f: impl Fn(u64) -> (f32, f32)) {
+        let mut w = hound::WavWriter::create(path, stereo_float()).unwrap();
         for t in 0..samples {
             let (l, r) = f(t);
             w.write_sample(l).unwrap();

@@ -240,7 +240,7 @@ mod tests {
 
     use super::*;
     use crate::stages::episode::loudness::{SceneMix, episode_reading};
-    use crate::stages::meter::tests::write_wav;
+    use crate::stages::meter::tests::{stereo_float, write_wav};
 
     const F: u64 = timing::SAMPLES_PER_FRAME;
 
@@ -265,13 +265,7 @@ mod tests {
     /// Write `pass` into a float WAV at `out`, as the encoder would take
     /// it; the limiter's deepest gain, dB.
     fn write_wav_pass(parts: &[Part], ns: u64, total: u64, pass: &Pass, out: &Utf8Path) -> f64 {
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: timing::RATE as u32,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
-        let mut w = hound::WavWriter::create(out, spec).unwrap();
+        let mut w = hound::WavWriter::create(out, stereo_float()).unwrap();
         let mut sink = |frames: &[f32]| -> Result<(), String> {
             frames
                 .iter()
