@@ -255,7 +255,9 @@ fn a_full_build_makes_scene_music_with_ace_step_normalized_like_the_bed() {
     let comfy = comfy::Fake::start();
     let ace = Fake::start();
     let p = on_fakes(TestProject::example("tiny"), &comfy.url, &ace.url, 60);
-    let b = full(&p, &["ep01"]).ok();
+    // The scene videos too (the episode joins shot segments, not them): the
+    // music is checked against their frames.
+    let b = full(&p, &["ep01", "scene_video:ep01/s01", "scene_video:ep01/s02"]).ok();
     let music = music_nodes(&b);
     assert_eq!(music.len(), 2);
     for n in &music {
