@@ -103,6 +103,28 @@ where
     }
 }
 
+/// Click what `css` finds. The page redraws a tab when a build ends, so
+/// the element found may be replaced before the click reaches it: find it
+/// again then (a minute only guards against a hang).
+async fn click(c: &Client, css: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let clicked = match c.find(Locator::Css(css)).await {
+            Ok(el) => el.click().await,
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(_) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
+}
+
 async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
 }
@@ -229,12 +251,7 @@ async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
     assert_eq!(nodes_in(&c, "built").await, want);
     shoot(&c, "produce-rebuilt").await;
     // A node: `studio why` and its output, inline.
-    c.find(Locator::Css(".node[data-id=\"voice_line:ep01/s02/sh01/1\"]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, ".node[data-id=\"voice_line:ep01/s02/sh01/1\"]").await;
     until("the why panel", || async {
         js(&c, "const w = document.getElementById('why'); return !w.hidden && w.querySelector('pre').textContent.includes('up to date') && !!w.querySelector('audio')").await == true
     })
@@ -261,12 +278,7 @@ async fn edit_in_script_rebuilds_in_produce_and_plays_in_publish() {
     assert_ne!(src.as_str().unwrap(), format!("/object/{old_hash}/mp4"));
     // The Publish button runs the publish code and shows what it did.
     js(&c, "location.hash = '#publish'").await;
-    c.find(Locator::Css("#publish button.publish"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#publish button.publish").await;
     until("the publish result", || async {
         js(&c, "return document.querySelector('#publish .result').textContent")
             .await
@@ -346,12 +358,7 @@ async fn cancel_from_produce_stops_the_tools() {
     )
     .await;
     assert_eq!(pools, "cpu,inline", "the pools shown");
-    c.find(Locator::Css("#produce button.cancel"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#produce button.cancel").await;
     let build = s.next("build");
     assert_eq!(build["state"], "interrupted", "{build}");
     until("the page to say so", || async {
@@ -400,12 +407,7 @@ async fn with_a_token_the_page_needs_it_once() {
         "document.querySelector('#publish video').mark = 1; document.querySelector('#story table').mark = 1",
     )
     .await;
-    c.find(Locator::Css("#produce button.build"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#produce button.build").await;
     assert_eq!(s.next("build")["state"], "done", "the page started a build");
     until("the tabs to refresh", || async {
         js(&c, "return !document.querySelector('#story table').mark").await == true
@@ -445,12 +447,7 @@ async fn approve_in_review_records_it_and_rebuilds_the_pool() {
     shoot(&c, "review").await;
 
     let this = format!("#review .candidate[data-hash=\"{hash}\"]");
-    c.find(Locator::Css(&format!("{this} button.review-approve")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, &format!("{this} button.review-approve")).await;
     // The file is the truth (the page redraws the tab when a build ends).
     until("approvals.yaml to record it", || async {
         std::fs::read_to_string(p.path("approvals.yaml")).is_ok_and(|t| t.contains(&hash))
