@@ -246,7 +246,11 @@ impl<'a> Resolver<'a> {
 
     /// Check and hash one named file; `None` after reporting a mistake.
     fn resolve(&mut self, raw: &str, place: &Place) -> Option<(Utf8PathBuf, String)> {
-        let span = place.span.or_else(|| locate(place.file, place.from, raw));
+        // Where the text cannot be found as written (quoted, escaped or
+        // folded), the section that names it.
+        let span = (place.span)
+            .or_else(|| locate(place.file, place.from, raw))
+            .or_else(|| (place.from < place.file.text.len()).then(|| SourceSpan::from((place.from, 1))));
         let path = match project_path(raw) {
             Ok(p) => p,
             Err(problem) => {
