@@ -215,11 +215,16 @@ impl Wav {
             .seek(SeekFrom::Start(self.data + from * FRAME_BYTES))
             .and_then(|_| self.file.read_exact(&mut bytes))
             .map_err(|e| format!("cannot read a WAV's samples {from}..{to}: {e}"))?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        Ok(floats(&bytes).collect())
     }
+}
+
+/// Little-endian 32-bit floats (a float WAV's data, ffmpeg's `f32le`); a
+/// trailing partial sample is left out.
+pub fn floats(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// An R128 meter fed interleaved stereo: the energy of the last block and

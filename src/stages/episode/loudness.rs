@@ -327,11 +327,7 @@ impl CheckMeter {
         self.want -= kept;
         self.pending.extend_from_slice(&bytes[..kept]);
         let whole = self.pending.len() - self.pending.len() % 4;
-        self.samples.extend(
-            self.pending[..whole]
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        self.samples.extend(meter::floats(&self.pending[..whole]));
         self.pending.drain(..whole);
         let step = STEP as usize * 2;
         let blocks = self.samples.len() - self.samples.len() % step;
