@@ -214,12 +214,7 @@ impl Session {
         self.cache.has_outputs(&s.outputs)
             && s.outputs.iter().all(|o| {
                 let rel = format!("{}.{}", n.out_stem, o.suffix);
-                self.state.out.get(&rel).is_some_and(|m| {
-                    m.hash == o.hash
-                        && std::fs::metadata(self.layout.out.join(&rel)).is_ok_and(|meta| {
-                            meta.len() == m.size && crate::cache::state::mtime_ns(&meta) == m.mtime_ns
-                        })
-                })
+                (self.state.out.get(&rel)).is_some_and(|m| m.hash == o.hash && m.holds(&self.layout.out.join(&rel)))
             })
     }
 

@@ -76,6 +76,7 @@ mod drain;
 mod events;
 mod health;
 mod materialize;
+pub mod noop;
 mod retry;
 mod rounds;
 mod run;

@@ -93,7 +93,17 @@ impl SourceIndex {
     }
 }
 
-fn stat_triple(meta: &fs::Metadata) -> (u64, i128, u64) {
+impl SourceIndex {
+    /// The (size, mtime in ns, inode) `rel` had when it was last hashed to
+    /// `hash`, unless its mtime is too recent for that stat to stand for its
+    /// content (a write in the same tick would not change it).
+    pub fn identity(&self, rel: &Utf8Path, hash: &str) -> Option<(u64, i128, u64)> {
+        let s = self.entries.get(rel)?;
+        (s.hash == hash && !racy(s.mtime_ns)).then_some((s.size, s.mtime_ns, s.inode))
+    }
+}
+
+pub fn stat_triple(meta: &fs::Metadata) -> (u64, i128, u64) {
     let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
     (meta.size(), mtime_ns, meta.ino())
 }

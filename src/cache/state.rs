@@ -32,6 +32,14 @@ pub struct Materialized {
     pub mtime_ns: i128,
 }
 
+impl Materialized {
+    /// Whether the file at `path` (under `out/`) is still this copy: its
+    /// size and modification time are those recorded when it was written.
+    pub fn holds(&self, path: &Utf8Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|meta| meta.len() == self.size && mtime_ns(&meta) == self.mtime_ns)
+    }
+}
+
 /// A file's modification time in nanoseconds, as [`Materialized`] records it.
 pub fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
     use std::os::unix::fs::MetadataExt;

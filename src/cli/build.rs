@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_IO, EXIT_OK, RemoteArgs, out, report};
-use crate::build::{self, BuildEvent, Events, Options, Status, Stop, Subscriber};
+use crate::build::{self, BuildEvent, Events, Options, Status, Stop, Subscriber, noop};
 use crate::cache::lock::BuildLock;
 use crate::graph::explain::Reason;
 use crate::session::Session;
@@ -63,6 +63,9 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Ar
         json: args.json,
         remote: remote.clone(),
     };
+    if let Some(code) = answer_noop(root, profile, &request) {
+        return code;
+    }
     match build_targets(root, profile, &request) {
         Ok(built) => {
             // The process ends now: the session (model, graph, state) is
@@ -86,6 +89,41 @@ fn screenplay_missing(root: &Utf8Path, targets: &[String]) -> bool {
         .any(|ep| !root.join(format!("episodes/{ep}.yaml")).is_file())
 }
 
+/// The same no-op build asked again: if the stamp a no-op build of this
+/// request wrote still holds ([`noop`]), say what that build said without
+/// loading the project. `None`: build (there is no stamp, or something it
+/// depended on changed).
+fn answer_noop(root: &Utf8Path, profile: Option<&str>, req: &Request) -> Option<u8> {
+    let began = std::time::Instant::now();
+    let layout = crate::session::Layout::new(root);
+    let path = noop::path(&layout, &req.stamp_name(profile));
+    if !path.is_file() || screenplay_missing(root, &req.targets) {
+        return None;
+    }
+    let lock = BuildLock::acquire(&layout.cache, || {
+        eprintln!("waiting: another studio build of this project holds {root}/cache/lock …");
+    })
+    .ok()?;
+    let answer = noop::Stamp::load(&path)?.holds(&layout)?;
+    drop(lock);
+    for warning in &answer.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let totals = build::Totals {
+        cached: answer.nodes,
+        seconds: began.elapsed().as_secs_f64(),
+        ..build::Totals::default()
+    };
+    if req.json {
+        out(&answer.lines);
+        out(&totals_line(&totals, false, None));
+    } else {
+        eprintln!("{}", summary("done", &totals));
+    }
+    std::mem::forget(answer);
+    Some(EXIT_OK)
+}
+
 /// What to build, and how to report it.
 pub(super) struct Request {
     pub targets: Vec<String>,
@@ -94,6 +132,14 @@ pub(super) struct Request {
     /// JSON records on stdout instead of progress on stderr.
     pub json: bool,
     pub remote: RemoteArgs,
+}
+
+impl Request {
+    /// What names this request's no-op stamp: everything on the command
+    /// line that can change what a build does.
+    fn stamp_name(&self, profile: Option<&str>) -> String {
+        format!("{:?} {profile:?} {:?}", self.targets, self.remote)
+    }
 }
 
 /// A finished build: the session after it and its exit code.
@@ -129,14 +175,17 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
         EXIT_INVALID
     })?;
 
-    // Once per episode and dub language: lines spoken in the default language.
-    for warning in session.project.dub_warnings() {
-        eprintln!("warning: {warning}");
-    }
-    // Once per build: an engine whose worker is not installed (the voices venv).
+    // Once per episode and dub language: lines spoken in the default
+    // language; once per build: an engine whose worker is not installed
+    // (the voices venv).
+    let mut warnings = session.project.dub_warnings();
     let engines = nodes.iter().map(|n| session.graph.nodes[*n].engine());
-    for missing in session.tools.missing_workers(engines) {
-        eprintln!("warning: {missing}; until then its nodes fall back to the next engine");
+    warnings.extend(
+        (session.tools.missing_workers(engines).into_iter())
+            .map(|missing| format!("{missing}; until then its nodes fall back to the next engine")),
+    );
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -160,6 +209,16 @@ pub(super) fn build_targets(root: &Utf8Path, profile: Option<&str>, req: &Reques
     super::save_remote_stats(&session.cache, remote.as_deref());
 
     let saved = save_session(&mut session);
+    // A no-op writes its stamp; any other build leaves none behind to be
+    // read and refused by every later one.
+    let stamp = noop::path(&session.layout, &req.stamp_name(profile));
+    let kept = (saved.is_ok() && remote.is_none())
+        .then(|| noop::Stamp::of(&session, &report, node_lines(&report.records), warnings))
+        .flatten()
+        .map(|s| s.save(&stamp));
+    if !matches!(kept, Some(Ok(()))) {
+        let _ = std::fs::remove_file(&stamp);
+    }
     drop(lock);
     print_report(&report, req.json);
     let code = match saved {
@@ -255,15 +314,7 @@ impl Subscriber for JsonLines {
                 interrupted,
                 stopped,
                 ..
-            } => {
-                let mut v = serde_json::to_value(totals).expect("totals serialize");
-                v["type"] = json!("totals");
-                v["interrupted"] = json!(interrupted);
-                if let Some(e) = stopped {
-                    v["stopped"] = json!(e);
-                }
-                (v.to_string(), true)
-            }
+            } => (totals_line(totals, *interrupted, stopped.as_deref()), true),
             e => match e.record() {
                 Some(r) => {
                     let line = serde_json::to_string(&NodeLine::of(r)).expect("records serialize");
@@ -279,6 +330,27 @@ impl Subscriber for JsonLines {
             out(&std::mem::take(&mut *pending));
         }
     }
+}
+
+/// The `--json` totals line (without its newline).
+fn totals_line(totals: &build::Totals, interrupted: bool, stopped: Option<&str>) -> String {
+    let mut v = serde_json::to_value(totals).expect("totals serialize");
+    v["type"] = json!("totals");
+    v["interrupted"] = json!(interrupted);
+    if let Some(e) = stopped {
+        v["stopped"] = json!(e);
+    }
+    v.to_string()
+}
+
+/// The `--json` lines of `records`, each ending in a newline.
+fn node_lines(records: &[build::NodeRecord]) -> String {
+    let mut lines = String::new();
+    for r in records {
+        lines.push_str(&serde_json::to_string(&NodeLine::of(r)).expect("records serialize"));
+        lines.push('\n');
+    }
+    lines
 }
 
 /// Save what a build learned: the sources it saw, the state, the learned
@@ -349,7 +421,12 @@ pub(super) fn print_report(report: &build::Report, as_json: bool) {
     } else {
         "failed"
     };
-    eprintln!(
+    eprintln!("{}", summary(word, t));
+}
+
+/// The last line of a build's report on stderr.
+fn summary(word: &str, t: &build::Totals) -> String {
+    format!(
         "{word}: {} built, {} cached, {}{} cut off, {} failed, {} skipped in {}",
         t.built,
         t.cached,
@@ -362,7 +439,7 @@ pub(super) fn print_report(report: &build::Report, as_json: bool) {
         t.failed,
         t.skipped,
         crate::progress::human(t.seconds)
-    );
+    )
 }
 
 /// The one line that says why a build stopped on its own (exit 3).

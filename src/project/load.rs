@@ -117,7 +117,7 @@ pub fn load_episodes(
     let known_profiles: Vec<String> = raw.profiles.profiles.keys().cloned().collect();
     let mut rules = Rules::default();
     let mut seen = BTreeMap::new();
-    for rel in yaml_files(root, "rules") {
+    for rel in yaml_files(root, RULES) {
         let file = match read_source(root, &rel, index, &mut sources) {
             Ok(f) => f,
             Err(e) => {
@@ -194,7 +194,7 @@ pub fn load_episodes(
             screenplay,
         });
     }
-    for rel in yaml_files(root, "episodes") {
+    for rel in yaml_files(root, EPISODES) {
         let id = rel.file_stem().unwrap_or_default();
         // `ep01.timeline.yaml` is the character timeline `studio write` keeps.
         let id = id.strip_suffix(".timeline").unwrap_or(id);
@@ -380,8 +380,14 @@ pub(super) fn parse<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnos
     })
 }
 
+/// The folders whose YAML files the loader lists (and so whose listing,
+/// not only whose files, a load depends on).
+pub const LISTED: [&str; 2] = [RULES, EPISODES];
+const RULES: &str = "rules";
+const EPISODES: &str = "episodes";
+
 /// `dir/*.yaml` relative to the root, sorted.
-fn yaml_files(root: &Utf8Path, dir: &str) -> Vec<Utf8PathBuf> {
+pub fn yaml_files(root: &Utf8Path, dir: &str) -> Vec<Utf8PathBuf> {
     let Ok(entries) = root.join(dir).read_dir_utf8() else {
         return Vec::new();
     };
