@@ -92,6 +92,8 @@ fn a_repeated_noop_is_answered_from_its_stamp_with_the_same_report() {
         "the same lines and totals as the full path"
     );
     assert_eq!(answered.nodes.len(), full.nodes.len());
+    assert_eq!(answered.run.stdout.lines().count(), full.run.stdout.lines().count());
+    assert!(answered.run.stdout.ends_with("}\n"), "every line ends in a newline");
 
     // Without --json: the same summary line as the full path gives.
     let human = p.run(&["build", "--profile", "sim"]);

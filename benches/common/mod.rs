@@ -31,7 +31,10 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// A season of `episodes` episodes × [`SCENES`] scenes × [`SHOTS`] shots
-/// (about 291 nodes an episode) for the sim profile at `time_scale`.
+/// (about 386 nodes an episode) for the sim profile at `time_scale`, its
+/// files dated a minute back, as a writer's are between builds (a source
+/// changed within the last two seconds is too recent for a no-op build to
+/// stamp: `studio::build::noop`).
 pub fn write_season(root: &Utf8Path, episodes: usize, time_scale: f64) {
     let repo = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     copy_tree(repo.join("rules").as_std_path(), root.join("rules").as_std_path());
@@ -86,6 +89,23 @@ pub fn write_season(root: &Utf8Path, episodes: usize, time_scale: f64) {
         }
         std::fs::write(root.join(format!("episodes/ep{e:02}.yaml")), ep).unwrap();
     }
+    backdate(
+        root.as_std_path(),
+        std::time::SystemTime::now() - std::time::Duration::from_secs(60),
+    );
+}
+
+/// Set the modification time of every file under `dir` to `when`.
+fn backdate(dir: &Path, when: std::time::SystemTime) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            backdate(&path, when);
+        } else {
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(when).unwrap();
+        }
+    }
 }
 
 /// Build `targets` of the project at `root` in this process, save what a
@@ -117,49 +137,63 @@ pub fn studio_bin() -> String {
 /// and left out), each checked to build nothing. With GNU time at
 /// /usr/bin/time, also the peak resident memory of each run in KiB.
 pub fn time_noop(bin: &str, root: &Utf8Path, targets: &[&str], runs: usize) -> (Vec<f64>, Vec<u64>) {
-    let gnu_time = Path::new("/usr/bin/time").exists();
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
-        let mut argv: Vec<String> = vec![
-            bin.to_string(),
-            "-C".into(),
-            root.to_string(),
-            "build".into(),
-            "--json".into(),
-        ];
-        argv.extend(targets.iter().map(|t| t.to_string()));
-        let mut cmd = if gnu_time {
-            let mut c = Command::new("/usr/bin/time");
-            c.arg("-f").arg("peak-rss-kib %M").args(&argv);
-            c
-        } else {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
-            c
-        };
-        let t = Instant::now();
-        let out = cmd.output().unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let last = stdout.lines().last().unwrap_or_default();
-        assert!(last.contains(r#""built":0"#), "not a no-op: {last}");
-        if let Some(kib) = stderr
-            .lines()
-            .filter_map(|l| l.strip_prefix("peak-rss-kib "))
-            .next_back()
-            .and_then(|v| v.trim().parse().ok())
-        {
-            rss.push(kib);
-        }
+        let (ms, kib) = run_noop(bin, root, targets);
+        times.push(ms);
+        rss.extend(kib);
     }
     times.remove(0);
     if !rss.is_empty() {
         rss.remove(0);
     }
     (times, rss)
+}
+
+/// One no-op build of `targets` without a no-op stamp to answer it (the
+/// stamps are removed first): the full path, which loads the project,
+/// checks every node and writes the stamp the runs after it answer from.
+/// Milliseconds, and the peak RSS in KiB where GNU time tells it.
+pub fn time_full_noop(bin: &str, root: &Utf8Path, targets: &[&str]) -> (f64, Option<u64>) {
+    let _ = std::fs::remove_dir_all(root.join("cache/noop"));
+    run_noop(bin, root, targets)
+}
+
+/// One `studio build --json TARGETS` of `root`, checked to build nothing:
+/// milliseconds, and the peak RSS in KiB where GNU time tells it.
+fn run_noop(bin: &str, root: &Utf8Path, targets: &[&str]) -> (f64, Option<u64>) {
+    let mut argv: Vec<String> = vec![
+        bin.to_string(),
+        "-C".into(),
+        root.to_string(),
+        "build".into(),
+        "--json".into(),
+    ];
+    argv.extend(targets.iter().map(|t| t.to_string()));
+    let mut cmd = if Path::new("/usr/bin/time").exists() {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-f").arg("peak-rss-kib %M").args(&argv);
+        c
+    } else {
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        c
+    };
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.contains(r#""built":0"#), "not a no-op: {last}");
+    let kib = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("peak-rss-kib "))
+        .next_back()
+        .and_then(|v| v.trim().parse().ok());
+    (ms, kib)
 }
 
 /// The median of `v` (sorted in place).

@@ -21,20 +21,21 @@
 //! warnings it gave, and the answer repeats them: the same output as the
 //! full path, with the lines in the closure's order (inputs first).
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fs;
 
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::index::stat_triple;
-use crate::cache::state::Materialized;
-use crate::cache::{Cache, OutputFile};
 use crate::session::{Layout, Session};
 
 /// Bumped when the stamp's layout or meaning changes: an older stamp is
 /// not read.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A file's stat identity: size, modification time in ns, inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,41 +52,65 @@ impl FileId {
     }
 }
 
-/// One output of one node: its object in the store and its copy in `out/`,
-/// as [`Session::intact`] checks them.
+/// Files of one folder, checked by stat relative to the folder (one path
+/// walk per folder, not per file): objects in a fan-out folder of the
+/// store, or copies in a folder under `out/`.
 #[derive(Debug, Serialize, Deserialize)]
-struct Output {
-    file: OutputFile,
-    /// The path under `out/`, relative.
-    out: Utf8PathBuf,
-    copy: Materialized,
+struct Folder<'a> {
+    /// Relative to the store's `objects/` or to `out/`.
+    #[serde(borrow)]
+    dir: Cow<'a, str>,
+    #[serde(borrow)]
+    files: Vec<Entry<'a>>,
+}
+
+/// A file as the build left it: its size and, for a copy under `out/`,
+/// its modification time (a store object is named by its content).
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    size: u64,
+    mtime_ns: Option<i128>,
 }
 
 /// What a no-op build of some targets depended on, and what it printed.
+/// Its strings borrow from the file's bytes when it is read.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Stamp {
+pub struct Stamp<'a> {
     format: u32,
     binary: FileId,
     state: FileId,
     /// Every file the loader read, relative to the project.
-    sources: Vec<(Utf8PathBuf, FileId)>,
+    #[serde(borrow)]
+    sources: Vec<(Cow<'a, str>, FileId)>,
     /// The YAML files in each folder the loader lists.
-    listings: Vec<(String, Vec<Utf8PathBuf>)>,
+    #[serde(borrow)]
+    listings: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
     /// Files the loader looked for and did not find.
-    absent: Vec<Utf8PathBuf>,
+    #[serde(borrow)]
+    absent: Vec<Cow<'a, str>>,
     /// The local tools' identities (real profiles only).
-    tools: Option<String>,
-    warnings: Vec<String>,
+    #[serde(borrow)]
+    tools: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    warnings: Vec<Cow<'a, str>>,
     /// The `--json` node lines, each ending in a newline.
-    lines: String,
+    #[serde(borrow)]
+    lines: Cow<'a, str>,
     nodes: usize,
-    outputs: Vec<Output>,
+    /// The outputs' objects in the store, by fan-out folder.
+    #[serde(borrow)]
+    objects: Vec<Folder<'a>>,
+    /// The outputs' copies under `out/`, by folder.
+    #[serde(borrow)]
+    copies: Vec<Folder<'a>>,
 }
 
 /// What a stamp answers with.
-pub struct Answer {
-    pub warnings: Vec<String>,
-    pub lines: String,
+pub struct Answer<'a> {
+    pub warnings: Vec<Cow<'a, str>>,
+    pub lines: Cow<'a, str>,
     pub nodes: usize,
 }
 
@@ -104,19 +129,35 @@ fn binary() -> Option<FileId> {
 }
 
 /// The tools' identities as one string, for a real profile.
-fn tools_text(tools: &std::collections::BTreeMap<crate::engines::Tool, String>) -> String {
+fn tools_text(tools: &BTreeMap<crate::engines::Tool, String>) -> String {
     tools
         .iter()
         .map(|(tool, id)| format!("{}\t{id}\n", tool.as_str()))
         .collect()
 }
 
-impl Stamp {
+/// Folders from (folder, entry) pairs.
+fn folders(files: BTreeMap<String, BTreeMap<String, (u64, Option<i128>)>>) -> Vec<Folder<'static>> {
+    (files.into_iter())
+        .map(|(dir, files)| Folder {
+            dir: dir.into(),
+            files: (files.into_iter())
+                .map(|(name, (size, mtime_ns))| Entry {
+                    name: name.into(),
+                    size,
+                    mtime_ns,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+impl Stamp<'static> {
     /// The stamp of a finished build, if it was a no-op that may have one:
     /// every node cached, none standing in for an engine out of reach, no
     /// remote cache, and every source's stat older than the racy window.
     /// `lines` are the node lines it printed (or would have, with `--json`).
-    pub fn of(session: &Session, report: &super::Report, lines: String, warnings: Vec<String>) -> Option<Stamp> {
+    pub fn of(session: &Session, report: &super::Report, lines: String, warnings: Vec<String>) -> Option<Self> {
         let records = &report.records;
         if !report.ok() || report.totals.cached != records.len() || records.iter().any(|r| r.provisional) {
             return None;
@@ -125,29 +166,35 @@ impl Stamp {
         let sources = (session.project.sources.iter())
             .map(|(rel, hash)| {
                 let (size, mtime_ns, inode) = session.index.identity(rel, hash)?;
-                Some((rel.clone(), FileId { size, mtime_ns, inode }))
+                Some((Cow::Owned(rel.to_string()), FileId { size, mtime_ns, inode }))
             })
             .collect::<Option<Vec<_>>>()?;
         let listings = (crate::project::load::LISTED.iter())
-            .map(|dir| (dir.to_string(), crate::project::load::yaml_files(&layout.root, dir)))
+            .map(|dir| {
+                let names = crate::project::load::yaml_files(&layout.root, dir);
+                (
+                    Cow::Borrowed(*dir),
+                    names.into_iter().map(|n| n.into_string().into()).collect(),
+                )
+            })
             .collect();
-        let approvals = Utf8Path::new(crate::project::approvals::FILE);
+        let approvals = crate::project::approvals::FILE;
         let absent = (!sources.iter().any(|(p, _)| p == approvals))
-            .then(|| approvals.to_owned())
+            .then_some(Cow::Borrowed(approvals))
             .into_iter()
             .collect();
-        let mut outputs = Vec::new();
+        let mut objects: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
+        let mut copies: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
         for r in records {
             let node = &session.graph.nodes[session.graph.get(&r.id)?];
             let state = session.state.nodes.get(&r.id)?;
             for o in &state.outputs {
                 let out = Utf8PathBuf::from(format!("{}.{}", node.out_stem, o.suffix));
                 let m = session.state.out.get(out.as_str()).filter(|m| m.hash == o.hash)?;
-                outputs.push(Output {
-                    file: o.clone(),
-                    out,
-                    copy: m.clone(),
-                });
+                (objects.entry(o.hash.fanout().to_string()).or_default())
+                    .insert(o.hash.as_str().to_string(), (o.size, None));
+                let dir = out.parent().map(|d| d.to_string()).unwrap_or_default();
+                (copies.entry(dir).or_default()).insert(out.file_name()?.to_string(), (m.size, Some(m.mtime_ns)));
             }
         }
         Some(Stamp {
@@ -157,39 +204,46 @@ impl Stamp {
             sources,
             listings,
             absent,
-            tools: (!session.simulated()).then(|| tools_text(&session.tools.identities)),
-            warnings,
-            lines,
+            tools: (!session.simulated()).then(|| tools_text(&session.tools.identities).into()),
+            warnings: warnings.into_iter().map(Cow::Owned).collect(),
+            lines: lines.into(),
             nodes: records.len(),
-            outputs,
+            objects: folders(objects),
+            copies: folders(copies),
         })
     }
+}
 
+impl<'a> Stamp<'a> {
     /// Write the stamp (atomically: a reader sees the old one or this one).
     pub fn save(&self, path: &Utf8Path) -> std::io::Result<()> {
         let bytes = postcard::to_stdvec(self).map_err(std::io::Error::other)?;
         crate::cache::atomic::write_atomic(path, &bytes)
     }
 
-    /// The stamp at `path`, if there is one this studio can read.
-    pub fn load(path: &Utf8Path) -> Option<Stamp> {
-        let bytes = fs::read(path).ok()?;
-        postcard::from_bytes::<Stamp>(&bytes)
-            .ok()
-            .filter(|s| s.format == FORMAT)
+    /// The stamp in `bytes` (a stamp file's), if this studio can read it.
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        postcard::from_bytes::<Stamp>(bytes).ok().filter(|s| s.format == FORMAT)
     }
 
     /// The build's answer, if everything the stamp depended on is as it
     /// was: the studio binary, the state, every source (by stat), the
     /// listings, the absent files, the tools, and every output in the store
     /// and under `out/` (as [`Session::intact`] checks them).
-    pub fn holds(self, layout: &Layout) -> Option<Answer> {
+    pub fn holds(self, layout: &Layout) -> Option<Answer<'a>> {
         let root = &layout.root;
         let same = binary() == Some(self.binary)
             && FileId::of(&layout.state_file()) == Some(self.state)
-            && (self.sources.iter()).all(|(rel, id)| relative(rel) && FileId::of(&root.join(rel)) == Some(*id))
-            && (self.listings.iter()).all(|(dir, names)| crate::project::load::yaml_files(root, dir) == *names)
-            && (self.absent.iter()).all(|rel| relative(rel) && fs::symlink_metadata(root.join(rel)).is_err())
+            && (self.sources.iter())
+                .all(|(rel, id)| relative(rel) && FileId::of(&root.join(rel.as_ref())) == Some(*id))
+            && (self.listings.iter()).all(|(dir, names)| {
+                relative(dir)
+                    && crate::project::load::yaml_files(root, dir)
+                        .iter()
+                        .map(|n| n.as_str())
+                        .eq(names.iter().map(|n| n.as_ref()))
+            })
+            && (self.absent.iter()).all(|rel| relative(rel) && fs::symlink_metadata(root.join(rel.as_ref())).is_err())
             && self.tools.as_ref().is_none_or(|ids| {
                 let mut index = crate::cache::index::SourceIndex::load(&layout.cache.join("sources.json"));
                 let tools = crate::exec::tools::Toolchain::discover(&layout.cache, &mut index);
@@ -198,12 +252,9 @@ impl Stamp {
         if !same {
             return None;
         }
-        let cache = Cache::open(&layout.cache).ok()?;
-        let intact = (self.outputs.par_iter()).all(|o| {
-            relative(&o.out)
-                && cache.has_outputs(std::slice::from_ref(&o.file))
-                && o.copy.holds(&layout.out.join(&o.out))
-        });
+        let objects = layout.cache.join("objects");
+        let intact = (self.objects.par_iter()).all(|folder| folder.listed(&objects))
+            && (self.copies.par_iter()).all(|folder| folder.holds(&layout.out));
         intact.then_some(Answer {
             warnings: self.warnings,
             lines: self.lines,
@@ -212,7 +263,48 @@ impl Stamp {
     }
 }
 
+impl Folder<'_> {
+    /// Whether every file is in the folder's listing: for the store's
+    /// objects, which are named by their content and only ever renamed
+    /// into place whole, so that a name present is the object (one listing
+    /// per fan-out folder instead of a stat per object).
+    fn listed(&self, base: &Utf8Path) -> bool {
+        if !relative(&self.dir) {
+            return false;
+        }
+        let Ok(listing) = base.join(self.dir.as_ref()).read_dir_utf8() else {
+            return false;
+        };
+        let present: std::collections::HashSet<String> =
+            (listing.flatten()).map(|e| e.file_name().to_string()).collect();
+        self.files.iter().all(|e| present.contains(e.name.as_ref()))
+    }
+
+    /// Whether every file is as the build left it, each stat taken relative
+    /// to the folder opened once.
+    fn holds(&self, base: &Utf8Path) -> bool {
+        if !relative(&self.dir) {
+            return false;
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let Ok(dir) = rustix::fs::open(base.join(self.dir.as_ref()).as_std_path(), flags, Mode::empty()) else {
+            return false;
+        };
+        self.files.iter().all(|e| {
+            let one = Utf8Path::new(e.name.as_ref());
+            one.components().count() == 1
+                && relative(one.as_str())
+                && rustix::fs::statat(&dir, one.as_std_path(), AtFlags::empty()).is_ok_and(|st| {
+                    let mtime_ns = i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec);
+                    u64::try_from(st.st_size) == Ok(e.size) && e.mtime_ns.is_none_or(|m| m == mtime_ns)
+                })
+        })
+    }
+}
+
 /// A path that stays inside the folder it is joined to.
-fn relative(path: &Utf8Path) -> bool {
-    path.components().all(|c| matches!(c, Utf8Component::Normal(_)))
+fn relative(path: &str) -> bool {
+    Utf8Path::new(path)
+        .components()
+        .all(|c| matches!(c, Utf8Component::Normal(_)))
 }

@@ -104,7 +104,8 @@ fn answer_noop(root: &Utf8Path, profile: Option<&str>, req: &Request) -> Option<
         eprintln!("waiting: another studio build of this project holds {root}/cache/lock …");
     })
     .ok()?;
-    let answer = noop::Stamp::load(&path)?.holds(&layout)?;
+    let bytes = std::fs::read(&path).ok()?;
+    let answer = noop::Stamp::parse(&bytes)?.holds(&layout)?;
     drop(lock);
     for warning in &answer.warnings {
         eprintln!("warning: {warning}");
@@ -116,11 +117,10 @@ fn answer_noop(root: &Utf8Path, profile: Option<&str>, req: &Request) -> Option<
     };
     if req.json {
         out(&answer.lines);
-        out(&totals_line(&totals, false, None));
+        out(&(totals_line(&totals, false, None) + "\n"));
     } else {
         eprintln!("{}", summary("done", &totals));
     }
-    std::mem::forget(answer);
     Some(EXIT_OK)
 }
 
