@@ -7,6 +7,8 @@
 //! the stamp (a new file: a new inode) or removes it, and the answer from
 //! a stamp leaves it as it was.
 
+#![allow(clippy::disallowed_methods)] // a copy of the binary under test is started
+
 mod common;
 
 use std::collections::BTreeMap;

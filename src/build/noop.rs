@@ -136,28 +136,30 @@ fn tools_text(tools: &BTreeMap<crate::engines::Tool, String>) -> String {
         .collect()
 }
 
-/// Folders from (folder, entry) pairs.
-fn folders(files: BTreeMap<String, BTreeMap<String, (u64, Option<i128>)>>) -> Vec<Folder<'static>> {
-    (files.into_iter())
-        .map(|(dir, files)| Folder {
-            dir: dir.into(),
-            files: (files.into_iter())
-                .map(|(name, (size, mtime_ns))| Entry {
-                    name: name.into(),
-                    size,
-                    mtime_ns,
-                })
-                .collect(),
-        })
-        .collect()
+/// Folders from (folder, entry) pairs: sorted, without repeats, grouped.
+fn folders<'a>(mut files: Vec<(&'a str, Cow<'a, str>, u64, Option<i128>)>) -> Vec<Folder<'a>> {
+    files.par_sort_unstable_by(|x, y| (x.0, &x.1).cmp(&(y.0, &y.1)));
+    files.dedup_by(|x, y| x.0 == y.0 && x.1 == y.1);
+    let mut folders: Vec<Folder<'a>> = Vec::new();
+    for (dir, name, size, mtime_ns) in files {
+        let entry = Entry { name, size, mtime_ns };
+        match folders.last_mut() {
+            Some(f) if f.dir == dir => f.files.push(entry),
+            _ => folders.push(Folder {
+                dir: Cow::Borrowed(dir),
+                files: vec![entry],
+            }),
+        }
+    }
+    folders
 }
 
-impl Stamp<'static> {
+impl<'a> Stamp<'a> {
     /// The stamp of a finished build, if it was a no-op that may have one:
     /// every node cached, none standing in for an engine out of reach, no
     /// remote cache, and every source's stat older than the racy window.
     /// `lines` are the node lines it printed (or would have, with `--json`).
-    pub fn of(session: &Session, report: &super::Report, lines: String, warnings: Vec<String>) -> Option<Self> {
+    pub fn of(session: &'a Session, report: &super::Report, lines: String, warnings: Vec<String>) -> Option<Self> {
         let records = &report.records;
         if !report.ok() || report.totals.cached != records.len() || records.iter().any(|r| r.provisional) {
             return None;
@@ -166,7 +168,7 @@ impl Stamp<'static> {
         let sources = (session.project.sources.iter())
             .map(|(rel, hash)| {
                 let (size, mtime_ns, inode) = session.index.identity(rel, hash)?;
-                Some((Cow::Owned(rel.to_string()), FileId { size, mtime_ns, inode }))
+                Some((Cow::Borrowed(rel.as_str()), FileId { size, mtime_ns, inode }))
             })
             .collect::<Option<Vec<_>>>()?;
         let listings = (crate::project::load::LISTED.iter())
@@ -183,20 +185,30 @@ impl Stamp<'static> {
             .then_some(Cow::Borrowed(approvals))
             .into_iter()
             .collect();
-        let mut objects: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
-        let mut copies: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
-        for r in records {
-            let node = &session.graph.nodes[session.graph.get(&r.id)?];
-            let state = session.state.nodes.get(&r.id)?;
-            for o in &state.outputs {
-                let out = Utf8PathBuf::from(format!("{}.{}", node.out_stem, o.suffix));
-                let m = session.state.out.get(out.as_str()).filter(|m| m.hash == o.hash)?;
-                (objects.entry(o.hash.fanout().to_string()).or_default())
-                    .insert(o.hash.as_str().to_string(), (o.size, None));
-                let dir = out.parent().map(|d| d.to_string()).unwrap_or_default();
-                (copies.entry(dir).or_default()).insert(out.file_name()?.to_string(), (m.size, Some(m.mtime_ns)));
-            }
-        }
+        // Each output's object and copy, found in parallel (the state and
+        // graph lookups of a large project are memory-bound).
+        let found = (records.par_iter())
+            .map(|r| {
+                let node = &session.graph.nodes[session.graph.get(&r.id)?];
+                let state = session.state.nodes.get(&r.id)?;
+                // `ep01/s01/sh01/voice-1` → the folder `ep01/s01/sh01`.
+                let slash = node.out_stem.rfind('/');
+                let dir = slash.map_or("", |i| &node.out_stem[..i]);
+                (state.outputs.iter())
+                    .map(|o| {
+                        let mut name = format!("{}.{}", node.out_stem, o.suffix);
+                        let m = session.state.out.get(&name).filter(|m| m.hash == o.hash)?;
+                        name.replace_range(..slash.map_or(0, |i| i + 1), "");
+                        Some((
+                            (o.hash.fanout(), Cow::Borrowed(o.hash.as_str()), o.size, None),
+                            (dir, Cow::Owned(name), m.size, Some(m.mtime_ns)),
+                        ))
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let (objects, copies) = found.into_iter().flatten().unzip();
+        let (objects, copies) = rayon::join(|| folders(objects), || folders(copies));
         Some(Stamp {
             format: FORMAT,
             binary: binary()?,
@@ -208,13 +220,11 @@ impl Stamp<'static> {
             warnings: warnings.into_iter().map(Cow::Owned).collect(),
             lines: lines.into(),
             nodes: records.len(),
-            objects: folders(objects),
-            copies: folders(copies),
+            objects,
+            copies,
         })
     }
-}
 
-impl<'a> Stamp<'a> {
     /// Write the stamp (atomically: a reader sees the old one or this one).
     pub fn save(&self, path: &Utf8Path) -> std::io::Result<()> {
         let bytes = postcard::to_stdvec(self).map_err(std::io::Error::other)?;
@@ -253,7 +263,7 @@ impl<'a> Stamp<'a> {
             return None;
         }
         let objects = layout.cache.join("objects");
-        let intact = (self.objects.par_iter()).all(|folder| folder.listed(&objects))
+        let intact = (self.objects.par_iter()).all(|folder| folder.in_store(&objects))
             && (self.copies.par_iter()).all(|folder| folder.holds(&layout.out));
         intact.then_some(Answer {
             warnings: self.warnings,
@@ -264,20 +274,28 @@ impl<'a> Stamp<'a> {
 }
 
 impl Folder<'_> {
-    /// Whether every file is in the folder's listing: for the store's
-    /// objects, which are named by their content and only ever renamed
-    /// into place whole, so that a name present is the object (one listing
-    /// per fan-out folder instead of a stat per object).
-    fn listed(&self, base: &Utf8Path) -> bool {
+    /// Whether every object is in the store: by one listing of the fan-out
+    /// folder where the stamp names many of its objects (a stat of each
+    /// would cost more), else by a stat of each. An object is named by its
+    /// content and only ever renamed into place whole, so a name present
+    /// is the object.
+    fn in_store(&self, objects: &Utf8Path) -> bool {
+        /// Objects of one fan-out folder from which a listing is cheaper.
+        const LIST_FROM: usize = 32;
+        if self.files.len() < LIST_FROM {
+            return self.holds(objects);
+        }
         if !relative(&self.dir) {
             return false;
         }
-        let Ok(listing) = base.join(self.dir.as_ref()).read_dir_utf8() else {
+        let Ok(listing) = objects.join(self.dir.as_ref()).read_dir_utf8() else {
             return false;
         };
-        let present: std::collections::HashSet<String> =
-            (listing.flatten()).map(|e| e.file_name().to_string()).collect();
-        self.files.iter().all(|e| present.contains(e.name.as_ref()))
+        let mut wanted: std::collections::HashSet<&str> = self.files.iter().map(|e| e.name.as_ref()).collect();
+        for entry in listing.flatten() {
+            wanted.remove(entry.file_name());
+        }
+        wanted.is_empty()
     }
 
     /// Whether every file is as the build left it, each stat taken relative

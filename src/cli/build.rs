@@ -345,12 +345,10 @@ fn totals_line(totals: &build::Totals, interrupted: bool, stopped: Option<&str>)
 
 /// The `--json` lines of `records`, each ending in a newline.
 fn node_lines(records: &[build::NodeRecord]) -> String {
-    let mut lines = String::new();
-    for r in records {
-        lines.push_str(&serde_json::to_string(&NodeLine::of(r)).expect("records serialize"));
-        lines.push('\n');
-    }
-    lines
+    use rayon::prelude::*;
+    (records.par_iter())
+        .map(|r| serde_json::to_string(&NodeLine::of(r)).expect("records serialize") + "\n")
+        .collect()
 }
 
 /// Save what a build learned: the sources it saw, the state, the learned
