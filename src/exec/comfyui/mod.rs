@@ -315,6 +315,9 @@ impl Client {
                 }
             };
             tokio::select! {
+                // What the socket already said comes before a poll of the
+                // history whose timer is due.
+                biased;
                 msg = next => match msg {
                     Some(Ok(Message::Text(text))) => match wire::event(text.as_str(), prompt_id) {
                         Some(Event::Executing(None) | Event::Success) => break,
@@ -344,7 +347,7 @@ impl Client {
                 () = tokio::time::sleep(wait.saturating_sub(last_check.elapsed())) => {
                     last_check = Instant::now();
                     if let Some(done) = self.check(req, prompt_id, socket.is_none()).await? {
-                        return Ok(Done { cached, ..done });
+                        return Ok(Done { cached: cached || done.cached, ..done });
                     }
                 }
             }
@@ -354,7 +357,10 @@ impl Client {
         loop {
             if let Some(entry) = self.history(prompt_id).await? {
                 let done = finish(req, prompt_id, entry)?;
-                return Ok(Done { cached, ..done });
+                return Ok(Done {
+                    cached: cached || done.cached,
+                    ..done
+                });
             }
             if Instant::now() > deadline {
                 return Err(ComfyError::Lost {
@@ -485,7 +491,7 @@ fn finish(req: Request<'_>, prompt_id: &str, entry: wire::Entry) -> Result<Done,
     Ok(Done {
         prompt_id: prompt_id.to_string(),
         outputs: entry.outputs,
-        cached: false,
+        cached: entry.cached,
     })
 }
 

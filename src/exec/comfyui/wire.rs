@@ -147,6 +147,9 @@ pub struct Entry {
     pub failure: Option<Failure>,
     /// The node an `execution_interrupted` stopped at, if one did.
     pub interrupted: Option<String>,
+    /// Whether its `execution_cached` message named any node (answered,
+    /// at least in part, from ComfyUI's own cache).
+    pub cached: bool,
     pub outputs: Vec<OutputRef>,
 }
 
@@ -178,9 +181,11 @@ pub fn history(body: &[u8], prompt_id: &str) -> Result<Option<Entry>, String> {
     let success = status["status_str"].as_str() == Some("success");
     let mut failure = None;
     let mut interrupted = None;
+    let mut cached = false;
     for m in status["messages"].as_array().into_iter().flatten() {
         match m[0].as_str() {
             Some("execution_error") => failure = Some(Failure::from_data(&m[1])),
+            Some("execution_cached") => cached |= m[1]["nodes"].as_array().is_some_and(|n| !n.is_empty()),
             Some("execution_interrupted") => interrupted = Some(text(&m[1]["node_id"])),
             _ => {}
         }
@@ -231,6 +236,7 @@ pub fn history(body: &[u8], prompt_id: &str) -> Result<Option<Entry>, String> {
         success,
         failure,
         interrupted,
+        cached,
         outputs,
     }))
 }
@@ -394,6 +400,21 @@ mod tests {
         let e = history(body.to_string().as_bytes(), "p1").unwrap().unwrap();
         assert_eq!(e.interrupted.as_deref(), Some("10"));
         assert!(!e.success && e.failure.is_none() && e.outputs.is_empty());
+        assert!(!e.cached, "an empty execution_cached list caches nothing");
+    }
+
+    #[test]
+    fn an_entry_answered_from_comfyuis_cache_says_so() {
+        // The status messages hold what the socket said: a client that
+        // finds the prompt done before it reads `execution_cached` from
+        // the socket still learns that the files are old.
+        let body = json!({"p1": {"outputs": {"9": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]}},
+            "status": {"status_str": "success", "completed": true, "messages": [
+                ["execution_start", {"prompt_id": "p1", "timestamp": 1}],
+                ["execution_cached", {"nodes": ["1", "9"], "prompt_id": "p1", "timestamp": 1}],
+                ["execution_success", {"prompt_id": "p1", "timestamp": 2}]]}}});
+        let e = history(body.to_string().as_bytes(), "p1").unwrap().unwrap();
+        assert!(e.success && e.cached);
     }
 
     #[test]
