@@ -60,7 +60,7 @@ fn main() {
     // The big project, built once in this process (or kept from a run
     // with the same NOOP_DIR).
     let big = path("big");
-    let (session, nodes) = if big.join("cache/state.json").is_file() {
+    let (session, nodes) = if big.join("cache/state").is_dir() {
         let session = studio::session::Session::open(&big, None, 2).expect("the kept project loads");
         let nodes = session.select(&["all".to_string()]).unwrap();
         println!("project: {} nodes, kept in {big}", nodes.len());
@@ -104,7 +104,7 @@ fn main() {
     let (mut one, one_rss) = common::time_noop(&bin, &big, &["ep01"], runs);
     let one_ms = median(&mut one);
     let small = path("small");
-    if !small.join("cache/state.json").is_file() {
+    if !small.join("cache/state").is_dir() {
         common::write_season(&small, 1, 0.0);
         common::build_in_process(&small, &["all"]);
     }

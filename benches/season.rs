@@ -75,7 +75,7 @@ fn modelled_seconds(session: &Session, g: usize) -> f64 {
     if registry::engine_of(engine).is_some_and(|e| matches!(e.run, Run::Inline)) {
         return 0.0;
     }
-    let media = (session.state.nodes.get(&node.id))
+    let media = (session.state.node(&node.id))
         .and_then(|s| s.duration)
         .unwrap_or(node.media_seconds);
     engine.expected_seconds(media) * TIME_SCALE

@@ -42,10 +42,6 @@ impl Layout {
             root,
         }
     }
-
-    pub fn state_file(&self) -> Utf8PathBuf {
-        self.cache.join("state.json")
-    }
 }
 
 /// A loaded project, ready to plan or build.
@@ -134,7 +130,7 @@ impl Session {
             graph.tools = tools.identities.clone();
             tools
         };
-        let state = State::load(&layout.state_file());
+        let state = State::load(&layout.cache, episodes);
         let durations = Durations::load(&layout.cache.join("durations.json"));
         let approvals = rounds::load_approvals(&layout.root, &project)?;
         let mut session = Session {
@@ -186,7 +182,7 @@ impl Session {
     /// now), so they need no second look.
     pub fn lookup(&self, node: usize, key: &str, intact: bool) -> Option<Hit> {
         let id = &self.graph.nodes[node].id;
-        if let Some(s) = self.state.nodes.get(id)
+        if let Some(s) = self.state.node(id)
             && s.key == key
             && (intact || self.cache.has_outputs(&s.outputs))
         {
@@ -208,13 +204,13 @@ impl Session {
     /// its objects in the cache and its copies under `out/`, unchanged.
     pub fn intact(&self, node: usize) -> bool {
         let n = &self.graph.nodes[node];
-        let Some(s) = self.state.nodes.get(&n.id) else {
+        let Some(s) = self.state.node(&n.id) else {
             return false;
         };
         self.cache.has_outputs(&s.outputs)
             && s.outputs.iter().all(|o| {
                 let rel = format!("{}.{}", n.out_stem, o.suffix);
-                (self.state.out.get(&rel)).is_some_and(|m| m.hash == o.hash && m.holds(&self.layout.out.join(&rel)))
+                (self.state.copy(&rel)).is_some_and(|m| m.hash == o.hash && m.holds(&self.layout.out.join(&rel)))
             })
     }
 
@@ -233,7 +229,7 @@ impl Session {
         let found: Vec<(bool, bool)> = (nodes.par_iter())
             .map(|&g| {
                 let id = &self.graph.nodes[g].id;
-                match (seen.get(id), self.state.nodes.get(id)) {
+                match (seen.get(id), self.state.node(id)) {
                     (Some((was, ok)), Some(now)) if was == now => (*ok, false),
                     _ => (self.intact(g), true),
                 }
@@ -244,7 +240,7 @@ impl Session {
         } else {
             for (&g, &(ok, fresh)) in nodes.iter().zip(&found) {
                 let id = &self.graph.nodes[g].id;
-                if fresh && let Some(s) = self.state.nodes.get(id) {
+                if fresh && let Some(s) = self.state.node(id) {
                     checked.insert(id.clone(), (s.clone(), ok));
                 }
             }
@@ -254,7 +250,7 @@ impl Session {
 
     /// The key material this node was last built with, if known.
     pub fn last_material(&self, node: usize) -> Option<KeyMaterial> {
-        let s = self.state.nodes.get(&self.graph.nodes[node].id)?;
+        let s = self.state.node(&self.graph.nodes[node].id)?;
         self.cache.entry(&s.key).map(|m| m.material)
     }
 
@@ -290,7 +286,7 @@ impl Session {
                         Reason::Fresh
                     } else {
                         match self.last_material(n) {
-                            None if self.state.nodes.contains_key(&self.graph.nodes[n].id) => Reason::NotInCache,
+                            None if self.state.node(&self.graph.nodes[n].id).is_some() => Reason::NotInCache,
                             None => Reason::NeverBuilt,
                             Some(old) => {
                                 let changes = diff(&old, &material);
@@ -335,7 +331,7 @@ impl Session {
             .project
             .sources
             .iter()
-            .filter(|(p, h)| self.state.sources.get(p.as_str()).is_some_and(|old| old != h))
+            .filter(|(p, h)| self.state.sources().get(p.as_str()).is_some_and(|old| old != h))
             .map(|(p, _)| p.to_string())
             .collect();
         out.sort();

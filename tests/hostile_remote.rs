@@ -281,7 +281,7 @@ fn crafted_local_entries_are_misses_and_push_uploads_only_true_digests() {
 
     // A build without the last build's state reads the lying entries:
     // each is a miss and its node is rebuilt; nothing escapes.
-    fs::remove_file(p.path("cache/state.json")).unwrap();
+    fs::remove_dir_all(p.path("cache/state")).unwrap();
     fs::remove_file(&object).unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
     let run = p.build(&[]).ok();

@@ -191,10 +191,12 @@ fn outputs_gone_or_changed_are_restored_by_the_full_path() {
 fn another_state_binary_target_or_remote_is_not_answered_from_the_stamp() {
     let (p, _, before) = stamped();
 
-    // The state rewritten (here with the same text: only its identity changes).
-    let state = fs::read(p.path("cache/state.json")).unwrap();
-    fs::remove_file(p.path("cache/state.json")).unwrap();
-    fs::write(p.path("cache/state.json"), state).unwrap();
+    // A shard of the state rewritten (here with the same text: only its
+    // identity changes), by the build of another episode, say.
+    let shard = p.path("cache/state/episodes/ep01.json");
+    let state = fs::read(&shard).unwrap();
+    fs::remove_file(&shard).unwrap();
+    fs::write(&shard, state).unwrap();
     p.build(&[]).ok();
     let after_state = stamps(&p);
     assert_ne!(after_state, before, "the full path ran");

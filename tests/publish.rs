@@ -179,7 +179,7 @@ fn the_library_comes_from_studio_yaml() {
         stderr.contains("publish: {library: DIR}") && stderr.contains("--to DIR"),
         "{stderr}"
     );
-    assert!(!p.path("cache/state.json").exists(), "nothing was built: {stderr}");
+    assert!(!p.path("cache/state").exists(), "nothing was built: {stderr}");
 
     p.edit(
         "studio.yaml",

@@ -47,7 +47,7 @@ fn kill_9_mid_build_loses_nothing_finished_and_trusts_nothing_broken() {
         assert_eq!(resumed.total("failed"), 0);
         // Start the next round from a partly built state again.
         std::fs::remove_dir_all(p.path("out")).unwrap();
-        std::fs::remove_file(p.path("cache/state.json")).unwrap();
+        std::fs::remove_dir_all(p.path("cache/state")).unwrap();
         for sub in std::fs::read_dir(p.path("cache/ac")).unwrap() {
             let sub = sub.unwrap().path();
             for (i, entry) in std::fs::read_dir(&sub).unwrap().enumerate() {

@@ -123,7 +123,7 @@ pub fn build_in_process(root: &Utf8Path, targets: &[&str]) -> (Session, Vec<usiz
     assert!(report.ok(), "build failed: {:?}", report.totals);
     // The review loop's rounds grow the graph while it builds.
     let nodes = session.select(&targets).unwrap();
-    session.state.save(&session.layout.state_file()).unwrap();
+    session.state.save().unwrap();
     session.index.save(&session.layout.cache.join("sources.json")).unwrap();
     (session, nodes, report)
 }

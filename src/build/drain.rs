@@ -356,12 +356,12 @@ impl<'a> DrainState<'a> {
         let state = &mut self.session.state;
         let mut unwritten = None;
         if !(hit.same_as_last && intact) {
-            let (materialized, error) =
-                materialize(&self.shared.cache, &self.shared.out, node, &hit.outputs, &state.out);
+            let (materialized, error) = materialize(&self.shared.cache, &self.shared.out, node, &hit.outputs, |rel| {
+                state.copy(rel)
+            });
             unwritten = error;
             for (rel, m) in materialized {
-                state.out.insert(rel, m);
-                state.dirty = true;
+                state.insert_copy(rel, m);
             }
         }
         if !hit.same_as_last {
@@ -372,8 +372,7 @@ impl<'a> DrainState<'a> {
                 outputs: hit.outputs.clone(),
                 provisional: hit.provisional.clone(),
             };
-            state.nodes.insert(node.id.clone(), s);
-            state.dirty = true;
+            state.insert_node(node.id.clone(), s);
         }
         let mut record = record(node, status, 0.0, node.engine().name, hit.provisional.clone());
         record.provisional = hit.provisional.is_some();
@@ -677,8 +676,9 @@ impl<'a> DrainState<'a> {
         let seconds = ended - started;
         self.learn(l, &m, seconds);
         let state = &mut self.session.state;
-        state.out.extend(done.materialized);
-        state.dirty = true;
+        for (rel, m) in done.materialized {
+            state.insert_copy(rel, m);
+        }
         let fact = InputFact::new(
             m.content_hash(),
             m.duration,
@@ -692,7 +692,7 @@ impl<'a> DrainState<'a> {
             outputs: m.outputs.clone(),
             provisional: m.provisional.clone(),
         };
-        state.nodes.insert(node.id.clone(), s);
+        state.insert_node(node.id.clone(), s);
         let fallback = match (&m.provisional, self.retry.fallback(l)) {
             (Some(why), _) => Some(why.clone()),
             (None, Some(f)) => Some(fell_back(&m.engine, f.primary)),
@@ -765,7 +765,7 @@ impl<'a> DrainState<'a> {
         let id = &self.node(l).id;
         // Not the last build's when that was a fallback's stand-in under the
         // same key: the state takes the new entry.
-        let same_as_last = (self.session.state.nodes.get(id))
+        let same_as_last = (self.session.state.node(id))
             .is_some_and(|s| s.key == key && s.provisional.is_none() && s.content == m.content_hash());
         let metadata = m.metadata.clone();
         let hit = Hit::from_manifest(m, same_as_last);

@@ -1,7 +1,6 @@
 //! Copying outputs from the cache to `out/`: by temp file and rename, and
 //! only what is not already there.
 
-use std::collections::HashMap;
 use std::fs;
 
 use camino::Utf8Path;
@@ -13,18 +12,18 @@ use crate::graph::Node;
 /// Copy outputs to `out/<stem>.<suffix>` unless already there. Returns what
 /// was written, and the first failure: it does not fail the node (the cache
 /// holds the truth) but stops the build, which exits 3 naming the path.
-pub(super) fn materialize(
+pub(super) fn materialize<'a>(
     cache: &Cache,
     out: &Utf8Path,
     node: &Node,
     outputs: &[OutputFile],
-    known: &HashMap<String, Materialized>,
+    known: impl Fn(&str) -> Option<&'a Materialized>,
 ) -> (Vec<(String, Materialized)>, Option<String>) {
     let mut done = Vec::new();
     for o in outputs {
         let rel = format!("{}.{}", node.out_stem, o.suffix);
         let dest = out.join(&rel);
-        if let (Some(k), Ok(meta)) = (known.get(&rel), fs::metadata(&dest))
+        if let (Some(k), Ok(meta)) = (known(&rel), fs::metadata(&dest))
             && k.hash == o.hash
             && k.size == meta.len()
             && k.mtime_ns == mtime_ns(&meta)

@@ -6,7 +6,7 @@
 //! A build's outcome is a function of what the loader read (the project's
 //! source files, and the listings of `rules/` and `episodes/`), the files
 //! the loader looked for and did not find (`approvals.yaml`), the last
-//! build's state (`cache/state.json`), the store's objects and what `out/`
+//! build's state (the shards of `cache/state/` it read), the store's objects and what `out/`
 //! holds, the local tools (real profiles), the remote cache (none: a build
 //! with a remote writes no stamp) and the studio binary itself. A stamp
 //! records each of these as a stat identity, or as names for a listing;
@@ -35,7 +35,7 @@ use crate::session::{Layout, Session};
 
 /// Bumped when the stamp's layout or meaning changes: an older stamp is
 /// not read.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// A file's stat identity: size, modification time in ns, inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +80,10 @@ struct Entry<'a> {
 pub struct Stamp<'a> {
     format: u32,
     binary: FileId,
-    state: FileId,
+    /// The state's shards the build read (relative to `cache/`), and
+    /// whether each was there.
+    #[serde(borrow)]
+    state: Vec<(Cow<'a, str>, Option<FileId>)>,
     /// Every file the loader read, relative to the project.
     #[serde(borrow)]
     sources: Vec<(Cow<'a, str>, FileId)>,
@@ -190,14 +193,14 @@ impl<'a> Stamp<'a> {
         let found = (records.par_iter())
             .map(|r| {
                 let node = &session.graph.nodes[session.graph.get(&r.id)?];
-                let state = session.state.nodes.get(&r.id)?;
+                let state = session.state.node(&r.id)?;
                 // `ep01/s01/sh01/voice-1` → the folder `ep01/s01/sh01`.
                 let slash = node.out_stem.rfind('/');
                 let dir = slash.map_or("", |i| &node.out_stem[..i]);
                 (state.outputs.iter())
                     .map(|o| {
                         let mut name = format!("{}.{}", node.out_stem, o.suffix);
-                        let m = session.state.out.get(&name).filter(|m| m.hash == o.hash)?;
+                        let m = session.state.copy(&name).filter(|m| m.hash == o.hash)?;
                         name.replace_range(..slash.map_or(0, |i| i + 1), "");
                         Some((
                             (o.hash.fanout(), Cow::Borrowed(o.hash.as_str()), o.size, None),
@@ -212,7 +215,12 @@ impl<'a> Stamp<'a> {
         Some(Stamp {
             format: FORMAT,
             binary: binary()?,
-            state: FileId::of(&layout.state_file())?,
+            state: (session.state.files().into_iter())
+                .map(|rel| {
+                    let id = FileId::of(&layout.cache.join(&rel));
+                    (Cow::Owned(rel), id)
+                })
+                .collect(),
             sources,
             listings,
             absent,
@@ -243,7 +251,8 @@ impl<'a> Stamp<'a> {
     pub fn holds(self, layout: &Layout) -> Option<Answer<'a>> {
         let root = &layout.root;
         let same = binary() == Some(self.binary)
-            && FileId::of(&layout.state_file()) == Some(self.state)
+            && (self.state.iter())
+                .all(|(rel, id)| relative(rel) && FileId::of(&layout.cache.join(rel.as_ref())) == *id)
             && (self.sources.iter())
                 .all(|(rel, id)| relative(rel) && FileId::of(&root.join(rel.as_ref())) == Some(*id))
             && (self.listings.iter()).all(|(dir, names)| {
@@ -313,7 +322,7 @@ impl Folder<'_> {
             one.components().count() == 1
                 && relative(one.as_str())
                 && rustix::fs::statat(&dir, one.as_std_path(), AtFlags::empty()).is_ok_and(|st| {
-                    let mtime_ns = i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec);
+                    let mtime_ns = crate::cache::state::ns(st.st_mtime, st.st_mtime_nsec);
                     u64::try_from(st.st_size) == Ok(e.size) && e.mtime_ns.is_none_or(|m| m == mtime_ns)
                 })
         })

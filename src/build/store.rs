@@ -141,7 +141,7 @@ fn store_batch(cache: &Cache, out: &Utf8PathBuf, batch: Vec<Request>) {
             cache
                 .record_unsynced(&key, &manifest)
                 .map_err(|e| JobError::Io(format!("could not record a result in {entries}: {e}")))?;
-            let (materialized, unwritten) = materialize(cache, out, &node, &manifest.outputs, &HashMap::new());
+            let (materialized, unwritten) = materialize(cache, out, &node, &manifest.outputs, |_| None);
             Ok(Finished {
                 manifest,
                 materialized,

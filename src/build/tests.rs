@@ -137,7 +137,7 @@ fn build_ids(root: &Utf8PathBuf, ids: &[&str]) -> (Report, Vec<BuildEvent>, Vec<
         .build()
         .unwrap();
     let report = runtime.block_on(build(&mut session, &nodes, &opts, CancellationToken::new()));
-    session.state.save(&session.layout.state_file()).unwrap();
+    session.state.save().unwrap();
     let events = seen.lock().unwrap().clone();
     // The review rounds the build added are part of what it built.
     let nodes = session.graph.closure(&nodes);

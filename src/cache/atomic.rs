@@ -13,14 +13,23 @@ pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
 /// [`write_atomic`] with the temporary file in `tmp_dir` (same filesystem),
 /// so a crash leaves nothing but complete files in `path`'s directory.
 pub fn write_atomic_via(tmp_dir: &Utf8Path, path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Utf8Path::new("."));
-    fs::create_dir_all(dir)?;
+    place(tmp_dir, path, bytes)?;
+    sync_dir(path.parent().unwrap_or(Utf8Path::new(".")))
+}
+
+/// [`write_atomic_via`] but for the fsync of `path`'s directory, which the
+/// caller does once for a batch of files ([`sync_dir`]): until then the
+/// rename may not survive a crash, though the file's bytes will.
+pub fn place(tmp_dir: &Utf8Path, path: &Utf8Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
     fs::create_dir_all(tmp_dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    Ok(())
 }
 
 /// fsync a directory so a rename into it survives a crash.

@@ -104,7 +104,7 @@ impl SourceIndex {
 }
 
 pub fn stat_triple(meta: &fs::Metadata) -> (u64, i128, u64) {
-    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    let mtime_ns = super::state::ns(meta.mtime(), meta.mtime_nsec());
     (meta.size(), mtime_ns, meta.ino())
 }
 

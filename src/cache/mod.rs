@@ -3,7 +3,8 @@
 //! ```text
 //! cache/objects/ab/abcdef…   file contents, named by blake3
 //! cache/ac/12/1234…json      key → manifest (output hashes, duration, material)
-//! cache/state.json           node id → last key and outputs (fast no-op path)
+//! cache/state/               node id → last key and outputs, what out/ holds
+//!                            (one shard per episode, one for the project)
 //! cache/sources.json         source index: (size, mtime, inode) → hash
 //! cache/durations.json       learned job durations per engine
 //! cache/tmp/                 scratch space for running jobs

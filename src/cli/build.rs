@@ -362,19 +362,16 @@ pub(super) fn save_session(session: &mut Session) -> std::io::Result<()> {
         .collect();
     let sources = if session.partial {
         // Only some screenplays were read: the others keep what they had.
-        let mut all = session.state.sources.clone();
+        let mut all = session.state.sources().clone();
         all.extend(sources);
         all
     } else {
         sources
     };
-    if sources != session.state.sources {
-        session.state.sources = sources;
-        session.state.dirty = true;
-    }
+    session.state.set_sources(sources);
     session
         .state
-        .save(&session.layout.state_file())
+        .save()
         .and_then(|()| session.durations.save(&session.layout.cache.join("durations.json")))
         .and_then(|()| session.index.save(&session.layout.cache.join("sources.json")))
 }

@@ -161,7 +161,7 @@ async fn push(session: &Session, remote: Arc<Remote>, targets: &[String]) -> u8 
         }
     };
     let states: Vec<_> = (nodes.iter())
-        .filter_map(|&n| session.state.nodes.get(&session.graph.nodes[n].id))
+        .filter_map(|&n| session.state.node(&session.graph.nodes[n].id))
         .collect();
     // A fallback's stand-in stays here (the remote holds first engines' results).
     let provisional = states.iter().filter(|s| s.provisional.is_some()).count();

@@ -37,8 +37,8 @@ pub fn gc(root: &Utf8Path) -> u8 {
             return EXIT_IO;
         }
     };
-    let state = State::load(&root.join("cache/state.json"));
-    let live: HashSet<&str> = state.nodes.values().map(|n| n.key.as_str()).collect();
+    let state = State::load_all(&root.join("cache"));
+    let live: HashSet<&str> = state.nodes().map(|(_, n)| n.key.as_str()).collect();
     let mut keep = HashSet::new();
     let (mut entries, mut objects, mut bytes) = (0usize, 0usize, 0u64);
     for key in cache.keys() {
@@ -77,12 +77,10 @@ pub fn clean(root: &Utf8Path, args: CleanArgs) -> u8 {
         targets.push(root.join("cache"));
     } else {
         // `out/` is gone, so what the state says about it is too.
-        let path = root.join("cache/state.json");
-        let mut state = State::load(&path);
-        state.out.clear();
-        state.dirty = true;
-        if state.save(&path).is_err() {
-            eprintln!("warning: could not update {path}");
+        let mut state = State::load_all(&root.join("cache"));
+        state.clear_copies();
+        if state.save().is_err() {
+            eprintln!("warning: could not update {root}/cache/state");
         }
     }
     drop(lock);

@@ -50,8 +50,8 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, remote: &RemoteArgs, args: Ar
     };
     let session = &built.session;
     let (Some(publish), Some(episode)) = (
-        session.state.nodes.get(&format!("publish:{}", args.episode)),
-        session.state.nodes.get(&format!("episode:{}", args.episode)),
+        session.state.node(&format!("publish:{}", args.episode)),
+        session.state.node(&format!("episode:{}", args.episode)),
     ) else {
         eprintln!("error: {} was built but its outputs are not on record", args.episode);
         return EXIT_IO;

@@ -39,13 +39,13 @@ pub fn run(root: &Utf8Path, profile: Option<&str>, args: Args) -> u8 {
     for (n, reason) in &plan {
         let node = &session.graph.nodes[*n];
         if matches!(reason, Reason::Fresh)
-            && let Some(why) = session.state.nodes.get(&node.id).and_then(|s| s.provisional.as_ref())
+            && let Some(why) = session.state.node(&node.id).and_then(|s| s.provisional.as_ref())
         {
             provisional.push_str(&format!("provisional {}  ({why})\n", node.id));
         }
         let slot = match reason {
             Reason::Fresh => 0,
-            _ if session.state.nodes.contains_key(&node.id) => 1,
+            _ if session.state.node(&node.id).is_some() => 1,
             _ => 2,
         };
         counts.entry(node.kind).or_default()[slot] += 1;

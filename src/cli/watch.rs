@@ -513,7 +513,7 @@ impl Watch {
             .map(|&n| &session.graph.nodes[n])
             .filter(|n| n.kind == NodeKind::Episode)
             .filter_map(|n| {
-                let s = session.state.nodes.get(&n.id)?;
+                let s = session.state.node(&n.id)?;
                 let o = s.outputs.iter().find(|o| o.suffix == "mp4")?;
                 Some(ServedEpisode {
                     id: n.id.clone(),

@@ -54,7 +54,7 @@ pub(super) fn explain_text(session: &crate::session::Session, plan: &HashMap<usi
 /// (values in JSON; metadata was checked to hold no control character).
 fn recorded(session: &crate::session::Session, node: usize, text: &mut String) {
     let id = &session.graph.nodes[node].id;
-    let Some(entry) = session.state.nodes.get(id).and_then(|s| session.cache.entry(&s.key)) else {
+    let Some(entry) = session.state.node(id).and_then(|s| session.cache.entry(&s.key)) else {
         return;
     };
     if entry.metadata.is_empty() {

@@ -18,7 +18,7 @@ fn built_tiny() -> (tempfile::TempDir, Utf8PathBuf) {
     let opts = crate::build::Options::default();
     let report = runtime.block_on(crate::build::build(&mut session, &nodes, &opts, Default::default()));
     assert!(report.ok(), "{:?}", report.totals);
-    session.state.save(&session.layout.state_file()).unwrap();
+    session.state.save().unwrap();
     (dir, root)
 }
 
@@ -26,7 +26,7 @@ fn built_tiny() -> (tempfile::TempDir, Utf8PathBuf) {
 fn episode(session: &Session) -> (usize, Utf8PathBuf) {
     let g = session.graph.get("episode:ep01").expect("the episode node");
     let node = &session.graph.nodes[g];
-    let state = &session.state.nodes[&node.id];
+    let state = session.state.node(&node.id).unwrap();
     let out = session
         .layout
         .out
@@ -63,7 +63,9 @@ fn a_changed_state_entry_is_looked_at_again() {
     // A pass of the build rebuilt the node: its entry is not the one the
     // answer was for.
     let id = session.graph.nodes[g].id.clone();
-    session.state.nodes.get_mut(&id).unwrap().duration = Some(1234.5);
+    let mut s = session.state.node(&id).unwrap().clone();
+    s.duration = Some(1234.5);
+    session.state.insert_node(id, s);
     assert_eq!(session.intact_all(&[g], false), vec![false]);
 }
 

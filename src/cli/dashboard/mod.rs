@@ -143,8 +143,7 @@ async fn why(State(served): State<Served>, Query(q): Query<WhyQuery>) -> Respons
     let text = super::why::explain_text(&session, &plan, n);
     let outputs: Vec<_> = session
         .state
-        .nodes
-        .get(&q.node)
+        .node(&q.node)
         .map(|s| {
             s.outputs
                 .iter()
@@ -207,8 +206,7 @@ async fn subtitles(State(served): State<Served>, Path(file): Path<String>) -> Re
     };
     let srt = session
         .state
-        .nodes
-        .get(&format!("episode:{ep}"))
+        .node(&format!("episode:{ep}"))
         .and_then(|s| s.outputs.iter().find(|o| o.suffix.as_str() == suffix))
         .and_then(|o| std::fs::read_to_string(session.cache.object_path(&o.hash)).ok());
     match srt {

@@ -40,7 +40,7 @@ pub async fn publish(State(served): State<Served>, Path(ep): Path<String>) -> Re
             let plan: HashMap<usize, Reason> = session.plan(&session.graph.closure(&[n])).into_iter().collect();
             plan.get(&n) == Some(&Reason::Fresh)
         };
-        let (Some(p), Some(e)) = (session.state.nodes.get(&pub_id), session.state.nodes.get(&ep_id)) else {
+        let (Some(p), Some(e)) = (session.state.node(&pub_id), session.state.node(&ep_id)) else {
             return Err((StatusCode::CONFLICT, format!("{pub_id} is not built yet")));
         };
         if !fresh(&pub_id) {

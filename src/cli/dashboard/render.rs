@@ -81,14 +81,14 @@ pub fn broken(diagnostic: &str) -> String {
 /// publish node's layout puts it, with the size of the built one.
 fn in_library(session: &Session, ep: &Episode, library: Option<&Utf8Path>) -> Option<bool> {
     let library = library?;
-    let state = &session.state.nodes;
+    let state = &session.state;
     let layout = state
-        .get(&format!("publish:{}", ep.id))?
+        .node(&format!("publish:{}", ep.id))?
         .outputs
         .iter()
         .find(|o| o.suffix == "json")?;
     let mp4 = state
-        .get(&format!("episode:{}", ep.id))?
+        .node(&format!("episode:{}", ep.id))?
         .outputs
         .iter()
         .find(|o| o.suffix == "mp4")?;
@@ -112,7 +112,7 @@ fn episode_state(
         let n = session.graph.nodes.iter().position(|n| n.id == id);
         n.and_then(|n| plan.get(&n)).map(|r| *r == Reason::Fresh)
     };
-    let on_record = session.state.nodes.contains_key(&format!("episode:{}", ep.id));
+    let on_record = session.state.node(&format!("episode:{}", ep.id)).is_some();
     match fresh(&format!("episode:{}", ep.id)) {
         Some(true) if in_library(session, ep, library) == Some(true) => "published",
         Some(true) => "built",
@@ -123,7 +123,7 @@ fn episode_state(
 
 /// An output of a node on record: its `/object/…` URL.
 fn output_url(session: &Session, node: &str, suffix: &str) -> Option<String> {
-    let s = session.state.nodes.get(node)?;
+    let s = session.state.node(node)?;
     let o = s.outputs.iter().find(|o| o.suffix == suffix)?;
     Some(format!("/object/{}/{}", o.hash, o.suffix))
 }
@@ -251,7 +251,7 @@ fn cast(h: &mut String, session: &Session) {
         );
         // The animatic's character card (`png`), or the review loop's
         // approved pool (`<hash12>.png`, one per approved image).
-        let images: Vec<String> = (session.state.nodes.get(&format!("character_refs:{}", c.id)))
+        let images: Vec<String> = (session.state.node(&format!("character_refs:{}", c.id)))
             .map(|s| {
                 (s.outputs.iter())
                     .filter(|o| o.suffix.as_str() == "png" || o.suffix.as_str().ends_with(".png"))
@@ -306,7 +306,7 @@ fn cast(h: &mut String, session: &Session) {
                     "<figure class=\"voice-sample\"><audio controls preload=\"none\" src=\"{url}\"></audio>\
                      <figcaption>“{}”{}</figcaption></figure>",
                     esc(&crate::graph::build::sample_text(&c.name)),
-                    match session.state.nodes.get(&sample).and_then(|s| s.provisional.as_ref()) {
+                    match session.state.node(&sample).and_then(|s| s.provisional.as_ref()) {
                         Some(why) => format!(
                             " <span class=\"muted\" title=\"{}\">(a fallback voice)</span>",
                             esc(why)
@@ -588,7 +588,7 @@ fn publish(
     let mut any = false;
     for e in &p.episodes {
         let node = format!("episode:{}", e.id);
-        let Some(st) = session.state.nodes.get(&node) else {
+        let Some(st) = session.state.node(&node) else {
             continue;
         };
         let Some(mp4) = st.outputs.iter().find(|o| o.suffix == "mp4") else {
