@@ -322,7 +322,7 @@ impl Folder<'_> {
             one.components().count() == 1
                 && relative(one.as_str())
                 && rustix::fs::statat(&dir, one.as_std_path(), AtFlags::empty()).is_ok_and(|st| {
-                    let mtime_ns = crate::cache::state::ns(st.st_mtime, st.st_mtime_nsec);
+                    let mtime_ns = crate::cache::index::ns(st.st_mtime, st.st_mtime_nsec);
                     u64::try_from(st.st_size) == Ok(e.size) && e.mtime_ns.is_none_or(|m| m == mtime_ns)
                 })
         })

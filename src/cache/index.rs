@@ -91,9 +91,7 @@ impl SourceIndex {
         }
         hash
     }
-}
 
-impl SourceIndex {
     /// The (size, mtime in ns, inode) `rel` had when it was last hashed to
     /// `hash`, unless its mtime is too recent for that stat to stand for its
     /// content (a write in the same tick would not change it).
@@ -104,8 +102,12 @@ impl SourceIndex {
 }
 
 pub fn stat_triple(meta: &fs::Metadata) -> (u64, i128, u64) {
-    let mtime_ns = super::state::ns(meta.mtime(), meta.mtime_nsec());
-    (meta.size(), mtime_ns, meta.ino())
+    (meta.size(), ns(meta.mtime(), meta.mtime_nsec()), meta.ino())
+}
+
+/// Seconds and nanoseconds since the epoch, as one count of nanoseconds.
+pub fn ns(secs: i64, nsec: impl Into<i128>) -> i128 {
+    i128::from(secs) * 1_000_000_000 + nsec.into()
 }
 
 /// A file modified within the last two seconds may be modified again within

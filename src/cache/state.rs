@@ -57,12 +57,7 @@ impl Materialized {
 /// A file's modification time in nanoseconds, as [`Materialized`] records it.
 pub fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
     use std::os::unix::fs::MetadataExt;
-    ns(meta.mtime(), meta.mtime_nsec())
-}
-
-/// Seconds and nanoseconds since the epoch, as one count of nanoseconds.
-pub fn ns(secs: i64, nsec: impl Into<i128>) -> i128 {
-    i128::from(secs) * 1_000_000_000 + nsec.into()
+    super::index::ns(meta.mtime(), meta.mtime_nsec())
 }
 
 /// Which file of the state an entry lives in.

@@ -316,10 +316,7 @@ impl Subscriber for JsonLines {
                 ..
             } => (totals_line(totals, *interrupted, stopped.as_deref()), true),
             e => match e.record() {
-                Some(r) => {
-                    let line = serde_json::to_string(&NodeLine::of(r)).expect("records serialize");
-                    (line, !matches!(e, BuildEvent::NodeCached { .. }))
-                }
+                Some(r) => (node_line(r), !matches!(e, BuildEvent::NodeCached { .. })),
                 None => return,
             },
         };
@@ -346,9 +343,12 @@ fn totals_line(totals: &build::Totals, interrupted: bool, stopped: Option<&str>)
 /// The `--json` lines of `records`, each ending in a newline.
 fn node_lines(records: &[build::NodeRecord]) -> String {
     use rayon::prelude::*;
-    (records.par_iter())
-        .map(|r| serde_json::to_string(&NodeLine::of(r)).expect("records serialize") + "\n")
-        .collect()
+    (records.par_iter()).map(|r| node_line(r) + "\n").collect()
+}
+
+/// The `--json` line of one record, without its newline.
+fn node_line(r: &build::NodeRecord) -> String {
+    serde_json::to_string(&NodeLine::of(r)).expect("records serialize")
 }
 
 /// Save what a build learned: the sources it saw, the state, the learned
