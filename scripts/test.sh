@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 
 bash scripts/deps.sh --tests
 
-cargo test --locked "$@"
+cargo test --locked --workspace "$@"

@@ -5,7 +5,6 @@
 //! through [`crate::exec::runner`] only; user text reaches tools through
 //! files or escaped filter values, never a shell.
 
-pub mod camera;
 pub mod comfy;
 pub mod episode;
 pub mod escape;

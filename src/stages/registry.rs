@@ -194,7 +194,7 @@ pub static ENGINES: &[Engine] = &[
             name: "camera_move",
             // 2: filmed on the plate scaled to the frame size, into lossless
             // H.264 (was: the 1200x1800 plate through `perspective`, FFV1).
-            // 3: frames drawn in process (stages/camera.rs), not `perspective`.
+            // 3: frames drawn in process (crates/camera), not `perspective`.
             version: 3,
             kinds: &[RawVideo],
             placement: Cpu,

@@ -7,18 +7,18 @@
 //! writes in half the CPU time of FFV1 and decodes in 40% of it, at the
 //! same size (utvideo writes as fast but decodes slower and is 27× larger).
 //! The plate is scaled once to the frame size and the camera's frames are
-//! drawn from it here ([`super::camera`]), so every pass works at the
+//! drawn from it here ([`studio_camera`]), so every pass works at the
 //! delivery size. See docs/media-notes/animatic.md §2 and §3.
 
 use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
 
-use super::camera::{self, View, Yuv420};
 use super::image::PLATE_SCALE;
 use super::{exec, ffmpeg, input, param_f64, param_str, probe_duration, produced, scratch};
 use crate::exec::runner::{self, Cmd};
 use crate::exec::{ExecError, Job, Produced};
 use crate::timing;
+use studio_camera::{self as camera, View, Yuv420};
 
 /// Camera roll of a dutch angle, in degrees.
 const DUTCH_DEGREES: f64 = 6.0;
@@ -48,7 +48,7 @@ pub(crate) const LOSSLESS: [&str; 12] = [
 /// The plate filmed by a smooth camera move (from the free-text `motion`),
 /// rolled for a dutch angle, at plate size / 1.25 (the plate is scaled
 /// once to that size by ffmpeg), exactly `timing::frames(duration)`
-/// frames: drawn here ([`super::camera`]) and piped raw into the lossless
+/// frames: drawn here ([`studio_camera`]) and piped raw into the lossless
 /// encoder.
 pub async fn camera_move(job: &Job, cancel: &CancellationToken) -> Result<Produced, ExecError> {
     let plate = input(job, "image")?.main();

@@ -12,7 +12,7 @@
 
 /// One 8-bit plane.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Plane<'a> {
+pub struct Plane<'a> {
     pub data: &'a [u8],
     pub width: usize,
     pub height: usize,
@@ -20,7 +20,7 @@ pub(crate) struct Plane<'a> {
 
 /// A yuv420p picture: luma `width`×`height`, chroma half each way (even sizes).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Yuv420<'a> {
+pub struct Yuv420<'a> {
     pub width: usize,
     pub height: usize,
     pub data: &'a [u8],
@@ -72,7 +72,7 @@ impl<'a> Yuv420<'a> {
 /// coordinates: the canvas spans `[0, w] × [0, h]`). A parallelogram, so
 /// any pan, zoom and roll.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct View {
+pub struct View {
     pub tl: (f64, f64),
     pub tr: (f64, f64),
     pub bl: (f64, f64),
@@ -86,7 +86,7 @@ const ONE: i64 = 1 << WBITS;
 
 /// Draw the frame `view` sees of `canvas` into `out` (one yuv420p frame of
 /// the canvas's size). Samples outside the canvas repeat its edge.
-pub(crate) fn draw(canvas: &Yuv420<'_>, view: &View, out: &mut [u8]) {
+pub fn draw(canvas: &Yuv420<'_>, view: &View, out: &mut [u8]) {
     let (w, h) = (canvas.width, canvas.height);
     assert_eq!(out.len(), Yuv420::frame_len(w, h), "one frame of the canvas's size");
     let (oy, rest) = out.split_at_mut(w * h);
