@@ -114,23 +114,13 @@ struct Part {
     sources: HashMap<String, String>,
 }
 
-/// The state as the whole file of earlier versions held it.
-#[derive(Default, Deserialize)]
-struct Whole {
-    nodes: HashMap<String, NodeState>,
-    out: HashMap<String, Materialized>,
-    #[serde(default)]
-    sources: HashMap<String, String>,
-}
-
 #[derive(Debug)]
 pub struct State {
     /// `cache/state`.
     dir: Utf8PathBuf,
-    parts: HashMap<Shard, Part>,
-    /// Shards read from disk (or found absent there): only these are
+    /// The shards read from disk (or found absent there): only these are
     /// written back.
-    loaded: HashSet<Shard>,
+    parts: HashMap<Shard, Part>,
     /// Shards changed since they were read.
     dirty: BTreeSet<Shard>,
     /// The single file of an earlier version, read in place of the shards:
@@ -157,11 +147,13 @@ impl State {
                     .map(Shard::Episode),
             ),
         }
-        let parts = (shards.par_iter())
-            .map(|s| (s.clone(), load_json::<Part>(&s.file(&dir))))
+        let parts = (shards.into_par_iter())
+            .map(|s| {
+                let part = load_json::<Part>(&s.file(&dir));
+                (s, part)
+            })
             .collect();
         State {
-            loaded: shards.into_iter().collect(),
             parts,
             ..State::empty(dir)
         }
@@ -171,7 +163,6 @@ impl State {
         State {
             dir,
             parts: [(Shard::Project, Part::default())].into(),
-            loaded: [Shard::Project].into(),
             dirty: BTreeSet::new(),
             legacy: None,
         }
@@ -182,10 +173,10 @@ impl State {
         State::load(cache, None)
     }
 
-    /// The state of an earlier version, one file, split into shards that
-    /// the next save writes.
+    /// The state of an earlier version, one file (a shard's layout, all
+    /// of it in one), split into shards that the next save writes.
     fn upgrade(dir: Utf8PathBuf, legacy: Utf8PathBuf) -> State {
-        let whole: Whole = load_json(&legacy);
+        let whole: Part = load_json(&legacy);
         let mut state = State {
             legacy: Some(legacy),
             ..State::empty(dir)
@@ -203,7 +194,7 @@ impl State {
     /// The shard files this state read, relative to the cache folder, for
     /// what depends on them (the no-op stamp).
     pub fn files(&self) -> Vec<String> {
-        let mut shards: Vec<&Shard> = self.loaded.iter().collect();
+        let mut shards: Vec<&Shard> = self.parts.keys().collect();
         shards.sort();
         shards
             .into_iter()
@@ -213,11 +204,8 @@ impl State {
 
     /// The shard `shard`, read from disk first if it was not.
     fn part(&mut self, shard: Shard) -> &mut Part {
-        if self.loaded.insert(shard.clone()) {
-            let part = load_json(&shard.file(&self.dir));
-            self.parts.insert(shard.clone(), part);
-        }
-        self.parts.entry(shard).or_default()
+        let dir = &self.dir;
+        self.parts.entry(shard).or_insert_with_key(|s| load_json(&s.file(dir)))
     }
 
     /// What the last build left for node `id`.

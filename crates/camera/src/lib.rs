@@ -205,27 +205,30 @@ mod tests {
         }
     }
 
+    /// The frame `view` sees of `data`, a `w`×`h` canvas.
+    fn drawn(data: &[u8], (w, h): (usize, usize), view: &View) -> Vec<u8> {
+        let c = Yuv420::new(w, h, data).unwrap();
+        let mut out = vec![0; data.len()];
+        draw(&c, view, &mut out);
+        out
+    }
+
     #[test]
     fn the_whole_canvas_is_the_canvas() {
         let data = canvas(16, 12);
-        let c = Yuv420::new(16, 12, &data).unwrap();
-        let mut out = vec![0; data.len()];
-        draw(&c, &whole(16, 12), &mut out);
-        assert_eq!(out, data);
+        assert_eq!(drawn(&data, (16, 12), &whole(16, 12)), data);
     }
 
     #[test]
     fn a_view_shifted_by_whole_pixels_is_the_canvas_shifted() {
         let data = canvas(16, 12);
-        let c = Yuv420::new(16, 12, &data).unwrap();
-        let mut out = vec![0; data.len()];
         // Two luma pixels right and four down: one and two chroma pixels.
         let v = View {
             tl: (2.0, 4.0),
             tr: (18.0, 4.0),
             bl: (2.0, 16.0),
         };
-        draw(&c, &v, &mut out);
+        let out = drawn(&data, (16, 12), &v);
         for y in 0..8 {
             for x in 0..14 {
                 assert_eq!(out[y * 16 + x], data[(y + 4) * 16 + x + 2], "luma {x},{y}");
@@ -244,14 +247,12 @@ mod tests {
     #[test]
     fn half_a_pixel_between_two_samples_is_their_mean() {
         let data = canvas(16, 12);
-        let c = Yuv420::new(16, 12, &data).unwrap();
-        let mut out = vec![0; data.len()];
         let v = View {
             tl: (0.5, 0.0),
             tr: (16.5, 0.0),
             bl: (0.5, 12.0),
         };
-        draw(&c, &v, &mut out);
+        let out = drawn(&data, (16, 12), &v);
         for x in 0..15 {
             let (a, b) = (u16::from(data[x]), u16::from(data[x + 1]));
             assert_eq!(u16::from(out[x]), (a + b).div_ceil(2), "luma {x}");
@@ -264,20 +265,17 @@ mod tests {
         // view rolled by a hair differs from the upright one by at most
         // one level anywhere.
         let data = canvas(64, 48);
-        let c = Yuv420::new(64, 48, &data).unwrap();
         let zoom = View {
             tl: (6.4, 4.8),
             tr: (57.6, 4.8),
             bl: (6.4, 43.2),
         };
-        let mut upright = vec![0; data.len()];
-        draw(&c, &zoom, &mut upright);
+        let upright = drawn(&data, (64, 48), &zoom);
         let tilted = View {
             bl: (6.4 + 1e-4, 43.2),
             ..zoom
         };
-        let mut rolled = vec![0; data.len()];
-        draw(&c, &tilted, &mut rolled);
+        let rolled = drawn(&data, (64, 48), &tilted);
         let worst = upright.iter().zip(&rolled).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
         assert!(worst <= 1, "{worst}");
         assert_ne!(upright, data, "a zoom resamples");
